@@ -1,0 +1,87 @@
+"""Settings shared by the server and the workers, read from the environment.
+
+Servers and workers of one deployment must agree on these (same Redis, same
+key prefix); options of one worker (concurrency, lease...) are `Worker`
+arguments instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+def redis_url_from_env(env: Mapping[str, str]) -> str:
+    """JOBQUEUE_REDIS_URL, then REDIS_URL, then REDIS_ADDR (host:port, as go-job-queue used)."""
+    url = env.get("JOBQUEUE_REDIS_URL") or env.get("REDIS_URL")
+    if url:
+        return url
+    addr = env.get("REDIS_ADDR")
+    if addr:
+        return f"redis://{addr}/0"
+    return DEFAULT_REDIS_URL
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    # Prefix of every Redis key, so that several deployments can share one Redis.
+    prefix: str = "jq"
+    # How long COMPLETED, FAILED and CANCELLED jobs stay readable.
+    retention_s: float = 24 * 3600.0
+    max_payload_bytes: int = 1 << 20
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # Origins allowed to call the API from a browser; "*" allows any. Empty: CORS off.
+    cors_origins: tuple[str, ...] = ()
+    # How often reapers look for expired leases and for popped-but-unclaimed ids.
+    reaper_interval_s: float = 1.0
+    # How long an id may sit popped but unclaimed before the reaper re-queues it.
+    claim_timeout_s: float = 5.0
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_s * 1000)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {"redis_url": redis_url_from_env(env)}
+        for field in dataclasses.fields(cls):
+            raw = env.get(f"JOBQUEUE_{field.name.upper()}")
+            if raw is None or field.name == "redis_url":
+                continue
+            values[field.name] = _parse(field.name, raw, field.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, kind: object) -> Any:
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"JOBQUEUE_{name.upper()}={raw!r} is not a number") from None
+    if name == "cors_origins":
+        return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+    return raw
+
+
+def connect(url: str, *, blocking: bool = False) -> Redis:
+    """A client that returns bytes. `blocking` clients have no read timeout (for BLMOVE)."""
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_keepalive=True,
+        socket_connect_timeout=5,
+        socket_timeout=None if blocking else 10,
+        health_check_interval=0 if blocking else 30,
+    )

@@ -1,0 +1,86 @@
+"""`jobqueue dev`: Redis, the server and the example worker in one terminal.
+
+Redis comes from REDIS_URL (or JOBQUEUE_REDIS_URL / REDIS_ADDR) when set;
+otherwise a redis-server or valkey-server from PATH, or the Valkey binary of
+the `jobqueue[embedded]` extra, runs as a child process with AOF on and its
+data in the user's data directory, so jobs survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import Settings
+from .redis_server import HOW_TO_GET_REDIS, RedisServer, find_server_binary
+
+log = logging.getLogger("jobqueue.dev")
+
+
+def user_data_dir() -> Path:
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "jobqueue"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jobqueue"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def run_dev(
+    *,
+    host: str | None,
+    port: int | None,
+    cors_origins: Sequence[str] | None,
+    worker_specs: Sequence[str],
+) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redis_server: RedisServer | None = None
+    if not any(os.environ.get(v) for v in ("JOBQUEUE_REDIS_URL", "REDIS_URL", "REDIS_ADDR")):
+        binary = find_server_binary()
+        if binary is None:
+            print(f"jobqueue dev: {HOW_TO_GET_REDIS}", file=sys.stderr)
+            return 1
+        redis_server = RedisServer(
+            user_data_dir() / "redis", binary=binary, port=6379 if _port_free(6379) else None, appendonly=True
+        )
+        redis_server.start()
+        os.environ["JOBQUEUE_REDIS_URL"] = redis_server.url  # the workers read it when they are built
+        log.info("started %s on %s (data in %s)", Path(binary).name, redis_server.url, redis_server.data_dir)
+    try:
+        from .loader import load_workers  # noqa: PLC0415 - after JOBQUEUE_REDIS_URL is set
+        from .server import serve  # noqa: PLC0415
+
+        settings = Settings.from_env(
+            host=host or "127.0.0.1", port=port, cors_origins=tuple(cors_origins or ("*",))
+        )
+        workers = [w for spec in worker_specs for w in load_workers(spec)]
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            log.info("API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
+            await asyncio.gather(serve(settings, stop), *(w.serve(stop) for w in workers))
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+            log.info("Redis stopped")
+    return 0

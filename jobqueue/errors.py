@@ -1,0 +1,32 @@
+"""Domain errors. The server maps each to one Connect code (server/errors.py)."""
+
+from __future__ import annotations
+
+
+class JobQueueError(Exception):
+    """Base of the errors jobqueue raises on purpose."""
+
+
+class InvalidInput(JobQueueError, ValueError):
+    """Input that breaks a documented rule; the message names the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class PayloadTooLarge(InvalidInput):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__("payload", f"{size} bytes is over the limit of {limit} bytes")
+
+
+class JobNotFound(JobQueueError, LookupError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} not found (it never existed, or it finished and its retention expired)")
+        self.job_id = job_id
+
+
+class JobAlreadyFinished(JobQueueError):
+    def __init__(self, job_id: str, status_name: str) -> None:
+        super().__init__(f"job {job_id} already finished ({status_name}) and cannot be cancelled")
+        self.job_id = job_id

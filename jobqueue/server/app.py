@@ -1,0 +1,42 @@
+"""Builds the server's ASGI app: JobService, health, reflection, CORS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectrpc_grpcreflect import (
+    ServerReflectionAlphaASGIApplication,
+    ServerReflectionAlphaService,
+    ServerReflectionASGIApplication,
+    ServerReflectionService,
+)
+
+from .._gen.grpc.health.v1 import health_pb
+from .._gen.grpc.health.v1.health_connect import HealthASGIApplication
+from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
+from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
+from ..store import JobStore
+from .cors import CORSMiddleware
+from .errors import ErrorInterceptor
+from .health import HealthService
+from .router import Router
+from .service import JobService
+
+# Room for the rest of the request around the payload, and for base64 in JSON.
+_ENVELOPE_BYTES = 64 * 1024
+
+
+def create_app(store: JobStore, *, cors_origins: tuple[str, ...] = ()) -> Any:
+    interceptors = [ErrorInterceptor()]
+    # A request is refused (resource_exhausted) before it is decoded when it could
+    # not fit a payload under the limit even as base64 JSON; a payload just over
+    # the limit is refused by the store with a message that names the field.
+    read_max_bytes = store.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
+    descriptors = (jobqueue_pb.desc(), health_pb.desc())
+    router = Router([
+        JobServiceASGIApplication(JobService(store), interceptors=interceptors, read_max_bytes=read_max_bytes),
+        HealthASGIApplication(HealthService(store.redis), interceptors=interceptors),
+        ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
+        ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
+    ])  # fmt: skip
+    return CORSMiddleware(router, cors_origins) if cors_origins else router

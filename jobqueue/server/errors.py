@@ -1,0 +1,70 @@
+"""Turns every exception a handler raises into a precise Connect error.
+
+connectrpc sends any non-ConnectError exception as `unknown` with its text,
+which leaks internals. Here domain errors get their code and message, Redis
+outages become `unavailable` (clients may retry), and anything else becomes
+`internal` with a generic message while the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+
+from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, PayloadTooLarge
+from ..supervise import REDIS_DOWN
+
+log = logging.getLogger("jobqueue.server")
+
+REQ = TypeVar("REQ")
+RES = TypeVar("RES")
+
+_CODES: tuple[tuple[type[Exception], Code], ...] = (
+    (PayloadTooLarge, Code.RESOURCE_EXHAUSTED),
+    (InvalidInput, Code.INVALID_ARGUMENT),
+    (JobNotFound, Code.NOT_FOUND),
+    (JobAlreadyFinished, Code.FAILED_PRECONDITION),
+)
+
+
+def to_connect_error(exc: Exception, method: str) -> ConnectError:
+    if isinstance(exc, ConnectError):
+        return exc
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return ConnectError(code, str(exc))
+    if isinstance(exc, REDIS_DOWN):
+        log.warning("%s: Redis unavailable: %s", method, exc)
+        return ConnectError(Code.UNAVAILABLE, "job storage is unavailable; retry later")
+    log.exception("%s: unexpected error", method, exc_info=exc)
+    return ConnectError(Code.INTERNAL, "internal error (details are in the server log)")
+
+
+class ErrorInterceptor:
+    async def intercept_unary(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        try:
+            return await call_next(request, ctx)
+        except Exception as exc:
+            raise to_connect_error(exc, ctx.method.name) from None
+
+    async def intercept_server_stream(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], AsyncIterator[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[RES]:
+        try:
+            async for response in call_next(request, ctx):
+                yield response
+        except Exception as exc:
+            raise to_connect_error(exc, ctx.method.name) from None

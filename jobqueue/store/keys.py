@@ -1,0 +1,44 @@
+"""Every Redis key name jobqueue uses is built here (docs/design.md lists them).
+
+Keys of one partition share the hash tag `{pppp}`, so a Lua script that declares
+them all runs on one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import partition_of_id, partition_of_type
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one job type's queue (in one partition)."""
+
+    scheduled: str  # ZSET id -> execution time (ms): pending jobs not yet due
+    ready: str  # LIST of ids due now; LPUSH new, workers pop from the right
+    popped: str  # LIST of ids a worker popped and has not claimed yet
+    suspects: str  # HASH id -> ms when the reaper first saw it in `popped`
+    leases: str  # ZSET id -> lease expiry (ms): running jobs
+
+
+class Keyspace:
+    def __init__(self, prefix: str = "jq") -> None:
+        self.prefix = prefix
+        # SET of every job type ever enqueued: schedulers and reapers iterate it.
+        self.types = f"{prefix}:types"
+        # Pub/Sub channel: "a job was scheduled earlier than the type's earliest one".
+        self.schedule_channel = f"{prefix}:scheduled"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:{{{partition_of_id(job_id)}}}:job:{job_id}"
+
+    def queue(self, job_type: str) -> QueueKeys:
+        base = f"{self.prefix}:{{{partition_of_type(job_type)}}}"
+        return QueueKeys(
+            scheduled=f"{base}:scheduled:{job_type}",
+            ready=f"{base}:ready:{job_type}",
+            popped=f"{base}:popped:{job_type}",
+            suspects=f"{base}:suspects:{job_type}",
+            leases=f"{base}:leases:{job_type}",
+        )

@@ -1,0 +1,55 @@
+"""Keeps a background loop alive through Redis outages and bugs.
+
+The scheduler, the reaper and the worker's loops must never die quietly: a
+process whose reaper stopped would look healthy while jobs pile up. Each loop
+restarts after any error, with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+
+
+class Backoff:
+    """Capped exponential delays with full jitter: 0.1 s, 0.2 s, ... up to `cap`."""
+
+    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
+        self.base, self.cap, self.failures = base, cap, 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return random.uniform(self.base, min(self.cap, self.base * 2**self.failures))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+async def supervise(name: str, loop: Callable[[], Awaitable[None]], log: logging.Logger) -> None:
+    """Runs `loop` until it returns or is cancelled, restarting it after every error.
+
+    The backoff resets when a restarted loop has run for a while without failing.
+    """
+    backoff = Backoff()
+    clock = asyncio.get_running_loop().time
+    while True:
+        started = clock()
+        try:
+            await loop()
+            return
+        except REDIS_DOWN as exc:
+            delay = backoff.next_delay()
+            log.warning("%s: Redis unavailable (%s); retrying in %.2f s", name, exc, delay)
+        except Exception:
+            delay = backoff.next_delay()
+            log.exception("%s failed; restarting in %.2f s", name, delay)
+        if clock() - started > 30:
+            backoff.reset()
+        await asyncio.sleep(delay)

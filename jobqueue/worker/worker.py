@@ -1,0 +1,281 @@
+"""The worker: runs a handler for every job of one type, at least once.
+
+The life of one job in a worker:
+1. `pop`: wait on the ready list with a blocking BLMOVE into the popped list;
+2. `claim`: one script makes it RUNNING under a lease with a new fencing token;
+3. the handler runs while a heartbeat renews every held lease (one script for
+   all of them); a lease found lost (the job was cancelled, or it expired and
+   went to another worker) cancels its handler;
+4. `finish`: COMPLETED, or FAILED with the error text, accepted only with the
+   current token.
+A worker killed anywhere in this loses nothing: see jobqueue/reaper.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from ..config import Settings, connect
+from ..model import Job, JobStatus, check_job_type
+from ..reaper import Reaper
+from ..scheduler import Scheduler
+from ..store import JobStore, Keyspace
+from ..supervise import REDIS_DOWN, Backoff, supervise
+
+log = logging.getLogger("jobqueue.worker")
+
+Handler = Callable[[Job], Awaitable[None]]
+
+MAX_ERROR_CHARS = 4000
+
+
+@dataclasses.dataclass(eq=False)
+class _Run:
+    job: Job
+    task: asyncio.Task[None] | None = None
+    # Why the worker cancelled the handler ("shutdown", or how the lease was lost).
+    interrupted: str | None = None
+    handler_done: bool = False
+
+
+class Worker:
+    """Runs `handler` for jobs of `job_type`, `concurrency` at a time.
+
+    Start it with `run()` (blocks; SIGINT/SIGTERM stop it gracefully) or
+    `await serve()` inside your own event loop (cancel the task, or set `stop`,
+    to stop it gracefully). A handler signals failure by raising; the error
+    text is stored in the job. Cancellation of a handler means the job was
+    cancelled, its lease was lost, or the worker is shutting down.
+    """
+
+    def __init__(
+        self,
+        job_type: str,
+        handler: Handler,
+        *,
+        concurrency: int = 10,
+        lease_s: float = 15.0,
+        heartbeat_s: float = 1.0,
+        shutdown_grace_s: float = 10.0,
+        block_timeout_s: float = 5.0,
+        settings: Settings | None = None,
+        worker_id: str | None = None,
+        run_scheduler: bool = True,
+        run_reaper: bool = True,
+    ) -> None:
+        """
+        Args:
+            lease_s: how long a job stays this worker's without a heartbeat. After
+                a crash the job runs again within lease_s + the reaper interval.
+            heartbeat_s: how often leases are renewed; also how soon a handler
+                learns that its job was cancelled. Must be well under lease_s.
+            shutdown_grace_s: on shutdown, how long running handlers may take to
+                finish before they are cancelled and their jobs handed back.
+            block_timeout_s: longest single blocking pop (the wait is repeated).
+            settings: shared settings; default `Settings.from_env()`.
+            run_scheduler, run_reaper: run a scheduler and a reaper for this type
+                in this process (safe alongside any number of others).
+        """
+        self.job_type = check_job_type(job_type)
+        self.handler = handler
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not 0 < heartbeat_s < lease_s / 2:
+            raise ValueError("heartbeat_s must be positive and under lease_s / 2")
+        self.concurrency = concurrency
+        self.lease_ms = int(lease_s * 1000)
+        self.heartbeat_s = heartbeat_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.block_timeout_s = block_timeout_s
+        self.settings = settings or Settings.from_env()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.run_scheduler = run_scheduler
+        self.run_reaper = run_reaper
+        self.stale_results = 0  # results refused because the lease had been lost
+        self._runs: dict[str, _Run] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._store: JobStore | None = None
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            raise RuntimeError("the worker is not running")
+        return self._store
+
+    def run(self) -> None:
+        """Runs until SIGINT or SIGTERM, then shuts down gracefully."""
+        run_workers(self)
+
+    async def serve(self, stop: asyncio.Event | None = None) -> None:
+        """Runs until `stop` is set or the task is cancelled; either way shuts down gracefully."""
+        redis = connect(self.settings.redis_url)
+        blocking = connect(self.settings.redis_url, blocking=True)
+        self._store = JobStore(
+            redis, keys=Keyspace(self.settings.prefix), retention_ms=self.settings.retention_ms
+        )
+        background = [asyncio.create_task(supervise("heartbeat", self._heartbeat_loop, log))]
+        if self.run_scheduler:
+            background.append(asyncio.create_task(Scheduler(self.store, [self.job_type]).run()))
+        if self.run_reaper:
+            reaper = Reaper(
+                self.store,
+                [self.job_type],
+                interval_s=self.settings.reaper_interval_s,
+                claim_timeout_s=self.settings.claim_timeout_s,
+            )
+            background.append(asyncio.create_task(reaper.run()))
+        fetcher = asyncio.create_task(supervise("fetcher", lambda: self._fetch_loop(blocking), log))
+        log.info("worker %s: handling %r, concurrency %d", self.worker_id, self.job_type, self.concurrency)
+        try:
+            stopped = asyncio.create_task(stop.wait()) if stop else asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait({stopped, fetcher}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+        finally:
+            await self._shutdown(fetcher, background)
+            await blocking.aclose()
+            await redis.aclose()
+            self._store = None
+
+    # -- taking jobs -----------------------------------------------------------
+
+    async def _fetch_loop(self, blocking: Redis) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                job = await self._fetch_one(blocking)
+            except BaseException:
+                self._slots.release()
+                raise
+            if job is None:
+                self._slots.release()
+                continue
+            run = _Run(job)
+            self._runs[job.id] = run
+            run.task = asyncio.create_task(self._execute(run), name=f"job {job.id}")
+
+    async def _fetch_one(self, blocking: Redis) -> Job | None:
+        job_id = await self.store.pop(blocking, self.job_type, self.block_timeout_s)
+        if job_id is None:
+            return None
+        job, outcome = await self.store.claim(self.job_type, job_id, self.worker_id, self.lease_ms)
+        if job is None:
+            log.info("job %s: not claimed (%s), skipped", job_id, outcome)
+        return job
+
+    # -- running one job -------------------------------------------------------
+
+    async def _execute(self, run: _Run) -> None:
+        job = run.job
+        try:
+            log.debug("job %s: attempt %d started", job.id, job.attempt)
+            try:
+                await self.handler(job)
+            except asyncio.CancelledError:
+                run.handler_done = True
+                if run.interrupted is None:
+                    raise
+                if run.interrupted == "shutdown":
+                    await self._record(job, "handed back", lambda: self.store.release(job))
+                else:
+                    log.warning("job %s: handler cancelled: %s", job.id, run.interrupted)
+                return
+            except Exception as exc:
+                run.handler_done = True
+                log.warning("job %s: attempt %d failed", job.id, job.attempt, exc_info=True)
+                error = "".join(traceback.format_exception_only(exc)).strip()[:MAX_ERROR_CHARS]
+                await self._record(job, "failed", lambda: self.store.finish(job, JobStatus.FAILED, error))
+            else:
+                run.handler_done = True
+                await self._record(job, "completed", lambda: self.store.finish(job, JobStatus.COMPLETED))
+        finally:
+            del self._runs[job.id]
+            self._slots.release()
+
+    async def _record(self, job: Job, what: str, write: Callable[[], Awaitable[str]]) -> None:
+        """Writes an outcome, retrying through Redis outages while the lease could still hold.
+
+        After that the reaper re-queues the job, so giving up loses nothing.
+        """
+        deadline = asyncio.get_running_loop().time() + self.lease_ms / 1000
+        backoff = Backoff()
+        while True:
+            try:
+                outcome = await write()
+                break
+            except REDIS_DOWN as exc:
+                if asyncio.get_running_loop().time() >= deadline:
+                    log.error("job %s: could not record %s (%s); it will run again", job.id, what, exc)
+                    return
+                await asyncio.sleep(backoff.next_delay())
+        if outcome == "ok":
+            log.info("job %s: %s (attempt %d)", job.id, what, job.attempt)
+        else:
+            self.stale_results += 1
+            log.warning("job %s: result %r refused: %s", job.id, what, outcome)
+
+    # -- leases ----------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            held = [(r.job.id, r.job.lease_token) for r in self._runs.values() if not r.handler_done]
+            for job_id, status in await self.store.heartbeat(self.job_type, held, self.lease_ms):
+                run = self._runs.get(job_id)
+                if run is None or run.handler_done or run.task is None:
+                    continue
+                run.interrupted = "job was cancelled" if status == "CANCELLED" else f"lease lost (job {status})"
+                run.task.cancel()
+
+    # -- stopping --------------------------------------------------------------
+
+    async def _shutdown(self, fetcher: asyncio.Task[None], background: list[asyncio.Task[None]]) -> None:
+        fetcher.cancel()
+        await asyncio.gather(fetcher, return_exceptions=True)
+        tasks = [r.task for r in self._runs.values() if r.task]
+        if tasks:
+            log.info("worker %s: waiting up to %.1f s for %d job(s)", self.worker_id, self.shutdown_grace_s, len(tasks))
+            await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
+        for run in list(self._runs.values()):
+            if run.task and not run.handler_done:
+                run.interrupted = "shutdown"
+                run.task.cancel()
+        leftovers = [r.task for r in self._runs.values() if r.task]
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=self.lease_ms / 1000)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        log.info("worker %s: stopped", self.worker_id)
+
+
+def run_workers(*workers: Worker) -> None:
+    """Runs workers in one process until SIGINT or SIGTERM, then stops them gracefully."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await asyncio.gather(*(worker.serve(stop) for worker in workers))
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
