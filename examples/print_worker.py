@@ -1,7 +1,7 @@
 """The example worker of go-job-queue: logs the payload of every `print` job.
 
-    python examples/print_worker.py        # Redis from REDIS_URL or REDIS_ADDR
-    jobqueue worker examples/print_worker.py
+python examples/print_worker.py        # Redis from REDIS_URL or REDIS_ADDR
+jobqueue worker examples/print_worker.py
 """
 
 import logging

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .client import SyncClient
+    from .model import Job
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -44,13 +48,15 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port (JOBQUEUE_PORT, default 8080)")
     parser.add_argument(
         "--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
-        help="allow browser calls from ORIGIN ('*' for any); repeatable (JOBQUEUE_CORS_ORIGINS, comma-separated)",
+        help="allow browser calls from ORIGIN ('*' for any); repeatable "
+        "(JOBQUEUE_CORS_ORIGINS, comma-separated)",
     )  # fmt: skip
 
 
 def _redis_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--redis-url", help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)"
+        "--redis-url",
+        help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
     )
 
 
@@ -76,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="run Redis, the server and the example worker in one terminal")
     _server_options(dev)
+    dev.add_argument("--redis-port", type=int, default=6379,
+                     help="port of the Redis that dev starts (default 6379 if free; 0: any)")  # fmt: skip
     dev.add_argument("--worker", dest="workers", action="append", metavar="MODULE[:ATTR]",
                      help="workers to run (default: examples/print_worker.py when present)")  # fmt: skip
 
@@ -137,7 +145,13 @@ def _dev(args: argparse.Namespace) -> int:
     workers = args.workers
     if workers is None:
         workers = ["examples/print_worker.py"] if Path("examples/print_worker.py").is_file() else []
-    return run_dev(host=args.host, port=args.port, cors_origins=args.cors_origins, worker_specs=workers)
+    return run_dev(
+        host=args.host,
+        port=args.port,
+        cors_origins=args.cors_origins,
+        worker_specs=workers,
+        redis_port=args.redis_port,
+    )
 
 
 def _enqueue(args: argparse.Namespace) -> int:
@@ -150,35 +164,32 @@ def _enqueue(args: argparse.Namespace) -> int:
     at = args.at
     if args.delay is not None:
         at = int((dt.datetime.now(dt.UTC).timestamp() + args.delay) * 1000)
-    return _call(args.url, lambda c: c.enqueue(args.type, payload, at))
+    return _call(args.url, lambda client: client.enqueue(args.type, payload, at))
 
 
 def _get(args: argparse.Namespace) -> int:
-    return _call(args.url, lambda c: c.get(args.id))
+    return _call(args.url, lambda client: client.get(args.id))
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    return _call(args.url, lambda c: c.cancel(args.id))
+    return _call(args.url, lambda client: client.cancel(args.id))
 
 
-def _call(url: str, request: object) -> int:
+def _call(url: str, request: Callable[[SyncClient], Job | None]) -> int:
     """Runs one client call, prints the job as JSON (or the error), returns the exit code."""
     from connectrpc.errors import ConnectError  # noqa: PLC0415
 
-    from .client import Client  # noqa: PLC0415
+    from .client import SyncClient  # noqa: PLC0415
     from .wire import job_to_proto  # noqa: PLC0415
 
-    async def call() -> object:
-        async with Client(url) as client:
-            return await request(client)  # type: ignore[operator]
-
     try:
-        result = asyncio.run(call())
+        with SyncClient(url) as client:
+            job = request(client)
     except ConnectError as exc:
         print(f"error: {exc.code.value}: {exc.message}", file=sys.stderr)
         return 2
-    if result is not None:
-        print(json.dumps(json.loads(job_to_proto(result).to_json()), indent=2))  # type: ignore[arg-type]
+    if job is not None:
+        print(json.dumps(json.loads(job_to_proto(job).to_json()), indent=2))
     return 0
 
 

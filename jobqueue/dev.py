@@ -46,6 +46,7 @@ def run_dev(
     port: int | None,
     cors_origins: Sequence[str] | None,
     worker_specs: Sequence[str],
+    redis_port: int = 6379,
 ) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redis_server: RedisServer | None = None
@@ -55,7 +56,10 @@ def run_dev(
             print(f"jobqueue dev: {HOW_TO_GET_REDIS}", file=sys.stderr)
             return 1
         redis_server = RedisServer(
-            user_data_dir() / "redis", binary=binary, port=6379 if _port_free(6379) else None, appendonly=True
+            user_data_dir() / "redis",
+            binary=binary,
+            port=redis_port if redis_port and _port_free(redis_port) else None,
+            appendonly=True,
         )
         redis_server.start()
         os.environ["JOBQUEUE_REDIS_URL"] = redis_server.url  # the workers read it when they are built

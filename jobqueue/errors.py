@@ -22,7 +22,9 @@ class PayloadTooLarge(InvalidInput):
 
 class JobNotFound(JobQueueError, LookupError):
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"job {job_id} not found (it never existed, or it finished and its retention expired)")
+        super().__init__(
+            f"job {job_id} not found (it never existed, or it finished and its retention expired)"
+        )
         self.job_id = job_id
 
 

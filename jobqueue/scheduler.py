@@ -73,7 +73,7 @@ class Scheduler:
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _types(self) -> Collection[str]:
         return self.job_types if self.job_types is not None else await self.store.job_types()
@@ -98,16 +98,16 @@ class Scheduler:
                 wake.set()
 
 
-async def _wait(wake: asyncio.Event, listener: asyncio.Task[None], timeout: float) -> None:
-    """Sleeps until `wake` is set or `timeout` passes; raises if the listener died."""
+async def _wait(wake: asyncio.Event, listener: asyncio.Task[None], seconds: float) -> None:
+    """Sleeps until `wake` is set or `seconds` pass; raises if the listener died."""
     if listener.done():
         listener.result()
         raise ConnectionError("scheduler: Pub/Sub listener stopped")
-    if timeout <= 0:
+    if seconds <= 0:
         return
     waiter = asyncio.create_task(wake.wait())
     try:
-        await asyncio.wait({waiter, listener}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiter, listener}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
     if listener.done():

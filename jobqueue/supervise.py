@@ -43,13 +43,14 @@ async def supervise(name: str, loop: Callable[[], Awaitable[None]], log: logging
         started = clock()
         try:
             await loop()
-            return
         except REDIS_DOWN as exc:
             delay = backoff.next_delay()
             log.warning("%s: Redis unavailable (%s); retrying in %.2f s", name, exc, delay)
         except Exception:
             delay = backoff.next_delay()
             log.exception("%s failed; restarting in %.2f s", name, delay)
+        else:
+            return
         if clock() - started > 30:
             backoff.reset()
         await asyncio.sleep(delay)

@@ -20,7 +20,7 @@ from .cors import CORSMiddleware
 from .errors import ErrorInterceptor
 from .health import HealthService
 from .router import Router
-from .service import JobService
+from .service import JobServiceHandler
 
 # Room for the rest of the request around the payload, and for base64 in JSON.
 _ENVELOPE_BYTES = 64 * 1024
@@ -33,8 +33,9 @@ def create_app(store: JobStore, *, cors_origins: tuple[str, ...] = ()) -> Any:
     # the limit is refused by the store with a message that names the field.
     read_max_bytes = store.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
     descriptors = (jobqueue_pb.desc(), health_pb.desc())
+    jobs = JobServiceHandler(store)
     router = Router([
-        JobServiceASGIApplication(JobService(store), interceptors=interceptors, read_max_bytes=read_max_bytes),
+        JobServiceASGIApplication(jobs, interceptors=interceptors, read_max_bytes=read_max_bytes),
         HealthASGIApplication(HealthService(store.redis), interceptors=interceptors),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),

@@ -56,7 +56,11 @@ class CORSMiddleware:
             if message["type"] == "http.response.start":
                 message = {
                     **message,
-                    "headers": [*message.get("headers", []), *vary, (b"access-control-expose-headers", EXPOSE_HEADERS)],
+                    "headers": [
+                        *message.get("headers", []),
+                        *vary,
+                        (b"access-control-expose-headers", EXPOSE_HEADERS),
+                    ],
                 }
             await send(message)
 

@@ -54,7 +54,7 @@ class ErrorInterceptor:
     ) -> RES:
         try:
             return await call_next(request, ctx)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every error must leave with a deliberate code
             raise to_connect_error(exc, ctx.method.name) from None
 
     async def intercept_server_stream(
@@ -66,5 +66,5 @@ class ErrorInterceptor:
         try:
             async for response in call_next(request, ctx):
                 yield response
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every error must leave with a deliberate code
             raise to_connect_error(exc, ctx.method.name) from None

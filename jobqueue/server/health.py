@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -13,14 +13,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .._gen.grpc.health.v1 import health_pb as pb
+from .._gen.grpc.health.v1.health_connect import Health
 
-Status = pb.HealthCheckResponse.ServingStatus
+Status: TypeAlias = pb.HealthCheckResponse.ServingStatus
 JOB_SERVICE = "mpataki.jobqueue.v1.JobService"
 # "" is the whole server, as gRPC health checking defines it.
 SERVICES = ("", JOB_SERVICE)
 
 
-class HealthService:
+class HealthService(Health):
     def __init__(self, redis: Redis, *, ping_timeout_s: float = 1.0, watch_interval_s: float = 1.0) -> None:
         self.redis = redis
         self.ping_timeout_s = ping_timeout_s
@@ -40,7 +41,9 @@ class HealthService:
         _known(request.service)
         return pb.HealthCheckResponse(status=await self.status())
 
-    async def list(self, request: pb.HealthListRequest, ctx: RequestContext[Any, Any]) -> pb.HealthListResponse:
+    async def list(
+        self, request: pb.HealthListRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.HealthListResponse:
         status = await self.status()
         return pb.HealthListResponse(statuses={s: pb.HealthCheckResponse(status=status) for s in SERVICES})
 
@@ -60,4 +63,6 @@ class HealthService:
 
 def _known(service: str) -> None:
     if service not in SERVICES:
-        raise ConnectError(Code.NOT_FOUND, f"unknown service {service!r}; known: {', '.join(map(repr, SERVICES))}")
+        raise ConnectError(
+            Code.NOT_FOUND, f"unknown service {service!r}; known: {', '.join(map(repr, SERVICES))}"
+        )

@@ -51,9 +51,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     reaper = Reaper(store, interval_s=settings.reaper_interval_s, claim_timeout_s=settings.claim_timeout_s)
     background = [asyncio.create_task(Scheduler(store).run()), asyncio.create_task(reaper.run())]
     app = create_app(store, cors_origins=settings.cors_origins)
-    log.info("jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url))
+    log.info(
+        "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
+    )
     try:
-        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
     finally:
         for task in background:
             task.cancel()

@@ -7,11 +7,14 @@ from typing import Any
 from connectrpc.request import RequestContext
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
+from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..store import JobStore
 from ..wire import job_to_proto
 
 
-class JobService:
+class JobServiceHandler(JobService):
+    """The handlers; the generated base class answers `unimplemented` for any RPC not defined here."""
+
     def __init__(self, store: JobStore) -> None:
         self.store = store
 

@@ -77,7 +77,7 @@ class JobStore:
 
     async def get(self, job_id: str) -> Job:
         job_id = check_job_id(job_id)
-        fields = await self.redis.hgetall(self.keys.job(job_id))
+        fields: dict[bytes, bytes] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
         if not fields:
             raise JobNotFound(job_id)
         return decode_job(fields)
@@ -86,7 +86,7 @@ class JobStore:
         """Cancels a pending or running job; returns the status it had."""
         job_id = check_job_id(job_id)
         job_key = self.keys.job(job_id)
-        job_type = await self.redis.hget(job_key, "type")
+        job_type: bytes | None = await self.redis.hget(job_key, "type")  # type: ignore[assignment]
         if job_type is None:
             raise JobNotFound(job_id)
         queue = self.keys.queue(job_type.decode())
@@ -101,7 +101,8 @@ class JobStore:
         return JobStatus(int(reply[1]))
 
     async def job_types(self) -> set[str]:
-        return {t.decode() for t in await self.redis.smembers(self.keys.types)}
+        members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
+        return {t.decode() for t in members}
 
     # -- the scheduler ---------------------------------------------------------
 
@@ -119,10 +120,19 @@ class JobStore:
         `blocking` is a client of its own: the call holds its connection while it waits.
         """
         queue = self.keys.queue(job_type)
-        job_id = await blocking.blmove(queue.ready, queue.popped, timeout_s, "RIGHT", "LEFT")
+        # Redis takes a decimal timeout; redis-py's annotation says int.
+        job_id: bytes | None = await blocking.blmove(  # type: ignore[assignment]
+            queue.ready,
+            queue.popped,
+            timeout_s,  # type: ignore[arg-type]
+            "RIGHT",
+            "LEFT",
+        )
         return None if job_id is None else job_id.decode()
 
-    async def claim(self, job_type: str, job_id: str, worker_id: str, lease_ms: int) -> tuple[Job | None, str]:
+    async def claim(
+        self, job_type: str, job_id: str, worker_id: str, lease_ms: int
+    ) -> tuple[Job | None, str]:
         """Starts a run of a popped job: (the RUNNING job, 'ok') or (None, why not)."""
         queue = self.keys.queue(job_type)
         reply = await self._scripts.claim(
@@ -188,7 +198,9 @@ class JobStore:
         """Re-queues ids popped but not claimed within `stall_ms`; returns how many."""
         queue = self.keys.queue(job_type)
         return int(
-            await self._scripts.sweep_popped(keys=[queue.popped, queue.suspects, queue.ready], args=[stall_ms])
+            await self._scripts.sweep_popped(
+                keys=[queue.popped, queue.suspects, queue.ready], args=[stall_ms]
+            )
         )
 
 

@@ -1,11 +1,11 @@
 """The worker SDK: run an async handler for every job of a type.
 
-    from jobqueue.worker import Job, Worker
+from jobqueue.worker import Job, Worker
 
-    async def send_email(job: Job) -> None:
-        ...  # raise to fail the job
+async def send_email(job: Job) -> None:
+    ...  # raise to fail the job
 
-    Worker("send_email", send_email).run()   # until SIGINT/SIGTERM
+Worker("send_email", send_email).run()   # until SIGINT/SIGTERM
 """
 
 from ..model import Job, JobStatus

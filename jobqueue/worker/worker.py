@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 
 from ..config import Settings, connect
+from ..faults import crash_point
 from ..model import Job, JobStatus, check_job_type
 from ..reaper import Reaper
 from ..scheduler import Scheduler
@@ -170,9 +171,11 @@ class Worker:
         job_id = await self.store.pop(blocking, self.job_type, self.block_timeout_s)
         if job_id is None:
             return None
+        crash_point("after_pop")
         job, outcome = await self.store.claim(self.job_type, job_id, self.worker_id, self.lease_ms)
         if job is None:
             log.info("job %s: not claimed (%s), skipped", job_id, outcome)
+        crash_point("after_claim")
         return job
 
     # -- running one job -------------------------------------------------------
@@ -199,6 +202,7 @@ class Worker:
                 await self._record(job, "failed", lambda: self.store.finish(job, JobStatus.FAILED, error))
             else:
                 run.handler_done = True
+                crash_point("before_finish")
                 await self._record(job, "completed", lambda: self.store.finish(job, JobStatus.COMPLETED))
         finally:
             del self._runs[job.id]
@@ -217,7 +221,7 @@ class Worker:
                 break
             except REDIS_DOWN as exc:
                 if asyncio.get_running_loop().time() >= deadline:
-                    log.error("job %s: could not record %s (%s); it will run again", job.id, what, exc)
+                    log.error("job %s: could not record %s (%s); it will run again", job.id, what, exc)  # noqa: TRY400
                     return
                 await asyncio.sleep(backoff.next_delay())
         if outcome == "ok":
@@ -236,7 +240,9 @@ class Worker:
                 run = self._runs.get(job_id)
                 if run is None or run.handler_done or run.task is None:
                     continue
-                run.interrupted = "job was cancelled" if status == "CANCELLED" else f"lease lost (job {status})"
+                run.interrupted = (
+                    "job was cancelled" if status == "CANCELLED" else f"lease lost (job {status})"
+                )
                 run.task.cancel()
 
     # -- stopping --------------------------------------------------------------
@@ -246,7 +252,12 @@ class Worker:
         await asyncio.gather(fetcher, return_exceptions=True)
         tasks = [r.task for r in self._runs.values() if r.task]
         if tasks:
-            log.info("worker %s: waiting up to %.1f s for %d job(s)", self.worker_id, self.shutdown_grace_s, len(tasks))
+            log.info(
+                "worker %s: waiting up to %.1f s for %d job(s)",
+                self.worker_id,
+                self.shutdown_grace_s,
+                len(tasks),
+            )
             await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
         for run in list(self._runs.values()):
             if run.task and not run.handler_done:

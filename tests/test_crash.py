@@ -1,0 +1,108 @@
+"""Real worker processes killed at the worst moments: no job is lost.
+
+Each test runs `jobqueue worker` subprocesses against the test Redis, kills one
+with SIGKILL (or stops it with SIGTERM), and checks through Redis that the job
+comes back and completes. The workers use a 2 s lease and a 0.2 s reaper.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from jobqueue.model import JobStatus
+from jobqueue.store import JobStore
+
+from .conftest import ROOT, eventually
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def spawn(redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(crash_at: str = "") -> subprocess.Popen[bytes]:
+        env = dict(
+            os.environ,
+            JOBQUEUE_REDIS_URL=redis_url,
+            JOBQUEUE_REAPER_INTERVAL_S="0.2",
+            JOBQUEUE_CLAIM_TIMEOUT_S="1",
+            JOBQUEUE_CRASH_AT=crash_at,
+        )
+        log = (tmp_path / f"worker{len(processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue.cli", "worker", "tests/worker_apps.py"],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+async def runs(store: JobStore, key: str) -> list[tuple[str, int, int]]:
+    entries = await store.redis.lrange(key, 0, -1)
+    return [(i, int(a), int(p)) for i, a, p in (e.decode().split() for e in entries)]
+
+
+async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn) -> None:
+    victim = spawn()
+    job = await store.enqueue("sleepy", b"30")
+
+    async def started() -> list[tuple[str, int, int]]:
+        return await runs(store, "test:started")
+
+    await eventually(started, timeout=30, what="first run")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    await store.redis.hset(store.keys.job(job.id), "payload", b"0")  # the next run is quick
+    spawn()
+
+    async def completed() -> bool:
+        return (await store.get(job.id)).status is JobStatus.COMPLETED
+
+    await eventually(completed, timeout=30, what="redelivery after the kill")
+    first, second = await runs(store, "test:started")
+    assert (first[1], second[1]) == (1, 2)
+    assert first[2] == victim.pid != second[2]
+    assert "lease expired" in (await store.get(job.id)).last_error
+
+
+@pytest.mark.parametrize("point", ["after_pop", "after_claim", "before_finish"])
+async def test_sigkill_at_each_crash_point_loses_nothing(store: JobStore, spawn: Spawn, point: str) -> None:
+    victim = spawn(crash_at=point)
+    job = await store.enqueue("sleepy", b"0")
+    assert victim.wait(30) == -signal.SIGKILL
+    spawn()
+
+    async def completed() -> bool:
+        return (await store.get(job.id)).status is JobStatus.COMPLETED
+
+    await eventually(completed, timeout=30, what=f"completion after a kill {point}")
+    assert (await store.get(job.id)).attempt == (1 if point == "after_pop" else 2)
+
+
+async def test_sigterm_hands_back_a_long_job_and_exits_0(store: JobStore, spawn: Spawn) -> None:
+    worker = spawn()
+    job = await store.enqueue("sleepy", b"60")
+
+    async def started() -> list[tuple[str, int, int]]:
+        return await runs(store, "test:started")
+
+    await eventually(started, timeout=30, what="run start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    back = await store.get(job.id)
+    assert (back.status, back.attempt) == (JobStatus.PENDING, 0)
+    assert await store.redis.lrange(store.keys.queue("sleepy").ready, 0, -1) == [job.id.encode()]

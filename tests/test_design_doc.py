@@ -1,0 +1,55 @@
+"""docs/design.md stays true: its key table is the key layout of the code."""
+
+from __future__ import annotations
+
+import re
+
+from jobqueue.config import connect
+from jobqueue.model import JobStatus, new_job_id, partition_of_type
+from jobqueue.store import JobStore, Keyspace
+from jobqueue.store.scripts import NAMES
+
+from .conftest import ROOT
+
+DOC = (ROOT / "docs" / "design.md").read_text()
+
+
+def documented_keys() -> set[str]:
+    table = DOC.split("## Keys", 1)[1].split("## States", 1)[0]
+    return set(re.findall(r"^\| `([^`]+)` \|", table, flags=re.MULTILINE))
+
+
+def test_key_table_matches_the_keyspace() -> None:
+    keys = Keyspace("P")
+    job_id = new_job_id(partition_of_type("T"))
+    queue = keys.queue("T")
+    actual = {
+        keys.job(job_id),
+        keys.types,
+        keys.schedule_channel,
+        *(getattr(queue, f) for f in queue.__slots__),
+    }
+    normalised = {k.replace(job_id, "ID").replace(partition_of_type("T"), "pppp") for k in actual}
+    assert normalised == documented_keys()
+
+
+def test_every_script_is_in_the_state_machine_table() -> None:
+    for name in NAMES:
+        assert f"`{name}`" in DOC, f"docs/design.md does not describe {name}.lua"
+
+
+async def test_job_hash_fields_are_documented(store: JobStore, redis_url: str) -> None:
+    """After a run that failed, the job hash has every field there is; the doc lists exactly those."""
+    documented = re.search(r"the job: `([^`]+)`", DOC)
+    assert documented is not None
+    job = await store.enqueue("T", b"")
+    blocking = connect(redis_url, blocking=True)
+    try:
+        assert await store.pop(blocking, "T", 1) == job.id
+    finally:
+        await blocking.aclose()
+    running, _ = await store.claim("T", job.id, "w", 1000)
+    assert running is not None
+    await store.finish(running, JobStatus.FAILED, "boom")
+    fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}
+    assert fields == set(documented[1].split())

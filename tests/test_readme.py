@@ -1,0 +1,58 @@
+"""Every grpcurl and curl command in the README's "Try it" section works as written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+from urllib.parse import urlparse
+
+import pytest
+
+from jobqueue.store import JobStore
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+SECTION = README.split("## Try it", 1)[1].split("\n## ", 1)[0]
+BLOCKS = [b for b in re.findall(r"```bash\n(.*?)```", SECTION, flags=re.DOTALL) if "localhost:8080" in b]
+# curl exits 0 on HTTP errors unless told otherwise; the README shows plain curl.
+STRICT_CURL = 'curl() { command curl --fail-with-body -sS "$@"; }\n'
+
+
+def test_the_section_has_the_original_examples() -> None:
+    text = "".join(BLOCKS)
+    for method in ("EnqueueJob", "GetJob", "CancelJob", "Health/Check", " list"):
+        assert method in text
+    assert text.count("grpcurl") >= 6 and text.count("curl -H") >= 5
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.split("\n", 1)[0][:40] for b in BLOCKS])
+async def test_readme_commands_work_as_written(block: str, server_url: str, store: JobStore) -> None:
+    now = (await store.enqueue("warmup", b"")).created_at
+    job = await store.enqueue("send_email", b"", now + 3_600_000)
+    address = urlparse(server_url).netloc
+    script = STRICT_CURL + block.replace("localhost:8080", address).replace("JOB_ID_HERE", job.id)
+    result = await asyncio.to_thread(
+        subprocess.run, ["bash", "-e", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    outputs = [json.loads(doc) for doc in _json_documents(result.stdout)]
+    assert outputs or "JobService" in result.stdout
+    for output in outputs:
+        assert "code" not in output, output
+
+
+def _json_documents(text: str) -> list[str]:
+    """The JSON objects in command output (grpcurl pretty-prints, curl does not), in order."""
+    decoder = json.JSONDecoder()
+    documents = []
+    index = text.find("{")
+    while index >= 0:
+        value, end = decoder.raw_decode(text, index)
+        documents.append(json.dumps(value))
+        index = text.find("{", end)
+    return documents

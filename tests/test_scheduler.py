@@ -1,0 +1,114 @@
+"""The scheduler and the reaper as running coroutines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from jobqueue.config import connect
+from jobqueue.model import JobStatus
+from jobqueue.reaper import Reaper
+from jobqueue.scheduler import Scheduler
+from jobqueue.store import JobStore
+
+from .conftest import eventually
+
+
+@contextlib.asynccontextmanager
+async def background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+
+
+async def ready(store: JobStore, job_type: str = "t") -> list[str]:
+    return [i.decode() for i in await store.redis.lrange(store.keys.queue(job_type).ready, 0, -1)]
+
+
+async def test_scheduler_promotes_due_jobs_of_every_type(store: JobStore) -> None:
+    now = (await store.enqueue("warmup", b"")).created_at
+    a = await store.enqueue("a", b"", now + 300)
+    b = await store.enqueue("b", b"", now + 400)
+    async with background(Scheduler(store).run()):
+
+        async def both() -> bool:
+            return await ready(store, "a") == [a.id] and await ready(store, "b") == [b.id]
+
+        await eventually(both, what="promotion")
+
+
+async def test_an_earlier_job_wakes_a_sleeping_scheduler(store: JobStore) -> None:
+    """The scheduler sleeps until the next due job, not on a tick: only the wake-up can beat the hour."""
+    now = (await store.enqueue("warmup", b"")).created_at
+    await store.enqueue("t", b"", now + 3_600_000)
+    async with background(Scheduler(store, refresh_s=3600).run()):
+
+        async def sleeping() -> bool:
+            # The scheduler has subscribed once it is asleep on the channel.
+            counts = await store.redis.pubsub_numsub(store.keys.schedule_channel)
+            return counts[0][1] == 1
+
+        await eventually(sleeping, what="scheduler subscribed")
+        soon = await store.enqueue("t", b"", now + 500)
+        await eventually(lambda: _contains(store, soon.id), timeout=10, what="wake-up and promotion")
+
+
+async def _contains(store: JobStore, job_id: str) -> bool:
+    return job_id in await ready(store)
+
+
+async def test_several_schedulers_promote_each_job_exactly_once(store: JobStore) -> None:
+    now = (await store.enqueue("warmup", b"")).created_at
+    ids = [(await store.enqueue("t", b"", now + 300 + i % 50)).id for i in range(400)]
+    schedulers = [Scheduler(store, batch=10).run() for _ in range(4)]
+    async with background(*schedulers):
+
+        async def all_ready() -> bool:
+            return len(await ready(store)) >= len(ids)
+
+        await eventually(all_ready, what="all promoted")
+        assert await store.redis.zcard(store.keys.queue("t").scheduled) == 0
+    assert sorted(await ready(store)) == sorted(ids)
+
+
+async def test_scheduler_survives_a_redis_connection_kill(store: JobStore) -> None:
+    now = (await store.enqueue("warmup", b"")).created_at
+    async with background(Scheduler(store, refresh_s=0.5).run()):
+
+        async def subscribed() -> bool:
+            return (await store.redis.pubsub_numsub(store.keys.schedule_channel))[0][1] == 1
+
+        await eventually(subscribed, what="subscription")
+        await store.redis.client_kill_filter(_type="pubsub")
+        job = await store.enqueue("t", b"", now + 300)
+        await eventually(lambda: _contains(store, job.id), what="promotion after reconnect")
+
+
+async def test_reaper_brings_back_expired_leases_and_unclaimed_pops(store: JobStore, redis_url: str) -> None:
+    blocking = connect(redis_url, blocking=True)
+    try:
+        await store.enqueue("t", b"")
+        await store.enqueue("t", b"")
+        leased_id = await store.pop(blocking, "t", 1)
+        assert leased_id is not None
+        job, _ = await store.claim("t", leased_id, "dead-worker", 100)
+        assert job is not None
+        popped_id = await store.pop(blocking, "t", 1)  # popped, never claimed
+    finally:
+        await blocking.aclose()
+    reaper = Reaper(store, interval_s=0.05, claim_timeout_s=0.2)
+    async with background(reaper.run()):
+
+        async def both_back() -> bool:
+            return sorted(await ready(store)) == sorted([leased_id, popped_id])
+
+        await eventually(both_back, what="recovery")
+    assert (await store.get(leased_id)).status is JobStatus.PENDING
+    assert reaper.requeued == 2

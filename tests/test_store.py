@@ -1,0 +1,373 @@
+"""Each state transition (one Lua script each) against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from jobqueue.config import Settings, connect
+from jobqueue.errors import InvalidInput, JobAlreadyFinished, JobNotFound, PayloadTooLarge
+from jobqueue.model import Job, JobStatus, new_job_id, partition_of_type
+from jobqueue.store import JobStore, Keyspace
+
+from .conftest import eventually
+
+LEASE_MS = 30_000
+
+
+@pytest.fixture
+async def blocking(settings: Settings) -> AsyncIterator[Redis]:
+    client = connect(settings.redis_url, blocking=True)
+    yield client
+    await client.aclose()
+
+
+async def start(store: JobStore, blocking: Redis, job_type: str = "t", lease_ms: int = LEASE_MS) -> Job:
+    """Pops and claims the next ready job of `job_type`, as a worker would."""
+    job_id = await store.pop(blocking, job_type, 1)
+    assert job_id is not None, "no ready job"
+    job, outcome = await store.claim(job_type, job_id, "w1", lease_ms)
+    assert job is not None, outcome
+    return job
+
+
+async def ready_ids(store: JobStore, job_type: str = "t") -> list[str]:
+    return [i.decode() for i in await store.redis.lrange(store.keys.queue(job_type).ready, 0, -1)]
+
+
+# -- enqueue ------------------------------------------------------------------
+
+
+async def test_enqueue_now_goes_straight_to_the_ready_list(store: JobStore) -> None:
+    job = await store.enqueue("t", b"\x00payload")
+    assert uuid.UUID(job.id).version == 4
+    assert job.id.startswith(partition_of_type("t"))
+    assert job.status is JobStatus.PENDING
+    assert job.execution_time_ms == job.created_at == job.updated_at > 0
+    assert await ready_ids(store) == [job.id]
+    assert await store.redis.zcard(store.keys.queue("t").scheduled) == 0
+    assert await store.get(job.id) == job
+    assert await store.job_types() == {"t"}
+
+
+async def test_enqueue_later_goes_to_the_schedule(store: JobStore) -> None:
+    now = (await store.enqueue("t", b"")).created_at
+    later = await store.enqueue("t", b"", now + 60_000)
+    assert later.execution_time_ms == now + 60_000
+    assert later.id not in await ready_ids(store)
+    assert await store.redis.zscore(store.keys.queue("t").scheduled, later.id) == now + 60_000
+
+
+async def test_enqueue_in_the_past_is_ready_and_keeps_its_time(store: JobStore) -> None:
+    job = await store.enqueue("t", b"", 1_000)
+    assert job.execution_time_ms == 1_000
+    assert await ready_ids(store) == [job.id]
+    assert (await store.get(job.id)).execution_time_ms == 1_000
+
+
+@pytest.mark.parametrize("bad", ["", " ", "a b", "tab\t", "{tag}", "new\nline", "x" * 129, "ü"])
+async def test_enqueue_refuses_bad_types(store: JobStore, bad: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^type: "):
+        await store.enqueue(bad, b"")
+    assert await store.job_types() == set()
+
+
+async def test_enqueue_accepts_every_allowed_character(store: JobStore) -> None:
+    job = await store.enqueue("Az09_.:-" + "x" * 120, b"")
+    assert len(job.type) == 128
+
+
+async def test_enqueue_refuses_bad_times_and_big_payloads(store: JobStore) -> None:
+    with pytest.raises(InvalidInput, match=r"^execution_time_ms: "):
+        await store.enqueue("t", b"", -1)
+    with pytest.raises(InvalidInput, match=r"^execution_time_ms: "):
+        await store.enqueue("t", b"", 10**16)
+    with pytest.raises(PayloadTooLarge, match=r"^payload: "):
+        await store.enqueue("t", b"x" * (store.max_payload_bytes + 1))
+    await store.enqueue("t", b"x" * store.max_payload_bytes)
+
+
+async def test_get_and_cancel_check_ids(store: JobStore) -> None:
+    for call in (store.get, store.cancel):
+        with pytest.raises(InvalidInput, match=r"^id: "):
+            await call("not-a-uuid")
+        with pytest.raises(InvalidInput, match=r"^id: "):
+            await call("")
+        with pytest.raises(JobNotFound):
+            await call(str(uuid.uuid4()))
+    job = await store.enqueue("t", b"")
+    assert (await store.get(job.id.upper())).id == job.id
+
+
+# -- the key layout -----------------------------------------------------------
+
+
+def hash_tag(key: str) -> str:
+    return key[key.index("{") + 1 : key.index("}")]
+
+
+def test_every_key_of_a_job_and_its_queue_shares_one_hash_tag() -> None:
+    keys = Keyspace("p")
+    tag = partition_of_type("email")
+    queue = keys.queue("email")
+    job_key = keys.job(new_job_id(tag))
+    assert {hash_tag(getattr(queue, f)) for f in queue.__slots__} == {tag}
+    assert hash_tag(job_key) == tag
+    assert all(k.startswith("p:") for k in (job_key, keys.types))
+
+
+# -- promote --------------------------------------------------------------------
+
+
+async def test_promote_moves_only_due_jobs_earliest_first(store: JobStore) -> None:
+    now = (await store.enqueue("other", b"")).created_at
+    due_late = await store.enqueue("t", b"", now + 200)
+    due_early = await store.enqueue("t", b"", now + 100)
+    future = await store.enqueue("t", b"", now + 3_600_000)
+    moved, delay = await store.promote("t")
+    assert moved == 0
+    assert delay is not None and 0 < delay <= 100
+
+    async def promoted() -> bool:
+        await store.promote("t")
+        return len(await ready_ids(store)) == 2
+
+    await eventually(promoted, what="both due jobs promoted")
+    # Workers pop from the right: the earlier job comes out first.
+    assert await ready_ids(store) == [due_late.id, due_early.id]
+    moved, delay = await store.promote("t")
+    assert moved == 0 and delay is not None and delay > 3_500_000
+    assert await store.redis.zrange(store.keys.queue("t").scheduled, 0, -1) == [future.id.encode()]
+
+
+async def test_promote_reports_no_next_job(store: JobStore) -> None:
+    assert await store.promote("t") == (0, None)
+
+
+async def test_several_schedulers_promote_each_job_once(store: JobStore) -> None:
+    now = (await store.enqueue("warmup", b"")).created_at
+    ids = {(await store.enqueue("t", b"", now + 300)).id for _ in range(300)}
+
+    async def scheduler() -> None:
+        while len(await ready_ids(store)) < len(ids):
+            await store.promote("t", limit=7)
+
+    await asyncio.wait_for(asyncio.gather(*(scheduler() for _ in range(4))), 20)
+    ready = await ready_ids(store)
+    assert sorted(ready) == sorted(ids)  # each id exactly once
+
+
+# -- claim, heartbeat, finish ---------------------------------------------------
+
+
+async def test_claim_starts_a_leased_run(store: JobStore, blocking: Redis) -> None:
+    queued = await store.enqueue("t", b"data")
+    job = await start(store, blocking)
+    assert job.id == queued.id and job.payload == b"data"
+    assert job.status is JobStatus.RUNNING
+    assert (job.attempt, job.lease_token, job.worker_id) == (1, 1, "w1")
+    assert job.started_at >= queued.created_at and job.updated_at == job.started_at
+    lease = await store.redis.zscore(store.keys.queue("t").leases, job.id)
+    assert lease == job.started_at + LEASE_MS
+    assert await store.redis.llen(store.keys.queue("t").popped) == 0
+
+
+async def test_claim_skips_cancelled_missing_and_gone_ids(store: JobStore, blocking: Redis) -> None:
+    cancelled = await store.enqueue("t", b"")
+    await store.cancel(cancelled.id)
+    expired = await store.enqueue("t", b"")
+    await store.redis.delete(store.keys.job(expired.id))
+    assert await store.pop(blocking, "t", 1) == cancelled.id
+    assert await store.claim("t", cancelled.id, "w", LEASE_MS) == (None, "skip (CANCELLED)")
+    assert await store.pop(blocking, "t", 1) == expired.id
+    assert await store.claim("t", expired.id, "w", LEASE_MS) == (None, "missing")
+    assert await store.claim("t", expired.id, "w", LEASE_MS) == (None, "gone")
+    assert await store.redis.llen(store.keys.queue("t").popped) == 0
+
+
+async def test_pop_blocks_until_a_job_arrives(store: JobStore, blocking: Redis) -> None:
+    waiting = asyncio.create_task(store.pop(blocking, "t", 10))
+    await asyncio.sleep(0.2)  # let the pop block; what matters is that it is woken below
+    assert not waiting.done()
+    job = await store.enqueue("t", b"")
+    assert await asyncio.wait_for(waiting, 5) == job.id
+
+
+async def test_pop_times_out_empty(store: JobStore, blocking: Redis) -> None:
+    assert await store.pop(blocking, "t", 0.05) is None
+
+
+async def test_heartbeat_extends_held_leases_and_reports_lost_ones(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    await store.enqueue("t", b"")
+    first = await start(store, blocking, lease_ms=1_000)
+    second = await start(store, blocking, lease_ms=1_000)
+    await store.cancel(second.id)
+    lost = await store.heartbeat(
+        "t", [(first.id, first.lease_token), (second.id, second.lease_token)], 60_000
+    )
+    assert lost == [(second.id, "CANCELLED")]
+    lease = await store.redis.zscore(store.keys.queue("t").leases, first.id)
+    assert lease is not None and lease > first.started_at + 50_000
+    assert await store.heartbeat("t", [(first.id, first.lease_token + 1)], 60_000) == [(first.id, "RUNNING")]
+    assert await store.heartbeat("t", [], 1) == []
+
+
+async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    assert await store.finish(job, JobStatus.COMPLETED) == "ok"
+    done = await store.get(job.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.finished_at >= job.started_at and done.updated_at == done.finished_at
+    ttl = await store.redis.pttl(store.keys.job(job.id))
+    assert store.retention_ms - 60_000 < ttl <= store.retention_ms
+    assert await store.redis.zcard(store.keys.queue("t").leases) == 0
+    assert await store.finish(job, JobStatus.COMPLETED) == "stale lease (job is COMPLETED)"
+
+
+async def test_fail_stores_the_error(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    assert await store.finish(job, JobStatus.FAILED, "ValueError: boom") == "ok"
+    failed = await store.get(job.id)
+    assert (failed.status, failed.last_error) == (JobStatus.FAILED, "ValueError: boom")
+    assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.retention_ms
+
+
+async def test_retention_is_configurable(redis: Redis, blocking: Redis) -> None:
+    store = JobStore(redis, retention_ms=5_000)
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    await store.finish(job, JobStatus.COMPLETED)
+    assert 0 < await redis.pttl(store.keys.job(job.id)) <= 5_000
+    pending = await store.enqueue("t", b"")
+    assert await redis.pttl(store.keys.job(pending.id)) == -1  # unfinished jobs never expire
+
+
+# -- cancel -------------------------------------------------------------------------
+
+
+async def test_cancel_pending_scheduled_job(store: JobStore) -> None:
+    now = (await store.enqueue("x", b"")).created_at
+    job = await store.enqueue("t", b"", now + 60_000)
+    assert await store.cancel(job.id) is JobStatus.PENDING
+    cancelled = await store.get(job.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert cancelled.updated_at == cancelled.finished_at >= job.updated_at
+    assert cancelled.execution_time_ms == job.execution_time_ms
+    assert await store.redis.zcard(store.keys.queue("t").scheduled) == 0
+    assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.retention_ms
+    assert await store.cancel(job.id) is JobStatus.CANCELLED  # idempotent
+
+
+async def test_cancel_running_job_takes_its_lease(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    assert await store.cancel(job.id) is JobStatus.RUNNING
+    assert await store.redis.zcard(store.keys.queue("t").leases) == 0
+    assert await store.finish(job, JobStatus.COMPLETED) == "stale lease (job is CANCELLED)"
+    assert (await store.get(job.id)).status is JobStatus.CANCELLED
+
+
+async def test_cancel_finished_job_is_refused(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    await store.finish(job, JobStatus.FAILED, "x")
+    with pytest.raises(JobAlreadyFinished, match="FAILED"):
+        await store.cancel(job.id)
+
+
+async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(store: JobStore, blocking: Redis) -> None:
+    for _ in range(100):
+        job = await store.enqueue("t", b"")
+        job_id = await store.pop(blocking, "t", 1)
+        assert job_id == job.id
+        (claimed, _), _ = await asyncio.gather(store.claim("t", job_id, "w", LEASE_MS), store.cancel(job_id))
+        assert (await store.get(job_id)).status is JobStatus.CANCELLED
+        if claimed is not None:  # the claim won: the run is fenced off
+            assert await store.finish(claimed, JobStatus.COMPLETED) != "ok"
+            assert await store.heartbeat("t", [(job_id, claimed.lease_token)], LEASE_MS) == [
+                (job_id, "CANCELLED")
+            ]
+    assert await store.redis.zcard(store.keys.queue("t").leases) == 0
+
+
+# -- release, recover, sweep ------------------------------------------------------------
+
+
+async def test_release_hands_the_job_back_first_in_line(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    other = await store.enqueue("t", b"")
+    assert await store.release(job) == "ok"
+    back = await store.get(job.id)
+    assert (back.status, back.attempt) == (JobStatus.PENDING, 0)
+    assert await store.pop(blocking, "t", 1) == job.id  # ahead of the newer job
+    assert await ready_ids(store) == [other.id]
+    assert await store.release(job) == "stale lease (job is PENDING)"
+
+
+async def test_expired_lease_is_recovered_and_the_old_holder_fenced_off(
+    store: JobStore, blocking: Redis
+) -> None:
+    await store.enqueue("t", b"")
+    old = await start(store, blocking, lease_ms=50)
+    assert await store.recover("t", old.id) == "alive"
+
+    async def expired() -> list[str]:
+        return await store.expired_leases("t")
+
+    assert await eventually(expired, what="lease expiry") == [old.id]
+    assert await store.recover("t", old.id) == "requeued"
+    requeued = await store.get(old.id)
+    assert requeued.status is JobStatus.PENDING
+    assert "lease expired" in requeued.last_error and "w1" in requeued.last_error
+    new = await start(store, blocking)
+    assert (new.attempt, new.lease_token) == (2, 2)
+    # The stale holder can neither finish, fail, release nor keep the job.
+    assert await store.finish(old, JobStatus.COMPLETED) == "stale lease (job is RUNNING)"
+    assert await store.finish(old, JobStatus.FAILED, "late") == "stale lease (job is RUNNING)"
+    assert await store.release(old) == "stale lease (job is RUNNING)"
+    assert await store.heartbeat("t", [(old.id, old.lease_token)], LEASE_MS) == [(old.id, "RUNNING")]
+    assert await store.finish(new, JobStatus.COMPLETED) == "ok"
+
+
+async def test_recover_drops_a_lease_without_a_running_job(store: JobStore) -> None:
+    leases = store.keys.queue("t").leases
+    await store.redis.zadd(leases, {"0000" + str(uuid.uuid4())[4:]: 1})
+    [orphan] = await store.expired_leases("t")
+    assert await store.recover("t", orphan) == "dropped"
+    assert await store.redis.zcard(leases) == 0
+
+
+async def test_popped_but_unclaimed_id_is_requeued_after_the_claim_timeout(
+    store: JobStore, blocking: Redis
+) -> None:
+    job = await store.enqueue("t", b"")
+    assert await store.pop(blocking, "t", 1) == job.id  # ...and the worker dies here
+    assert await store.sweep_popped("t", stall_ms=100) == 0  # first sight: noted
+
+    async def swept() -> int:
+        return await store.sweep_popped("t", stall_ms=100)
+
+    assert await eventually(swept, what="sweep") == 1
+    assert await ready_ids(store) == [job.id]
+    assert await store.claim("t", job.id, "late", LEASE_MS) == (None, "gone")
+    assert (await start(store, blocking)).id == job.id
+    assert await store.redis.hlen(store.keys.queue("t").suspects) == 0
+
+
+async def test_sweep_leaves_promptly_claimed_ids_alone(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job_id = await store.pop(blocking, "t", 1)
+    assert await store.sweep_popped("t", stall_ms=0) == 0  # noted, not yet stalled
+    assert job_id is not None
+    job, outcome = await store.claim("t", job_id, "w", LEASE_MS)
+    assert outcome == "ok" and job is not None
+    assert await store.sweep_popped("t", stall_ms=0) == 0
+    assert await store.redis.hlen(store.keys.queue("t").suspects) == 0

@@ -1,0 +1,263 @@
+"""The worker SDK in-process against a real Redis: runs, failures, cancel, leases, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from jobqueue.config import Settings
+from jobqueue.model import Job, JobStatus
+from jobqueue.store import JobStore
+from jobqueue.worker import Handler, Worker
+
+from .conftest import eventually
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[asyncio.Event]:
+    """Serves `worker` in a task; stops it gracefully (and checks it stopped) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.serve(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def make_worker(settings: Settings, handler: Handler, **options: Any) -> Worker:
+    options.setdefault("heartbeat_s", 0.1)
+    options.setdefault("lease_s", 5.0)
+    return Worker("t", handler, settings=settings, **options)
+
+
+def status_is(store: JobStore, job_id: str, status: JobStatus) -> Callable[[], Any]:
+    async def check() -> bool:
+        return (await store.get(job_id)).status is status
+
+    return check
+
+
+async def test_runs_a_job_once_and_completes_it(store: JobStore, settings: Settings) -> None:
+    seen: list[Job] = []
+
+    async def handler(job: Job) -> None:
+        seen.append(job)
+
+    async with running(make_worker(settings, handler)):
+        queued = await store.enqueue("t", b"hello")
+        await eventually(status_is(store, queued.id, JobStatus.COMPLETED), what="completion")
+    [job] = seen
+    assert (job.id, job.payload, job.attempt, job.status) == (queued.id, b"hello", 1, JobStatus.RUNNING)
+    done = await store.get(queued.id)
+    assert done.worker_id == job.worker_id and done.finished_at >= done.started_at > 0
+
+
+async def test_handler_exception_fails_the_job_with_its_error(store: JobStore, settings: Settings) -> None:
+    async def handler(job: Job) -> None:
+        raise ValueError(f"bad payload {job.payload!r}")
+
+    async with running(make_worker(settings, handler)):
+        job = await store.enqueue("t", b"x")
+        await eventually(status_is(store, job.id, JobStatus.FAILED), what="failure")
+    failed = await store.get(job.id)
+    assert failed.last_error == "ValueError: bad payload b'x'"
+    assert failed.attempt == 1
+
+
+async def test_concurrency_limits_parallel_handlers(store: JobStore, settings: Settings) -> None:
+    active, peak = 0, 0
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await release.wait()
+        active -= 1
+
+    async with running(make_worker(settings, handler, concurrency=3)):
+        jobs = [await store.enqueue("t", b"") for _ in range(7)]
+
+        async def three_running() -> bool:
+            return active == 3
+
+        await eventually(three_running, what="3 handlers running")
+        assert await store.redis.llen(store.keys.queue("t").ready) == 4  # the rest wait in Redis
+        release.set()
+        for job in jobs:
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="all complete")
+    assert peak == 3
+
+
+async def test_two_workers_never_run_one_job_at_once(store: JobStore, settings: Settings) -> None:
+    running_now: set[str] = set()
+    runs: list[str] = []
+    overlaps: list[str] = []
+
+    async def handler(job: Job) -> None:
+        if job.id in running_now:
+            overlaps.append(job.id)
+        running_now.add(job.id)
+        runs.append(job.id)
+        await asyncio.sleep(0.001)
+        running_now.discard(job.id)
+
+    first = make_worker(settings, handler, concurrency=8, worker_id="first")
+    second = make_worker(settings, handler, concurrency=8, worker_id="second")
+    async with running(first), running(second):
+        jobs = [await store.enqueue("t", b"") for _ in range(300)]
+        for job in jobs:
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="all complete")
+    assert overlaps == []
+    assert sorted(runs) == sorted(j.id for j in jobs)  # each ran exactly once
+    workers = {(await store.get(j.id)).worker_id for j in jobs}
+    assert workers == {"first", "second"}
+
+
+async def test_cancelling_a_running_job_cancels_its_handler(store: JobStore, settings: Settings) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        if job.payload == b"quick":
+            return
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with running(make_worker(settings, handler)):
+        job = await store.enqueue("t", b"forever")
+        await asyncio.wait_for(started.wait(), 10)
+        await store.cancel(job.id)
+        await asyncio.wait_for(cancelled.wait(), 5)
+        assert (await store.get(job.id)).status is JobStatus.CANCELLED
+        after = await store.enqueue("t", b"quick")  # the slot was given back
+        await eventually(status_is(store, after.id, JobStatus.COMPLETED), what="next job")
+
+
+async def test_a_cancelled_pending_job_never_starts(store: JobStore, settings: Settings) -> None:
+    started: list[bytes] = []
+
+    async def handler(job: Job) -> None:
+        started.append(job.payload)
+
+    doomed = await store.enqueue("t", b"doomed")
+    await store.cancel(doomed.id)
+    async with running(make_worker(settings, handler)):
+        marker = await store.enqueue("t", b"marker")
+        await eventually(status_is(store, marker.id, JobStatus.COMPLETED), what="marker")
+    assert started == [b"marker"]
+    assert (await store.get(doomed.id)).status is JobStatus.CANCELLED
+
+
+async def test_scheduled_job_starts_at_its_time_not_before(store: JobStore, settings: Settings) -> None:
+    started_at: list[int] = []
+
+    async def record_start(job: Job) -> None:
+        seconds, micros = await store.redis.time()  # the clock the schedule uses
+        started_at.append(seconds * 1000 + micros // 1000)
+
+    async with running(make_worker(settings, record_start)):
+        now = (await store.enqueue("clock", b"")).created_at
+        job = await store.enqueue("t", b"", now + 700)
+        await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="scheduled job")
+    [start] = started_at
+    assert start >= job.execution_time_ms
+
+
+async def test_stale_result_is_refused_and_counted(
+    store: JobStore, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that outlives its lease (and ignores cancellation) cannot record a result."""
+    started, taken_over = asyncio.Event(), asyncio.Event()
+
+    async def stubborn_first_time(job: Job) -> None:
+        if job.attempt > 1:
+            return
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        await taken_over.wait()
+
+    worker = make_worker(settings, stubborn_first_time, run_reaper=False, concurrency=1)
+    with caplog.at_level(logging.WARNING, logger="jobqueue.worker"):
+        async with running(worker):
+            job = await store.enqueue("t", b"")
+            await asyncio.wait_for(started.wait(), 10)
+            # The lease expires (as if the worker had stalled) and a reaper re-queues the job.
+            await store.redis.zadd(store.keys.queue("t").leases, {job.id: 0})
+            assert await store.recover("t", job.id) == "requeued"
+            taken_over.set()
+
+            async def refused() -> bool:
+                return worker.stale_results == 1
+
+            await eventually(refused, what="refused result")
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="second attempt")
+    assert (await store.get(job.id)).attempt == 2
+    assert any("refused" in r.getMessage() for r in caplog.records)
+
+
+async def test_shutdown_lets_short_handlers_finish(store: JobStore, settings: Settings) -> None:
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        started.set()
+        await finish.wait()
+
+    worker = make_worker(settings, handler, shutdown_grace_s=10)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.serve(stop))
+    job = await store.enqueue("t", b"")
+    await asyncio.wait_for(started.wait(), 10)
+    stop.set()
+    await asyncio.sleep(0.1)  # shutdown has begun; the handler is still inside its grace period
+    assert not task.done()
+    finish.set()
+    await asyncio.wait_for(task, 10)
+    assert (await store.get(job.id)).status is JobStatus.COMPLETED
+
+
+@pytest.mark.parametrize("how", ["stop event", "task cancellation"])
+async def test_shutdown_hands_back_unfinished_jobs(store: JobStore, settings: Settings, how: str) -> None:
+    started = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    worker = make_worker(settings, handler, shutdown_grace_s=0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.serve(stop))
+    job = await store.enqueue("t", b"")
+    await asyncio.wait_for(started.wait(), 10)
+    if how == "stop event":
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    else:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    back = await store.get(job.id)
+    assert (back.status, back.attempt, back.finished_at) == (JobStatus.PENDING, 0, 0)
+    assert await store.redis.lrange(store.keys.queue("t").ready, 0, -1) == [job.id.encode()]
+    assert await store.redis.zcard(store.keys.queue("t").leases) == 0
+
+
+def test_bad_options_are_refused(settings: Settings) -> None:
+    async def handler(job: Job) -> None: ...
+
+    with pytest.raises(ValueError, match="type"):
+        Worker("bad type", handler, settings=settings)
+    with pytest.raises(ValueError, match="concurrency"):
+        Worker("t", handler, settings=settings, concurrency=0)
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        Worker("t", handler, settings=settings, lease_s=1, heartbeat_s=1)
