@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -75,13 +75,20 @@ def _parse(name: str, raw: str, kind: object) -> Any:
     return raw
 
 
-def connect(url: str, *, blocking: bool = False) -> Redis:
-    """A client that returns bytes. `blocking` clients have no read timeout (for BLMOVE)."""
-    return Redis.from_url(
+def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> Redis:
+    """A client that returns bytes. `blocking` clients have no read timeout (for BLMOVE).
+
+    The pool waits for a free connection when all are in use (redis-py's default
+    pool raises instead, after 100).
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=10,
         decode_responses=False,
         socket_keepalive=True,
         socket_connect_timeout=5,
         socket_timeout=None if blocking else 10,
         health_check_interval=0 if blocking else 30,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both

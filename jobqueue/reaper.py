@@ -15,7 +15,7 @@ import logging
 from collections.abc import Collection
 
 from .store import JobStore
-from .supervise import supervise
+from .supervise import raise_if_cancelled, supervise
 
 log = logging.getLogger("jobqueue.reaper")
 
@@ -42,29 +42,28 @@ class Reaper:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelled()
             await self.reap_once()
             await asyncio.sleep(self.interval_s)
 
     async def reap_once(self) -> int:
         """One pass over every type; returns how many jobs it re-queued."""
         job_types = self.job_types if self.job_types is not None else await self.store.job_types()
-        requeued = 0
+        before = self.requeued
         for job_type in job_types:
-            requeued += await self._recover_expired(job_type)
+            await self._recover_expired(job_type)
             swept = await self.store.sweep_popped(job_type, self.claim_timeout_ms)
             if swept:
                 log.warning("re-queued %d %s job(s) popped but never claimed", swept, job_type)
-            requeued += swept
-        self.requeued += requeued
-        return requeued
+                self.requeued += swept
+        return self.requeued - before
 
-    async def _recover_expired(self, job_type: str) -> int:
-        requeued = 0
+    async def _recover_expired(self, job_type: str) -> None:
         while True:
             expired = await self.store.expired_leases(job_type, self.batch)
             for job_id in expired:
                 if await self.store.recover(job_type, job_id) == "requeued":
                     log.warning("job %s (%s): lease expired, re-queued", job_id, job_type)
-                    requeued += 1
+                    self.requeued += 1
             if len(expired) < self.batch:
-                return requeued
+                return

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from typing import Any
 
 from .store import JobStore
-from .supervise import supervise
+from .supervise import raise_if_cancelled, supervise
 
 log = logging.getLogger("jobqueue.scheduler")
 
@@ -54,6 +54,7 @@ class Scheduler:
             due: dict[str, float] = {}  # job type -> loop time of its next promotion
             refresh_at = 0.0
             while True:
+                raise_if_cancelled()
                 wake.clear()
                 now = loop.time()
                 if now >= refresh_at:

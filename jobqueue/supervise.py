@@ -32,6 +32,19 @@ class Backoff:
         self.failures = 0
 
 
+def raise_if_cancelled() -> None:
+    """Re-raises a cancellation of the current task that a library swallowed.
+
+    On Python 3.11, asyncio.wait_for (which redis-py uses for every socket write)
+    can return normally although the task was cancelled meanwhile, and the
+    cancellation is lost. A loop that relied on it would never stop; every
+    background loop calls this once per round.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def supervise(name: str, loop: Callable[[], Awaitable[None]], log: logging.Logger) -> None:
     """Runs `loop` until it returns or is cancelled, restarting it after every error.
 
@@ -44,9 +57,11 @@ async def supervise(name: str, loop: Callable[[], Awaitable[None]], log: logging
         try:
             await loop()
         except REDIS_DOWN as exc:
+            raise_if_cancelled()
             delay = backoff.next_delay()
             log.warning("%s: Redis unavailable (%s); retrying in %.2f s", name, exc, delay)
         except Exception:
+            raise_if_cancelled()
             delay = backoff.next_delay()
             log.exception("%s failed; restarting in %.2f s", name, delay)
         else:

@@ -107,8 +107,7 @@ async def test_reaper_brings_back_expired_leases_and_unclaimed_pops(store: JobSt
     async with background(reaper.run()):
 
         async def both_back() -> bool:
-            return sorted(await ready(store)) == sorted([leased_id, popped_id])
+            return sorted(await ready(store)) == sorted([leased_id, popped_id]) and reaper.requeued == 2
 
         await eventually(both_back, what="recovery")
     assert (await store.get(leased_id)).status is JobStatus.PENDING
-    assert reaper.requeued == 2

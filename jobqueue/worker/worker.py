@@ -32,7 +32,7 @@ from ..model import Job, JobStatus, check_job_type
 from ..reaper import Reaper
 from ..scheduler import Scheduler
 from ..store import JobStore, Keyspace
-from ..supervise import REDIS_DOWN, Backoff, supervise
+from ..supervise import REDIS_DOWN, Backoff, raise_if_cancelled, supervise
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -154,6 +154,7 @@ class Worker:
 
     async def _fetch_loop(self, blocking: Redis) -> None:
         while True:
+            raise_if_cancelled()
             await self._slots.acquire()
             try:
                 job = await self._fetch_one(blocking)
@@ -190,6 +191,8 @@ class Worker:
                 run.handler_done = True
                 if run.interrupted is None:
                     raise
+                # The worker cancelled the handler itself: this task goes on to report.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 if run.interrupted == "shutdown":
                     await self._record(job, "handed back", lambda: self.store.release(job))
                 else:
@@ -234,6 +237,7 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.heartbeat_s)
             held = [(r.job.id, r.job.lease_token) for r in self._runs.values() if not r.handler_done]
             for job_id, status in await self.store.heartbeat(self.job_type, held, self.lease_ms):
