@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.maint_notifications import MaintNotificationsConfig
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -79,7 +80,10 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> 
     """A client that returns bytes. `blocking` clients have no read timeout (for BLMOVE).
 
     The pool waits for a free connection when all are in use (redis-py's default
-    pool raises instead, after 100).
+    pool raises instead, after 100). Maintenance notifications (a Redis Enterprise
+    feature) are off: while they are on, redis-py 8 hands out pooled connections
+    without checking that they survived a Redis restart, and the first commands
+    after one fail.
     """
     pool = BlockingConnectionPool.from_url(
         url,
@@ -90,5 +94,6 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> 
         socket_connect_timeout=5,
         socket_timeout=None if blocking else 10,
         health_check_interval=0 if blocking else 30,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both

@@ -101,6 +101,7 @@ class Scheduler:
 
 async def _wait(wake: asyncio.Event, listener: asyncio.Task[None], seconds: float) -> None:
     """Sleeps until `wake` is set or `seconds` pass; raises if the listener died."""
+    raise_if_cancelled()  # before a long sleep, not only at the top of the loop
     if listener.done():
         listener.result()
         raise ConnectionError("scheduler: Pub/Sub listener stopped")

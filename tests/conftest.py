@@ -123,5 +123,10 @@ def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             yield f"http://127.0.0.1:{port}"
         finally:
             process.send_signal(signal.SIGTERM)
-            code = process.wait(15)
+            try:
+                code = process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+                raise
     assert code == 0, f"server exit code {code}; log:\n{log.read_text()[-3000:]}"

@@ -556,6 +556,7 @@ async def test_cors_actual_request(server_url: str) -> None:
     assert other.status == 200
     assert "access-control-allow-origin" not in other.headers
     assert "access-control-expose-headers" not in other.headers
+    assert "origin" in other.headers["vary"].lower()  # caches must not reuse it for another origin
 
 
 # -- execution-time semantics --------------------------------------------------------------

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -248,8 +249,7 @@ async def test_payload_at_the_limit_is_accepted(api: JobServiceClient) -> None:
 async def test_payload_just_over_the_limit(api: JobServiceClient) -> None:
     message = await fails(enqueue(api, "big", NOISE[: MiB + 1]), Code.RESOURCE_EXHAUSTED)
     assert message.startswith("payload: ")
-    assert f"{MiB + 1}" in message
-    assert f"{MiB}" in message
+    assert {str(MiB + 1), str(MiB)} <= set(re.findall(r"\d+", message))  # the size and the limit
 
 
 async def test_payload_far_over_the_limit(api: JobServiceClient) -> None:
@@ -353,18 +353,32 @@ def jobqueue_server(redis_url: str, log: Path, **env: str) -> Iterator[str]:
 
 
 class Restartable:
-    """A private Redis that can be stopped and started again on the same port."""
+    """A private Redis (with an AOF, so jobs survive) that can stop and start again on one port.
+
+    Start it from the main thread only: RedisServer children get SIGTERM when the
+    thread that started them exits (PR_SET_PDEATHSIG), e.g. an asyncio.to_thread
+    worker when the test's event loop closes.
+    """
 
     def __init__(self, data_dir: Path) -> None:
-        self.server = RedisServer(data_dir)
+        self.server = RedisServer(data_dir, appendonly=True)
         self.server.start()
 
     def stop(self) -> None:
         self.server.stop()
 
-    def restart(self) -> None:
-        self.server = RedisServer(self.server.data_dir, port=self.server.port)
-        self.server.start()
+    def restart(self, attempts: int = 3) -> None:
+        # Once in about 25 full runs on a busy machine, the new redis-server exited at
+        # once without a log line (cause unknown); start it again on the same port.
+        for attempt in range(attempts):
+            self.server = RedisServer(self.server.data_dir, port=self.server.port, appendonly=True)
+            try:
+                self.server.start()
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+            else:
+                return
 
 
 @pytest.fixture
@@ -411,11 +425,38 @@ async def test_health_and_errors_follow_redis(private_redis: Restartable, privat
         assert reply.status == HTTP_STATUS["unavailable"], reply
         assert reply.json()["code"] == "unavailable"
 
-        await asyncio.to_thread(private_redis.restart)
+        private_redis.restart()  # in this thread: see Restartable
         await eventually(health_is(health, SERVING), what="SERVING after Redis is back")
         async with job_client(private_server, "grpc") as client:
-            job = (await enqueue(client, "back")).job
+            # Not the first call: a stale pooled connection may still fail once
+            # (see test_burst_after_redis_restart).
+            async def enqueued() -> Any:
+                with contextlib.suppress(ConnectError):
+                    return (await enqueue(client, "back")).job
+                return None
+
+            job = await eventually(enqueued, what="EnqueueJob to work again")
             assert (await client.get_job(pb.GetJobRequest(id=job.id))).job.status == pb.JobStatus.PENDING
+
+
+async def test_burst_after_redis_restart(private_redis: Restartable, private_server: str) -> None:
+    async with (
+        HealthClient(private_server, timeout_ms=20_000) as health,
+        job_client(private_server, "connect-proto") as api,
+    ):
+        await eventually(health_is(health, SERVING), what="SERVING")
+        job = (await enqueue(api, "burst")).job
+        request = pb.GetJobRequest(id=job.id)
+        # Concurrent calls grow the server's Redis connection pool.
+        await asyncio.gather(*(api.get_job(request) for _ in range(20)))
+        await asyncio.to_thread(private_redis.stop)
+        await eventually(health_is(health, NOT_SERVING), what="NOT_SERVING while Redis is down")
+        private_redis.restart()  # in this thread: see Restartable
+        await eventually(health_is(health, SERVING), what="SERVING after Redis is back")
+        results = await asyncio.gather(*(api.get_job(request) for _ in range(20)), return_exceptions=True)
+    failures = [f"{r.code.name}: {r.message}" for r in results if isinstance(r, ConnectError)]
+    assert failures == []
+    assert all(isinstance(r, pb.GetJobResponse) and r.job == job for r in results)
 
 
 async def test_health_while_redis_hangs(private_redis: Restartable, private_server: str) -> None:

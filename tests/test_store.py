@@ -227,7 +227,9 @@ async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blo
     ttl = await store.redis.pttl(store.keys.job(job.id))
     assert store.retention_ms - 60_000 < ttl <= store.retention_ms
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
-    assert await store.finish(job, JobStatus.COMPLETED) == "stale lease (job is COMPLETED)"
+    assert await store.finish(job, JobStatus.COMPLETED) == "ok"  # a retry changes nothing
+    assert (await store.get(job.id)).finished_at == done.finished_at
+    assert await store.finish(job, JobStatus.FAILED, "x") == "stale lease (job is COMPLETED)"
 
 
 async def test_fail_stores_the_error(store: JobStore, blocking: Redis) -> None:

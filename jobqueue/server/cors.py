@@ -34,7 +34,8 @@ class CORSMiddleware:
         headers = dict(scope["headers"])
         origin = headers.get(b"origin")
         if not self._allowed(origin):
-            await self.app(scope, receive, send)
+            # Answers differ by Origin, so caches must key on it even when refusing.
+            await self.app(scope, receive, _with_headers(send, [(b"vary", b"Origin")]))
             return
         assert origin is not None
         vary = [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
@@ -52,16 +53,16 @@ class CORSMiddleware:
             await send({"type": "http.response.body", "body": b""})
             return
 
-        async def send_with_cors(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [
-                        *message.get("headers", []),
-                        *vary,
-                        (b"access-control-expose-headers", EXPOSE_HEADERS),
-                    ],
-                }
-            await send(message)
+        expose = (b"access-control-expose-headers", EXPOSE_HEADERS)
+        await self.app(scope, receive, _with_headers(send, [*vary, expose]))
 
-        await self.app(scope, receive, send_with_cors)
+
+def _with_headers(send: Any, extra: list[tuple[bytes, bytes]]) -> Any:
+    """`send`, adding `extra` to the response's headers."""
+
+    async def send_with_headers(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return send_with_headers

@@ -59,7 +59,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         for task in background:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.wait(background, timeout=5)
         await redis.aclose()
         log.info("jobqueue server stopped")
 
