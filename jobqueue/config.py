@@ -85,15 +85,15 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> 
     without checking that they survived a Redis restart, and the first commands
     after one fail.
     """
+    tcp_only = {} if url.startswith("unix:") else {"socket_keepalive": True, "socket_connect_timeout": 5}
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=10,
         decode_responses=False,
-        socket_keepalive=True,
-        socket_connect_timeout=5,
         socket_timeout=None if blocking else 10,
         health_check_interval=0 if blocking else 30,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        **tcp_only,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
