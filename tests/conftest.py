@@ -9,6 +9,7 @@ run on 6379.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 from jobqueue.config import Settings, connect
+from jobqueue.model import JobStatus
 from jobqueue.redis_server import RedisServer, find_server_binary, free_port
 from jobqueue.store import JobStore, Keyspace
 
@@ -93,6 +95,15 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+def status_is(store: JobStore, job_id: str, status: JobStatus) -> Callable[[], Awaitable[bool]]:
+    """A check for `eventually`: the job has `status`."""
+
+    async def check() -> bool:
+        return (await store.get(job_id)).status is status
+
+    return check
+
+
 def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     import socket  # noqa: PLC0415
 
@@ -107,16 +118,14 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
     raise RuntimeError("server did not start listening")
 
 
-@pytest.fixture(scope="session")
-def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `jobqueue server` subprocess; it must exit 0 on SIGTERM at the end."""
+@contextlib.contextmanager
+def jobqueue_server(redis_url: str, log: Path, **env: str) -> Iterator[str]:
+    """A `jobqueue server` subprocess on a free loopback port; it must exit 0 on SIGTERM."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(os.environ, REDIS_URL=redis_url, JOBQUEUE_CORS_ORIGINS="https://app.example")
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "jobqueue.cli", "server", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=dict(os.environ, REDIS_URL=redis_url, **env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
         try:
             _wait_port(port, process)
@@ -130,3 +139,11 @@ def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 process.wait(5)
                 raise
     assert code == 0, f"server exit code {code}; log:\n{log.read_text()[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The suite's shared server (CORS allowed for https://app.example)."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with jobqueue_server(redis_url, log, JOBQUEUE_CORS_ORIGINS="https://app.example") as url:
+        yield url

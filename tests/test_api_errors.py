@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +26,10 @@ from jobqueue._gen.grpc.health.v1.health_connect import HealthClient
 from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient
 from jobqueue.model import MAX_TIME_MS, JobStatus
-from jobqueue.redis_server import RedisServer, free_port
+from jobqueue.redis_server import RedisServer
 from jobqueue.store import JobStore
 
-from .conftest import ROOT, _wait_port, eventually
+from .conftest import eventually, jobqueue_server
 from .test_api import (
     PROTOCOLS,
     SERVICE,
@@ -327,29 +324,6 @@ async def test_health_unknown_service(server_url: str) -> None:
 
 
 # -- a server of our own: its Redis goes down, its payload limit is configured --------------
-
-
-@contextlib.contextmanager
-def jobqueue_server(redis_url: str, log: Path, **env: str) -> Iterator[str]:
-    """A `jobqueue server` subprocess, like conftest's; it must exit 0 on SIGTERM."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.cli", "server", "--host", "127.0.0.1", "--port", str(port)],
-            env=dict(os.environ, REDIS_URL=redis_url, **env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
-        try:
-            _wait_port(port, process)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                code = process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                raise
-    assert code == 0, f"server exit code {code}; log:\n{log.read_text()[-3000:]}"
 
 
 class Restartable:

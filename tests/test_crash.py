@@ -19,7 +19,7 @@ import pytest
 from jobqueue.model import JobStatus
 from jobqueue.store import JobStore
 
-from .conftest import ROOT, eventually
+from .conftest import ROOT, eventually, status_is
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -60,19 +60,15 @@ async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn
     victim = spawn()
     job = await store.enqueue("sleepy", b"30")
 
-    async def started() -> list[tuple[str, int, int]]:
-        return await runs(store, "test:started")
-
-    await eventually(started, timeout=30, what="first run")
+    await eventually(lambda: runs(store, "test:started"), timeout=30, what="first run")
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     await store.redis.hset(store.keys.job(job.id), "payload", b"0")  # the next run is quick
     spawn()
 
-    async def completed() -> bool:
-        return (await store.get(job.id)).status is JobStatus.COMPLETED
-
-    await eventually(completed, timeout=30, what="redelivery after the kill")
+    await eventually(
+        status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what="redelivery after the kill"
+    )
     first, second = await runs(store, "test:started")
     assert (first[1], second[1]) == (1, 2)
     assert first[2] == victim.pid != second[2]
@@ -86,10 +82,9 @@ async def test_sigkill_at_each_crash_point_loses_nothing(store: JobStore, spawn:
     assert victim.wait(30) == -signal.SIGKILL
     spawn()
 
-    async def completed() -> bool:
-        return (await store.get(job.id)).status is JobStatus.COMPLETED
-
-    await eventually(completed, timeout=30, what=f"completion after a kill {point}")
+    await eventually(
+        status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what=f"completion after {point}"
+    )
     assert (await store.get(job.id)).attempt == (1 if point == "after_pop" else 2)
 
 
@@ -97,10 +92,7 @@ async def test_sigterm_hands_back_a_long_job_and_exits_0(store: JobStore, spawn:
     worker = spawn()
     job = await store.enqueue("sleepy", b"60")
 
-    async def started() -> list[tuple[str, int, int]]:
-        return await runs(store, "test:started")
-
-    await eventually(started, timeout=30, what="run start")
+    await eventually(lambda: runs(store, "test:started"), timeout=30, what="run start")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     back = await store.get(job.id)

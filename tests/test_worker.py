@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from jobqueue.model import Job, JobStatus
 from jobqueue.store import JobStore
 from jobqueue.worker import Handler, Worker
 
-from .conftest import eventually
+from .conftest import eventually, status_is
 
 
 @contextlib.asynccontextmanager
@@ -34,13 +34,6 @@ def make_worker(settings: Settings, handler: Handler, **options: Any) -> Worker:
     options.setdefault("heartbeat_s", 0.1)
     options.setdefault("lease_s", 5.0)
     return Worker("t", handler, settings=settings, **options)
-
-
-def status_is(store: JobStore, job_id: str, status: JobStatus) -> Callable[[], Any]:
-    async def check() -> bool:
-        return (await store.get(job_id)).status is status
-
-    return check
 
 
 async def test_runs_a_job_once_and_completes_it(store: JobStore, settings: Settings) -> None:

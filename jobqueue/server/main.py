@@ -30,6 +30,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config.keep_alive_timeout = 75
     config.include_server_header = False
     config.accesslog = None
+    # Through the logging tree like everything else (Hypercorn's default adds a
+    # stderr handler of its own, and each line then shows up twice).
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
     return config
 
