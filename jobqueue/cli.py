@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Settings
+from .model import JobOptions
 
 if TYPE_CHECKING:
     from .client import SyncClient
@@ -95,9 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--at", type=parse_time_ms, help="run at this time: Unix ms or ISO 8601")
     when.add_argument("--in", dest="delay", type=parse_duration_s, help="run after this delay: 30s, 5m, 2h")
+    enqueue.add_argument("--max-attempts", type=int, help="runs the job may get (default: the worker's)")
+    enqueue.add_argument(
+        "--timeout", type=parse_duration_s, help="longest run: 30s, 5m (default: the worker's)"
+    )
+    enqueue.add_argument("--idempotency-key", default="", help="enqueue at most one job per key and type")
     _client_options(enqueue)
 
-    for name, text in (("get", "show a job"), ("cancel", "cancel a pending or running job")):
+    for name, text in (
+        ("get", "show a job"),
+        ("cancel", "cancel a pending or running job"),
+        ("retry", "run a FAILED or CANCELLED job again"),
+    ):
         command = commands.add_parser(name, help=text)
         command.add_argument("id", help="job id")
         _client_options(command)
@@ -164,7 +174,12 @@ def _enqueue(args: argparse.Namespace) -> int:
     at = args.at
     if args.delay is not None:
         at = int((dt.datetime.now(dt.UTC).timestamp() + args.delay) * 1000)
-    return _call(args.url, lambda client: client.enqueue(args.type, payload, at))
+    options = JobOptions(
+        max_attempts=args.max_attempts,
+        timeout_ms=None if args.timeout is None else int(args.timeout * 1000),
+        idempotency_key=args.idempotency_key,
+    )
+    return _call(args.url, lambda client: client.enqueue(args.type, payload, at, options))
 
 
 def _get(args: argparse.Namespace) -> int:
@@ -173,6 +188,10 @@ def _get(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     return _call(args.url, lambda client: client.cancel(args.id))
+
+
+def _retry(args: argparse.Namespace) -> int:
+    return _call(args.url, lambda client: client.retry(args.id))
 
 
 def _call(url: str, request: Callable[[SyncClient], Job | None]) -> int:
@@ -200,6 +219,7 @@ _COMMANDS = {
     "enqueue": _enqueue,
     "get": _get,
     "cancel": _cancel,
+    "retry": _retry,
 }
 
 if __name__ == "__main__":

@@ -45,10 +45,16 @@ class Settings:
     reaper_interval_s: float = 1.0
     # How long an id may sit popped but unclaimed before the reaper re-queues it.
     claim_timeout_s: float = 5.0
+    # How long an idempotency key keeps returning the job first enqueued with it.
+    idempotency_window_s: float = 24 * 3600.0
 
     @property
     def retention_ms(self) -> int:
         return int(self.retention_s * 1000)
+
+    @property
+    def idempotency_window_ms(self) -> int:
+        return int(self.idempotency_window_s * 1000)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

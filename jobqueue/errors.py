@@ -32,3 +32,9 @@ class JobAlreadyFinished(JobQueueError):
     def __init__(self, job_id: str, status_name: str) -> None:
         super().__init__(f"job {job_id} already finished ({status_name}) and cannot be cancelled")
         self.job_id = job_id
+
+
+class JobNotRetryable(JobQueueError):
+    def __init__(self, job_id: str, status_name: str) -> None:
+        super().__init__(f"job {job_id} is {status_name}: only FAILED or CANCELLED jobs can be retried")
+        self.job_id = job_id

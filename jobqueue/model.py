@@ -42,6 +42,31 @@ class JobStatus(enum.IntEnum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff between attempts, with "equal jitter".
+
+    The delay after attempt n is d = min(cap_ms, base_ms * factor^(n-1)): half of
+    it fixed and half random, so retries of many jobs that failed together spread
+    out, yet none comes back sooner than d/2.
+    """
+
+    base_ms: int = 1_000
+    factor: float = 2.0
+    cap_ms: int = 3_600_000
+
+    def __post_init__(self) -> None:
+        if self.base_ms < 0 or self.cap_ms < 0:
+            raise InvalidInput("backoff", "base_ms and cap_ms must be >= 0")
+        if not 1.0 <= self.factor <= 100.0:
+            raise InvalidInput("backoff", f"factor must be between 1 and 100, got {self.factor}")
+
+    def delay_ms(self, attempt: int, jitter: float) -> int:
+        """The delay after `attempt` (1-based); `jitter` is uniform in [0, 1)."""
+        full = min(float(self.cap_ms), self.base_ms * self.factor ** max(0, attempt - 1))
+        return int(full / 2 + jitter * full / 2)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Job:
     """A job as stored. Times are Unix milliseconds from the Redis server's clock."""
 
@@ -57,6 +82,11 @@ class Job:
     started_at: int = 0
     finished_at: int = 0
     worker_id: str = ""
+    # 0 until a worker claims a job enqueued without one (then the worker's default applies).
+    max_attempts: int = 0
+    timeout_ms: int = 0  # 0: the worker's default
+    idempotency_key: str = ""
+    backoff: Backoff | None = None  # None: the worker's default
     # The fencing token of the current lease: it grows with every claim, and the
     # store accepts a result only with the token of the lease that is current.
     lease_token: int = 0
@@ -86,6 +116,41 @@ def check_execution_time(execution_time_ms: int) -> int:
     if execution_time_ms > MAX_TIME_MS:
         raise InvalidInput("execution_time_ms", f"{execution_time_ms} is after the year 9999")
     return execution_time_ms
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobOptions:
+    """What EnqueueJob may set per job beyond type, payload and time. None: the worker's default."""
+
+    max_attempts: int | None = None
+    timeout_ms: int | None = None
+    backoff: Backoff | None = None
+    # The same key for the same type within the idempotency window returns the first job.
+    idempotency_key: str = ""
+
+
+NO_OPTIONS = JobOptions()
+
+MAX_ATTEMPTS_LIMIT = 1000
+MAX_IDEMPOTENCY_KEY_CHARS = 256
+
+
+def check_max_attempts(max_attempts: int) -> int:
+    if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise InvalidInput("max_attempts", f"must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {max_attempts}")
+    return max_attempts
+
+
+def check_timeout_ms(timeout_ms: int) -> int:
+    if timeout_ms <= 0:
+        raise InvalidInput("timeout_ms", f"must be > 0 ms, got {timeout_ms}")
+    return timeout_ms
+
+
+def check_idempotency_key(key: str) -> str:
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidInput("idempotency_key", f"is {len(key)} characters, over {MAX_IDEMPOTENCY_KEY_CHARS}")
+    return key
 
 
 def partition_of_type(job_type: str) -> str:

@@ -1,10 +1,13 @@
 """The reaper: brings back jobs whose worker died or stalled.
 
-Two ways a job can be stranded, two repairs, each one atomic script per job:
-- a RUNNING job whose lease expired (its worker stopped heartbeating) goes back
-  to the head of the ready list (recover.lua);
-- an id a worker popped from the ready list but never claimed (it died in
-  between) goes back after `claim_timeout_s` (sweep_popped.lua).
+Three ways a job can be stranded, each repaired by one atomic script per job:
+- its worker stopped heartbeating (its registry entry is past its liveness
+  deadline): the worker's held jobs go back at once (recover.lua, by worker);
+- its lease expired (the backstop, e.g. for a worker missing from the
+  registry): it goes back too (recover.lua, by lease);
+- a worker popped its id from the ready list but never claimed it (it died in
+  between): it goes back after `claim_timeout_s` (sweep_popped.lua).
+A job taken back from a run that was its last attempt ends FAILED instead.
 Every server and worker process runs one; the scripts make that safe.
 """
 
@@ -36,6 +39,7 @@ class Reaper:
         self.claim_timeout_ms = int(claim_timeout_s * 1000)
         self.batch = batch
         self.requeued = 0  # jobs brought back by this reaper, for tests and metrics
+        self.failed = 0  # jobs taken back from their last attempt, so FAILED
 
     async def run(self) -> None:
         await supervise("reaper", self._run, log)
@@ -51,6 +55,7 @@ class Reaper:
         job_types = self.job_types if self.job_types is not None else await self.store.job_types()
         before = self.requeued
         for job_type in job_types:
+            await self._recover_from_dead_workers(job_type)
             await self._recover_expired(job_type)
             swept = await self.store.sweep_popped(job_type, self.claim_timeout_ms)
             if swept:
@@ -58,12 +63,29 @@ class Reaper:
                 self.requeued += swept
         return self.requeued - before
 
+    async def _recover_from_dead_workers(self, job_type: str) -> None:
+        for worker_id in await self.store.dead_workers(job_type, self.batch):
+            for job_id in await self.store.held_by(job_type, worker_id):
+                self._note(
+                    job_id, job_type, await self.store.recover(job_type, job_id, worker_id), "worker died"
+                )
+            if await self.store.forget_worker(job_type, worker_id):
+                log.warning(
+                    "worker %s (%s) stopped heartbeating; its jobs were taken back", worker_id, job_type
+                )
+
     async def _recover_expired(self, job_type: str) -> None:
         while True:
             expired = await self.store.expired_leases(job_type, self.batch)
             for job_id in expired:
-                if await self.store.recover(job_type, job_id) == "requeued":
-                    log.warning("job %s (%s): lease expired, re-queued", job_id, job_type)
-                    self.requeued += 1
+                self._note(job_id, job_type, await self.store.recover(job_type, job_id), "lease expired")
             if len(expired) < self.batch:
                 return
+
+    def _note(self, job_id: str, job_type: str, outcome: str, why: str) -> None:
+        if outcome == "requeued":
+            self.requeued += 1
+            log.warning("job %s (%s): %s, re-queued", job_id, job_type, why)
+        elif outcome == "failed":
+            self.failed += 1
+            log.warning("job %s (%s): %s during its last attempt: FAILED", job_id, job_type, why)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from .model import Job, JobStatus
+from .model import Backoff, Job, JobOptions, JobStatus
 
 
 def job_to_proto(job: Job) -> pb.Job:
@@ -20,6 +20,10 @@ def job_to_proto(job: Job) -> pb.Job:
         started_at=job.started_at,
         finished_at=job.finished_at,
         worker_id=job.worker_id,
+        max_attempts=job.max_attempts,
+        timeout_ms=job.timeout_ms,
+        idempotency_key=job.idempotency_key,
+        backoff=backoff_to_proto(job.backoff),
     )
 
 
@@ -37,4 +41,45 @@ def job_from_proto(job: pb.Job) -> Job:
         started_at=job.started_at,
         finished_at=job.finished_at,
         worker_id=job.worker_id,
+        max_attempts=job.max_attempts,
+        timeout_ms=job.timeout_ms,
+        idempotency_key=job.idempotency_key,
+        backoff=backoff_from_proto(job.backoff),
+    )
+
+
+def backoff_to_proto(backoff: Backoff | None) -> pb.Backoff | None:
+    if backoff is None:
+        return None
+    return pb.Backoff(base_ms=backoff.base_ms, factor=backoff.factor, cap_ms=backoff.cap_ms)
+
+
+def backoff_from_proto(backoff: pb.Backoff | None) -> Backoff | None:
+    if backoff is None:
+        return None
+    return Backoff(base_ms=backoff.base_ms, factor=backoff.factor, cap_ms=backoff.cap_ms)
+
+
+def options_from_request(request: pb.EnqueueJobRequest) -> JobOptions:
+    """The job options of an EnqueueJob request; absent fields mean the worker's defaults."""
+    return JobOptions(
+        max_attempts=request.max_attempts if request.has_field("max_attempts") else None,
+        timeout_ms=request.timeout_ms if request.has_field("timeout_ms") else None,
+        backoff=backoff_from_proto(request.backoff if request.has_field("backoff") else None),
+        idempotency_key=request.idempotency_key,
+    )
+
+
+def enqueue_request(
+    job_type: str, payload: bytes, execution_time_ms: int | None, options: JobOptions
+) -> pb.EnqueueJobRequest:
+    """An EnqueueJob request; options left None stay absent (the worker's defaults)."""
+    return pb.EnqueueJobRequest(
+        type=job_type,
+        payload=payload,
+        execution_time_ms=execution_time_ms,
+        max_attempts=options.max_attempts,
+        timeout_ms=options.timeout_ms,
+        backoff=backoff_to_proto(options.backoff),
+        idempotency_key=options.idempotency_key,
     )

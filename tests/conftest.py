@@ -147,3 +147,49 @@ def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     log = tmp_path_factory.mktemp("server") / "server.log"
     with jobqueue_server(redis_url, log, JOBQUEUE_CORS_ORIGINS="https://app.example") as url:
         yield url
+
+
+# -- worker subprocesses (tests/worker_apps.py) -------------------------------------------
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def spawn(redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(crash_at: str = "") -> subprocess.Popen[bytes]:
+        env = dict(
+            os.environ,
+            JOBQUEUE_REDIS_URL=redis_url,
+            JOBQUEUE_REAPER_INTERVAL_S="0.2",
+            JOBQUEUE_CLAIM_TIMEOUT_S="1",
+            JOBQUEUE_CRASH_AT=crash_at,
+        )
+        log = tmp_path / f"worker{len(processes)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "jobqueue.cli", "worker", "tests/worker_apps.py"],
+                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        LOGS[process.pid] = log
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+LOGS: dict[int, Path] = {}
+
+
+def log_of(process: subprocess.Popen[bytes]) -> str:
+    return LOGS[process.pid].read_text(errors="replace")
+
+
+async def runs(store: JobStore, key: str) -> list[tuple[str, int, int]]:
+    entries = await store.redis.lrange(key, 0, -1)
+    return [(i, int(a), int(p)) for i, a, p in (e.decode().split() for e in entries)]

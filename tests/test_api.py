@@ -191,7 +191,10 @@ async def claim(store: JobStore, redis_url: str, job_type: str, job_id: str) -> 
 async def finish(store: JobStore, redis_url: str, job_type: str, job_id: str, status: JobStatus) -> None:
     """Runs a ready job to `status` (COMPLETED or FAILED)."""
     job = await claim(store, redis_url, job_type, job_id)
-    assert await store.finish(job, status, "boom" if status == JobStatus.FAILED else "") == "ok"
+    if status is JobStatus.FAILED:
+        assert await store.fail(job, "boom", None) == "failed"
+    else:
+        assert await store.complete(job) == "ok"
 
 
 def new_type() -> str:
@@ -216,7 +219,7 @@ async def test_grpcurl_describes_job_service(server_url: str) -> None:
     ran = await grpcurl(server_url, "describe", SERVICE)
     assert ran.code == 0, ran
     rpcs = {line.split()[1]: line for line in ran.out.splitlines() if line.strip().startswith("rpc ")}
-    assert set(rpcs) == {"EnqueueJob", "GetJob", "CancelJob"}
+    assert set(rpcs) == {"EnqueueJob", "GetJob", "CancelJob", "RetryJob"}
     assert "returns ( .mpataki.jobqueue.v1.GetJobResponse )" in rpcs["GetJob"]
     assert "idempotency_level = NO_SIDE_EFFECTS" in ran.out
     assert "idempotency_level = IDEMPOTENT" in ran.out

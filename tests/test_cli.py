@@ -31,7 +31,9 @@ def jobqueue(
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("command", [[], ["server"], ["worker"], ["dev"], ["enqueue"], ["get"], ["cancel"]])
+@pytest.mark.parametrize(
+    "command", [[], ["server"], ["worker"], ["dev"], ["enqueue"], ["get"], ["cancel"], ["retry"]]
+)
 def test_help_everywhere(command: list[str]) -> None:
     result = jobqueue(*command, "--help")
     assert result.returncode == 0 and "usage: jobqueue" in result.stdout
@@ -149,3 +151,16 @@ def test_dev_runs_redis_server_and_example_worker(tmp_path: Path) -> None:
     data = tmp_path / "jobqueue" / "redis"
     assert any(p.name.startswith("appendonly") for p in data.iterdir()), "dev's Redis keeps an AOF"
     assert "Redis stopped" in output
+
+
+async def test_enqueue_options_and_retry(server_url: str, store: JobStore) -> None:
+    args = ["enqueue", "opts", "x", "--max-attempts", "2", "--timeout", "90s", "--idempotency-key", "k1"]
+    first = json.loads(jobqueue(*args, "--url", server_url).stdout)
+    again = json.loads(jobqueue(*args, "--url", server_url).stdout)
+    assert again["id"] == first["id"]
+    assert (first["maxAttempts"], first["timeoutMs"], first["idempotencyKey"]) == (2, "90000", "k1")
+    await store.cancel(first["id"])
+    retried = jobqueue("retry", first["id"], "--url", server_url)
+    assert retried.returncode == 0 and json.loads(retried.stdout)["status"] == "JOB_STATUS_PENDING"
+    refused = jobqueue("retry", first["id"], "--url", server_url)
+    assert refused.returncode == 2 and "failed_precondition" in refused.stderr

@@ -2,58 +2,20 @@
 
 Each test runs `jobqueue worker` subprocesses against the test Redis, kills one
 with SIGKILL (or stops it with SIGTERM), and checks through Redis that the job
-comes back and completes. The workers use a 2 s lease and a 0.2 s reaper.
+comes back and completes. The workers (tests/worker_apps.py) count as dead 1 s
+after their last heartbeat and run a reaper every 0.2 s.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from jobqueue.model import JobStatus
 from jobqueue.store import JobStore
 
-from .conftest import ROOT, eventually, status_is
-
-Spawn = Callable[..., subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def spawn(redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(crash_at: str = "") -> subprocess.Popen[bytes]:
-        env = dict(
-            os.environ,
-            JOBQUEUE_REDIS_URL=redis_url,
-            JOBQUEUE_REAPER_INTERVAL_S="0.2",
-            JOBQUEUE_CLAIM_TIMEOUT_S="1",
-            JOBQUEUE_CRASH_AT=crash_at,
-        )
-        log = (tmp_path / f"worker{len(processes)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.cli", "worker", "tests/worker_apps.py"],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        processes.append(process)
-        return process
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
-async def runs(store: JobStore, key: str) -> list[tuple[str, int, int]]:
-    entries = await store.redis.lrange(key, 0, -1)
-    return [(i, int(a), int(p)) for i, a, p in (e.decode().split() for e in entries)]
+from .conftest import Spawn, eventually, runs, status_is
 
 
 async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn) -> None:
@@ -72,7 +34,7 @@ async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn
     first, second = await runs(store, "test:started")
     assert (first[1], second[1]) == (1, 2)
     assert first[2] == victim.pid != second[2]
-    assert "lease expired" in (await store.get(job.id)).last_error
+    assert f":{victim.pid}:" in (await store.get(job.id)).last_error  # "worker <host>:<pid>:… died"
 
 
 @pytest.mark.parametrize("point", ["after_pop", "after_claim", "before_finish"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from jobqueue.config import connect
-from jobqueue.model import JobStatus, new_job_id, partition_of_type
+from jobqueue.model import Backoff, JobOptions, new_job_id, partition_of_type
 from jobqueue.store import JobStore, Keyspace
 from jobqueue.store.scripts import NAMES
 
@@ -27,7 +27,9 @@ def test_key_table_matches_the_keyspace() -> None:
         keys.job(job_id),
         keys.types,
         keys.schedule_channel,
-        *(getattr(queue, f) for f in queue.__slots__),
+        *queue.named().values(),
+        queue.held("W"),
+        queue.idempotency("K").rsplit(":", 1)[0] + ":SHA256",
     }
     normalised = {k.replace(job_id, "ID").replace(partition_of_type("T"), "pppp") for k in actual}
     assert normalised == documented_keys()
@@ -39,10 +41,12 @@ def test_every_script_is_in_the_state_machine_table() -> None:
 
 
 async def test_job_hash_fields_are_documented(store: JobStore, redis_url: str) -> None:
-    """After a run that failed, the job hash has every field there is; the doc lists exactly those."""
+    """After a run that failed, with every option set, the job hash has every field there is;
+    the doc lists exactly those."""
     documented = re.search(r"the job: `([^`]+)`", DOC)
     assert documented is not None
-    job = await store.enqueue("T", b"")
+    options = JobOptions(max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k")
+    job = await store.enqueue("T", b"", None, options)
     blocking = connect(redis_url, blocking=True)
     try:
         assert await store.pop(blocking, "T", 1) == job.id
@@ -50,6 +54,6 @@ async def test_job_hash_fields_are_documented(store: JobStore, redis_url: str) -
         await blocking.aclose()
     running, _ = await store.claim("T", job.id, "w", 1000)
     assert running is not None
-    await store.finish(running, JobStatus.FAILED, "boom")
+    await store.fail(running, "boom", None)
     fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}
     assert fields == set(documented[1].split())

@@ -98,7 +98,7 @@ async def test_reaper_brings_back_expired_leases_and_unclaimed_pops(store: JobSt
         await store.enqueue("t", b"")
         leased_id = await store.pop(blocking, "t", 1)
         assert leased_id is not None
-        job, _ = await store.claim("t", leased_id, "dead-worker", 100)
+        job, _ = await store.claim("t", leased_id, "dead-worker", 100, default_max_attempts=3)
         assert job is not None
         popped_id = await store.pop(blocking, "t", 1)  # popped, never claimed
     finally:

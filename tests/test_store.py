@@ -17,6 +17,7 @@ from jobqueue.store import JobStore, Keyspace
 from .conftest import eventually
 
 LEASE_MS = 30_000
+LIVENESS_MS = 5_000
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ async def start(store: JobStore, blocking: Redis, job_type: str = "t", lease_ms:
     """Pops and claims the next ready job of `job_type`, as a worker would."""
     job_id = await store.pop(blocking, job_type, 1)
     assert job_id is not None, "no ready job"
-    job, outcome = await store.claim(job_type, job_id, "w1", lease_ms)
+    job, outcome = await store.claim(job_type, job_id, "w1", lease_ms, default_max_attempts=3)
     assert job is not None, outcome
     return job
 
@@ -115,7 +116,8 @@ def test_every_key_of_a_job_and_its_queue_shares_one_hash_tag() -> None:
     tag = partition_of_type("email")
     queue = keys.queue("email")
     job_key = keys.job(new_job_id(tag))
-    assert {hash_tag(getattr(queue, f)) for f in queue.__slots__} == {tag}
+    every = [*queue.named().values(), queue.held("a-worker"), queue.idempotency("any {key}")]
+    assert {hash_tag(k) for k in every} == {tag}
     assert hash_tag(job_key) == tag
     assert all(k.startswith("p:") for k in (job_key, keys.types))
 
@@ -207,35 +209,39 @@ async def test_heartbeat_extends_held_leases_and_reports_lost_ones(store: JobSto
     first = await start(store, blocking, lease_ms=1_000)
     second = await start(store, blocking, lease_ms=1_000)
     await store.cancel(second.id)
-    lost = await store.heartbeat(
-        "t", [(first.id, first.lease_token), (second.id, second.lease_token)], 60_000
-    )
-    assert lost == [(second.id, "CANCELLED")]
+    held = [(first.id, first.lease_token), (second.id, second.lease_token)]
+    assert await store.heartbeat("t", "w1", held, 60_000, LIVENESS_MS) == [(second.id, "CANCELLED")]
     lease = await store.redis.zscore(store.keys.queue("t").leases, first.id)
     assert lease is not None and lease > first.started_at + 50_000
-    assert await store.heartbeat("t", [(first.id, first.lease_token + 1)], 60_000) == [(first.id, "RUNNING")]
-    assert await store.heartbeat("t", [], 1) == []
+    queue = store.keys.queue("t")
+    assert await store.redis.smembers(queue.held("w1")) == {first.id.encode()}  # the lost one left
+    alive_until = await store.redis.zscore(queue.workers, "w1")
+    assert alive_until is not None and alive_until > first.started_at + LIVENESS_MS - 1000
+    assert await store.heartbeat("t", "w1", [(first.id, first.lease_token + 1)], 60_000, LIVENESS_MS) == [
+        (first.id, "RUNNING")
+    ]
+    assert await store.heartbeat("t", "w1", [], 1, LIVENESS_MS) == []
 
 
 async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blocking: Redis) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
-    assert await store.finish(job, JobStatus.COMPLETED) == "ok"
+    assert await store.complete(job) == "ok"
     done = await store.get(job.id)
     assert done.status is JobStatus.COMPLETED
     assert done.finished_at >= job.started_at and done.updated_at == done.finished_at
     ttl = await store.redis.pttl(store.keys.job(job.id))
     assert store.retention_ms - 60_000 < ttl <= store.retention_ms
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
-    assert await store.finish(job, JobStatus.COMPLETED) == "ok"  # a retry changes nothing
+    assert await store.complete(job) == "ok"  # a retry changes nothing
     assert (await store.get(job.id)).finished_at == done.finished_at
-    assert await store.finish(job, JobStatus.FAILED, "x") == "stale lease (job is COMPLETED)"
+    assert await store.fail(job, "x", None) == "stale lease (job is COMPLETED)"
 
 
 async def test_fail_stores_the_error(store: JobStore, blocking: Redis) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
-    assert await store.finish(job, JobStatus.FAILED, "ValueError: boom") == "ok"
+    assert await store.fail(job, "ValueError: boom", None) == "failed"
     failed = await store.get(job.id)
     assert (failed.status, failed.last_error) == (JobStatus.FAILED, "ValueError: boom")
     assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.retention_ms
@@ -245,7 +251,7 @@ async def test_retention_is_configurable(redis: Redis, blocking: Redis) -> None:
     store = JobStore(redis, retention_ms=5_000)
     await store.enqueue("t", b"")
     job = await start(store, blocking)
-    await store.finish(job, JobStatus.COMPLETED)
+    await store.complete(job)
     assert 0 < await redis.pttl(store.keys.job(job.id)) <= 5_000
     pending = await store.enqueue("t", b"")
     assert await redis.pttl(store.keys.job(pending.id)) == -1  # unfinished jobs never expire
@@ -272,14 +278,14 @@ async def test_cancel_running_job_takes_its_lease(store: JobStore, blocking: Red
     job = await start(store, blocking)
     assert await store.cancel(job.id) is JobStatus.RUNNING
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
-    assert await store.finish(job, JobStatus.COMPLETED) == "stale lease (job is CANCELLED)"
+    assert await store.complete(job) == "stale lease (job is CANCELLED)"
     assert (await store.get(job.id)).status is JobStatus.CANCELLED
 
 
 async def test_cancel_finished_job_is_refused(store: JobStore, blocking: Redis) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
-    await store.finish(job, JobStatus.FAILED, "x")
+    await store.fail(job, "x", None)
     with pytest.raises(JobAlreadyFinished, match="FAILED"):
         await store.cancel(job.id)
 
@@ -292,10 +298,10 @@ async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(store: JobStore,
         (claimed, _), _ = await asyncio.gather(store.claim("t", job_id, "w", LEASE_MS), store.cancel(job_id))
         assert (await store.get(job_id)).status is JobStatus.CANCELLED
         if claimed is not None:  # the claim won: the run is fenced off
-            assert await store.finish(claimed, JobStatus.COMPLETED) != "ok"
-            assert await store.heartbeat("t", [(job_id, claimed.lease_token)], LEASE_MS) == [
-                (job_id, "CANCELLED")
-            ]
+            assert await store.complete(claimed) != "ok"
+            assert await store.heartbeat(
+                "t", "w", [(job_id, claimed.lease_token)], LEASE_MS, LIVENESS_MS
+            ) == [(job_id, "CANCELLED")]
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
 
 
@@ -332,11 +338,13 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced_off(
     new = await start(store, blocking)
     assert (new.attempt, new.lease_token) == (2, 2)
     # The stale holder can neither finish, fail, release nor keep the job.
-    assert await store.finish(old, JobStatus.COMPLETED) == "stale lease (job is RUNNING)"
-    assert await store.finish(old, JobStatus.FAILED, "late") == "stale lease (job is RUNNING)"
+    assert await store.complete(old) == "stale lease (job is RUNNING)"
+    assert await store.fail(old, "late", None) == "stale lease (job is RUNNING)"
     assert await store.release(old) == "stale lease (job is RUNNING)"
-    assert await store.heartbeat("t", [(old.id, old.lease_token)], LEASE_MS) == [(old.id, "RUNNING")]
-    assert await store.finish(new, JobStatus.COMPLETED) == "ok"
+    assert await store.heartbeat("t", "w1", [(old.id, old.lease_token)], LEASE_MS, LIVENESS_MS) == [
+        (old.id, "RUNNING")
+    ]
+    assert await store.complete(new) == "ok"
 
 
 async def test_recover_drops_a_lease_without_a_running_job(store: JobStore) -> None:

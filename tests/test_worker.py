@@ -55,7 +55,7 @@ async def test_handler_exception_fails_the_job_with_its_error(store: JobStore, s
     async def handler(job: Job) -> None:
         raise ValueError(f"bad payload {job.payload!r}")
 
-    async with running(make_worker(settings, handler)):
+    async with running(make_worker(settings, handler, max_attempts=1)):
         job = await store.enqueue("t", b"x")
         await eventually(status_is(store, job.id, JobStatus.FAILED), what="failure")
     failed = await store.get(job.id)

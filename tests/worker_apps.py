@@ -31,4 +31,7 @@ async def sleepy(job: Job) -> None:
     await _report("test:finished", job)
 
 
-worker = Worker("sleepy", sleepy, lease_s=2.0, heartbeat_s=0.2, shutdown_grace_s=0.5, concurrency=4)
+# A long lease and a short liveness: a dead worker's jobs come back through liveness.
+worker = Worker(
+    "sleepy", sleepy, lease_s=30.0, liveness_s=1.0, heartbeat_s=0.2, shutdown_grace_s=0.5, concurrency=4
+)

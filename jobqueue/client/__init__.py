@@ -24,8 +24,8 @@ from connectrpc.errors import ConnectError
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient, JobServiceClientSync
-from ..model import Job
-from ..wire import job_from_proto
+from ..model import NO_OPTIONS, Job, JobOptions
+from ..wire import enqueue_request, job_from_proto
 
 DEFAULT_URL = "http://localhost:8080"
 T = TypeVar("T")
@@ -38,8 +38,14 @@ class Client:
         self.timeout_s = timeout_s
         self._client = JobServiceClient(url.rstrip("/"), codec=proto_json_codec() if json else None)
 
-    async def enqueue(self, job_type: str, payload: bytes = b"", execution_time_ms: int | None = None) -> Job:
-        request = _enqueue_request(job_type, payload, execution_time_ms)
+    async def enqueue(
+        self,
+        job_type: str,
+        payload: bytes = b"",
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        request = enqueue_request(job_type, payload, execution_time_ms, options)
         return _job((await self._within_timeout(self._client.enqueue_job(request))).job)
 
     async def get(self, job_id: str) -> Job:
@@ -47,6 +53,9 @@ class Client:
 
     async def cancel(self, job_id: str) -> None:
         await self._within_timeout(self._client.cancel_job(pb.CancelJobRequest(id=job_id)))
+
+    async def retry(self, job_id: str) -> Job:
+        return _job((await self._within_timeout(self._client.retry_job(pb.RetryJobRequest(id=job_id)))).job)
 
     async def _within_timeout(self, call: Awaitable[T]) -> T:
         try:
@@ -81,14 +90,24 @@ class SyncClient:
             url.rstrip("/"), timeout_ms=int(timeout_s * 1000), codec=proto_json_codec() if json else None
         )
 
-    def enqueue(self, job_type: str, payload: bytes = b"", execution_time_ms: int | None = None) -> Job:
-        return _job(self._client.enqueue_job(_enqueue_request(job_type, payload, execution_time_ms)).job)
+    def enqueue(
+        self,
+        job_type: str,
+        payload: bytes = b"",
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        request = enqueue_request(job_type, payload, execution_time_ms, options)
+        return _job(self._client.enqueue_job(request).job)
 
     def get(self, job_id: str) -> Job:
         return _job(self._client.get_job(pb.GetJobRequest(id=job_id)).job)
 
     def cancel(self, job_id: str) -> None:
         self._client.cancel_job(pb.CancelJobRequest(id=job_id))
+
+    def retry(self, job_id: str) -> Job:
+        return _job(self._client.retry_job(pb.RetryJobRequest(id=job_id)).job)
 
     def close(self) -> None:
         self._client.close()
@@ -100,10 +119,6 @@ class SyncClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _enqueue_request(job_type: str, payload: bytes, execution_time_ms: int | None) -> pb.EnqueueJobRequest:
-    return pb.EnqueueJobRequest(type=job_type, payload=payload, execution_time_ms=execution_time_ms)
 
 
 def _job(job: pb.Job | None) -> Job:

@@ -16,7 +16,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
-from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, PayloadTooLarge
+from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
 from ..supervise import REDIS_DOWN
 
 log = logging.getLogger("jobqueue.server")
@@ -29,6 +29,7 @@ _CODES: tuple[tuple[type[Exception], Code], ...] = (
     (InvalidInput, Code.INVALID_ARGUMENT),
     (JobNotFound, Code.NOT_FOUND),
     (JobAlreadyFinished, Code.FAILED_PRECONDITION),
+    (JobNotRetryable, Code.FAILED_PRECONDITION),
 )
 
 

@@ -45,6 +45,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         keys=Keyspace(settings.prefix),
         retention_ms=settings.retention_ms,
         max_payload_bytes=settings.max_payload_bytes,
+        idempotency_window_ms=settings.idempotency_window_ms,
     )
     if stop is None:
         stop = asyncio.Event()

@@ -6,6 +6,7 @@ them all runs on one Redis Cluster slot.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from ..model import partition_of_id, partition_of_type
@@ -20,6 +21,22 @@ class QueueKeys:
     popped: str  # LIST of ids a worker popped and has not claimed yet
     suspects: str  # HASH id -> ms when the reaper first saw it in `popped`
     leases: str  # ZSET id -> lease expiry (ms): running jobs
+    failed: str  # ZSET id -> ms it failed for good: the dead letters
+    workers: str  # ZSET worker id -> liveness deadline (ms): workers of this type
+    _base: str  # "P:{pppp}", for the keys below
+    _type: str
+
+    def named(self) -> dict[str, str]:
+        """The fixed keys by name (what docs/design.md lists)."""
+        return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("_")}
+
+    def held(self, worker_id: str) -> str:
+        """SET of the ids a worker claimed and has not finished (may hold stale ids)."""
+        return f"{self._base}:held:{self._type}:{worker_id}"
+
+    def idempotency(self, key: str) -> str:
+        """STRING: the id of the job enqueued with `key`, for the idempotency window."""
+        return f"{self._base}:idem:{self._type}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 class Keyspace:
@@ -41,4 +58,8 @@ class Keyspace:
             popped=f"{base}:popped:{job_type}",
             suspects=f"{base}:suspects:{job_type}",
             leases=f"{base}:leases:{job_type}",
+            failed=f"{base}:failed:{job_type}",
+            workers=f"{base}:workers:{job_type}",
+            _base=base,
+            _type=job_type,
         )

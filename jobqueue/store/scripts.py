@@ -19,11 +19,14 @@ NAMES = (
     "promote",
     "claim",
     "heartbeat",
-    "finish",
+    "complete",
+    "fail",
     "release",
     "cancel",
-    "expired_leases",
+    "retry",
+    "expired",
     "recover",
+    "forget_worker",
     "sweep_popped",
 )
 
@@ -40,11 +43,14 @@ class Scripts:
     promote: AsyncScript
     claim: AsyncScript
     heartbeat: AsyncScript
-    finish: AsyncScript
+    complete: AsyncScript
+    fail: AsyncScript
     release: AsyncScript
     cancel: AsyncScript
-    expired_leases: AsyncScript
+    retry: AsyncScript
+    expired: AsyncScript
     recover: AsyncScript
+    forget_worker: AsyncScript
     sweep_popped: AsyncScript
 
     @classmethod

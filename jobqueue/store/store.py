@@ -8,19 +8,25 @@ that dies between two calls leaves Redis in a state the reaper can repair.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..errors import JobAlreadyFinished, JobNotFound, PayloadTooLarge
+from ..errors import JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
 from ..model import (
+    NO_OPTIONS,
+    Backoff,
     Job,
+    JobOptions,
     JobStatus,
     check_execution_time,
+    check_idempotency_key,
     check_job_id,
     check_job_type,
+    check_max_attempts,
+    check_timeout_ms,
     new_job_id,
     partition_of_type,
 )
-from .keys import Keyspace
+from .keys import Keyspace, QueueKeys
 from .scripts import Scripts
 
 if TYPE_CHECKING:
@@ -28,7 +34,9 @@ if TYPE_CHECKING:
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20
-_FINAL = (JobStatus.COMPLETED, JobStatus.FAILED)
+
+# A script's reply: Redis types as redis-py returns them (bytes, int, lists).
+Reply = Any
 
 
 class JobStore:
@@ -39,41 +47,83 @@ class JobStore:
         keys: Keyspace | None = None,
         retention_ms: int = DAY_MS,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        idempotency_window_ms: int = DAY_MS,
     ) -> None:
         """`redis` must return bytes (decode_responses=False): payloads are binary."""
         self.redis = redis
         self.keys = keys or Keyspace()
         self.retention_ms = retention_ms
         self.max_payload_bytes = max_payload_bytes
+        self.idempotency_window_ms = idempotency_window_ms
         self._scripts = Scripts.register(redis)
 
     # -- producers and the API -------------------------------------------------
 
-    async def enqueue(self, job_type: str, payload: bytes, execution_time_ms: int | None = None) -> Job:
-        """Stores a PENDING job; `execution_time_ms` None (or 0) means now."""
+    async def enqueue(
+        self,
+        job_type: str,
+        payload: bytes,
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        """Stores a PENDING job; `execution_time_ms` None (or 0) means now.
+
+        With an idempotency key already used for this type within the window,
+        returns the job enqueued first instead of creating one.
+        """
         check_job_type(job_type)
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(len(payload), self.max_payload_bytes)
         at = "" if not execution_time_ms else str(check_execution_time(execution_time_ms))
+        fields = _option_fields(options)
         job_id = new_job_id(partition_of_type(job_type))
+        stale = ""
+        for _ in range(3):
+            outcome, *rest = await self._enqueue(
+                job_id, job_type, payload=payload, at=at, options=options, fields=fields, stale=stale
+            )
+            if outcome == b"created":
+                created_at, execution_time = rest
+                return Job(
+                    id=job_id,
+                    type=job_type,
+                    payload=payload,
+                    status=JobStatus.PENDING,
+                    execution_time_ms=int(execution_time),
+                    created_at=int(created_at),
+                    updated_at=int(created_at),
+                    **_options_of(options),
+                )
+            existing = rest[0].decode()
+            try:
+                return await self.get(existing)
+            except JobNotFound:
+                stale = existing  # its key outlived the job (retention < window): replace it
+        raise RuntimeError(f"idempotency key {options.idempotency_key!r} keeps pointing at vanished jobs")
+
+    async def _enqueue(
+        self,
+        job_id: str,
+        job_type: str,
+        *,
+        payload: bytes,
+        at: str,
+        options: JobOptions,
+        fields: list[str | int | float],
+        stale: str,
+    ) -> Reply:
         queue = self.keys.queue(job_type)
+        keys = [self.keys.job(job_id), queue.scheduled, queue.ready]
+        if options.idempotency_key:
+            keys.append(queue.idempotency(options.idempotency_key))
+        args: list[str | bytes | int | float] = [
+            job_id, job_type, payload, at, self.keys.schedule_channel, self.idempotency_window_ms, stale,
+        ]  # fmt: skip
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.sadd(self.keys.types, job_type)
-            await self._scripts.enqueue(
-                keys=[self.keys.job(job_id), queue.scheduled, queue.ready],
-                args=[job_id, job_type, payload, at, self.keys.schedule_channel],
-                client=pipe,
-            )
-            _, (created_at, execution_time) = await pipe.execute()
-        return Job(
-            id=job_id,
-            type=job_type,
-            payload=payload,
-            status=JobStatus.PENDING,
-            execution_time_ms=int(execution_time),
-            created_at=int(created_at),
-            updated_at=int(created_at),
-        )
+            await self._scripts.enqueue(keys=keys, args=[*args, *fields], client=pipe)
+            _, reply = await pipe.execute()
+        return reply
 
     async def get(self, job_id: str) -> Job:
         job_id = check_job_id(job_id)
@@ -85,13 +135,9 @@ class JobStore:
     async def cancel(self, job_id: str) -> JobStatus:
         """Cancels a pending or running job; returns the status it had."""
         job_id = check_job_id(job_id)
-        job_key = self.keys.job(job_id)
-        job_type: bytes | None = await self.redis.hget(job_key, "type")  # type: ignore[assignment]
-        if job_type is None:
-            raise JobNotFound(job_id)
-        queue = self.keys.queue(job_type.decode())
+        queue = await self._queue_of(job_id)
         reply = await self._scripts.cancel(
-            keys=[job_key, queue.scheduled, queue.leases], args=[job_id, self.retention_ms]
+            keys=[self.keys.job(job_id), queue.scheduled, queue.leases], args=[job_id, self.retention_ms]
         )
         outcome = reply[0].decode()
         if outcome == "not_found":
@@ -100,9 +146,34 @@ class JobStore:
             raise JobAlreadyFinished(job_id, _status_name(reply[1]))
         return JobStatus(int(reply[1]))
 
+    async def retry(self, job_id: str) -> Job:
+        """Runs a FAILED or CANCELLED job again, due now, attempts from zero (a redrive)."""
+        job_id = check_job_id(job_id)
+        queue = await self._queue_of(job_id)
+        reply = await self._scripts.retry(
+            keys=[self.keys.job(job_id), queue.failed, queue.ready], args=[job_id]
+        )
+        outcome = reply[0].decode()
+        if outcome == "not_found":
+            raise JobNotFound(job_id)
+        if outcome == "state":
+            raise JobNotRetryable(job_id, _status_name(reply[1]))
+        return await self.get(job_id)
+
+    async def failed_ids(self, job_type: str, limit: int = 100) -> list[str]:
+        """The type's dead letters, most recent first."""
+        ids: list[bytes] = await self.redis.zrevrange(self.keys.queue(job_type).failed, 0, limit - 1)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
     async def job_types(self) -> set[str]:
         members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
         return {t.decode() for t in members}
+
+    async def _queue_of(self, job_id: str) -> QueueKeys:
+        job_type: bytes | None = await self.redis.hget(self.keys.job(job_id), "type")  # type: ignore[assignment]
+        if job_type is None:
+            raise JobNotFound(job_id)
+        return self.keys.queue(job_type.decode())
 
     # -- the scheduler ---------------------------------------------------------
 
@@ -131,68 +202,142 @@ class JobStore:
         return None if job_id is None else job_id.decode()
 
     async def claim(
-        self, job_type: str, job_id: str, worker_id: str, lease_ms: int
+        self, job_type: str, job_id: str, worker_id: str, lease_ms: int, default_max_attempts: int = 1
     ) -> tuple[Job | None, str]:
-        """Starts a run of a popped job: (the RUNNING job, 'ok') or (None, why not)."""
+        """Starts a run of a popped job: (the RUNNING job, 'ok') or (None, why not).
+
+        A job whose record cannot be decoded is failed for good (a dead letter).
+        """
         queue = self.keys.queue(job_type)
         reply = await self._scripts.claim(
-            keys=[self.keys.job(job_id), queue.popped, queue.suspects, queue.leases],
-            args=[job_id, worker_id, lease_ms],
+            keys=[self.keys.job(job_id), queue.popped, queue.suspects, queue.leases, queue.held(worker_id)],
+            args=[job_id, worker_id, lease_ms, default_max_attempts],
         )
         outcome = reply[0].decode()
         if outcome != "ok":
             detail = f" ({_status_name(reply[1])})" if len(reply) > 1 else ""
             return None, outcome + detail
         it = iter(reply[1:])
-        return decode_job(dict(zip(it, it, strict=True))), "ok"
+        fields = dict(zip(it, it, strict=True))
+        try:
+            return decode_job(fields), "ok"
+        except ValueError as exc:
+            # It is RUNNING under our lease now: end it as a dead letter rather
+            # than let it be redelivered forever.
+            wreck = Job(
+                id=job_id,
+                type=job_type,
+                payload=b"",
+                status=JobStatus.RUNNING,
+                execution_time_ms=0,
+                created_at=0,
+                updated_at=0,
+                worker_id=worker_id,
+                lease_token=int(fields[b"lease_token"]),
+            )
+            await self.fail(wreck, f"corrupt job record: {exc}", None)
+            return None, f"corrupt ({exc})"
 
     async def heartbeat(
-        self, job_type: str, held: Sequence[tuple[str, int]], lease_ms: int
+        self,
+        job_type: str,
+        worker_id: str,
+        held: Sequence[tuple[str, int]],
+        lease_ms: int,
+        liveness_ms: int,
     ) -> list[tuple[str, str]]:
-        """Extends the leases of `held` (id, lease token); returns (id, status name) of those lost."""
-        if not held:
-            return []
-        args: list[str | int] = [lease_ms]
+        """Marks the worker alive and extends the leases of `held` (id, lease token).
+
+        Returns (id, status name) of the leases it lost.
+        """
+        queue = self.keys.queue(job_type)
+        args: list[str | int] = [lease_ms, worker_id, liveness_ms]
         for job_id, token in held:
             args += [job_id, token]
         lost = await self._scripts.heartbeat(
-            keys=[self.keys.queue(job_type).leases, *(self.keys.job(job_id) for job_id, _ in held)],
+            keys=[queue.leases, queue.workers, queue.held(worker_id), *(self.keys.job(i) for i, _ in held)],
             args=args,
         )
         pairs = iter(lost)
         return [(job_id.decode(), _status_name(status)) for job_id, status in zip(pairs, pairs, strict=True)]
 
-    async def finish(self, job: Job, status: JobStatus, error: str = "") -> str:
-        """Records the outcome of a run; returns 'ok', or why it was refused (a stale lease)."""
-        if status not in _FINAL:
-            raise ValueError(f"a run finishes COMPLETED or FAILED, not {status.name}")
-        reply = await self._scripts.finish(
-            keys=[self.keys.job(job.id), self.keys.queue(job.type).leases],
-            args=[job.id, job.lease_token, int(status), error, self.retention_ms],
+    async def complete(self, job: Job) -> str:
+        """Records a successful run; returns 'ok', or why it was refused (a stale lease)."""
+        queue = self.keys.queue(job.type)
+        reply = await self._scripts.complete(
+            keys=[self.keys.job(job.id), queue.leases, queue.held(job.worker_id)],
+            args=[job.id, job.lease_token, self.retention_ms],
         )
+        return _refusal(reply)
+
+    async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> str:
+        """Records a failed run: 'retrying' (if attempts are left and `retry_delay_ms`
+        is not None), 'failed' (dead letter), or why it was refused (a stale lease)."""
+        queue = self.keys.queue(job.type)
+        delay = -1 if retry_delay_ms is None else max(0, retry_delay_ms)
+        reply = await self._scripts.fail(
+            keys=[
+                self.keys.job(job.id),
+                queue.leases,
+                queue.held(job.worker_id),
+                queue.scheduled,
+                queue.failed,
+            ],
+            args=[job.id, job.lease_token, error, delay, self.retention_ms, self.keys.schedule_channel],
+        )
+        if reply[0] in (b"retrying", b"failed"):
+            return str(reply[0].decode())
         return _refusal(reply)
 
     async def release(self, job: Job) -> str:
         """Hands a running job back to the ready list; returns 'ok' or why it was refused."""
         queue = self.keys.queue(job.type)
         reply = await self._scripts.release(
-            keys=[self.keys.job(job.id), queue.leases, queue.ready], args=[job.id, job.lease_token]
+            keys=[self.keys.job(job.id), queue.leases, queue.ready, queue.held(job.worker_id)],
+            args=[job.id, job.lease_token],
         )
         return _refusal(reply)
 
     # -- the reaper ------------------------------------------------------------
 
     async def expired_leases(self, job_type: str, limit: int = 100) -> list[str]:
-        ids = await self._scripts.expired_leases(keys=[self.keys.queue(job_type).leases], args=[limit])
-        return [job_id.decode() for job_id in ids]
+        return await self._expired(self.keys.queue(job_type).leases, limit)
 
-    async def recover(self, job_type: str, job_id: str) -> str:
-        """Re-queues a job whose lease expired: 'requeued', 'alive' or 'dropped'."""
+    async def dead_workers(self, job_type: str, limit: int = 100) -> list[str]:
+        """Workers of the type whose liveness deadline passed."""
+        return await self._expired(self.keys.queue(job_type).workers, limit)
+
+    async def _expired(self, key: str, limit: int) -> list[str]:
+        members = await self._scripts.expired(keys=[key], args=[limit])
+        return [m.decode() for m in members]
+
+    async def held_by(self, job_type: str, worker_id: str) -> list[str]:
+        members: set[bytes] = await self.redis.smembers(self.keys.queue(job_type).held(worker_id))  # type: ignore[assignment]
+        return sorted(m.decode() for m in members)
+
+    async def recover(self, job_type: str, job_id: str, dead_worker: str | None = None) -> str:
+        """Takes back a job whose lease expired (or, given `dead_worker`, whose worker died).
+
+        Returns 'requeued', 'failed' (that was its last attempt), 'alive', 'moved' or 'dropped'.
+        """
         queue = self.keys.queue(job_type)
         outcome = await self._scripts.recover(
-            keys=[self.keys.job(job_id), queue.leases, queue.ready], args=[job_id]
+            keys=[self.keys.job(job_id), queue.leases, queue.ready, queue.failed, queue.workers],
+            args=[job_id, dead_worker or "lease", self.retention_ms],
         )
         return str(outcome.decode())
+
+    async def forget_worker(self, job_type: str, worker_id: str, *, leaving: bool = False) -> bool:
+        """Drops a dead worker (or, `leaving`, one that shuts down) from the registry.
+
+        Returns False when a dead worker came back meanwhile.
+        """
+        queue = self.keys.queue(job_type)
+        return bool(
+            await self._scripts.forget_worker(
+                keys=[queue.workers, queue.held(worker_id)], args=[worker_id, int(leaving)]
+            )
+        )
 
     async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
         """Re-queues ids popped but not claimed within `stall_ms`; returns how many."""
@@ -205,12 +350,23 @@ class JobStore:
 
 
 def decode_job(fields: dict[bytes, bytes]) -> Job:
+    """The job of a stored hash. Raises ValueError for a record that is not one."""
+
     def text(name: str) -> str:
         return fields.get(name.encode(), b"").decode(errors="replace")
 
     def number(name: str) -> int:
         return int(fields.get(name.encode(), b"0"))
 
+    backoff = None
+    if b"backoff_base_ms" in fields:
+        backoff = Backoff(
+            base_ms=number("backoff_base_ms"),
+            factor=float(fields[b"backoff_factor"]),
+            cap_ms=number("backoff_cap_ms"),
+        )
+    if b"type" not in fields or b"id" not in fields:
+        raise ValueError("job record without id or type")
     return Job(
         id=text("id"),
         type=text("type"),
@@ -224,8 +380,36 @@ def decode_job(fields: dict[bytes, bytes]) -> Job:
         started_at=number("started_at"),
         finished_at=number("finished_at"),
         worker_id=text("worker_id"),
+        max_attempts=number("max_attempts"),
+        timeout_ms=number("timeout_ms"),
+        idempotency_key=text("idempotency_key"),
+        backoff=backoff,
         lease_token=number("lease_token"),
     )
+
+
+def _option_fields(options: JobOptions) -> list[str | int | float]:
+    """Hash fields for the options that are set (unset ones are not stored: smaller jobs)."""
+    fields: list[str | int | float] = []
+    if options.max_attempts is not None:
+        fields += ["max_attempts", check_max_attempts(options.max_attempts)]
+    if options.timeout_ms is not None:
+        fields += ["timeout_ms", check_timeout_ms(options.timeout_ms)]
+    if options.backoff is not None:
+        b = options.backoff
+        fields += ["backoff_base_ms", b.base_ms, "backoff_factor", repr(b.factor), "backoff_cap_ms", b.cap_ms]
+    if options.idempotency_key:
+        fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
+    return fields
+
+
+def _options_of(options: JobOptions) -> dict[str, Any]:
+    return {
+        "max_attempts": options.max_attempts or 0,
+        "timeout_ms": options.timeout_ms or 0,
+        "idempotency_key": options.idempotency_key,
+        "backoff": options.backoff,
+    }
 
 
 def _status_name(raw: bytes) -> str:

@@ -8,7 +8,8 @@ async def send_email(job: Job) -> None:
 Worker("send_email", send_email).run()   # until SIGINT/SIGTERM
 """
 
-from ..model import Job, JobStatus
+from ..model import Backoff, Job, JobStatus
+from .errors import PermanentError, RetryAfter
 from .worker import Handler, Worker, run_workers
 
-__all__ = ["Handler", "Job", "JobStatus", "Worker", "run_workers"]
+__all__ = ["Backoff", "Handler", "Job", "JobStatus", "PermanentError", "RetryAfter", "Worker", "run_workers"]

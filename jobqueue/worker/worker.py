@@ -3,21 +3,24 @@
 The life of one job in a worker:
 1. `pop`: wait on the ready list with a blocking BLMOVE into the popped list;
 2. `claim`: one script makes it RUNNING under a lease with a new fencing token;
-3. the handler runs while a heartbeat renews every held lease (one script for
-   all of them); a lease found lost (the job was cancelled, or it expired and
-   went to another worker) cancels its handler;
-4. `finish`: COMPLETED, or FAILED with the error text, accepted only with the
-   current token.
+3. the handler runs (within the job's timeout) while a heartbeat marks the
+   worker alive and renews every held lease (one script for all of them); a
+   lease found lost (the job was cancelled, or it expired and went to another
+   worker) cancels its handler;
+4. `complete`, or `fail`: retried later with backoff while attempts are left,
+   else FAILED for good; both accepted only with the current token.
 A worker killed anywhere in this loses nothing: see jobqueue/reaper.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
 import os
+import random
 import signal
 import socket
 import traceback
@@ -28,11 +31,13 @@ from redis.asyncio import Redis
 
 from ..config import Settings, connect
 from ..faults import crash_point
-from ..model import Job, JobStatus, check_job_type
+from ..model import Backoff, Job, check_job_type, check_max_attempts
 from ..reaper import Reaper
 from ..scheduler import Scheduler
 from ..store import JobStore, Keyspace
-from ..supervise import REDIS_DOWN, Backoff, raise_if_cancelled, supervise
+from ..supervise import REDIS_DOWN, raise_if_cancelled, supervise
+from ..supervise import Backoff as ReconnectBackoff
+from .errors import PermanentError, RetryAfter
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -55,9 +60,11 @@ class Worker:
 
     Start it with `run()` (blocks; SIGINT/SIGTERM stop it gracefully) or
     `await serve()` inside your own event loop (cancel the task, or set `stop`,
-    to stop it gracefully). A handler signals failure by raising; the error
-    text is stored in the job. Cancellation of a handler means the job was
-    cancelled, its lease was lost, or the worker is shutting down.
+    to stop it gracefully). A handler signals failure by raising: the job is
+    retried with backoff while attempts are left (`RetryAfter` sets the delay,
+    `PermanentError` fails it at once) and the error text is kept in the job.
+    Cancellation of a handler means the job was cancelled, its lease was lost,
+    its run took longer than its timeout, or the worker is shutting down.
     """
 
     def __init__(
@@ -66,8 +73,12 @@ class Worker:
         handler: Handler,
         *,
         concurrency: int = 10,
+        max_attempts: int = 3,
+        backoff: Backoff | None = None,
+        timeout_s: float | None = None,
         lease_s: float = 15.0,
         heartbeat_s: float = 1.0,
+        liveness_s: float = 5.0,
         shutdown_grace_s: float = 10.0,
         block_timeout_s: float = 5.0,
         settings: Settings | None = None,
@@ -77,10 +88,18 @@ class Worker:
     ) -> None:
         """
         Args:
-            lease_s: how long a job stays this worker's without a heartbeat. After
-                a crash the job runs again within lease_s + the reaper interval.
-            heartbeat_s: how often leases are renewed; also how soon a handler
-                learns that its job was cancelled. Must be well under lease_s.
+            max_attempts: runs a job gets unless it was enqueued with its own
+                (a crash of the worker counts as a run).
+            backoff: delays between attempts unless the job has its own;
+                default 1 s doubling up to 1 h, half of each random.
+            timeout_s: the longest a run may take unless the job has its own
+                timeout; None: no limit. A run cut short fails and is retried.
+            lease_s: how long a job stays this worker's without a heartbeat.
+            heartbeat_s: how often the worker says it is alive and renews its
+                leases; also how soon a handler learns its job was cancelled.
+            liveness_s: how long after its last heartbeat a worker counts as dead
+                and its jobs are taken back: a killed worker's jobs run again
+                within liveness_s + the reaper interval.
             shutdown_grace_s: on shutdown, how long running handlers may take to
                 finish before they are cancelled and their jobs handed back.
             block_timeout_s: longest single blocking pop (the wait is repeated).
@@ -92,21 +111,33 @@ class Worker:
         self.handler = handler
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if not 0 < heartbeat_s < lease_s / 2:
-            raise ValueError("heartbeat_s must be positive and under lease_s / 2")
+        if not 0 < heartbeat_s < min(lease_s, liveness_s) / 2:
+            raise ValueError("heartbeat_s must be positive and under half of lease_s and of liveness_s")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError("timeout_s must be positive (or None: no limit)")
         self.concurrency = concurrency
+        self.max_attempts = check_max_attempts(max_attempts)
+        self.backoff = backoff or Backoff()
+        self.timeout_s = timeout_s
         self.lease_ms = int(lease_s * 1000)
         self.heartbeat_s = heartbeat_s
+        self.liveness_ms = int(liveness_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s
         self.block_timeout_s = block_timeout_s
         self.settings = settings or Settings.from_env()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.run_scheduler = run_scheduler
         self.run_reaper = run_reaper
-        self.stale_results = 0  # results refused because the lease had been lost
+        # completed, retried, failed, handed back, skipped, stale results (refused
+        # because the lease had been lost), lost leases.
+        self.stats: collections.Counter[str] = collections.Counter()
         self._runs: dict[str, _Run] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._store: JobStore | None = None
+
+    @property
+    def stale_results(self) -> int:
+        return self.stats["stale results"]
 
     @property
     def store(self) -> JobStore:
@@ -173,9 +204,17 @@ class Worker:
         if job_id is None:
             return None
         crash_point("after_pop")
-        job, outcome = await self.store.claim(self.job_type, job_id, self.worker_id, self.lease_ms)
+        job, outcome = await self.store.claim(
+            self.job_type, job_id, self.worker_id, self.lease_ms, self.max_attempts
+        )
         if job is None:
-            log.info("job %s: not claimed (%s), skipped", job_id, outcome)
+            self.stats["skipped"] += 1
+            log.log(
+                logging.ERROR if outcome.startswith("corrupt") else logging.INFO,
+                "job %s: not claimed (%s), skipped",
+                job_id,
+                outcome,
+            )
         crash_point("after_claim")
         return job
 
@@ -185,8 +224,10 @@ class Worker:
         job = run.job
         try:
             log.debug("job %s: attempt %d started", job.id, job.attempt)
+            timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
             try:
-                await self.handler(job)
+                async with asyncio.timeout(timeout_s) as deadline:
+                    await self.handler(job)
             except asyncio.CancelledError:
                 run.handler_done = True
                 if run.interrupted is None:
@@ -196,28 +237,41 @@ class Worker:
                 if run.interrupted == "shutdown":
                     await self._record(job, "handed back", lambda: self.store.release(job))
                 else:
+                    self.stats["lost leases"] += 1
                     log.warning("job %s: handler cancelled: %s", job.id, run.interrupted)
                 return
             except Exception as exc:
                 run.handler_done = True
-                log.warning("job %s: attempt %d failed", job.id, job.attempt, exc_info=True)
-                error = "".join(traceback.format_exception_only(exc)).strip()[:MAX_ERROR_CHARS]
-                await self._record(job, "failed", lambda: self.store.finish(job, JobStatus.FAILED, error))
+                if isinstance(exc, TimeoutError) and deadline.expired():
+                    error = f"timeout: the run took longer than {timeout_s:g} s"
+                else:
+                    error = "".join(traceback.format_exception_only(exc)).strip()[:MAX_ERROR_CHARS]
+                delay_ms = self._retry_delay_ms(job, exc)
+                log.warning("job %s: attempt %d failed: %s", job.id, job.attempt, error, exc_info=exc)
+                await self._record(job, "failed", lambda: self.store.fail(job, error, delay_ms))
             else:
                 run.handler_done = True
                 crash_point("before_finish")
-                await self._record(job, "completed", lambda: self.store.finish(job, JobStatus.COMPLETED))
+                await self._record(job, "completed", lambda: self.store.complete(job))
         finally:
             del self._runs[job.id]
             self._slots.release()
 
+    def _retry_delay_ms(self, job: Job, exc: Exception) -> int | None:
+        if isinstance(exc, PermanentError):
+            return None
+        if isinstance(exc, RetryAfter):
+            return int(exc.seconds * 1000)
+        return (job.backoff or self.backoff).delay_ms(job.attempt, random.random())
+
     async def _record(self, job: Job, what: str, write: Callable[[], Awaitable[str]]) -> None:
         """Writes an outcome, retrying through Redis outages while the lease could still hold.
 
-        After that the reaper re-queues the job, so giving up loses nothing.
+        After that the reaper re-queues the job, so giving up loses nothing. The
+        writes are idempotent: a retry after a lost reply changes nothing.
         """
         deadline = asyncio.get_running_loop().time() + self.lease_ms / 1000
-        backoff = Backoff()
+        backoff = ReconnectBackoff()
         while True:
             try:
                 outcome = await write()
@@ -227,20 +281,24 @@ class Worker:
                     log.error("job %s: could not record %s (%s); it will run again", job.id, what, exc)  # noqa: TRY400
                     return
                 await asyncio.sleep(backoff.next_delay())
-        if outcome == "ok":
-            log.info("job %s: %s (attempt %d)", job.id, what, job.attempt)
+        if outcome in ("ok", "retrying", "failed"):
+            recorded = {"ok": what, "retrying": "retried", "failed": "failed"}[outcome]
+            self.stats[recorded] += 1
+            log.info("job %s: %s (attempt %d)", job.id, recorded, job.attempt)
         else:
-            self.stale_results += 1
+            self.stats["stale results"] += 1
             log.warning("job %s: result %r refused: %s", job.id, what, outcome)
 
-    # -- leases ----------------------------------------------------------------
+    # -- liveness and leases ---------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
         while True:
             raise_if_cancelled()
-            await asyncio.sleep(self.heartbeat_s)
             held = [(r.job.id, r.job.lease_token) for r in self._runs.values() if not r.handler_done]
-            for job_id, status in await self.store.heartbeat(self.job_type, held, self.lease_ms):
+            lost = await self.store.heartbeat(
+                self.job_type, self.worker_id, held, self.lease_ms, self.liveness_ms
+            )
+            for job_id, status in lost:
                 run = self._runs.get(job_id)
                 if run is None or run.handler_done or run.task is None:
                     continue
@@ -248,6 +306,7 @@ class Worker:
                     "job was cancelled" if status == "CANCELLED" else f"lease lost (job {status})"
                 )
                 run.task.cancel()
+            await asyncio.sleep(self.heartbeat_s)
 
     # -- stopping --------------------------------------------------------------
 
@@ -273,7 +332,9 @@ class Worker:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        log.info("worker %s: stopped", self.worker_id)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.store.forget_worker(self.job_type, self.worker_id, leaving=True)
+        log.info("worker %s: stopped (%s)", self.worker_id, dict(self.stats) or "no jobs")
 
 
 def run_workers(*workers: Worker) -> None:

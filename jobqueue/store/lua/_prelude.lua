@@ -13,3 +13,21 @@ end
 local function int(n)
   return string.format('%d', n)
 end
+
+-- Puts a job into its type's schedule; when it is the earliest there, wakes the
+-- schedulers (they sleep until the earliest job they know of).
+local function schedule(scheduled, id, at, channel, job_type)
+  redis.call('ZADD', scheduled, int(at), id)
+  if redis.call('ZRANGE', scheduled, 0, 0)[1] == id then
+    redis.call('PUBLISH', channel, job_type)
+  end
+end
+
+-- Ends a job as FAILED: into the type's failed index (the dead letters, kept
+-- as long as the jobs themselves), and the retention countdown starts.
+local function dead_letter(job, failed, id, now, err, retention)
+  redis.call('HSET', job, 'status', FAILED, 'last_error', err, 'finished_at', int(now), 'updated_at', int(now))
+  redis.call('ZADD', failed, int(now), id)
+  redis.call('ZREMRANGEBYSCORE', failed, '-inf', int(now - tonumber(retention)))
+  redis.call('PEXPIRE', job, retention)
+end

@@ -1,24 +1,44 @@
--- recover: re-queue a job whose lease expired (its worker died or stalled).
--- Checked again here, atomically: a heartbeat may have renewed the lease since
--- it was listed. The job goes to the head of the ready list; the old holder's
--- token no longer matches once the job is claimed again.
--- KEYS: job, leases, ready
--- ARGV: id
--- Returns 'requeued' | 'alive' (lease still valid) | 'dropped' (no running job behind the lease).
-local job, leases, ready = KEYS[1], KEYS[2], KEYS[3]
-local id = ARGV[1]
+-- recover: take a RUNNING job back from a worker that died or stalled.
+-- Two triggers: its lease expired (mode 'lease'), or its worker's registry
+-- entry expired (mode = that worker's id: the job must still be that worker's).
+-- Both are checked again here, atomically, since a heartbeat may have come in
+-- since the reaper looked. A job with attempts left goes to the head of the
+-- ready list; one that used its last attempt ends FAILED (a crash counts as an
+-- attempt, so a job that kills its worker cannot loop forever). The old
+-- holder's token is dead either way.
+-- KEYS: job, leases, ready, failed, workers
+-- ARGV: id, mode ('lease' or a worker id), retention_ms
+-- Returns 'requeued' | 'failed' | 'alive' | 'moved' | 'dropped' (no running job behind the lease).
+local job, leases, ready, failed, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id, mode, retention = ARGV[1], ARGV[2], ARGV[3]
 
 local now = now_ms()
-local expiry = redis.call('ZSCORE', leases, id)
-if not expiry or tonumber(expiry) > now then
-  return 'alive'
+local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts')
+local reason
+if mode == 'lease' then
+  local expiry = redis.call('ZSCORE', leases, id)
+  if not expiry or tonumber(expiry) > now then
+    return 'alive'
+  end
+  reason = 'lease expired: worker ' .. (state[2] or '?') .. ' stopped renewing it'
+else
+  if state[2] ~= mode then
+    return 'moved'
+  end
+  local seen = redis.call('ZSCORE', workers, mode)
+  if seen and tonumber(seen) > now then
+    return 'alive'
+  end
+  reason = 'worker ' .. mode .. ' died (no heartbeat)'
 end
 redis.call('ZREM', leases, id)
-local held = redis.call('HMGET', job, 'status', 'worker_id')
-if held[1] ~= RUNNING then
+if state[1] ~= RUNNING then
   return 'dropped'
 end
-redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now),
-  'last_error', 'lease expired: worker ' .. (held[2] or '?') .. ' stopped renewing it')
+if tonumber(state[3] or 0) >= tonumber(state[4] or 1) then
+  dead_letter(job, failed, id, now, reason .. ' during its last attempt', retention)
+  return 'failed'
+end
+redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason)
 redis.call('RPUSH', ready, id)
 return 'requeued'

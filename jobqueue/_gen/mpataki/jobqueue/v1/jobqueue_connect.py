@@ -19,7 +19,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import jobqueue_pb
-from .jobqueue_pb import CancelJobRequest, CancelJobResponse, EnqueueJobRequest, EnqueueJobResponse, GetJobRequest, GetJobResponse
+from .jobqueue_pb import CancelJobRequest, CancelJobResponse, EnqueueJobRequest, EnqueueJobResponse, GetJobRequest, GetJobResponse, RetryJobRequest, RetryJobResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -47,6 +47,13 @@ class JobService(Protocol):
         """
         Cancels a pending or running job. A job that already finished cannot be
         cancelled (failed_precondition).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def retry_job(self, request: RetryJobRequest, ctx: RequestContext[RetryJobRequest, RetryJobResponse], /) -> RetryJobResponse:
+        """
+        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
+        now, with its attempts counted from zero. Other states: failed_precondition.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -100,6 +107,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.cancel_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/RetryJob": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RetryJob",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=RetryJobRequest,
+                        output=RetryJobResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.retry_job,
                 ),
             },
             interceptors=interceptors,
@@ -187,6 +205,30 @@ class JobServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def retry_job(
+        self,
+        request: RetryJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RetryJobResponse:
+        """
+        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
+        now, with its attempts counted from zero. Other states: failed_precondition.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RetryJob",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=RetryJobRequest,
+                output=RetryJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class JobServiceSync(Protocol):
     def enqueue_job(self, request: EnqueueJobRequest, ctx: RequestContext[EnqueueJobRequest, EnqueueJobResponse], /) -> EnqueueJobResponse:
@@ -205,6 +247,13 @@ class JobServiceSync(Protocol):
         """
         Cancels a pending or running job. A job that already finished cannot be
         cancelled (failed_precondition).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def retry_job(self, request: RetryJobRequest, ctx: RequestContext[RetryJobRequest, RetryJobResponse], /) -> RetryJobResponse:
+        """
+        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
+        now, with its attempts counted from zero. Other states: failed_precondition.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -256,6 +305,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.cancel_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/RetryJob": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RetryJob",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=RetryJobRequest,
+                        output=RetryJobResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.retry_job,
                 ),
             },
             interceptors=interceptors,
@@ -338,6 +398,30 @@ class JobServiceClientSync(ConnectClientSync):
                 input=CancelJobRequest,
                 output=CancelJobResponse,
                 idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def retry_job(
+        self,
+        request: RetryJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RetryJobResponse:
+        """
+        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
+        now, with its attempts counted from zero. Other states: failed_precondition.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RetryJob",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=RetryJobRequest,
+                output=RetryJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
             headers=headers,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from protobuf import DescFile
 
 
-_JobFields: TypeAlias = Literal["id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id"]
+_JobFields: TypeAlias = Literal["id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff"]
 
 class Job(Message[_JobFields]):
     """
@@ -95,9 +95,34 @@ class Job(Message[_JobFields]):
             ```proto
             string worker_id = 12;
             ```
+        max_attempts:
+            How many runs the job may get in total; 0 until a worker claims a job
+            enqueued without one (then the worker's default applies).
+
+            ```proto
+            int32 max_attempts = 13;
+            ```
+        timeout_ms:
+            The longest a run may take (ms); 0: the worker's default.
+
+            ```proto
+            int64 timeout_ms = 14;
+            ```
+        idempotency_key:
+            The key the job was enqueued with, if any.
+
+            ```proto
+            string idempotency_key = 15;
+            ```
+        backoff:
+            Delays between attempts; unset: the worker's default.
+
+            ```proto
+            optional mpataki.jobqueue.v1.Backoff backoff = 16;
+            ```
     """
 
-    __slots__ = ("id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id")
+    __slots__ = ("id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff")
 
     if TYPE_CHECKING:
 
@@ -116,6 +141,10 @@ class Job(Message[_JobFields]):
             started_at: int = 0,
             finished_at: int = 0,
             worker_id: str = "",
+            max_attempts: int = 0,
+            timeout_ms: int = 0,
+            idempotency_key: str = "",
+            backoff: Backoff | None = None,
         ) -> None:
             pass
 
@@ -131,8 +160,55 @@ class Job(Message[_JobFields]):
         started_at: int
         finished_at: int
         worker_id: str
+        max_attempts: int
+        timeout_ms: int
+        idempotency_key: str
+        backoff: Backoff | None
 
-_EnqueueJobRequestFields: TypeAlias = Literal["type", "payload", "execution_time_ms"]
+_BackoffFields: TypeAlias = Literal["base_ms", "factor", "cap_ms"]
+
+class Backoff(Message[_BackoffFields]):
+    """
+    Exponential backoff between attempts: the delay before attempt n+1 is
+    min(cap_ms, base_ms * factor^(n-1)), of which a random half is jitter.
+
+    ```proto
+    message mpataki.jobqueue.v1.Backoff
+    ```
+
+    Attributes:
+        base_ms:
+            ```proto
+            int64 base_ms = 1;
+            ```
+        factor:
+            ```proto
+            double factor = 2;
+            ```
+        cap_ms:
+            ```proto
+            int64 cap_ms = 3;
+            ```
+    """
+
+    __slots__ = ("base_ms", "factor", "cap_ms")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            base_ms: int = 0,
+            factor: float = 0,
+            cap_ms: int = 0,
+        ) -> None:
+            pass
+
+        base_ms: int
+        factor: float
+        cap_ms: int
+
+_EnqueueJobRequestFields: TypeAlias = Literal["type", "payload", "execution_time_ms", "max_attempts", "timeout_ms", "idempotency_key", "backoff"]
 
 class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
     """
@@ -155,9 +231,34 @@ class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
             ```proto
             optional int64 execution_time_ms = 3;
             ```
+        max_attempts:
+            How many runs the job may get in total (>= 1); absent: the worker's default.
+
+            ```proto
+            optional int32 max_attempts = 4;
+            ```
+        timeout_ms:
+            The longest a run may take (ms); absent: the worker's default.
+
+            ```proto
+            optional int64 timeout_ms = 5;
+            ```
+        idempotency_key:
+            Enqueueing the same key for the same type again within the server's
+            idempotency window returns the first job instead of creating another.
+
+            ```proto
+            string idempotency_key = 6;
+            ```
+        backoff:
+            Delays between attempts; absent: the worker's default.
+
+            ```proto
+            optional mpataki.jobqueue.v1.Backoff backoff = 7;
+            ```
     """
 
-    __slots__ = ("type", "payload", "execution_time_ms")
+    __slots__ = ("type", "payload", "execution_time_ms", "max_attempts", "timeout_ms", "idempotency_key", "backoff")
 
     if TYPE_CHECKING:
 
@@ -167,12 +268,20 @@ class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
             type: str = "",
             payload: bytes = b"",
             execution_time_ms: int | None = None,
+            max_attempts: int | None = None,
+            timeout_ms: int | None = None,
+            idempotency_key: str = "",
+            backoff: Backoff | None = None,
         ) -> None:
             pass
 
         type: str
         payload: bytes
         execution_time_ms: int
+        max_attempts: int
+        timeout_ms: int
+        idempotency_key: str
+        backoff: Backoff | None
 
 _EnqueueJobResponseFields: TypeAlias = Literal["job"]
 
@@ -304,6 +413,62 @@ class CancelJobResponse(Message[_CancelJobResponseFields]):
         ) -> None:
             pass
 
+_RetryJobRequestFields: TypeAlias = Literal["id"]
+
+class RetryJobRequest(Message[_RetryJobRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.RetryJobRequest
+    ```
+
+    Attributes:
+        id:
+            ```proto
+            string id = 1;
+            ```
+    """
+
+    __slots__ = ("id",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            id: str = "",
+        ) -> None:
+            pass
+
+        id: str
+
+_RetryJobResponseFields: TypeAlias = Literal["job"]
+
+class RetryJobResponse(Message[_RetryJobResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.RetryJobResponse
+    ```
+
+    Attributes:
+        job:
+            ```proto
+            optional mpataki.jobqueue.v1.Job job = 1;
+            ```
+    """
+
+    __slots__ = ("job",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            job: Job | None = None,
+        ) -> None:
+            pass
+
+        job: Job | None
+
 class JobStatus(Enum):
     """
     The lifecycle of a job; see docs/design.md for the state machine.
@@ -358,16 +523,19 @@ class JobStatus(Enum):
 
 
 _DESC = file_desc(
-    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xfb\x02\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId"\x88\x01\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01B\x14\n\x12_execution_time_ms"@\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse*\xa2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x052\xa4\x02\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02b\x06proto3',
+    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\x9e\x04\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xd5\x02\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoffB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_ms"@\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job*\xa2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x052\xfd\x02\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponseb\x06proto3',
     [],
     {
         "Job": Job,
+        "Backoff": Backoff,
         "EnqueueJobRequest": EnqueueJobRequest,
         "EnqueueJobResponse": EnqueueJobResponse,
         "GetJobRequest": GetJobRequest,
         "GetJobResponse": GetJobResponse,
         "CancelJobRequest": CancelJobRequest,
         "CancelJobResponse": CancelJobResponse,
+        "RetryJobRequest": RetryJobRequest,
+        "RetryJobResponse": RetryJobResponse,
         "JobStatus": JobStatus,
     },
 )

@@ -1,0 +1,23 @@
+-- retry: run a FAILED or CANCELLED job again (the RetryJob RPC, a redrive).
+-- It becomes PENDING and due now, with attempts counted from zero; it leaves the
+-- failed index and no longer expires. last_error keeps the previous error.
+-- KEYS: job, failed, ready
+-- ARGV: id
+-- Returns {'ok'} | {'not_found'} | {'state', status}.
+local job, failed, ready = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+
+local status = redis.call('HGET', job, 'status')
+if not status then
+  return {'not_found'}
+end
+if status ~= FAILED and status ~= CANCELLED then
+  return {'state', status}
+end
+local now = int(now_ms())
+redis.call('HSET', job, 'status', PENDING, 'attempt', 0, 'execution_time_ms', now, 'updated_at', now)
+redis.call('HDEL', job, 'finished_at')
+redis.call('PERSIST', job)
+redis.call('ZREM', failed, id)
+redis.call('LPUSH', ready, id)
+return {'ok'}

@@ -1,0 +1,116 @@
+"""Worker liveness: the jobs of a worker that stops heartbeating come back at once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from jobqueue.config import Settings, connect
+from jobqueue.model import JobStatus
+from jobqueue.reaper import Reaper
+from jobqueue.store import JobStore
+
+from .conftest import Spawn, eventually, log_of, runs, status_is
+from .test_scheduler import background
+
+LONG_LEASE_MS = 600_000  # far longer than any test: only liveness can explain a recovery
+
+
+@pytest.fixture
+async def blocking(settings: Settings) -> AsyncIterator[Redis]:
+    client = connect(settings.redis_url, blocking=True)
+    yield client
+    await client.aclose()
+
+
+async def claim_as(store: JobStore, blocking: Redis, worker_id: str) -> str:
+    job_id = await store.pop(blocking, "t", 1)
+    assert job_id is not None
+    job, outcome = await store.claim("t", job_id, worker_id, LONG_LEASE_MS, 3)
+    assert job is not None, outcome
+    return job_id
+
+
+async def test_a_dead_workers_jobs_come_back_before_their_leases_expire(
+    store: JobStore, blocking: Redis
+) -> None:
+    for _ in range(3):
+        await store.enqueue("t", b"")
+    dead = [await claim_as(store, blocking, "dead") for _ in range(2)]
+    alive = await claim_as(store, blocking, "alive")
+    await store.heartbeat("t", "dead", [], LONG_LEASE_MS, liveness_ms=50)
+    reaper = Reaper(store, ["t"], interval_s=0.05)
+    async with background(reaper.run()):
+        await store.heartbeat("t", "alive", [(alive, 1)], LONG_LEASE_MS, liveness_ms=60_000)
+        for job_id in dead:
+            await eventually(
+                status_is(store, job_id, JobStatus.PENDING), what="recovery of the dead worker's jobs"
+            )
+    queue = store.keys.queue("t")
+    assert sorted(i.decode() for i in await store.redis.lrange(queue.ready, 0, -1)) == sorted(dead)
+    assert (await store.get(alive)).status is JobStatus.RUNNING
+    assert "worker dead died" in (await store.get(dead[0])).last_error
+    assert await store.redis.zscore(queue.workers, "dead") is None
+    assert not await store.redis.exists(queue.held("dead"))
+    assert await store.redis.zscore(queue.workers, "alive") is not None
+
+
+async def test_a_worker_that_came_back_keeps_its_jobs(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job_id = await claim_as(store, blocking, "w")
+    await store.heartbeat("t", "w", [(job_id, 1)], LONG_LEASE_MS, liveness_ms=1)
+    await eventually(lambda: store.dead_workers("t"), what="registry expiry")
+    await store.heartbeat("t", "w", [(job_id, 1)], LONG_LEASE_MS, liveness_ms=60_000)  # it resumes
+    assert await store.recover("t", job_id, dead_worker="w") == "alive"
+    assert not await store.forget_worker("t", "w")
+    assert (await store.get(job_id)).status is JobStatus.RUNNING
+
+
+async def test_recovery_by_worker_ignores_jobs_it_no_longer_holds(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job_id = await claim_as(store, blocking, "old")
+    await store.redis.hset(store.keys.job(job_id), "worker_id", "new")  # since re-claimed by another
+    assert await store.recover("t", job_id, dead_worker="old") == "moved"
+
+
+async def test_sigkilled_worker_process_is_recovered_by_liveness(store: JobStore, spawn: Spawn) -> None:
+    """The worker app has a 30 s lease: only its 1 s liveness deadline brings the job back this soon."""
+    victim = spawn()
+    job = await store.enqueue("sleepy", b"30")
+    await eventually(lambda: runs(store, "test:started"), timeout=30, what="first run")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    await store.redis.hset(store.keys.job(job.id), "payload", b"0")
+    spawn()
+    await eventually(status_is(store, job.id, JobStatus.COMPLETED), timeout=15, what="redelivery")
+
+
+async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: JobStore, spawn: Spawn) -> None:
+    """SIGSTOP past the liveness deadline: the job runs elsewhere; the paused worker's result is refused."""
+    paused = spawn()
+    job = await store.enqueue("sleepy", b"3")
+    await eventually(lambda: runs(store, "test:started"), timeout=30, what="first run")
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        spawn()
+        await eventually(status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what="run elsewhere")
+        finished = await store.get(job.id)
+        assert finished.attempt == 2
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    # The resumed worker's heartbeat finds its lease lost and cancels the handler;
+    # had it finished, complete.lua would have refused the stale token.
+    await eventually(
+        lambda: _logged(paused, "lease lost", "refused"), timeout=20, what="the stale run stopped"
+    )
+    again = await store.get(job.id)
+    assert (again.status, again.attempt, again.finished_at) == (JobStatus.COMPLETED, 2, finished.finished_at)
+
+
+async def _logged(process: subprocess.Popen[bytes], *needles: str) -> bool:
+    text = log_of(process)
+    return any(n in text for n in needles)
