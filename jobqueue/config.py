@@ -45,6 +45,10 @@ class Settings:
     reaper_interval_s: float = 1.0
     # How long an id may sit popped but unclaimed before the reaper re-queues it.
     claim_timeout_s: float = 5.0
+    # After Redis restarts, how long reapers wait before taking jobs back by
+    # liveness or lease: the outage stopped every heartbeat, and live workers
+    # need a moment to reconnect and check in.
+    restart_grace_s: float = 10.0
     # How long an idempotency key keeps returning the job first enqueued with it.
     idempotency_window_s: float = 24 * 3600.0
 

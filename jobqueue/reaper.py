@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Collection
 
+from .config import Settings
 from .store import JobStore
 from .supervise import raise_if_cancelled, supervise
 
@@ -31,15 +32,29 @@ class Reaper:
         *,
         interval_s: float = 1.0,
         claim_timeout_s: float = 5.0,
+        restart_grace_s: float = 0.0,
         batch: int = 100,
     ) -> None:
         self.store = store
         self.job_types = frozenset(job_types) if job_types is not None else None
         self.interval_s = interval_s
         self.claim_timeout_ms = int(claim_timeout_s * 1000)
+        self.restart_grace_s = restart_grace_s
         self.batch = batch
         self.requeued = 0  # jobs brought back by this reaper, for tests and metrics
         self.failed = 0  # jobs taken back from their last attempt, so FAILED
+
+    @classmethod
+    def from_settings(
+        cls, store: JobStore, settings: Settings, job_types: Collection[str] | None = None
+    ) -> Reaper:
+        return cls(
+            store,
+            job_types,
+            interval_s=settings.reaper_interval_s,
+            claim_timeout_s=settings.claim_timeout_s,
+            restart_grace_s=settings.restart_grace_s,
+        )
 
     async def run(self) -> None:
         await supervise("reaper", self._run, log)
@@ -54,9 +69,13 @@ class Reaper:
         """One pass over every type; returns how many jobs it re-queued."""
         job_types = self.job_types if self.job_types is not None else await self.store.job_types()
         before = self.requeued
+        # Right after a Redis restart every worker looks dead and every lease
+        # expired (no heartbeat got through): wait for live workers to check in.
+        just_restarted = await self.store.redis_uptime_s() < self.restart_grace_s
         for job_type in job_types:
-            await self._recover_from_dead_workers(job_type)
-            await self._recover_expired(job_type)
+            if not just_restarted:
+                await self._recover_from_dead_workers(job_type)
+                await self._recover_expired(job_type)
             swept = await self.store.sweep_popped(job_type, self.claim_timeout_ms)
             if swept:
                 log.warning("re-queued %d %s job(s) popped but never claimed", swept, job_type)

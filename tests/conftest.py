@@ -70,7 +70,7 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     """Short reaper timings, so recovery tests finish quickly."""
-    return Settings(redis_url=redis_url, reaper_interval_s=0.2, claim_timeout_s=1.0)
+    return Settings(redis_url=redis_url, reaper_interval_s=0.2, claim_timeout_s=1.0, restart_grace_s=0.0)
 
 
 @pytest.fixture
@@ -164,6 +164,7 @@ def spawn(redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
             JOBQUEUE_REDIS_URL=redis_url,
             JOBQUEUE_REAPER_INTERVAL_S="0.2",
             JOBQUEUE_CLAIM_TIMEOUT_S="1",
+            JOBQUEUE_RESTART_GRACE_S="0",  # the suite's Redis is young
             JOBQUEUE_CRASH_AT=crash_at,
         )
         log = tmp_path / f"worker{len(processes)}.log"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 from jobqueue.config import Settings, connect
 from jobqueue.model import JobStatus
 from jobqueue.reaper import Reaper
+from jobqueue.redis_server import RedisServer
 from jobqueue.store import JobStore
 
 from .conftest import Spawn, eventually, log_of, runs, status_is
@@ -114,3 +116,23 @@ async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: JobStore, s
 async def _logged(process: subprocess.Popen[bytes], *needles: str) -> bool:
     text = log_of(process)
     return any(n in text for n in needles)
+
+
+async def test_reapers_give_workers_a_grace_period_after_a_redis_restart(tmp_path: Path) -> None:
+    """A fresh Redis (as after a restart) has seen no heartbeat: nothing is taken back until the grace ends."""
+    with RedisServer(tmp_path) as server:
+        redis = connect(server.url)
+        blocking = connect(server.url, blocking=True)
+        try:
+            store = JobStore(redis)
+            await store.enqueue("t", b"")
+            job_id = await claim_as(store, blocking, "w")
+            await store.redis.zadd(store.keys.queue("t").leases, {job_id: 0})  # expired
+            await store.heartbeat("t", "w", [], LONG_LEASE_MS, liveness_ms=1)  # and "dead"
+            await eventually(lambda: store.dead_workers("t"), what="registry expiry")
+            assert await Reaper(store, ["t"], restart_grace_s=3600).reap_once() == 0
+            assert (await store.get(job_id)).status is JobStatus.RUNNING
+            assert await Reaper(store, ["t"], restart_grace_s=0).reap_once() == 1
+        finally:
+            await redis.aclose()
+            await blocking.aclose()

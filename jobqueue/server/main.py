@@ -52,7 +52,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    reaper = Reaper(store, interval_s=settings.reaper_interval_s, claim_timeout_s=settings.claim_timeout_s)
+    reaper = Reaper.from_settings(store, settings)
     background = [asyncio.create_task(Scheduler(store).run()), asyncio.create_task(reaper.run())]
     app = create_app(store, cors_origins=settings.cors_origins)
     log.info(

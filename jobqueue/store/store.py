@@ -165,6 +165,11 @@ class JobStore:
         ids: list[bytes] = await self.redis.zrevrange(self.keys.queue(job_type).failed, 0, limit - 1)  # type: ignore[assignment]
         return [i.decode() for i in ids]
 
+    async def redis_uptime_s(self) -> float:
+        """Seconds since the Redis server started (0 right after a restart)."""
+        info: dict[str, Any] = await self.redis.info("server")
+        return float(info["uptime_in_seconds"])
+
     async def job_types(self) -> set[str]:
         members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
         return {t.decode() for t in members}

@@ -160,12 +160,7 @@ class Worker:
         if self.run_scheduler:
             background.append(asyncio.create_task(Scheduler(self.store, [self.job_type]).run()))
         if self.run_reaper:
-            reaper = Reaper(
-                self.store,
-                [self.job_type],
-                interval_s=self.settings.reaper_interval_s,
-                claim_timeout_s=self.settings.claim_timeout_s,
-            )
+            reaper = Reaper.from_settings(self.store, self.settings, [self.job_type])
             background.append(asyncio.create_task(reaper.run()))
         fetcher = asyncio.create_task(supervise("fetcher", lambda: self._fetch_loop(blocking), log))
         log.info("worker %s: handling %r, concurrency %d", self.worker_id, self.job_type, self.concurrency)
