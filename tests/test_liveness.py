@@ -119,7 +119,7 @@ async def _logged(process: subprocess.Popen[bytes], *needles: str) -> bool:
 
 
 async def test_reapers_give_workers_a_grace_period_after_a_redis_restart(tmp_path: Path) -> None:
-    """A fresh Redis (as after a restart) has seen no heartbeat: nothing is taken back until the grace ends."""
+    """A fresh Redis (as after a restart) saw no heartbeat: nothing is taken back until the grace ends."""
     with RedisServer(tmp_path) as server:
         redis = connect(server.url)
         blocking = connect(server.url, blocking=True)
