@@ -1,0 +1,564 @@
+#!/usr/bin/env python3
+"""The fault-injection suite: jobs through a real deployment while it is being broken.
+
+    python bench/chaos.py             # the full run (a few minutes)
+    python bench/chaos.py --small     # the bounded run the test suite does (about a minute)
+
+It starts a redis-server (AOF, fsync on every write) on a free loopback port, a
+`jobqueue server` and K `jobqueue worker bench/chaos_worker.py` processes, and
+enqueues N jobs through the server's HTTP + JSON API (each with an idempotency
+key, retried until acknowledged): random durations, some scheduled ahead, some
+failing on their first attempts, a few failing on every attempt. Meanwhile it
+injects faults at random moments: SIGKILL of a worker, a worker killed by itself
+at a named point (JOBQUEUE_CRASH_AT: between pop and claim, between claim and
+handler, between handler and acknowledgement), SIGSTOP past the liveness
+deadline then SIGCONT, SIGTERM (graceful hand-back), SIGKILL and restart of
+Redis, SIGKILL and restart of the server. Dead workers are restarted.
+
+It records a history (acknowledged enqueues, faults, and every handler start and
+end with its attempt and fencing token, written by the workers) and checks:
+- every acknowledged enqueue reached a terminal state: none lost;
+- one job per acknowledged enqueue (the idempotency keys held through retries);
+- no job COMPLETED by a stale lease holder: the completing token is the one of a
+  run whose handler succeeded;
+- every duplicate execution follows a fault that hit the earlier run (its worker
+  was killed, paused or stopped, or Redis restarted);
+- jobs FAILED only when planned or when faults used up their attempts;
+- the stored sets agree with the job states (nothing left in schedule, ready,
+  popped or leases; the failed index is exactly the FAILED jobs).
+It prints the figures and exits 1 if any check fails. Only loopback addresses are
+used; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import dataclasses
+import itertools
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
+from jobqueue.store.keys import Keyspace  # noqa: E402
+
+JOB_TYPE = "chaos"
+CRASH_POINTS = ("after_pop", "after_claim", "before_finish")
+FAULT_WEIGHTS = {
+    "kill_worker": 4,
+    "crash_point": 3,
+    "pause_worker": 2,
+    "stop_worker": 1,
+    "restart_redis": 1,
+    "restart_server": 1,
+}
+LIVENESS_S = 2.0  # as in bench/chaos_worker.py
+ENV = {
+    "JOBQUEUE_REAPER_INTERVAL_S": "0.5",
+    "JOBQUEUE_CLAIM_TIMEOUT_S": "2",
+    "JOBQUEUE_RESTART_GRACE_S": "3",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+@dataclasses.dataclass
+class Plan:
+    jobs: int
+    workers: int
+    seconds: float  # how long enqueues and faults go on
+    fault_every_s: float  # mean time between faults
+    drain_s: float  # how long the jobs may take to finish afterwards
+    seed: int
+
+
+@dataclasses.dataclass
+class Fault:
+    kind: str
+    t: float
+    pid: int | None = None
+    until: float | None = None  # end of a pause
+
+
+class Deployment:
+    """Redis, the server and the workers, as child processes of this script."""
+
+    def __init__(self, workdir: Path, workers: int) -> None:
+        self.workdir = workdir
+        self.history = workdir / "history"
+        self.history.mkdir()
+        self.logs: list[Path] = []
+        self.crash_points: dict[int, str] = {}  # worker pid -> the crash point it was started with
+        self.paused: set[int] = set()
+        self.lock = threading.Lock()
+        self.redis = RedisServer(workdir / "redis", appendonly=True, extra_args=["--appendfsync", "always"])
+        self.redis.start()
+        self.port = free_port()
+        self.env = dict(
+            os.environ, **ENV, JOBQUEUE_REDIS_URL=self.redis.url, CHAOS_HISTORY_DIR=str(self.history)
+        )
+        self.server = self._start_server()
+        self.workers: list[subprocess.Popen[bytes]] = [self.start_worker() for _ in range(workers)]
+
+    def _spawn(self, args: list[str], name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"{name}-{time.monotonic_ns()}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        self.logs.append(log)
+        return process
+
+    def _start_server(self) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-m",
+            "jobqueue.cli",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        return self._spawn(command, "server", self.env)
+
+    def start_worker(self, crash_at: str = "") -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "jobqueue.cli", "worker", "bench/chaos_worker.py"]
+        process = self._spawn(command, "worker", dict(self.env, JOBQUEUE_CRASH_AT=crash_at))
+        self.crash_points[process.pid] = crash_at
+        return process
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restart_server(self) -> None:
+        self.server.kill()
+        self.server.wait(10)
+        self.server = self._start_server()
+
+    def restart_redis(self, down_s: float) -> None:
+        self.redis.kill()
+        time.sleep(down_s)
+        self.redis = RedisServer(
+            self.redis.data_dir, port=self.redis.port, appendonly=True, extra_args=["--appendfsync", "always"]
+        )
+        self.redis.start()
+
+    def revive_dead_workers(self) -> list[int]:
+        """Restarts workers that exited (killed, or by a crash point); returns their pids."""
+        dead = []
+        with self.lock:
+            for i, process in enumerate(self.workers):
+                if process.poll() is not None:
+                    dead.append(process.pid)
+                    self.workers[i] = self.start_worker()
+        return dead
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.server]:
+            if process.poll() is None:
+                if process.pid in self.paused:
+                    process.send_signal(signal.SIGCONT)
+                process.kill()
+            process.wait(10)
+        self.redis.stop()
+
+
+class Chaos:
+    def __init__(self, plan: Plan, deployment: Deployment) -> None:
+        self.plan = plan
+        self.d = deployment
+        self.rng = random.Random(plan.seed)
+        self.acks: dict[int, str] = {}  # job number -> id
+        self.specs: dict[int, dict[str, int]] = {}
+        self.enqueue_failures = 0
+        self.faults: list[Fault] = []
+        self.unexpected_exits: list[str] = []  # processes that died without a fault: "no process exits"
+        self.lock = threading.Lock()
+
+    # -- load --------------------------------------------------------------------------
+
+    def job_spec(self, n: int) -> dict[str, int]:
+        roll = self.rng.random()
+        fails = 99 if roll < 0.03 else (self.rng.randint(1, 2) if roll < 0.15 else 0)
+        ms = int(self.rng.choice([0, 5, 20, 50, 100, 200, 500, 1000, 2000]))
+        return {"n": n, "ms": ms, "fails": fails}
+
+    def enqueue(self, n: int, start_at: float) -> None:
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        spec = self.specs[n]
+        body: dict[str, Any] = {
+            "type": JOB_TYPE,
+            "payload": _b64(json.dumps(spec).encode()),
+            "idempotencyKey": f"chaos-{n}",
+        }
+        if spec["fails"] == 99:
+            body["maxAttempts"] = 3
+        if n % 10 == 0:  # scheduled 0.5 to 3 s ahead
+            body["executionTimeMs"] = int((time.time() + 0.5 + self.rng.random() * 2.5) * 1000)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                job = _post(f"{self.d.url}/mpataki.jobqueue.v1.JobService/EnqueueJob", body)["job"]
+            except (OSError, ValueError, KeyError):
+                with self.lock:
+                    self.enqueue_failures += 1
+                time.sleep(0.1 + self.rng.random() * 0.3)
+                continue
+            with self.lock:
+                self.acks[n] = job["id"]
+            return
+        print(f"enqueue {n} never acknowledged in 90 s (not counted as lost: never acknowledged)")
+
+    # -- faults --------------------------------------------------------------------------
+
+    def inject_faults(self, until: float) -> None:
+        kinds, weights = zip(*FAULT_WEIGHTS.items(), strict=True)
+        count = 0
+        while count < 1000:
+            time.sleep(self.rng.expovariate(1 / self.plan.fault_every_s))
+            if time.monotonic() >= until:
+                return
+            kind = self.rng.choices(kinds, weights)[0]
+            self.inject(kind)
+            count += 1
+
+    def inject(self, kind: str) -> None:
+        d = self.d
+        now = time.time()
+        if kind == "restart_redis":
+            self.faults.append(Fault(kind, now))
+            d.restart_redis(down_s=0.2 + self.rng.random())
+            return
+        if kind == "restart_server":
+            self.faults.append(Fault(kind, now))
+            with d.lock:
+                d.restart_server()
+            return
+        with d.lock:
+            candidates = [p for p in d.workers if p.poll() is None and p.pid not in d.paused]
+            if not candidates:
+                return
+            victim = self.rng.choice(candidates)
+            if kind == "kill_worker":
+                victim.send_signal(signal.SIGKILL)
+            elif kind == "stop_worker":
+                victim.send_signal(signal.SIGTERM)
+            elif kind == "crash_point":
+                victim.send_signal(signal.SIGKILL)
+                index = d.workers.index(victim)
+                d.workers[index] = d.start_worker(crash_at=self.rng.choice(CRASH_POINTS))
+            elif kind == "pause_worker":
+                victim.send_signal(signal.SIGSTOP)
+                d.paused.add(victim.pid)
+        pause_s = LIVENESS_S + 1 + self.rng.random() * 2
+        self.faults.append(Fault(kind, now, victim.pid, now + pause_s if kind == "pause_worker" else None))
+        if kind == "pause_worker":
+            threading.Timer(pause_s, self._resume, args=(victim,)).start()
+
+    def _resume(self, process: subprocess.Popen[bytes]) -> None:
+        with self.d.lock:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+            self.d.paused.discard(process.pid)
+
+    def supervise(self, stop: threading.Event) -> None:
+        """Restarts dead workers. A worker may die on its own only at its crash point."""
+        while not stop.wait(0.2):
+            killed = {f.pid for f in self.faults if f.pid is not None}
+            for pid in self.d.revive_dead_workers():
+                if pid in killed:
+                    continue
+                if self.d.crash_points.get(pid):
+                    self.faults.append(Fault("crash_point_hit", time.time(), pid))
+                else:
+                    self.unexpected_exits.append(f"worker {pid}")
+            with self.d.lock:
+                if self.d.server.poll() is not None:
+                    self.unexpected_exits.append(f"server {self.d.server.pid}")
+                    self.d.restart_server()
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        plan = self.plan
+        self.specs = {n: self.job_spec(n) for n in range(plan.jobs)}
+        _wait_for_server(self.d.url, 30)
+        start = time.monotonic()
+        stop_supervisor = threading.Event()
+        supervisor = threading.Thread(target=self.supervise, args=(stop_supervisor,), daemon=True)
+        supervisor.start()
+        spacing = plan.seconds / max(1, plan.jobs)
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            enqueued = [pool.submit(self.enqueue, n, start + n * spacing) for n in range(plan.jobs)]
+            # Faults from this (the main) thread: a restarted redis-server is tied to the
+            # thread that started it (PR_SET_PDEATHSIG), and this one outlives the run.
+            self.inject_faults(start + plan.seconds)
+            concurrent.futures.wait(enqueued)
+        time.sleep(LIVENESS_S + 4)  # the last pause ends
+        stop_supervisor.set()
+        supervisor.join(10)
+        self.d.revive_dead_workers()
+        self.drain(time.monotonic() + plan.drain_s)
+
+    def drain(self, deadline: float) -> None:
+        client = redis.Redis.from_url(self.d.redis.url)
+        keys = Keyspace()
+        while time.monotonic() < deadline:
+            try:
+                states = _statuses(client, keys, list(self.acks.values()))
+            except redis.RedisError:
+                time.sleep(0.5)
+                continue
+            if all(s in (b"3", b"4") for s in states):
+                return
+            self.d.revive_dead_workers()
+            time.sleep(0.5)
+
+
+# -- the checks -------------------------------------------------------------------------------
+
+
+def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
+    client = redis.Redis.from_url(chaos.d.redis.url)
+    keys = Keyspace()
+    violations: list[str] = []
+    history = _read_history(chaos.d.history)
+    starts: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    ends: dict[tuple[str, int], dict[str, Any]] = {}
+    for event in history:
+        if event["e"] == "start":
+            starts[event["id"]].append(event)
+        else:
+            ends[(event["id"], event["tok"])] = event
+    jobs = {}
+    for n, job_id in chaos.acks.items():
+        fields = client.hgetall(keys.job(job_id))
+        jobs[n] = {k.decode(): v for k, v in fields.items()}
+
+    # 1. Nothing lost; one job per acknowledged enqueue.
+    lost = [n for n, job in jobs.items() if job.get("status") not in (b"3", b"4")]
+    if lost:
+        violations.append(f"{len(lost)} acknowledged jobs not finished: {lost[:10]}")
+    stored = {k.decode().rsplit(":", 1)[1] for k in client.scan_iter(match=keys.job("*"), count=1000)}
+    extra = stored - set(chaos.acks.values())
+    if extra:
+        violations.append(f"{len(extra)} jobs stored that no acknowledgement returned (duplicate enqueues)")
+
+    # 2. COMPLETED only by the holder of the current lease, after its handler succeeded.
+    for n, job in jobs.items():
+        if job.get("status") == b"3":
+            token = int(job["lease_token"])
+            end = ends.get((chaos.acks[n], token))
+            if end is None or not end["ok"]:
+                violations.append(f"job {n} COMPLETED with token {token}, whose run did not succeed")
+
+    # 3. FAILED only when planned, or when faults used up the attempts.
+    failed_by_faults = 0
+    for n, job in jobs.items():
+        if job.get("status") != b"4":
+            continue
+        attempts, allowed = int(job["attempt"]), int(job["max_attempts"])
+        if chaos.specs[n]["fails"] < allowed:
+            failed_by_faults += 1
+        if attempts != allowed:
+            violations.append(f"job {n} FAILED after {attempts} of {allowed} attempts")
+    for n, spec in chaos.specs.items():
+        if spec["fails"] == 99 and n in jobs and jobs[n].get("status") != b"4":
+            violations.append(f"job {n} always fails but ended {jobs[n].get('status')!r}")
+
+    # 4. Every duplicate execution follows a fault that hit the earlier run.
+    duplicates, unexplained = 0, []
+    restarts = sorted(f.t for f in chaos.faults if f.kind == "restart_redis")
+    hit: dict[int, list[float]] = collections.defaultdict(list)
+    for fault in chaos.faults:
+        if fault.pid is not None:
+            hit[fault.pid].append(fault.t)
+    for job_id, runs in starts.items():
+        runs.sort(key=lambda e: e["tok"])
+        for earlier, later in itertools.pairwise(runs):
+            end = ends.get((job_id, earlier["tok"]))
+            if end is not None and not end["ok"]:
+                continue  # a planned failure, retried
+            duplicates += 1
+            pid = earlier["pid"]
+            explained = any(earlier["t"] <= t <= later["t"] for t in hit.get(pid, [])) or any(
+                earlier["t"] - 1 <= t <= later["t"] for t in restarts
+            )
+            if not explained:
+                unexplained.append(f"{job_id} token {earlier['tok']} -> {later['tok']}")
+    if unexplained:
+        violations.append(f"{len(unexplained)} duplicate executions without a fault: {unexplained[:5]}")
+
+    # 5. The stored sets agree with the states.
+    queue = keys.queue(JOB_TYPE)
+    leftovers = {
+        "scheduled": client.zcard(queue.scheduled),
+        "ready": client.llen(queue.ready),
+        "popped": client.llen(queue.popped),
+        "leases": client.zcard(queue.leases),
+    }
+    for name, size in leftovers.items():
+        if size:
+            violations.append(f"{size} ids left in {name} after every job finished")
+    failed_index = {m.decode() for m in client.zrange(queue.failed, 0, -1)}
+    failed_jobs = {chaos.acks[n] for n, job in jobs.items() if job.get("status") == b"4"}
+    if failed_index != failed_jobs:
+        violations.append(f"failed index has {len(failed_index)} ids, {len(failed_jobs)} jobs FAILED")
+
+    if chaos.unexpected_exits:
+        violations.append(f"processes exited without a fault: {chaos.unexpected_exits}")
+
+    recovery = _recovery_times(chaos.faults, starts, ends)
+    refused = sum(log.read_text(errors="replace").count("refused") for log in chaos.d.logs if log.exists())
+    kinds = collections.Counter(f.kind for f in chaos.faults)
+    figures = {
+        "jobs": len(chaos.specs),
+        "acknowledged": len(chaos.acks),
+        "enqueue retries": chaos.enqueue_failures,
+        "faults": dict(sorted(kinds.items())),
+        "lost": len(lost),
+        "completed": sum(1 for j in jobs.values() if j.get("status") == b"3"),
+        "failed (planned)": sum(1 for n in jobs if chaos.specs[n]["fails"] == 99),
+        "failed (attempts used up by faults)": failed_by_faults,
+        "duplicate executions": duplicates,
+        "stale results refused": refused,
+        "recovery after a kill (s)": recovery,
+    }
+    return figures, violations
+
+
+def _recovery_times(
+    faults: list[Fault], starts: dict[str, list[dict[str, Any]]], ends: dict[tuple[str, int], dict[str, Any]]
+) -> dict[str, float | int]:
+    """For each job running in a worker when it was SIGKILLed: the time until it started again."""
+    delays = []
+    for fault in faults:
+        if fault.kind not in ("kill_worker", "crash_point") or fault.pid is None:
+            continue
+        for runs in starts.values():
+            for i, run in enumerate(runs):
+                if run["pid"] != fault.pid or run["t"] > fault.t:
+                    continue
+                end = ends.get((run["id"], run["tok"]))
+                if end is not None and end["t"] <= fault.t:
+                    continue
+                later = [r["t"] for r in runs[i + 1 :] if r["t"] > fault.t]
+                if later:
+                    delays.append(min(later) - fault.t)
+    if not delays:
+        return {"samples": 0}
+    delays.sort()
+    return {
+        "samples": len(delays),
+        "p50": round(statistics.median(delays), 2),
+        "p99": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 2),
+        "max": round(delays[-1], 2),
+    }
+
+
+def _read_history(folder: Path) -> list[dict[str, Any]]:
+    events = []
+    for path in folder.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                events.append(json.loads(line))
+    return events
+
+
+def _statuses(client: redis.Redis, keys: Keyspace, job_ids: list[str]) -> list[bytes | None]:
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(keys.job(job_id), "status")
+        return list(pipe.execute())
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def _b64(data: bytes) -> str:
+    import base64  # noqa: PLC0415
+
+    return base64.b64encode(data).decode()
+
+
+def _wait_for_server(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if _post(f"{url}/grpc.health.v1.Health/Check", {}).get("status") == "SERVING":
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not become SERVING")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="the bounded run of the test suite")
+    parser.add_argument("--jobs", type=int)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--seconds", type=float, help="how long enqueues and faults go on")
+    parser.add_argument("--fault-every", type=float, help="mean seconds between faults")
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, history)")
+    args = parser.parse_args(argv)
+    base = (
+        Plan(jobs=300, workers=3, seconds=25, fault_every_s=2.0, drain_s=60, seed=args.seed)
+        if args.small
+        else (Plan(jobs=5000, workers=4, seconds=150, fault_every_s=3.0, drain_s=180, seed=args.seed))
+    )
+    plan = dataclasses.replace(
+        base,
+        **{k: v for k, v in (("jobs", args.jobs), ("workers", args.workers), ("seconds", args.seconds),
+                             ("fault_every_s", args.fault_every)) if v is not None},
+    )  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="jobqueue-chaos-"))
+    print(f"chaos: {plan} in {workdir}", flush=True)
+    deployment = Deployment(workdir, plan.workers)
+    started = time.monotonic()
+    try:
+        chaos = Chaos(plan, deployment)
+        chaos.run()
+        figures, violations = verify(chaos)
+    finally:
+        deployment.stop()
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    figures["seed"] = plan.seed
+    print(json.dumps(figures, indent=2))
+    (workdir / "figures.json").write_text(json.dumps(figures, indent=2))
+    for violation in violations:
+        print(f"VIOLATION: {violation}")
+    print(f"{len(violations)} violations; lost: {figures['lost']}")
+    if not args.keep and not violations:
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
