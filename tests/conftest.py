@@ -74,6 +74,14 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
+async def blocking(settings: Settings) -> AsyncIterator[Redis]:
+    """A client of its own for blocking pops (BLMOVE holds its connection)."""
+    client = connect(settings.redis_url, blocking=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
 def store(redis: Redis, settings: Settings) -> JobStore:
     return JobStore(redis, keys=Keyspace(settings.prefix), retention_ms=settings.retention_ms)
 

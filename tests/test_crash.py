@@ -28,8 +28,9 @@ async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn
     await store.redis.hset(store.keys.job(job.id), "payload", b"0")  # the next run is quick
     spawn()
 
+    # Well within the 30 s lease: only the worker's 1 s liveness deadline brings it back this soon.
     await eventually(
-        status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what="redelivery after the kill"
+        status_is(store, job.id, JobStatus.COMPLETED), timeout=15, what="redelivery after the kill"
     )
     first, second = await runs(store, "test:started")
     assert (first[1], second[1]) == (1, 2)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 
-from jobqueue.config import Settings, connect
+from jobqueue.config import connect
 from jobqueue.model import JobStatus
 from jobqueue.reaper import Reaper
 from jobqueue.redis_server import RedisServer
@@ -20,13 +18,6 @@ from .conftest import Spawn, eventually, log_of, runs, status_is
 from .test_scheduler import background
 
 LONG_LEASE_MS = 600_000  # far longer than any test: only liveness can explain a recovery
-
-
-@pytest.fixture
-async def blocking(settings: Settings) -> AsyncIterator[Redis]:
-    client = connect(settings.redis_url, blocking=True)
-    yield client
-    await client.aclose()
 
 
 async def claim_as(store: JobStore, blocking: Redis, worker_id: str) -> str:
@@ -77,18 +68,6 @@ async def test_recovery_by_worker_ignores_jobs_it_no_longer_holds(store: JobStor
     job_id = await claim_as(store, blocking, "old")
     await store.redis.hset(store.keys.job(job_id), "worker_id", "new")  # since re-claimed by another
     assert await store.recover("t", job_id, dead_worker="old") == "moved"
-
-
-async def test_sigkilled_worker_process_is_recovered_by_liveness(store: JobStore, spawn: Spawn) -> None:
-    """The worker app has a 30 s lease: only its 1 s liveness deadline brings the job back this soon."""
-    victim = spawn()
-    job = await store.enqueue("sleepy", b"30")
-    await eventually(lambda: runs(store, "test:started"), timeout=30, what="first run")
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(10)
-    await store.redis.hset(store.keys.job(job.id), "payload", b"0")
-    spawn()
-    await eventually(status_is(store, job.id, JobStatus.COMPLETED), timeout=15, what="redelivery")
 
 
 async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: JobStore, spawn: Spawn) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from jobqueue.config import Settings, connect
+from jobqueue.config import Settings
 from jobqueue.errors import InvalidInput, JobNotFound, JobNotRetryable
 from jobqueue.model import Backoff, Job, JobOptions, JobStatus
 from jobqueue.store import JobStore
@@ -19,13 +18,6 @@ from .conftest import eventually, status_is
 from .test_worker import running
 
 LEASE_MS = 30_000
-
-
-@pytest.fixture
-async def blocking(settings: Settings) -> AsyncIterator[Redis]:
-    client = connect(settings.redis_url, blocking=True)
-    yield client
-    await client.aclose()
 
 
 async def start(store: JobStore, blocking: Redis, job_type: str = "t", default_attempts: int = 3) -> Job:

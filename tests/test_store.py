@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from jobqueue.config import Settings, connect
 from jobqueue.errors import InvalidInput, JobAlreadyFinished, JobNotFound, PayloadTooLarge
 from jobqueue.model import Job, JobStatus, new_job_id, partition_of_type
 from jobqueue.store import JobStore, Keyspace
@@ -18,13 +16,6 @@ from .conftest import eventually
 
 LEASE_MS = 30_000
 LIVENESS_MS = 5_000
-
-
-@pytest.fixture
-async def blocking(settings: Settings) -> AsyncIterator[Redis]:
-    client = connect(settings.redis_url, blocking=True)
-    yield client
-    await client.aclose()
 
 
 async def start(store: JobStore, blocking: Redis, job_type: str = "t", lease_ms: int = LEASE_MS) -> Job:
