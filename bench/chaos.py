@@ -71,6 +71,7 @@ FAULT_WEIGHTS = {
     "restart_server": 1,
 }
 LIVENESS_S = 2.0  # as in bench/chaos_worker.py
+CLAIM_LEAD_S = 1.0
 ENV = {
     "JOBQUEUE_REAPER_INTERVAL_S": "0.5",
     "JOBQUEUE_CLAIM_TIMEOUT_S": "2",
@@ -386,10 +387,10 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
     # 4. Every duplicate execution follows a fault that hit the earlier run.
     duplicates, unexplained = 0, []
     restarts = sorted(f.t for f in chaos.faults if f.kind == "restart_redis")
-    hit: dict[int, list[float]] = collections.defaultdict(list)
+    hit: dict[int, list[Fault]] = collections.defaultdict(list)
     for fault in chaos.faults:
         if fault.pid is not None:
-            hit[fault.pid].append(fault.t)
+            hit[fault.pid].append(fault)
     for job_id, runs in starts.items():
         runs.sort(key=lambda e: e["tok"])
         for earlier, later in itertools.pairwise(runs):
@@ -397,10 +398,13 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
             if end is not None and not end["ok"]:
                 continue  # a planned failure, retried
             duplicates += 1
-            pid = earlier["pid"]
-            explained = any(earlier["t"] <= t <= later["t"] for t in hit.get(pid, [])) or any(
-                earlier["t"] - 1 <= t <= later["t"] for t in restarts
-            )
+            # The fault may come before the earlier run's start: a worker paused
+            # between its claim and its handler starts that run late, after the
+            # job ran elsewhere. A claim precedes its run by less than CLAIM_LEAD_S.
+            first, last = min(earlier["t"], later["t"]), max(earlier["t"], later["t"])
+            explained = any(
+                f.t <= last and (f.until or f.t) >= first - CLAIM_LEAD_S for f in hit.get(earlier["pid"], [])
+            ) or any(first - CLAIM_LEAD_S <= t <= last for t in restarts)
             if not explained:
                 unexplained.append(f"{job_id} token {earlier['tok']} -> {later['tok']}")
     if unexplained:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,8 +87,22 @@ def _parse(name: str, raw: str, kind: object) -> Any:
     return raw
 
 
+# Idle connections are probed after 10 s, every 5 s, 3 times; unacknowledged
+# writes give up after 30 s (Linux). A vanished Redis is noticed in about 30 s.
+_KEEPALIVE: dict[int, int] = {
+    getattr(socket, name): value
+    for name, value in (
+        ("TCP_KEEPIDLE", 10),
+        ("TCP_KEEPINTVL", 5),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", 30_000),
+    )
+    if hasattr(socket, name)
+}
+
+
 def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> Redis:
-    """A client that returns bytes. `blocking` clients have no read timeout (for BLMOVE).
+    """A client that returns bytes. `blocking` clients (for BLMOVE) skip health checks.
 
     The pool waits for a free connection when all are in use (redis-py's default
     pool raises instead, after 100). Maintenance notifications (a Redis Enterprise
@@ -95,13 +110,23 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> 
     without checking that they survived a Redis restart, and the first commands
     after one fail.
     """
-    tcp_only = {} if url.startswith("unix:") else {"socket_keepalive": True, "socket_connect_timeout": 5}
+    tcp_only: dict[str, Any] = {}
+    if not url.startswith("unix:"):
+        tcp_only = {
+            "socket_keepalive": True,
+            "socket_keepalive_options": _KEEPALIVE,
+            "socket_connect_timeout": 5,
+        }
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=10,
         decode_responses=False,
-        socket_timeout=None if blocking else 10,
+        # No per-command timeout: redis-py implements it with asyncio.wait_for around
+        # every write, which costs ~10% of a worker's CPU and, on Python 3.11, can
+        # swallow a task's cancellation. A dead peer is detected by TCP instead
+        # (_KEEPALIVE); a slow Redis is waited for, not treated as down.
+        socket_timeout=None,
         health_check_interval=0 if blocking else 30,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **tcp_only,

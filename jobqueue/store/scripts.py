@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 NAMES = (
     "enqueue",
     "promote",
+    "take",
     "claim",
     "heartbeat",
     "complete",
@@ -41,6 +42,7 @@ def source(name: str) -> str:
 class Scripts:
     enqueue: AsyncScript
     promote: AsyncScript
+    take: AsyncScript
     claim: AsyncScript
     heartbeat: AsyncScript
     complete: AsyncScript

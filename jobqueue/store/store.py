@@ -7,6 +7,8 @@ that dies between two calls leaves Redis in a state the reaper can repair.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20
+TYPE_REFRESH_S = 10.0
 
 # A script's reply: Redis types as redis-py returns them (bytes, int, lists).
 Reply = Any
@@ -56,6 +59,7 @@ class JobStore:
         self.max_payload_bytes = max_payload_bytes
         self.idempotency_window_ms = idempotency_window_ms
         self._scripts = Scripts.register(redis)
+        self._registered: dict[str, float] = {}  # job type -> when to register it again
 
     # -- producers and the API -------------------------------------------------
 
@@ -119,11 +123,22 @@ class JobStore:
         args: list[str | bytes | int | float] = [
             job_id, job_type, payload, at, self.keys.schedule_channel, self.idempotency_window_ms, stale,
         ]  # fmt: skip
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(self.keys.types, job_type)
-            await self._scripts.enqueue(keys=keys, args=[*args, *fields], client=pipe)
-            _, reply = await pipe.execute()
-        return reply
+        await self._register_type(job_type)
+        return await self._scripts.enqueue(keys=keys, args=[*args, *fields])
+
+    async def _register_type(self, job_type: str) -> None:
+        """Adds the type to the registry schedulers and reapers iterate.
+
+        Idempotent, so at most once per TYPE_REFRESH_S per type and process rather
+        than on every enqueue (a separate command: the registry lives in another
+        Cluster slot than the job). Refreshed, so a registry lost with a flushed
+        Redis heals by itself.
+        """
+        now = time.monotonic()
+        if self._registered.get(job_type, -math.inf) > now:
+            return
+        await self.redis.sadd(self.keys.types, job_type)
+        self._registered[job_type] = now + TYPE_REFRESH_S
 
     async def get(self, job_id: str) -> Job:
         job_id = check_job_id(job_id)
@@ -206,42 +221,61 @@ class JobStore:
         )
         return None if job_id is None else job_id.decode()
 
+    async def take(self, job_type: str, limit: int) -> list[str]:
+        """Moves up to `limit` ready ids to the popped list without waiting (oldest first)."""
+        queue = self.keys.queue(job_type)
+        ids = await self._scripts.take(keys=[queue.ready, queue.popped], args=[limit])
+        return [job_id.decode() for job_id in ids]
+
     async def claim(
         self, job_type: str, job_id: str, worker_id: str, lease_ms: int, default_max_attempts: int = 1
     ) -> tuple[Job | None, str]:
-        """Starts a run of a popped job: (the RUNNING job, 'ok') or (None, why not).
+        """Starts a run of a popped job: (the RUNNING job, 'ok') or (None, why not)."""
+        [result] = await self.claim_many(job_type, [job_id], worker_id, lease_ms, default_max_attempts)
+        return result
+
+    async def claim_many(
+        self,
+        job_type: str,
+        job_ids: Sequence[str],
+        worker_id: str,
+        lease_ms: int,
+        default_max_attempts: int = 1,
+    ) -> list[tuple[Job | None, str]]:
+        """Starts runs of popped jobs in one call: per id, (the RUNNING job, 'ok') or (None, why not).
 
         A job whose record cannot be decoded is failed for good (a dead letter).
         """
         queue = self.keys.queue(job_type)
-        reply = await self._scripts.claim(
-            keys=[self.keys.job(job_id), queue.popped, queue.suspects, queue.leases, queue.held(worker_id)],
-            args=[job_id, worker_id, lease_ms, default_max_attempts],
+        replies = await self._scripts.claim(
+            keys=[
+                queue.popped,
+                queue.suspects,
+                queue.leases,
+                queue.held(worker_id),
+                *map(self.keys.job, job_ids),
+            ],
+            args=[worker_id, lease_ms, default_max_attempts, *job_ids],
         )
-        outcome = reply[0].decode()
-        if outcome != "ok":
-            detail = f" ({_status_name(reply[1])})" if len(reply) > 1 else ""
-            return None, outcome + detail
-        it = iter(reply[1:])
-        fields = dict(zip(it, it, strict=True))
-        try:
-            return decode_job(fields), "ok"
-        except ValueError as exc:
-            # It is RUNNING under our lease now: end it as a dead letter rather
-            # than let it be redelivered forever.
-            wreck = Job(
-                id=job_id,
-                type=job_type,
-                payload=b"",
-                status=JobStatus.RUNNING,
-                execution_time_ms=0,
-                created_at=0,
-                updated_at=0,
-                worker_id=worker_id,
-                lease_token=int(fields[b"lease_token"]),
-            )
-            await self.fail(wreck, f"corrupt job record: {exc}", None)
-            return None, f"corrupt ({exc})"
+        results: list[tuple[Job | None, str]] = []
+        for job_id, reply in zip(job_ids, replies, strict=True):
+            outcome = reply[0].decode()
+            if outcome != "ok":
+                detail = f" ({_status_name(reply[1])})" if len(reply) > 1 else ""
+                results.append((None, outcome + detail))
+                continue
+            it = iter(reply[1:])
+            fields = dict(zip(it, it, strict=True))
+            try:
+                results.append((decode_job(fields), "ok"))
+            except ValueError as exc:
+                # It is RUNNING under our lease now: end it as a dead letter rather
+                # than let it be redelivered forever.
+                await self.fail(
+                    _wreck(job_id, job_type, worker_id, fields), f"corrupt job record: {exc}", None
+                )
+                results.append((None, f"corrupt ({exc})"))
+        return results
 
     async def heartbeat(
         self,
@@ -268,12 +302,19 @@ class JobStore:
 
     async def complete(self, job: Job) -> str:
         """Records a successful run; returns 'ok', or why it was refused (a stale lease)."""
-        queue = self.keys.queue(job.type)
-        reply = await self._scripts.complete(
-            keys=[self.keys.job(job.id), queue.leases, queue.held(job.worker_id)],
-            args=[job.id, job.lease_token, self.retention_ms],
+        [outcome] = await self.complete_many(job.type, job.worker_id, [job])
+        return outcome
+
+    async def complete_many(self, job_type: str, worker_id: str, jobs: Sequence[Job]) -> list[str]:
+        """Records successful runs of one worker in one call; per job as `complete`."""
+        queue = self.keys.queue(job_type)
+        args: list[str | int] = [self.retention_ms]
+        for job in jobs:
+            args += [job.id, job.lease_token]
+        replies = await self._scripts.complete(
+            keys=[queue.leases, queue.held(worker_id), *(self.keys.job(job.id) for job in jobs)], args=args
         )
-        return _refusal(reply)
+        return ["ok" if r == b"ok" else f"stale lease (job is {_status_name(r)})" for r in replies]
 
     async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> str:
         """Records a failed run: 'retrying' (if attempts are left and `retry_delay_ms`
@@ -406,6 +447,21 @@ def _option_fields(options: JobOptions) -> list[str | int | float]:
     if options.idempotency_key:
         fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
     return fields
+
+
+def _wreck(job_id: str, job_type: str, worker_id: str, fields: dict[bytes, bytes]) -> Job:
+    """Just enough of an undecodable job to fail it under the lease just taken."""
+    return Job(
+        id=job_id,
+        type=job_type,
+        payload=b"",
+        status=JobStatus.RUNNING,
+        execution_time_ms=0,
+        created_at=0,
+        updated_at=0,
+        worker_id=worker_id,
+        lease_token=int(fields[b"lease_token"]),
+    )
 
 
 def _options_of(options: JobOptions) -> dict[str, Any]:

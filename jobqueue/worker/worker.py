@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import random
@@ -81,6 +82,7 @@ class Worker:
         liveness_s: float = 5.0,
         shutdown_grace_s: float = 10.0,
         block_timeout_s: float = 5.0,
+        batch_size: int = 100,
         settings: Settings | None = None,
         worker_id: str | None = None,
         run_scheduler: bool = True,
@@ -103,6 +105,7 @@ class Worker:
             shutdown_grace_s: on shutdown, how long running handlers may take to
                 finish before they are cancelled and their jobs handed back.
             block_timeout_s: longest single blocking pop (the wait is repeated).
+            batch_size: most jobs claimed, or completions recorded, per round trip.
             settings: shared settings; default `Settings.from_env()`.
             run_scheduler, run_reaper: run a scheduler and a reaper for this type
                 in this process (safe alongside any number of others).
@@ -131,8 +134,13 @@ class Worker:
         # completed, retried, failed, handed back, skipped, stale results (refused
         # because the lease had been lost), lost leases.
         self.stats: collections.Counter[str] = collections.Counter()
+        self.batch_size = batch_size
+        self._claim_when_running = max(0, concurrency - max(1, min(batch_size, concurrency // 2)))
         self._runs: dict[str, _Run] = {}
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slot_freed = asyncio.Event()
+        self._completed: dict[str, Job] = {}  # handler done, completion not yet recorded
+        self._has_completed = asyncio.Event()
+        self._all_recorded = asyncio.Event()
         self._store: JobStore | None = None
 
     @property
@@ -157,6 +165,7 @@ class Worker:
             redis, keys=Keyspace(self.settings.prefix), retention_ms=self.settings.retention_ms
         )
         background = [asyncio.create_task(supervise("heartbeat", self._heartbeat_loop, log))]
+        completer = asyncio.create_task(supervise("completer", self._completer_loop, log))
         if self.run_scheduler:
             background.append(asyncio.create_task(Scheduler(self.store, [self.job_type]).run()))
         if self.run_reaper:
@@ -171,7 +180,7 @@ class Worker:
             finally:
                 stopped.cancel()
         finally:
-            await self._shutdown(fetcher, background)
+            await self._shutdown(fetcher, completer, background)
             await blocking.aclose()
             await redis.aclose()
             self._store = None
@@ -179,46 +188,42 @@ class Worker:
     # -- taking jobs -----------------------------------------------------------
 
     async def _fetch_loop(self, blocking: Redis) -> None:
+        """Claims jobs whenever a slot is free: a batch without waiting while the
+        queue has some, else one blocking pop (an idle worker wakes on the push)."""
         while True:
             raise_if_cancelled()
-            await self._slots.acquire()
-            try:
-                job = await self._fetch_one(blocking)
-            except BaseException:
-                self._slots.release()
-                raise
-            if job is None:
-                self._slots.release()
-                continue
-            run = _Run(job)
-            self._runs[job.id] = run
-            run.task = asyncio.create_task(self._execute(run), name=f"job {job.id}")
-
-    async def _fetch_one(self, blocking: Redis) -> Job | None:
-        job_id = await self.store.pop(blocking, self.job_type, self.block_timeout_s)
-        if job_id is None:
-            return None
-        crash_point("after_pop")
-        job, outcome = await self.store.claim(
-            self.job_type, job_id, self.worker_id, self.lease_ms, self.max_attempts
-        )
-        if job is None:
-            self.stats["skipped"] += 1
-            log.log(
-                logging.ERROR if outcome.startswith("corrupt") else logging.INFO,
-                "job %s: not claimed (%s), skipped",
-                job_id,
-                outcome,
+            # Claim when half the slots are free (or none is busy): a round trip
+            # for one freed slot at a time would cost more than the job itself.
+            while len(self._runs) > self._claim_when_running:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            free = self.concurrency - len(self._runs)
+            job_ids = await self.store.take(self.job_type, min(free, self.batch_size))
+            if not job_ids:
+                job_id = await self.store.pop(blocking, self.job_type, self.block_timeout_s)
+                if job_id is None:
+                    continue
+                job_ids = [job_id]
+            crash_point("after_pop")
+            claims = await self.store.claim_many(
+                self.job_type, job_ids, self.worker_id, self.lease_ms, self.max_attempts
             )
-        crash_point("after_claim")
-        return job
+            crash_point("after_claim")
+            for job_id, (job, outcome) in zip(job_ids, claims, strict=True):
+                if job is None:
+                    self.stats["skipped"] += 1
+                    level = logging.ERROR if outcome.startswith("corrupt") else logging.INFO
+                    log.log(level, "job %s: not claimed (%s), skipped", job_id, outcome)
+                    continue
+                run = _Run(job)
+                self._runs[job.id] = run
+                run.task = asyncio.create_task(self._execute(run))
 
     # -- running one job -------------------------------------------------------
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
         try:
-            log.debug("job %s: attempt %d started", job.id, job.attempt)
             timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
             try:
                 async with asyncio.timeout(timeout_s) as deadline:
@@ -247,10 +252,31 @@ class Worker:
             else:
                 run.handler_done = True
                 crash_point("before_finish")
-                await self._record(job, "completed", lambda: self.store.complete(job))
+                # Recorded in batches by the completer; the slot is free already.
+                self._completed[job.id] = job
+                self._all_recorded.clear()
+                self._has_completed.set()
         finally:
             del self._runs[job.id]
-            self._slots.release()
+            self._slot_freed.set()
+
+    async def _completer_loop(self) -> None:
+        """Records completions in batches: what finished while the previous batch
+        was on its way goes in the next one, so a busy worker pays one round
+        trip per batch and an idle one adds no delay."""
+        while True:
+            raise_if_cancelled()
+            await self._has_completed.wait()
+            self._has_completed.clear()
+            batch = list(itertools.islice(self._completed.values(), self.batch_size))
+            if len(batch) < len(self._completed):
+                self._has_completed.set()
+            outcomes = await self.store.complete_many(self.job_type, self.worker_id, batch)
+            for job, outcome in zip(batch, outcomes, strict=True):
+                del self._completed[job.id]
+                self._note(job, "completed", outcome)
+            if not self._completed:
+                self._all_recorded.set()
 
     def _retry_delay_ms(self, job: Job, exc: Exception) -> int | None:
         if isinstance(exc, PermanentError):
@@ -276,10 +302,13 @@ class Worker:
                     log.error("job %s: could not record %s (%s); it will run again", job.id, what, exc)  # noqa: TRY400
                     return
                 await asyncio.sleep(backoff.next_delay())
+        self._note(job, what, outcome)
+
+    def _note(self, job: Job, what: str, outcome: str) -> None:
         if outcome in ("ok", "retrying", "failed"):
             recorded = {"ok": what, "retrying": "retried", "failed": "failed"}[outcome]
             self.stats[recorded] += 1
-            log.info("job %s: %s (attempt %d)", job.id, recorded, job.attempt)
+            log.debug("job %s: %s (attempt %d)", job.id, recorded, job.attempt)
         else:
             self.stats["stale results"] += 1
             log.warning("job %s: result %r refused: %s", job.id, what, outcome)
@@ -290,6 +319,7 @@ class Worker:
         while True:
             raise_if_cancelled()
             held = [(r.job.id, r.job.lease_token) for r in self._runs.values() if not r.handler_done]
+            held += [(job.id, job.lease_token) for job in self._completed.values()]
             lost = await self.store.heartbeat(
                 self.job_type, self.worker_id, held, self.lease_ms, self.liveness_ms
             )
@@ -305,7 +335,9 @@ class Worker:
 
     # -- stopping --------------------------------------------------------------
 
-    async def _shutdown(self, fetcher: asyncio.Task[None], background: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(
+        self, fetcher: asyncio.Task[None], completer: asyncio.Task[None], background: list[asyncio.Task[None]]
+    ) -> None:
         fetcher.cancel()
         await asyncio.gather(fetcher, return_exceptions=True)
         tasks = [r.task for r in self._runs.values() if r.task]
@@ -324,12 +356,28 @@ class Worker:
         leftovers = [r.task for r in self._runs.values() if r.task]
         if leftovers:
             await asyncio.wait(leftovers, timeout=self.lease_ms / 1000)
+        await self._drain_completions(completer)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(*REDIS_DOWN):
             await self.store.forget_worker(self.job_type, self.worker_id, leaving=True)
         log.info("worker %s: stopped (%s)", self.worker_id, dict(self.stats) or "no jobs")
+
+    async def _drain_completions(self, completer: asyncio.Task[None]) -> None:
+        """Lets the completer record what is buffered (bounded by the lease), then stops it."""
+        if self._completed:
+            recorded = asyncio.create_task(self._all_recorded.wait())
+            await asyncio.wait({recorded, completer}, timeout=self.lease_ms / 1000)
+            recorded.cancel()
+        completer.cancel()
+        await asyncio.gather(completer, return_exceptions=True)
+        if self._completed:
+            log.error(
+                "worker %s: %d completion(s) not recorded; those jobs will run again",
+                self.worker_id,
+                len(self._completed),
+            )
 
 
 def run_workers(*workers: Worker) -> None:

@@ -1,40 +1,50 @@
--- claim: turn a popped id into a RUNNING job under a lease.
--- The worker popped the id from `ready` into `popped` (BLMOVE); this takes it
--- out of `popped` and, if the job is still PENDING and due, starts a new
--- attempt with a new fencing token and records it in the worker's `held` set.
--- An id the reaper already moved back is 'gone'; a cancelled, finished,
--- expired or not-yet-due job is skipped, so a stale id never blocks the queue.
--- A job enqueued without max_attempts gets the worker's default here.
--- KEYS: job, popped, suspects, leases, held
--- ARGV: id, worker_id, lease_ms, default max_attempts
--- Returns {'ok', field, value, ...} (the job hash) | {'gone'} | {'missing'} | {'skip', status} | {'early'}.
-local job, popped, suspects, leases, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local id, worker_id, lease_ms, default_attempts = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-
-if redis.call('LREM', popped, 1, id) == 0 then
-  return {'gone'}
-end
-redis.call('HDEL', suspects, id)
-local state = redis.call('HMGET', job, 'status', 'execution_time_ms', 'max_attempts')
-if not state[1] then
-  return {'missing'}
-end
-if state[1] ~= PENDING then
-  return {'skip', state[1]}
-end
+-- claim: turn popped ids into RUNNING jobs under a lease, a batch at a time.
+-- The worker moved the ids from `ready` into `popped` (BLMOVE or take); for
+-- each, this takes it out of `popped` and, if the job is still PENDING and due,
+-- starts a new attempt with a new fencing token and records it in the worker's
+-- `held` set. An id the reaper already moved back is 'gone'; a cancelled,
+-- finished, expired or not-yet-due job is skipped, so a stale id never blocks
+-- the queue. A job enqueued without max_attempts gets the worker's default here.
+-- KEYS: popped, suspects, leases, held, job 1, ..., job N
+-- ARGV: worker_id, lease_ms, default max_attempts, id 1, ..., id N
+-- Returns, per id: {'ok', field, value, ...} (the job hash) | {'gone'} |
+-- {'missing'} | {'skip', status} | {'early'}.
+local popped, suspects, leases, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local worker_id, default_attempts = ARGV[1], ARGV[3]
 local now = now_ms()
-if tonumber(state[2] or 0) > now then
-  return {'early'}  -- a stale copy of a job that waits in the schedule (a retry)
+local started, lease_until = int(now), int(now + tonumber(ARGV[2]))
+
+local function claim(job, id)
+  if redis.call('LREM', popped, 1, id) == 0 then
+    return {'gone'}
+  end
+  redis.call('HDEL', suspects, id)
+  local state = redis.call('HMGET', job, 'status', 'execution_time_ms', 'max_attempts')
+  if not state[1] then
+    return {'missing'}
+  end
+  if state[1] ~= PENDING then
+    return {'skip', state[1]}
+  end
+  if tonumber(state[2] or 0) > now then
+    return {'early'}  -- a stale copy of a job that waits in the schedule (a retry)
+  end
+  if not state[3] then
+    redis.call('HSET', job, 'max_attempts', default_attempts)
+  end
+  redis.call('HINCRBY', job, 'attempt', 1)
+  redis.call('HINCRBY', job, 'lease_token', 1)
+  redis.call('HSET', job, 'status', RUNNING, 'started_at', started, 'updated_at', started,
+    'worker_id', worker_id)
+  redis.call('ZADD', leases, lease_until, id)
+  redis.call('SADD', held, id)
+  local fields = redis.call('HGETALL', job)
+  table.insert(fields, 1, 'ok')
+  return fields
 end
-if not state[3] then
-  redis.call('HSET', job, 'max_attempts', default_attempts)
+
+local results = {}
+for i = 5, #KEYS do
+  results[#results + 1] = claim(KEYS[i], ARGV[i - 1])
 end
-redis.call('HINCRBY', job, 'attempt', 1)
-redis.call('HINCRBY', job, 'lease_token', 1)
-redis.call('HSET', job, 'status', RUNNING, 'started_at', int(now), 'updated_at', int(now),
-  'worker_id', worker_id)
-redis.call('ZADD', leases, int(now + lease_ms), id)
-redis.call('SADD', held, id)
-local fields = redis.call('HGETALL', job)
-table.insert(fields, 1, 'ok')
-return fields
+return results
