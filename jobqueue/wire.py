@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from .model import Backoff, Job, JobOptions, JobStatus
+from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus
 
 
-def job_to_proto(job: Job) -> pb.Job:
+def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
     return pb.Job(
         id=job.id,
         type=job.type,
-        payload=job.payload,
+        payload=job.payload if with_payload else b"",
         status=pb.JobStatus(int(job.status)),
         execution_time_ms=job.execution_time_ms,
         created_at=job.created_at,
@@ -60,14 +60,20 @@ def backoff_from_proto(backoff: pb.Backoff | None) -> Backoff | None:
     return Backoff(base_ms=backoff.base_ms, factor=backoff.factor, cap_ms=backoff.cap_ms)
 
 
-def options_from_request(request: pb.EnqueueJobRequest) -> JobOptions:
-    """The job options of an EnqueueJob request; absent fields mean the worker's defaults."""
-    return JobOptions(
-        max_attempts=request.max_attempts if request.has_field("max_attempts") else None,
-        timeout_ms=request.timeout_ms if request.has_field("timeout_ms") else None,
-        backoff=backoff_from_proto(request.backoff if request.has_field("backoff") else None),
-        idempotency_key=request.idempotency_key,
-    )
+def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
+    """An EnqueueJob request as the store takes it; absent options mean the worker's defaults."""
+    options = NO_OPTIONS
+    if request.idempotency_key or any(
+        request.has_field(f) for f in ("max_attempts", "timeout_ms", "backoff")
+    ):
+        options = JobOptions(
+            max_attempts=request.max_attempts if request.has_field("max_attempts") else None,
+            timeout_ms=request.timeout_ms if request.has_field("timeout_ms") else None,
+            backoff=backoff_from_proto(request.backoff if request.has_field("backoff") else None),
+            idempotency_key=request.idempotency_key,
+        )
+    at = request.execution_time_ms if request.has_field("execution_time_ms") else None
+    return EnqueueRequest(request.type, request.payload, at, options)
 
 
 def enqueue_request(

@@ -219,7 +219,7 @@ async def test_grpcurl_describes_job_service(server_url: str) -> None:
     ran = await grpcurl(server_url, "describe", SERVICE)
     assert ran.code == 0, ran
     rpcs = {line.split()[1]: line for line in ran.out.splitlines() if line.strip().startswith("rpc ")}
-    assert set(rpcs) == {"EnqueueJob", "GetJob", "CancelJob", "RetryJob"}
+    assert set(rpcs) == {"EnqueueJob", "EnqueueJobs", "GetJob", "CancelJob", "RetryJob"}
     assert "returns ( .mpataki.jobqueue.v1.GetJobResponse )" in rpcs["GetJob"]
     assert "idempotency_level = NO_SIDE_EFFECTS" in ran.out
     assert "idempotency_level = IDEMPOTENT" in ran.out

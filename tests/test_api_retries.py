@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from jobqueue.model import JobStatus
+from jobqueue.client import Client
+from jobqueue.model import EnqueueRequest, JobOptions, JobStatus
 from jobqueue.store import JobStore
 
 from .test_api import SERVICE, finish, grpcurl, grpcurl_json, new_type, post_json
@@ -68,3 +69,33 @@ async def test_retry_job_redrives_a_failed_job(server_url: str, store: JobStore,
         server_url, "RetryJob", json.dumps({"id": "00000000-0000-4000-8000-000000000000"})
     )
     assert missing.status == 404 and missing.json()["code"] == "not_found"
+
+
+async def test_enqueue_jobs_over_http_and_the_sdk_client(server_url: str, store: JobStore) -> None:
+    job_type = new_type()
+    body = {"jobs": [{"type": job_type, "payload": "aGk="}, {"type": job_type, "idempotencyKey": "x"}]}
+    reply = await post_json(server_url, "EnqueueJobs", json.dumps(body))
+    assert reply.status == 200, reply
+    jobs = reply.json()["jobs"]
+    assert [j["type"] for j in jobs] == [job_type, job_type] and "payload" not in jobs[0]
+    assert (await store.get(jobs[0]["id"])).payload == b"hi"
+    async with Client(server_url) as client:
+        again = await client.enqueue_many(
+            [
+                EnqueueRequest(job_type, b"x", options=JobOptions(idempotency_key="x")),
+                EnqueueRequest(job_type),
+            ]
+        )
+    assert again[0].id == jobs[1]["id"] and again[1].id not in {j["id"] for j in jobs}
+    assert await store.redis.llen(store.keys.queue(job_type).ready) == 3
+
+
+async def test_enqueue_jobs_errors_name_the_job(server_url: str, store: JobStore) -> None:
+    job_type = new_type()
+    body = {"jobs": [{"type": job_type}, {"type": "bad type"}]}
+    reply = await post_json(server_url, "EnqueueJobs", json.dumps(body))
+    assert reply.status == 400 and reply.json()["message"].startswith("jobs[1].type: "), reply
+    assert await store.redis.llen(store.keys.queue(job_type).ready) == 0  # none stored
+    too_many = json.dumps({"jobs": [{"type": job_type}] * 10_001})
+    reply = await post_json(server_url, "EnqueueJobs", too_many)
+    assert reply.status == 400 and "at most 10000" in reply.json()["message"], reply

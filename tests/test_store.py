@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from jobqueue.errors import InvalidInput, JobAlreadyFinished, JobNotFound, PayloadTooLarge
-from jobqueue.model import Job, JobStatus, new_job_id, partition_of_type
+from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus, new_job_id, partition_of_type
 from jobqueue.store import JobStore, Keyspace
 
 from .conftest import eventually
@@ -372,3 +372,40 @@ async def test_sweep_leaves_promptly_claimed_ids_alone(store: JobStore, blocking
     assert outcome == "ok" and job is not None
     assert await store.sweep_popped("t", stall_ms=0) == 0
     assert await store.redis.hlen(store.keys.queue("t").suspects) == 0
+
+
+# -- enqueue_many ------------------------------------------------------------------------
+
+
+async def test_enqueue_many_stores_every_job_in_order(store: JobStore, blocking: Redis) -> None:
+    now = (await store.enqueue("warmup", b"")).created_at
+    requests = [EnqueueRequest("t", f"{i}".encode()) for i in range(2500)]  # spans batches
+    requests += [EnqueueRequest("u", b"later", now + 60_000), EnqueueRequest("t", b"last")]
+    jobs = await store.enqueue_many(requests)
+    assert [j.payload for j in jobs] == [r.payload for r in requests]
+    assert len({j.id for j in jobs}) == len(requests)
+    assert await store.redis.llen(store.keys.queue("t").ready) == 2501
+    assert await store.redis.zscore(store.keys.queue("u").scheduled, jobs[-2].id) == now + 60_000
+    assert await store.job_types() >= {"t", "u"}
+    assert await store.pop(blocking, "t", 1) == jobs[0].id  # oldest first
+
+
+async def test_enqueue_many_checks_everything_before_storing(store: JobStore) -> None:
+    requests = [EnqueueRequest("t", b"ok"), EnqueueRequest("bad type", b"")]
+    with pytest.raises(InvalidInput, match=r"^jobs\[1\]\.type: "):
+        await store.enqueue_many(requests)
+    assert await store.redis.llen(store.keys.queue("t").ready) == 0
+
+
+async def test_enqueue_many_resolves_idempotency_keys(store: JobStore) -> None:
+    first = await store.enqueue("t", b"", None, JobOptions(idempotency_key="a"))
+    jobs = await store.enqueue_many(
+        [
+            EnqueueRequest("t", b"", options=JobOptions(idempotency_key="a")),
+            EnqueueRequest("t", b"", options=JobOptions(idempotency_key="b")),
+            EnqueueRequest("t", b"", options=JobOptions(idempotency_key="b")),
+        ]
+    )
+    assert jobs[0] == first
+    assert jobs[1].id == jobs[2].id != first.id
+    assert await store.redis.llen(store.keys.queue("t").ready) == 2

@@ -14,7 +14,7 @@ server's code.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ from connectrpc.errors import ConnectError
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient, JobServiceClientSync
-from ..model import NO_OPTIONS, Job, JobOptions
+from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..wire import enqueue_request, job_from_proto
 
 DEFAULT_URL = "http://localhost:8080"
@@ -47,6 +47,11 @@ class Client:
     ) -> Job:
         request = enqueue_request(job_type, payload, execution_time_ms, options)
         return _job((await self._within_timeout(self._client.enqueue_job(request))).job)
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        """EnqueueJobs: the jobs come back without their payloads."""
+        reply = await self._within_timeout(self._client.enqueue_jobs(_batch(requests)))
+        return [job_from_proto(job) for job in reply.jobs]
 
     async def get(self, job_id: str) -> Job:
         return _job((await self._within_timeout(self._client.get_job(pb.GetJobRequest(id=job_id)))).job)
@@ -100,6 +105,10 @@ class SyncClient:
         request = enqueue_request(job_type, payload, execution_time_ms, options)
         return _job(self._client.enqueue_job(request).job)
 
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        """EnqueueJobs: the jobs come back without their payloads."""
+        return [job_from_proto(job) for job in self._client.enqueue_jobs(_batch(requests)).jobs]
+
     def get(self, job_id: str) -> Job:
         return _job(self._client.get_job(pb.GetJobRequest(id=job_id)).job)
 
@@ -119,6 +128,12 @@ class SyncClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _batch(requests: Sequence[EnqueueRequest]) -> pb.EnqueueJobsRequest:
+    return pb.EnqueueJobsRequest(
+        jobs=[enqueue_request(r.job_type, r.payload, r.execution_time_ms, r.options) for r in requests]
+    )
 
 
 def _job(job: pb.Job | None) -> Job:

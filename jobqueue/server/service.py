@@ -8,8 +8,11 @@ from connectrpc.request import RequestContext
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
+from ..errors import InvalidInput
 from ..store import JobStore
-from ..wire import job_to_proto, options_from_request
+from ..wire import enqueue_request_from_proto, job_to_proto
+
+MAX_BATCH = 10_000
 
 
 class JobServiceHandler(JobService):
@@ -21,9 +24,16 @@ class JobServiceHandler(JobService):
     async def enqueue_job(
         self, request: pb.EnqueueJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.EnqueueJobResponse:
-        at = request.execution_time_ms if request.has_field("execution_time_ms") else None
-        job = await self.store.enqueue(request.type, request.payload, at, options_from_request(request))
+        [job] = await self.store.enqueue_many([enqueue_request_from_proto(request)])
         return pb.EnqueueJobResponse(job=job_to_proto(job))
+
+    async def enqueue_jobs(
+        self, request: pb.EnqueueJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.EnqueueJobsResponse:
+        if len(request.jobs) > MAX_BATCH:
+            raise InvalidInput("jobs", f"{len(request.jobs)} jobs in one call; at most {MAX_BATCH}")
+        jobs = await self.store.enqueue_many([enqueue_request_from_proto(r) for r in request.jobs])
+        return pb.EnqueueJobsResponse(jobs=[job_to_proto(job, with_payload=False) for job in jobs])
 
     async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext[Any, Any]) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=job_to_proto(await self.store.get(request.id)))

@@ -7,15 +7,18 @@ that dies between two calls leaves Redis in a state the reaper can repair.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
+from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
 from ..model import (
     NO_OPTIONS,
     Backoff,
+    EnqueueRequest,
     Job,
     JobOptions,
     JobStatus,
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20
 TYPE_REFRESH_S = 10.0
+ENQUEUE_BATCH = 1000  # jobs per script call: keeps each call (Redis is single-threaded) short
+ENQUEUE_IN_FLIGHT = 4
 
 # A script's reply: Redis types as redis-py returns them (bytes, int, lists).
 Reply = Any
@@ -75,56 +80,86 @@ class JobStore:
         With an idempotency key already used for this type within the window,
         returns the job enqueued first instead of creating one.
         """
-        check_job_type(job_type)
-        if len(payload) > self.max_payload_bytes:
-            raise PayloadTooLarge(len(payload), self.max_payload_bytes)
-        at = "" if not execution_time_ms else str(check_execution_time(execution_time_ms))
-        fields = _option_fields(options)
-        job_id = new_job_id(partition_of_type(job_type))
-        stale = ""
-        for _ in range(3):
-            outcome, *rest = await self._enqueue(
-                job_id, job_type, payload=payload, at=at, options=options, fields=fields, stale=stale
-            )
-            if outcome == b"created":
-                created_at, execution_time = rest
-                return Job(
-                    id=job_id,
-                    type=job_type,
-                    payload=payload,
-                    status=JobStatus.PENDING,
-                    execution_time_ms=int(execution_time),
-                    created_at=int(created_at),
-                    updated_at=int(created_at),
-                    **_options_of(options),
-                )
-            existing = rest[0].decode()
-            try:
-                return await self.get(existing)
-            except JobNotFound:
-                stale = existing  # its key outlived the job (retention < window): replace it
-        raise RuntimeError(f"idempotency key {options.idempotency_key!r} keeps pointing at vanished jobs")
+        [job] = await self.enqueue_many([EnqueueRequest(job_type, payload, execution_time_ms, options)])
+        return job
 
-    async def _enqueue(
-        self,
-        job_id: str,
-        job_type: str,
-        *,
-        payload: bytes,
-        at: str,
-        options: JobOptions,
-        fields: list[str | int | float],
-        stale: str,
-    ) -> Reply:
-        queue = self.keys.queue(job_type)
-        keys = [self.keys.job(job_id), queue.scheduled, queue.ready]
-        if options.idempotency_key:
-            keys.append(queue.idempotency(options.idempotency_key))
-        args: list[str | bytes | int | float] = [
-            job_id, job_type, payload, at, self.keys.schedule_channel, self.idempotency_window_ms, stale,
-        ]  # fmt: skip
-        await self._register_type(job_type)
-        return await self._scripts.enqueue(keys=keys, args=[*args, *fields])
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        """Stores many jobs, one round trip per type and ENQUEUE_BATCH jobs; jobs in request order.
+
+        Every request is checked before any job is stored: one bad request
+        (InvalidInput naming `jobs[i].field`) stores none.
+        """
+        batch = [self._prepare(i, r, len(requests) > 1) for i, r in enumerate(requests)]
+        by_type: dict[str, list[_Pending]] = {}
+        for pending in batch:
+            by_type.setdefault(pending.request.job_type, []).append(pending)
+        for job_type, pendings in by_type.items():
+            await self._register_type(job_type)
+            chunks = [pendings[i : i + ENQUEUE_BATCH] for i in range(0, len(pendings), ENQUEUE_BATCH)]
+            # A few chunks in flight at once: the client encodes the next one while
+            # Redis runs the previous (they arrive, and run, in order).
+            for i in range(0, len(chunks), ENQUEUE_IN_FLIGHT):
+                await asyncio.gather(
+                    *(self._store_batch(job_type, c) for c in chunks[i : i + ENQUEUE_IN_FLIGHT])
+                )
+        return [p.job for p in batch if p.job is not None]
+
+    def _prepare(self, index: int, request: EnqueueRequest, many: bool) -> _Pending:
+        try:
+            check_job_type(request.job_type)
+            if len(request.payload) > self.max_payload_bytes:
+                raise PayloadTooLarge(len(request.payload), self.max_payload_bytes)
+            at = request.execution_time_ms
+            fields = _option_fields(request.options)
+            return _Pending(
+                request,
+                new_job_id(partition_of_type(request.job_type)),
+                "" if not at else str(check_execution_time(at)),
+                fields,
+            )
+        except InvalidInput as exc:
+            if many:
+                exc.args = (f"jobs[{index}].{exc.args[0]}",)
+            raise
+
+    async def _store_batch(self, job_type: str, pendings: list[_Pending]) -> None:
+        """Runs enqueue.lua for one type; resolves duplicates to the jobs they point at."""
+        for _ in range(3):
+            todo = [p for p in pendings if p.job is None]
+            if not todo:
+                return
+            queue = self.keys.queue(job_type)
+            keys = [queue.scheduled, queue.ready, *(self.keys.job(p.job_id) for p in todo)]
+            args: list[str | bytes | int | float] = [
+                job_type, self.keys.schedule_channel, self.idempotency_window_ms, len(todo),
+            ]  # fmt: skip
+            for p in todo:
+                key_index = 0
+                if p.request.options.idempotency_key:
+                    keys.append(queue.idempotency(p.request.options.idempotency_key))
+                    key_index = len(keys)  # Lua indexes from 1
+                args += [f"{p.at},{p.stale},{key_index},{len(p.fields) // 2}", p.request.payload, *p.fields]
+            replies = await self._scripts.enqueue(keys=keys, args=args)
+            for p, (outcome, *rest) in zip(todo, replies, strict=True):
+                if outcome == b"created":
+                    created_at, execution_time = int(rest[0]), int(rest[1])
+                    p.job = Job(
+                        id=p.job_id,
+                        type=job_type,
+                        payload=p.request.payload,
+                        status=JobStatus.PENDING,
+                        execution_time_ms=execution_time,
+                        created_at=created_at,
+                        updated_at=created_at,
+                        **_options_of(p.request.options),
+                    )
+                    continue
+                existing = rest[0].decode()
+                try:
+                    p.job = await self.get(existing)
+                except JobNotFound:
+                    p.stale = existing  # its key outlived the job (retention < window): replace it
+        raise RuntimeError("idempotency keys keep pointing at vanished jobs")
 
     async def _register_type(self, job_type: str) -> None:
         """Adds the type to the registry schedulers and reapers iterate.
@@ -447,6 +482,18 @@ def _option_fields(options: JobOptions) -> list[str | int | float]:
     if options.idempotency_key:
         fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
     return fields
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    """One job of an enqueue_many call on its way into Redis."""
+
+    request: EnqueueRequest
+    job_id: str
+    at: str  # execution time for the script: '' means now
+    fields: list[str | int | float]
+    stale: str = ""
+    job: Job | None = None
 
 
 def _wreck(job_id: str, job_type: str, worker_id: str, fields: dict[bytes, bytes]) -> Job:

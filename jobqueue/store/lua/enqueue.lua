@@ -1,41 +1,68 @@
--- enqueue: store a new PENDING job and queue it.
+-- enqueue: store new PENDING jobs of one type and queue them, a batch per call.
 -- A job due now goes straight to the ready list; a later one into the schedule.
--- When it becomes the type's earliest scheduled job, schedulers are told so they
--- can shorten their sleep. With an idempotency key, the first job enqueued with
--- it (within the window) is returned instead of a new one, atomically, however
--- many duplicates arrive at once. A retried call (same id) creates nothing new.
--- KEYS: job, scheduled, ready[, idempotency]
--- ARGV: id, type, payload, execution_time_ms ('' = now), channel, window_ms,
---       stale id (an idempotency key pointing at it counts as absent, because
---       that job has expired), then field, value, ... (the job's options)
--- Returns {'created', created_at, execution_time_ms} | {'duplicate', id of the existing job}.
-local job, scheduled, ready, idempotency = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, job_type, payload, at, channel, window_ms, stale = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+-- When a job becomes the type's earliest scheduled one, schedulers are told
+-- (once per call) so they can shorten their sleep. With an idempotency key, the
+-- first job enqueued with it (within the window) is returned instead of a new
+-- one, atomically, however many duplicates arrive at once. A retried call
+-- (same ids) creates nothing new.
+-- KEYS: scheduled, ready, job 1, ..., job N, then the idempotency keys in use
+-- ARGV: type, channel, window_ms, N, then per job: "at,stale,k,n" (at: execution
+--       time, '' = now; stale: an id an idempotency key may point at and count
+--       as absent, because that job expired; k: the KEYS index of its
+--       idempotency key, 0 for none; n: option fields), payload, then n field,
+--       value pairs. (Few, packed arguments: encoding them is most of the
+--       client's cost of a big batch.)
+-- Returns, per job: {'created', created_at, execution_time_ms} | {'duplicate', id of the existing job}.
+local scheduled, ready = KEYS[1], KEYS[2]
+local job_type, channel, window_ms, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
-if idempotency then
-  local existing = redis.call('GET', idempotency)
+local now = now_ms()
+local results = {}
+local earliest = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')[2]
+earliest = earliest and tonumber(earliest)
+local wake = false
+local due = {}
+local a = 5
+for k = 3, 2 + count do
+  local job = KEYS[k]
+  local id = string.sub(job, -36)
+  local at, stale, key_index, n = string.match(ARGV[a], '^([^,]*),([^,]*),(%d+),(%d+)$')
+  local payload = ARGV[a + 1]
+  local options = a + 2
+  a = options + 2 * tonumber(n)
+  local idempotency = KEYS[tonumber(key_index)]
+  local existing = idempotency and redis.call('GET', idempotency)
   if existing and existing ~= stale then
-    return {'duplicate', existing}
+    results[#results + 1] = {'duplicate', existing}
+  elseif redis.call('EXISTS', job) == 1 then
+    results[#results + 1] = {'duplicate', id}
+  else
+    local execution_time = tonumber(at) or now
+    redis.call('HSET', job,
+      'id', id, 'type', job_type, 'payload', payload, 'status', PENDING,
+      'execution_time_ms', int(execution_time), 'created_at', int(now), 'updated_at', int(now),
+      'attempt', 0, 'lease_token', 0)
+    for i = options, a - 1, 2 do
+      redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+    end
+    if idempotency then
+      redis.call('SET', idempotency, id, 'PX', window_ms)
+    end
+    if execution_time <= now then
+      due[#due + 1] = id
+    else
+      redis.call('ZADD', scheduled, int(execution_time), id)
+      if not earliest or execution_time < earliest then
+        earliest, wake = execution_time, true
+      end
+    end
+    results[#results + 1] = {'created', now, execution_time}
   end
 end
-if redis.call('EXISTS', job) == 1 then
-  return {'duplicate', id}
+if #due > 0 then
+  redis.call('LPUSH', ready, unpack(due))
 end
-local now = now_ms()
-local execution_time = tonumber(at) or now
-redis.call('HSET', job,
-  'id', id, 'type', job_type, 'payload', payload, 'status', PENDING,
-  'execution_time_ms', int(execution_time), 'created_at', int(now), 'updated_at', int(now),
-  'attempt', 0, 'lease_token', 0)
-for i = 8, #ARGV, 2 do
-  redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+if wake then
+  redis.call('PUBLISH', channel, job_type)
 end
-if idempotency then
-  redis.call('SET', idempotency, id, 'PX', window_ms)
-end
-if execution_time <= now then
-  redis.call('LPUSH', ready, id)
-else
-  schedule(scheduled, id, execution_time, channel, job_type)
-end
-return {'created', now, execution_time}
+return results

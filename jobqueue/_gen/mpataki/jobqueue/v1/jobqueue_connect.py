@@ -19,7 +19,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import jobqueue_pb
-from .jobqueue_pb import CancelJobRequest, CancelJobResponse, EnqueueJobRequest, EnqueueJobResponse, GetJobRequest, GetJobResponse, RetryJobRequest, RetryJobResponse
+from .jobqueue_pb import CancelJobRequest, CancelJobResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, RetryJobRequest, RetryJobResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -34,6 +34,12 @@ class JobService(Protocol):
     async def enqueue_job(self, request: EnqueueJobRequest, ctx: RequestContext[EnqueueJobRequest, EnqueueJobResponse], /) -> EnqueueJobResponse:
         """
         Stores a job and schedules it for its execution time.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def enqueue_jobs(self, request: EnqueueJobsRequest, ctx: RequestContext[EnqueueJobsRequest, EnqueueJobsResponse], /) -> EnqueueJobsResponse:
+        """
+        Enqueues many jobs in one call, as EnqueueJob each: the fast way to load work.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -85,6 +91,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.enqueue_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/EnqueueJobs": Endpoint.unary(
+                    method=MethodInfo(
+                        name="EnqueueJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=EnqueueJobsRequest,
+                        output=EnqueueJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.enqueue_jobs,
                 ),
                 "/mpataki.jobqueue.v1.JobService/GetJob": Endpoint.unary(
                     method=MethodInfo(
@@ -150,6 +167,29 @@ class JobServiceClient(ConnectClient):
                 service_name="mpataki.jobqueue.v1.JobService",
                 input=EnqueueJobRequest,
                 output=EnqueueJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def enqueue_jobs(
+        self,
+        request: EnqueueJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> EnqueueJobsResponse:
+        """
+        Enqueues many jobs in one call, as EnqueueJob each: the fast way to load work.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="EnqueueJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=EnqueueJobsRequest,
+                output=EnqueueJobsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
@@ -237,6 +277,12 @@ class JobServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def enqueue_jobs(self, request: EnqueueJobsRequest, ctx: RequestContext[EnqueueJobsRequest, EnqueueJobsResponse], /) -> EnqueueJobsResponse:
+        """
+        Enqueues many jobs in one call, as EnqueueJob each: the fast way to load work.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def get_job(self, request: GetJobRequest, ctx: RequestContext[GetJobRequest, GetJobResponse], /) -> GetJobResponse:
         """
         Returns a job in its current state.
@@ -283,6 +329,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.enqueue_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/EnqueueJobs": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="EnqueueJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=EnqueueJobsRequest,
+                        output=EnqueueJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.enqueue_jobs,
                 ),
                 "/mpataki.jobqueue.v1.JobService/GetJob": EndpointSync.unary(
                     method=MethodInfo(
@@ -348,6 +405,29 @@ class JobServiceClientSync(ConnectClientSync):
                 service_name="mpataki.jobqueue.v1.JobService",
                 input=EnqueueJobRequest,
                 output=EnqueueJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def enqueue_jobs(
+        self,
+        request: EnqueueJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> EnqueueJobsResponse:
+        """
+        Enqueues many jobs in one call, as EnqueueJob each: the fast way to load work.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="EnqueueJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=EnqueueJobsRequest,
+                output=EnqueueJobsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
