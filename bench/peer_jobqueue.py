@@ -8,7 +8,6 @@ driver enqueues through the SDK (JobStore) straight into Redis.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ import common  # noqa: E402
 
 from jobqueue import __version__  # noqa: E402
 from jobqueue.config import Settings, connect  # noqa: E402
+from jobqueue.model import EnqueueRequest  # noqa: E402
 from jobqueue.store import JobStore  # noqa: E402
 from jobqueue.worker import Job, Worker  # noqa: E402
 
@@ -52,7 +52,7 @@ class JobqueuePeer(common.Peer):
             settings={
                 "worker": "jobqueue worker bench/peer_jobqueue.py",
                 "concurrency": CONCURRENCY,
-                "enqueue_s1": "JobStore.enqueue, 100 concurrent calls via asyncio.gather",
+                "enqueue_s1": "JobStore.enqueue_many (the batch API)",
             },
         )
         self.store: JobStore | None = None
@@ -71,8 +71,7 @@ class JobqueuePeer(common.Peer):
 
     async def enqueue_noop_bulk(self, n: int) -> None:
         assert self.store is not None
-        for start in range(0, n, 100):
-            await asyncio.gather(*(self.store.enqueue("bench", b"noop") for _ in range(min(100, n - start))))
+        await self.store.enqueue_many([EnqueueRequest("bench", b"noop")] * n)
 
     async def enqueue_lat(self, t_ref: float) -> None:
         await self.setup()

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = commands.add_parser("server", help="run the API server (Connect, gRPC, gRPC-Web)")
     _server_options(server)
+    server.add_argument(
+        "--server", choices=("hypercorn", "h2corn"), default=os.environ.get("JOBQUEUE_SERVER", "hypercorn"),
+        help="the ASGI server: hypercorn (default) or h2corn, faster (pip install 'jobqueue[h2corn]')",
+    )  # fmt: skip
     _redis_option(server)
 
     worker = commands.add_parser("worker", help="run the workers a module defines")
@@ -133,9 +137,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from .server import run  # noqa: PLC0415 - keeps client commands light
+    from .server import run, run_h2corn  # noqa: PLC0415 - keeps client commands light
 
-    run(_settings(args))
+    (run_h2corn if args.server == "h2corn" else run)(_settings(args))
     return 0
 
 

@@ -127,12 +127,13 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
 
 
 @contextlib.contextmanager
-def jobqueue_server(redis_url: str, log: Path, **env: str) -> Iterator[str]:
+def jobqueue_server(redis_url: str, log: Path, *, server: str = "hypercorn", **env: str) -> Iterator[str]:
     """A `jobqueue server` subprocess on a free loopback port; it must exit 0 on SIGTERM."""
     port = free_port()
+    command = [sys.executable, "-m", "jobqueue.cli", "server", "--server", server]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.cli", "server", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
             env=dict(os.environ, REDIS_URL=redis_url, **env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
         try:

@@ -19,14 +19,20 @@ from ..store import JobStore
 from .cors import CORSMiddleware
 from .errors import ErrorInterceptor
 from .health import HealthService
-from .router import Router
+from .router import Hook, Router
 from .service import JobServiceHandler
 
 # Room for the rest of the request around the payload, and for base64 in JSON.
 _ENVELOPE_BYTES = 64 * 1024
 
 
-def create_app(store: JobStore, *, cors_origins: tuple[str, ...] = ()) -> Any:
+def create_app(
+    store: JobStore,
+    *,
+    cors_origins: tuple[str, ...] = (),
+    on_startup: Hook | None = None,
+    on_shutdown: Hook | None = None,
+) -> Any:
     interceptors = [ErrorInterceptor()]
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
@@ -39,5 +45,5 @@ def create_app(store: JobStore, *, cors_origins: tuple[str, ...] = ()) -> Any:
         HealthASGIApplication(HealthService(store.redis), interceptors=interceptors),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
-    ])  # fmt: skip
+    ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     return CORSMiddleware(router, cors_origins) if cors_origins else router

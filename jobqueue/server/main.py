@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
+import shutil
 import signal
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
-from ..config import Settings, connect
-from ..reaper import Reaper
-from ..scheduler import Scheduler
-from ..store import JobStore, Keyspace
-from .app import create_app
+from ..config import Settings
+from .asgi import build
 
 log = logging.getLogger("jobqueue.server")
 
@@ -38,34 +38,47 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serves until `stop` is set (or SIGINT/SIGTERM when `stop` is None)."""
-    redis = connect(settings.redis_url)
-    store = JobStore(
-        redis,
-        keys=Keyspace(settings.prefix),
-        retention_ms=settings.retention_ms,
-        max_payload_bytes=settings.max_payload_bytes,
-        idempotency_window_ms=settings.idempotency_window_ms,
-    )
+    """Serves on Hypercorn until `stop` is set (or SIGINT/SIGTERM when `stop` is None)."""
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    reaper = Reaper.from_settings(store, settings)
-    background = [asyncio.create_task(Scheduler(store).run()), asyncio.create_task(reaper.run())]
-    app = create_app(store, cors_origins=settings.cors_origins)
     log.info(
         "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
     )
-    try:
-        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
-    finally:
-        for task in background:
-            task.cancel()
-        await asyncio.wait(background, timeout=5)
-        await redis.aclose()
-        log.info("jobqueue server stopped")
+    await hypercorn_serve(build(settings), hypercorn_config(settings), shutdown_trigger=stop.wait)
+    log.info("jobqueue server stopped")
+
+
+def run_h2corn(settings: Settings) -> None:
+    """Replaces this process with h2corn serving the same app (gRPC on, HTTP/1.1 on)."""
+    h2corn = shutil.which("h2corn")
+    if h2corn is None:
+        raise FileNotFoundError("h2corn is not installed: pip install 'jobqueue[h2corn]'")
+    os.environ.update(_settings_env(settings))
+    log.info(
+        "jobqueue server on %s:%d (h2corn), Redis %s",
+        settings.host,
+        settings.port,
+        _redacted(settings.redis_url),
+    )
+    os.execv(h2corn, [
+        h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
+        "--host", settings.host, "--port", str(settings.port), "--no-access-log",
+    ])  # fmt: skip
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    """Settings as the JOBQUEUE_* variables the app reads back in the new process."""
+    env = {"JOBQUEUE_REDIS_URL": settings.redis_url}
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name != "redis_url":
+            env[f"JOBQUEUE_{field.name.upper()}"] = (
+                ",".join(value) if isinstance(value, tuple) else str(value)
+            )
+    return env
 
 
 def run(settings: Settings) -> None:

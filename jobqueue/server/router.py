@@ -1,13 +1,16 @@
 """Routes each request to the ASGI app of its gRPC service, by path prefix.
 
 connectrpc serves one service per app; gRPC paths are `/package.Service/Method`.
-The router answers ASGI lifespan itself: the apps hold no startup state.
+The router answers ASGI lifespan itself, running the server's startup and
+shutdown hooks (Redis, scheduler, reaper); the service apps hold no state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
+
+Hook = Callable[[], Awaitable[None]]
 
 
 class ServiceApp(Protocol):
@@ -18,12 +21,16 @@ class ServiceApp(Protocol):
 
 
 class Router:
-    def __init__(self, apps: Iterable[ServiceApp]) -> None:
+    def __init__(
+        self, apps: Iterable[ServiceApp], *, on_startup: Hook | None = None, on_shutdown: Hook | None = None
+    ) -> None:
         self.routes = {app.path + "/": app for app in apps}
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await self._lifespan(receive, send)
             return
         path: str = scope.get("path", "")
         prefix = path[: path.find("/", 1) + 1] if path.count("/") >= 2 else path
@@ -33,15 +40,18 @@ class Router:
             return
         await app(scope, receive, send)
 
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.on_startup:
+                    await self.on_startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.on_shutdown:
+                    await self.on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 async def _not_found(send: Any) -> None:
