@@ -24,7 +24,8 @@ class JobServiceHandler(JobService):
     async def enqueue_job(
         self, request: pb.EnqueueJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.EnqueueJobResponse:
-        [job] = await self.store.enqueue_many([enqueue_request_from_proto(request)])
+        r = enqueue_request_from_proto(request)
+        job = await self.store.enqueue(r.job_type, r.payload, r.execution_time_ms, r.options)
         return pb.EnqueueJobResponse(job=job_to_proto(job))
 
     async def enqueue_jobs(

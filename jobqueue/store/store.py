@@ -65,6 +65,8 @@ class JobStore:
         self.idempotency_window_ms = idempotency_window_ms
         self._scripts = Scripts.register(redis)
         self._registered: dict[str, float] = {}  # job type -> when to register it again
+        self._queued: list[tuple[_Pending, asyncio.Future[None]]] = []  # enqueue calls for the next batch
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- producers and the API -------------------------------------------------
 
@@ -79,9 +81,35 @@ class JobStore:
 
         With an idempotency key already used for this type within the window,
         returns the job enqueued first instead of creating one.
+
+        Concurrent calls are coalesced: calls made while one batch is on its way
+        to Redis go together in the next one, so many producers (or the server's
+        many concurrent requests) pay one round trip per batch. Each call still
+        gets its own job, or its own error.
         """
-        [job] = await self.enqueue_many([EnqueueRequest(job_type, payload, execution_time_ms, options)])
-        return job
+        pending = self._prepare(0, EnqueueRequest(job_type, payload, execution_time_ms, options), many=False)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((pending, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_queued())
+        await done
+        assert pending.job is not None
+        return pending.job
+
+    async def _flush_queued(self) -> None:
+        while self._queued:
+            batch = self._queued[:ENQUEUE_BATCH]
+            del self._queued[: len(batch)]
+            try:
+                await self._store_prepared([pending for pending, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting call gets the error
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         """Stores many jobs, one round trip per type and ENQUEUE_BATCH jobs; jobs in request order.
@@ -90,6 +118,10 @@ class JobStore:
         (InvalidInput naming `jobs[i].field`) stores none.
         """
         batch = [self._prepare(i, r, len(requests) > 1) for i, r in enumerate(requests)]
+        await self._store_prepared(batch)
+        return [p.job for p in batch if p.job is not None]
+
+    async def _store_prepared(self, batch: list[_Pending]) -> None:
         by_type: dict[str, list[_Pending]] = {}
         for pending in batch:
             by_type.setdefault(pending.request.job_type, []).append(pending)
@@ -102,7 +134,6 @@ class JobStore:
                 await asyncio.gather(
                     *(self._store_batch(job_type, c) for c in chunks[i : i + ENQUEUE_IN_FLIGHT])
                 )
-        return [p.job for p in batch if p.job is not None]
 
     def _prepare(self, index: int, request: EnqueueRequest, many: bool) -> _Pending:
         try:

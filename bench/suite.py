@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""jobqueue's own scenarios, beside the shared peer harness (S1-S3, bench/peer_jobqueue.py).
+
+    python bench/suite.py s4|s5|s6 [--smoke] --out DIR
+
+- S4 API: unary EnqueueJob over gRPC (h2c) and Connect JSON, and EnqueueJobs
+  (100 jobs per call), with h2load at 4 connections x 16 streams, next to the
+  same server stack with a trivial handler (the ceiling); on Hypercorn, and on
+  h2corn when it is installed. Latency percentiles come from h2load's per-request
+  log; every run checks afterwards that Redis holds exactly the jobs sent.
+- S5 scaling: drain of N no-op jobs with 1, 2 and 4 worker processes, and Redis
+  CPU time per job (INFO cpu, before and after).
+- S6 memory: worker RSS after 100k and 1M jobs (it must stay flat), and Redis
+  bytes per pending and per finished job (INFO memory deltas over many jobs).
+
+Each writes DIR/<scenario>.json; bench/report.py turns them into tables. Only
+loopback is targeted; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb  # noqa: E402
+from jobqueue.config import connect  # noqa: E402
+from jobqueue.model import EnqueueRequest  # noqa: E402
+from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
+from jobqueue.store import JobStore, Keyspace  # noqa: E402
+
+SERVICE = "/mpataki.jobqueue.v1.JobService"
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    """A Redis configured like the peers' (no persistence)."""
+    server = RedisServer(workdir / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def process(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        p = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True
+        )
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    import socket  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered))) - 1))]
+
+
+# -- S4 ---------------------------------------------------------------------------------------
+
+
+def grpc_body(message: Any) -> bytes:
+    data = message.to_binary()
+    return struct.pack(">BI", 0, len(data)) + data
+
+
+def h2load(url: str, body: bytes, headers: list[str], n: int, workdir: Path) -> dict[str, Any]:
+    body_file, log_file = workdir / "body.bin", workdir / "h2load.log"
+    body_file.write_bytes(body)
+    log_file.unlink(missing_ok=True)
+    args = ["h2load", "-n", str(n), "-c", "4", "-m", "16", "-d", str(body_file), "--log-file", str(log_file)]
+    for header in headers:
+        args += ["-H", header]
+    ran = subprocess.run([*args, url], capture_output=True, text=True, timeout=600, check=False)
+    out = ran.stdout
+    line = next((x for x in out.splitlines() if x.startswith("finished in")), "")
+    rate = float(line.split(",")[1].split()[0]) if line else 0.0
+    done = next((x for x in out.splitlines() if x.startswith("requests:")), "")
+    succeeded = int(done.split(",")[3].split()[0]) if done else 0
+    durations = [
+        int(x.split("\t")[2]) / 1000 for x in log_file.read_text().splitlines() if x.count("\t") >= 2
+    ]
+    return {
+        "requests": n,
+        "succeeded": succeeded,
+        "req_per_s": rate,
+        "p50_ms": round(pct(durations, 50), 2) if durations else None,
+        "p99_ms": round(pct(durations, 99), 2) if durations else None,
+    }
+
+
+def s4(out: Path, smoke: bool) -> dict[str, Any]:
+    if shutil.which("h2load") is None:
+        return {"skipped": "h2load not installed (apt install nghttp2-client)"}
+    n = 2_000 if smoke else 30_000
+    servers = ["hypercorn"] + (["h2corn"] if shutil.which("h2corn") else [])
+    enqueue = pb.EnqueueJobRequest(type="bench", payload=b"noop")
+    batch = pb.EnqueueJobsRequest(jobs=[enqueue] * 100)
+    grpc_h = ["content-type: application/grpc", "te: trailers"]
+    json_h = ["content-type: application/json"]
+    cases = [
+        ("EnqueueJob", "gRPC h2c", grpc_body(enqueue), grpc_h, 1),
+        ("EnqueueJob", "Connect JSON h2c", enqueue.to_json().encode(), json_h, 1),
+        ("EnqueueJobs x100", "gRPC h2c", grpc_body(batch), grpc_h, 100),
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as rs:
+        workdir = Path(tmp)
+        client = redis.Redis.from_url(rs.url)
+        for server in servers:
+            port, ceiling_port = free_port(), free_port()
+            env = dict(os.environ, JOBQUEUE_REDIS_URL=rs.url)
+            real = [sys.executable, "-m", "jobqueue.cli", "server", "--server", server, "--host", "127.0.0.1"]
+            trivial = [sys.executable, str(HERE / "trivial_app.py"), str(ceiling_port), server]
+            with (
+                process([*real, "--port", str(port)], workdir / f"{server}.log", env),
+                process(trivial, workdir / f"{server}-trivial.log", env),
+            ):
+                wait_port(port)
+                wait_port(ceiling_port)
+                for rpc, protocol, body, headers, per_call in cases:
+                    method = rpc.split()[0]
+                    requests = n // per_call if per_call > 1 else n
+                    client.flushdb()
+                    result = h2load(
+                        f"http://127.0.0.1:{port}{SERVICE}/{method}", body, headers, requests, workdir
+                    )
+                    stored = client.llen(Keyspace().queue("bench").ready)
+                    ceiling = None
+                    if per_call == 1:
+                        ceiling = h2load(
+                            f"http://127.0.0.1:{ceiling_port}{SERVICE}/{method}",
+                            body,
+                            headers,
+                            requests,
+                            workdir,
+                        )["req_per_s"]
+                    row = {
+                        "server": server,
+                        "rpc": rpc,
+                        "protocol": protocol,
+                        **result,
+                        "jobs_per_s": round(result["req_per_s"] * per_call),
+                        "jobs_stored": stored,
+                        "jobs_expected": requests * per_call,
+                        "ceiling_req_per_s": ceiling,
+                        "of_ceiling": round(result["req_per_s"] / ceiling, 2) if ceiling else None,
+                    }
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    return {"rows": rows}
+
+
+# -- S5 ---------------------------------------------------------------------------------------
+
+
+def s5(out: Path, smoke: bool) -> dict[str, Any]:
+    n = 2_000 if smoke else 20_000
+    repeats = 1 if smoke else 3
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as rs:
+        client = redis.Redis.from_url(rs.url)
+        env = dict(os.environ, BENCH_REDIS_URL=rs.url, PYTHONPATH=str(_peers_dir()))
+        for workers in (1, 2, 4):
+            rates, cpu = [], []
+            for run in range(repeats):
+                client.flushdb()
+                asyncio.run(_enqueue(rs.url, n))
+                cpu_before = _redis_cpu(client)
+                cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+                logs = [Path(tmp) / f"w{workers}-{run}-{i}.log" for i in range(workers)]
+                procs = [subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                          start_new_session=True) for log in logs]  # fmt: skip
+                try:
+                    deadline = time.monotonic() + 300
+                    while int(client.get("bench:count") or 0) < n and time.monotonic() < deadline:
+                        time.sleep(0.005)
+                    done_at = time.time()
+                finally:
+                    for p in procs:
+                        os.killpg(p.pid, signal.SIGTERM)
+                    for p in procs:
+                        p.wait(20)
+                first = float(client.get("bench:t_first") or done_at)
+                count = int(client.get("bench:count") or 0)
+                rates.append(count / (done_at - first))
+                cpu.append((_redis_cpu(client) - cpu_before) / n * 1e6)
+            row = {
+                "workers": workers,
+                "jobs": n,
+                "drain_jobs_per_s": round(statistics.median(rates)),
+                "min": round(min(rates)),
+                "max": round(max(rates)),
+                "redis_cpu_us_per_job": round(statistics.median(cpu), 1),
+            }
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return {"rows": rows}
+
+
+def _peers_dir() -> Path:
+    return Path(os.environ.get("BENCH_PEERS_DIR", ROOT.parent / "shared" / "bench-peers"))
+
+
+async def _enqueue(url: str, n: int, job_type: str = "bench", payload: bytes = b"noop") -> None:
+    store = JobStore(connect(url))
+    try:
+        for start in range(0, n, 50_000):
+            await store.enqueue_many([EnqueueRequest(job_type, payload)] * min(50_000, n - start))
+    finally:
+        await store.redis.aclose()
+
+
+def _redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+# -- S6 ---------------------------------------------------------------------------------------
+
+
+def s6(out: Path, smoke: bool) -> dict[str, Any]:
+    marks = (2_000, 10_000) if smoke else (100_000, 1_000_000)
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as rs:
+        client = redis.Redis.from_url(rs.url)
+        # Redis bytes per job: pending (ready), then the same jobs finished (retained 24 h).
+        sample = marks[0]
+        base = client.info("memory")["used_memory"]
+        asyncio.run(_enqueue(rs.url, sample))
+        pending = client.info("memory")["used_memory"]
+        result["redis_bytes_per_pending_job"] = round((pending - base) / sample)
+        env = dict(
+            os.environ, BENCH_REDIS_URL=rs.url, PYTHONPATH=str(_peers_dir()), BENCH_JQ_CONCURRENCY="50"
+        )
+        cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+        with process(cmd, Path(tmp) / "worker.log", env) as worker:
+            _wait_count(client, sample)
+            result["redis_bytes_per_finished_job"] = round(
+                (client.info("memory")["used_memory"] - base) / sample
+            )
+            rss = {f"{sample:,}": _rss_mb(worker.pid)}
+            done = sample
+            for mark in marks[1:]:
+                asyncio.run(_enqueue(rs.url, mark - done))
+                _wait_count(client, mark)
+                done = mark
+                rss[f"{mark:,}"] = _rss_mb(worker.pid)
+            result["worker_rss_mb_after_jobs"] = rss
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def _wait_count(client: redis.Redis, n: int, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while int(client.get("bench:count") or 0) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {client.get('bench:count')} of {n} jobs ran")
+        time.sleep(0.1)
+    time.sleep(0.5)  # let the completions of the last batch land
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmRSS")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=("s4", "s5", "s6"))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the scenario still works")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"s4": s4, "s5": s5, "s6": s6}[args.scenario](args.out, args.smoke)
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result["smoke"] = args.smoke
+    (args.out / f"{args.scenario}.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
