@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -95,8 +96,9 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 def pct(values: list[float], q: float) -> float:
+    """Nearest rank, as the shared harness computes it."""
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered))) - 1))]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 # -- S4 ---------------------------------------------------------------------------------------
@@ -212,8 +214,17 @@ def s5(out: Path, smoke: bool) -> dict[str, Any]:
                 cpu_before = _redis_cpu(client)
                 cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
                 logs = [Path(tmp) / f"w{workers}-{run}-{i}.log" for i in range(workers)]
-                procs = [subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-                                          start_new_session=True) for log in logs]  # fmt: skip
+                procs = [
+                    subprocess.Popen(
+                        cmd,
+                        stdout=log.open("wb"),
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                        env=env,
+                        start_new_session=True,
+                    )
+                    for log in logs
+                ]
                 try:
                     deadline = time.monotonic() + 300
                     while int(client.get("bench:count") or 0) < n and time.monotonic() < deadline:
@@ -267,7 +278,7 @@ def s6(out: Path, smoke: bool) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as rs:
         client = redis.Redis.from_url(rs.url)
-        # Redis bytes per job: pending (ready), then the same jobs finished (retained 24 h).
+        # Redis bytes per job: pending (in the ready list), and finished (kept for the retention, 24 h).
         sample = marks[0]
         base = client.info("memory")["used_memory"]
         asyncio.run(_enqueue(rs.url, sample))
@@ -279,9 +290,6 @@ def s6(out: Path, smoke: bool) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
         with process(cmd, Path(tmp) / "worker.log", env) as worker:
             _wait_count(client, sample)
-            result["redis_bytes_per_finished_job"] = round(
-                (client.info("memory")["used_memory"] - base) / sample
-            )
             rss = {f"{sample:,}": _rss_mb(worker.pid)}
             done = sample
             for mark in marks[1:]:
@@ -290,6 +298,9 @@ def s6(out: Path, smoke: bool) -> dict[str, Any]:
                 done = mark
                 rss[f"{mark:,}"] = _rss_mb(worker.pid)
             result["worker_rss_mb_after_jobs"] = rss
+        # Measured with the worker gone, so that its connections' buffers do not count.
+        finished = client.info("memory")["used_memory"] - base
+        result["redis_bytes_per_finished_job"] = round(finished / done)
     print(json.dumps(result), flush=True)
     return result
 

@@ -1,0 +1,32 @@
+"""The benchmark suite still runs (tiny sizes): `bench/run.sh --smoke`. Numbers are not checked here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+
+@pytest.mark.timeout(600)
+def test_benchmark_suite_smoke(tmp_path: Path) -> None:
+    ran = subprocess.run(
+        ["bash", "bench/run.sh", "--smoke"],
+        cwd=ROOT, env={**os.environ, "BENCH_OUT": str(tmp_path)},
+        capture_output=True, text=True, timeout=590, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    report = (tmp_path / "report.md").read_text()
+    for section in ("## S1-S3", "## S5: scaling", "## S6: memory"):
+        assert section in report
+    ours = json.loads((tmp_path / "results" / "jobqueue-sdk.json").read_text())
+    assert ours["s1"]["drain_jobs_per_s"]["median"] > 0 and ours["s2"]["n"] == ours["s2"]["expected"]
+    scaling = json.loads((tmp_path / "s5.json").read_text())
+    assert [row["workers"] for row in scaling["rows"]] == [1, 2, 4]
+    s4 = json.loads((tmp_path / "s4.json").read_text())
+    for row in s4.get("rows", []):  # S4 needs h2load; each run checks every job was stored
+        assert row["jobs_stored"] == row["jobs_expected"], row
