@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,16 @@ async def blocking(settings: Settings) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def store(redis: Redis, settings: Settings) -> JobStore:
+    """The keyspace the suite's server and worker processes use: for tests that talk to them."""
     return JobStore(redis, keys=Keyspace(settings.prefix), retention_ms=settings.retention_ms)
+
+
+@pytest.fixture
+def private_store(redis: Redis, settings: Settings) -> JobStore:
+    """A keyspace of the test's own: the suite's shared server runs a scheduler and a reaper
+    on the default one, which would race a test that drives those transitions itself."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    return JobStore(redis, keys=Keyspace(prefix), retention_ms=settings.retention_ms)
 
 
 async def eventually(

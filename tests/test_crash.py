@@ -1,7 +1,7 @@
 """Real worker processes killed at the worst moments: no job is lost.
 
 Each test runs `jobqueue worker` subprocesses against the test Redis, kills one
-with SIGKILL (or stops it with SIGTERM), and checks through Redis that the job
+with SIGKILL (or stops it with SIGTERM or SIGSTOP), and checks through Redis that the job
 comes back and completes. The workers (tests/worker_apps.py) count as dead 1 s
 after their last heartbeat and run a reaper every 0.2 s.
 """
@@ -9,13 +9,14 @@ after their last heartbeat and run a reaper every 0.2 s.
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import pytest
 
 from jobqueue.model import JobStatus
 from jobqueue.store import JobStore
 
-from .conftest import Spawn, eventually, runs, status_is
+from .conftest import Spawn, eventually, log_of, runs, status_is
 
 
 async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn) -> None:
@@ -61,3 +62,30 @@ async def test_sigterm_hands_back_a_long_job_and_exits_0(store: JobStore, spawn:
     back = await store.get(job.id)
     assert (back.status, back.attempt) == (JobStatus.PENDING, 0)
     assert await store.redis.lrange(store.keys.queue("sleepy").ready, 0, -1) == [job.id.encode()]
+
+
+async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: JobStore, spawn: Spawn) -> None:
+    """SIGSTOP past the liveness deadline: the job runs elsewhere; the paused worker's result is refused."""
+    paused = spawn()
+    job = await store.enqueue("sleepy", b"3")
+    await eventually(lambda: runs(store, "test:started"), timeout=30, what="first run")
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        spawn()
+        await eventually(status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what="run elsewhere")
+        finished = await store.get(job.id)
+        assert finished.attempt == 2
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    # The resumed worker's heartbeat finds its lease lost and cancels the handler;
+    # had it finished, complete.lua would have refused the stale token.
+    await eventually(
+        lambda: _logged(paused, "lease lost", "refused"), timeout=20, what="the stale run stopped"
+    )
+    again = await store.get(job.id)
+    assert (again.status, again.attempt, again.finished_at) == (JobStatus.COMPLETED, 2, finished.finished_at)
+
+
+async def _logged(process: subprocess.Popen[bytes], *needles: str) -> bool:
+    text = log_of(process)
+    return any(n in text for n in needles)

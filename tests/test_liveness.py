@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from jobqueue.config import connect
@@ -14,10 +13,16 @@ from jobqueue.reaper import Reaper
 from jobqueue.redis_server import RedisServer
 from jobqueue.store import JobStore
 
-from .conftest import Spawn, eventually, log_of, runs, status_is
+from .conftest import eventually, status_is
 from .test_scheduler import background
 
 LONG_LEASE_MS = 600_000  # far longer than any test: only liveness can explain a recovery
+
+
+@pytest.fixture
+def store(private_store: JobStore) -> JobStore:
+    """Liveness driven by the test alone (see `private_store`)."""
+    return private_store
 
 
 async def claim_as(store: JobStore, blocking: Redis, worker_id: str) -> str:
@@ -68,33 +73,6 @@ async def test_recovery_by_worker_ignores_jobs_it_no_longer_holds(store: JobStor
     job_id = await claim_as(store, blocking, "old")
     await store.redis.hset(store.keys.job(job_id), "worker_id", "new")  # since re-claimed by another
     assert await store.recover("t", job_id, dead_worker="old") == "moved"
-
-
-async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: JobStore, spawn: Spawn) -> None:
-    """SIGSTOP past the liveness deadline: the job runs elsewhere; the paused worker's result is refused."""
-    paused = spawn()
-    job = await store.enqueue("sleepy", b"3")
-    await eventually(lambda: runs(store, "test:started"), timeout=30, what="first run")
-    paused.send_signal(signal.SIGSTOP)
-    try:
-        spawn()
-        await eventually(status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what="run elsewhere")
-        finished = await store.get(job.id)
-        assert finished.attempt == 2
-    finally:
-        paused.send_signal(signal.SIGCONT)
-    # The resumed worker's heartbeat finds its lease lost and cancels the handler;
-    # had it finished, complete.lua would have refused the stale token.
-    await eventually(
-        lambda: _logged(paused, "lease lost", "refused"), timeout=20, what="the stale run stopped"
-    )
-    again = await store.get(job.id)
-    assert (again.status, again.attempt, again.finished_at) == (JobStatus.COMPLETED, 2, finished.finished_at)
-
-
-async def _logged(process: subprocess.Popen[bytes], *needles: str) -> bool:
-    text = log_of(process)
-    return any(n in text for n in needles)
 
 
 async def test_reapers_give_workers_a_grace_period_after_a_redis_restart(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+import pytest
+
 from jobqueue.config import connect
 from jobqueue.model import JobStatus
 from jobqueue.reaper import Reaper
@@ -14,6 +16,12 @@ from jobqueue.scheduler import Scheduler
 from jobqueue.store import JobStore
 
 from .conftest import eventually
+
+
+@pytest.fixture
+def store(private_store: JobStore) -> JobStore:
+    """Transitions driven by the test alone (see `private_store`)."""
+    return private_store
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,13 @@ from jobqueue.store import JobStore, Keyspace
 
 from .conftest import eventually
 
+
+@pytest.fixture
+def store(private_store: JobStore) -> JobStore:
+    """Transitions driven by the test alone (see `private_store`)."""
+    return private_store
+
+
 LEASE_MS = 30_000
 LIVENESS_MS = 5_000
 
