@@ -13,7 +13,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.maint_notifications import MaintNotificationsConfig
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -101,11 +101,14 @@ _KEEPALIVE: dict[int, int] = {
 }
 
 
-def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> Redis:
+def connect(url: str, *, blocking: bool = False, max_connections: int | None = 256) -> Redis:
     """A client that returns bytes. `blocking` clients (for BLMOVE) skip health checks.
 
-    The pool waits for a free connection when all are in use (redis-py's default
-    pool raises instead, after 100). Maintenance notifications (a Redis Enterprise
+    With `max_connections` the pool waits for a free connection when all are in
+    use (redis-py's default pool raises instead, after 100). None: no bound and
+    no wait, for a caller that bounds its own concurrency (a worker does): the
+    waiting pool's condition and timeout cost ~5% of a busy worker's CPU.
+    Maintenance notifications (a Redis Enterprise
     feature) are off: while they are on, redis-py 8 hands out pooled connections
     without checking that they survived a Redis restart, and the first commands
     after one fail.
@@ -117,10 +120,11 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> 
             "socket_keepalive_options": _KEEPALIVE,
             "socket_connect_timeout": 5,
         }
-    pool = BlockingConnectionPool.from_url(
+    bound: dict[str, Any] = {}
+    if max_connections is not None:
+        bound = {"max_connections": max_connections, "timeout": 10}
+    pool = (BlockingConnectionPool if max_connections is not None else ConnectionPool).from_url(
         url,
-        max_connections=max_connections,
-        timeout=10,
         decode_responses=False,
         # No per-command timeout: redis-py implements it with asyncio.wait_for around
         # every write, which costs ~10% of a worker's CPU and, on Python 3.11, can
@@ -130,5 +134,6 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 256) -> 
         health_check_interval=0 if blocking else 30,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **tcp_only,
+        **bound,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
