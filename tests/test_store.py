@@ -236,6 +236,21 @@ async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blo
     assert await store.fail(job, "x", None) == "stale lease (job is COMPLETED)"
 
 
+async def test_complete_takes_the_next_batch_in_the_same_call(store: JobStore, blocking: Redis) -> None:
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    later = [(await store.enqueue("t", b"")).id for _ in range(3)]
+    queue = store.keys.queue("t")
+    outcomes, taken = await store.complete_and_take("t", job.worker_id, [job], 2)
+    assert outcomes == ["ok"] and taken == later[:2]  # oldest first
+    assert (await store.get(job.id)).status is JobStatus.COMPLETED
+    assert [i.decode() for i in await store.redis.lrange(queue.popped, 0, -1)] == later[1::-1]
+    assert await ready_ids(store) == later[2:]
+    assert await store.complete_and_take("t", job.worker_id, [], 5) == ([], later[2:])
+    assert await store.complete_and_take("t", job.worker_id, [], 5) == ([], [])  # nothing ready
+    assert await store.complete_and_take("t", job.worker_id, [job], 0) == (["ok"], [])  # a replay
+
+
 async def test_fail_stores_the_error(store: JobStore, blocking: Redis) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)

@@ -88,6 +88,25 @@ async def test_concurrency_limits_parallel_handlers(store: JobStore, settings: S
     assert peak == 3
 
 
+async def test_a_quick_job_is_recorded_while_the_others_keep_the_worker_busy(
+    store: JobStore, settings: Settings
+) -> None:
+    """The fetcher, waiting for free slots, would record completions with its next
+    take; one that finishes while the rest run on must not wait for that."""
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        if job.payload == b"slow":
+            await release.wait()
+
+    async with running(make_worker(settings, handler, concurrency=4)):
+        slow = [await store.enqueue("t", b"slow") for _ in range(3)]
+        quick = await store.enqueue("t", b"quick")
+        await eventually(status_is(store, quick.id, JobStatus.COMPLETED), what="the quick job recorded")
+        assert [(await store.get(j.id)).status for j in slow] == [JobStatus.RUNNING] * 3
+        release.set()
+
+
 async def test_two_workers_never_run_one_job_at_once(store: JobStore, settings: Settings) -> None:
     running_now: set[str] = set()
     runs: list[str] = []

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 NAMES = (
     "enqueue",
     "promote",
-    "take",
     "claim",
     "heartbeat",
     "complete",
@@ -42,7 +41,6 @@ def source(name: str) -> str:
 class Scripts:
     enqueue: AsyncScript
     promote: AsyncScript
-    take: AsyncScript
     claim: AsyncScript
     heartbeat: AsyncScript
     complete: AsyncScript

@@ -287,12 +287,6 @@ class JobStore:
         )
         return None if job_id is None else job_id.decode()
 
-    async def take(self, job_type: str, limit: int) -> list[str]:
-        """Moves up to `limit` ready ids to the popped list without waiting (oldest first)."""
-        queue = self.keys.queue(job_type)
-        ids = await self._scripts.take(keys=[queue.ready, queue.popped], args=[limit])
-        return [job_id.decode() for job_id in ids]
-
     async def claim(
         self, job_type: str, job_id: str, worker_id: str, lease_ms: int, default_max_attempts: int = 1
     ) -> tuple[Job | None, str]:
@@ -373,14 +367,33 @@ class JobStore:
 
     async def complete_many(self, job_type: str, worker_id: str, jobs: Sequence[Job]) -> list[str]:
         """Records successful runs of one worker in one call; per job as `complete`."""
+        outcomes, _ = await self.complete_and_take(job_type, worker_id, jobs, 0)
+        return outcomes
+
+    async def complete_and_take(
+        self, job_type: str, worker_id: str, jobs: Sequence[Job], take: int
+    ) -> tuple[list[str], list[str]]:
+        """Records successful runs of one worker (per job as `complete`) and, in the
+        same call, moves up to `take` ready ids to the popped list without waiting
+        (oldest first): the worker's next batch, to claim. Returns (outcomes, ids)."""
         queue = self.keys.queue(job_type)
-        args: list[str | int] = [self.retention_ms]
+        args: list[str | int] = [self.retention_ms, take]
         for job in jobs:
             args += [job.id, job.lease_token]
-        replies = await self._scripts.complete(
-            keys=[queue.leases, queue.held(worker_id), *(self.keys.job(job.id) for job in jobs)], args=args
+        outcomes, taken = await self._scripts.complete(
+            keys=[
+                queue.leases,
+                queue.held(worker_id),
+                queue.ready,
+                queue.popped,
+                *(self.keys.job(job.id) for job in jobs),
+            ],
+            args=args,
         )
-        return ["ok" if r == b"ok" else f"stale lease (job is {_status_name(r)})" for r in replies]
+        return (
+            ["ok" if r == b"ok" else f"stale lease (job is {_status_name(r)})" for r in outcomes],
+            [job_id.decode() for job_id in taken],
+        )
 
     async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> str:
         """Records a failed run: 'retrying' (if attempts are left and `retry_delay_ms`

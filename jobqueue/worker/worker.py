@@ -18,7 +18,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import itertools
 import logging
 import os
 import random
@@ -45,6 +44,9 @@ log = logging.getLogger("jobqueue.worker")
 Handler = Callable[[Job], Awaitable[None]]
 
 MAX_ERROR_CHARS = 4000
+# Longest a worker holds back a round trip to make a batch: a claim for more
+# than one free slot, a completion for the fetcher to send with its next take.
+BATCH_LINGER_S = 0.005
 
 
 @dataclasses.dataclass(eq=False)
@@ -139,6 +141,9 @@ class Worker:
         self._runs: dict[str, _Run] = {}
         self._slot_freed = asyncio.Event()
         self._completed: dict[str, Job] = {}  # handler done, completion not yet recorded
+        self._sending: set[str] = set()  # of those, the ids on their way to Redis
+        self._popping = False  # the fetcher waits on an empty queue
+        self._fetcher_gone = False
         self._has_completed = asyncio.Event()
         self._all_recorded = asyncio.Event()
         self._store: JobStore | None = None
@@ -189,19 +194,23 @@ class Worker:
     # -- taking jobs -----------------------------------------------------------
 
     async def _fetch_loop(self, blocking: Redis) -> None:
-        """Claims jobs whenever a slot is free: a batch without waiting while the
-        queue has some, else one blocking pop (an idle worker wakes on the push)."""
+        """Claims jobs whenever slots are free: a batch without waiting while the
+        queue has some, recording the completions that freed the slots in the same
+        call; else one blocking pop (an idle worker wakes on the push)."""
         while True:
             raise_if_cancelled()
-            # Claim when half the slots are free (or none is busy): a round trip
-            # for one freed slot at a time would cost more than the job itself.
-            while len(self._runs) > self._claim_when_running:
+            while len(self._runs) >= self.concurrency:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+            await self._wait_for_a_batch_of_slots()
             free = self.concurrency - len(self._runs)
-            job_ids = await self.store.take(self.job_type, min(free, self.batch_size))
+            job_ids = await self._record_completions(take=min(free, self.batch_size))
             if not job_ids:
-                job_id = await self.store.pop(blocking, self.job_type, self.block_timeout_s)
+                self._popping = True
+                try:
+                    job_id = await self.store.pop(blocking, self.job_type, self.block_timeout_s)
+                finally:
+                    self._popping = False
                 if job_id is None:
                     continue
                 job_ids = [job_id]
@@ -219,6 +228,22 @@ class Worker:
                 run = _Run(job)
                 self._runs[job.id] = run
                 run.task = asyncio.create_task(self._execute(run))
+
+    async def _wait_for_a_batch_of_slots(self) -> None:
+        """Waits up to BATCH_LINGER_S for half the slots to be free: a round trip
+        per freed slot would cost a busy worker more than its jobs, and a slot
+        left free by long-running neighbours is filled soon all the same."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BATCH_LINGER_S
+        while len(self._runs) > self._claim_when_running and loop.time() < deadline:
+            self._slot_freed.clear()
+            # Not asyncio.timeout: on Python 3.11 it can turn a cancellation that
+            # arrives as it expires into a TimeoutError.
+            freed = asyncio.ensure_future(self._slot_freed.wait())
+            try:
+                await asyncio.wait({freed}, timeout=deadline - loop.time())
+            finally:
+                freed.cancel()
 
     # -- running one job -------------------------------------------------------
 
@@ -267,22 +292,42 @@ class Worker:
             self._slot_freed.set()
 
     async def _completer_loop(self) -> None:
-        """Records completions in batches: what finished while the previous batch
-        was on its way goes in the next one, so a busy worker pays one round
-        trip per batch and an idle one adds no delay."""
+        """Records the completions the fetcher does not: a busy fetcher sends them
+        with its next take (one round trip for both); what it leaves for longer
+        than BATCH_LINGER_S, or all while it waits on an empty queue or is
+        gone, goes from here, what finished during the previous call in the next."""
         while True:
             raise_if_cancelled()
             await self._has_completed.wait()
             self._has_completed.clear()
-            batch = list(itertools.islice(self._completed.values(), self.batch_size))
-            if len(batch) < len(self._completed):
-                self._has_completed.set()
-            outcomes = await self.store.complete_many(self.job_type, self.worker_id, batch)
-            for job, outcome in zip(batch, outcomes, strict=True):
-                del self._completed[job.id]
-                self._note(job, "completed", outcome)
-            if not self._completed:
-                self._all_recorded.set()
+            if not self._popping and not self._fetcher_gone:
+                await asyncio.sleep(BATCH_LINGER_S)
+            await self._record_completions()
+
+    async def _record_completions(self, take: int = 0) -> list[str]:
+        """Records up to `batch_size` buffered completions not already on their
+        way, and takes up to `take` ready ids; returns the ids taken."""
+        batch = [job for job in self._completed.values() if job.id not in self._sending]
+        if len(batch) > self.batch_size:
+            batch = batch[: self.batch_size]
+            self._has_completed.set()
+        if not batch and not take:
+            return []
+        self._sending.update(job.id for job in batch)
+        try:
+            outcomes, taken = await self.store.complete_and_take(self.job_type, self.worker_id, batch, take)
+        except BaseException:
+            if batch:
+                self._has_completed.set()  # not recorded (the fetcher stopped, or Redis is down): retry here
+            raise
+        finally:
+            self._sending.difference_update(job.id for job in batch)
+        for job, outcome in zip(batch, outcomes, strict=True):
+            del self._completed[job.id]
+            self._note(job, "completed", outcome)
+        if not self._completed:
+            self._all_recorded.set()
+        return taken
 
     def _retry_delay_ms(self, job: Job, exc: Exception) -> int | None:
         if isinstance(exc, PermanentError):
@@ -346,6 +391,7 @@ class Worker:
     ) -> None:
         fetcher.cancel()
         await asyncio.gather(fetcher, return_exceptions=True)
+        self._fetcher_gone = True
         tasks = [r.task for r in self._runs.values() if r.task]
         if tasks:
             log.info(
@@ -374,7 +420,9 @@ class Worker:
         """Lets the completer record what is buffered (bounded by the lease), then stops it."""
         if self._completed:
             recorded = asyncio.create_task(self._all_recorded.wait())
-            await asyncio.wait({recorded, completer}, timeout=self.lease_ms / 1000)
+            await asyncio.wait(
+                {recorded, completer}, timeout=self.lease_ms / 1000, return_when=asyncio.FIRST_COMPLETED
+            )
             recorded.cancel()
         completer.cancel()
         await asyncio.gather(completer, return_exceptions=True)
