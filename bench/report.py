@@ -83,11 +83,15 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _range(row: dict[str, Any]) -> str:
+    return f" ({_n(row['min'])}–{_n(row['max'])})" if "min" in row else ""
+
+
 def api_table(s4: dict[str, Any]) -> list[str]:
     if "rows" not in s4:
         return [f"S4 skipped: {s4.get('skipped')}"]
     out = [
-        "| server | RPC | protocol | requests/s | jobs/s | p50 / p99 ms | trivial handler req/s | of ceiling |",
+        "| server | RPC | protocol | requests/s (median, min–max) | jobs/s | p50 / p99 ms | trivial handler req/s | of ceiling |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in s4["rows"]:
@@ -98,7 +102,7 @@ def api_table(s4: dict[str, Any]) -> list[str]:
         )
         share = "—" if r["of_ceiling"] is None else f"{r['of_ceiling']:.0%}"
         out.append(
-            f"| {r['server']} | {r['rpc']} | {r['protocol']} | {_n(r['req_per_s'])} | {_n(r['jobs_per_s'])}{ok} | "
+            f"| {r['server']} | {r['rpc']} | {r['protocol']} | {_n(r['req_per_s'])}{_range(r)} | {_n(r['jobs_per_s'])}{ok} | "
             f"{_n(r['p50_ms'], 1)} / {_n(r['p99_ms'], 1)} | {_n(r['ceiling_req_per_s'])} | {share} |"
         )
     return out
