@@ -233,17 +233,11 @@ class Worker:
         """Waits up to BATCH_LINGER_S for half the slots to be free: a round trip
         per freed slot would cost a busy worker more than its jobs, and a slot
         left free by long-running neighbours is filled soon all the same."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + BATCH_LINGER_S
-        while len(self._runs) > self._claim_when_running and loop.time() < deadline:
-            self._slot_freed.clear()
-            # Not asyncio.timeout: on Python 3.11 it can turn a cancellation that
-            # arrives as it expires into a TimeoutError.
-            freed = asyncio.ensure_future(self._slot_freed.wait())
-            try:
-                await asyncio.wait({freed}, timeout=deadline - loop.time())
-            finally:
-                freed.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(BATCH_LINGER_S):
+                while len(self._runs) > self._claim_when_running:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
 
     # -- running one job -------------------------------------------------------
 
@@ -292,10 +286,10 @@ class Worker:
             self._slot_freed.set()
 
     async def _completer_loop(self) -> None:
-        """Records the completions the fetcher does not: a busy fetcher sends them
-        with its next take (one round trip for both); what it leaves for longer
-        than BATCH_LINGER_S, or all while it waits on an empty queue or is
-        gone, goes from here, what finished during the previous call in the next."""
+        """Records the completions the fetcher does not take along: a busy fetcher
+        sends them with its next take (one round trip for both). What it leaves
+        goes from here after BATCH_LINGER_S, or at once while the fetcher waits on
+        an empty queue or has stopped."""
         while True:
             raise_if_cancelled()
             await self._has_completed.wait()
