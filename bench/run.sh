@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: jobqueue's S1-S6 and the peers' S1-S3 through
 # the shared harness (../shared/bench-peers), on this machine, in one run.
-#   bench/run.sh           # full: about 45 min on 2 cores (the peers take ~25)
+#   bench/run.sh           # full: about an hour on 2 cores (the peers take ~35 min)
 #   bench/run.sh --smoke   # tiny sizes, jobqueue only: proves the suite still works (the tests run it)
 # Results: $BENCH_OUT (default bench/results/<timestamp>)/report.md, with the raw JSON beside it.
 source "$(dirname "$0")/../scripts/_venv.sh"
