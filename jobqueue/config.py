@@ -13,7 +13,10 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection, Connection, UnixDomainSocketConnection
+from redis.exceptions import DataError
 from redis.maint_notifications import MaintNotificationsConfig
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -136,4 +139,36 @@ def connect(url: str, *, blocking: bool = False, max_connections: int | None = 2
         **tcp_only,
         **bound,
     )
+    pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
+
+
+class _HiredisPacking(AbstractConnection):
+    """Packs commands with hiredis' C packer, as redis-py's sync client does: its
+    asyncio client packs them in Python, ~10% of a busy worker's CPU and a third of
+    a big enqueue batch's."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # A command name with a space ("CLIENT SETINFO") is sent as separate words.
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(f"cannot send {args!r} to Redis: {exc}") from exc
+
+
+class _PackedConnection(_HiredisPacking, Connection):
+    pass
+
+
+class _PackedUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+    pass
+
+
+_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _PackedConnection,
+    UnixDomainSocketConnection: _PackedUnixConnection,
+}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import DataError
 
 from jobqueue.config import DEFAULT_REDIS_URL, Settings, connect
 from jobqueue.redis_server import RedisServer
@@ -53,3 +55,20 @@ async def test_unix_socket_url(tmp_path: Path) -> None:
         finally:
             await redis.aclose()
             await blocking.aclose()
+
+
+@pytest.mark.parametrize("unbounded", [False, True], ids=["server pool", "worker pool"])
+async def test_commands_are_packed_in_c_and_arrive_intact(redis_url: str, unbounded: bool) -> None:
+    client = connect(redis_url, max_connections=None if unbounded else 8)
+    try:
+        connection = client.connection_pool.make_connection()
+        assert type(connection).pack_command is not AbstractConnection.pack_command
+        await client.delete("packed")
+        await client.rpush("packed", "žluť", b"\x00\xff", 7, 2.5)
+        assert await client.lrange("packed", 0, -1) == ["žluť".encode(), b"\x00\xff", b"7", b"2.5"]
+        await client.execute_command("CLIENT SETNAME", "jq-test")  # two words, sent as two
+        assert await client.client_getname() == "jq-test"
+        with pytest.raises(DataError):
+            await client.rpush("packed", object())  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
