@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,13 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     s4 = json.loads((tmp_path / "s4.json").read_text())
     for row in s4.get("rows", []):  # S4 needs h2load; each run checks every job was stored
         assert row["jobs_stored"] == row["jobs_expected"], row
+
+
+@pytest.mark.timeout(120)
+def test_one_drain_for_profiling(redis_url: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/drain_once.py", redis_url, "--jobs", "300", "--timeout", "60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert float(ran.stdout.split()[1]) > 0, ran.stdout

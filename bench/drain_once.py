@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""One S1 drain, for profiling and A/B comparisons of the worker's hot path.
+
+    python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT]
+
+Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
+`jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
+With --py-spy the worker runs under `py-spy record` (raw collapsed stacks in OUT).
+To compare two versions, alternate runs of two checkouts on one Redis, e.g.
+`cd OTHER && PYTHONPATH=$PWD python bench/drain_once.py URL`, several times each:
+this machine is noisy, so compare medians. Loopback Redis only; bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+
+from jobqueue.config import connect
+from jobqueue.model import EnqueueRequest
+from jobqueue.store import JobStore
+
+HERE = Path(__file__).resolve().parent
+COUNT_KEY = "bench:count"  # the harness's no-op job INCRs it
+
+
+async def enqueue(url: str, n: int) -> None:
+    client = connect(url)
+    try:
+        await client.flushdb()
+        await JobStore(client).enqueue_many([EnqueueRequest("bench", b"noop")] * n)
+    finally:
+        await client.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("redis_url")
+    parser.add_argument("--jobs", type=int, default=40_000)
+    parser.add_argument("--py-spy", metavar="OUT", help="record the worker with py-spy into OUT")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    host = urlparse(args.redis_url).hostname or ""
+    if not (host.startswith("127.") or host in ("localhost", "::1")):
+        parser.error("only a loopback Redis may be targeted")
+    asyncio.run(enqueue(args.redis_url, args.jobs))
+    command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+    if args.py_spy:
+        command = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", args.py_spy, "--", *command]
+    env = dict(os.environ, BENCH_REDIS_URL=args.redis_url)
+    worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    counter = redis.Redis.from_url(args.redis_url)
+    try:
+        started = first = None
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            done = int(counter.get(COUNT_KEY) or 0)  # type: ignore[arg-type]
+            if done and started is None:
+                started, first = time.monotonic(), done
+            if done >= args.jobs:
+                break
+            time.sleep(0.005)
+        else:
+            print(f"timed out after {args.timeout:g} s", file=sys.stderr)
+            return 1
+        assert started is not None and first is not None
+        print(f"drain {(args.jobs - first) / (time.monotonic() - started):.0f} jobs/s")
+        return 0
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        counter.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
