@@ -67,9 +67,14 @@ class Backoff:
         return int(full / 2 + jitter * full / 2)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Job:
-    """A job as stored. Times are Unix milliseconds from the Redis server's clock."""
+    """A job as stored: a snapshot (changing it changes nothing in Redis).
+
+    Times are Unix milliseconds from the Redis server's clock. Not frozen: a
+    frozen dataclass sets every field through object.__setattr__, which made
+    creating one 3x dearer (5.3 vs 1.6 µs), and batches create thousands.
+    """
 
     id: str
     type: str
@@ -94,11 +99,19 @@ class Job:
 
 
 def check_job_type(job_type: str) -> str:
+    if job_type in _VALID_TYPES:
+        return job_type
     if not job_type:
         raise InvalidInput("type", f"must not be empty ({JOB_TYPE_RULE})")
     if not JOB_TYPE_PATTERN.fullmatch(job_type):
         raise InvalidInput("type", f"{_shorten(job_type)!r} is not a valid job type ({JOB_TYPE_RULE})")
+    if len(_VALID_TYPES) >= 1024:  # a process sees few types; bound it anyway
+        _VALID_TYPES.clear()
+    _VALID_TYPES.add(job_type)
     return job_type
+
+
+_VALID_TYPES: set[str] = set()  # types check_job_type accepted: a set lookup instead of the regex
 
 
 def check_job_id(job_id: str) -> str:
@@ -182,14 +195,25 @@ def partition_of_id(job_id: str) -> str:
 
 
 def new_job_id(partition: str) -> str:
-    """A random (version 4) UUID whose first 4 hex digits are the partition tag.
+    """A random (version 4) UUID whose first 4 hex digits are the partition tag."""
+    return new_job_ids(partition, 1)[0]
 
-    Built from os.urandom directly: uuid.uuid4() costs several times more, and a
+
+def new_job_ids(partition: str, count: int) -> list[str]:
+    """`count` ids as new_job_id makes them, from one os.urandom call.
+
+    uuid.uuid4(), or an os.urandom call per id, costs several times more, and a
     batch enqueue makes thousands.
     """
-    h = os.urandom(16).hex()
-    variant = "89ab"[int(h[16], 16) & 3]
-    return f"{partition}{h[4:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    h = os.urandom(16 * count).hex()
+    return [
+        f"{partition}{h[i + 4 : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 variant bits
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -7,24 +7,40 @@ from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStat
 
 
 def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
-    return pb.Job(
+    """Sets only the fields that differ from their zero value: building the
+    message costs per keyword, and a batch reply carries thousands of jobs."""
+    message = pb.Job(
         id=job.id,
         type=job.type,
-        payload=job.payload if with_payload else b"",
-        status=pb.JobStatus(int(job.status)),
+        status=_STATUS[job.status],
         execution_time_ms=job.execution_time_ms,
         created_at=job.created_at,
         updated_at=job.updated_at,
-        attempt=job.attempt,
-        last_error=job.last_error,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        worker_id=job.worker_id,
-        max_attempts=job.max_attempts,
-        timeout_ms=job.timeout_ms,
-        idempotency_key=job.idempotency_key,
-        backoff=backoff_to_proto(job.backoff),
     )
+    if with_payload and job.payload:
+        message.payload = job.payload
+    if job.attempt:
+        message.attempt = job.attempt
+    if job.last_error:
+        message.last_error = job.last_error
+    if job.started_at:
+        message.started_at = job.started_at
+    if job.finished_at:
+        message.finished_at = job.finished_at
+    if job.worker_id:
+        message.worker_id = job.worker_id
+    if job.max_attempts:
+        message.max_attempts = job.max_attempts
+    if job.timeout_ms:
+        message.timeout_ms = job.timeout_ms
+    if job.idempotency_key:
+        message.idempotency_key = job.idempotency_key
+    if job.backoff is not None:
+        message.backoff = backoff_to_proto(job.backoff)
+    return message
+
+
+_STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
 
 
 def job_from_proto(job: pb.Job) -> Job:
@@ -62,18 +78,21 @@ def backoff_from_proto(backoff: pb.Backoff | None) -> Backoff | None:
 
 def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
     """An EnqueueJob request as the store takes it; absent options mean the worker's defaults."""
+    max_attempts = request.max_attempts if _MAX_ATTEMPTS in request else None
+    timeout_ms = request.timeout_ms if _TIMEOUT_MS in request else None
+    backoff = request.backoff  # a message field: None when absent
     options = NO_OPTIONS
-    if request.idempotency_key or any(
-        request.has_field(f) for f in ("max_attempts", "timeout_ms", "backoff")
-    ):
-        options = JobOptions(
-            max_attempts=request.max_attempts if request.has_field("max_attempts") else None,
-            timeout_ms=request.timeout_ms if request.has_field("timeout_ms") else None,
-            backoff=backoff_from_proto(request.backoff if request.has_field("backoff") else None),
-            idempotency_key=request.idempotency_key,
-        )
-    at = request.execution_time_ms if request.has_field("execution_time_ms") else None
-    return EnqueueRequest(request.type, request.payload, at, options)
+    if max_attempts is not None or timeout_ms is not None or backoff is not None or request.idempotency_key:
+        options = JobOptions(max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key)
+    # 0 and absent both mean now: no presence check needed.
+    return EnqueueRequest(request.type, request.payload, request.execution_time_ms or None, options)
+
+
+# Options whose explicit 0 is an error while absence means the default:
+# `field in message` is has_field without the lookup by name (twice as fast;
+# every job of a batch checks both).
+_REQUEST_FIELDS = {field.name: field for field in pb.EnqueueJobRequest.desc().fields}
+_MAX_ATTEMPTS, _TIMEOUT_MS = _REQUEST_FIELDS["max_attempts"], _REQUEST_FIELDS["timeout_ms"]
 
 
 def enqueue_request(

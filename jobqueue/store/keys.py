@@ -48,7 +48,11 @@ class Keyspace:
         self.schedule_channel = f"{prefix}:scheduled"
 
     def job(self, job_id: str) -> str:
-        return f"{self.prefix}:{{{partition_of_id(job_id)}}}:job:{job_id}"
+        return self.job_key_prefix(partition_of_id(job_id)) + job_id
+
+    def job_key_prefix(self, partition: str) -> str:
+        """What the key of every job in `partition` starts with (then comes the id)."""
+        return f"{self.prefix}:{{{partition}}}:job:"
 
     def queue(self, job_type: str) -> QueueKeys:
         base = f"{self.prefix}:{{{partition_of_type(job_type)}}}"

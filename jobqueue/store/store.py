@@ -28,7 +28,7 @@ from ..model import (
     check_job_type,
     check_max_attempts,
     check_timeout_ms,
-    new_job_id,
+    new_job_ids,
     partition_of_type,
 )
 from .keys import Keyspace, QueueKeys
@@ -127,27 +127,37 @@ class JobStore:
             by_type.setdefault(pending.request.job_type, []).append(pending)
         for job_type, pendings in by_type.items():
             await self._register_type(job_type)
-            chunks = [pendings[i : i + ENQUEUE_BATCH] for i in range(0, len(pendings), ENQUEUE_BATCH)]
-            # A few chunks in flight at once: the client encodes the next one while
-            # Redis runs the previous (they arrive, and run, in order).
-            for i in range(0, len(chunks), ENQUEUE_IN_FLIGHT):
-                await asyncio.gather(
-                    *(self._store_batch(job_type, c) for c in chunks[i : i + ENQUEUE_IN_FLIGHT])
-                )
+            await self._store_chunks(job_type, pendings)
+
+    async def _store_chunks(self, job_type: str, pendings: list[_Pending]) -> None:
+        """ENQUEUE_BATCH jobs per script call, and ENQUEUE_IN_FLIGHT calls at once.
+
+        While Redis runs one call, the client encodes the next and decodes the
+        last (they arrive, and run, in order). The first error stops the rest
+        and is raised as it is (chunks already stored stay stored).
+        """
+        window = asyncio.Semaphore(ENQUEUE_IN_FLIGHT)
+
+        async def store(chunk: list[_Pending]) -> None:
+            async with window:
+                await self._store_batch(job_type, chunk)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(0, len(pendings), ENQUEUE_BATCH):
+                    group.create_task(store(pendings[i : i + ENQUEUE_BATCH]))
+        except BaseExceptionGroup as errors:
+            raise errors.exceptions[0] from None
 
     def _prepare(self, index: int, request: EnqueueRequest, many: bool) -> _Pending:
+        """Checks one request; its id comes later, with its batch's (one urandom call for all)."""
         try:
             check_job_type(request.job_type)
             if len(request.payload) > self.max_payload_bytes:
                 raise PayloadTooLarge(len(request.payload), self.max_payload_bytes)
             at = request.execution_time_ms
-            fields = _option_fields(request.options)
-            return _Pending(
-                request,
-                new_job_id(partition_of_type(request.job_type)),
-                "" if not at else str(check_execution_time(at)),
-                fields,
-            )
+            fields = _option_fields(request.options) if request.options is not NO_OPTIONS else []
+            return _Pending(request, "", "" if not at else str(check_execution_time(at)), fields)
         except InvalidInput as exc:
             if many:
                 exc.args = (f"jobs[{index}].{exc.args[0]}",)
@@ -159,8 +169,13 @@ class JobStore:
             todo = [p for p in pendings if p.job is None]
             if not todo:
                 return
+            partition = partition_of_type(job_type)
+            fresh = [p for p in todo if not p.job_id]  # a retry round keeps the ids it sent
+            for p, job_id in zip(fresh, new_job_ids(partition, len(fresh)), strict=True):
+                p.job_id = job_id
             queue = self.keys.queue(job_type)
-            keys = [queue.scheduled, queue.ready, *(self.keys.job(p.job_id) for p in todo)]
+            job_key = self.keys.job_key_prefix(partition)
+            keys = [queue.scheduled, queue.ready, *[job_key + p.job_id for p in todo]]
             args: list[str | bytes | int | float] = [
                 job_type, self.keys.schedule_channel, self.idempotency_window_ms, len(todo),
             ]  # fmt: skip
@@ -170,22 +185,25 @@ class JobStore:
                     keys.append(queue.idempotency(p.request.options.idempotency_key))
                     key_index = len(keys)  # Lua indexes from 1
                 args += [f"{p.at},{p.stale},{key_index},{len(p.fields) // 2}", p.request.payload, *p.fields]
-            replies = await self._scripts.enqueue(keys=keys, args=args)
-            for p, (outcome, *rest) in zip(todo, replies, strict=True):
-                if outcome == b"created":
-                    created_at, execution_time = int(rest[0]), int(rest[1])
+            created_at, *outcomes = await self._scripts.enqueue(keys=keys, args=args)
+            for p, outcome in zip(todo, outcomes, strict=True):
+                if isinstance(outcome, int):
+                    options = p.request.options
                     p.job = Job(
-                        id=p.job_id,
-                        type=job_type,
-                        payload=p.request.payload,
-                        status=JobStatus.PENDING,
-                        execution_time_ms=execution_time,
-                        created_at=created_at,
-                        updated_at=created_at,
-                        **_options_of(p.request.options),
+                        p.job_id,
+                        job_type,
+                        p.request.payload,
+                        JobStatus.PENDING,
+                        outcome,  # execution_time_ms
+                        created_at,
+                        created_at,
+                        max_attempts=options.max_attempts or 0,
+                        timeout_ms=options.timeout_ms or 0,
+                        idempotency_key=options.idempotency_key,
+                        backoff=options.backoff,
                     )
                     continue
-                existing = rest[0].decode()
+                existing = outcome.decode()
                 try:
                     p.job = await self.get(existing)
                 except JobNotFound:
@@ -550,15 +568,6 @@ def _wreck(job_id: str, job_type: str, worker_id: str, fields: dict[bytes, bytes
         worker_id=worker_id,
         lease_token=int(fields[b"lease_token"]),
     )
-
-
-def _options_of(options: JobOptions) -> dict[str, Any]:
-    return {
-        "max_attempts": options.max_attempts or 0,
-        "timeout_ms": options.timeout_ms or 0,
-        "idempotency_key": options.idempotency_key,
-        "backoff": options.backoff,
-    }
 
 
 def _status_name(raw: bytes) -> str:

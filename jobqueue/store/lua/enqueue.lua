@@ -12,12 +12,15 @@
 --       idempotency key, 0 for none; n: option fields), payload, then n field,
 --       value pairs. (Few, packed arguments: encoding them is most of the
 --       client's cost of a big batch.)
--- Returns, per job: {'created', created_at, execution_time_ms} | {'duplicate', id of the existing job}.
+-- Returns {created_at, then per job: its execution_time_ms (an integer) if it was
+-- created, else the id of the existing job (a string)}: flat, since building and
+-- parsing a nested reply per job costs more than the job's HSET.
 local scheduled, ready = KEYS[1], KEYS[2]
 local job_type, channel, window_ms, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
 local now = now_ms()
-local results = {}
+local now_text = int(now)
+local results = {now}
 local earliest = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')[2]
 earliest = earliest and tonumber(earliest)
 local wake = false
@@ -26,21 +29,24 @@ local a = 5
 for k = 3, 2 + count do
   local job = KEYS[k]
   local id = string.sub(job, -36)
-  local at, stale, key_index, n = string.match(ARGV[a], '^([^,]*),([^,]*),(%d+),(%d+)$')
+  local at, stale, key_index, n = '', '', 0, 0
+  if ARGV[a] ~= ',,0,0' then  -- the common job: no time, no key, no options; skips the match
+    at, stale, key_index, n = string.match(ARGV[a], '^([^,]*),([^,]*),(%d+),(%d+)$')
+  end
   local payload = ARGV[a + 1]
   local options = a + 2
   a = options + 2 * tonumber(n)
   local idempotency = KEYS[tonumber(key_index)]
   local existing = idempotency and redis.call('GET', idempotency)
   if existing and existing ~= stale then
-    results[#results + 1] = {'duplicate', existing}
+    results[#results + 1] = existing
   elseif redis.call('EXISTS', job) == 1 then
-    results[#results + 1] = {'duplicate', id}
+    results[#results + 1] = id
   else
     local execution_time = tonumber(at) or now
     redis.call('HSET', job,
       'id', id, 'type', job_type, 'payload', payload, 'status', PENDING,
-      'execution_time_ms', int(execution_time), 'created_at', int(now), 'updated_at', int(now),
+      'execution_time_ms', int(execution_time), 'created_at', now_text, 'updated_at', now_text,
       'attempt', 0, 'lease_token', 0)
     for i = options, a - 1, 2 do
       redis.call('HSET', job, ARGV[i], ARGV[i + 1])
@@ -56,7 +62,7 @@ for k = 3, 2 + count do
         earliest, wake = execution_time, true
       end
     end
-    results[#results + 1] = {'created', now, execution_time}
+    results[#results + 1] = execution_time
   end
 end
 if #due > 0 then
