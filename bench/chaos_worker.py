@@ -50,6 +50,7 @@ worker = Worker(
     "chaos",
     run_chaos_job,
     concurrency=8,
+    prefetch=8,  # prefetched jobs go through every fault too
     max_attempts=10,
     backoff=Backoff(base_ms=50, factor=2, cap_ms=1_000),
     lease_s=10.0,

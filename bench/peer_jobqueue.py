@@ -26,6 +26,7 @@ from jobqueue.store import JobStore  # noqa: E402
 from jobqueue.worker import Job, Worker  # noqa: E402
 
 CONCURRENCY = int(os.environ.get("BENCH_JQ_CONCURRENCY", "10"))
+PREFETCH = int(os.environ.get("BENCH_JQ_PREFETCH", "0"))
 
 
 async def run_bench_job(job: Job) -> None:
@@ -39,6 +40,7 @@ worker = Worker(
     "bench",
     run_bench_job,
     concurrency=CONCURRENCY,
+    prefetch=PREFETCH,
     settings=Settings.from_env({"JOBQUEUE_REDIS_URL": common.REDIS_URL}),
 )
 
@@ -52,6 +54,7 @@ class JobqueuePeer(common.Peer):
             settings={
                 "worker": "jobqueue worker bench/peer_jobqueue.py",
                 "concurrency": CONCURRENCY,
+                "prefetch": PREFETCH,
                 "enqueue_s1": "JobStore.enqueue_many (the batch API)",
             },
         )

@@ -264,6 +264,88 @@ async def test_shutdown_hands_back_unfinished_jobs(store: JobStore, settings: Se
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
 
 
+async def _prefetched(store: JobStore, worker: Worker, first: Job, then: Job) -> None:
+    """Waits until `then` is claimed (RUNNING) while `first` holds the only slot."""
+    await eventually(status_is(store, first.id, JobStatus.RUNNING), what="first job running")
+    await eventually(status_is(store, then.id, JobStatus.RUNNING), what="second job prefetched")
+    assert len(worker._waiting) == 1  # claimed, not started
+
+
+async def test_prefetched_jobs_start_as_slots_free_and_all_run(store: JobStore, settings: Settings) -> None:
+    started: list[bytes] = []
+    release = asyncio.Event()
+    running_now = 0
+    most = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal running_now, most
+        started.append(job.payload)
+        running_now += 1
+        most = max(most, running_now)
+        await release.wait()
+        running_now -= 1
+
+    worker = make_worker(settings, handler, concurrency=1, prefetch=2)
+    async with running(worker):
+        jobs = [await store.enqueue("t", str(i).encode()) for i in range(3)]
+        for job in jobs:
+            await eventually(status_is(store, job.id, JobStatus.RUNNING), what="all three claimed")
+        assert started == [b"0"]  # one slot: the other two wait, claimed
+        release.set()
+        for job in jobs:
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="all three done")
+    assert (sorted(started), most) == ([b"0", b"1", b"2"], 1)
+
+
+async def test_a_cancelled_prefetched_job_is_dropped_unstarted(store: JobStore, settings: Settings) -> None:
+    started: list[bytes] = []
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        started.append(job.payload)
+        await release.wait()
+
+    worker = make_worker(settings, handler, concurrency=1, prefetch=1)
+    async with running(worker):
+        first = await store.enqueue("t", b"first")
+        doomed = await store.enqueue("t", b"doomed")
+        await _prefetched(store, worker, first, doomed)
+        await store.cancel(doomed.id)
+
+        async def dropped() -> bool:
+            return worker.stats["lost leases"] == 1 and not worker._waiting
+
+        await eventually(dropped, what="prefetched job dropped")
+        release.set()
+        await eventually(status_is(store, first.id, JobStatus.COMPLETED), what="first job")
+    assert started == [b"first"]
+    assert (await store.get(doomed.id)).status is JobStatus.CANCELLED
+
+
+async def test_shutdown_hands_back_prefetched_jobs_at_once(store: JobStore, settings: Settings) -> None:
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        await release.wait()
+
+    worker = make_worker(settings, handler, concurrency=1, prefetch=1, shutdown_grace_s=30)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.serve(stop))
+    first = await store.enqueue("t", b"first")
+    waiting = await store.enqueue("t", b"waiting")
+    await _prefetched(store, worker, first, waiting)
+    stop.set()
+    # Handed back while the running job is still inside its grace period.
+    await eventually(status_is(store, waiting.id, JobStatus.PENDING), what="prefetched job handed back")
+    assert not task.done()
+    back = await store.get(waiting.id)
+    assert (back.attempt, back.finished_at) == (0, 0)
+    assert await store.redis.lrange(store.keys.queue("t").ready, 0, -1) == [waiting.id.encode()]
+    release.set()
+    await asyncio.wait_for(task, 10)
+    assert (await store.get(first.id)).status is JobStatus.COMPLETED
+
+
 def test_bad_options_are_refused(settings: Settings) -> None:
     async def handler(job: Job) -> None: ...
 
@@ -271,5 +353,7 @@ def test_bad_options_are_refused(settings: Settings) -> None:
         Worker("bad type", handler, settings=settings)
     with pytest.raises(ValueError, match="concurrency"):
         Worker("t", handler, settings=settings, concurrency=0)
+    with pytest.raises(ValueError, match="prefetch"):
+        Worker("t", handler, settings=settings, prefetch=-1)
     with pytest.raises(ValueError, match="heartbeat_s"):
         Worker("t", handler, settings=settings, lease_s=1, heartbeat_s=1)
