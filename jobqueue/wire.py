@@ -19,28 +19,20 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
     )
     if with_payload and job.payload:
         message.payload = job.payload
-    if job.attempt:
-        message.attempt = job.attempt
-    if job.last_error:
-        message.last_error = job.last_error
-    if job.started_at:
-        message.started_at = job.started_at
-    if job.finished_at:
-        message.finished_at = job.finished_at
-    if job.worker_id:
-        message.worker_id = job.worker_id
-    if job.max_attempts:
-        message.max_attempts = job.max_attempts
-    if job.timeout_ms:
-        message.timeout_ms = job.timeout_ms
-    if job.idempotency_key:
-        message.idempotency_key = job.idempotency_key
+    for name in _SET_WHEN_NOT_ZERO:
+        value = getattr(job, name)
+        if value:
+            setattr(message, name, value)
     if job.backoff is not None:
         message.backoff = backoff_to_proto(job.backoff)
     return message
 
 
 _STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
+_SET_WHEN_NOT_ZERO = (
+    "attempt", "last_error", "started_at", "finished_at",
+    "worker_id", "max_attempts", "timeout_ms", "idempotency_key",
+)  # fmt: skip
 
 
 def job_from_proto(job: pb.Job) -> Job:

@@ -136,6 +136,9 @@ class JobStore:
         last (they arrive, and run, in order). The first error stops the rest
         and is raised as it is (chunks already stored stay stored).
         """
+        if len(pendings) <= ENQUEUE_BATCH:  # one call: no tasks (a single enqueue's latency)
+            await self._store_batch(job_type, pendings)
+            return
         window = asyncio.Semaphore(ENQUEUE_IN_FLIGHT)
 
         async def store(chunk: list[_Pending]) -> None:
