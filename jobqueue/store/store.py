@@ -159,7 +159,7 @@ class JobStore:
             if len(request.payload) > self.max_payload_bytes:
                 raise PayloadTooLarge(len(request.payload), self.max_payload_bytes)
             at = request.execution_time_ms
-            fields = _option_fields(request.options) if request.options is not NO_OPTIONS else []
+            fields = _option_fields(request.options)
             return _Pending(request, "", "" if not at else str(check_execution_time(at)), fields)
         except InvalidInput as exc:
             if many:
@@ -168,16 +168,15 @@ class JobStore:
 
     async def _store_batch(self, job_type: str, pendings: list[_Pending]) -> None:
         """Runs enqueue.lua for one type; resolves duplicates to the jobs they point at."""
+        partition = partition_of_type(job_type)
+        for p, job_id in zip(pendings, new_job_ids(partition, len(pendings)), strict=True):
+            p.job_id = job_id  # kept by the retry rounds below
+        queue = self.keys.queue(job_type)
+        job_key = self.keys.job_key_prefix(partition)
         for _ in range(3):
             todo = [p for p in pendings if p.job is None]
             if not todo:
                 return
-            partition = partition_of_type(job_type)
-            fresh = [p for p in todo if not p.job_id]  # a retry round keeps the ids it sent
-            for p, job_id in zip(fresh, new_job_ids(partition, len(fresh)), strict=True):
-                p.job_id = job_id
-            queue = self.keys.queue(job_type)
-            job_key = self.keys.job_key_prefix(partition)
             keys = [queue.scheduled, queue.ready, *[job_key + p.job_id for p in todo]]
             args: list[str | bytes | int | float] = [
                 job_type, self.keys.schedule_channel, self.idempotency_window_ms, len(todo),
