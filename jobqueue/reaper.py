@@ -71,7 +71,10 @@ class Reaper:
         before = self.requeued
         # Right after a Redis restart every worker looks dead and every lease
         # expired (no heartbeat got through): wait for live workers to check in.
-        just_restarted = self.restart_grace_s > 0 and await self.store.redis_uptime_s() < self.restart_grace_s
+        # Redis counts uptime in whole seconds from a truncated start time, so it
+        # reads 3 as soon as 2.01 s after a start at x.99: `<=` keeps the grace whole.
+        grace = self.restart_grace_s
+        just_restarted = grace > 0 and await self.store.redis_uptime_s() <= grace
         for job_type in job_types:
             if not just_restarted:
                 await self._recover_from_dead_workers(job_type)

@@ -45,12 +45,15 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-async def supervise(name: str, loop: Callable[[], Awaitable[None]], log: logging.Logger) -> None:
+async def supervise(
+    name: str, loop: Callable[[], Awaitable[None]], log: logging.Logger, backoff: Backoff | None = None
+) -> None:
     """Runs `loop` until it returns or is cancelled, restarting it after every error.
 
-    The backoff resets when a restarted loop has run for a while without failing.
+    The backoff (default: 0.1 s doubling up to 5 s) resets when a restarted loop
+    has run for a while without failing.
     """
-    backoff = Backoff()
+    backoff = backoff or Backoff()
     clock = asyncio.get_running_loop().time
     while True:
         started = clock()

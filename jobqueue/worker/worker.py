@@ -187,7 +187,11 @@ class Worker:
         self._store = JobStore(
             redis, keys=Keyspace(self.settings.prefix), retention_ms=self.settings.retention_ms
         )
-        background = [asyncio.create_task(supervise("heartbeat", self._heartbeat_loop, log))]
+        # A heartbeat that waits out a long backoff after a Redis outage would let the
+        # worker count as dead (liveness_s) and its running jobs run twice: it retries
+        # at least once per heartbeat_s.
+        retry_heartbeat = ReconnectBackoff(base=min(0.1, self.heartbeat_s), cap=self.heartbeat_s)
+        background = [asyncio.create_task(supervise("heartbeat", self._heartbeat_loop, log, retry_heartbeat))]
         completer = asyncio.create_task(supervise("completer", self._completer_loop, log))
         if self.run_scheduler:
             background.append(asyncio.create_task(Scheduler(self.store, [self.job_type]).run()))
