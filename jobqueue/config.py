@@ -104,8 +104,8 @@ _KEEPALIVE: dict[int, int] = {
 }
 
 
-def connect(url: str, *, blocking: bool = False, max_connections: int | None = 256) -> Redis:
-    """A client that returns bytes. `blocking` clients (for BLMOVE) skip health checks.
+def connect(url: str, *, max_connections: int | None = 256) -> Redis:
+    """A client that returns bytes.
 
     With `max_connections` the pool waits for a free connection when all are in
     use (redis-py's default pool raises instead, after 100). None: no bound and
@@ -134,7 +134,7 @@ def connect(url: str, *, blocking: bool = False, max_connections: int | None = 2
         # swallow a task's cancellation. A dead peer is detected by TCP instead
         # (_KEEPALIVE); a slow Redis is waited for, not treated as down.
         socket_timeout=None,
-        health_check_interval=0 if blocking else 30,
+        health_check_interval=30,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **tcp_only,
         **bound,

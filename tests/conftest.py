@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from jobqueue.config import Settings, connect
 from jobqueue.model import JobStatus
 from jobqueue.redis_server import RedisServer, find_server_binary, free_port
-from jobqueue.store import JobStore, Keyspace
+from jobqueue.store import JobStore, Keyspace, OwnConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,11 +75,11 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-async def blocking(settings: Settings) -> AsyncIterator[Redis]:
-    """A client of its own for blocking pops (BLMOVE holds its connection)."""
-    client = connect(settings.redis_url, blocking=True)
-    yield client
-    await client.aclose()
+async def blocking(redis: Redis) -> AsyncIterator[OwnConnection]:
+    """A connection of its own for blocking pops (BLMOVE holds it while it waits)."""
+    connection = OwnConnection(redis)
+    yield connection
+    await connection.aclose()
 
 
 @pytest.fixture

@@ -38,9 +38,8 @@ from redis.asyncio import Redis
 from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient
 from jobqueue.client import Client
-from jobqueue.config import connect
 from jobqueue.model import MAX_TIME_MS, Job, JobStatus
-from jobqueue.store import JobStore
+from jobqueue.store import JobStore, OwnConnection
 
 from .conftest import ROOT, eventually
 
@@ -176,7 +175,7 @@ async def job_client(server_url: str, protocol: str) -> AsyncIterator[JobService
 
 async def claim(store: JobStore, redis_url: str, job_type: str, job_id: str) -> Job:
     """Pops and claims a ready job the way a worker would, without a worker process."""
-    blocking = connect(redis_url, blocking=True)
+    blocking = OwnConnection(store.redis)
     try:
         popped = await store.pop(blocking, job_type, timeout_s=10)
     finally:

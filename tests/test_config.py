@@ -10,7 +10,7 @@ from redis.exceptions import DataError
 
 from jobqueue.config import DEFAULT_REDIS_URL, Settings, connect
 from jobqueue.redis_server import RedisServer
-from jobqueue.store import JobStore
+from jobqueue.store import JobStore, OwnConnection
 
 
 def test_redis_url_sources_in_order() -> None:
@@ -46,15 +46,15 @@ async def test_unix_socket_url(tmp_path: Path) -> None:
     socket = tmp_path / "redis.sock"
     with RedisServer(tmp_path, extra_args=["--unixsocket", str(socket), "--unixsocketperm", "700"]):
         redis = connect(f"unix://{socket}?db=0")
-        blocking = connect(f"unix://{socket}?db=0", blocking=True)
+        blocking = OwnConnection(redis)
         try:
             store = JobStore(redis)
             job = await store.enqueue("t", b"over a socket")
             assert await store.pop(blocking, "t", 1) == job.id
             assert (await store.get(job.id)).payload == b"over a socket"
         finally:
-            await redis.aclose()
             await blocking.aclose()
+            await redis.aclose()
 
 
 @pytest.mark.parametrize("unbounded", [False, True], ids=["server pool", "worker pool"])

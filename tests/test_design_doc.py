@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from jobqueue.config import connect
 from jobqueue.model import Backoff, JobOptions, new_job_id, partition_of_type
-from jobqueue.store import JobStore, Keyspace
+from jobqueue.store import JobStore, Keyspace, OwnConnection
 from jobqueue.store.scripts import NAMES
 
 from .conftest import ROOT
@@ -47,7 +46,7 @@ async def test_job_hash_fields_are_documented(store: JobStore, redis_url: str) -
     assert documented is not None
     options = JobOptions(max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k")
     job = await store.enqueue("T", b"", None, options)
-    blocking = connect(redis_url, blocking=True)
+    blocking = OwnConnection(store.redis)
     try:
         assert await store.pop(blocking, "T", 1) == job.id
     finally:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from jobqueue.config import connect
 from jobqueue.model import JobStatus
 from jobqueue.reaper import Reaper
 from jobqueue.redis_server import RedisServer
-from jobqueue.store import JobStore
+from jobqueue.store import JobStore, OwnConnection
 
 from .conftest import eventually, status_is
 from .test_scheduler import background
@@ -25,7 +24,7 @@ def store(private_store: JobStore) -> JobStore:
     return private_store
 
 
-async def claim_as(store: JobStore, blocking: Redis, worker_id: str) -> str:
+async def claim_as(store: JobStore, blocking: OwnConnection, worker_id: str) -> str:
     job_id = await store.pop(blocking, "t", 1)
     assert job_id is not None
     job, outcome = await store.claim("t", job_id, worker_id, LONG_LEASE_MS, 3)
@@ -34,7 +33,7 @@ async def claim_as(store: JobStore, blocking: Redis, worker_id: str) -> str:
 
 
 async def test_a_dead_workers_jobs_come_back_before_their_leases_expire(
-    store: JobStore, blocking: Redis
+    store: JobStore, blocking: OwnConnection
 ) -> None:
     for _ in range(3):
         await store.enqueue("t", b"")
@@ -57,7 +56,7 @@ async def test_a_dead_workers_jobs_come_back_before_their_leases_expire(
     assert await store.redis.zscore(queue.workers, "alive") is not None
 
 
-async def test_a_worker_that_came_back_keeps_its_jobs(store: JobStore, blocking: Redis) -> None:
+async def test_a_worker_that_came_back_keeps_its_jobs(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job_id = await claim_as(store, blocking, "w")
     await store.heartbeat("t", "w", [(job_id, 1)], LONG_LEASE_MS, liveness_ms=1)
@@ -68,7 +67,9 @@ async def test_a_worker_that_came_back_keeps_its_jobs(store: JobStore, blocking:
     assert (await store.get(job_id)).status is JobStatus.RUNNING
 
 
-async def test_recovery_by_worker_ignores_jobs_it_no_longer_holds(store: JobStore, blocking: Redis) -> None:
+async def test_recovery_by_worker_ignores_jobs_it_no_longer_holds(
+    store: JobStore, blocking: OwnConnection
+) -> None:
     await store.enqueue("t", b"")
     job_id = await claim_as(store, blocking, "old")
     await store.redis.hset(store.keys.job(job_id), "worker_id", "new")  # since re-claimed by another
@@ -79,7 +80,7 @@ async def test_reapers_give_workers_a_grace_period_after_a_redis_restart(tmp_pat
     """A fresh Redis (as after a restart) saw no heartbeat: nothing is taken back until the grace ends."""
     with RedisServer(tmp_path) as server:
         redis = connect(server.url)
-        blocking = connect(server.url, blocking=True)
+        blocking = OwnConnection(redis)
         try:
             store = JobStore(redis)
             await store.enqueue("t", b"")

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from jobqueue.config import connect
 from jobqueue.model import JobStatus
 from jobqueue.reaper import Reaper
 from jobqueue.scheduler import Scheduler
-from jobqueue.store import JobStore
+from jobqueue.store import JobStore, OwnConnection
 
 from .conftest import eventually
 
@@ -100,7 +99,7 @@ async def test_scheduler_survives_a_redis_connection_kill(store: JobStore) -> No
 
 
 async def test_reaper_brings_back_expired_leases_and_unclaimed_pops(store: JobStore, redis_url: str) -> None:
-    blocking = connect(redis_url, blocking=True)
+    blocking = OwnConnection(store.redis)
     try:
         await store.enqueue("t", b"")
         await store.enqueue("t", b"")

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from jobqueue.errors import InvalidInput, JobAlreadyFinished, JobNotFound, PayloadTooLarge
 from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus, new_job_id, partition_of_type
-from jobqueue.store import JobStore, Keyspace
+from jobqueue.store import JobStore, Keyspace, OwnConnection
 
 from .conftest import eventually
 
@@ -25,7 +25,9 @@ LEASE_MS = 30_000
 LIVENESS_MS = 5_000
 
 
-async def start(store: JobStore, blocking: Redis, job_type: str = "t", lease_ms: int = LEASE_MS) -> Job:
+async def start(
+    store: JobStore, blocking: OwnConnection, job_type: str = "t", lease_ms: int = LEASE_MS
+) -> Job:
     """Pops and claims the next ready job of `job_type`, as a worker would."""
     job_id = await store.pop(blocking, job_type, 1)
     assert job_id is not None, "no ready job"
@@ -164,7 +166,7 @@ async def test_several_schedulers_promote_each_job_once(store: JobStore) -> None
 # -- claim, heartbeat, finish ---------------------------------------------------
 
 
-async def test_claim_starts_a_leased_run(store: JobStore, blocking: Redis) -> None:
+async def test_claim_starts_a_leased_run(store: JobStore, blocking: OwnConnection) -> None:
     queued = await store.enqueue("t", b"data")
     job = await start(store, blocking)
     assert job.id == queued.id and job.payload == b"data"
@@ -176,7 +178,7 @@ async def test_claim_starts_a_leased_run(store: JobStore, blocking: Redis) -> No
     assert await store.redis.llen(store.keys.queue("t").popped) == 0
 
 
-async def test_claim_skips_cancelled_missing_and_gone_ids(store: JobStore, blocking: Redis) -> None:
+async def test_claim_skips_cancelled_missing_and_gone_ids(store: JobStore, blocking: OwnConnection) -> None:
     cancelled = await store.enqueue("t", b"")
     await store.cancel(cancelled.id)
     expired = await store.enqueue("t", b"")
@@ -189,7 +191,7 @@ async def test_claim_skips_cancelled_missing_and_gone_ids(store: JobStore, block
     assert await store.redis.llen(store.keys.queue("t").popped) == 0
 
 
-async def test_pop_blocks_until_a_job_arrives(store: JobStore, blocking: Redis) -> None:
+async def test_pop_blocks_until_a_job_arrives(store: JobStore, blocking: OwnConnection) -> None:
     waiting = asyncio.create_task(store.pop(blocking, "t", 10))
     await asyncio.sleep(0.2)  # let the pop block; what matters is that it is woken below
     assert not waiting.done()
@@ -197,11 +199,13 @@ async def test_pop_blocks_until_a_job_arrives(store: JobStore, blocking: Redis) 
     assert await asyncio.wait_for(waiting, 5) == job.id
 
 
-async def test_pop_times_out_empty(store: JobStore, blocking: Redis) -> None:
+async def test_pop_times_out_empty(store: JobStore, blocking: OwnConnection) -> None:
     assert await store.pop(blocking, "t", 0.05) is None
 
 
-async def test_heartbeat_extends_held_leases_and_reports_lost_ones(store: JobStore, blocking: Redis) -> None:
+async def test_heartbeat_extends_held_leases_and_reports_lost_ones(
+    store: JobStore, blocking: OwnConnection
+) -> None:
     await store.enqueue("t", b"")
     await store.enqueue("t", b"")
     first = await start(store, blocking, lease_ms=1_000)
@@ -221,7 +225,7 @@ async def test_heartbeat_extends_held_leases_and_reports_lost_ones(store: JobSto
     assert await store.heartbeat("t", "w1", [], 1, LIVENESS_MS) == []
 
 
-async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blocking: Redis) -> None:
+async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     assert await store.complete(job) == "ok"
@@ -236,7 +240,9 @@ async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blo
     assert await store.fail(job, "x", None) == "stale lease (job is COMPLETED)"
 
 
-async def test_complete_takes_the_next_batch_in_the_same_call(store: JobStore, blocking: Redis) -> None:
+async def test_complete_takes_the_next_batch_in_the_same_call(
+    store: JobStore, blocking: OwnConnection
+) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     later = [(await store.enqueue("t", b"")).id for _ in range(3)]
@@ -251,7 +257,7 @@ async def test_complete_takes_the_next_batch_in_the_same_call(store: JobStore, b
     assert await store.complete_and_take("t", job.worker_id, [job], 0) == (["ok"], [])  # a replay
 
 
-async def test_fail_stores_the_error(store: JobStore, blocking: Redis) -> None:
+async def test_fail_stores_the_error(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     assert await store.fail(job, "ValueError: boom", None) == "failed"
@@ -260,7 +266,7 @@ async def test_fail_stores_the_error(store: JobStore, blocking: Redis) -> None:
     assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.retention_ms
 
 
-async def test_retention_is_configurable(redis: Redis, blocking: Redis) -> None:
+async def test_retention_is_configurable(redis: Redis, blocking: OwnConnection) -> None:
     store = JobStore(redis, retention_ms=5_000)
     await store.enqueue("t", b"")
     job = await start(store, blocking)
@@ -286,7 +292,7 @@ async def test_cancel_pending_scheduled_job(store: JobStore) -> None:
     assert await store.cancel(job.id) is JobStatus.CANCELLED  # idempotent
 
 
-async def test_cancel_running_job_takes_its_lease(store: JobStore, blocking: Redis) -> None:
+async def test_cancel_running_job_takes_its_lease(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     assert await store.cancel(job.id) is JobStatus.RUNNING
@@ -295,7 +301,7 @@ async def test_cancel_running_job_takes_its_lease(store: JobStore, blocking: Red
     assert (await store.get(job.id)).status is JobStatus.CANCELLED
 
 
-async def test_cancel_finished_job_is_refused(store: JobStore, blocking: Redis) -> None:
+async def test_cancel_finished_job_is_refused(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     await store.fail(job, "x", None)
@@ -303,7 +309,9 @@ async def test_cancel_finished_job_is_refused(store: JobStore, blocking: Redis) 
         await store.cancel(job.id)
 
 
-async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(store: JobStore, blocking: Redis) -> None:
+async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(
+    store: JobStore, blocking: OwnConnection
+) -> None:
     for _ in range(100):
         job = await store.enqueue("t", b"")
         job_id = await store.pop(blocking, "t", 1)
@@ -321,7 +329,7 @@ async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(store: JobStore,
 # -- release, recover, sweep ------------------------------------------------------------
 
 
-async def test_release_hands_the_job_back_first_in_line(store: JobStore, blocking: Redis) -> None:
+async def test_release_hands_the_job_back_first_in_line(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     other = await store.enqueue("t", b"")
@@ -334,7 +342,7 @@ async def test_release_hands_the_job_back_first_in_line(store: JobStore, blockin
 
 
 async def test_expired_lease_is_recovered_and_the_old_holder_fenced_off(
-    store: JobStore, blocking: Redis
+    store: JobStore, blocking: OwnConnection
 ) -> None:
     await store.enqueue("t", b"")
     old = await start(store, blocking, lease_ms=50)
@@ -369,7 +377,7 @@ async def test_recover_drops_a_lease_without_a_running_job(store: JobStore) -> N
 
 
 async def test_popped_but_unclaimed_id_is_requeued_after_the_claim_timeout(
-    store: JobStore, blocking: Redis
+    store: JobStore, blocking: OwnConnection
 ) -> None:
     job = await store.enqueue("t", b"")
     assert await store.pop(blocking, "t", 1) == job.id  # ...and the worker dies here
@@ -385,7 +393,7 @@ async def test_popped_but_unclaimed_id_is_requeued_after_the_claim_timeout(
     assert await store.redis.hlen(store.keys.queue("t").suspects) == 0
 
 
-async def test_sweep_leaves_promptly_claimed_ids_alone(store: JobStore, blocking: Redis) -> None:
+async def test_sweep_leaves_promptly_claimed_ids_alone(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job_id = await store.pop(blocking, "t", 1)
     assert await store.sweep_popped("t", stall_ms=0) == 0  # noted, not yet stalled
@@ -399,7 +407,7 @@ async def test_sweep_leaves_promptly_claimed_ids_alone(store: JobStore, blocking
 # -- enqueue_many ------------------------------------------------------------------------
 
 
-async def test_enqueue_many_stores_every_job_in_order(store: JobStore, blocking: Redis) -> None:
+async def test_enqueue_many_stores_every_job_in_order(store: JobStore, blocking: OwnConnection) -> None:
     now = (await store.enqueue("warmup", b"")).created_at
     requests = [EnqueueRequest("t", f"{i}".encode()) for i in range(2500)]  # spans batches
     requests += [EnqueueRequest("u", b"later", now + 60_000), EnqueueRequest("t", b"last")]

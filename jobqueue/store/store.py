@@ -36,6 +36,9 @@ from .scripts import Scripts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+    from .connection import OwnConnection
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20
@@ -291,19 +294,14 @@ class JobStore:
 
     # -- workers ---------------------------------------------------------------
 
-    async def pop(self, blocking: Redis, job_type: str, timeout_s: float) -> str | None:
+    async def pop(self, connection: OwnConnection, job_type: str, timeout_s: float) -> str | None:
         """Waits for a ready job id and moves it to the popped list (BLMOVE).
 
-        `blocking` is a client of its own: the call holds its connection while it waits.
+        The connection is the caller's own: the call holds it while it waits.
         """
         queue = self.keys.queue(job_type)
-        # Redis takes a decimal timeout; redis-py's annotation says int.
-        job_id: bytes | None = await blocking.blmove(  # type: ignore[assignment]
-            queue.ready,
-            queue.popped,
-            timeout_s,  # type: ignore[arg-type]
-            "RIGHT",
-            "LEFT",
+        job_id: bytes | None = await connection.execute(
+            "BLMOVE", queue.ready, queue.popped, "RIGHT", "LEFT", timeout_s
         )
         return None if job_id is None else job_id.decode()
 
@@ -321,13 +319,18 @@ class JobStore:
         worker_id: str,
         lease_ms: int,
         default_max_attempts: int = 1,
+        *,
+        via: OwnConnection | None = None,
     ) -> list[tuple[Job | None, str]]:
         """Starts runs of popped jobs in one call: per id, (the RUNNING job, 'ok') or (None, why not).
 
         A job whose record cannot be decoded is failed for good (a dead letter).
+        `via`: the caller's own connection, else one from the pool.
         """
         queue = self.keys.queue(job_type)
-        replies = await self._scripts.claim(
+        replies = await self._run(
+            self._scripts.claim,
+            via,
             keys=[
                 queue.popped,
                 queue.suspects,
@@ -391,16 +394,25 @@ class JobStore:
         return outcomes
 
     async def complete_and_take(
-        self, job_type: str, worker_id: str, jobs: Sequence[Job], take: int
+        self,
+        job_type: str,
+        worker_id: str,
+        jobs: Sequence[Job],
+        take: int,
+        *,
+        via: OwnConnection | None = None,
     ) -> tuple[list[str], list[str]]:
         """Records successful runs of one worker (per job as `complete`) and, in the
         same call, moves up to `take` ready ids to the popped list without waiting
-        (oldest first): the worker's next batch, to claim. Returns (outcomes, ids)."""
+        (oldest first): the worker's next batch, to claim. Returns (outcomes, ids).
+        `via`: the caller's own connection, else one from the pool."""
         queue = self.keys.queue(job_type)
         args: list[str | int] = [self.retention_ms, take]
         for job in jobs:
             args += [job.id, job.lease_token]
-        outcomes, taken = await self._scripts.complete(
+        outcomes, taken = await self._run(
+            self._scripts.complete,
+            via,
             keys=[
                 queue.leases,
                 queue.held(worker_id),
@@ -414,6 +426,14 @@ class JobStore:
             ["ok" if r == b"ok" else f"stale lease (job is {_status_name(r)})" for r in outcomes],
             [job_id.decode() for job_id in taken],
         )
+
+    @staticmethod
+    async def _run(
+        script: AsyncScript, via: OwnConnection | None, keys: list[str], args: Sequence[Any]
+    ) -> Reply:
+        if via is None:
+            return await script(keys=keys, args=args)
+        return await via.script(script, keys, args)
 
     async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> str:
         """Records a failed run: 'retrying' (if attempts are left and `retry_delay_ms`

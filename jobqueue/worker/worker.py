@@ -29,14 +29,12 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
-
 from ..config import Settings, connect
 from ..faults import crash_point
 from ..model import Backoff, Job, check_job_type, check_max_attempts
 from ..reaper import Reaper
 from ..scheduler import Scheduler
-from ..store import JobStore, Keyspace
+from ..store import JobStore, Keyspace, OwnConnection
 from ..supervise import REDIS_DOWN, raise_if_cancelled, supervise
 from ..supervise import Backoff as ReconnectBackoff
 from .errors import PermanentError, RetryAfter
@@ -183,7 +181,8 @@ class Worker:
         """Runs until `stop` is set or the task is cancelled; either way shuts down gracefully."""
         # Unbounded pools: the worker's own concurrency bounds its connections.
         redis = connect(self.settings.redis_url, max_connections=None)
-        blocking = connect(self.settings.redis_url, blocking=True, max_connections=None)
+        # The fetcher's round trips (pops included) go one after another on a connection of its own.
+        fetching = OwnConnection(redis)
         self._store = JobStore(
             redis, keys=Keyspace(self.settings.prefix), retention_ms=self.settings.retention_ms
         )
@@ -198,7 +197,7 @@ class Worker:
         if self.run_reaper:
             reaper = Reaper.from_settings(self.store, self.settings, [self.job_type])
             background.append(asyncio.create_task(reaper.run()))
-        fetcher = asyncio.create_task(supervise("fetcher", lambda: self._fetch_loop(blocking), log))
+        fetcher = asyncio.create_task(supervise("fetcher", lambda: self._fetch_loop(fetching), log))
         log.info("worker %s: handling %r, concurrency %d", self.worker_id, self.job_type, self.concurrency)
         try:
             stopped = asyncio.create_task(stop.wait()) if stop else asyncio.get_running_loop().create_future()
@@ -208,13 +207,13 @@ class Worker:
                 stopped.cancel()
         finally:
             await self._shutdown(fetcher, completer, background)
-            await blocking.aclose()
+            await fetching.aclose()
             await redis.aclose()
             self._store = None
 
     # -- taking jobs -----------------------------------------------------------
 
-    async def _fetch_loop(self, blocking: Redis) -> None:
+    async def _fetch_loop(self, connection: OwnConnection) -> None:
         """Claims jobs whenever slots are free: a batch without waiting while the
         queue has some, recording the completions that freed the slots in the same
         call; else one blocking pop (an idle worker wakes on the push)."""
@@ -225,11 +224,12 @@ class Worker:
                 await self._slot_freed.wait()
             await self._wait_for_a_batch_of_slots()
             free = self._capacity - len(self._runs)
-            job_ids = await self._record_completions(take=min(free, self.batch_size))
-            if not job_ids:
+            job_ids = await self._record_completions(take=min(free, self.batch_size), via=connection)
+            popped = not job_ids
+            if popped:
                 self._popping = True
                 try:
-                    job_id = await self.store.pop(blocking, self.job_type, self.block_timeout_s)
+                    job_id = await self.store.pop(connection, self.job_type, self.block_timeout_s)
                 finally:
                     self._popping = False
                 if job_id is None:
@@ -237,7 +237,7 @@ class Worker:
                 job_ids = [job_id]
             crash_point("after_pop")
             claims = await self.store.claim_many(
-                self.job_type, job_ids, self.worker_id, self.lease_ms, self.max_attempts
+                self.job_type, job_ids, self.worker_id, self.lease_ms, self.max_attempts, via=connection
             )
             crash_point("after_claim")
             for job_id, (job, outcome) in zip(job_ids, claims, strict=True):
@@ -250,6 +250,11 @@ class Worker:
                 self._runs[job.id] = run
                 self._waiting.append(run)
             self._start_waiting()
+            if popped:
+                # An idle worker's job: let it start before this loop prepares its
+                # next call (~0.3 ms of latency). A busy worker does not yield here:
+                # it measured 10% slower with the extra turn of the event loop.
+                await asyncio.sleep(0)
 
     def _start_waiting(self) -> None:
         """Starts waiting runs while fewer than `concurrency` run."""
@@ -327,9 +332,10 @@ class Worker:
                 await asyncio.sleep(BATCH_LINGER_S)
             await self._record_completions()
 
-    async def _record_completions(self, take: int = 0) -> list[str]:
+    async def _record_completions(self, take: int = 0, via: OwnConnection | None = None) -> list[str]:
         """Records up to `batch_size` buffered completions not already on their
-        way, and takes up to `take` ready ids; returns the ids taken."""
+        way, and takes up to `take` ready ids; returns the ids taken. `via`: the
+        fetcher's connection (the completer uses the pool)."""
         batch = [job for job in self._completed.values() if job.id not in self._sending]
         if len(batch) > self.batch_size:
             batch = batch[: self.batch_size]
@@ -338,7 +344,9 @@ class Worker:
             return []
         self._sending.update(job.id for job in batch)
         try:
-            outcomes, taken = await self.store.complete_and_take(self.job_type, self.worker_id, batch, take)
+            outcomes, taken = await self.store.complete_and_take(
+                self.job_type, self.worker_id, batch, take, via=via
+            )
         except BaseException:
             if batch:
                 self._has_completed.set()  # not recorded (the fetcher stopped, or Redis is down): retry here

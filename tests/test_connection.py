@@ -1,0 +1,73 @@
+"""OwnConnection: the worker fetcher's connection, outside redis-py's pool and retry wrappers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from jobqueue.store import JobStore, OwnConnection
+
+from .conftest import eventually
+
+
+async def client_id(connection: OwnConnection) -> int:
+    reply: int = await connection.execute("CLIENT", "ID")
+    return reply
+
+
+async def _is(commands: Awaitable[dict[int, str]], client: int, command: str | None) -> bool:
+    return (await commands).get(client) == command
+
+
+async def test_an_error_reply_leaves_the_connection_in_use(redis: Redis, blocking: OwnConnection) -> None:
+    before = await client_id(blocking)
+    await redis.set("a string", "x")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await blocking.execute("LPUSH", "a string", "x")
+    assert await client_id(blocking) == before
+    assert await blocking.execute("GET", "a string") == b"x"
+
+
+async def test_a_cancelled_call_drops_the_connection_and_its_late_reply(
+    redis: Redis, blocking: OwnConnection
+) -> None:
+    before = await client_id(blocking)
+    waiting = asyncio.create_task(blocking.execute("BLMOVE", "ready", "popped", "RIGHT", "LEFT", 30))
+
+    async def commands() -> dict[int, str]:
+        return {int(c["id"]): c["cmd"] for c in await redis.client_list()}
+
+    await eventually(lambda: _is(commands(), before, "blmove"), what="the BLMOVE to block")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await eventually(lambda: _is(commands(), before, None), what="Redis to drop the connection")
+    await redis.lpush("ready", "late")
+    # Had the connection been kept, this would read the BLMOVE's reply ("late").
+    assert await blocking.execute("ECHO", "fresh") == b"fresh"
+    assert await client_id(blocking) != before
+    assert await redis.lrange("ready", 0, -1) == [b"late"]  # the cancelled pop took nothing
+
+
+async def test_scripts_survive_a_script_flush(store: JobStore, blocking: OwnConnection) -> None:
+    await store.enqueue("t", b"")
+    await store.redis.script_flush()
+    job_id = await store.pop(blocking, "t", 1)
+    assert job_id is not None
+    [(job, outcome)] = await store.claim_many("t", [job_id], "w", 60_000, via=blocking)
+    assert outcome == "ok"
+    assert job is not None
+    assert job.id == job_id
+
+
+async def test_two_callers_at_once_are_refused(blocking: OwnConnection) -> None:
+    waiting = asyncio.create_task(blocking.execute("BLMOVE", "ready", "popped", "RIGHT", "LEFT", 0.2))
+    await asyncio.sleep(0)  # let it send
+    with pytest.raises(RuntimeError, match="one caller at a time"):
+        await blocking.execute("PING")
+    assert await waiting is None
+    assert await blocking.execute("PING") == b"PONG"
