@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -405,6 +407,25 @@ async def test_sweep_leaves_promptly_claimed_ids_alone(store: JobStore, blocking
 
 
 # -- enqueue_many ------------------------------------------------------------------------
+
+
+async def test_concurrent_enqueues_share_round_trips(store: JobStore) -> None:
+    calls = 0
+    enqueue_script = store._scripts.enqueue
+
+    async def counting(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await enqueue_script(**kwargs)
+
+    store._scripts = dataclasses.replace(store._scripts, enqueue=counting)  # type: ignore[arg-type]
+    jobs = await asyncio.gather(*(store.enqueue("t", b"%d" % i) for i in range(50)))
+    assert calls == 2  # the first call at once, the 49 made while it was on its way together
+    assert [job.payload for job in jobs] == [b"%d" % i for i in range(50)]
+    ready = await store.redis.lrange(store.keys.queue("t").ready, 0, -1)
+    assert sorted(ready) == sorted(job.id.encode() for job in jobs)
+    assert await store.enqueue("t", b"alone") is not None
+    assert calls == 3
 
 
 async def test_enqueue_many_stores_every_job_in_order(store: JobStore, blocking: OwnConnection) -> None:

@@ -69,7 +69,9 @@ class JobStore:
         self._scripts = Scripts.register(redis)
         self._registered: dict[str, float] = {}  # job type -> when to register it again
         self._queued: list[tuple[_Pending, asyncio.Future[None]]] = []  # enqueue calls for the next batch
-        self._flusher: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
+        # A batch is on its way (then every new call waits in _queued for the next).
+        self._flushing = False
 
     # -- producers and the API -------------------------------------------------
 
@@ -88,31 +90,44 @@ class JobStore:
         Concurrent calls are coalesced: calls made while one batch is on its way
         to Redis go together in the next one, so many producers (or the server's
         many concurrent requests) pay one round trip per batch. Each call still
-        gets its own job, or its own error.
+        gets its own job, or its own error. A call made while none is on its way
+        goes at once, from the caller's task: an idle producer's enqueue costs no
+        hop through another task.
         """
         pending = self._prepare(0, EnqueueRequest(job_type, payload, execution_time_ms, options), many=False)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queued.append((pending, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_queued())
-        await done
+        if self._flushing:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._queued.append((pending, done))
+            await done
+        else:
+            self._flushing = True
+            try:
+                await self._store_prepared([pending])
+            finally:
+                self._flushing = False
+                if self._queued:  # calls that arrived meanwhile: the next batch
+                    self._flushing = True
+                    self._flusher = asyncio.create_task(self._flush_queued())
         assert pending.job is not None
         return pending.job
 
     async def _flush_queued(self) -> None:
-        while self._queued:
-            batch = self._queued[:ENQUEUE_BATCH]
-            del self._queued[: len(batch)]
-            try:
-                await self._store_prepared([pending for pending, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiting call gets the error
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+        try:
+            while self._queued:
+                batch = self._queued[:ENQUEUE_BATCH]
+                del self._queued[: len(batch)]
+                try:
+                    await self._store_prepared([pending for pending, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiting call gets the error
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._flushing = False
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         """Stores many jobs, one round trip per type and ENQUEUE_BATCH jobs; jobs in request order.
