@@ -96,7 +96,10 @@ class RedisServer:
                 return
             if self._fixed_port or "Address already in use" not in self.log_tail():
                 break
-        raise RuntimeError(f"{self.binary} did not start on port {self.port}:\n{self.log_tail()}")
+        code = self.process.returncode if self.process else None
+        raise RuntimeError(
+            f"{self.binary} did not start on port {self.port} (exit status {code}):\n{self.log_tail()}"
+        )
 
     def _spawn(self, timeout: float) -> bool:
         args = [
