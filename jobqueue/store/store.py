@@ -343,7 +343,7 @@ class JobStore:
         `via`: the caller's own connection, else one from the pool.
         """
         queue = self.keys.queue(job_type)
-        replies = await self._run(
+        replies = await self._call_script(
             self._scripts.claim,
             via,
             keys=[
@@ -425,7 +425,7 @@ class JobStore:
         args: list[str | int] = [self.retention_ms, take]
         for job in jobs:
             args += [job.id, job.lease_token]
-        outcomes, taken = await self._run(
+        outcomes, taken = await self._call_script(
             self._scripts.complete,
             via,
             keys=[
@@ -443,7 +443,7 @@ class JobStore:
         )
 
     @staticmethod
-    async def _run(
+    async def _call_script(
         script: AsyncScript, via: OwnConnection | None, keys: list[str], args: Sequence[Any]
     ) -> Reply:
         if via is None:
