@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+import redis.utils
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import DataError
 
@@ -70,5 +72,21 @@ async def test_commands_are_packed_in_c_and_arrive_intact(redis_url: str, unboun
         assert await client.client_getname() == "jq-test"
         with pytest.raises(DataError):
             await client.rpush("packed", object())  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
+
+
+async def test_new_connections_do_not_read_package_metadata(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py 8 would look its version up (~2 ms of blocked event loop) for each one."""
+    client = connect(redis_url, max_connections=None)
+    try:
+        await client.ping()  # the one lookup, if any, is made here
+        lookups: list[str] = []
+        monkeypatch.setattr(redis.utils, "get_lib_version", lambda: lookups.append("lookup") or "0")
+        await asyncio.gather(*(client.blpop(["empty"], 0.05) for _ in range(3)))  # three new connections
+        assert len(client.connection_pool._available_connections) >= 3
+        assert lookups == []
     finally:
         await client.aclose()
