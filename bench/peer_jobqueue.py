@@ -30,10 +30,12 @@ PREFETCH = int(os.environ.get("BENCH_JQ_PREFETCH", "0"))
 
 
 async def run_bench_job(job: Job) -> None:
+    # The harness's job body on the worker's own client (Worker.redis), as arq's
+    # peer passes ctx["redis"]; the other peers leave it to the harness's client.
     if job.payload == b"noop":
-        await common.ajob_noop()
+        await common.ajob_noop(worker.redis)
     else:
-        await common.ajob_lat(json.loads(job.payload)["t"])
+        await common.ajob_lat(json.loads(job.payload)["t"], worker.redis)
 
 
 worker = Worker(

@@ -51,6 +51,20 @@ async def test_runs_a_job_once_and_completes_it(store: JobStore, settings: Setti
     assert done.worker_id == job.worker_id and done.finished_at >= done.started_at > 0
 
 
+async def test_handlers_may_use_the_workers_redis_client(store: JobStore, settings: Settings) -> None:
+    async def handler(job: Job) -> None:
+        await worker.redis.rpush("handled", job.payload)
+
+    worker = make_worker(settings, handler)
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = worker.redis
+    async with running(worker):
+        jobs = [await store.enqueue("t", b"%d" % i) for i in range(3)]
+        for job in jobs:
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
+    assert sorted(await store.redis.lrange("handled", 0, -1)) == [b"0", b"1", b"2"]
+
+
 async def test_handler_exception_fails_the_job_with_its_error(store: JobStore, settings: Settings) -> None:
     async def handler(job: Job) -> None:
         raise ValueError(f"bad payload {job.payload!r}")

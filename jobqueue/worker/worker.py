@@ -28,6 +28,7 @@ import socket
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ..config import Settings, connect
 from ..faults import crash_point
@@ -38,6 +39,9 @@ from ..store import JobStore, Keyspace, OwnConnection
 from ..supervise import REDIS_DOWN, raise_if_cancelled, supervise
 from ..supervise import Backoff as ReconnectBackoff
 from .errors import PermanentError, RetryAfter
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -172,6 +176,14 @@ class Worker:
         if self._store is None:
             raise RuntimeError("the worker is not running")
         return self._store
+
+    @property
+    def redis(self) -> Redis:
+        """The worker's Redis client (replies are bytes), for handlers' own commands
+        while it runs, as arq's `ctx['redis']`: its pool is made like the worker's (no
+        per-command timeout, commands packed in C), and a handler need not open a
+        client of its own, whose first connections cost the first jobs milliseconds."""
+        return self.store.redis
 
     def run(self) -> None:
         """Runs until SIGINT or SIGTERM, then shuts down gracefully."""
