@@ -148,6 +148,23 @@ async def test_promote_moves_only_due_jobs_earliest_first(store: JobStore) -> No
     assert await store.redis.zrange(store.keys.queue("t").scheduled, 0, -1) == [future.id.encode()]
 
 
+async def test_promote_reports_the_wait_to_the_microsecond(store: JobStore) -> None:
+    """A wait rounded to whole ms would make a scheduler sleep up to 1 ms too long."""
+
+    async def redis_time_ms() -> float:
+        seconds, micros = await store.redis.time()
+        return seconds * 1000 + micros / 1000
+
+    due = int(await redis_time_ms()) + 1000
+    await store.enqueue("t", b"", due)
+    for _ in range(5):
+        before = await redis_time_ms()
+        moved, delay = await store.promote("t")
+        after = await redis_time_ms()
+        assert moved == 0 and delay is not None
+        assert due - after <= delay <= due - before
+
+
 async def test_promote_reports_no_next_job(store: JobStore) -> None:
     assert await store.promote("t") == (0, None)
 

@@ -301,11 +301,12 @@ class JobStore:
 
     # -- the scheduler ---------------------------------------------------------
 
-    async def promote(self, job_type: str, limit: int = 1000) -> tuple[int, int | None]:
-        """Moves due jobs to the ready list: (jobs moved, ms until the next is due or None)."""
+    async def promote(self, job_type: str, limit: int = 1000) -> tuple[int, float | None]:
+        """Moves due jobs to the ready list: (jobs moved, ms until the next is due or
+        None), the ms to the µs."""
         queue = self.keys.queue(job_type)
-        moved, delay = await self._scripts.promote(keys=[queue.scheduled, queue.ready], args=[limit])
-        return int(moved), (None if int(delay) < 0 else int(delay))
+        moved, delay_us = await self._scripts.promote(keys=[queue.scheduled, queue.ready], args=[limit])
+        return int(moved), (None if delay_us < 0 else delay_us / 1000)
 
     # -- workers ---------------------------------------------------------------
 
