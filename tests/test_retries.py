@@ -243,6 +243,16 @@ async def test_a_corrupt_record_is_skipped_and_dead_lettered(store: JobStore, bl
     assert (await start(store, blocking)).id == healthy.id  # the queue goes on
 
 
+async def test_a_garbled_counter_does_not_stop_a_batch_of_claims(store: JobStore, blocking: Redis) -> None:
+    jobs = [await store.enqueue("t", b"") for _ in range(3)]
+    await store.redis.hset(store.keys.job(jobs[1].id), mapping={"attempt": "x", "lease_token": "1.5e"})
+    popped = [await store.pop(blocking, "t", 1) for _ in jobs]
+    claims = await store.claim_many("t", [i for i in popped if i], "w1", LEASE_MS)
+    assert [(job.id, job.attempt, job.lease_token) for job, _ in claims if job] == [
+        (job.id, 1, 1) for job in jobs
+    ]
+
+
 # -- the worker ----------------------------------------------------------------------------------
 
 

@@ -19,7 +19,8 @@ local function claim(job, id)
     return {'gone'}
   end
   redis.call('HDEL', suspects, id)
-  local state = redis.call('HMGET', job, 'status', 'execution_time_ms', 'max_attempts')
+  local state = redis.call('HMGET', job, 'status', 'execution_time_ms', 'max_attempts', 'attempt',
+    'lease_token')
   if not state[1] then
     return {'missing'}
   end
@@ -29,13 +30,11 @@ local function claim(job, id)
   if tonumber(state[2] or 0) > now then
     return {'early'}  -- a stale copy of a job that waits in the schedule (a retry)
   end
-  if not state[3] then
-    redis.call('HSET', job, 'max_attempts', default_attempts)
-  end
-  redis.call('HINCRBY', job, 'attempt', 1)
-  redis.call('HINCRBY', job, 'lease_token', 1)
+  -- One write for the whole change. A counter that is not a number counts as 0:
+  -- the job runs rather than failing the script, and with it the whole batch.
   redis.call('HSET', job, 'status', RUNNING, 'started_at', started, 'updated_at', started,
-    'worker_id', worker_id)
+    'worker_id', worker_id, 'max_attempts', state[3] or default_attempts,
+    'attempt', int((tonumber(state[4]) or 0) + 1), 'lease_token', int((tonumber(state[5]) or 0) + 1))
   redis.call('ZADD', leases, lease_until, id)
   redis.call('SADD', held, id)
   local fields = redis.call('HGETALL', job)
