@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from jobqueue.model import Backoff, JobOptions, new_job_id, partition_of_type
-from jobqueue.store import JobStore, Keyspace, OwnConnection
+from jobqueue.store import JOB_FIELDS, JobStore, Keyspace, OwnConnection
 from jobqueue.store.scripts import NAMES
 
 from .conftest import ROOT
@@ -56,3 +56,4 @@ async def test_job_hash_fields_are_documented(store: JobStore, redis_url: str) -
     await store.fail(running, "boom", None)
     fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}
     assert fields == set(documented[1].split())
+    assert fields == {name.decode() for name in JOB_FIELDS}  # what a claim returns

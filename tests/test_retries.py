@@ -243,6 +243,17 @@ async def test_a_corrupt_record_is_skipped_and_dead_lettered(store: JobStore, bl
     assert (await start(store, blocking)).id == healthy.id  # the queue goes on
 
 
+async def test_a_claim_returns_the_whole_job_as_stored(store: JobStore, blocking: Redis) -> None:
+    options = JobOptions(max_attempts=5, timeout_ms=900, backoff=Backoff(10, 1.5, 20), idempotency_key="k")
+    queued = await store.enqueue("t", b"\x00payload", None, options)
+    assert await store.fail(await start(store, blocking), "boom", 0) == "retrying"
+    await store.promote("t")
+    again = await start(store, blocking)
+    assert again == await store.get(queued.id)
+    assert (again.attempt, again.last_error, again.payload) == (2, "boom", b"\x00payload")
+    assert (again.backoff, again.max_attempts, again.idempotency_key) == (options.backoff, 5, "k")
+
+
 async def test_a_garbled_counter_does_not_stop_a_batch_of_claims(store: JobStore, blocking: Redis) -> None:
     jobs = [await store.enqueue("t", b"") for _ in range(3)]
     await store.redis.hset(store.keys.job(jobs[1].id), mapping={"attempt": "x", "lease_token": "1.5e"})

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
@@ -45,6 +45,30 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20
 TYPE_REFRESH_S = 10.0
 ENQUEUE_BATCH = 1000  # jobs per script call: keeps each call (Redis is single-threaded) short
 ENQUEUE_IN_FLIGHT = 4
+# The job hash's fields in the order a claim returns their values (claim.lua takes
+# the names as arguments) and decode_job_values reads them: no field names in the
+# reply, no dict per claimed job.
+JOB_FIELDS = (
+    b"id",
+    b"type",
+    b"payload",
+    b"status",
+    b"execution_time_ms",
+    b"created_at",
+    b"updated_at",
+    b"attempt",
+    b"last_error",
+    b"started_at",
+    b"finished_at",
+    b"worker_id",
+    b"max_attempts",
+    b"timeout_ms",
+    b"idempotency_key",
+    b"backoff_base_ms",
+    b"backoff_factor",
+    b"backoff_cap_ms",
+    b"lease_token",
+)
 
 # A script's reply: Redis types as redis-py returns them (bytes, int, lists).
 Reply = Any
@@ -354,7 +378,7 @@ class JobStore:
                 queue.held(worker_id),
                 *map(self.keys.job, job_ids),
             ],
-            args=[worker_id, lease_ms, default_max_attempts, *job_ids],
+            args=[worker_id, lease_ms, default_max_attempts, *job_ids, *JOB_FIELDS],
         )
         results: list[tuple[Job | None, str]] = []
         for job_id, reply in zip(job_ids, replies, strict=True):
@@ -363,15 +387,14 @@ class JobStore:
                 detail = f" ({_status_name(reply[1])})" if len(reply) > 1 else ""
                 results.append((None, outcome + detail))
                 continue
-            it = iter(reply[1:])
-            fields = dict(zip(it, it, strict=True))
             try:
-                results.append((decode_job(fields), "ok"))
+                results.append((decode_job_values(reply[1:]), "ok"))
             except ValueError as exc:
                 # It is RUNNING under our lease now: end it as a dead letter rather
                 # than let it be redelivered forever.
+                lease_token = int(reply[1 + JOB_FIELDS.index(b"lease_token")])
                 await self.fail(
-                    _wreck(job_id, job_type, worker_id, fields), f"corrupt job record: {exc}", None
+                    _wreck(job_id, job_type, worker_id, lease_token), f"corrupt job record: {exc}", None
                 )
                 results.append((None, f"corrupt ({exc})"))
         return results
@@ -530,39 +553,69 @@ class JobStore:
         )
 
 
-def decode_job(fields: dict[bytes, bytes]) -> Job:
-    """The job of a stored hash. Raises ValueError for a record that is not one.
+def decode_job(fields: Mapping[bytes, bytes]) -> Job:
+    """The job of a stored hash (HGETALL). Raises ValueError for a record that is not one."""
+    return decode_job_values([fields.get(name) for name in JOB_FIELDS])
 
-    Runs once per claimed job: plain lookups with bytes keys, no helpers per call.
+
+_STATUS_OF = {str(status.value).encode(): status for status in JobStatus}
+
+
+def decode_job_values(values: Sequence[bytes | None]) -> Job:
+    """The job of its hash's values in JOB_FIELDS order (None: field not set).
+    Raises ValueError for a record that is not one.
+
+    Runs once per claimed job: plain unpacking, no helpers per call.
     """
-    if b"type" not in fields or b"id" not in fields:
+    (
+        job_id,
+        job_type,
+        payload,
+        status,
+        execution_time_ms,
+        created_at,
+        updated_at,
+        attempt,
+        last_error,
+        started_at,
+        finished_at,
+        worker_id,
+        max_attempts,
+        timeout_ms,
+        idempotency_key,
+        backoff_base_ms,
+        backoff_factor,
+        backoff_cap_ms,
+        lease_token,
+    ) = values
+    if job_id is None or job_type is None:
         raise ValueError("job record without id or type")
-    get = fields.get
     backoff = None
-    if b"backoff_base_ms" in fields:
+    if backoff_base_ms is not None:
+        if backoff_factor is None or backoff_cap_ms is None:
+            raise ValueError("job record with part of a backoff")
         backoff = Backoff(
-            base_ms=int(fields[b"backoff_base_ms"]),
-            factor=float(fields[b"backoff_factor"]),
-            cap_ms=int(fields[b"backoff_cap_ms"]),
+            base_ms=int(backoff_base_ms), factor=float(backoff_factor), cap_ms=int(backoff_cap_ms)
         )
+    known_status = _STATUS_OF.get(status or b"")
     return Job(
-        id=fields[b"id"].decode(errors="replace"),
-        type=fields[b"type"].decode(errors="replace"),
-        payload=get(b"payload", b""),
-        status=JobStatus(int(get(b"status", 0))),
-        execution_time_ms=int(get(b"execution_time_ms", 0)),
-        created_at=int(get(b"created_at", 0)),
-        updated_at=int(get(b"updated_at", 0)),
-        attempt=int(get(b"attempt", 0)),
-        last_error=get(b"last_error", b"").decode(errors="replace"),
-        started_at=int(get(b"started_at", 0)),
-        finished_at=int(get(b"finished_at", 0)),
-        worker_id=get(b"worker_id", b"").decode(errors="replace"),
-        max_attempts=int(get(b"max_attempts", 0)),
-        timeout_ms=int(get(b"timeout_ms", 0)),
-        idempotency_key=get(b"idempotency_key", b"").decode(errors="replace"),
+        id=job_id.decode(errors="replace"),
+        type=job_type.decode(errors="replace"),
+        payload=payload or b"",
+        status=JobStatus(int(status or 0)) if known_status is None else known_status,
+        execution_time_ms=int(execution_time_ms or 0),
+        created_at=int(created_at or 0),
+        updated_at=int(updated_at or 0),
+        attempt=int(attempt or 0),
+        last_error=last_error.decode(errors="replace") if last_error else "",
+        started_at=int(started_at or 0),
+        finished_at=int(finished_at or 0),
+        worker_id=worker_id.decode(errors="replace") if worker_id else "",
+        max_attempts=int(max_attempts or 0),
+        timeout_ms=int(timeout_ms or 0),
+        idempotency_key=idempotency_key.decode(errors="replace") if idempotency_key else "",
         backoff=backoff,
-        lease_token=int(get(b"lease_token", 0)),
+        lease_token=int(lease_token or 0),
     )
 
 
@@ -593,7 +646,7 @@ class _Pending:
     job: Job | None = None
 
 
-def _wreck(job_id: str, job_type: str, worker_id: str, fields: dict[bytes, bytes]) -> Job:
+def _wreck(job_id: str, job_type: str, worker_id: str, lease_token: int) -> Job:
     """Just enough of an undecodable job to fail it under the lease just taken."""
     return Job(
         id=job_id,
@@ -604,7 +657,7 @@ def _wreck(job_id: str, job_type: str, worker_id: str, fields: dict[bytes, bytes
         created_at=0,
         updated_at=0,
         worker_id=worker_id,
-        lease_token=int(fields[b"lease_token"]),
+        lease_token=lease_token,
     )
 
 

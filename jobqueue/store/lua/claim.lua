@@ -6,11 +6,13 @@
 -- finished, expired or not-yet-due job is skipped, so a stale id never blocks
 -- the queue. A job enqueued without max_attempts gets the worker's default here.
 -- KEYS: popped, suspects, leases, held, job 1, ..., job N
--- ARGV: worker_id, lease_ms, default max_attempts, id 1, ..., id N
--- Returns, per id: {'ok', field, value, ...} (the job hash) | {'gone'} |
--- {'missing'} | {'skip', status} | {'early'}.
+-- ARGV: worker_id, lease_ms, default max_attempts, id 1, ..., id N, then the
+-- names of the job hash fields to return
+-- Returns, per id: {'ok', value, ...} (the job hash's values of those fields,
+-- false where not set) | {'gone'} | {'missing'} | {'skip', status} | {'early'}.
 local popped, suspects, leases, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker_id, default_attempts = ARGV[1], ARGV[3]
+local fields = {unpack(ARGV, #KEYS)}
 local now = now_ms()
 local started, lease_until = int(now), int(now + tonumber(ARGV[2]))
 
@@ -37,9 +39,9 @@ local function claim(job, id)
     'attempt', int((tonumber(state[4]) or 0) + 1), 'lease_token', int((tonumber(state[5]) or 0) + 1))
   redis.call('ZADD', leases, lease_until, id)
   redis.call('SADD', held, id)
-  local fields = redis.call('HGETALL', job)
-  table.insert(fields, 1, 'ok')
-  return fields
+  local values = redis.call('HMGET', job, unpack(fields))
+  table.insert(values, 1, 'ok')
+  return values
 end
 
 local results = {}
