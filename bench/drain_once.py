@@ -42,6 +42,16 @@ async def enqueue(url: str, n: int) -> None:
         await client.aclose()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc; None elsewhere). Per job, it
+    is a steadier figure than the rate on a shared machine: A/B comparisons need fewer runs."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("redis_url")
@@ -60,12 +70,12 @@ def main() -> int:
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counter = redis.Redis.from_url(args.redis_url)
     try:
-        started = first = None
+        started = first = cpu_at_first = None
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             done = int(counter.get(COUNT_KEY) or 0)  # type: ignore[arg-type]
             if done and started is None:
-                started, first = time.monotonic(), done
+                started, first, cpu_at_first = time.monotonic(), done, cpu_seconds(worker.pid)
             if done >= args.jobs:
                 break
             time.sleep(0.005)
@@ -73,7 +83,12 @@ def main() -> int:
             print(f"timed out after {args.timeout:g} s", file=sys.stderr)
             return 1
         assert started is not None and first is not None
-        print(f"drain {(args.jobs - first) / (time.monotonic() - started):.0f} jobs/s")
+        rate = (args.jobs - first) / (time.monotonic() - started)
+        cpu = cpu_seconds(worker.pid)
+        per_job = ""
+        if cpu is not None and cpu_at_first is not None:
+            per_job = f", worker CPU {(cpu - cpu_at_first) / (args.jobs - first) * 1e6:.0f} µs/job"
+        print(f"drain {rate:.0f} jobs/s{per_job}")
         return 0
     finally:
         worker.send_signal(signal.SIGINT)
