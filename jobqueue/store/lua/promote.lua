@@ -7,7 +7,8 @@
 local scheduled, ready = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local ids = redis.call('ZRANGEBYSCORE', scheduled, '-inf', int(math.floor(now_us / 1000)), 'LIMIT', 0, tonumber(ARGV[1]))
+local now_ms = int(math.floor(now_us / 1000))
+local ids = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
 if #ids > 0 then
   redis.call('ZREM', scheduled, unpack(ids))
   redis.call('LPUSH', ready, unpack(ids))
