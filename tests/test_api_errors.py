@@ -44,6 +44,8 @@ from .test_api import (
     job_client,
     new_type,
     post_json,
+    run,
+    tool,
 )
 
 MiB = 1 << 20
@@ -236,6 +238,7 @@ async def test_curl_unknown_method_and_content_type(server_url: str) -> None:
 
 # Incompressible, so that the client's gzip does not hide the size.
 NOISE = random.Random(1).randbytes(3 * MiB)
+FAR_OVER = NOISE * 4  # 12 MiB: still being sent when the server answers
 
 
 async def test_payload_at_the_limit_is_accepted(api: JobServiceClient) -> None:
@@ -250,8 +253,31 @@ async def test_payload_just_over_the_limit(api: JobServiceClient) -> None:
 
 
 async def test_payload_far_over_the_limit(api: JobServiceClient) -> None:
-    """Refused by connectrpc's read_max_bytes before the request is decoded."""
-    await fails(enqueue(api, "big", NOISE), Code.RESOURCE_EXHAUSTED)
+    """Refused by connectrpc's read_max_bytes before the request is decoded, while
+    the client is still sending. Unless the server reads the rest (server/drain.py),
+    an HTTP/1.1 client meets a reset instead of the answer, and an HTTP/2
+    connection stalls for good after a few such requests."""
+    for _ in range(3):
+        await fails(enqueue(api, "big", FAR_OVER), Code.RESOURCE_EXHAUSTED)
+    assert (await enqueue(api, "small", b"after")).job.payload == b"after"
+
+
+async def test_a_refused_http1_body_leaves_the_connection_open(server_url: str) -> None:
+    """The rest of a refused body is read, so the next request reuses the connection."""
+    url = f"{server_url}/{SERVICE}/EnqueueJob"
+    body = json.dumps({"type": "big", "payload": b64(FAR_OVER)}).encode()
+    json_type = "Content-Type: application/json"
+    ran = await run(
+        tool("curl"), "-sS", "--http1.1", "--max-time", "20", "-H", json_type, "-H", "Expect:",
+        "--data-binary", "@-", url,
+        "--next", "--http1.1", "-H", json_type, "-d", '{"type": "small"}', url,
+        "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n",
+        stdin=body,
+    )  # fmt: skip
+    assert ran.code == 0, ran
+    refused, _, reused = ran.out.rpartition("}")
+    assert '"code":"resource_exhausted"' in refused.replace(" ", "")
+    assert reused.split() == ["200", "0"]  # no new connection for the second request
 
 
 # -- cancel --------------------------------------------------------------------------------

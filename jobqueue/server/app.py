@@ -1,4 +1,5 @@
-"""Builds the server's ASGI app: JobService, health, reflection, CORS."""
+"""Builds the server's ASGI app: JobService, health, reflection, CORS, and the
+read of what is left of a refused request (drain.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
 from ..store import JobStore
 from .cors import CORSMiddleware
+from .drain import DrainUnreadBody
 from .errors import ErrorInterceptor
 from .health import HealthService
 from .router import Hook, Router
@@ -46,4 +48,5 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    return CORSMiddleware(router, cors_origins) if cors_origins else router
+    app = CORSMiddleware(router, cors_origins) if cors_origins else router
+    return DrainUnreadBody(app)

@@ -1,0 +1,72 @@
+"""The bounds of DrainUnreadBody (server/drain.py), on a bare ASGI app: the read of
+a refused body's rest must stop at its byte and time limits, and the answer must
+go out either way. Its effect on real clients is in test_api_errors.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from jobqueue.server.drain import DrainUnreadBody
+
+SCOPE = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/", "headers": []}
+CHUNK = b"x" * 1024
+
+
+async def refuse_at_once(scope: Any, receive: Any, send: Any) -> None:
+    """Answers after reading one message of the body, as a size limit does."""
+    await receive()
+    await send({"type": "http.response.start", "status": 429, "headers": []})
+    await send({"type": "http.response.body", "body": b"too big"})
+
+
+async def serve(app: Any, body_chunks: int | None) -> tuple[int, list[str]]:
+    """Runs `app` on a body of `body_chunks` chunks (None: the client never ends it);
+    returns how many messages were received and what was sent."""
+    received = 0
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        received += 1
+        if body_chunks is None and received > 3:
+            await asyncio.Event().wait()  # a client that stopped sending
+        more = body_chunks is None or received < body_chunks
+        return {"type": "http.request", "body": CHUNK, "more_body": more}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await app(SCOPE, receive, send)
+    return received, sent
+
+
+async def test_the_rest_of_a_refused_body_is_read_before_the_answer() -> None:
+    received, sent = await serve(DrainUnreadBody(refuse_at_once), body_chunks=50)
+    assert received == 50
+    assert sent == ["http.response.start", "http.response.body"]
+
+
+async def test_the_read_stops_past_its_byte_limit() -> None:
+    app = DrainUnreadBody(refuse_at_once, max_bytes=10 * len(CHUNK))
+    received, sent = await serve(app, body_chunks=1000)
+    assert 10 < received < 20
+    assert sent == ["http.response.start", "http.response.body"]
+
+
+async def test_the_read_stops_past_its_time_limit() -> None:
+    app = DrainUnreadBody(refuse_at_once, max_s=0.05)
+    received, sent = await asyncio.wait_for(serve(app, body_chunks=None), 10)
+    assert received == 4
+    assert sent == ["http.response.start", "http.response.body"]
+
+
+async def test_a_body_read_to_the_end_is_not_read_again() -> None:
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["more_body"]:
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    received, _ = await serve(DrainUnreadBody(echo), body_chunks=5)
+    assert received == 5
