@@ -106,13 +106,18 @@ _KEEPALIVE: dict[int, int] = {
 }
 
 
+_UNBOUNDED = 2**31  # redis-py's pools take no None for it
+
+
 def connect(url: str, *, max_connections: int | None = 256) -> Redis:
     """A client that returns bytes.
 
     With `max_connections` the pool waits for a free connection when all are in
     use (redis-py's default pool raises instead, after 100). None: no bound and
     no wait, for a caller that bounds its own concurrency (a worker does): the
-    waiting pool's condition and timeout cost ~5% of a busy worker's CPU.
+    waiting pool's condition and timeout cost ~5% of a busy worker's CPU. (Not
+    redis-py's own None, which is 100 and then MaxConnectionsError: a worker with
+    concurrency 200 failed half its jobs that way.)
     Maintenance notifications (a Redis Enterprise
     feature) are off: while they are on, redis-py 8 hands out pooled connections
     without checking that they survived a Redis restart, and the first commands
@@ -125,7 +130,7 @@ def connect(url: str, *, max_connections: int | None = 256) -> Redis:
             "socket_keepalive_options": _KEEPALIVE,
             "socket_connect_timeout": 5,
         }
-    bound: dict[str, Any] = {}
+    bound: dict[str, Any] = {"max_connections": _UNBOUNDED}
     if max_connections is not None:
         bound = {"max_connections": max_connections, "timeout": 10}
     pool = (BlockingConnectionPool if max_connections is not None else ConnectionPool).from_url(

@@ -14,6 +14,8 @@ from jobqueue.config import DEFAULT_REDIS_URL, Settings, connect
 from jobqueue.redis_server import RedisServer
 from jobqueue.store import JobStore, OwnConnection
 
+from .conftest import eventually
+
 
 def test_redis_url_sources_in_order() -> None:
     assert Settings.from_env({}).redis_url == DEFAULT_REDIS_URL
@@ -90,3 +92,26 @@ async def test_new_connections_do_not_read_package_metadata(
         assert lookups == []
     finally:
         await client.aclose()
+
+
+async def test_the_unbounded_pool_has_no_bound(redis_url: str) -> None:
+    """redis-py's own "no bound" is 100 connections, then MaxConnectionsError: a
+    worker whose 150 handlers each wait on a command of their own must not fail."""
+    client = connect(redis_url, max_connections=None)
+    observer = connect(redis_url)
+    try:
+        waiting = [asyncio.create_task(client.blpop(["unbounded"], 20)) for _ in range(150)]
+
+        async def all_blocked() -> bool:
+            if any(task.done() for task in waiting):
+                await asyncio.gather(*waiting)  # raises the pool's error, if any
+            info = await observer.info("clients")
+            return bool(info["blocked_clients"] >= 150)
+
+        await eventually(all_blocked, what="150 blocked clients")
+        await observer.rpush("unbounded", *range(150))
+        popped = await asyncio.gather(*waiting)
+        assert sorted(int(value) for _, value in popped) == list(range(150))
+    finally:
+        await client.aclose()
+        await observer.aclose()
