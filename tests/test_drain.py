@@ -20,7 +20,7 @@ async def refuse_at_once(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"too big"})
 
 
-async def serve(app: Any, body_chunks: int | None) -> tuple[int, list[str]]:
+async def serve(app: Any, body_chunks: int | None, scope: Any = SCOPE) -> tuple[int, list[str]]:
     """Runs `app` on a body of `body_chunks` chunks (None: the client never ends it);
     returns how many messages were received and what was sent."""
     received = 0
@@ -35,30 +35,31 @@ async def serve(app: Any, body_chunks: int | None) -> tuple[int, list[str]]:
         return {"type": "http.request", "body": CHUNK, "more_body": more}
 
     async def send(message: dict[str, Any]) -> None:
-        sent.append(message["type"])
+        sent.append(f"{message['type']} after {received}")
 
-    await app(SCOPE, receive, send)
+    await app(scope, receive, send)
     return received, sent
 
 
 async def test_the_rest_of_a_refused_body_is_read_before_the_answer() -> None:
     received, sent = await serve(DrainUnreadBody(refuse_at_once), body_chunks=50)
     assert received == 50
-    assert sent == ["http.response.start", "http.response.body"]
+    assert sent[0] == "http.response.start after 50"  # HTTP/1.1: before the answer starts
+    assert [what.split()[0] for what in sent] == ["http.response.start", "http.response.body"]
 
 
 async def test_the_read_stops_past_its_byte_limit() -> None:
     app = DrainUnreadBody(refuse_at_once, max_bytes=10 * len(CHUNK))
     received, sent = await serve(app, body_chunks=1000)
     assert 10 < received < 20
-    assert sent == ["http.response.start", "http.response.body"]
+    assert [what.split()[0] for what in sent] == ["http.response.start", "http.response.body"]
 
 
 async def test_the_read_stops_past_its_time_limit() -> None:
     app = DrainUnreadBody(refuse_at_once, max_s=0.05)
     received, sent = await asyncio.wait_for(serve(app, body_chunks=None), 10)
     assert received == 4
-    assert sent == ["http.response.start", "http.response.body"]
+    assert [what.split()[0] for what in sent] == ["http.response.start", "http.response.body"]
 
 
 async def test_a_body_read_to_the_end_is_not_read_again() -> None:
@@ -70,3 +71,25 @@ async def test_a_body_read_to_the_end_is_not_read_again() -> None:
 
     received, _ = await serve(DrainUnreadBody(echo), body_chunks=5)
     assert received == 5
+
+
+async def test_http2_answers_a_stream_before_it_ends() -> None:
+    """A streaming call answers while its client sends: over HTTP/2 the read of the
+    rest waits for the message that ends the response, not for its start."""
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"first answer", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": [(b"grpc-status", b"8")]})
+
+    h2 = {**SCOPE, "http_version": "2"}
+    received, sent = await serve(DrainUnreadBody(stream), body_chunks=50, scope=h2)
+    assert received == 50
+    assert sent == [
+        "http.response.start after 1",
+        "http.response.body after 1",
+        "http.response.body after 1",
+        "http.response.trailers after 50",
+    ]

@@ -1,4 +1,5 @@
-"""Reads what is left of a refused request's body before the answer goes out.
+"""Reads what is left of a refused request's body before its answer goes out
+(HTTP/1.1) or ends (HTTP/2).
 
 connectrpc refuses a request over `read_max_bytes` (resource_exhausted) as soon
 as it has read that much, and answers while the client is still sending:
@@ -11,12 +12,13 @@ as it has read that much, and answers while the client is still sending:
   has closed (pgjones/hypercorn#329), so the connection's flow-control window
   leaks: after two refused 12 MiB requests every call on that connection hung.
 
-So the rest of the body is read and dropped before the response starts, within
-bounds: at most DRAIN_MAX_BYTES and DRAIN_MAX_S; past either, the answer goes
-out and the server behaves as above. Not after the response starts, as nginx's
-lingering close does: a client such as curl stops sending when an error status
-arrives early and then waits for the rest of the answer, which would wait for
-the rest of the body.
+So the rest of the body is read and dropped, within bounds (at most
+DRAIN_MAX_BYTES and DRAIN_MAX_S; past either, the server behaves as above):
+- HTTP/1.1: before the response starts. Not after, as nginx's lingering close
+  does: a client such as curl stops sending when an error status arrives early,
+  then waits for the rest of the answer, which would wait for the rest of the body.
+- HTTP/2: before the message that ends the response, so that a streaming call
+  (gRPC reflection is one) still answers while its client is sending.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class DrainUnreadBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        http1 = scope.get("http_version", "1.1").startswith("1")
         unread = True  # the app has not received the body's last message
+        trailers = False
 
         async def tracked_receive() -> Any:
             nonlocal unread
@@ -48,8 +52,16 @@ class DrainUnreadBody:
             return message
 
         async def draining_send(message: Any) -> None:
-            nonlocal unread
-            if unread and message["type"] == "http.response.start":
+            nonlocal unread, trailers
+            kind = message["type"]
+            if kind == "http.response.start":
+                trailers = message.get("trailers", False)
+                drain_now = http1
+            elif kind == "http.response.body":
+                drain_now = not trailers and not message.get("more_body", False)
+            else:
+                drain_now = kind == "http.response.trailers" and not message.get("more_trailers", False)
+            if unread and drain_now:
                 unread = False
                 await self._drain(receive)
             await send(message)
