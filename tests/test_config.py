@@ -115,3 +115,24 @@ async def test_the_unbounded_pool_has_no_bound(redis_url: str) -> None:
     finally:
         await client.aclose()
         await observer.aclose()
+
+
+async def test_a_new_connection_sends_no_ping_and_no_hello(redis_url: str) -> None:
+    """Its first command is the first thing Redis's MONITOR sees from it: redis-py 8
+    would PING it and switch it to RESP3 (HELLO), two round trips per connection."""
+    observer = connect(redis_url)
+    client = connect(redis_url, max_connections=None)
+    try:
+        async with observer.monitor() as monitor:
+            await client.set("first-command", "x")
+            seen = []
+            async with asyncio.timeout(10):
+                while not seen or seen[-1]["command"] != "SET first-command x":
+                    seen.append(await monitor.next_command())
+        ours = [entry["command"] for entry in seen if entry["client_address"] != "lua"]
+        assert not [command for command in ours if command.startswith(("PING", "HELLO"))], ours
+        info = await client.client_info()
+        assert int(info["resp"]) == 2
+    finally:
+        await client.aclose()
+        await observer.aclose()
