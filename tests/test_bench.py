@@ -41,3 +41,27 @@ def test_one_drain_for_profiling(redis_url: str) -> None:
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert float(ran.stdout.split()[1]) > 0, ran.stdout
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("scenario", ["s2", "s3"])
+def test_the_timeline_of_s2_and_s3(redis_url: str, scenario: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/timeline.py", redis_url, scenario, "--jobs", "20"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    if scenario == "s2":
+        assert "S2, 20 jobs" in ran.stdout and "claim replied -> handler starts" in ran.stdout
+    else:
+        assert "S3, 20 jobs" in ran.stdout and "handler #20 starts" in ran.stdout
+
+
+@pytest.mark.timeout(120)
+def test_the_cost_of_a_connection(redis_url: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/connect_cost.py", redis_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "new connection:" in ran.stdout and "cold pool, 100 concurrent commands" in ran.stdout

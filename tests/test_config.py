@@ -11,7 +11,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import DataError
 
 from jobqueue.config import DEFAULT_REDIS_URL, Settings, connect
-from jobqueue.redis_server import RedisServer
+from jobqueue.redis_server import RedisServer, is_loopback_url
 from jobqueue.store import JobStore, OwnConnection
 
 from .conftest import eventually
@@ -136,3 +136,20 @@ async def test_a_new_connection_sends_no_ping_and_no_hello(redis_url: str) -> No
     finally:
         await client.aclose()
         await observer.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("redis://127.0.0.1:6390/0", True),
+        ("redis://127.8.9.10", True),
+        ("redis://localhost:6379", True),
+        ("redis://[::1]:6379/0", True),
+        ("unix:///tmp/redis.sock", True),
+        ("redis://10.0.0.5:6379", False),
+        ("redis://redis.example:6379", False),
+        ("redis://128.0.0.1", False),
+    ],
+)
+def test_which_redis_the_bench_scripts_may_load(url: str, loopback: bool) -> None:
+    assert is_loopback_url(url) is loopback

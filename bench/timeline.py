@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Where the time of S2 and S3 goes: one worker's calls to Redis and its handler starts.
+
+    python bench/timeline.py REDIS_URL s2 [--jobs 500]
+    python bench/timeline.py REDIS_URL s3 [--jobs 200]
+
+S2 (jobs enqueued one by one at 100/s into an idle worker) splits each job's
+enqueue→start latency into the enqueue call and the wake-up of the worker's blocking
+pop, the claim (its round trip, with the fetcher's own work around it), and the start
+of the handler after the claim's reply. S3 (jobs due at one instant) prints, relative
+to the due time, the scheduler's promote, every call of the fetcher, and the starts of
+the handlers, then how much of the burst the fetcher spent waiting on Redis.
+
+The worker is this file run by `jobqueue worker` with the harness's job body (one
+RPUSH on `Worker.redis`). It times JobStore's calls by wrapping them (instrumentation
+only: the worker's code is the same) and writes its trace when it stops. Loopback
+Redis only; bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import functools
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jobqueue.config import Settings, connect
+from jobqueue.redis_server import is_loopback_url
+from jobqueue.store import JobStore
+from jobqueue.worker import Job, Worker
+
+JOB_TYPE = "timeline"
+STARTED = "timeline:started"  # the job body's one command: RPUSH of the job's id
+Event = tuple[float, float, str, Any]  # (start, end, what, detail)
+
+TRACE: list[Event] = []
+
+
+def _timed(name: str, detail: Callable[[Any, Any], Any]) -> None:
+    """Wraps JobStore.<name> to append (start, end, name, detail(args, reply)) to TRACE."""
+    call = getattr(JobStore, name)
+
+    @functools.wraps(call)
+    async def timed(self: JobStore, *args: Any, **kwargs: Any) -> Any:
+        start = time.time()
+        reply = await call(self, *args, **kwargs)
+        TRACE.append((start, time.time(), name, detail(args, reply)))
+        return reply
+
+    setattr(JobStore, name, timed)
+
+
+def _trace_the_worker(out: str) -> None:
+    _timed("promote", lambda args, reply: reply[0])
+    _timed("pop", lambda args, reply: [] if reply is None else [reply])
+    _timed("claim_many", lambda args, reply: list(args[1]))
+    _timed("complete_and_take", lambda args, reply: (len(args[2]), reply[1]))
+
+    @atexit.register
+    def dump() -> None:
+        Path(out).write_text(json.dumps(TRACE))
+
+
+async def _body(job: Job) -> None:
+    TRACE.append((time.time(), 0.0, "start", job.id))
+    await worker.redis.rpush(STARTED, job.id)
+
+
+worker = Worker(JOB_TYPE, _body, settings=Settings.from_env())
+if os.environ.get("TIMELINE_OUT") and "worker" in sys.argv:
+    _trace_the_worker(os.environ["TIMELINE_OUT"])
+
+
+# -- the driver ----------------------------------------------------------------------
+
+
+async def _wait_for_starts(store: JobStore, n: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await store.redis.llen(STARTED) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {n} jobs started within {timeout_s:g} s")
+        await asyncio.sleep(0.005)
+
+
+async def drive(url: str, scenario: str, jobs: int) -> dict[str, tuple[float, float]]:
+    """Runs the scenario's jobs through the worker; returns {job id: (t_ref, enqueue call end)}."""
+    store = JobStore(connect(url))
+    enqueued: dict[str, tuple[float, float]] = {}
+    try:
+        await _wait_for_starts(store, 1, 30)  # the warm-up job
+        if scenario == "s2":
+            first = time.monotonic()
+            for i in range(jobs):
+                await asyncio.sleep(max(0.0, first + i / 100 - time.monotonic()))  # 100/s, drift-corrected
+                t_ref = time.time()
+                job = await store.enqueue(JOB_TYPE, b"")
+                enqueued[job.id] = (t_ref, time.time())
+        else:
+            due = math.ceil(time.time() + 2)
+            for _ in range(jobs):
+                job = await store.enqueue(JOB_TYPE, b"", due * 1000)
+                enqueued[job.id] = (float(due), float(due))
+        await _wait_for_starts(store, jobs + 1, 60)
+    finally:
+        await store.redis.aclose()
+    return enqueued
+
+
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p * len(ordered)) - 1)] * 1000
+
+    return f"p50 {rank(0.5):6.3f}  p99 {rank(0.99):6.3f}  max {ordered[-1] * 1000:6.3f} ms"
+
+
+def report_s2(trace: list[Event], enqueued: dict[str, tuple[float, float]]) -> None:
+    taken: dict[str, float] = {}  # job id -> when the worker had it (pop reply, or take)
+    claimed: dict[str, float] = {}
+    started: dict[str, float] = {}
+    for start, end, what, detail in trace:
+        if what == "pop":
+            taken.update((job_id, end) for job_id in detail)
+        elif what == "complete_and_take":
+            taken.update((job_id, end) for job_id in detail[1])
+        elif what == "claim_many":
+            claimed.update((job_id, end) for job_id in detail)
+        elif what == "start":
+            started[detail] = start
+    ids = [i for i in enqueued if i in taken and i in claimed and i in started]
+    segments = {
+        "enqueue call": [enqueued[i][1] - enqueued[i][0] for i in ids],
+        "enqueue -> worker has the id": [taken[i] - enqueued[i][0] for i in ids],
+        "id -> claim replied": [claimed[i] - taken[i] for i in ids],
+        "claim replied -> handler starts": [started[i] - claimed[i] for i in ids],
+        "enqueue -> handler starts": [started[i] - enqueued[i][0] for i in ids],
+    }
+    print(f"S2, {len(ids)} jobs at 100/s into an idle worker:")
+    for name, values in segments.items():
+        print(f"  {name:33} {_percentiles(values)}")
+
+
+def _describe(what: str, detail: Any) -> str:
+    if what == "promote":
+        return f"moved {detail}"
+    if what == "complete_and_take":
+        return f"recorded {detail[0]}, took {len(detail[1])}"
+    return f"{len(detail)} job(s)"
+
+
+def report_s3(trace: list[Event], due: float) -> None:
+    events = sorted((e for e in trace if e[0] >= due - 0.5), key=lambda e: e[0])
+    starts = [e[0] for e in events if e[2] == "start"]
+    marks = {1, 2, 10, 11, 50, 100, 150, len(starts) - 2, len(starts)}
+    print(f"S3, {len(starts)} jobs due at one instant (ms after it; a call: start, duration):")
+    n = 0
+    for start, end, what, detail in events:
+        if what == "start":
+            n += 1
+            if n in marks:
+                print(f"  {(start - due) * 1000:8.2f}            handler #{n} starts")
+            continue
+        if n < 12 or what == "promote":  # the first rounds; the rest repeat them
+            at, took = (start - due) * 1000, (end - start) * 1000
+            print(f"  {at:8.2f} {took:6.2f} ms  {what} {_describe(what, detail)}")
+    burst = [
+        e for e in events if e[2] in ("claim_many", "complete_and_take") and starts[0] <= e[0] <= starts[-1]
+    ]
+    span = starts[-1] - starts[0]
+    waiting = sum(end - start for start, end, _, _ in burst)
+    rounds = sum(1 for e in burst if e[2] == "claim_many")
+    print(
+        f"  from the first start to the last: {span * 1000:.1f} ms, {rounds} rounds of claims"
+        f" ({span / max(1, rounds) * 1000:.2f} ms each); the fetcher waited on Redis"
+        f" {waiting * 1000:.1f} ms of it ({waiting / span:.0%})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("redis_url")
+    parser.add_argument("scenario", choices=["s2", "s3"])
+    parser.add_argument("--jobs", type=int, help="default: 500 (s2), 200 (s3)")
+    args = parser.parse_args()
+    if not is_loopback_url(args.redis_url):
+        parser.error("only a loopback Redis may be targeted")
+    jobs = args.jobs or (500 if args.scenario == "s2" else 200)
+    if not 0 < jobs <= 10_000:
+        parser.error("--jobs must be 1..10000")
+    asyncio.run(_flush_and_warm_up(args.redis_url))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "trace.json")
+        env = dict(os.environ, TIMELINE_OUT=out, JOBQUEUE_REDIS_URL=args.redis_url)
+        command = [sys.executable, "-m", "jobqueue.cli", "worker", __file__]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            enqueued = asyncio.run(drive(args.redis_url, args.scenario, jobs))
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        trace: list[Event] = [tuple(e) for e in json.loads(Path(out).read_text())]
+    if args.scenario == "s2":
+        report_s2(trace, enqueued)
+    else:
+        report_s3(trace, statistics.mode(t for t, _ in enqueued.values()))
+    return 0
+
+
+async def _flush_and_warm_up(url: str) -> None:
+    """An empty database, and one job waiting for the worker to warm up on."""
+    store = JobStore(connect(url))
+    try:
+        await store.redis.flushdb()
+        await store.enqueue(JOB_TYPE, b"")
+    finally:
+        await store.redis.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
