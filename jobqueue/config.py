@@ -106,18 +106,16 @@ _KEEPALIVE: dict[int, int] = {
 }
 
 
-_UNBOUNDED = 2**31  # redis-py's pools take no None for it
-
-
 def connect(url: str, *, max_connections: int | None = 256) -> Redis:
     """A client that returns bytes.
 
     With `max_connections` the pool waits for a free connection when all are in
     use (redis-py's default pool raises instead, after 100). None: no bound and
     no wait, for a caller that bounds its own concurrency (a worker does): the
-    waiting pool's condition and timeout cost ~5% of a busy worker's CPU. (Not
-    redis-py's own None, which is 100 and then MaxConnectionsError: a worker with
-    concurrency 200 failed half its jobs that way.)
+    waiting pool's condition and timeout cost ~5% of a busy worker's CPU, and
+    the unbounded pool is a lean one (`_UnboundedPool`). (Not redis-py's own
+    None, which is 100 and then MaxConnectionsError: a worker with concurrency
+    200 failed half its jobs that way.)
 
     A new connection makes one round trip (CLIENT SETINFO) before its first
     command, not three (PING, HELLO 3, CLIENT SETINFO): ~40% less CPU, e.g. 386
@@ -136,10 +134,10 @@ def connect(url: str, *, max_connections: int | None = 256) -> Redis:
             "socket_keepalive_options": _KEEPALIVE,
             "socket_connect_timeout": 5,
         }
-    bound: dict[str, Any] = {"max_connections": _UNBOUNDED}
+    bound: dict[str, Any] = {}
     if max_connections is not None:
         bound = {"max_connections": max_connections, "timeout": 10}
-    pool = (BlockingConnectionPool if max_connections is not None else ConnectionPool).from_url(
+    pool = (BlockingConnectionPool if max_connections is not None else _UnboundedPool).from_url(
         url,
         decode_responses=False,
         # No per-command timeout: redis-py implements it with asyncio.wait_for around
@@ -157,6 +155,38 @@ def connect(url: str, *, max_connections: int | None = 256) -> Redis:
     )
     pool.connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
+
+
+class _UnboundedPool(ConnectionPool):
+    """A pool with no bound that hands out and takes back connections at half the
+    cost: redis-py's own takes a lock and records metrics and events (OpenTelemetry,
+    credential re-auth; neither is used here) around each command, ~8 µs of a 35 µs
+    pooled command (10 concurrent RPUSH loops, CPU per command: 34.9 -> 26.5 µs).
+    Connections are still checked on the way out (connected, no unread data), as
+    redis-py does. No lock is needed: nothing awaits between taking a connection
+    and marking it in use, and one event loop runs one task at a time."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "max_connections": 2**31})
+
+    async def get_connection(self, *_: Any, **__: Any) -> AbstractConnection:
+        try:
+            connection = self._available_connections.pop()
+        except IndexError:
+            connection = self.make_connection()  # type: ignore[no-untyped-call]
+        self._in_use_connections.add(connection)
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        self._in_use_connections.remove(connection)
+        if connection.should_reconnect():  # type: ignore[no-untyped-call]
+            await connection.disconnect()
+        self._available_connections.append(connection)
 
 
 @functools.cache

@@ -153,3 +153,24 @@ async def test_a_new_connection_sends_no_ping_and_no_hello(redis_url: str) -> No
 )
 def test_which_redis_the_bench_scripts_may_load(url: str, loopback: bool) -> None:
     assert is_loopback_url(url) is loopback
+
+
+async def test_the_unbounded_pool_reuses_clean_connections_only(redis_url: str) -> None:
+    """The worker's lean pool (no lock, no metrics) still hands out each connection
+    ready for a command: one left with a reply nobody read is reconnected first."""
+    client = connect(redis_url, max_connections=None)
+    pool = client.connection_pool
+    try:
+        for _ in range(20):
+            await client.set("clean", "x")
+        assert len(pool._available_connections) == 1 and not pool._in_use_connections
+
+        dirty = await pool.get_connection()
+        await dirty.send_command("INCR", "unread")  # its reply stays on the socket
+        await pool.release(dirty)
+        await eventually(dirty.can_read, what="the unread reply on the socket")
+        assert await client.get("clean") == b"x"  # not the INCR's 1
+        assert await client.get("unread") == b"1"
+        assert len(pool._available_connections) == 1
+    finally:
+        await client.aclose()
