@@ -3,6 +3,7 @@
 
     python bench/timeline.py REDIS_URL s2 [--jobs 500]
     python bench/timeline.py REDIS_URL s3 [--jobs 200]
+    (either with [--concurrency 10] [--prefetch 0]: the worker's settings)
 
 S2 (jobs enqueued one by one at 100/s into an idle worker) splits each job's
 enqueue→start latency into the enqueue call and the wake-up of the worker's blocking
@@ -78,7 +79,13 @@ async def _body(job: Job) -> None:
     await worker.redis.rpush(STARTED, job.id)
 
 
-worker = Worker(JOB_TYPE, _body, settings=Settings.from_env())
+worker = Worker(
+    JOB_TYPE,
+    _body,
+    concurrency=int(os.environ.get("TIMELINE_CONCURRENCY", "10")),
+    prefetch=int(os.environ.get("TIMELINE_PREFETCH", "0")),
+    settings=Settings.from_env(),
+)
 if os.environ.get("TIMELINE_OUT") and "worker" in sys.argv:
     _trace_the_worker(os.environ["TIMELINE_OUT"])
 
@@ -194,6 +201,8 @@ def main() -> int:
     parser.add_argument("redis_url")
     parser.add_argument("scenario", choices=["s2", "s3"])
     parser.add_argument("--jobs", type=int, help="default: 500 (s2), 200 (s3)")
+    parser.add_argument("--concurrency", type=int, default=10, help="the worker's (default 10, as in S2/S3)")
+    parser.add_argument("--prefetch", type=int, default=0, help="the worker's (default 0)")
     args = parser.parse_args()
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
@@ -203,7 +212,13 @@ def main() -> int:
     asyncio.run(_flush_and_warm_up(args.redis_url))
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "trace.json")
-        env = dict(os.environ, TIMELINE_OUT=out, JOBQUEUE_REDIS_URL=args.redis_url)
+        env = dict(
+            os.environ,
+            TIMELINE_OUT=out,
+            JOBQUEUE_REDIS_URL=args.redis_url,
+            TIMELINE_CONCURRENCY=str(args.concurrency),
+            TIMELINE_PREFETCH=str(args.prefetch),
+        )
         command = [sys.executable, "-m", "jobqueue.cli", "worker", __file__]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
