@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """One S1 drain, for profiling and A/B comparisons of the worker's hot path.
 
-    python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT]
+    python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT] [--one-way-delay-us US]
 
 Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
 `jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
 With --py-spy the worker runs under `py-spy record` (raw collapsed stacks in OUT).
+With --one-way-delay-us, the worker and the enqueue reach Redis through
+bench/net_delay.py: a round trip costs what it would over a network.
 To compare two versions, alternate runs of two checkouts on one Redis, e.g.
 `cd OTHER && PYTHONPATH=$PWD python bench/drain_once.py URL`, several times each:
 this machine is noisy, so compare medians. Loopback Redis only; bounded in time.
@@ -17,10 +19,12 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
@@ -58,9 +62,49 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=40_000)
     parser.add_argument("--py-spy", metavar="OUT", help="record the worker with py-spy into OUT")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--one-way-delay-us", type=float, help="through bench/net_delay.py")
     args = parser.parse_args()
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
+    if args.one_way_delay_us is None:
+        return drain(args)
+    url = urlsplit(args.redis_url)
+    if url.scheme != "redis" or url.port is None:
+        parser.error("--one-way-delay-us needs a redis://127.0.0.1:PORT URL")
+    port = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, str(HERE / "net_delay.py"), "--listen", str(port), "--to", str(url.port),
+         "--one-way-us", str(args.one_way_delay_us), "--seconds", str(args.timeout + 120)],
+    )  # fmt: skip
+    try:
+        wait_for_port(port, 10)
+        args.redis_url = url._replace(netloc=f"{url.hostname}:{port}").geturl()
+        return drain(args)
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        else:
+            return
+
+
+def drain(args: argparse.Namespace) -> int:
     asyncio.run(enqueue(args.redis_url, args.jobs))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
     if args.py_spy:

@@ -63,11 +63,17 @@ def _timed(name: str, detail: Callable[[Any, Any], Any]) -> None:
     setattr(JobStore, name, timed)
 
 
+def _ids(claims: list[tuple[Job | None, str]]) -> list[str]:
+    return [job.id for job, _ in claims if job is not None]
+
+
 def _trace_the_worker(out: str) -> None:
     _timed("promote", lambda args, reply: reply[0])
     _timed("pop", lambda args, reply: [] if reply is None else [reply])
-    _timed("claim_many", lambda args, reply: list(args[1]))
-    _timed("complete_and_take", lambda args, reply: (len(args[2]), reply[1]))
+    # (runs recorded, ids taken, ids claimed)
+    _timed(
+        "worker_round", lambda args, reply: (len(args[2]) if len(args) > 2 else 0, reply[2], _ids(reply[1]))
+    )
 
     @atexit.register
     def dump() -> None:
@@ -141,10 +147,9 @@ def report_s2(trace: list[Event], enqueued: dict[str, tuple[float, float]]) -> N
     for start, end, what, detail in trace:
         if what == "pop":
             taken.update((job_id, end) for job_id in detail)
-        elif what == "complete_and_take":
+        elif what == "worker_round":
             taken.update((job_id, end) for job_id in detail[1])
-        elif what == "claim_many":
-            claimed.update((job_id, end) for job_id in detail)
+            claimed.update((job_id, end) for job_id in detail[2])
         elif what == "start":
             started[detail] = start
     ids = [i for i in enqueued if i in taken and i in claimed and i in started]
@@ -163,8 +168,8 @@ def report_s2(trace: list[Event], enqueued: dict[str, tuple[float, float]]) -> N
 def _describe(what: str, detail: Any) -> str:
     if what == "promote":
         return f"moved {detail}"
-    if what == "complete_and_take":
-        return f"recorded {detail[0]}, took {len(detail[1])}"
+    if what == "worker_round":
+        return f"recorded {detail[0]}, claimed {len(detail[2])}, took {len(detail[1])}"
     return f"{len(detail)} job(s)"
 
 
@@ -183,12 +188,10 @@ def report_s3(trace: list[Event], due: float) -> None:
         if n < 12 or what == "promote":  # the first rounds; the rest repeat them
             at, took = (start - due) * 1000, (end - start) * 1000
             print(f"  {at:8.2f} {took:6.2f} ms  {what} {_describe(what, detail)}")
-    burst = [
-        e for e in events if e[2] in ("claim_many", "complete_and_take") and starts[0] <= e[0] <= starts[-1]
-    ]
+    burst = [e for e in events if e[2] == "worker_round" and starts[0] <= e[0] <= starts[-1]]
     span = starts[-1] - starts[0]
     waiting = sum(end - start for start, end, _, _ in burst)
-    rounds = sum(1 for e in burst if e[2] == "claim_many")
+    rounds = sum(1 for e in burst if e[3][2])  # rounds that claimed
     print(
         f"  from the first start to the last: {span * 1000:.1f} ms, {rounds} rounds of claims"
         f" ({span / max(1, rounds) * 1000:.2f} ms each); the fetcher waited on Redis"

@@ -6,11 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 
-from .conftest import ROOT
+from jobqueue.redis_server import free_port
+
+from .conftest import ROOT, _wait_port
 
 
 @pytest.mark.timeout(600)
@@ -41,6 +46,39 @@ def test_one_drain_for_profiling(redis_url: str) -> None:
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert float(ran.stdout.split()[1]) > 0, ran.stdout
+
+
+@pytest.mark.timeout(120)
+def test_one_drain_over_a_slow_network(redis_url: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/drain_once.py", redis_url, "--jobs", "200", "--timeout", "60",
+         "--one-way-delay-us", "100"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert float(ran.stdout.split()[1]) > 0, ran.stdout
+
+
+@pytest.mark.timeout(60)
+def test_the_network_delay_proxy_delays_a_round_trip(redis_url: str) -> None:
+    port = urlsplit(redis_url).port
+    listen = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, "bench/net_delay.py", "--listen", str(listen), "--to", str(port),
+         "--one-way-us", "5000", "--seconds", "50"],
+        cwd=ROOT,
+    )  # fmt: skip
+    try:
+        _wait_port(listen, proxy)
+        client = redis.Redis(port=listen, socket_timeout=10)
+        client.ping()
+        started = time.monotonic()
+        assert client.ping() is True
+        assert time.monotonic() - started >= 0.010  # 5 ms each way
+        client.close()
+    finally:
+        proxy.kill()
+        proxy.wait()
 
 
 @pytest.mark.timeout(120)

@@ -276,6 +276,39 @@ async def test_complete_takes_the_next_batch_in_the_same_call(
     assert await store.complete_and_take("t", job.worker_id, [job], 0) == (["ok"], [])  # a replay
 
 
+async def test_a_round_records_claims_what_the_last_one_took_and_takes_more(
+    store: JobStore, blocking: OwnConnection
+) -> None:
+    await store.enqueue("t", b"")
+    job = await start(store, blocking)
+    later = [(await store.enqueue("t", b"")).id for _ in range(4)]
+    queue = store.keys.queue("t")
+    _, _, taken = await store.worker_round("t", "w2", take=2)
+    assert taken == later[:2]
+
+    outcomes, claims, taken = await store.worker_round(
+        "t", job.worker_id, [job], claim=[*later[:2], later[0]], take=5, lease_ms=LEASE_MS, via=blocking
+    )
+    assert outcomes == ["ok"] and (await store.get(job.id)).status is JobStatus.COMPLETED
+    assert [(c.id, c.status, c.attempt, c.worker_id) for c, _ in claims[:2] if c] == [
+        (i, JobStatus.RUNNING, 1, job.worker_id) for i in later[:2]
+    ]
+    assert claims[2] == (None, "gone")  # claimed already: out of popped
+    assert taken == later[2:]  # after the claims: popped now holds only these
+    assert [i.decode() for i in await store.redis.lrange(queue.popped, 0, -1)] == later[:1:-1]
+    assert await store.redis.smembers(queue.held(job.worker_id)) == {i.encode() for i in later[:2]}
+
+
+async def test_give_back_returns_taken_ids_next_in_line_in_their_order(store: JobStore) -> None:
+    ids = [(await store.enqueue("t", b"")).id for _ in range(4)]
+    _, taken = await store.complete_and_take("t", "w", [], 3)
+    assert taken == ids[:3]
+    await store.claim("t", ids[1], "w", LEASE_MS)  # no longer the worker's to give back
+    assert await store.give_back("t", taken) == 2
+    assert await store.redis.llen(store.keys.queue("t").popped) == 0
+    assert await ready_ids(store) == [ids[3], ids[2], ids[0]]  # popped from the right: ids[0] next
+
+
 async def test_fail_stores_the_error(store: JobStore, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)

@@ -28,6 +28,7 @@ NAMES = (
     "recover",
     "forget_worker",
     "sweep_popped",
+    "give_back",
 )
 
 
@@ -52,6 +53,7 @@ class Scripts:
     recover: AsyncScript
     forget_worker: AsyncScript
     sweep_popped: AsyncScript
+    give_back: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

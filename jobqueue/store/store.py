@@ -380,6 +380,12 @@ class JobStore:
             ],
             args=[worker_id, lease_ms, default_max_attempts, *job_ids, *JOB_FIELDS],
         )
+        return await self._claimed(job_type, worker_id, job_ids, replies)
+
+    async def _claimed(
+        self, job_type: str, worker_id: str, job_ids: Sequence[str], replies: Reply
+    ) -> list[tuple[Job | None, str]]:
+        """Decodes claim replies (claim_popped in lua/_prelude.lua), ending corrupt jobs."""
         results: list[tuple[Job | None, str]] = []
         for job_id, reply in zip(job_ids, replies, strict=True):
             outcome = reply[0].decode()
@@ -429,27 +435,44 @@ class JobStore:
 
     async def complete_many(self, job_type: str, worker_id: str, jobs: Sequence[Job]) -> list[str]:
         """Records successful runs of one worker in one call; per job as `complete`."""
-        outcomes, _ = await self.complete_and_take(job_type, worker_id, jobs, 0)
+        outcomes, _, _ = await self.worker_round(job_type, worker_id, jobs)
         return outcomes
 
     async def complete_and_take(
+        self, job_type: str, worker_id: str, jobs: Sequence[Job], take: int
+    ) -> tuple[list[str], list[str]]:
+        """Records successful runs (per job as `complete`) and takes up to `take` ready
+        ids into the popped list, to claim: (outcomes, ids)."""
+        outcomes, _, taken = await self.worker_round(job_type, worker_id, jobs, take=take)
+        return outcomes, taken
+
+    async def worker_round(
         self,
         job_type: str,
         worker_id: str,
-        jobs: Sequence[Job],
-        take: int,
+        completed: Sequence[Job] = (),
         *,
+        claim: Sequence[str] = (),
+        take: int = 0,
+        lease_ms: int = 0,
+        default_max_attempts: int = 1,
         via: OwnConnection | None = None,
-    ) -> tuple[list[str], list[str]]:
-        """Records successful runs of one worker (per job as `complete`) and, in the
-        same call, moves up to `take` ready ids to the popped list without waiting
-        (oldest first): the worker's next batch, to claim. Returns (outcomes, ids).
-        `via`: the caller's own connection, else one from the pool."""
+    ) -> tuple[list[str], list[tuple[Job | None, str]], list[str]]:
+        """A worker's round trip (complete.lua): records its successful runs (per job
+        as `complete`), claims the popped ids `claim` (per id as `claim_many`, under a
+        lease of `lease_ms`), then moves up to `take` ready ids to the popped list
+        without waiting (oldest first): its next ids to claim, in its next round.
+        Returns (outcomes, claims, ids taken). `via`: the caller's own connection,
+        else one from the pool."""
         queue = self.keys.queue(job_type)
-        args: list[str | int] = [self.retention_ms, take]
-        for job in jobs:
+        args: list[str | int | bytes] = [
+            self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts,
+        ]  # fmt: skip
+        for job in completed:
             args += [job.id, job.lease_token]
-        outcomes, taken = await self._call_script(
+        if claim:
+            args += [*claim, *JOB_FIELDS]
+        outcomes, taken, claims = await self._call_script(
             self._scripts.complete,
             via,
             keys=[
@@ -457,12 +480,15 @@ class JobStore:
                 queue.held(worker_id),
                 queue.ready,
                 queue.popped,
-                *(self.keys.job(job.id) for job in jobs),
+                queue.suspects,
+                *(self.keys.job(job.id) for job in completed),
+                *map(self.keys.job, claim),
             ],
             args=args,
         )
         return (
             ["ok" if r == b"ok" else f"stale lease (job is {_status_name(r)})" for r in outcomes],
+            await self._claimed(job_type, worker_id, claim, claims) if claim else [],
             [job_id.decode() for job_id in taken],
         )
 
@@ -542,6 +568,15 @@ class JobStore:
                 keys=[queue.workers, queue.held(worker_id)], args=[worker_id, int(leaving)]
             )
         )
+
+    async def give_back(
+        self, job_type: str, job_ids: Sequence[str], *, via: OwnConnection | None = None
+    ) -> int:
+        """Returns taken, unclaimed ids (oldest first) to the front of the ready queue;
+        returns how many were still the caller's to give."""
+        queue = self.keys.queue(job_type)
+        given = await self._call_script(self._scripts.give_back, via, [queue.popped, queue.ready], job_ids)
+        return int(given)
 
     async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
         """Re-queues ids popped but not claimed within `stall_ms`; returns how many."""
