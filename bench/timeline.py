@@ -45,6 +45,7 @@ from jobqueue.worker import Job, Worker
 JOB_TYPE = "timeline"
 STARTED = "timeline:started"  # the job body's one command: RPUSH of the job's id
 Event = tuple[float, float, str, Any]  # (start, end, what, detail)
+FETCHER_CALLS = ("worker_round", "claim_many")
 
 TRACE: list[Event] = []
 
@@ -70,10 +71,11 @@ def _ids(claims: list[tuple[Job | None, str]]) -> list[str]:
 def _trace_the_worker(out: str) -> None:
     _timed("promote", lambda args, reply: reply[0])
     _timed("pop", lambda args, reply: [] if reply is None else [reply])
-    # (runs recorded, ids taken, ids claimed)
+    # The fetcher's calls, each with (runs recorded, ids taken, ids claimed).
     _timed(
         "worker_round", lambda args, reply: (len(args[2]) if len(args) > 2 else 0, reply[2], _ids(reply[1]))
     )
+    _timed("claim_many", lambda args, reply: (0, [], _ids(reply)))  # an idle worker's popped id
 
     @atexit.register
     def dump() -> None:
@@ -147,7 +149,7 @@ def report_s2(trace: list[Event], enqueued: dict[str, tuple[float, float]]) -> N
     for start, end, what, detail in trace:
         if what == "pop":
             taken.update((job_id, end) for job_id in detail)
-        elif what == "worker_round":
+        elif what in FETCHER_CALLS:
             taken.update((job_id, end) for job_id in detail[1])
             claimed.update((job_id, end) for job_id in detail[2])
         elif what == "start":
@@ -168,7 +170,7 @@ def report_s2(trace: list[Event], enqueued: dict[str, tuple[float, float]]) -> N
 def _describe(what: str, detail: Any) -> str:
     if what == "promote":
         return f"moved {detail}"
-    if what == "worker_round":
+    if what in FETCHER_CALLS:
         return f"recorded {detail[0]}, claimed {len(detail[2])}, took {len(detail[1])}"
     return f"{len(detail)} job(s)"
 
@@ -188,7 +190,7 @@ def report_s3(trace: list[Event], due: float) -> None:
         if n < 12 or what == "promote":  # the first rounds; the rest repeat them
             at, took = (start - due) * 1000, (end - start) * 1000
             print(f"  {at:8.2f} {took:6.2f} ms  {what} {_describe(what, detail)}")
-    burst = [e for e in events if e[2] == "worker_round" and starts[0] <= e[0] <= starts[-1]]
+    burst = [e for e in events if e[2] in FETCHER_CALLS and starts[0] <= e[0] <= starts[-1]]
     span = starts[-1] - starts[0]
     waiting = sum(end - start for start, end, _, _ in burst)
     rounds = sum(1 for e in burst if e[3][2])  # rounds that claimed

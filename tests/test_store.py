@@ -266,14 +266,14 @@ async def test_complete_takes_the_next_batch_in_the_same_call(
     job = await start(store, blocking)
     later = [(await store.enqueue("t", b"")).id for _ in range(3)]
     queue = store.keys.queue("t")
-    outcomes, taken = await store.complete_and_take("t", job.worker_id, [job], 2)
+    outcomes, _, taken = await store.worker_round("t", job.worker_id, [job], take=2)
     assert outcomes == ["ok"] and taken == later[:2]  # oldest first
     assert (await store.get(job.id)).status is JobStatus.COMPLETED
     assert [i.decode() for i in await store.redis.lrange(queue.popped, 0, -1)] == later[1::-1]
     assert await ready_ids(store) == later[2:]
-    assert await store.complete_and_take("t", job.worker_id, [], 5) == ([], later[2:])
-    assert await store.complete_and_take("t", job.worker_id, [], 5) == ([], [])  # nothing ready
-    assert await store.complete_and_take("t", job.worker_id, [job], 0) == (["ok"], [])  # a replay
+    assert await store.worker_round("t", job.worker_id, take=5) == ([], [], later[2:])
+    assert await store.worker_round("t", job.worker_id, take=5) == ([], [], [])  # nothing ready
+    assert await store.worker_round("t", job.worker_id, [job]) == (["ok"], [], [])  # a replay
 
 
 async def test_a_round_records_claims_what_the_last_one_took_and_takes_more(
@@ -301,7 +301,7 @@ async def test_a_round_records_claims_what_the_last_one_took_and_takes_more(
 
 async def test_give_back_returns_taken_ids_next_in_line_in_their_order(store: JobStore) -> None:
     ids = [(await store.enqueue("t", b"")).id for _ in range(4)]
-    _, taken = await store.complete_and_take("t", "w", [], 3)
+    _, _, taken = await store.worker_round("t", "w", take=3)
     assert taken == ids[:3]
     await store.claim("t", ids[1], "w", LEASE_MS)  # no longer the worker's to give back
     assert await store.give_back("t", taken) == 2

@@ -438,14 +438,6 @@ class JobStore:
         outcomes, _, _ = await self.worker_round(job_type, worker_id, jobs)
         return outcomes
 
-    async def complete_and_take(
-        self, job_type: str, worker_id: str, jobs: Sequence[Job], take: int
-    ) -> tuple[list[str], list[str]]:
-        """Records successful runs (per job as `complete`) and takes up to `take` ready
-        ids into the popped list, to claim: (outcomes, ids)."""
-        outcomes, _, taken = await self.worker_round(job_type, worker_id, jobs, take=take)
-        return outcomes, taken
-
     async def worker_round(
         self,
         job_type: str,

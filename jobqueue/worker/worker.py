@@ -234,19 +234,17 @@ class Worker:
         has some: each round records the completions that freed the slots, claims
         the ids the round before took, and takes the next ones (complete.lua). An
         empty queue is waited on with one blocking pop (an idle worker wakes on the
-        push); the popped id is claimed by the next round."""
-        popped = False
+        push), and the popped id claimed at once, alone: the smallest call, for the
+        latency of an idle worker (with a round instead, S2's p99 measured ~0.15 ms more)."""
         while True:
             raise_if_cancelled()
             await self._wait_for_a_free_slot(connection)
-            if not popped:  # a popped id is claimed at once
-                await self._wait_for_a_batch_of_slots()
-            popped = False
+            await self._wait_for_a_batch_of_slots()
             free = self._capacity - len(self._runs)
             claim, self._taken = self._taken[:free], self._taken[free:]
             # Enough for the free slots, and the next batch of slots to free.
             take = min(self.batch_size, max(0, free - len(claim) + self._batch_slots - len(self._taken)))
-            claims, taken = await self._record_completions(claim=claim, take=take, via=connection)
+            claims, taken = await self._round(claim=claim, take=take, via=connection)
             self._taken += taken
             if taken:
                 crash_point("after_pop")  # taken, as popped: in the popped list, not claimed
@@ -267,8 +265,17 @@ class Worker:
                     self._popping = False
                 if job_id is not None:
                     crash_point("after_pop")
-                    self._taken.append(job_id)
-                    popped = True
+                    claims = await self.store.claim_many(
+                        self.job_type,
+                        [job_id],
+                        self.worker_id,
+                        self.lease_ms,
+                        self.max_attempts,
+                        via=connection,
+                    )
+                    crash_point("after_claim")
+                    self._accept([job_id], claims)
+                    await asyncio.sleep(0)  # as above
 
     def _accept(self, job_ids: list[str], claims: list[tuple[Job | None, str]]) -> None:
         """Holds the jobs claimed, and starts as many as slots allow."""
@@ -377,15 +384,15 @@ class Worker:
             self._has_completed.clear()
             if not self._popping and not self._fetcher_gone:
                 await asyncio.sleep(BATCH_LINGER_S)
-            await self._record_completions()
+            await self._round()
 
-    async def _record_completions(
+    async def _round(
         self, *, claim: list[str] | None = None, take: int = 0, via: OwnConnection | None = None
     ) -> tuple[list[tuple[Job | None, str]], list[str]]:
-        """Records up to `batch_size` buffered completions not already on their way,
-        claims `claim` and takes up to `take` ready ids, in one round trip; returns
-        (claims, ids taken). `via`: the fetcher's connection (the completer uses the
-        pool)."""
+        """One round trip (complete.lua): records up to `batch_size` buffered
+        completions not already on their way, claims `claim` and takes up to `take`
+        ready ids; returns (claims, ids taken). `via`: the fetcher's connection (the
+        completer, which only records, uses the pool)."""
         batch = [job for job in self._completed.values() if job.id not in self._sending]
         if len(batch) > self.batch_size:
             batch = batch[: self.batch_size]
