@@ -2,15 +2,20 @@
 
     BENCH_REDIS_URL=redis://127.0.0.1:6390/0 python bench/peer_jobqueue.py [s1 s2 s3]
 
-The worker runs as `jobqueue worker bench/peer_jobqueue.py` (one process); the
-driver enqueues through the SDK (JobStore) straight into Redis.
+The worker runs as `jobqueue worker bench/peer_jobqueue.py` (one process). The driver
+enqueues through the SDK (JobStore) straight into Redis or, with BENCH_JQ_VIA=rpc,
+through the API: a `jobqueue server` (Hypercorn) it starts on a free loopback port,
+called with `SyncClient` (Connect, binary protobuf over HTTP/1.1; EnqueueJobs in
+batches of 1,000 for S1, one EnqueueJob per job for S2 and S3).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -18,15 +23,21 @@ PEERS = Path(os.environ.get("BENCH_PEERS_DIR", HERE.parent.parent / "shared" / "
 sys.path.insert(0, str(PEERS))
 
 import common  # noqa: E402
+from connectrpc.code import Code  # noqa: E402
+from connectrpc.errors import ConnectError  # noqa: E402
 
 from jobqueue import __version__  # noqa: E402
+from jobqueue.client import SyncClient  # noqa: E402
 from jobqueue.config import Settings, connect  # noqa: E402
 from jobqueue.model import EnqueueRequest  # noqa: E402
+from jobqueue.redis_server import free_port  # noqa: E402
 from jobqueue.store import JobStore  # noqa: E402
 from jobqueue.worker import Job, Worker  # noqa: E402
 
 CONCURRENCY = int(os.environ.get("BENCH_JQ_CONCURRENCY", "10"))
 PREFETCH = int(os.environ.get("BENCH_JQ_PREFETCH", "0"))
+VIA_RPC = os.environ.get("BENCH_JQ_VIA", "sdk") == "rpc"
+RPC_BATCH = 1000
 
 
 async def run_bench_job(job: Job) -> None:
@@ -57,36 +68,84 @@ class JobqueuePeer(common.Peer):
                 "worker": "jobqueue worker bench/peer_jobqueue.py",
                 "concurrency": CONCURRENCY,
                 "prefetch": PREFETCH,
-                "enqueue_s1": "JobStore.enqueue_many (the batch API)",
+                "enqueue_s1": "EnqueueJobs RPC, 1,000 jobs per call"
+                if VIA_RPC
+                else "JobStore.enqueue_many (the batch API)",
+                "enqueue_s2_s3": "EnqueueJob RPC (SyncClient, Connect over HTTP/1.1)"
+                if VIA_RPC
+                else "JobStore.enqueue",
             },
         )
         self.store: JobStore | None = None
+        self.server: subprocess.Popen[bytes] | None = None
+        self.client: SyncClient | None = None
 
     def worker_cmds(self, scenario: str) -> list[list[str]]:
         return [[sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]]
 
     async def setup(self) -> None:
+        if VIA_RPC and self.client is None:
+            self.client = self._start_server()
         if self.store is None:
             self.store = JobStore(connect(common.REDIS_URL))
+
+    def _start_server(self) -> SyncClient:
+        """A `jobqueue server` on a free loopback port, answering once it is up."""
+        port = free_port()
+        env = dict(os.environ, JOBQUEUE_REDIS_URL=common.REDIS_URL)
+        command = [sys.executable, "-m", "jobqueue.cli", "server", "--host", "127.0.0.1", "--port", str(port)]
+        self.server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = SyncClient(f"http://127.0.0.1:{port}", timeout_s=10)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.get("00000000-0000-4000-8000-000000000000")
+            except ConnectError as exc:  # unavailable until it listens
+                if exc.code == Code.NOT_FOUND:  # it answers
+                    return client
+                if time.monotonic() > deadline or self.server.poll() is not None:
+                    raise RuntimeError(f"jobqueue server did not start: {exc}") from exc
+                time.sleep(0.1)
+            else:
+                return client  # (no such job can exist; an answer is all that counts)
 
     async def teardown(self) -> None:
         if self.store is not None:
             await self.store.redis.aclose()
             self.store = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(30)
+            self.server = None
+
+    # The RPC calls block the driver's event loop while they run: it has nothing
+    # else to do meanwhile, and a thread hop would add to S2's latency.
 
     async def enqueue_noop_bulk(self, n: int) -> None:
+        requests = [EnqueueRequest("bench", b"noop")] * n
+        if self.client is not None:
+            for i in range(0, n, RPC_BATCH):
+                self.client.enqueue_many(requests[i : i + RPC_BATCH])
+            return
         assert self.store is not None
-        await self.store.enqueue_many([EnqueueRequest("bench", b"noop")] * n)
+        await self.store.enqueue_many(requests)
 
     async def enqueue_lat(self, t_ref: float) -> None:
-        await self.setup()
-        assert self.store is not None
-        await self.store.enqueue("bench", json.dumps({"t": t_ref}).encode())
+        await self._enqueue(json.dumps({"t": t_ref}).encode(), None)
 
     async def enqueue_lat_at(self, t_sched: float) -> None:
+        await self._enqueue(json.dumps({"t": t_sched}).encode(), int(t_sched * 1000))
+
+    async def _enqueue(self, payload: bytes, execution_time_ms: int | None) -> None:
         await self.setup()
+        if self.client is not None:
+            self.client.enqueue("bench", payload, execution_time_ms)
+            return
         assert self.store is not None
-        await self.store.enqueue("bench", json.dumps({"t": t_sched}).encode(), int(t_sched * 1000))
+        await self.store.enqueue("bench", payload, execution_time_ms)
 
 
 if __name__ == "__main__":

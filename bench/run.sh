@@ -26,6 +26,8 @@ trap 'kill $REDIS_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 export BENCH_REDIS_URL="redis://127.0.0.1:$PORT/0"
 timeout 900 python bench/peer_jobqueue.py
+# The same through the API: jobs enqueued with RPCs to a jobqueue server.
+BENCH_JQ_VIA=rpc BENCH_JQ_VARIANT=rpc timeout 900 python bench/peer_jobqueue.py
 if [ $SMOKE = 0 ]; then
   BENCH_JQ_CONCURRENCY=50 BENCH_JQ_VARIANT=sdk-c50 timeout 900 python bench/peer_jobqueue.py
   BENCH_JQ_PREFETCH=10 BENCH_JQ_VARIANT=sdk-prefetch10 timeout 900 python bench/peer_jobqueue.py

@@ -29,8 +29,10 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text()
     for section in ("## S1-S3", "## S5: scaling", "## S6: memory"):
         assert section in report
-    ours = json.loads((tmp_path / "results" / "jobqueue-sdk.json").read_text())
-    assert ours["s1"]["drain_jobs_per_s"]["median"] > 0 and ours["s2"]["n"] == ours["s2"]["expected"]
+    for variant in ("sdk", "rpc"):  # enqueued through the SDK, and through the API
+        ours = json.loads((tmp_path / "results" / f"jobqueue-{variant}.json").read_text())
+        assert ours["s1"]["drain_jobs_per_s"]["median"] > 0, ours
+        assert ours["s2"]["n"] == ours["s2"]["expected"] and ours["s3"]["n"] == ours["s3"]["expected"], ours
     scaling = json.loads((tmp_path / "s5.json").read_text())
     assert [row["workers"] for row in scaling["rows"]] == [1, 2, 4]
     s4 = json.loads((tmp_path / "s4.json").read_text())

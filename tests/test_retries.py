@@ -88,6 +88,13 @@ async def test_last_attempt_or_permanent_error_is_a_dead_letter(store: JobStore,
     assert await store.fail(last, "boom", 1_000) == "failed"
     await store.enqueue("t", b"", None, JobOptions(max_attempts=5))
     permanent = await start(store, blocking)
+    finished_at = (await store.get(last.id)).finished_at
+
+    async def a_later_millisecond() -> bool:  # dead letters are ordered by the ms they failed in
+        seconds, micros = await store.redis.time()
+        return seconds * 1000 + micros // 1000 > finished_at
+
+    await eventually(a_later_millisecond, what="the next millisecond on Redis' clock")
     assert await store.fail(permanent, "PermanentError: bad input", None) == "failed"
     for job, error in ((last, "boom"), (permanent, "PermanentError: bad input")):
         dead = await store.get(job.id)
