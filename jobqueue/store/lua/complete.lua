@@ -3,7 +3,7 @@
 -- `popped`, oldest first, for the round after. A busy worker so makes one round
 -- trip per batch of jobs; with `take` 0 it only records (and claims), with no runs
 -- it only claims and takes. Only an idle worker blocks (BLMOVE), then claims the
--- id here. Taken ids are claimed one call later because a script may touch only
+-- id alone (claim.lua). Taken ids are claimed one call later because a script may touch only
 -- the keys it declares, and a job's key is known once its id is.
 -- Recording: from the lease holder only. The fencing token must be the current
 -- one: a worker whose lease expired and was taken over, or whose job was
