@@ -30,7 +30,7 @@ import redis
 
 from jobqueue.config import connect
 from jobqueue.model import EnqueueRequest
-from jobqueue.redis_server import is_loopback_url
+from jobqueue.redis_server import free_port, is_loopback_url
 from jobqueue.store import JobStore
 
 HERE = Path(__file__).resolve().parent
@@ -83,12 +83,6 @@ def main() -> int:
     finally:
         proxy.kill()
         proxy.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout_s: float) -> None:

@@ -84,9 +84,10 @@ class JobqueuePeer(common.Peer):
         return [[sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]]
 
     async def setup(self) -> None:
-        if VIA_RPC and self.client is None:
-            self.client = self._start_server()
-        if self.store is None:
+        if VIA_RPC:
+            if self.client is None:
+                self.client = self._start_server()
+        elif self.store is None:
             self.store = JobStore(connect(common.REDIS_URL))
 
     def _start_server(self) -> SyncClient:

@@ -27,7 +27,7 @@ import signal
 import socket
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..config import Settings, connect
@@ -387,7 +387,7 @@ class Worker:
             await self._round()
 
     async def _round(
-        self, *, claim: list[str] | None = None, take: int = 0, via: OwnConnection | None = None
+        self, *, claim: Sequence[str] = (), take: int = 0, via: OwnConnection | None = None
     ) -> tuple[list[tuple[Job | None, str]], list[str]]:
         """One round trip (complete.lua): records up to `batch_size` buffered
         completions not already on their way, claims `claim` and takes up to `take`
@@ -405,7 +405,7 @@ class Worker:
                 self.job_type,
                 self.worker_id,
                 batch,
-                claim=claim or (),
+                claim=claim,
                 take=take,
                 lease_ms=self.lease_ms,
                 default_max_attempts=self.max_attempts,
