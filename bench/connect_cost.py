@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What a new Redis connection of `jobqueue.config.connect` costs the event loop.
+"""What a new Redis connection of `jobqueue.store.client.connect` costs the event loop.
 
     python bench/connect_cost.py REDIS_URL
 
@@ -16,8 +16,8 @@ import statistics
 import sys
 import time
 
-from jobqueue.config import connect
 from jobqueue.redis_server import is_loopback_url
+from jobqueue.store.client import connect
 
 
 async def sequential_connects(url: str, n: int = 200, rounds: int = 5) -> tuple[float, float]:

@@ -28,22 +28,17 @@ from urllib.parse import urlsplit
 
 import redis
 
-from jobqueue.config import connect
-from jobqueue.model import EnqueueRequest
+from jobqueue import EnqueueRequest, Producer, Settings
 from jobqueue.redis_server import free_port, is_loopback_url
-from jobqueue.store import JobStore
 
 HERE = Path(__file__).resolve().parent
 COUNT_KEY = "bench:count"  # the harness's no-op job INCRs it
 
 
 async def enqueue(url: str, n: int) -> None:
-    client = connect(url)
-    try:
-        await client.flushdb()
-        await JobStore(client).enqueue_many([EnqueueRequest("bench", b"noop")] * n)
-    finally:
-        await client.aclose()
+    async with Producer.connect(Settings(redis_url=url)) as producer:
+        await producer.store.redis.flushdb()
+        await producer.enqueue_many([EnqueueRequest("bench", b"noop")] * n)
 
 
 def cpu_seconds(pid: int) -> float | None:

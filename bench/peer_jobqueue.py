@@ -3,7 +3,7 @@
     BENCH_REDIS_URL=redis://127.0.0.1:6390/0 python bench/peer_jobqueue.py [s1 s2 s3]
 
 The worker runs as `jobqueue worker bench/peer_jobqueue.py` (one process). The driver
-enqueues through the SDK (JobStore) straight into Redis or, with BENCH_JQ_VIA=rpc,
+enqueues through the SDK (Producer) straight into Redis or, with BENCH_JQ_VIA=rpc,
 through the API: a `jobqueue server` (Hypercorn) it starts on a free loopback port,
 called with `SyncClient` (Connect, binary protobuf over HTTP/1.1; EnqueueJobs in
 batches of 1,000 for S1, one EnqueueJob per job for S2 and S3).
@@ -26,12 +26,10 @@ import common  # noqa: E402
 from connectrpc.code import Code  # noqa: E402
 from connectrpc.errors import ConnectError  # noqa: E402
 
-from jobqueue import __version__  # noqa: E402
+from jobqueue import Producer, Settings, __version__  # noqa: E402
 from jobqueue.client import SyncClient  # noqa: E402
-from jobqueue.config import Settings, connect  # noqa: E402
 from jobqueue.model import EnqueueRequest  # noqa: E402
 from jobqueue.redis_server import free_port  # noqa: E402
-from jobqueue.store import JobStore  # noqa: E402
 from jobqueue.worker import Job, Worker  # noqa: E402
 
 CONCURRENCY = int(os.environ.get("BENCH_JQ_CONCURRENCY", "10"))
@@ -54,7 +52,7 @@ worker = Worker(
     run_bench_job,
     concurrency=CONCURRENCY,
     prefetch=PREFETCH,
-    settings=Settings.from_env({"JOBQUEUE_REDIS_URL": common.REDIS_URL}),
+    settings=Settings(redis_url=common.REDIS_URL),
 )
 
 
@@ -70,13 +68,13 @@ class JobqueuePeer(common.Peer):
                 "prefetch": PREFETCH,
                 "enqueue_s1": "EnqueueJobs RPC, 1,000 jobs per call"
                 if VIA_RPC
-                else "JobStore.enqueue_many (the batch API)",
+                else "Producer.enqueue_many (the batch API)",
                 "enqueue_s2_s3": "EnqueueJob RPC (SyncClient, Connect over HTTP/1.1)"
                 if VIA_RPC
-                else "JobStore.enqueue",
+                else "Producer.enqueue",
             },
         )
-        self.store: JobStore | None = None
+        self.producer: Producer | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.client: SyncClient | None = None
 
@@ -87,8 +85,8 @@ class JobqueuePeer(common.Peer):
         if VIA_RPC:
             if self.client is None:
                 self.client = self._start_server()
-        elif self.store is None:
-            self.store = JobStore(connect(common.REDIS_URL))
+        elif self.producer is None:
+            self.producer = Producer.connect(Settings(redis_url=common.REDIS_URL))
 
     def _start_server(self) -> SyncClient:
         """A `jobqueue server` on a free loopback port, answering once it is up."""
@@ -111,9 +109,9 @@ class JobqueuePeer(common.Peer):
                 return client  # (no such job can exist; an answer is all that counts)
 
     async def teardown(self) -> None:
-        if self.store is not None:
-            await self.store.redis.aclose()
-            self.store = None
+        if self.producer is not None:
+            await self.producer.aclose()
+            self.producer = None
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -131,8 +129,8 @@ class JobqueuePeer(common.Peer):
             for i in range(0, n, RPC_BATCH):
                 self.client.enqueue_many(requests[i : i + RPC_BATCH])
             return
-        assert self.store is not None
-        await self.store.enqueue_many(requests)
+        assert self.producer is not None
+        await self.producer.enqueue_many(requests)
 
     async def enqueue_lat(self, t_ref: float) -> None:
         await self._enqueue(json.dumps({"t": t_ref}).encode(), None)
@@ -145,8 +143,8 @@ class JobqueuePeer(common.Peer):
         if self.client is not None:
             self.client.enqueue("bench", payload, execution_time_ms)
             return
-        assert self.store is not None
-        await self.store.enqueue("bench", payload, execution_time_ms)
+        assert self.producer is not None
+        await self.producer.enqueue("bench", payload, execution_time_ms)
 
 
 if __name__ == "__main__":

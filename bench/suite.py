@@ -44,11 +44,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from jobqueue import Producer, Settings  # noqa: E402
 from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb  # noqa: E402
-from jobqueue.config import connect  # noqa: E402
 from jobqueue.model import EnqueueRequest  # noqa: E402
 from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
-from jobqueue.store import JobStore, Keyspace  # noqa: E402
+from jobqueue.store.keys import Keyspace  # noqa: E402
 
 SERVICE = "/mpataki.jobqueue.v1.JobService"
 
@@ -264,12 +264,9 @@ def _peers_dir() -> Path:
 
 
 async def _enqueue(url: str, n: int, job_type: str = "bench", payload: bytes = b"noop") -> None:
-    store = JobStore(connect(url))
-    try:
+    async with Producer.connect(Settings(redis_url=url)) as producer:
         for start in range(0, n, 50_000):
-            await store.enqueue_many([EnqueueRequest(job_type, payload)] * min(50_000, n - start))
-    finally:
-        await store.redis.aclose()
+            await producer.enqueue_many([EnqueueRequest(job_type, payload)] * min(50_000, n - start))
 
 
 def _redis_cpu(client: redis.Redis) -> float:

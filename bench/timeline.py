@@ -13,9 +13,9 @@ to the due time, the scheduler's promote, every call of the fetcher, and the sta
 the handlers, then how much of the burst the fetcher spent waiting on Redis.
 
 The worker is this file run by `jobqueue worker` with the harness's job body (one
-RPUSH on `Worker.redis`). It times JobStore's calls by wrapping them (instrumentation
-only: the worker's code is the same) and writes its trace when it stops. Loopback
-Redis only; bounded in count and time.
+RPUSH on `Worker.redis`). An observer of its events (jobqueue.events: its calls to
+Redis, its handler starts) writes the trace when it stops. Loopback Redis only;
+bounded in count and time.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import functools
 import json
 import math
 import os
@@ -33,77 +32,58 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobqueue.config import Settings, connect
+from jobqueue import Producer, Settings
+from jobqueue.events import Call, Event, JobLike
 from jobqueue.redis_server import is_loopback_url
-from jobqueue.store import JobStore
 from jobqueue.worker import Job, Worker
 
 JOB_TYPE = "timeline"
 STARTED = "timeline:started"  # the job body's one command: RPUSH of the job's id
-Event = tuple[float, float, str, Any]  # (start, end, what, detail)
-FETCHER_CALLS = ("worker_round", "claim_many")
+Entry = tuple[float, float, str, Any]  # (start, end, what, detail)
+FETCHER_CALLS = ("round", "claim")
 
-TRACE: list[Event] = []
-
-
-def _timed(name: str, detail: Callable[[Any, Any], Any]) -> None:
-    """Wraps JobStore.<name> to append (start, end, name, detail(args, reply)) to TRACE."""
-    call = getattr(JobStore, name)
-
-    @functools.wraps(call)
-    async def timed(self: JobStore, *args: Any, **kwargs: Any) -> Any:
-        start = time.time()
-        reply = await call(self, *args, **kwargs)
-        TRACE.append((start, time.time(), name, detail(args, reply)))
-        return reply
-
-    setattr(JobStore, name, timed)
+TRACE: list[Entry] = []
 
 
-def _ids(claims: list[tuple[Job | None, str]]) -> list[str]:
-    return [job.id for job, _ in claims if job is not None]
-
-
-def _trace_the_worker(out: str) -> None:
-    _timed("promote", lambda args, reply: reply[0])
-    _timed("pop", lambda args, reply: [] if reply is None else [reply])
-    # The fetcher's calls, each with (runs recorded, ids taken, ids claimed).
-    _timed(
-        "worker_round", lambda args, reply: (len(args[2]) if len(args) > 2 else 0, reply[2], _ids(reply[1]))
-    )
-    _timed("claim_many", lambda args, reply: (0, [], _ids(reply)))  # an idle worker's popped id
-
-    @atexit.register
-    def dump() -> None:
-        Path(out).write_text(json.dumps(TRACE))
+def trace(event: Event, job: JobLike | None, detail: object) -> None:
+    """An observer of the worker's events: its calls to Redis and its handler starts."""
+    if event is Event.STARTED and job is not None:
+        TRACE.append((time.time(), 0.0, "start", job.id))
+    elif isinstance(detail, Call):
+        end = detail.began + detail.seconds
+        if event is Event.PROMOTED:
+            TRACE.append((detail.began, end, "promote", detail.moved))
+        elif event is Event.POPPED:
+            TRACE.append((detail.began, end, "pop", list(detail.taken)))
+        elif event is Event.ROUND:  # (runs recorded, ids taken, ids claimed)
+            TRACE.append((detail.began, end, detail.name, (detail.recorded, detail.taken, detail.claimed)))
 
 
 async def _body(job: Job) -> None:
-    TRACE.append((time.time(), 0.0, "start", job.id))
     await worker.redis.rpush(STARTED, job.id)
 
 
+_OUT = os.environ.get("TIMELINE_OUT")
 worker = Worker(
     JOB_TYPE,
     _body,
     concurrency=int(os.environ.get("TIMELINE_CONCURRENCY", "10")),
     prefetch=int(os.environ.get("TIMELINE_PREFETCH", "0")),
-    settings=Settings.from_env(),
+    observers=[trace] if _OUT else [],
 )
-if os.environ.get("TIMELINE_OUT") and "worker" in sys.argv:
-    _trace_the_worker(os.environ["TIMELINE_OUT"])
+if _OUT:
+    atexit.register(lambda: Path(_OUT).write_text(json.dumps(TRACE)))
 
 
 # -- the driver ----------------------------------------------------------------------
 
 
-async def _wait_for_starts(store: JobStore, n: int, timeout_s: float) -> None:
+async def _wait_for_starts(producer: Producer, n: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while await store.redis.llen(STARTED) < n:
+    while await producer.store.redis.llen(STARTED) < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"fewer than {n} jobs started within {timeout_s:g} s")
         await asyncio.sleep(0.005)
@@ -111,25 +91,22 @@ async def _wait_for_starts(store: JobStore, n: int, timeout_s: float) -> None:
 
 async def drive(url: str, scenario: str, jobs: int) -> dict[str, tuple[float, float]]:
     """Runs the scenario's jobs through the worker; returns {job id: (t_ref, enqueue call end)}."""
-    store = JobStore(connect(url))
     enqueued: dict[str, tuple[float, float]] = {}
-    try:
-        await _wait_for_starts(store, 1, 30)  # the warm-up job
+    async with Producer.connect(Settings(redis_url=url)) as producer:
+        await _wait_for_starts(producer, 1, 30)  # the warm-up job
         if scenario == "s2":
             first = time.monotonic()
             for i in range(jobs):
                 await asyncio.sleep(max(0.0, first + i / 100 - time.monotonic()))  # 100/s, drift-corrected
                 t_ref = time.time()
-                job = await store.enqueue(JOB_TYPE, b"")
+                job = await producer.enqueue(JOB_TYPE, b"")
                 enqueued[job.id] = (t_ref, time.time())
         else:
             due = math.ceil(time.time() + 2)
             for _ in range(jobs):
-                job = await store.enqueue(JOB_TYPE, b"", due * 1000)
+                job = await producer.enqueue(JOB_TYPE, b"", due * 1000)
                 enqueued[job.id] = (float(due), float(due))
-        await _wait_for_starts(store, jobs + 1, 60)
-    finally:
-        await store.redis.aclose()
+        await _wait_for_starts(producer, jobs + 1, 60)
     return enqueued
 
 
@@ -142,7 +119,7 @@ def _percentiles(values: list[float]) -> str:
     return f"p50 {rank(0.5):6.3f}  p99 {rank(0.99):6.3f}  max {ordered[-1] * 1000:6.3f} ms"
 
 
-def report_s2(trace: list[Event], enqueued: dict[str, tuple[float, float]]) -> None:
+def report_s2(trace: list[Entry], enqueued: dict[str, tuple[float, float]]) -> None:
     taken: dict[str, float] = {}  # job id -> when the worker had it (pop reply, or take)
     claimed: dict[str, float] = {}
     started: dict[str, float] = {}
@@ -175,7 +152,7 @@ def _describe(what: str, detail: Any) -> str:
     return f"{len(detail)} job(s)"
 
 
-def report_s3(trace: list[Event], due: float) -> None:
+def report_s3(trace: list[Entry], due: float) -> None:
     events = sorted((e for e in trace if e[0] >= due - 0.5), key=lambda e: e[0])
     starts = [e[0] for e in events if e[2] == "start"]
     marks = {1, 2, 10, 11, 50, 100, 150, len(starts) - 2, len(starts)}
@@ -234,7 +211,7 @@ def main() -> int:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        trace: list[Event] = [tuple(e) for e in json.loads(Path(out).read_text())]
+        trace: list[Entry] = [tuple(e) for e in json.loads(Path(out).read_text())]
     if args.scenario == "s2":
         report_s2(trace, enqueued)
     else:
@@ -244,12 +221,9 @@ def main() -> int:
 
 async def _flush_and_warm_up(url: str) -> None:
     """An empty database, and one job waiting for the worker to warm up on."""
-    store = JobStore(connect(url))
-    try:
-        await store.redis.flushdb()
-        await store.enqueue(JOB_TYPE, b"")
-    finally:
-        await store.redis.aclose()
+    async with Producer.connect(Settings(redis_url=url)) as producer:
+        await producer.store.redis.flushdb()
+        await producer.enqueue(JOB_TYPE, b"")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ def main() -> None:
                           "--host", "127.0.0.1", "--port", str(port), "--no-access-log"])  # fmt: skip
     from hypercorn.asyncio import serve  # noqa: PLC0415
 
-    from jobqueue.config import Settings  # noqa: PLC0415
     from jobqueue.server.main import hypercorn_config  # noqa: PLC0415
+    from jobqueue.settings import Settings  # noqa: PLC0415
 
     asyncio.run(serve(build(), hypercorn_config(Settings(host="127.0.0.1", port=port))))
 

@@ -1,6 +1,22 @@
-"""jobqueue: a distributed job queue with a Connect/gRPC API, Redis storage and async workers."""
+"""jobqueue: a distributed job queue with a Connect/gRPC API, Redis storage and async workers.
 
-from .model import Backoff, Job, JobOptions, JobStatus
+from jobqueue import Producer            # enqueue straight into Redis
+from jobqueue.worker import Worker       # run jobs
+from jobqueue.client import Client       # call the API server
+"""
+
+from .model import Backoff, EnqueueRequest, Job, JobOptions, JobStatus
+from .producer import Producer
+from .settings import Settings
 
 __version__ = "0.1.0"
-__all__ = ["Backoff", "Job", "JobOptions", "JobStatus", "__version__"]
+__all__ = [
+    "Backoff",
+    "EnqueueRequest",
+    "Job",
+    "JobOptions",
+    "JobStatus",
+    "Producer",
+    "Settings",
+    "__version__",
+]

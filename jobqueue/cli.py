@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -12,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Settings
 from .model import JobOptions
+from .settings import DEFAULT_API_URL, Settings
 
 if TYPE_CHECKING:
     from .client import SyncClient
@@ -63,7 +64,7 @@ def _redis_option(parser: argparse.ArgumentParser) -> None:
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", default=os.environ.get("JOBQUEUE_URL", "http://localhost:8080"),
+        "--url", default=os.environ.get("JOBQUEUE_URL", DEFAULT_API_URL),
         help="server URL (JOBQUEUE_URL, default http://localhost:8080)",
     )  # fmt: skip
 
@@ -128,11 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """The process's settings: the environment, then the command's options."""
+    cors_origins = getattr(args, "cors_origins", None)
     return Settings.from_env(
         redis_url=getattr(args, "redis_url", None),
-        host=args.host,
-        port=args.port,
-        cors_origins=tuple(args.cors_origins) if args.cors_origins else None,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        cors_origins=tuple(cors_origins) if cors_origins else None,
     )
 
 
@@ -147,9 +150,7 @@ def _worker(args: argparse.Namespace) -> int:
     from .loader import load_workers  # noqa: PLC0415
     from .worker import run_workers  # noqa: PLC0415
 
-    if args.redis_url:
-        os.environ["JOBQUEUE_REDIS_URL"] = args.redis_url  # read when the module builds its Workers
-    run_workers(*load_workers(args.target))
+    run_workers(*load_workers(args.target), settings=_settings(args))
     return 0
 
 
@@ -159,13 +160,11 @@ def _dev(args: argparse.Namespace) -> int:
     workers = args.workers
     if workers is None:
         workers = ["examples/print_worker.py"] if Path("examples/print_worker.py").is_file() else []
-    return run_dev(
-        host=args.host,
-        port=args.port,
-        cors_origins=args.cors_origins,
-        worker_specs=workers,
-        redis_port=args.redis_port,
+    # On a developer's machine: loopback only, and browser calls from any origin.
+    settings = dataclasses.replace(
+        _settings(args), host=args.host or "127.0.0.1", cors_origins=tuple(args.cors_origins or ("*",))
     )
+    return run_dev(settings, worker_specs=workers, redis_port=args.redis_port)
 
 
 def _enqueue(args: argparse.Namespace) -> int:

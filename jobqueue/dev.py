@@ -9,17 +9,17 @@ data in the user's data directory, so jobs survive a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Settings
+from .process import configure_logging, run_until_stopped
 from .redis_server import HOW_TO_GET_REDIS, RedisServer, find_server_binary
+from .settings import Settings
 
 log = logging.getLogger("jobqueue.dev")
 
@@ -40,15 +40,10 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def run_dev(
-    *,
-    host: str | None,
-    port: int | None,
-    cors_origins: Sequence[str] | None,
-    worker_specs: Sequence[str],
-    redis_port: int = 6379,
-) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def run_dev(settings: Settings, *, worker_specs: Sequence[str], redis_port: int = 6379) -> int:
+    """Runs the server and the workers of `worker_specs` on `settings`, with a Redis
+    of its own unless the environment names one."""
+    configure_logging()
     redis_server: RedisServer | None = None
     if not any(os.environ.get(v) for v in ("JOBQUEUE_REDIS_URL", "REDIS_URL", "REDIS_ADDR")):
         binary = find_server_binary()
@@ -62,27 +57,19 @@ def run_dev(
             appendonly=True,
         )
         redis_server.start()
-        os.environ["JOBQUEUE_REDIS_URL"] = redis_server.url  # the workers read it when they are built
+        settings = dataclasses.replace(settings, redis_url=redis_server.url)
         log.info("started %s on %s (data in %s)", Path(binary).name, redis_server.url, redis_server.data_dir)
     try:
-        from .loader import load_workers  # noqa: PLC0415 - after JOBQUEUE_REDIS_URL is set
+        from .loader import load_workers  # noqa: PLC0415
         from .server import serve  # noqa: PLC0415
 
-        settings = Settings.from_env(
-            host=host or "127.0.0.1", port=port, cors_origins=tuple(cors_origins or ("*",))
-        )
         workers = [w for spec in worker_specs for w in load_workers(spec)]
 
-        async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+        async def main(stop: asyncio.Event) -> None:
             log.info("API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
-            await asyncio.gather(serve(settings, stop), *(w.serve(stop) for w in workers))
+            await asyncio.gather(serve(settings, stop), *(w.serve(stop, settings=settings) for w in workers))
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(main())
+        run_until_stopped(main)
     finally:
         if redis_server is not None:
             redis_server.stop()

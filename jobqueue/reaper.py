@@ -2,11 +2,11 @@
 
 Three ways a job can be stranded, each repaired by one atomic script per job:
 - its worker stopped heartbeating (its registry entry is past its liveness
-  deadline): the worker's held jobs go back at once (recover.lua, by worker);
+  deadline): the worker's held jobs are recovered at once (recover.lua, by worker);
 - its lease expired (the backstop, e.g. for a worker missing from the
-  registry): it goes back too (recover.lua, by lease);
+  registry): it is recovered too (recover.lua, by lease);
 - a worker popped its id from the ready list but never claimed it (it died in
-  between): it goes back after `claim_timeout_s` (sweep_popped.lua).
+  between): it is swept back after `claim_timeout_s` (sweep_popped.lua).
 A job taken back from a run that was its last attempt ends FAILED instead.
 Every server and worker process runs one; the scripts make that safe.
 """
@@ -14,50 +14,29 @@ Every server and worker process runs one; the scripts make that safe.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Collection
 
-from .config import Settings
-from .store import JobStore
+from .events import Event, JobRef, Observers, Swept
+from .store import Store
+from .store.outcomes import Outcome, Result
 from .supervise import raise_if_cancelled, supervise
 
-log = logging.getLogger("jobqueue.reaper")
+BATCH = 100  # expired leases or dead workers handled per read
 
 
 class Reaper:
-    def __init__(
-        self,
-        store: JobStore,
-        job_types: Collection[str] | None = None,
-        *,
-        interval_s: float = 1.0,
-        claim_timeout_s: float = 5.0,
-        restart_grace_s: float = 0.0,
-        batch: int = 100,
-    ) -> None:
+    def __init__(self, store: Store, job_types: Collection[str] | None, notify: Observers) -> None:
+        """`job_types` None: every type ever enqueued. Timings from the store's settings."""
         self.store = store
         self.job_types = frozenset(job_types) if job_types is not None else None
-        self.interval_s = interval_s
-        self.claim_timeout_ms = int(claim_timeout_s * 1000)
-        self.restart_grace_s = restart_grace_s
-        self.batch = batch
-        self.requeued = 0  # jobs brought back by this reaper, for tests and metrics
-        self.failed = 0  # jobs taken back from their last attempt, so FAILED
-
-    @classmethod
-    def from_settings(
-        cls, store: JobStore, settings: Settings, job_types: Collection[str] | None = None
-    ) -> Reaper:
-        return cls(
-            store,
-            job_types,
-            interval_s=settings.reaper_interval_s,
-            claim_timeout_s=settings.claim_timeout_s,
-            restart_grace_s=settings.restart_grace_s,
-        )
+        settings = store.settings
+        self.interval_s = settings.reaper_interval_s
+        self.claim_timeout_ms = int(settings.claim_timeout_s * 1000)
+        self.restart_grace_s = settings.restart_grace_s
+        self.notify = notify
 
     async def run(self) -> None:
-        await supervise("reaper", self._run, log)
+        await supervise("reaper", self._run)
 
     async def _run(self) -> None:
         while True:
@@ -66,48 +45,51 @@ class Reaper:
             await asyncio.sleep(self.interval_s)
 
     async def reap_once(self) -> int:
-        """One pass over every type; returns how many jobs it re-queued."""
-        job_types = self.job_types if self.job_types is not None else await self.store.job_types()
-        before = self.requeued
+        """One pass over every type; returns how many jobs went back to ready."""
+        inspect = self.store.inspect
+        job_types = self.job_types if self.job_types is not None else await inspect.job_types()
         # Right after a Redis restart every worker looks dead and every lease
         # expired (no heartbeat got through): wait for live workers to check in.
         # Redis counts uptime in whole seconds from a truncated start time, so it
         # reads 3 as soon as 2.01 s after a start at x.99: `<=` keeps the grace whole.
         grace = self.restart_grace_s
-        just_restarted = grace > 0 and await self.store.redis_uptime_s() <= grace
+        just_restarted = grace > 0 and await inspect.redis_uptime_s() <= grace
+        back = 0
         for job_type in job_types:
             if not just_restarted:
-                await self._recover_from_dead_workers(job_type)
-                await self._recover_expired(job_type)
-            swept = await self.store.sweep_popped(job_type, self.claim_timeout_ms)
+                back += await self._recover_from_dead_workers(job_type)
+                back += await self._recover_expired(job_type)
+            swept = await self.store.transitions.sweep_popped(job_type, self.claim_timeout_ms)
             if swept:
-                log.warning("re-queued %d %s job(s) popped but never claimed", swept, job_type)
-                self.requeued += swept
-        return self.requeued - before
+                self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
+                back += swept
+        return back
 
-    async def _recover_from_dead_workers(self, job_type: str) -> None:
-        for worker_id in await self.store.dead_workers(job_type, self.batch):
-            for job_id in await self.store.held_by(job_type, worker_id):
-                self._note(
-                    job_id, job_type, await self.store.recover(job_type, job_id, worker_id), "worker died"
-                )
-            if await self.store.forget_worker(job_type, worker_id):
-                log.warning(
-                    "worker %s (%s) stopped heartbeating; its jobs were taken back", worker_id, job_type
-                )
+    async def _recover_from_dead_workers(self, job_type: str) -> int:
+        back = 0
+        inspect, transitions = self.store.inspect, self.store.transitions
+        for worker_id in await inspect.dead_workers(job_type, BATCH):
+            for job_id in await inspect.held_by(job_type, worker_id):
+                result = await transitions.recover(job_type, job_id, worker_id)
+                back += self._note(JobRef(job_id, job_type), result, f"worker {worker_id} died")
+            if (await transitions.forget_worker(job_type, worker_id)).ok:
+                self.notify(Event.WORKER_LOST, None, Swept(job_type, worker_id=worker_id))
+        return back
 
-    async def _recover_expired(self, job_type: str) -> None:
+    async def _recover_expired(self, job_type: str) -> int:
+        back = 0
         while True:
-            expired = await self.store.expired_leases(job_type, self.batch)
+            expired = await self.store.inspect.expired_leases(job_type, BATCH)
             for job_id in expired:
-                self._note(job_id, job_type, await self.store.recover(job_type, job_id), "lease expired")
-            if len(expired) < self.batch:
-                return
+                result = await self.store.transitions.recover(job_type, job_id)
+                back += self._note(JobRef(job_id, job_type), result, "its lease expired")
+            if len(expired) < BATCH:
+                return back
 
-    def _note(self, job_id: str, job_type: str, outcome: str, why: str) -> None:
-        if outcome == "requeued":
-            self.requeued += 1
-            log.warning("job %s (%s): %s, re-queued", job_id, job_type, why)
-        elif outcome == "failed":
-            self.failed += 1
-            log.warning("job %s (%s): %s during its last attempt: FAILED", job_id, job_type, why)
+    def _note(self, job: JobRef, result: Result, why: str) -> int:
+        if result.outcome is Outcome.RECOVERED:
+            self.notify(Event.RECOVERED, job, why)
+            return 1
+        if result.outcome is Outcome.DEAD_LETTERED:
+            self.notify(Event.DEAD_LETTERED, job, why)
+        return 0

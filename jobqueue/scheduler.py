@@ -9,22 +9,22 @@ and worker process) can run at once and each job is promoted exactly once.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
+import time
 from collections.abc import Collection
 from typing import Any
 
-from .store import JobStore
+from .events import Call, Event, Observers
+from .store import Store
 from .supervise import raise_if_cancelled, supervise
-
-log = logging.getLogger("jobqueue.scheduler")
 
 
 class Scheduler:
     def __init__(
         self,
-        store: JobStore,
-        job_types: Collection[str] | None = None,
+        store: Store,
+        job_types: Collection[str] | None,
+        notify: Observers,
         *,
         refresh_s: float = 10.0,
         batch: int = 1000,
@@ -38,9 +38,10 @@ class Scheduler:
         self.job_types = frozenset(job_types) if job_types is not None else None
         self.refresh_s = refresh_s
         self.batch = batch
+        self.notify = notify
 
     async def run(self) -> None:
-        await supervise("scheduler", self._run, log)
+        await supervise("scheduler", self._run)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,13 +78,15 @@ class Scheduler:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _types(self) -> Collection[str]:
-        return self.job_types if self.job_types is not None else await self.store.job_types()
+        return self.job_types if self.job_types is not None else await self.store.inspect.job_types()
 
     async def _promote(self, job_type: str) -> float:
         """Promotes what is due; returns the loop time to look at this type again."""
-        moved, delay_ms = await self.store.promote(job_type, self.batch)
-        if moved:
-            log.debug("promoted %d %s job(s)", moved, job_type)
+        began, start = time.time(), time.perf_counter()
+        moved, delay_ms = await self.store.transitions.promote(job_type, self.batch)
+        self.notify(
+            Event.PROMOTED, None, Call("promote", job_type, began, time.perf_counter() - start, moved=moved)
+        )
         loop_now = asyncio.get_running_loop().time()
         if moved == self.batch:
             return loop_now  # more may be due right now

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+log = logging.getLogger("jobqueue.supervise")
+
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
 
@@ -46,7 +48,7 @@ def raise_if_cancelled() -> None:
 
 
 async def supervise(
-    name: str, loop: Callable[[], Awaitable[None]], log: logging.Logger, backoff: Backoff | None = None
+    name: str, loop: Callable[[], Awaitable[None]], *, backoff: Backoff | None = None
 ) -> None:
     """Runs `loop` until it returns or is cancelled, restarting it after every error.
 

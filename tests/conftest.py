@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -23,10 +24,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from jobqueue.config import Settings, connect
 from jobqueue.model import JobStatus
 from jobqueue.redis_server import RedisServer, find_server_binary, free_port
-from jobqueue.store import JobStore, Keyspace, OwnConnection
+from jobqueue.settings import Settings
+from jobqueue.store.client import connect, connection_factory
+from jobqueue.store.connection import OwnConnection
+
+from .harness import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,25 +79,24 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-async def blocking(redis: Redis) -> AsyncIterator[OwnConnection]:
+async def blocking(redis_url: str) -> AsyncIterator[OwnConnection]:
     """A connection of its own for blocking pops (BLMOVE holds it while it waits)."""
-    connection = OwnConnection(redis)
+    connection = OwnConnection(connection_factory(redis_url))
     yield connection
     await connection.aclose()
 
 
 @pytest.fixture
-def store(redis: Redis, settings: Settings) -> JobStore:
+def store(redis: Redis, settings: Settings) -> Harness:
     """The keyspace the suite's server and worker processes use: for tests that talk to them."""
-    return JobStore(redis, keys=Keyspace(settings.prefix), retention_ms=settings.retention_ms)
+    return Harness(redis, settings)
 
 
 @pytest.fixture
-def private_store(redis: Redis, settings: Settings) -> JobStore:
+def private_store(redis: Redis, settings: Settings) -> Harness:
     """A keyspace of the test's own: the suite's shared server runs a scheduler and a reaper
     on the default one, which would race a test that drives those transitions itself."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    return JobStore(redis, keys=Keyspace(prefix), retention_ms=settings.retention_ms)
+    return Harness(redis, dataclasses.replace(settings, prefix=f"test-{uuid.uuid4().hex[:8]}"))
 
 
 async def eventually(
@@ -113,7 +116,7 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-def status_is(store: JobStore, job_id: str, status: JobStatus) -> Callable[[], Awaitable[bool]]:
+def status_is(store: Harness, job_id: str, status: JobStatus) -> Callable[[], Awaitable[bool]]:
     """A check for `eventually`: the job has `status`."""
 
     async def check() -> bool:
@@ -210,6 +213,6 @@ def log_of(process: subprocess.Popen[bytes]) -> str:
     return LOGS[process.pid].read_text(errors="replace")
 
 
-async def runs(store: JobStore, key: str) -> list[tuple[str, int, int]]:
+async def runs(store: Harness, key: str) -> list[tuple[str, int, int]]:
     entries = await store.redis.lrange(key, 0, -1)
     return [(i, int(a), int(p)) for i, a, p in (e.decode().split() for e in entries)]

@@ -39,9 +39,10 @@ from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient
 from jobqueue.client import Client
 from jobqueue.model import MAX_TIME_MS, Job, JobStatus
-from jobqueue.store import JobStore, OwnConnection
+from jobqueue.store.outcomes import OK, Outcome, Result
 
 from .conftest import ROOT, eventually
+from .harness import Harness
 
 SERVICE = "mpataki.jobqueue.v1.JobService"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -173,27 +174,24 @@ async def job_client(server_url: str, protocol: str) -> AsyncIterator[JobService
             yield client
 
 
-async def claim(store: JobStore, redis_url: str, job_type: str, job_id: str) -> Job:
+async def claim(store: Harness, redis_url: str, job_type: str, job_id: str) -> Job:
     """Pops and claims a ready job the way a worker would, without a worker process."""
-    blocking = OwnConnection(store.redis)
+    blocking = store.own_connection()
     try:
         popped = await store.pop(blocking, job_type, timeout_s=10)
     finally:
         await blocking.aclose()
     assert popped == job_id
-    job, outcome = await store.claim(job_type, job_id, "test-worker", lease_ms=60_000)
-    assert outcome == "ok", outcome
-    assert job is not None
-    return job
+    return await store.claimed(job_type, job_id, "test-worker", lease_ms=60_000)
 
 
-async def finish(store: JobStore, redis_url: str, job_type: str, job_id: str, status: JobStatus) -> None:
+async def finish(store: Harness, redis_url: str, job_type: str, job_id: str, status: JobStatus) -> None:
     """Runs a ready job to `status` (COMPLETED or FAILED)."""
     job = await claim(store, redis_url, job_type, job_id)
     if status is JobStatus.FAILED:
-        assert await store.fail(job, "boom", None) == "failed"
+        assert await store.transitions.fail(job, "boom", None) == Result(Outcome.DEAD_LETTERED)
     else:
-        assert await store.complete(job) == "ok"
+        assert await store.complete(job) == OK
 
 
 def new_type() -> str:
@@ -346,7 +344,7 @@ def test_grpcio_payload_over_limit_is_resource_exhausted(grpc_stub: Any, pb2: Mo
 
 
 async def test_grpcio_cancel_finished_job_is_failed_precondition(
-    grpc_stub: Any, pb2: ModuleType, store: JobStore, redis_url: str
+    grpc_stub: Any, pb2: ModuleType, store: Harness, redis_url: str
 ) -> None:
     job_type = new_type()
     created = (
@@ -565,7 +563,7 @@ async def test_cors_actual_request(server_url: str) -> None:
 
 
 async def test_absent_execution_time_is_now_for_the_jobs_life(
-    server_url: str, store: JobStore, redis_url: str
+    server_url: str, store: Harness, redis_url: str
 ) -> None:
     job_type = new_type()
     async with Client(server_url, timeout_s=20) as client:

@@ -27,9 +27,9 @@ from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient
 from jobqueue.model import MAX_TIME_MS, JobStatus
 from jobqueue.redis_server import RedisServer
-from jobqueue.store import JobStore
 
 from .conftest import eventually, jobqueue_server
+from .harness import Harness
 from .test_api import (
     PROTOCOLS,
     SERVICE,
@@ -165,7 +165,7 @@ async def test_grpcurl_error_codes(
 
 
 async def test_grpcurl_cancel_completed_job_is_failed_precondition(
-    server_url: str, store: JobStore, redis_url: str
+    server_url: str, store: Harness, redis_url: str
 ) -> None:
     job_type = new_type()
     job = grpcurl_json(await grpcurl(server_url, f"{SERVICE}/EnqueueJob", data={"type": job_type}))["job"]
@@ -218,7 +218,7 @@ async def test_curl_error_bodies(server_url: str, method: str, body: str, code: 
 
 
 async def test_curl_cancel_completed_job_is_400_failed_precondition(
-    server_url: str, store: JobStore, redis_url: str
+    server_url: str, store: Harness, redis_url: str
 ) -> None:
     job_type = new_type()
     job = (await post_json(server_url, "EnqueueJob", json.dumps({"type": job_type}))).json()["job"]
@@ -285,7 +285,7 @@ async def test_a_refused_http1_body_leaves_the_connection_open(server_url: str) 
 
 @pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED])
 async def test_cancel_finished_job_is_failed_precondition(
-    api: JobServiceClient, store: JobStore, redis_url: str, status: JobStatus
+    api: JobServiceClient, store: Harness, redis_url: str, status: JobStatus
 ) -> None:
     job_type = new_type()
     job = (await enqueue(api, job_type)).job
@@ -305,7 +305,7 @@ async def test_cancel_pending_job_twice(api: JobServiceClient) -> None:
     assert (await api.get_job(pb.GetJobRequest(id=job.id))).job == first
 
 
-async def test_cancel_running_job(api: JobServiceClient, store: JobStore, redis_url: str) -> None:
+async def test_cancel_running_job(api: JobServiceClient, store: Harness, redis_url: str) -> None:
     job_type = new_type()
     job = (await enqueue(api, job_type)).job
     assert (await claim(store, redis_url, job_type, job.id)).status == JobStatus.RUNNING
@@ -314,7 +314,7 @@ async def test_cancel_running_job(api: JobServiceClient, store: JobStore, redis_
     assert (got.status, got.attempt, got.worker_id) == (pb.JobStatus.CANCELLED, 1, "test-worker")
 
 
-async def test_unexpected_error_is_internal_and_generic(api: JobServiceClient, store: JobStore) -> None:
+async def test_unexpected_error_is_internal_and_generic(api: JobServiceClient, store: Harness) -> None:
     job = (await enqueue(api, "corrupt")).job
     await store.redis.hset(store.keys.job(job.id), "status", "garbage")
     message = await fails(api.get_job(pb.GetJobRequest(id=job.id)), Code.INTERNAL)
@@ -322,7 +322,7 @@ async def test_unexpected_error_is_internal_and_generic(api: JobServiceClient, s
     assert "invalid literal" not in message
 
 
-async def test_unexpected_error_over_http(server_url: str, store: JobStore) -> None:
+async def test_unexpected_error_over_http(server_url: str, store: Harness) -> None:
     job = (await post_json(server_url, "EnqueueJob", '{"type": "corrupt"}')).json()["job"]
     await store.redis.hset(store.keys.job(job["id"]), "status", "garbage")
     reply = await post_json(server_url, "GetJob", json.dumps({"id": job["id"]}))

@@ -7,8 +7,8 @@ import json
 
 from jobqueue.client import Client
 from jobqueue.model import EnqueueRequest, JobOptions, JobStatus
-from jobqueue.store import JobStore
 
+from .harness import Harness
 from .test_api import SERVICE, finish, grpcurl, grpcurl_json, new_type, post_json
 
 
@@ -29,7 +29,7 @@ async def test_options_round_trip_over_grpcurl(server_url: str) -> None:
 
 
 async def test_concurrent_duplicate_enqueues_over_http_create_one_job(
-    server_url: str, store: JobStore
+    server_url: str, store: Harness
 ) -> None:
     job_type = new_type()
     body = json.dumps({"type": job_type, "idempotencyKey": "pay-7"})
@@ -55,7 +55,7 @@ async def test_bad_options_name_their_field(server_url: str) -> None:
     assert reply.status == 400 and reply.json()["message"].startswith("backoff:"), reply
 
 
-async def test_retry_job_redrives_a_failed_job(server_url: str, store: JobStore, redis_url: str) -> None:
+async def test_retry_job_redrives_a_failed_job(server_url: str, store: Harness, redis_url: str) -> None:
     job_type = new_type()
     created = grpcurl_json(await grpcurl(server_url, f"{SERVICE}/EnqueueJob", data={"type": job_type}))
     job_id = created["job"]["id"]
@@ -71,7 +71,7 @@ async def test_retry_job_redrives_a_failed_job(server_url: str, store: JobStore,
     assert missing.status == 404 and missing.json()["code"] == "not_found"
 
 
-async def test_enqueue_jobs_over_http_and_the_sdk_client(server_url: str, store: JobStore) -> None:
+async def test_enqueue_jobs_over_http_and_the_sdk_client(server_url: str, store: Harness) -> None:
     job_type = new_type()
     body = {"jobs": [{"type": job_type, "payload": "aGk="}, {"type": job_type, "idempotencyKey": "x"}]}
     reply = await post_json(server_url, "EnqueueJobs", json.dumps(body))
@@ -90,7 +90,7 @@ async def test_enqueue_jobs_over_http_and_the_sdk_client(server_url: str, store:
     assert await store.redis.llen(store.keys.queue(job_type).ready) == 3
 
 
-async def test_enqueue_jobs_errors_name_the_job(server_url: str, store: JobStore) -> None:
+async def test_enqueue_jobs_errors_name_the_job(server_url: str, store: Harness) -> None:
     job_type = new_type()
     body = {"jobs": [{"type": job_type}, {"type": "bad type"}]}
     reply = await post_json(server_url, "EnqueueJobs", json.dumps(body))

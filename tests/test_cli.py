@@ -16,9 +16,9 @@ import pytest
 
 from jobqueue.cli import parse_duration_s, parse_time_ms
 from jobqueue.redis_server import free_port
-from jobqueue.store import JobStore
 
 from .conftest import ROOT
+from .harness import Harness
 
 
 def jobqueue(
@@ -55,7 +55,7 @@ def test_durations_and_times_parse() -> None:
             parse_duration_s(bad)
 
 
-async def test_enqueue_get_cancel_round_trip(server_url: str, store: JobStore) -> None:
+async def test_enqueue_get_cancel_round_trip(server_url: str, store: Harness) -> None:
     enqueued = jobqueue("enqueue", "print", "hello", "--in", "1h", "--url", server_url)
     assert enqueued.returncode == 0, enqueued.stderr
     job = json.loads(enqueued.stdout)
@@ -71,7 +71,7 @@ async def test_enqueue_get_cancel_round_trip(server_url: str, store: JobStore) -
     )
 
 
-async def test_enqueue_payload_from_stdin_and_file(server_url: str, store: JobStore, tmp_path: Path) -> None:
+async def test_enqueue_payload_from_stdin_and_file(server_url: str, store: Harness, tmp_path: Path) -> None:
     blob = bytes(range(256))
     from_stdin = jobqueue("enqueue", "blob", "--file", "-", "--url", server_url, stdin=b"from stdin")
     assert (await store.get(json.loads(from_stdin.stdout)["id"])).payload == b"from stdin"
@@ -153,7 +153,7 @@ def test_dev_runs_redis_server_and_example_worker(tmp_path: Path) -> None:
     assert "Redis stopped" in output
 
 
-async def test_enqueue_options_and_retry(server_url: str, store: JobStore) -> None:
+async def test_enqueue_options_and_retry(server_url: str, store: Harness) -> None:
     args = ["enqueue", "opts", "x", "--max-attempts", "2", "--timeout", "90s", "--idempotency-key", "k1"]
     first = json.loads(jobqueue(*args, "--url", server_url).stdout)
     again = json.loads(jobqueue(*args, "--url", server_url).stdout)

@@ -9,9 +9,11 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from jobqueue.store import JobStore, OwnConnection
+from jobqueue.model import Job
+from jobqueue.store.connection import OwnConnection
 
 from .conftest import eventually
+from .harness import Harness
 
 
 async def client_id(connection: OwnConnection) -> int:
@@ -53,14 +55,13 @@ async def test_a_cancelled_call_drops_the_connection_and_its_late_reply(
     assert await redis.lrange("ready", 0, -1) == [b"late"]  # the cancelled pop took nothing
 
 
-async def test_scripts_survive_a_script_flush(store: JobStore, blocking: OwnConnection) -> None:
+async def test_scripts_survive_a_script_flush(store: Harness, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     await store.redis.script_flush()
     job_id = await store.pop(blocking, "t", 1)
     assert job_id is not None
-    [(job, outcome)] = await store.claim_many("t", [job_id], "w", 60_000, via=blocking)
-    assert outcome == "ok"
-    assert job is not None
+    [job] = await store.transitions.claim("t", [job_id], "w", 60_000, 1, via=blocking)
+    assert isinstance(job, Job)
     assert job.id == job_id
 
 

@@ -14,12 +14,12 @@ import subprocess
 import pytest
 
 from jobqueue.model import JobStatus
-from jobqueue.store import JobStore
 
 from .conftest import Spawn, eventually, log_of, runs, status_is
+from .harness import Harness
 
 
-async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn) -> None:
+async def test_sigkill_mid_job_leads_to_redelivery(store: Harness, spawn: Spawn) -> None:
     victim = spawn()
     job = await store.enqueue("sleepy", b"30")
 
@@ -40,7 +40,7 @@ async def test_sigkill_mid_job_leads_to_redelivery(store: JobStore, spawn: Spawn
 
 
 @pytest.mark.parametrize("point", ["after_pop", "after_claim", "before_finish"])
-async def test_sigkill_at_each_crash_point_loses_nothing(store: JobStore, spawn: Spawn, point: str) -> None:
+async def test_sigkill_at_each_crash_point_loses_nothing(store: Harness, spawn: Spawn, point: str) -> None:
     victim = spawn(crash_at=point)
     job = await store.enqueue("sleepy", b"0")
     assert victim.wait(30) == -signal.SIGKILL
@@ -52,7 +52,7 @@ async def test_sigkill_at_each_crash_point_loses_nothing(store: JobStore, spawn:
     assert (await store.get(job.id)).attempt == (1 if point == "after_pop" else 2)
 
 
-async def test_sigterm_hands_back_a_long_job_and_exits_0(store: JobStore, spawn: Spawn) -> None:
+async def test_sigterm_hands_back_a_long_job_and_exits_0(store: Harness, spawn: Spawn) -> None:
     worker = spawn()
     job = await store.enqueue("sleepy", b"60")
 
@@ -64,7 +64,7 @@ async def test_sigterm_hands_back_a_long_job_and_exits_0(store: JobStore, spawn:
     assert await store.redis.lrange(store.keys.queue("sleepy").ready, 0, -1) == [job.id.encode()]
 
 
-async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: JobStore, spawn: Spawn) -> None:
+async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: Harness, spawn: Spawn) -> None:
     """SIGSTOP past the liveness deadline: the job runs elsewhere; the paused worker's result is refused."""
     paused = spawn()
     job = await store.enqueue("sleepy", b"3")

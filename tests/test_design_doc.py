@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 from jobqueue.model import Backoff, JobOptions, new_job_id, partition_of_type
-from jobqueue.store import JOB_FIELDS, JobStore, Keyspace, OwnConnection
-from jobqueue.store.scripts import NAMES
+from jobqueue.store.codec import JOB_FIELDS
+from jobqueue.store.keys import Keyspace
+from jobqueue.store.scripts import script_names
 
 from .conftest import ROOT
+from .harness import Harness
 
 DOC = (ROOT / "docs" / "design.md").read_text()
 
@@ -35,25 +37,24 @@ def test_key_table_matches_the_keyspace() -> None:
 
 
 def test_every_script_is_in_the_state_machine_table() -> None:
-    for name in NAMES:
+    for name in script_names():
         assert f"`{name}`" in DOC, f"docs/design.md does not describe {name}.lua"
 
 
-async def test_job_hash_fields_are_documented(store: JobStore, redis_url: str) -> None:
+async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) -> None:
     """After a run that failed, with every option set, the job hash has every field there is;
     the doc lists exactly those."""
     documented = re.search(r"the job: `([^`]+)`", DOC)
     assert documented is not None
     options = JobOptions(max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k")
     job = await store.enqueue("T", b"", None, options)
-    blocking = OwnConnection(store.redis)
+    blocking = store.own_connection()
     try:
         assert await store.pop(blocking, "T", 1) == job.id
     finally:
         await blocking.aclose()
-    running, _ = await store.claim("T", job.id, "w", 1000)
-    assert running is not None
-    await store.fail(running, "boom", None)
+    running = await store.claimed("T", job.id, "w", 1000)
+    await store.transitions.fail(running, "boom", None)
     fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}
     assert fields == set(documented[1].split())
     assert fields == {name.decode() for name in JOB_FIELDS}  # what a claim returns

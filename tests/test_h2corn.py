@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from jobqueue.store import JobStore
-
 from .conftest import jobqueue_server
+from .harness import Harness
 from .test_api import SERVICE, grpcurl, grpcurl_json, post_json
 
 pytestmark = pytest.mark.skipif(shutil.which("h2corn") is None, reason="h2corn is not installed")
@@ -23,7 +22,7 @@ def h2corn_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield url
 
 
-async def test_grpc_and_reflection(h2corn_url: str, store: JobStore) -> None:
+async def test_grpc_and_reflection(h2corn_url: str, store: Harness) -> None:
     listed = await grpcurl(h2corn_url, "list")
     assert SERVICE in listed.out and "grpc.health.v1.Health" in listed.out
     job = grpcurl_json(

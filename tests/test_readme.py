@@ -11,9 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from jobqueue.store import JobStore
-
 from .conftest import ROOT
+from .harness import Harness
 
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("## Try it", 1)[1].split("\n## ", 1)[0]
@@ -31,7 +30,7 @@ def test_the_section_has_the_original_examples() -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.split("\n", 1)[0][:40] for b in BLOCKS])
-async def test_readme_commands_work_as_written(block: str, server_url: str, store: JobStore) -> None:
+async def test_readme_commands_work_as_written(block: str, server_url: str, store: Harness) -> None:
     now = (await store.enqueue("warmup", b"")).created_at
     job = await store.enqueue("send_email", b"", now + 3_600_000)
     address = urlparse(server_url).netloc

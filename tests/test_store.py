@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from typing import Any
 
@@ -12,13 +11,17 @@ from redis.asyncio import Redis
 
 from jobqueue.errors import InvalidInput, JobAlreadyFinished, JobNotFound, PayloadTooLarge
 from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus, new_job_id, partition_of_type
-from jobqueue.store import JobStore, Keyspace, OwnConnection
+from jobqueue.settings import Settings
+from jobqueue.store.connection import OwnConnection
+from jobqueue.store.keys import Keyspace
+from jobqueue.store.outcomes import OK, Outcome, Result
 
 from .conftest import eventually
+from .harness import Harness
 
 
 @pytest.fixture
-def store(private_store: JobStore) -> JobStore:
+def store(private_store: Harness) -> Harness:
     """Transitions driven by the test alone (see `private_store`)."""
     return private_store
 
@@ -28,24 +31,22 @@ LIVENESS_MS = 5_000
 
 
 async def start(
-    store: JobStore, blocking: OwnConnection, job_type: str = "t", lease_ms: int = LEASE_MS
+    store: Harness, blocking: OwnConnection, job_type: str = "t", lease_ms: int = LEASE_MS
 ) -> Job:
     """Pops and claims the next ready job of `job_type`, as a worker would."""
     job_id = await store.pop(blocking, job_type, 1)
     assert job_id is not None, "no ready job"
-    job, outcome = await store.claim(job_type, job_id, "w1", lease_ms, default_max_attempts=3)
-    assert job is not None, outcome
-    return job
+    return await store.claimed(job_type, job_id, "w1", lease_ms, default_max_attempts=3)
 
 
-async def ready_ids(store: JobStore, job_type: str = "t") -> list[str]:
+async def ready_ids(store: Harness, job_type: str = "t") -> list[str]:
     return [i.decode() for i in await store.redis.lrange(store.keys.queue(job_type).ready, 0, -1)]
 
 
 # -- enqueue ------------------------------------------------------------------
 
 
-async def test_enqueue_now_goes_straight_to_the_ready_list(store: JobStore) -> None:
+async def test_enqueue_now_goes_straight_to_the_ready_list(store: Harness) -> None:
     job = await store.enqueue("t", b"\x00payload")
     assert uuid.UUID(job.id).version == 4
     assert job.id.startswith(partition_of_type("t"))
@@ -54,10 +55,10 @@ async def test_enqueue_now_goes_straight_to_the_ready_list(store: JobStore) -> N
     assert await ready_ids(store) == [job.id]
     assert await store.redis.zcard(store.keys.queue("t").scheduled) == 0
     assert await store.get(job.id) == job
-    assert await store.job_types() == {"t"}
+    assert await store.inspect.job_types() == {"t"}
 
 
-async def test_enqueue_later_goes_to_the_schedule(store: JobStore) -> None:
+async def test_enqueue_later_goes_to_the_schedule(store: Harness) -> None:
     now = (await store.enqueue("t", b"")).created_at
     later = await store.enqueue("t", b"", now + 60_000)
     assert later.execution_time_ms == now + 60_000
@@ -65,7 +66,7 @@ async def test_enqueue_later_goes_to_the_schedule(store: JobStore) -> None:
     assert await store.redis.zscore(store.keys.queue("t").scheduled, later.id) == now + 60_000
 
 
-async def test_enqueue_in_the_past_is_ready_and_keeps_its_time(store: JobStore) -> None:
+async def test_enqueue_in_the_past_is_ready_and_keeps_its_time(store: Harness) -> None:
     job = await store.enqueue("t", b"", 1_000)
     assert job.execution_time_ms == 1_000
     assert await ready_ids(store) == [job.id]
@@ -73,28 +74,28 @@ async def test_enqueue_in_the_past_is_ready_and_keeps_its_time(store: JobStore) 
 
 
 @pytest.mark.parametrize("bad", ["", " ", "a b", "tab\t", "{tag}", "new\nline", "x" * 129, "ü"])
-async def test_enqueue_refuses_bad_types(store: JobStore, bad: str) -> None:
+async def test_enqueue_refuses_bad_types(store: Harness, bad: str) -> None:
     with pytest.raises(InvalidInput, match=r"^type: "):
         await store.enqueue(bad, b"")
-    assert await store.job_types() == set()
+    assert await store.inspect.job_types() == set()
 
 
-async def test_enqueue_accepts_every_allowed_character(store: JobStore) -> None:
+async def test_enqueue_accepts_every_allowed_character(store: Harness) -> None:
     job = await store.enqueue("Az09_.:-" + "x" * 120, b"")
     assert len(job.type) == 128
 
 
-async def test_enqueue_refuses_bad_times_and_big_payloads(store: JobStore) -> None:
+async def test_enqueue_refuses_bad_times_and_big_payloads(store: Harness) -> None:
     with pytest.raises(InvalidInput, match=r"^execution_time_ms: "):
         await store.enqueue("t", b"", -1)
     with pytest.raises(InvalidInput, match=r"^execution_time_ms: "):
         await store.enqueue("t", b"", 10**16)
     with pytest.raises(PayloadTooLarge, match=r"^payload: "):
-        await store.enqueue("t", b"x" * (store.max_payload_bytes + 1))
-    await store.enqueue("t", b"x" * store.max_payload_bytes)
+        await store.enqueue("t", b"x" * (store.settings.max_payload_bytes + 1))
+    await store.enqueue("t", b"x" * store.settings.max_payload_bytes)
 
 
-async def test_get_and_cancel_check_ids(store: JobStore) -> None:
+async def test_get_and_cancel_check_ids(store: Harness) -> None:
     for call in (store.get, store.cancel):
         with pytest.raises(InvalidInput, match=r"^id: "):
             await call("not-a-uuid")
@@ -127,28 +128,28 @@ def test_every_key_of_a_job_and_its_queue_shares_one_hash_tag() -> None:
 # -- promote --------------------------------------------------------------------
 
 
-async def test_promote_moves_only_due_jobs_earliest_first(store: JobStore) -> None:
+async def test_promote_moves_only_due_jobs_earliest_first(store: Harness) -> None:
     now = (await store.enqueue("other", b"")).created_at
     due_late = await store.enqueue("t", b"", now + 200)
     due_early = await store.enqueue("t", b"", now + 100)
     future = await store.enqueue("t", b"", now + 3_600_000)
-    moved, delay = await store.promote("t")
+    moved, delay = await store.transitions.promote("t", 1000)
     assert moved == 0
     assert delay is not None and 0 < delay <= 100
 
     async def promoted() -> bool:
-        await store.promote("t")
+        await store.transitions.promote("t", 1000)
         return len(await ready_ids(store)) == 2
 
     await eventually(promoted, what="both due jobs promoted")
     # Workers pop from the right: the earlier job comes out first.
     assert await ready_ids(store) == [due_late.id, due_early.id]
-    moved, delay = await store.promote("t")
+    moved, delay = await store.transitions.promote("t", 1000)
     assert moved == 0 and delay is not None and delay > 3_500_000
     assert await store.redis.zrange(store.keys.queue("t").scheduled, 0, -1) == [future.id.encode()]
 
 
-async def test_promote_reports_the_wait_to_the_microsecond(store: JobStore) -> None:
+async def test_promote_reports_the_wait_to_the_microsecond(store: Harness) -> None:
     """A wait rounded to whole ms would make a scheduler sleep up to 1 ms too long."""
 
     async def redis_time_ms() -> float:
@@ -159,23 +160,23 @@ async def test_promote_reports_the_wait_to_the_microsecond(store: JobStore) -> N
     await store.enqueue("t", b"", due)
     for _ in range(5):
         before = await redis_time_ms()
-        moved, delay = await store.promote("t")
+        moved, delay = await store.transitions.promote("t", 1000)
         after = await redis_time_ms()
         assert moved == 0 and delay is not None
         assert due - after <= delay <= due - before
 
 
-async def test_promote_reports_no_next_job(store: JobStore) -> None:
-    assert await store.promote("t") == (0, None)
+async def test_promote_reports_no_next_job(store: Harness) -> None:
+    assert await store.transitions.promote("t", 1000) == (0, None)
 
 
-async def test_several_schedulers_promote_each_job_once(store: JobStore) -> None:
+async def test_several_schedulers_promote_each_job_once(store: Harness) -> None:
     now = (await store.enqueue("warmup", b"")).created_at
     ids = {(await store.enqueue("t", b"", now + 300)).id for _ in range(300)}
 
     async def scheduler() -> None:
         while len(await ready_ids(store)) < len(ids):
-            await store.promote("t", limit=7)
+            await store.transitions.promote("t", limit=7)
 
     await asyncio.wait_for(asyncio.gather(*(scheduler() for _ in range(4))), 20)
     ready = await ready_ids(store)
@@ -185,7 +186,7 @@ async def test_several_schedulers_promote_each_job_once(store: JobStore) -> None
 # -- claim, heartbeat, finish ---------------------------------------------------
 
 
-async def test_claim_starts_a_leased_run(store: JobStore, blocking: OwnConnection) -> None:
+async def test_claim_starts_a_leased_run(store: Harness, blocking: OwnConnection) -> None:
     queued = await store.enqueue("t", b"data")
     job = await start(store, blocking)
     assert job.id == queued.id and job.payload == b"data"
@@ -197,20 +198,22 @@ async def test_claim_starts_a_leased_run(store: JobStore, blocking: OwnConnectio
     assert await store.redis.llen(store.keys.queue("t").popped) == 0
 
 
-async def test_claim_skips_cancelled_missing_and_gone_ids(store: JobStore, blocking: OwnConnection) -> None:
+async def test_claim_skips_cancelled_missing_and_gone_ids(store: Harness, blocking: OwnConnection) -> None:
     cancelled = await store.enqueue("t", b"")
     await store.cancel(cancelled.id)
     expired = await store.enqueue("t", b"")
     await store.redis.delete(store.keys.job(expired.id))
     assert await store.pop(blocking, "t", 1) == cancelled.id
-    assert await store.claim("t", cancelled.id, "w", LEASE_MS) == (None, "skip (CANCELLED)")
+    assert await store.claim("t", cancelled.id, "w", LEASE_MS) == Result(
+        Outcome.WRONG_STATE, JobStatus.CANCELLED
+    )
     assert await store.pop(blocking, "t", 1) == expired.id
-    assert await store.claim("t", expired.id, "w", LEASE_MS) == (None, "missing")
-    assert await store.claim("t", expired.id, "w", LEASE_MS) == (None, "gone")
+    assert await store.claim("t", expired.id, "w", LEASE_MS) == Result(Outcome.NOT_FOUND)
+    assert await store.claim("t", expired.id, "w", LEASE_MS) == Result(Outcome.GONE)
     assert await store.redis.llen(store.keys.queue("t").popped) == 0
 
 
-async def test_pop_blocks_until_a_job_arrives(store: JobStore, blocking: OwnConnection) -> None:
+async def test_pop_blocks_until_a_job_arrives(store: Harness, blocking: OwnConnection) -> None:
     waiting = asyncio.create_task(store.pop(blocking, "t", 10))
     await asyncio.sleep(0.2)  # let the pop block; what matters is that it is woken below
     assert not waiting.done()
@@ -218,12 +221,12 @@ async def test_pop_blocks_until_a_job_arrives(store: JobStore, blocking: OwnConn
     assert await asyncio.wait_for(waiting, 5) == job.id
 
 
-async def test_pop_times_out_empty(store: JobStore, blocking: OwnConnection) -> None:
+async def test_pop_times_out_empty(store: Harness, blocking: OwnConnection) -> None:
     assert await store.pop(blocking, "t", 0.05) is None
 
 
 async def test_heartbeat_extends_held_leases_and_reports_lost_ones(
-    store: JobStore, blocking: OwnConnection
+    store: Harness, blocking: OwnConnection
 ) -> None:
     await store.enqueue("t", b"")
     await store.enqueue("t", b"")
@@ -231,95 +234,97 @@ async def test_heartbeat_extends_held_leases_and_reports_lost_ones(
     second = await start(store, blocking, lease_ms=1_000)
     await store.cancel(second.id)
     held = [(first.id, first.lease_token), (second.id, second.lease_token)]
-    assert await store.heartbeat("t", "w1", held, 60_000, LIVENESS_MS) == [(second.id, "CANCELLED")]
+    assert await store.transitions.heartbeat("t", "w1", held, 60_000, LIVENESS_MS) == [
+        (second.id, JobStatus.CANCELLED)
+    ]
     lease = await store.redis.zscore(store.keys.queue("t").leases, first.id)
     assert lease is not None and lease > first.started_at + 50_000
     queue = store.keys.queue("t")
     assert await store.redis.smembers(queue.held("w1")) == {first.id.encode()}  # the lost one left
     alive_until = await store.redis.zscore(queue.workers, "w1")
     assert alive_until is not None and alive_until > first.started_at + LIVENESS_MS - 1000
-    assert await store.heartbeat("t", "w1", [(first.id, first.lease_token + 1)], 60_000, LIVENESS_MS) == [
-        (first.id, "RUNNING")
-    ]
-    assert await store.heartbeat("t", "w1", [], 1, LIVENESS_MS) == []
+    assert await store.transitions.heartbeat(
+        "t", "w1", [(first.id, first.lease_token + 1)], 60_000, LIVENESS_MS
+    ) == [(first.id, JobStatus.RUNNING)]
+    assert await store.transitions.heartbeat("t", "w1", [], 1, LIVENESS_MS) == []
 
 
-async def test_complete_sets_retention_and_clears_the_lease(store: JobStore, blocking: OwnConnection) -> None:
+async def test_complete_sets_retention_and_clears_the_lease(store: Harness, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
-    assert await store.complete(job) == "ok"
+    assert await store.complete(job) == OK
     done = await store.get(job.id)
     assert done.status is JobStatus.COMPLETED
     assert done.finished_at >= job.started_at and done.updated_at == done.finished_at
     ttl = await store.redis.pttl(store.keys.job(job.id))
-    assert store.retention_ms - 60_000 < ttl <= store.retention_ms
+    assert store.settings.retention_ms - 60_000 < ttl <= store.settings.retention_ms
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
-    assert await store.complete(job) == "ok"  # a retry changes nothing
+    assert await store.complete(job) == OK  # a retry changes nothing
     assert (await store.get(job.id)).finished_at == done.finished_at
-    assert await store.fail(job, "x", None) == "stale lease (job is COMPLETED)"
+    assert await store.transitions.fail(job, "x", None) == Result(Outcome.STALE, JobStatus.COMPLETED)
 
 
 async def test_complete_takes_the_next_batch_in_the_same_call(
-    store: JobStore, blocking: OwnConnection
+    store: Harness, blocking: OwnConnection
 ) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     later = [(await store.enqueue("t", b"")).id for _ in range(3)]
     queue = store.keys.queue("t")
-    outcomes, _, taken = await store.worker_round("t", job.worker_id, [job], take=2)
-    assert outcomes == ["ok"] and taken == later[:2]  # oldest first
+    outcomes, _, taken = await store.transitions.round("t", job.worker_id, [job], take=2)
+    assert outcomes == [OK] and taken == later[:2]  # oldest first
     assert (await store.get(job.id)).status is JobStatus.COMPLETED
     assert [i.decode() for i in await store.redis.lrange(queue.popped, 0, -1)] == later[1::-1]
     assert await ready_ids(store) == later[2:]
-    assert await store.worker_round("t", job.worker_id, take=5) == ([], [], later[2:])
-    assert await store.worker_round("t", job.worker_id, take=5) == ([], [], [])  # nothing ready
-    assert await store.worker_round("t", job.worker_id, [job]) == (["ok"], [], [])  # a replay
+    assert await store.transitions.round("t", job.worker_id, take=5) == ([], [], later[2:])
+    assert await store.transitions.round("t", job.worker_id, take=5) == ([], [], [])  # nothing ready
+    assert await store.transitions.round("t", job.worker_id, [job]) == ([OK], [], [])  # a replay
 
 
 async def test_a_round_records_claims_what_the_last_one_took_and_takes_more(
-    store: JobStore, blocking: OwnConnection
+    store: Harness, blocking: OwnConnection
 ) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     later = [(await store.enqueue("t", b"")).id for _ in range(4)]
     queue = store.keys.queue("t")
-    _, _, taken = await store.worker_round("t", "w2", take=2)
+    _, _, taken = await store.transitions.round("t", "w2", take=2)
     assert taken == later[:2]
 
-    outcomes, claims, taken = await store.worker_round(
+    outcomes, claims, taken = await store.transitions.round(
         "t", job.worker_id, [job], claim=[*later[:2], later[0]], take=5, lease_ms=LEASE_MS, via=blocking
     )
-    assert outcomes == ["ok"] and (await store.get(job.id)).status is JobStatus.COMPLETED
-    assert [(c.id, c.status, c.attempt, c.worker_id) for c, _ in claims[:2] if c] == [
+    assert outcomes == [OK] and (await store.get(job.id)).status is JobStatus.COMPLETED
+    assert [(c.id, c.status, c.attempt, c.worker_id) for c in claims[:2] if isinstance(c, Job)] == [
         (i, JobStatus.RUNNING, 1, job.worker_id) for i in later[:2]
     ]
-    assert claims[2] == (None, "gone")  # claimed already: out of popped
+    assert claims[2] == Result(Outcome.GONE)  # claimed already: out of popped
     assert taken == later[2:]  # after the claims: popped now holds only these
     assert [i.decode() for i in await store.redis.lrange(queue.popped, 0, -1)] == later[:1:-1]
     assert await store.redis.smembers(queue.held(job.worker_id)) == {i.encode() for i in later[:2]}
 
 
-async def test_give_back_returns_taken_ids_next_in_line_in_their_order(store: JobStore) -> None:
+async def test_give_back_returns_taken_ids_next_in_line_in_their_order(store: Harness) -> None:
     ids = [(await store.enqueue("t", b"")).id for _ in range(4)]
-    _, _, taken = await store.worker_round("t", "w", take=3)
+    _, _, taken = await store.transitions.round("t", "w", take=3)
     assert taken == ids[:3]
     await store.claim("t", ids[1], "w", LEASE_MS)  # no longer the worker's to give back
-    assert await store.give_back("t", taken) == 2
+    assert await store.transitions.give_back("t", taken) == 2
     assert await store.redis.llen(store.keys.queue("t").popped) == 0
     assert await ready_ids(store) == [ids[3], ids[2], ids[0]]  # popped from the right: ids[0] next
 
 
-async def test_fail_stores_the_error(store: JobStore, blocking: OwnConnection) -> None:
+async def test_fail_stores_the_error(store: Harness, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
-    assert await store.fail(job, "ValueError: boom", None) == "failed"
+    assert await store.transitions.fail(job, "ValueError: boom", None) == Result(Outcome.DEAD_LETTERED)
     failed = await store.get(job.id)
     assert (failed.status, failed.last_error) == (JobStatus.FAILED, "ValueError: boom")
-    assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.retention_ms
+    assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.settings.retention_ms
 
 
 async def test_retention_is_configurable(redis: Redis, blocking: OwnConnection) -> None:
-    store = JobStore(redis, retention_ms=5_000)
+    store = Harness(redis, Settings(retention_s=5.0))
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     await store.complete(job)
@@ -331,7 +336,7 @@ async def test_retention_is_configurable(redis: Redis, blocking: OwnConnection) 
 # -- cancel -------------------------------------------------------------------------
 
 
-async def test_cancel_pending_scheduled_job(store: JobStore) -> None:
+async def test_cancel_pending_scheduled_job(store: Harness) -> None:
     now = (await store.enqueue("x", b"")).created_at
     job = await store.enqueue("t", b"", now + 60_000)
     assert await store.cancel(job.id) is JobStatus.PENDING
@@ -340,135 +345,134 @@ async def test_cancel_pending_scheduled_job(store: JobStore) -> None:
     assert cancelled.updated_at == cancelled.finished_at >= job.updated_at
     assert cancelled.execution_time_ms == job.execution_time_ms
     assert await store.redis.zcard(store.keys.queue("t").scheduled) == 0
-    assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.retention_ms
+    assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.settings.retention_ms
     assert await store.cancel(job.id) is JobStatus.CANCELLED  # idempotent
 
 
-async def test_cancel_running_job_takes_its_lease(store: JobStore, blocking: OwnConnection) -> None:
+async def test_cancel_running_job_takes_its_lease(store: Harness, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     assert await store.cancel(job.id) is JobStatus.RUNNING
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
-    assert await store.complete(job) == "stale lease (job is CANCELLED)"
+    assert await store.complete(job) == Result(Outcome.STALE, JobStatus.CANCELLED)
     assert (await store.get(job.id)).status is JobStatus.CANCELLED
 
 
-async def test_cancel_finished_job_is_refused(store: JobStore, blocking: OwnConnection) -> None:
+async def test_cancel_finished_job_is_refused(store: Harness, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
-    await store.fail(job, "x", None)
+    await store.transitions.fail(job, "x", None)
     with pytest.raises(JobAlreadyFinished, match="FAILED"):
         await store.cancel(job.id)
 
 
 async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(
-    store: JobStore, blocking: OwnConnection
+    store: Harness, blocking: OwnConnection
 ) -> None:
     for _ in range(100):
         job = await store.enqueue("t", b"")
         job_id = await store.pop(blocking, "t", 1)
         assert job_id == job.id
-        (claimed, _), _ = await asyncio.gather(store.claim("t", job_id, "w", LEASE_MS), store.cancel(job_id))
+        claimed, _ = await asyncio.gather(store.claim("t", job_id, "w", LEASE_MS), store.cancel(job_id))
         assert (await store.get(job_id)).status is JobStatus.CANCELLED
-        if claimed is not None:  # the claim won: the run is fenced off
-            assert await store.complete(claimed) != "ok"
-            assert await store.heartbeat(
+        if isinstance(claimed, Job):  # the claim won: the run is fenced off
+            assert await store.complete(claimed) != OK
+            assert await store.transitions.heartbeat(
                 "t", "w", [(job_id, claimed.lease_token)], LEASE_MS, LIVENESS_MS
-            ) == [(job_id, "CANCELLED")]
+            ) == [(job_id, JobStatus.CANCELLED)]
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
 
 
 # -- release, recover, sweep ------------------------------------------------------------
 
 
-async def test_release_hands_the_job_back_first_in_line(store: JobStore, blocking: OwnConnection) -> None:
+async def test_release_hands_the_job_back_first_in_line(store: Harness, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job = await start(store, blocking)
     other = await store.enqueue("t", b"")
-    assert await store.release(job) == "ok"
+    assert await store.transitions.release(job) == OK
     back = await store.get(job.id)
     assert (back.status, back.attempt) == (JobStatus.PENDING, 0)
     assert await store.pop(blocking, "t", 1) == job.id  # ahead of the newer job
     assert await ready_ids(store) == [other.id]
-    assert await store.release(job) == "stale lease (job is PENDING)"
+    assert await store.transitions.release(job) == Result(Outcome.STALE, JobStatus.PENDING)
 
 
 async def test_expired_lease_is_recovered_and_the_old_holder_fenced_off(
-    store: JobStore, blocking: OwnConnection
+    store: Harness, blocking: OwnConnection
 ) -> None:
     await store.enqueue("t", b"")
     old = await start(store, blocking, lease_ms=50)
-    assert await store.recover("t", old.id) == "alive"
+    assert await store.transitions.recover("t", old.id) == Result(Outcome.ALIVE)
 
     async def expired() -> list[str]:
-        return await store.expired_leases("t")
+        return await store.inspect.expired_leases("t")
 
     assert await eventually(expired, what="lease expiry") == [old.id]
-    assert await store.recover("t", old.id) == "requeued"
-    requeued = await store.get(old.id)
-    assert requeued.status is JobStatus.PENDING
-    assert "lease expired" in requeued.last_error and "w1" in requeued.last_error
+    assert await store.transitions.recover("t", old.id) == Result(Outcome.RECOVERED)
+    recovered = await store.get(old.id)
+    assert recovered.status is JobStatus.PENDING
+    assert "lease expired" in recovered.last_error and "w1" in recovered.last_error
     new = await start(store, blocking)
     assert (new.attempt, new.lease_token) == (2, 2)
     # The stale holder can neither finish, fail, release nor keep the job.
-    assert await store.complete(old) == "stale lease (job is RUNNING)"
-    assert await store.fail(old, "late", None) == "stale lease (job is RUNNING)"
-    assert await store.release(old) == "stale lease (job is RUNNING)"
-    assert await store.heartbeat("t", "w1", [(old.id, old.lease_token)], LEASE_MS, LIVENESS_MS) == [
-        (old.id, "RUNNING")
-    ]
-    assert await store.complete(new) == "ok"
+    assert await store.complete(old) == Result(Outcome.STALE, JobStatus.RUNNING)
+    assert await store.transitions.fail(old, "late", None) == Result(Outcome.STALE, JobStatus.RUNNING)
+    assert await store.transitions.release(old) == Result(Outcome.STALE, JobStatus.RUNNING)
+    assert await store.transitions.heartbeat(
+        "t", "w1", [(old.id, old.lease_token)], LEASE_MS, LIVENESS_MS
+    ) == [(old.id, JobStatus.RUNNING)]
+    assert await store.complete(new) == OK
 
 
-async def test_recover_drops_a_lease_without_a_running_job(store: JobStore) -> None:
+async def test_recover_drops_a_lease_without_a_running_job(store: Harness) -> None:
     leases = store.keys.queue("t").leases
     await store.redis.zadd(leases, {"0000" + str(uuid.uuid4())[4:]: 1})
-    [orphan] = await store.expired_leases("t")
-    assert await store.recover("t", orphan) == "dropped"
+    [orphan] = await store.inspect.expired_leases("t")
+    assert await store.transitions.recover("t", orphan) == Result(Outcome.NOT_RUNNING)
     assert await store.redis.zcard(leases) == 0
 
 
-async def test_popped_but_unclaimed_id_is_requeued_after_the_claim_timeout(
-    store: JobStore, blocking: OwnConnection
+async def test_popped_but_unclaimed_id_is_swept_back_after_the_claim_timeout(
+    store: Harness, blocking: OwnConnection
 ) -> None:
     job = await store.enqueue("t", b"")
     assert await store.pop(blocking, "t", 1) == job.id  # ...and the worker dies here
-    assert await store.sweep_popped("t", stall_ms=100) == 0  # first sight: noted
+    assert await store.transitions.sweep_popped("t", stall_ms=100) == 0  # first sight: noted
 
     async def swept() -> int:
-        return await store.sweep_popped("t", stall_ms=100)
+        return await store.transitions.sweep_popped("t", stall_ms=100)
 
     assert await eventually(swept, what="sweep") == 1
     assert await ready_ids(store) == [job.id]
-    assert await store.claim("t", job.id, "late", LEASE_MS) == (None, "gone")
+    assert await store.claim("t", job.id, "late", LEASE_MS) == Result(Outcome.GONE)
     assert (await start(store, blocking)).id == job.id
     assert await store.redis.hlen(store.keys.queue("t").suspects) == 0
 
 
-async def test_sweep_leaves_promptly_claimed_ids_alone(store: JobStore, blocking: OwnConnection) -> None:
+async def test_sweep_leaves_promptly_claimed_ids_alone(store: Harness, blocking: OwnConnection) -> None:
     await store.enqueue("t", b"")
     job_id = await store.pop(blocking, "t", 1)
-    assert await store.sweep_popped("t", stall_ms=0) == 0  # noted, not yet stalled
+    assert await store.transitions.sweep_popped("t", stall_ms=0) == 0  # noted, not yet stalled
     assert job_id is not None
-    job, outcome = await store.claim("t", job_id, "w", LEASE_MS)
-    assert outcome == "ok" and job is not None
-    assert await store.sweep_popped("t", stall_ms=0) == 0
+    await store.claimed("t", job_id, "w", LEASE_MS)
+    assert await store.transitions.sweep_popped("t", stall_ms=0) == 0
     assert await store.redis.hlen(store.keys.queue("t").suspects) == 0
 
 
 # -- enqueue_many ------------------------------------------------------------------------
 
 
-async def test_concurrent_enqueues_share_round_trips(store: JobStore) -> None:
+async def test_concurrent_enqueues_share_round_trips(store: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
-    enqueue_script = store._scripts.enqueue
+    enqueue = store.transitions.enqueue
 
-    async def counting(**kwargs: Any) -> Any:
+    async def counting(*args: Any) -> Any:
         nonlocal calls
         calls += 1
-        return await enqueue_script(**kwargs)
+        return await enqueue(*args)
 
-    store._scripts = dataclasses.replace(store._scripts, enqueue=counting)  # type: ignore[arg-type]
+    monkeypatch.setattr(store.transitions, "enqueue", counting)
     jobs = await asyncio.gather(*(store.enqueue("t", b"%d" % i) for i in range(50)))
     assert calls == 2  # the first call at once, the 49 made while it was on its way together
     assert [job.payload for job in jobs] == [b"%d" % i for i in range(50)]
@@ -478,7 +482,7 @@ async def test_concurrent_enqueues_share_round_trips(store: JobStore) -> None:
     assert calls == 3
 
 
-async def test_enqueue_many_stores_every_job_in_order(store: JobStore, blocking: OwnConnection) -> None:
+async def test_enqueue_many_stores_every_job_in_order(store: Harness, blocking: OwnConnection) -> None:
     now = (await store.enqueue("warmup", b"")).created_at
     requests = [EnqueueRequest("t", f"{i}".encode()) for i in range(2500)]  # spans batches
     requests += [EnqueueRequest("u", b"later", now + 60_000), EnqueueRequest("t", b"last")]
@@ -487,18 +491,18 @@ async def test_enqueue_many_stores_every_job_in_order(store: JobStore, blocking:
     assert len({j.id for j in jobs}) == len(requests)
     assert await store.redis.llen(store.keys.queue("t").ready) == 2501
     assert await store.redis.zscore(store.keys.queue("u").scheduled, jobs[-2].id) == now + 60_000
-    assert await store.job_types() >= {"t", "u"}
+    assert await store.inspect.job_types() >= {"t", "u"}
     assert await store.pop(blocking, "t", 1) == jobs[0].id  # oldest first
 
 
-async def test_enqueue_many_checks_everything_before_storing(store: JobStore) -> None:
+async def test_enqueue_many_checks_everything_before_storing(store: Harness) -> None:
     requests = [EnqueueRequest("t", b"ok"), EnqueueRequest("bad type", b"")]
     with pytest.raises(InvalidInput, match=r"^jobs\[1\]\.type: "):
         await store.enqueue_many(requests)
     assert await store.redis.llen(store.keys.queue("t").ready) == 0
 
 
-async def test_enqueue_many_resolves_idempotency_keys(store: JobStore) -> None:
+async def test_enqueue_many_resolves_idempotency_keys(store: Harness) -> None:
     first = await store.enqueue("t", b"", None, JobOptions(idempotency_key="a"))
     jobs = await store.enqueue_many(
         [

@@ -34,7 +34,7 @@ async def test_a_loop_restarts_after_each_outage_within_its_backoff_cap() -> Non
             raise RedisConnectionError("Redis is down")
 
     backoff = RecordingBackoff(base=0.001, cap=0.004)
-    await supervise("flaky", flaky, log, backoff)
+    await supervise("flaky", flaky, backoff=backoff)
     assert calls == 9
     assert len(backoff.delays) == 8
     assert max(backoff.delays) <= 0.004

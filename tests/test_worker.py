@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from jobqueue.config import Settings
+from jobqueue.events import Event
 from jobqueue.model import Job, JobStatus
-from jobqueue.store import JobStore
+from jobqueue.settings import Settings
+from jobqueue.store.outcomes import Outcome, Result
 from jobqueue.worker import Handler, Worker
 
 from .conftest import eventually, status_is
+from .harness import Harness
 
 
 @contextlib.asynccontextmanager
@@ -36,7 +38,7 @@ def make_worker(settings: Settings, handler: Handler, **options: Any) -> Worker:
     return Worker("t", handler, settings=settings, **options)
 
 
-async def test_runs_a_job_once_and_completes_it(store: JobStore, settings: Settings) -> None:
+async def test_runs_a_job_once_and_completes_it(store: Harness, settings: Settings) -> None:
     seen: list[Job] = []
 
     async def handler(job: Job) -> None:
@@ -51,7 +53,7 @@ async def test_runs_a_job_once_and_completes_it(store: JobStore, settings: Setti
     assert done.worker_id == job.worker_id and done.finished_at >= done.started_at > 0
 
 
-async def test_handlers_may_use_the_workers_redis_client(store: JobStore, settings: Settings) -> None:
+async def test_handlers_may_use_the_workers_redis_client(store: Harness, settings: Settings) -> None:
     async def handler(job: Job) -> None:
         await worker.redis.rpush("handled", job.payload)
 
@@ -65,7 +67,7 @@ async def test_handlers_may_use_the_workers_redis_client(store: JobStore, settin
     assert sorted(await store.redis.lrange("handled", 0, -1)) == [b"0", b"1", b"2"]
 
 
-async def test_handler_exception_fails_the_job_with_its_error(store: JobStore, settings: Settings) -> None:
+async def test_handler_exception_fails_the_job_with_its_error(store: Harness, settings: Settings) -> None:
     async def handler(job: Job) -> None:
         raise ValueError(f"bad payload {job.payload!r}")
 
@@ -77,7 +79,7 @@ async def test_handler_exception_fails_the_job_with_its_error(store: JobStore, s
     assert failed.attempt == 1
 
 
-async def test_concurrency_limits_parallel_handlers(store: JobStore, settings: Settings) -> None:
+async def test_concurrency_limits_parallel_handlers(store: Harness, settings: Settings) -> None:
     active, peak = 0, 0
     release = asyncio.Event()
 
@@ -109,7 +111,7 @@ async def test_concurrency_limits_parallel_handlers(store: JobStore, settings: S
 
 
 async def test_a_quick_job_is_recorded_while_the_others_keep_the_worker_busy(
-    store: JobStore, settings: Settings
+    store: Harness, settings: Settings
 ) -> None:
     """The fetcher, waiting for free slots, would record completions with its next
     take; one that finishes while the rest run on must not wait for that."""
@@ -127,7 +129,7 @@ async def test_a_quick_job_is_recorded_while_the_others_keep_the_worker_busy(
         release.set()
 
 
-async def test_two_workers_never_run_one_job_at_once(store: JobStore, settings: Settings) -> None:
+async def test_two_workers_never_run_one_job_at_once(store: Harness, settings: Settings) -> None:
     running_now: set[str] = set()
     runs: list[str] = []
     overlaps: list[str] = []
@@ -152,7 +154,7 @@ async def test_two_workers_never_run_one_job_at_once(store: JobStore, settings: 
     assert workers == {"first", "second"}
 
 
-async def test_cancelling_a_running_job_cancels_its_handler(store: JobStore, settings: Settings) -> None:
+async def test_cancelling_a_running_job_cancels_its_handler(store: Harness, settings: Settings) -> None:
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def handler(job: Job) -> None:
@@ -175,7 +177,7 @@ async def test_cancelling_a_running_job_cancels_its_handler(store: JobStore, set
         await eventually(status_is(store, after.id, JobStatus.COMPLETED), what="next job")
 
 
-async def test_a_cancelled_pending_job_never_starts(store: JobStore, settings: Settings) -> None:
+async def test_a_cancelled_pending_job_never_starts(store: Harness, settings: Settings) -> None:
     started: list[bytes] = []
 
     async def handler(job: Job) -> None:
@@ -190,7 +192,7 @@ async def test_a_cancelled_pending_job_never_starts(store: JobStore, settings: S
     assert (await store.get(doomed.id)).status is JobStatus.CANCELLED
 
 
-async def test_scheduled_job_starts_at_its_time_not_before(store: JobStore, settings: Settings) -> None:
+async def test_scheduled_job_starts_at_its_time_not_before(store: Harness, settings: Settings) -> None:
     started_at: list[int] = []
 
     async def record_start(job: Job) -> None:
@@ -206,7 +208,7 @@ async def test_scheduled_job_starts_at_its_time_not_before(store: JobStore, sett
 
 
 async def test_stale_result_is_refused_and_counted(
-    store: JobStore, settings: Settings, caplog: pytest.LogCaptureFixture
+    store: Harness, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A handler that outlives its lease (and ignores cancellation) cannot record a result."""
     started, taken_over = asyncio.Event(), asyncio.Event()
@@ -226,11 +228,11 @@ async def test_stale_result_is_refused_and_counted(
             await asyncio.wait_for(started.wait(), 10)
             # The lease expires (as if the worker had stalled) and a reaper re-queues the job.
             await store.redis.zadd(store.keys.queue("t").leases, {job.id: 0})
-            assert await store.recover("t", job.id) == "requeued"
+            assert await store.transitions.recover("t", job.id) == Result(Outcome.RECOVERED)
             taken_over.set()
 
             async def refused() -> bool:
-                return worker.stale_results == 1
+                return worker.stats[Event.STALE_RESULT] == 1
 
             await eventually(refused, what="refused result")
             await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="second attempt")
@@ -238,7 +240,7 @@ async def test_stale_result_is_refused_and_counted(
     assert any("refused" in r.getMessage() for r in caplog.records)
 
 
-async def test_shutdown_lets_short_handlers_finish(store: JobStore, settings: Settings) -> None:
+async def test_shutdown_lets_short_handlers_finish(store: Harness, settings: Settings) -> None:
     started, finish = asyncio.Event(), asyncio.Event()
 
     async def handler(job: Job) -> None:
@@ -259,7 +261,7 @@ async def test_shutdown_lets_short_handlers_finish(store: JobStore, settings: Se
 
 
 @pytest.mark.parametrize("how", ["stop event", "task cancellation"])
-async def test_shutdown_hands_back_unfinished_jobs(store: JobStore, settings: Settings, how: str) -> None:
+async def test_shutdown_hands_back_unfinished_jobs(store: Harness, settings: Settings, how: str) -> None:
     started = asyncio.Event()
 
     async def handler(job: Job) -> None:
@@ -284,14 +286,14 @@ async def test_shutdown_hands_back_unfinished_jobs(store: JobStore, settings: Se
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
 
 
-async def _prefetched(store: JobStore, worker: Worker, first: Job, then: Job) -> None:
+async def _prefetched(store: Harness, worker: Worker, first: Job, then: Job) -> None:
     """Waits until `then` is claimed (RUNNING) while `first` holds the only slot."""
     await eventually(status_is(store, first.id, JobStatus.RUNNING), what="first job running")
     await eventually(status_is(store, then.id, JobStatus.RUNNING), what="second job prefetched")
-    assert len(worker._waiting) == 1  # claimed, not started
+    assert (worker.stats[Event.CLAIMED], worker.stats[Event.STARTED]) == (2, 1)  # one claimed, not started
 
 
-async def test_prefetched_jobs_start_as_slots_free_and_all_run(store: JobStore, settings: Settings) -> None:
+async def test_prefetched_jobs_start_as_slots_free_and_all_run(store: Harness, settings: Settings) -> None:
     started: list[bytes] = []
     release = asyncio.Event()
     running_now = 0
@@ -317,7 +319,7 @@ async def test_prefetched_jobs_start_as_slots_free_and_all_run(store: JobStore, 
     assert (sorted(started), most) == ([b"0", b"1", b"2"], 1)
 
 
-async def test_a_cancelled_prefetched_job_is_dropped_unstarted(store: JobStore, settings: Settings) -> None:
+async def test_a_cancelled_prefetched_job_is_dropped_unstarted(store: Harness, settings: Settings) -> None:
     started: list[bytes] = []
     release = asyncio.Event()
 
@@ -333,7 +335,7 @@ async def test_a_cancelled_prefetched_job_is_dropped_unstarted(store: JobStore, 
         await store.cancel(doomed.id)
 
         async def dropped() -> bool:
-            return worker.stats["lost leases"] == 1 and not worker._waiting
+            return worker.stats[Event.CANCELLED] == 1
 
         await eventually(dropped, what="prefetched job dropped")
         release.set()
@@ -342,7 +344,7 @@ async def test_a_cancelled_prefetched_job_is_dropped_unstarted(store: JobStore, 
     assert (await store.get(doomed.id)).status is JobStatus.CANCELLED
 
 
-async def test_shutdown_hands_back_prefetched_jobs_at_once(store: JobStore, settings: Settings) -> None:
+async def test_shutdown_hands_back_prefetched_jobs_at_once(store: Harness, settings: Settings) -> None:
     release = asyncio.Event()
 
     async def handler(job: Job) -> None:

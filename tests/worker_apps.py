@@ -12,7 +12,7 @@ import os
 
 from redis.asyncio import Redis
 
-from jobqueue.config import Settings
+from jobqueue.settings import Settings
 from jobqueue.worker import Job, Worker
 
 _redis: Redis | None = None

@@ -25,9 +25,10 @@ from connectrpc.errors import ConnectError
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient, JobServiceClientSync
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..settings import DEFAULT_API_URL
 from ..wire import enqueue_request, job_from_proto
 
-DEFAULT_URL = "http://localhost:8080"
+DEFAULT_URL = DEFAULT_API_URL
 T = TypeVar("T")
 
 

@@ -16,7 +16,7 @@ from .._gen.grpc.health.v1 import health_pb
 from .._gen.grpc.health.v1.health_connect import HealthASGIApplication
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
-from ..store import JobStore
+from ..producer import Producer
 from .cors import CORSMiddleware
 from .drain import DrainUnreadBody
 from .errors import ErrorInterceptor
@@ -29,7 +29,7 @@ _ENVELOPE_BYTES = 64 * 1024
 
 
 def create_app(
-    store: JobStore,
+    producer: Producer,
     *,
     cors_origins: tuple[str, ...] = (),
     on_startup: Hook | None = None,
@@ -39,12 +39,12 @@ def create_app(
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
     # the limit is refused by the store with a message that names the field.
-    read_max_bytes = store.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
+    read_max_bytes = producer.store.settings.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
     descriptors = (jobqueue_pb.desc(), health_pb.desc())
-    jobs = JobServiceHandler(store)
+    jobs = JobServiceHandler(producer)
     router = Router([
         JobServiceASGIApplication(jobs, interceptors=interceptors, read_max_bytes=read_max_bytes),
-        HealthASGIApplication(HealthService(store.redis), interceptors=interceptors),
+        HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip

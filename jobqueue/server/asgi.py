@@ -1,9 +1,9 @@
 """The server as one ASGI app that owns its resources, for any ASGI server.
 
-Its lifespan startup connects to Redis and starts the scheduler and the reaper;
-shutdown stops them. `jobqueue server` runs it on Hypercorn (the default) or, with
-`--server h2corn` (the `jobqueue[h2corn]` extra), on h2corn, which runs
-`h2corn --factory jobqueue.server.asgi:build`.
+Its lifespan startup starts the scheduler and the reaper; shutdown stops them
+and closes the Redis client. `jobqueue server` runs it on Hypercorn (the
+default) or, with `--server h2corn` (the `jobqueue[h2corn]` extra), on h2corn,
+which runs `h2corn --factory jobqueue.server.asgi:build` in a new process.
 """
 
 from __future__ import annotations
@@ -11,35 +11,34 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..config import Settings, connect
+from ..event_log import LogObserver
+from ..events import Observers
+from ..producer import Producer
 from ..reaper import Reaper
 from ..scheduler import Scheduler
-from ..store import JobStore, Keyspace
+from ..settings import Settings
+from ..store import Store
 from .app import create_app
 
 
 def build(settings: Settings | None = None) -> Any:
-    """The app for `settings` (default: from the environment)."""
+    """The app for `settings` (default: from the environment, as h2corn's factory)."""
     settings = settings or Settings.from_env()
-    redis = connect(settings.redis_url)
-    store = JobStore(
-        redis,
-        keys=Keyspace(settings.prefix),
-        retention_ms=settings.retention_ms,
-        max_payload_bytes=settings.max_payload_bytes,
-        idempotency_window_ms=settings.idempotency_window_ms,
-    )
+    store = Store.open(settings)
+    notify = Observers([LogObserver()])
     background: list[asyncio.Task[None]] = []
 
     async def startup() -> None:
-        background.append(asyncio.create_task(Scheduler(store).run()))
-        background.append(asyncio.create_task(Reaper.from_settings(store, settings).run()))
+        background.append(asyncio.create_task(Scheduler(store, None, notify).run()))
+        background.append(asyncio.create_task(Reaper(store, None, notify).run()))
 
     async def shutdown() -> None:
         for task in background:
             task.cancel()
         if background:
             await asyncio.wait(background, timeout=5)
-        await redis.aclose()
+        await store.aclose()
 
-    return create_app(store, cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown)
+    return create_app(
+        Producer(store), cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown
+    )

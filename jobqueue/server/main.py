@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import os
 import shutil
-import signal
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
-from ..config import Settings
+from ..process import configure_logging, run_until_stopped
+from ..settings import Settings
 from .asgi import build
 
 log = logging.getLogger("jobqueue.server")
@@ -37,13 +35,8 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serves on Hypercorn until `stop` is set (or SIGINT/SIGTERM when `stop` is None)."""
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serves on Hypercorn until `stop` is set."""
     log.info(
         "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
     )
@@ -56,36 +49,23 @@ def run_h2corn(settings: Settings) -> None:
     h2corn = shutil.which("h2corn")
     if h2corn is None:
         raise FileNotFoundError("h2corn is not installed: pip install 'jobqueue[h2corn]'")
-    os.environ.update(_settings_env(settings))
+    configure_logging()
     log.info(
         "jobqueue server on %s:%d (h2corn), Redis %s",
         settings.host,
         settings.port,
         _redacted(settings.redis_url),
     )
-    os.execv(h2corn, [
+    # The new process's factory (asgi.build) reads the settings back from its environment.
+    os.execve(h2corn, [
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
-    ])  # fmt: skip
-
-
-def _settings_env(settings: Settings) -> dict[str, str]:
-    """Settings as the JOBQUEUE_* variables the app reads back in the new process."""
-    env = {"JOBQUEUE_REDIS_URL": settings.redis_url}
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        if field.name != "redis_url":
-            env[f"JOBQUEUE_{field.name.upper()}"] = (
-                ",".join(value) if isinstance(value, tuple) else str(value)
-            )
-    return env
+    ], {**os.environ, **settings.to_env()})  # fmt: skip
 
 
 def run(settings: Settings) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    """Serves until SIGINT or SIGTERM."""
+    run_until_stopped(lambda stop: serve(settings, stop))
 
 
 def _redacted(url: str) -> str:

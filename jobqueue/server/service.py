@@ -1,4 +1,4 @@
-"""The JobService handlers: decode, validate, call the store, encode."""
+"""The JobService handlers: decode, validate, call the producer, encode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from connectrpc.request import RequestContext
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..errors import InvalidInput
-from ..store import JobStore
+from ..producer import Producer
 from ..wire import enqueue_request_from_proto, job_to_proto
 
 MAX_BATCH = 10_000
@@ -18,14 +18,14 @@ MAX_BATCH = 10_000
 class JobServiceHandler(JobService):
     """The handlers; the generated base class answers `unimplemented` for any RPC not defined here."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
 
     async def enqueue_job(
         self, request: pb.EnqueueJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.EnqueueJobResponse:
         r = enqueue_request_from_proto(request)
-        job = await self.store.enqueue(r.job_type, r.payload, r.execution_time_ms, r.options)
+        job = await self.producer.enqueue(r.job_type, r.payload, r.execution_time_ms, r.options)
         return pb.EnqueueJobResponse(job=job_to_proto(job))
 
     async def enqueue_jobs(
@@ -33,19 +33,19 @@ class JobServiceHandler(JobService):
     ) -> pb.EnqueueJobsResponse:
         if len(request.jobs) > MAX_BATCH:
             raise InvalidInput("jobs", f"{len(request.jobs)} jobs in one call; at most {MAX_BATCH}")
-        jobs = await self.store.enqueue_many([enqueue_request_from_proto(r) for r in request.jobs])
+        jobs = await self.producer.enqueue_many([enqueue_request_from_proto(r) for r in request.jobs])
         return pb.EnqueueJobsResponse(jobs=[job_to_proto(job, with_payload=False) for job in jobs])
 
     async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext[Any, Any]) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=job_to_proto(await self.store.get(request.id)))
+        return pb.GetJobResponse(job=job_to_proto(await self.producer.get(request.id)))
 
     async def cancel_job(
         self, request: pb.CancelJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.CancelJobResponse:
-        await self.store.cancel(request.id)
+        await self.producer.cancel(request.id)
         return pb.CancelJobResponse()
 
     async def retry_job(
         self, request: pb.RetryJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.RetryJobResponse:
-        return pb.RetryJobResponse(job=job_to_proto(await self.store.retry(request.id)))
+        return pb.RetryJobResponse(job=job_to_proto(await self.producer.retry(request.id)))

@@ -1,16 +1,19 @@
-"""Redis storage: the key layout (keys.py), the Lua scripts (lua/), and JobStore."""
+"""Redis storage, by role:
 
-from .connection import OwnConnection
-from .keys import Keyspace, QueueKeys
-from .store import DAY_MS, DEFAULT_MAX_PAYLOAD_BYTES, JOB_FIELDS, JobStore, decode_job
+- keys.py: every key name (docs/design.md lists them);
+- lua/: one script per state transition, with the helpers they include;
+- scripts.py: loads the scripts and orders their declared keys;
+- outcomes.py: the scripts' outcome codes, and the errors refusals become;
+- codec.py: the job hash and back;
+- transitions.py: every write of job state, one method per script;
+- enqueuer.py: the enqueue batching engine;
+- inspect.py: the read side;
+- client.py, connection.py: Redis clients and a connection of a caller's own;
+- store.py: all of it for one deployment (`Store`).
 
-__all__ = [
-    "DAY_MS",
-    "DEFAULT_MAX_PAYLOAD_BYTES",
-    "JOB_FIELDS",
-    "JobStore",
-    "Keyspace",
-    "OwnConnection",
-    "QueueKeys",
-    "decode_job",
-]
+What a producer needs is `jobqueue.Producer`.
+"""
+
+from .store import Store
+
+__all__ = ["Store"]

@@ -6,6 +6,7 @@ them all runs on one Redis Cluster slot.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -26,9 +27,14 @@ class QueueKeys:
     _base: str  # "P:{pppp}", for the keys below
     _type: str
 
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The names of the queue's fixed keys (what a script's KEYS line may name)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if not f.name.startswith("_"))
+
     def named(self) -> dict[str, str]:
         """The fixed keys by name (what docs/design.md lists)."""
-        return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("_")}
+        return {name: getattr(self, name) for name in self.names()}
 
     def held(self, worker_id: str) -> str:
         """SET of the ids a worker claimed and has not finished (may hold stale ids)."""
@@ -46,6 +52,7 @@ class Keyspace:
         self.types = f"{prefix}:types"
         # Pub/Sub channel: "a job was scheduled earlier than the type's earliest one".
         self.schedule_channel = f"{prefix}:scheduled"
+        self._queues: dict[str, QueueKeys] = {}
 
     def job(self, job_id: str) -> str:
         return self.job_key_prefix(partition_of_id(job_id)) + job_id
@@ -55,6 +62,14 @@ class Keyspace:
         return f"{self.prefix}:{{{partition}}}:job:"
 
     def queue(self, job_type: str) -> QueueKeys:
+        queue = self._queues.get(job_type)
+        if queue is None:
+            if len(self._queues) >= 1024:  # a process sees few types; bound it anyway
+                self._queues.clear()
+            queue = self._queues[job_type] = self._make_queue(job_type)
+        return queue
+
+    def _make_queue(self, job_type: str) -> QueueKeys:
         base = f"{self.prefix}:{{{partition_of_type(job_type)}}}"
         return QueueKeys(
             scheduled=f"{base}:scheduled:{job_type}",

@@ -1,60 +1,136 @@
-"""Loads the Lua scripts of lua/ (one per state transition) into a Redis client.
+"""Loads the Lua scripts of lua/ and runs them with their declared keys.
 
-Each script is sent with EVALSHA and re-sent with EVAL only when Redis answers
-NOSCRIPT (after a restart or SCRIPT FLUSH), so the text crosses the wire once.
+Each script's header names what it needs, once, next to its code:
+
+    -- include: claim_popped          helpers from lua/include/ (each may include others)
+    -- KEYS: popped, suspects, leases, held, ...the jobs
+
+The loader assembles the text sent to Redis (the includes, dependencies first,
+then the script) and turns the KEYS line into the script's first lines:
+`local popped, suspects, leases, held = KEYS[1], ..., KEYS[4]` and
+`local FIXED_KEYS = 4`, the number of named keys before the caller's own (names
+starting with `...`, e.g. the keys of the jobs a call touches). A caller passes
+the queue, and the job or worker where a name needs one; `Script.keys` puts them
+in the declared order. Adding a key to every transition is so one name in each
+header.
+
+A script goes as EVALSHA and is re-sent with EVAL only when Redis answers
+NOSCRIPT (after a restart or SCRIPT FLUSH), so its text crosses the wire once.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING
+from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING, Any
+
+from .keys import QueueKeys
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
+    from redis.typing import EncodableT
 
-NAMES = (
-    "enqueue",
-    "promote",
-    "claim",
-    "heartbeat",
-    "complete",
-    "fail",
-    "release",
-    "cancel",
-    "retry",
-    "expired",
-    "recover",
-    "forget_worker",
-    "sweep_popped",
-    "give_back",
-)
+    from .connection import OwnConnection
+
+_INCLUDE = re.compile(r"^-- include: (.+)$", re.MULTILINE)
+_KEYS = re.compile(r"^-- KEYS: (.+)$", re.MULTILINE)
+# The names a KEYS line may use besides the queue's own keys (QueueKeys.named()).
+_JOB, _HELD = "job", "held"
 
 
-def source(name: str) -> str:
-    """The text sent to Redis: the shared prelude, then the script."""
-    lua = resources.files(__package__).joinpath("lua")
-    return lua.joinpath("_prelude.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
+def _lua() -> Traversable:
+    return resources.files(__package__).joinpath("lua")
+
+
+def script_names() -> list[str]:
+    """Every script in lua/ (the includes apart)."""
+    return sorted(f.name.removesuffix(".lua") for f in _lua().iterdir() if f.name.endswith(".lua"))
+
+
+def _includes(text: str) -> list[str]:
+    found = _INCLUDE.search(text)
+    return [name.strip() for name in found[1].split(",")] if found else []
+
+
+def _with_includes(names: Sequence[str], done: set[str]) -> Iterator[str]:
+    """The texts of `names` and what they include, each once, dependencies first."""
+    for name in names:
+        if name in done:
+            continue
+        done.add(name)
+        text = _lua().joinpath("include", f"{name}.lua").read_text()
+        yield from _with_includes(_includes(text), done)
+        yield text
+
+
+def declared_keys(text: str) -> tuple[str, ...]:
+    """The named keys of a script's KEYS line (without the caller's own, `...`)."""
+    found = _KEYS.search(text)
+    if found is None:
+        raise ValueError("a script must declare its keys (a '-- KEYS:' line)")
+    names = tuple(name.strip() for name in found[1].split(","))
+    return tuple(name for name in names if not name.startswith("..."))
 
 
 @dataclass(frozen=True, slots=True)
-class Scripts:
-    enqueue: AsyncScript
-    promote: AsyncScript
-    claim: AsyncScript
-    heartbeat: AsyncScript
-    complete: AsyncScript
-    fail: AsyncScript
-    release: AsyncScript
-    cancel: AsyncScript
-    retry: AsyncScript
-    expired: AsyncScript
-    recover: AsyncScript
-    forget_worker: AsyncScript
-    sweep_popped: AsyncScript
-    give_back: AsyncScript
+class Script:
+    name: str
+    keys_declared: tuple[str, ...]
+    text: str  # what Redis runs
+    registered: AsyncScript
 
-    @classmethod
-    def register(cls, redis: Redis) -> Scripts:
-        return cls(**{name: redis.register_script(source(name)) for name in NAMES})
+    def keys(
+        self, queue: QueueKeys | None, *, job: str = "", worker_id: str = "", more: Sequence[str] = ()
+    ) -> list[str]:
+        """The declared keys in their order (`job`: the job's key; `worker_id`: whose
+        `held` set), then `more`."""
+        keys: list[str] = []
+        for name in self.keys_declared:
+            if name == _JOB:
+                keys.append(job)
+            elif queue is None:
+                raise TypeError(f"{self.name}.lua needs the queue's keys")
+            elif name == _HELD:
+                keys.append(queue.held(worker_id))
+            else:
+                keys.append(getattr(queue, name))
+        keys.extend(more)
+        return keys
+
+    async def __call__(
+        self, keys: Sequence[str], args: Sequence[EncodableT], via: OwnConnection | None = None
+    ) -> Any:
+        """Runs the script (`via`: the caller's own connection, else the pool)."""
+        if via is None:
+            return await self.registered(keys=keys, args=args)
+        return await via.script(self.registered, keys, args)
+
+
+@functools.cache
+def assembled(name: str) -> tuple[str, tuple[str, ...]]:
+    """lua/<name>.lua as Redis runs it (its includes, its key locals, then the
+    script), and its declared keys."""
+    text = _lua().joinpath(f"{name}.lua").read_text()
+    keys = declared_keys(text)
+    unknown = set(keys) - {*QueueKeys.names(), _JOB, _HELD}
+    if unknown:
+        raise ValueError(f"{name}.lua declares unknown keys {sorted(unknown)}")
+    parts = list(_with_includes(_includes(text), set()))
+    if keys:
+        parts.append(f"local {', '.join(keys)} = {', '.join(f'KEYS[{i}]' for i in range(1, len(keys) + 1))}")
+    parts += [f"local FIXED_KEYS = {len(keys)}", text]
+    return "\n".join(parts), keys
+
+
+def load(redis: Redis, *names: str) -> dict[str, Script]:
+    """The scripts `names` (default: every script of lua/), registered on `redis`, by name."""
+    scripts = {}
+    for name in names or script_names():
+        text, keys = assembled(name)
+        scripts[name] = Script(name, keys, text, redis.register_script(text))
+    return scripts

@@ -1,44 +1,51 @@
 """The worker: runs a handler for every job of one type, at least once.
 
-The life of one job in a worker:
-1. `pop`: wait on the ready list with a blocking BLMOVE into the popped list;
-2. `claim`: one script makes it RUNNING under a lease with a new fencing token
-   (with `prefetch`, a claimed job may wait here for a free slot);
-3. the handler runs (within the job's timeout) while a heartbeat marks the
-   worker alive and renews every held lease (one script for all of them); a
-   lease found lost (the job was cancelled, or it expired and went to another
-   worker) cancels its handler;
-4. `complete`, or `fail`: retried later with backoff while attempts are left,
-   else FAILED for good; both accepted only with the current token.
+The life of one job in a worker, each step in its own module:
+1. the fetcher (fetcher.py) pops or takes its id and claims it: RUNNING under
+   a lease with a new fencing token (with `prefetch`, a claimed job may wait
+   in slots.py for a free slot);
+2. the handler runs (`Worker._execute`, within the job's timeout) while the
+   heartbeat (heartbeat.py) marks the worker alive and renews every held lease
+   (one script for all of them); a lease found lost (the job was cancelled, or
+   it went to another worker) cancels its handler;
+3. its completion is recorded in a batch (completions.py), or its failure at
+   once: retried later with backoff while attempts are left, else FAILED for
+   good; both accepted only with the current token.
 A worker killed anywhere in this loses nothing: see jobqueue/reaper.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import random
-import signal
 import socket
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..config import Settings, connect
+from ..event_log import LogObserver
+from ..events import Counts, Event, Failure, Observer, Observers
 from ..faults import crash_point
 from ..model import Backoff, Job, check_job_type, check_max_attempts
+from ..process import run_until_stopped
 from ..reaper import Reaper
 from ..scheduler import Scheduler
-from ..store import JobStore, Keyspace, OwnConnection
-from ..supervise import REDIS_DOWN, raise_if_cancelled, supervise
+from ..settings import Settings
+from ..store import Store
+from ..store.outcomes import Outcome, Result
+from ..supervise import REDIS_DOWN, supervise
 from ..supervise import Backoff as ReconnectBackoff
+from .completions import Completions
 from .errors import PermanentError, RetryAfter
+from .fetcher import Fetcher
+from .heartbeat import Heartbeat
+from .slots import Run, Slots
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -48,18 +55,16 @@ log = logging.getLogger("jobqueue.worker")
 Handler = Callable[[Job], Awaitable[None]]
 
 MAX_ERROR_CHARS = 4000
-# Longest a worker holds back a round trip to make a batch: a claim for more
-# than one free slot, a completion for the fetcher to send with its next take.
-BATCH_LINGER_S = 0.005
 
 
-@dataclasses.dataclass(eq=False)
-class _Run:
-    job: Job
-    task: asyncio.Task[None] | None = None
-    # Why the worker cancelled the handler ("shutdown", or how the lease was lost).
-    interrupted: str | None = None
-    handler_done: bool = False
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Serving:
+    """The parts of a worker while it serves."""
+
+    store: Store
+    slots: Slots
+    completions: Completions
+    fetcher: Fetcher
 
 
 class Worker:
@@ -94,6 +99,7 @@ class Worker:
         worker_id: str | None = None,
         run_scheduler: bool = True,
         run_reaper: bool = True,
+        observers: Iterable[Observer] = (),
     ) -> None:
         """
         Args:
@@ -121,9 +127,12 @@ class Worker:
                 finish before they are cancelled and their jobs handed back.
             block_timeout_s: longest single blocking pop (the wait is repeated).
             batch_size: most jobs claimed, or completions recorded, per round trip.
-            settings: shared settings; default `Settings.from_env()`.
+            settings: the deployment's settings (Redis, key prefix, retention...);
+                default: those `serve` is given, else `Settings.from_env()`.
             run_scheduler, run_reaper: run a scheduler and a reaper for this type
                 in this process (safe alongside any number of others).
+            observers: called with every Event of this worker's jobs, besides the
+                log (jobqueue.events).
         """
         self.job_type = check_job_type(job_type)
         self.handler = handler
@@ -145,194 +154,119 @@ class Worker:
         self.liveness_ms = int(liveness_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s
         self.block_timeout_s = block_timeout_s
-        self.settings = settings or Settings.from_env()
+        self.batch_size = batch_size
+        self.settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.run_scheduler = run_scheduler
         self.run_reaper = run_reaper
-        # completed, retried, failed, handed back, skipped, stale results (refused
-        # because the lease had been lost), lost leases.
-        self.stats: collections.Counter[str] = collections.Counter()
-        self.batch_size = batch_size
-        capacity = concurrency + prefetch  # runs held at once: running, and prefetched
-        self._capacity = capacity
-        # Slots a busy worker waits to have free before its next round (BATCH_LINGER_S at most).
-        self._batch_slots = max(1, min(batch_size, capacity // 2))
-        self._claim_when_running = capacity - self._batch_slots
-        # Ids taken into the popped list by a round, to claim in the next (complete.lua).
-        self._taken: list[str] = []
-        self._runs: dict[str, _Run] = {}  # every job held under a lease: running or waiting
-        self._waiting: collections.deque[_Run] = collections.deque()  # prefetched, not started
-        self._slot_freed = asyncio.Event()
-        self._completed: dict[str, Job] = {}  # handler done, completion not yet recorded
-        self._sending: set[str] = set()  # of those, the ids on their way to Redis
-        self._popping = False  # the fetcher waits on an empty queue
-        self._fetcher_gone = False
-        self._has_completed = asyncio.Event()
-        self._all_recorded = asyncio.Event()
-        self._store: JobStore | None = None
+        # What happened to this worker's jobs, by event (an observer like any other).
+        self.stats = Counts()
+        self.notify = Observers([self.stats, LogObserver(), *observers])
+        self._serving: _Serving | None = None
 
     @property
-    def stale_results(self) -> int:
-        return self.stats["stale results"]
-
-    @property
-    def store(self) -> JobStore:
-        if self._store is None:
+    def store(self) -> Store:
+        if self._serving is None:
             raise RuntimeError("the worker is not running")
-        return self._store
+        return self._serving.store
 
     @property
     def redis(self) -> Redis:
         """The worker's Redis client (replies are bytes), for handlers' own commands
         while it runs, as arq's `ctx['redis']`: its pool is made like the worker's (no
         per-command timeout, commands packed in C), and a handler need not open a
-        client of its own, whose first connections cost the first jobs milliseconds."""
+        client of its own, whose first connections cost the first jobs time."""
         return self.store.redis
 
     def run(self) -> None:
         """Runs until SIGINT or SIGTERM, then shuts down gracefully."""
         run_workers(self)
 
-    async def serve(self, stop: asyncio.Event | None = None) -> None:
-        """Runs until `stop` is set or the task is cancelled; either way shuts down gracefully."""
+    async def serve(self, stop: asyncio.Event | None = None, *, settings: Settings | None = None) -> None:
+        """Runs until `stop` is set or the task is cancelled; either way shuts down
+        gracefully. `settings`: used unless the worker was built with its own."""
+        settings = self.settings or settings or Settings.from_env()
         # Unbounded pools: the worker's own concurrency bounds its connections.
-        redis = connect(self.settings.redis_url, max_connections=None)
-        # The fetcher's round trips (pops included) go one after another on a connection of its own.
-        fetching = OwnConnection(redis)
-        self._store = JobStore(
-            redis, keys=Keyspace(self.settings.prefix), retention_ms=self.settings.retention_ms
+        store = Store.open(settings, max_connections=None)
+        transitions = store.transitions
+        notify = self.notify
+        slots = Slots(
+            self.concurrency, self.prefetch, self.batch_size, lambda run: self._execute(serving, run)
         )
+        completions = Completions(
+            transitions,
+            self.job_type,
+            self.worker_id,
+            batch_size=self.batch_size,
+            lease_ms=self.lease_ms,
+            default_max_attempts=self.max_attempts,
+            notify=notify,
+        )
+        fetcher = Fetcher(
+            transitions,
+            slots,
+            completions,
+            self.job_type,
+            self.worker_id,
+            lease_ms=self.lease_ms,
+            default_max_attempts=self.max_attempts,
+            batch_size=self.batch_size,
+            block_timeout_s=self.block_timeout_s,
+            notify=notify,
+        )
+        heartbeat = Heartbeat(
+            transitions,
+            slots,
+            completions,
+            self.job_type,
+            self.worker_id,
+            interval_s=self.heartbeat_s,
+            lease_ms=self.lease_ms,
+            liveness_ms=self.liveness_ms,
+            notify=notify,
+        )
+        serving = self._serving = _Serving(store, slots, completions, fetcher)
+        # The fetcher's round trips (pops included) go one after another on a connection of its own.
+        fetching = store.own_connection()
         # A heartbeat that waits out a long backoff after a Redis outage would let the
         # worker count as dead (liveness_s) and its running jobs run twice: it retries
         # at least once per heartbeat_s.
         retry_heartbeat = ReconnectBackoff(base=min(0.1, self.heartbeat_s), cap=self.heartbeat_s)
-        background = [asyncio.create_task(supervise("heartbeat", self._heartbeat_loop, log, retry_heartbeat))]
-        completer = asyncio.create_task(supervise("completer", self._completer_loop, log))
+        background = [asyncio.create_task(supervise("heartbeat", heartbeat.run, backoff=retry_heartbeat))]
+        completer = asyncio.create_task(supervise("completer", completions.run))
         if self.run_scheduler:
-            background.append(asyncio.create_task(Scheduler(self.store, [self.job_type]).run()))
+            background.append(asyncio.create_task(Scheduler(store, [self.job_type], notify).run()))
         if self.run_reaper:
-            reaper = Reaper.from_settings(self.store, self.settings, [self.job_type])
-            background.append(asyncio.create_task(reaper.run()))
-        fetcher = asyncio.create_task(supervise("fetcher", lambda: self._fetch_loop(fetching), log))
-        log.info("worker %s: handling %r, concurrency %d", self.worker_id, self.job_type, self.concurrency)
+            background.append(asyncio.create_task(Reaper(store, [self.job_type], notify).run()))
+        fetching_task = asyncio.create_task(supervise("fetcher", lambda: fetcher.run(fetching)))
+        log.info(
+            "worker %s: handling %r, concurrency %d%s",
+            self.worker_id,
+            self.job_type,
+            self.concurrency,
+            f", prefetch {self.prefetch}" if self.prefetch else "",
+        )
         try:
             stopped = asyncio.create_task(stop.wait()) if stop else asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait({stopped, fetcher}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({stopped, fetching_task}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopped.cancel()
         finally:
-            await self._shutdown(fetcher, completer, background)
+            await self._shutdown(serving, fetching_task, completer, background)
             await fetching.aclose()
-            await redis.aclose()
-            self._store = None
-
-    # -- taking jobs -----------------------------------------------------------
-
-    async def _fetch_loop(self, connection: OwnConnection) -> None:
-        """Claims jobs whenever slots are free, a batch per round trip while the queue
-        has some: each round records the completions that freed the slots, claims
-        the ids the round before took, and takes the next ones (complete.lua). An
-        empty queue is waited on with one blocking pop (an idle worker wakes on the
-        push), and the popped id claimed at once, alone: the smallest call, for the
-        latency of an idle worker (with a round instead, S2's p99 measured ~0.15 ms more)."""
-        while True:
-            raise_if_cancelled()
-            await self._wait_for_a_free_slot(connection)
-            await self._wait_for_a_batch_of_slots()
-            free = self._capacity - len(self._runs)
-            claim, self._taken = self._taken[:free], self._taken[free:]
-            # Enough for the free slots, and the next batch of slots to free.
-            take = min(self.batch_size, max(0, free - len(claim) + self._batch_slots - len(self._taken)))
-            claims, taken = await self._round(claim=claim, take=take, via=connection)
-            self._taken += taken
-            if taken:
-                crash_point("after_pop")  # taken, as popped: in the popped list, not claimed
-            if claims:
-                crash_point("after_claim")
-                self._accept(claim, claims)
-            if claim and len(self._runs) <= len(claim):
-                # An idle worker's jobs: let them start before this loop prepares its
-                # next call (~0.05 ms of latency). A busy worker does not yield here:
-                # it measured 10% slower with the extra turn of the event loop.
-                await asyncio.sleep(0)
-            if not self._taken and len(taken) < take and len(self._runs) < self._capacity:
-                # The queue is empty (the take got less than it asked for).
-                self._popping = True
-                try:
-                    job_id = await self.store.pop(connection, self.job_type, self.block_timeout_s)
-                finally:
-                    self._popping = False
-                if job_id is not None:
-                    crash_point("after_pop")
-                    claims = await self.store.claim_many(
-                        self.job_type,
-                        [job_id],
-                        self.worker_id,
-                        self.lease_ms,
-                        self.max_attempts,
-                        via=connection,
-                    )
-                    crash_point("after_claim")
-                    self._accept([job_id], claims)
-                    await asyncio.sleep(0)  # as above
-
-    def _accept(self, job_ids: list[str], claims: list[tuple[Job | None, str]]) -> None:
-        """Holds the jobs claimed, and starts as many as slots allow."""
-        for job_id, (job, outcome) in zip(job_ids, claims, strict=True):
-            if job is None:
-                self.stats["skipped"] += 1
-                level = logging.ERROR if outcome.startswith("corrupt") else logging.INFO
-                log.log(level, "job %s: not claimed (%s), skipped", job_id, outcome)
-                continue
-            run = _Run(job)
-            self._runs[job.id] = run
-            self._waiting.append(run)
-        self._start_waiting()
-
-    async def _wait_for_a_free_slot(self, connection: OwnConnection) -> None:
-        """Waits while every slot is taken. Ids taken for the next round go back to
-        the queue if no slot frees within BATCH_LINGER_S: with long jobs they would
-        wait here, while an idle worker could run them."""
-        while len(self._runs) >= self._capacity:
-            self._slot_freed.clear()
-            if not self._taken:
-                await self._slot_freed.wait()
-                continue
-            try:
-                async with asyncio.timeout(BATCH_LINGER_S):
-                    await self._slot_freed.wait()
-            except TimeoutError:
-                await self._give_back_taken(connection)
-
-    async def _give_back_taken(self, via: OwnConnection | None = None) -> None:
-        taken, self._taken = self._taken, []
-        if taken:
-            await self.store.give_back(self.job_type, taken, via=via)
-
-    def _start_waiting(self) -> None:
-        """Starts waiting runs while fewer than `concurrency` run."""
-        while self._waiting and len(self._runs) - len(self._waiting) < self.concurrency:
-            run = self._waiting.popleft()
-            run.task = asyncio.create_task(self._execute(run))
-
-    async def _wait_for_a_batch_of_slots(self) -> None:
-        """Waits up to BATCH_LINGER_S for half the slots to be free: a round trip
-        per freed slot would cost a busy worker more than its jobs, and a slot
-        left free by long-running neighbours is filled soon all the same."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(BATCH_LINGER_S):
-                while len(self._runs) > self._claim_when_running:
-                    self._slot_freed.clear()
-                    await self._slot_freed.wait()
+            await store.aclose()
+            self._serving = None
 
     # -- running one job -------------------------------------------------------
 
-    async def _execute(self, run: _Run) -> None:
+    async def _execute(self, serving: _Serving, run: Run) -> None:
         job = run.job
+        transitions = serving.store.transitions
+        self.notify(Event.STARTED, job)
         try:
             timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
-            # No timeout context without a timeout: it costs ~4% of a busy worker's CPU.
+            # No timeout context without a timeout: it costs a busy worker CPU.
             deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
             try:
                 if deadline is None:
@@ -346,83 +280,34 @@ class Worker:
                     raise
                 # The worker cancelled the handler itself: this task goes on to report.
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                if run.interrupted == "shutdown":
-                    await self._record(job, "handed back", lambda: self.store.release(job))
+                if run.interrupted is Event.RELEASED:
+                    await self._record(job, "released", lambda: transitions.release(job))
                 else:
-                    self.stats["lost leases"] += 1
-                    log.warning("job %s: handler cancelled: %s", job.id, run.interrupted)
+                    self.notify(run.interrupted, job, run.status)
                 return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a handler's failure is the job's outcome
                 run.handler_done = True
-                if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-                    error = f"timeout: the run took longer than {timeout_s:g} s"
-                else:
-                    error = "".join(traceback.format_exception_only(exc)).strip()[:MAX_ERROR_CHARS]
-                delay_ms = self._retry_delay_ms(job, exc)
-                log.warning("job %s: attempt %d failed: %s", job.id, job.attempt, error, exc_info=exc)
-                await self._record(job, "failed", lambda: self.store.fail(job, error, delay_ms))
+                failure = self._failure(job, exc, deadline, timeout_s)
+                fail = transitions.fail
+                await self._record(job, "failed", lambda: fail(job, failure.error, failure.delay_ms), failure)
             else:
                 run.handler_done = True
                 crash_point("before_finish")
-                # Recorded in batches by the completer; the slot is free already.
-                self._completed[job.id] = job
-                self._all_recorded.clear()
-                self._has_completed.set()
+                # Recorded in a batch by the next round; the slot is free already.
+                serving.completions.add(job)
         finally:
-            del self._runs[job.id]
-            self._start_waiting()
-            self._slot_freed.set()
+            serving.slots.finish(job.id)
 
-    async def _completer_loop(self) -> None:
-        """Records the completions the fetcher does not take along: a busy fetcher
-        sends them with its next take (one round trip for both). What it leaves
-        goes from here after BATCH_LINGER_S, or at once while the fetcher waits on
-        an empty queue or has stopped."""
-        while True:
-            raise_if_cancelled()
-            await self._has_completed.wait()
-            self._has_completed.clear()
-            if not self._popping and not self._fetcher_gone:
-                await asyncio.sleep(BATCH_LINGER_S)
-            await self._round()
-
-    async def _round(
-        self, *, claim: Sequence[str] = (), take: int = 0, via: OwnConnection | None = None
-    ) -> tuple[list[tuple[Job | None, str]], list[str]]:
-        """One round trip (complete.lua): records up to `batch_size` buffered
-        completions not already on their way, claims `claim` and takes up to `take`
-        ready ids; returns (claims, ids taken). `via`: the fetcher's connection (the
-        completer, which only records, uses the pool)."""
-        batch = [job for job in self._completed.values() if job.id not in self._sending]
-        if len(batch) > self.batch_size:
-            batch = batch[: self.batch_size]
-            self._has_completed.set()
-        if not batch and not take and not claim:
-            return [], []
-        self._sending.update(job.id for job in batch)
-        try:
-            outcomes, claims, taken = await self.store.worker_round(
-                self.job_type,
-                self.worker_id,
-                batch,
-                claim=claim,
-                take=take,
-                lease_ms=self.lease_ms,
-                default_max_attempts=self.max_attempts,
-                via=via,
+    def _failure(
+        self, job: Job, exc: Exception, deadline: asyncio.Timeout | None, timeout_s: float | None
+    ) -> Failure:
+        if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+            return Failure(
+                f"timeout: the run took longer than {timeout_s:g} s", self._retry_delay_ms(job, exc)
             )
-        except BaseException:
-            if batch:
-                self._has_completed.set()  # not recorded (the fetcher stopped, or Redis is down): retry here
-            raise
-        finally:
-            self._sending.difference_update(job.id for job in batch)
-        for job, outcome in zip(batch, outcomes, strict=True):
-            del self._completed[job.id]
-            self._note(job, "completed", outcome)
-        if not self._completed:
-            self._all_recorded.set()
-        return claims, taken
+        error = "".join(traceback.format_exception_only(exc)).strip()[:MAX_ERROR_CHARS]
+        expected = isinstance(exc, PermanentError | RetryAfter)
+        return Failure(error, self._retry_delay_ms(job, exc), None if expected else exc)
 
     def _retry_delay_ms(self, job: Job, exc: Exception) -> int | None:
         if isinstance(exc, PermanentError):
@@ -431,140 +316,98 @@ class Worker:
             return int(exc.seconds * 1000)
         return (job.backoff or self.backoff).delay_ms(job.attempt, random.random())
 
-    async def _record(self, job: Job, what: str, write: Callable[[], Awaitable[str]]) -> None:
+    async def _record(
+        self, job: Job, what: str, write: Callable[[], Awaitable[Result]], failure: Failure | None = None
+    ) -> None:
         """Writes an outcome, retrying through Redis outages while the lease could still hold.
 
-        After that the reaper re-queues the job, so giving up loses nothing. The
+        After that the reaper takes the job back, so giving up loses nothing. The
         writes are idempotent: a retry after a lost reply changes nothing.
         """
         deadline = asyncio.get_running_loop().time() + self.lease_ms / 1000
         backoff = ReconnectBackoff()
         while True:
             try:
-                outcome = await write()
+                result = await write()
                 break
-            except REDIS_DOWN as exc:
+            except REDIS_DOWN:
                 if asyncio.get_running_loop().time() >= deadline:
-                    log.error("job %s: could not record %s (%s); it will run again", job.id, what, exc)  # noqa: TRY400
+                    self.notify(Event.NOT_RECORDED, job, what)
                     return
                 await asyncio.sleep(backoff.next_delay())
-        self._note(job, what, outcome)
-
-    def _note(self, job: Job, what: str, outcome: str) -> None:
-        if outcome in ("ok", "retrying", "failed"):
-            recorded = {"ok": what, "retrying": "retried", "failed": "failed"}[outcome]
-            self.stats[recorded] += 1
-            log.debug("job %s: %s (attempt %d)", job.id, recorded, job.attempt)
+        if result.outcome is Outcome.STALE:
+            self.notify(Event.STALE_RESULT, job, result)
+        elif result.outcome is Outcome.RETRYING:
+            self.notify(Event.RETRY_SCHEDULED, job, failure)
+        elif result.outcome is Outcome.DEAD_LETTERED:
+            self.notify(Event.DEAD_LETTERED, job, failure)
         else:
-            self.stats["stale results"] += 1
-            log.warning("job %s: result %r refused: %s", job.id, what, outcome)
-
-    # -- liveness and leases ---------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            raise_if_cancelled()
-            held = [(r.job.id, r.job.lease_token) for r in self._runs.values() if not r.handler_done]
-            held += [(job.id, job.lease_token) for job in self._completed.values()]
-            lost = await self.store.heartbeat(
-                self.job_type, self.worker_id, held, self.lease_ms, self.liveness_ms
-            )
-            for job_id, status in lost:
-                run = self._runs.get(job_id)
-                if run is None or run.handler_done:
-                    continue
-                why = "job was cancelled" if status == "CANCELLED" else f"lease lost (job {status})"
-                if run.task is None:  # prefetched: drop it unstarted
-                    self._waiting.remove(run)
-                    del self._runs[job_id]
-                    self.stats["lost leases"] += 1
-                    log.warning("job %s: dropped before it started: %s", job_id, why)
-                    self._slot_freed.set()
-                    continue
-                run.interrupted = why
-                run.task.cancel()
-            await asyncio.sleep(self.heartbeat_s)
+            self.notify(Event.RELEASED, job)
 
     # -- stopping --------------------------------------------------------------
 
     async def _shutdown(
-        self, fetcher: asyncio.Task[None], completer: asyncio.Task[None], background: list[asyncio.Task[None]]
+        self,
+        serving: _Serving,
+        fetching: asyncio.Task[None],
+        completer: asyncio.Task[None],
+        background: list[asyncio.Task[None]],
     ) -> None:
-        fetcher.cancel()
-        await asyncio.gather(fetcher, return_exceptions=True)
-        self._fetcher_gone = True
-        await self._hand_back_waiting()
-        tasks = [r.task for r in self._runs.values() if r.task]
+        slots, completions = serving.slots, serving.completions
+        fetching.cancel()
+        await asyncio.gather(fetching, return_exceptions=True)
+        completions.hurry = True  # nothing will take completions along any more
+        await self._hand_back_waiting(serving)
+        tasks = slots.tasks()
         if tasks:
             log.info(
-                "worker %s: waiting up to %.1f s for %d job(s)",
+                "worker %s: stopping; waiting up to %g s for %d running job(s)",
                 self.worker_id,
                 self.shutdown_grace_s,
                 len(tasks),
             )
             await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
-        for run in list(self._runs.values()):
+        for run in list(slots.runs.values()):
             if run.task and not run.handler_done:
-                run.interrupted = "shutdown"
+                run.interrupted = Event.RELEASED
                 run.task.cancel()
-        leftovers = [r.task for r in self._runs.values() if r.task]
+        leftovers = slots.tasks()
         if leftovers:
             await asyncio.wait(leftovers, timeout=self.lease_ms / 1000)
-        await self._drain_completions(completer)
+        unrecorded = await completions.drain(completer, self.lease_ms / 1000)
+        if unrecorded:
+            log.warning(
+                "worker %s: %d completion(s) not recorded (Redis unavailable); those jobs will run again",
+                self.worker_id,
+                unrecorded,
+            )
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(*REDIS_DOWN):
-            await self.store.forget_worker(self.job_type, self.worker_id, leaving=True)
-        log.info("worker %s: stopped (%s)", self.worker_id, dict(self.stats) or "no jobs")
+            await serving.store.transitions.forget_worker(self.job_type, self.worker_id, leaving=True)
+        log.info("worker %s: stopped (%s)", self.worker_id, self.stats.summary())
 
-    async def _hand_back_waiting(self) -> None:
+    async def _hand_back_waiting(self, serving: _Serving) -> None:
         """Returns prefetched jobs, and ids taken for the next round, to the queue at
         once: they have not started."""
         with contextlib.suppress(*REDIS_DOWN):  # else sweep_popped brings them back
-            await self._give_back_taken()
-        waiting = list(self._waiting)
-        self._waiting.clear()
-        for run in waiting:
-            del self._runs[run.job.id]
-        release = self.store.release
+            await serving.fetcher.give_back_taken()
+        release = serving.store.transitions.release
+        waiting = serving.slots.take_waiting()
         await asyncio.gather(
-            *(self._record(run.job, "handed back", functools.partial(release, run.job)) for run in waiting)
+            *(self._record(run.job, "released", functools.partial(release, run.job)) for run in waiting)
         )
 
-    async def _drain_completions(self, completer: asyncio.Task[None]) -> None:
-        """Lets the completer record what is buffered (bounded by the lease), then stops it."""
-        if self._completed:
-            recorded = asyncio.create_task(self._all_recorded.wait())
-            await asyncio.wait(
-                {recorded, completer}, timeout=self.lease_ms / 1000, return_when=asyncio.FIRST_COMPLETED
-            )
-            recorded.cancel()
-        completer.cancel()
-        await asyncio.gather(completer, return_exceptions=True)
-        if self._completed:
-            log.error(
-                "worker %s: %d completion(s) not recorded; those jobs will run again",
-                self.worker_id,
-                len(self._completed),
-            )
 
+def run_workers(*workers: Worker, settings: Settings | None = None) -> None:
+    """Runs workers in one process until SIGINT or SIGTERM, then stops them gracefully.
 
-def run_workers(*workers: Worker) -> None:
-    """Runs workers in one process until SIGINT or SIGTERM, then stops them gracefully."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    `settings`: for the workers built without their own (default: from the environment).
+    """
+    settings = settings or Settings.from_env()
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await asyncio.gather(*(worker.serve(stop) for worker in workers))
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+    async def main(stop: asyncio.Event) -> None:
+        await asyncio.gather(*(worker.serve(stop, settings=settings) for worker in workers))
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    run_until_stopped(main)

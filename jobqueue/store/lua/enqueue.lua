@@ -5,7 +5,8 @@
 -- first job enqueued with it (within the window) is returned instead of a new
 -- one, atomically, however many duplicates arrive at once. A retried call
 -- (same ids) creates nothing new.
--- KEYS: scheduled, ready, job 1, ..., job N, then the idempotency keys in use
+-- include: common
+-- KEYS: scheduled, ready, ...the jobs, ...the idempotency keys in use
 -- ARGV: type, channel, window_ms, N, then per job: "at,stale,k,n" (at: execution
 --       time, '' = now; stale: an id an idempotency key may point at and count
 --       as absent, because that job expired; k: the KEYS index of its
@@ -15,7 +16,6 @@
 -- Returns {created_at, then per job: its execution_time_ms (an integer) if it was
 -- created, else the id of the existing job (a string)}: flat, since building and
 -- parsing a nested reply per job costs more than the job's HSET.
-local scheduled, ready = KEYS[1], KEYS[2]
 local job_type, channel, window_ms, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
 local now = now_ms()
@@ -26,7 +26,7 @@ earliest = earliest and tonumber(earliest)
 local wake = false
 local due = {}
 local a = 5
-for k = 3, 2 + count do
+for k = FIXED_KEYS + 1, FIXED_KEYS + count do
   local job = KEYS[k]
   local id = string.sub(job, -36)
   local at, stale, key_index, n = '', '', 0, 0

@@ -2,11 +2,11 @@
 -- With attempts left and a retry delay (>= 0), the job goes back to PENDING in
 -- the schedule at now + delay, its error kept in last_error. Otherwise (no
 -- attempts left, or delay -1: a permanent error) it ends FAILED in the failed
--- index. Fenced like complete; a replay of the same call changes nothing.
+-- index. Fenced like round.lua's records; a replay of the same call changes nothing.
+-- include: common, outcomes, schedule, dead_letter
 -- KEYS: job, leases, held, scheduled, failed
 -- ARGV: id, lease_token, error, retry delay ms (-1: do not retry), retention_ms, channel
--- Returns {'retrying', execution_time_ms} | {'failed'} | {'stale', current status or ''}.
-local job, leases, held, scheduled, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- Returns {RETRYING, execution_time_ms} | {DEAD_LETTERED} | {STALE, the job's status or ''}.
 local id, token, err, delay, retention, channel =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
@@ -14,14 +14,14 @@ local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt', 'max_
   'last_error', 'execution_time_ms')
 if state[2] == token and state[6] == err then
   if state[1] == FAILED then
-    return {'failed'}
+    return {DEAD_LETTERED}
   end
   if state[1] == PENDING then
-    return {'retrying', tonumber(state[7])}
+    return {RETRYING, tonumber(state[7])}
   end
 end
 if state[1] ~= RUNNING or state[2] ~= token then
-  return {'stale', state[1] or ''}
+  return {STALE, state[1] or ''}
 end
 local now = now_ms()
 redis.call('ZREM', leases, id)
@@ -31,7 +31,7 @@ if delay >= 0 and tonumber(state[3]) < tonumber(state[4] or 1) then
   redis.call('HSET', job, 'status', PENDING, 'last_error', err, 'execution_time_ms', int(at),
     'updated_at', int(now))
   schedule(scheduled, id, at, channel, state[5])
-  return {'retrying', at}
+  return {RETRYING, at}
 end
 dead_letter(job, failed, id, now, err, retention)
-return {'failed'}
+return {DEAD_LETTERED}

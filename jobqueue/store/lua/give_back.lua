@@ -5,7 +5,6 @@
 -- KEYS: popped, ready
 -- ARGV: id 1, ..., id N, oldest first
 -- Returns the number of ids given back.
-local popped, ready = KEYS[1], KEYS[2]
 local given = 0
 for i = #ARGV, 1, -1 do
   if redis.call('LREM', popped, 1, ARGV[i]) == 1 then

@@ -4,18 +4,18 @@
 -- without waiting for their leases. A lease is still held while the job is
 -- RUNNING with the worker's token; its entry is (re)written, so a running job
 -- can never be left without one.
--- KEYS: leases, workers, held, job 1, ..., job N
+-- include: common
+-- KEYS: leases, workers, held, ...the jobs held
 -- ARGV: lease_ms, worker_id, liveness_ms, id 1, token 1, ..., id N, token N
 -- Returns {id, status, ...} for each lease the worker lost (the job was
--- cancelled, or its lease expired and it was re-queued): those handlers must stop.
-local leases, workers, held = KEYS[1], KEYS[2], KEYS[3]
+-- cancelled, or its lease expired and it was recovered): those handlers must stop.
 local now = now_ms()
 local lease_until = int(now + tonumber(ARGV[1]))
 redis.call('ZADD', workers, int(now + tonumber(ARGV[3])), ARGV[2])
 local lost = {}
-for i = 4, #KEYS do
-  local id, token = ARGV[2 * i - 4], ARGV[2 * i - 3]
-  local state = redis.call('HMGET', KEYS[i], 'status', 'lease_token')
+for i = 1, #KEYS - FIXED_KEYS do
+  local id, token = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local state = redis.call('HMGET', KEYS[FIXED_KEYS + i], 'status', 'lease_token')
   if state[1] == RUNNING and state[2] == token then
     redis.call('ZADD', leases, lease_until, id)
   else

@@ -6,10 +6,10 @@
 -- ready list; one that used its last attempt ends FAILED (a crash counts as an
 -- attempt, so a job that kills its worker cannot loop forever). The old
 -- holder's token is dead either way.
+-- include: common, outcomes, dead_letter
 -- KEYS: job, leases, ready, failed, workers
 -- ARGV: id, mode ('lease' or a worker id), retention_ms
--- Returns 'requeued' | 'failed' | 'alive' | 'moved' | 'dropped' (no running job behind the lease).
-local job, leases, ready, failed, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- Returns {RECOVERED} | {DEAD_LETTERED} | {ALIVE} | {MOVED} | {NOT_RUNNING}.
 local id, mode, retention = ARGV[1], ARGV[2], ARGV[3]
 
 local now = now_ms()
@@ -18,27 +18,27 @@ local reason
 if mode == 'lease' then
   local expiry = redis.call('ZSCORE', leases, id)
   if not expiry or tonumber(expiry) > now then
-    return 'alive'
+    return {ALIVE}
   end
   reason = 'lease expired: worker ' .. (state[2] or '?') .. ' stopped renewing it'
 else
   if state[2] ~= mode then
-    return 'moved'
+    return {MOVED}
   end
   local seen = redis.call('ZSCORE', workers, mode)
   if seen and tonumber(seen) > now then
-    return 'alive'
+    return {ALIVE}
   end
   reason = 'worker ' .. mode .. ' died (no heartbeat)'
 end
 redis.call('ZREM', leases, id)
 if state[1] ~= RUNNING then
-  return 'dropped'
+  return {NOT_RUNNING}
 end
 if tonumber(state[3] or 0) >= tonumber(state[4] or 1) then
   dead_letter(job, failed, id, now, reason .. ' during its last attempt', retention)
-  return 'failed'
+  return {DEAD_LETTERED}
 end
 redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason)
 redis.call('RPUSH', ready, id)
-return 'requeued'
+return {RECOVERED}

@@ -1,17 +1,17 @@
--- sweep_popped: return ids that a worker popped but never claimed.
+-- sweep_popped: return ids that a worker popped but never claimed to `ready`.
 -- A worker killed between its BLMOVE and its claim leaves the id in `popped`.
 -- Each sweep notes when it first saw an id there; an id still there after
 -- stall_ms goes back to the head of the ready list. A claim that comes later
 -- finds the id gone and skips it, so the job never runs twice because of this.
+-- include: common
 -- KEYS: popped, suspects, ready
 -- ARGV: stall_ms
--- Returns the number of ids re-queued.
-local popped, suspects, ready = KEYS[1], KEYS[2], KEYS[3]
+-- Returns the number of ids swept back.
 local stall_ms = tonumber(ARGV[1])
 
 local now = now_ms()
 local present = {}
-local requeued = 0
+local swept = 0
 for _, id in ipairs(redis.call('LRANGE', popped, 0, -1)) do
   present[id] = true
   local first_seen = redis.call('HGET', suspects, id)
@@ -21,7 +21,7 @@ for _, id in ipairs(redis.call('LRANGE', popped, 0, -1)) do
     redis.call('LREM', popped, 1, id)
     redis.call('HDEL', suspects, id)
     redis.call('RPUSH', ready, id)
-    requeued = requeued + 1
+    swept = swept + 1
   end
 end
 for _, id in ipairs(redis.call('HKEYS', suspects)) do
@@ -29,4 +29,4 @@ for _, id in ipairs(redis.call('HKEYS', suspects)) do
     redis.call('HDEL', suspects, id)
   end
 end
-return requeued
+return swept

@@ -1,29 +1,28 @@
--- complete: a worker's round in one call: record its successful runs, claim the
--- ids it took in its previous round, then take up to `take` ready ids into
--- `popped`, oldest first, for the round after. A busy worker so makes one round
--- trip per batch of jobs; with `take` 0 it only records (and claims), with no runs
--- it only claims and takes. Only an idle worker blocks (BLMOVE), then claims the
--- id alone (claim.lua). Taken ids are claimed one call later because a script may touch only
--- the keys it declares, and a job's key is known once its id is.
+-- round: a busy worker's round trip. It records the worker's successful runs,
+-- claims the ids it took in its previous round, then takes up to `take` ready ids
+-- into `popped`, oldest first, for the round after. A busy worker so makes one
+-- round trip per batch of jobs; with `take` 0 it only records (and claims), with
+-- no runs it only claims and takes. Taken ids are claimed one round later because
+-- a script may touch only the keys it declares, and a job's key is known once its
+-- id is. Only an idle worker blocks (BLMOVE), then claims the id alone (claim.lua).
 -- Recording: from the lease holder only. The fencing token must be the current
 -- one: a worker whose lease expired and was taken over, or whose job was
 -- cancelled, cannot overwrite the outcome. Recording one twice with the same
 -- token is a no-op, so a caller may retry after losing the reply. Claiming: as
--- claim.lua (claim_popped in _prelude.lua). Ids taken by a worker that dies, or
--- never claims them, are returned by sweep_popped.
--- KEYS: leases, held, ready, popped, suspects, job 1, ..., job N (the runs), then
---       job 1, ..., job M (the ids to claim)
+-- claim.lua (claim_popped). Ids taken by a worker that dies, or never claims
+-- them, are swept back by sweep_popped.
+-- include: claim_popped
+-- KEYS: leases, held, ready, popped, suspects, ...the jobs run, ...the jobs to claim
 -- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts,
 --       id 1, lease_token 1, ..., id N, lease_token N, id 1, ..., id M, then the
 --       names of the job hash fields a claim returns (only with M > 0)
--- Returns {outcomes, taken ids, claims}; an outcome per run: 'ok' | the current
--- status ('' if none): a stale lease; a claim per id, as claim_popped's.
-local leases, held, ready, popped = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Returns {records, taken ids, claims}: a record per run, {OK} | {STALE, the
+-- job's status or ''}; a claim per id, as claim_popped's.
 local retention, limit, runs = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = int(now_ms())
-local outcomes = {}
+local records = {}
 for i = 1, runs do
-  local job, id, token = KEYS[5 + i], ARGV[5 + 2 * i], ARGV[6 + 2 * i]
+  local job, id, token = KEYS[FIXED_KEYS + i], ARGV[5 + 2 * i], ARGV[6 + 2 * i]
   local state = redis.call('HMGET', job, 'status', 'lease_token')
   if state[2] == token and (state[1] == RUNNING or state[1] == COMPLETED) then
     if state[1] == RUNNING then
@@ -32,15 +31,15 @@ for i = 1, runs do
       redis.call('SREM', held, id)
       redis.call('PEXPIRE', job, retention)
     end
-    outcomes[#outcomes + 1] = 'ok'
+    records[#records + 1] = {OK}
   else
-    outcomes[#outcomes + 1] = state[1] or ''
+    records[#records + 1] = {STALE, state[1] or ''}
   end
 end
 local claims = {}
-local first_claim = 6 + runs
+local first_claim = FIXED_KEYS + 1 + runs
 if #KEYS >= first_claim then
-  local w = claimer(popped, KEYS[5], leases, held, ARGV[4], ARGV[5], ARGV[6])
+  local w = claimer(popped, suspects, leases, held, ARGV[4], ARGV[5], ARGV[6])
   local count = #KEYS - first_claim + 1
   local ids = 7 + 2 * runs
   local fields = {unpack(ARGV, ids + count)}
@@ -55,4 +54,4 @@ if limit > 0 then
     redis.call('LPUSH', popped, unpack(taken))
   end
 end
-return {outcomes, taken, claims}
+return {records, taken, claims}

@@ -1,4 +1,4 @@
-"""Settings from the environment, and every supported way to name the Redis server."""
+"""Redis clients (jobqueue.store.client): every way to name the server, C packing, the pools."""
 
 from __future__ import annotations
 
@@ -10,49 +10,22 @@ import redis.utils
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import DataError
 
-from jobqueue.config import DEFAULT_REDIS_URL, Settings, connect
 from jobqueue.redis_server import RedisServer, is_loopback_url
-from jobqueue.store import JobStore, OwnConnection
+from jobqueue.settings import Settings
+from jobqueue.store.client import connect
 
 from .conftest import eventually
-
-
-def test_redis_url_sources_in_order() -> None:
-    assert Settings.from_env({}).redis_url == DEFAULT_REDIS_URL
-    assert Settings.from_env({"REDIS_ADDR": "db:6380"}).redis_url == "redis://db:6380/0"
-    both = {"REDIS_ADDR": "db:6380", "REDIS_URL": "rediss://cache:6390/2"}
-    assert Settings.from_env(both).redis_url == "rediss://cache:6390/2"
-    assert (
-        Settings.from_env({**both, "JOBQUEUE_REDIS_URL": "unix:///run/r.sock"}).redis_url
-        == "unix:///run/r.sock"
-    )
-
-
-def test_jobqueue_variables_and_overrides() -> None:
-    env = {
-        "JOBQUEUE_PORT": "9000",
-        "JOBQUEUE_RETENTION_S": "60.5",
-        "JOBQUEUE_CORS_ORIGINS": "https://a.example, https://b.example,",
-        "JOBQUEUE_PREFIX": "other",
-    }
-    settings = Settings.from_env(env, port=9100, host=None)
-    assert (settings.port, settings.host, settings.prefix) == (9100, "0.0.0.0", "other")
-    assert settings.retention_ms == 60_500
-    assert settings.cors_origins == ("https://a.example", "https://b.example")
-
-
-def test_a_bad_number_names_the_variable() -> None:
-    with pytest.raises(ValueError, match="JOBQUEUE_PORT='eighty' is not a number"):
-        Settings.from_env({"JOBQUEUE_PORT": "eighty"})
+from .harness import Harness
 
 
 async def test_unix_socket_url(tmp_path: Path) -> None:
     socket = tmp_path / "redis.sock"
     with RedisServer(tmp_path, extra_args=["--unixsocket", str(socket), "--unixsocketperm", "700"]):
-        redis = connect(f"unix://{socket}?db=0")
-        blocking = OwnConnection(redis)
+        url = f"unix://{socket}?db=0"
+        redis = connect(url)
+        store = Harness(redis, Settings(redis_url=url))
+        blocking = store.own_connection()
         try:
-            store = JobStore(redis)
             job = await store.enqueue("t", b"over a socket")
             assert await store.pop(blocking, "t", 1) == job.id
             assert (await store.get(job.id)).payload == b"over a socket"

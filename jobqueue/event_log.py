@@ -1,0 +1,90 @@
+"""The log lines of what happens to jobs: an observer of events.py.
+
+One line per outcome that a person may need to see (INFO for the expected ones,
+WARNING for what hints at trouble), a traceback only where the handler's
+exception was unexpected; the routine steps of a job at DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .events import Call, Event, Failure, JobLike, Swept
+from .model import Job, JobStatus
+from .store.outcomes import Result
+
+log = logging.getLogger("jobqueue.jobs")
+
+
+def _attempt(job: JobLike) -> str:
+    if isinstance(job, Job) and job.max_attempts:
+        return f"attempt {job.attempt}/{job.max_attempts}"
+    return f"attempt {job.attempt}" if isinstance(job, Job) else "its attempt"
+
+
+class LogObserver:
+    def __call__(self, event: Event, job: JobLike | None, detail: object) -> None:
+        if job is None:
+            self._about_queue(event, detail)
+        elif event in _ROUTINE:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job %s (%s): %s, %s", job.id, job.type, event.value, _attempt(job))
+        elif isinstance(detail, Failure):
+            self._failed(event, job, detail)
+        else:
+            level, text = _LINES[event]
+            log.log(level, "job %s (%s): %s", job.id, job.type, text.format(_described(detail)))
+
+    @staticmethod
+    def _failed(event: Event, job: JobLike, failure: Failure) -> None:
+        if event is Event.RETRY_SCHEDULED and failure.delay_ms is not None:
+            level, then = logging.INFO, f"retrying in {failure.delay_ms / 1000:.1f} s"
+        else:
+            level, then = logging.WARNING, "failed for good (a dead letter; RetryJob runs it again)"
+        log.log(
+            level,
+            "job %s (%s): %s failed: %s; %s",
+            job.id,
+            job.type,
+            _attempt(job),
+            failure.error,
+            then,
+            exc_info=failure.exception,
+        )
+
+    @staticmethod
+    def _about_queue(event: Event, detail: object) -> None:
+        if isinstance(detail, Swept):
+            if event is Event.WORKER_LOST:
+                log.warning(
+                    "worker %s (%s) stopped heartbeating: its jobs were taken back",
+                    detail.worker_id,
+                    detail.job_type,
+                )
+            else:
+                log.warning(
+                    "%d %s job(s) popped but never claimed: back to ready", detail.count, detail.job_type
+                )
+        elif isinstance(detail, Call) and event is Event.PROMOTED and detail.moved:
+            log.debug("promoted %d %s job(s)", detail.moved, detail.job_type)
+
+
+def _described(detail: object) -> str:
+    if isinstance(detail, Result) and detail.status is not None:
+        detail = detail.status
+    if isinstance(detail, JobStatus):
+        return detail.name
+    return "gone" if detail is None else str(detail)
+
+
+_ROUTINE = frozenset({Event.CLAIMED, Event.STARTED, Event.COMPLETED})
+_LINES: dict[Event, tuple[int, str]] = {
+    Event.SKIPPED: (logging.INFO, "not claimed ({}), skipped"),
+    Event.RELEASED: (logging.INFO, "released unfinished at shutdown: it runs again, the attempt not counted"),
+    Event.CANCELLED: (logging.INFO, "cancelled while held: its handler was stopped, or never started"),
+    Event.LEASE_LOST: (logging.WARNING, "lease lost (the job is now {}): its handler was stopped"),
+    Event.STALE_RESULT: (logging.WARNING, "result refused: its lease was lost (the job is now {})"),
+    Event.NOT_RECORDED: (logging.WARNING, "could not record it {} (Redis unavailable): it will run again"),
+    Event.RECOVERED: (logging.WARNING, "{}: taken back, next in line"),
+    Event.DEAD_LETTERED: (logging.WARNING, "{} during its last attempt: failed for good"),
+}

@@ -1,0 +1,143 @@
+"""What happens to jobs, reported through one small interface.
+
+The worker, the reaper and the scheduler (in worker and server processes alike)
+report each thing that happens as an `Event`, with the job it concerns and a
+detail (documented per event). Observers take them: the logs (event_log.py), a
+worker's counts (`Worker.stats`), the benchmark's timeline, and metrics. An
+observer is called inline, on the worker's hot path: it must be quick. One that
+raises is logged and skipped; it never breaks the caller.
+
+    def on_event(event: Event, job: JobRef | Job | None, detail: object) -> None:
+        if event is Event.DEAD_LETTERED:
+            alert(job.id, detail)
+
+    Worker("send_email", send, observers=[on_event])
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Protocol
+
+log = logging.getLogger("jobqueue.events")
+
+
+class Event(enum.Enum):
+    """What happened; the `detail` each event comes with is named in its comment."""
+
+    # A worker's round trips (job None).
+    POPPED = "popped"  # Call: the blocking pop of an idle worker (the id in `taken`)
+    ROUND = "round"  # Call: a round trip (round.lua), or the claim of a popped id (claim.lua)
+    # A job in a worker's hands (job: the Job).
+    CLAIMED = "claimed"  # None: running under this worker's lease (started, or waiting for a slot)
+    SKIPPED = "skipped"  # Result: why a popped id was not claimed (job: a JobRef)
+    STARTED = "started"  # None: its handler started
+    COMPLETED = "completed"  # None: its completion is recorded
+    RETRY_SCHEDULED = "retry scheduled"  # Failure: the run failed; the job runs again later
+    DEAD_LETTERED = "dead-lettered"  # Failure (a worker's) or str (the reaper's reason): FAILED for good
+    RELEASED = "released"  # None: handed back unfinished at shutdown, not counted as an attempt
+    CANCELLED = "cancelled"  # None: cancelled while held; its handler was cancelled, or it never started
+    LEASE_LOST = "lease lost"  # JobStatus | None: its lease was taken (the worker counted as dead)
+    STALE_RESULT = "stale result"  # Result: its outcome was refused, its lease being lost
+    NOT_RECORDED = "not recorded"  # str: its outcome could not be written (Redis down): it runs again
+    # The reaper (job: a JobRef).
+    RECOVERED = "recovered"  # str: why it was taken back from its holder; it is next in line
+    SWEPT = "swept"  # Swept: ids popped but never claimed, returned to the ready list (job None)
+    WORKER_LOST = "worker lost"  # Swept: a worker that stopped heartbeating was forgotten (job None)
+    # The scheduler (job None).
+    PROMOTED = "promoted"  # Call: due jobs moved to the ready list (their number in `moved`)
+
+
+class JobRef(NamedTuple):
+    """A job known by id and type only (the reaper's view)."""
+
+    id: str
+    type: str
+
+
+class JobLike(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """A call to Redis: which, when it began (time.time()), how long it took, what it moved."""
+
+    name: str
+    job_type: str
+    began: float
+    seconds: float
+    recorded: int = 0  # completions recorded
+    claimed: tuple[str, ...] = ()  # ids claimed
+    taken: tuple[str, ...] = ()  # ids moved into the popped list
+    moved: int = 0  # ids promoted
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Swept:
+    """What the reaper found of one type: ids swept back, or a worker lost."""
+
+    job_type: str
+    count: int = 0
+    worker_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed run: the error kept in the job, the delay before the next attempt
+    (None: none follows), and the handler's exception where its traceback tells
+    more than the error (not for PermanentError, RetryAfter or a timeout)."""
+
+    error: str
+    delay_ms: int | None
+    exception: BaseException | None = None
+
+
+Observer = Callable[[Event, JobLike | None, object], None]
+
+
+class Observers:
+    """Calls each observer in turn; one that raises is logged and skipped."""
+
+    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+        self.observers = list(observers)
+
+    def __call__(self, event: Event, job: JobLike | None = None, detail: object = None) -> None:
+        for observer in self.observers:
+            try:
+                observer(event, job, detail)
+            except Exception:
+                log.exception("observer %r failed on %s", observer, event.name)
+
+
+# What a job's end in a worker may be: what `Counts` sums up.
+OUTCOMES = (
+    Event.COMPLETED,
+    Event.RETRY_SCHEDULED,
+    Event.DEAD_LETTERED,
+    Event.RELEASED,
+    Event.CANCELLED,
+    Event.LEASE_LOST,
+    Event.STALE_RESULT,
+    Event.SKIPPED,
+    Event.NOT_RECORDED,
+)
+
+
+class Counts(collections.Counter[Event]):
+    """An observer that counts events (`Worker.stats`)."""
+
+    def __call__(self, event: Event, job: JobLike | None, detail: object) -> None:
+        self[event] += 1
+
+    def summary(self) -> str:
+        """The jobs' outcomes, e.g. '12 completed, 1 retry scheduled'."""
+        return ", ".join(f"{self[event]} {event.value}" for event in OUTCOMES if self[event]) or "no jobs"

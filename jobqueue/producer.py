@@ -1,0 +1,85 @@
+"""Producer: enqueue and manage jobs straight in Redis, from Python.
+
+    async with Producer.connect() as producer:      # Settings.from_env(): same Redis and prefix
+        job = await producer.enqueue("send_email", b'{"to": "a@example.com"}')
+        job = await producer.get(job.id)
+
+What the API server offers, without a server in between (the server itself
+answers its RPCs with one): enqueue, enqueue_many, get, cancel and retry.
+Programs that cannot reach Redis use the API's `Client` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+from .model import NO_OPTIONS, EnqueueRequest, Job, JobOptions, JobStatus
+from .settings import Settings
+from .store import Store
+from .store.enqueuer import Enqueuer
+from .store.outcomes import refusal
+
+
+class Producer:
+    def __init__(self, store: Store) -> None:
+        """A producer on an open store (the caller closes it); see `connect`."""
+        self.store = store
+        self._enqueuer = Enqueuer(store)
+        self._owns_store = False
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None) -> Producer:
+        """A producer on a store of its own, for `settings` (default: from the
+        environment, as servers and workers read it); `aclose()` closes it."""
+        producer = cls(Store.open(settings or Settings.from_env()))
+        producer._owns_store = True
+        return producer
+
+    async def enqueue(
+        self,
+        job_type: str,
+        payload: bytes = b"",
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        """Stores a PENDING job, due at `execution_time_ms` (Unix ms; None: now).
+
+        With an idempotency key already used for this type within the window,
+        returns the job enqueued first instead of creating one. Concurrent calls
+        share round trips to Redis.
+        """
+        return await self._enqueuer.enqueue(job_type, payload, execution_time_ms, options)
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        """Stores many jobs, in request order; one bad request stores none."""
+        return await self._enqueuer.enqueue_many(requests)
+
+    async def get(self, job_id: str) -> Job:
+        return await self.store.inspect.get(job_id)
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancels a pending or running job; returns the status it had."""
+        result = await self.store.transitions.cancel(job_id)
+        if not result.ok or result.status is None:
+            raise refusal(result, job_id, "cancel")
+        return result.status
+
+    async def retry(self, job_id: str) -> Job:
+        """Runs a FAILED or CANCELLED job again, due now, attempts from zero."""
+        result = await self.store.transitions.redrive(job_id)
+        if not result.ok:
+            raise refusal(result, job_id, "retry")
+        return await self.get(job_id)
+
+    async def aclose(self) -> None:
+        if self._owns_store:
+            await self.store.aclose()
+
+    async def __aenter__(self) -> Producer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,99 @@
+"""The settings of one deployment, defined once, read once at a process's edge.
+
+Servers and workers of one deployment must agree on these (same Redis, same key
+prefix, same retention); the options of one worker (concurrency, lease...) are
+`Worker` arguments instead. A process builds one `Settings` where it starts (the
+`jobqueue` command from its options and the environment, `Worker.run()` from the
+environment) and passes it down: nothing below reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_API_URL = "http://localhost:8080"  # where clients look for the API server by default
+DAY_S = 24 * 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    # Prefix of every Redis key, so that several deployments can share one Redis.
+    prefix: str = "jq"
+    # How long COMPLETED, FAILED and CANCELLED jobs stay readable.
+    retention_s: float = DAY_S
+    max_payload_bytes: int = 1 << 20
+    # How long an idempotency key keeps returning the job first enqueued with it.
+    idempotency_window_s: float = DAY_S
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # Origins allowed to call the API from a browser; "*" allows any. Empty: CORS off.
+    cors_origins: tuple[str, ...] = ()
+    # How often reapers look for expired leases and for popped-but-unclaimed ids.
+    reaper_interval_s: float = 1.0
+    # How long an id may sit popped but unclaimed before the reaper sweeps it back.
+    claim_timeout_s: float = 5.0
+    # After Redis restarts, how long reapers wait before taking jobs back by
+    # liveness or lease: the outage stopped every heartbeat, and live workers
+    # need a moment to reconnect and check in.
+    restart_grace_s: float = 10.0
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_s * 1000)
+
+    @property
+    def idempotency_window_ms(self) -> int:
+        return int(self.idempotency_window_s * 1000)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """JOBQUEUE_<FIELD> variables (the Redis URL as `redis_url_from_env` finds it),
+        then `overrides` that are not None (e.g. command-line options)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {"redis_url": redis_url_from_env(env)}
+        for field in dataclasses.fields(cls):
+            raw = env.get(f"JOBQUEUE_{field.name.upper()}")
+            if raw is None or field.name == "redis_url":
+                continue
+            values[field.name] = _parse(field.name, raw, field.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The JOBQUEUE_* variables that `from_env` reads back: for a child process."""
+        env = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            env[f"JOBQUEUE_{field.name.upper()}"] = (
+                ",".join(value) if isinstance(value, tuple) else str(value)
+            )
+        return env
+
+
+def redis_url_from_env(env: Mapping[str, str]) -> str:
+    """JOBQUEUE_REDIS_URL, then REDIS_URL, then REDIS_ADDR (host:port, as go-job-queue used)."""
+    url = env.get("JOBQUEUE_REDIS_URL") or env.get("REDIS_URL")
+    if url:
+        return url
+    addr = env.get("REDIS_ADDR")
+    if addr:
+        return f"redis://{addr}/0"
+    return DEFAULT_REDIS_URL
+
+
+def _parse(name: str, raw: str, kind: object) -> Any:
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"JOBQUEUE_{name.upper()}={raw!r} is not a number") from None
+    if name == "cors_origins":
+        return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+    return raw

@@ -1,0 +1,170 @@
+"""Redis clients as jobqueue uses them: replies as bytes, no per-command timeout,
+dead peers found by TCP keepalive, lean connections and, for workers, a lean pool.
+
+Everything that opens a connection to Redis goes through here.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection, Connection, UnixDomainSocketConnection
+from redis.driver_info import DriverInfo
+from redis.exceptions import DataError
+from redis.maint_notifications import MaintNotificationsConfig
+
+# Idle connections are probed after 10 s, every 5 s, 3 times; unacknowledged
+# writes give up after 30 s (Linux). A vanished Redis is noticed in about 30 s.
+_KEEPALIVE: dict[int, int] = {
+    getattr(socket, name): value
+    for name, value in (
+        ("TCP_KEEPIDLE", 10),
+        ("TCP_KEEPINTVL", 5),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", 30_000),
+    )
+    if hasattr(socket, name)
+}
+
+
+def connect(url: str, *, max_connections: int | None = 256) -> Redis:
+    """A client that returns bytes.
+
+    With `max_connections` the pool waits for a free connection when all are in
+    use (redis-py's default pool raises instead, after 100). None: no bound and
+    no wait, for a caller that bounds its own concurrency (a worker does): the
+    waiting pool's condition and timeout cost a busy worker CPU, and the
+    unbounded pool is a lean one (`_UnboundedPool`). (Not redis-py's own None,
+    which is 100 and then MaxConnectionsError: a worker with concurrency 200
+    failed half its jobs that way.)
+
+    A new connection makes one round trip (CLIENT SETINFO) before its first
+    command, not three (PING, HELLO 3, CLIENT SETINFO): a burst of handlers on a
+    cold pool pays that once per connection (`python bench/connect_cost.py URL`).
+
+    Maintenance notifications (a Redis Enterprise feature) are off: while they are
+    on, redis-py 8 hands out pooled connections without checking that they
+    survived a Redis restart, and the first commands after one fail.
+    """
+    pool = (BlockingConnectionPool if max_connections is not None else _UnboundedPool).from_url(
+        url, **_pool_options(url, max_connections)
+    )
+    pool.connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
+
+
+def connection_factory(url: str) -> Callable[[], AbstractConnection]:
+    """Makes connections like `connect`'s, outside any pool: for a caller that keeps
+    one connection of its own (store/connection.py)."""
+    pool = ConnectionPool.from_url(url, **_pool_options(url, None))
+    connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
+    kwargs = pool.connection_kwargs
+    return lambda: connection_class(**kwargs)
+
+
+def _pool_options(url: str, max_connections: int | None) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        # No per-command timeout: redis-py implements it with asyncio.wait_for around
+        # every write, which costs a busy worker CPU and, on Python 3.11, can swallow
+        # a task's cancellation. A dead peer is detected by TCP instead
+        # (_KEEPALIVE); a slow Redis is waited for, not treated as down.
+        "socket_timeout": None,
+        "health_check_interval": 30,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        "driver_info": _driver_info(),
+        # RESP2: redis-py 8's default RESP3 costs a HELLO round trip per connection.
+        "protocol": 2,
+    }
+    if not url.startswith("unix:"):
+        options |= {
+            "socket_keepalive": True,
+            "socket_keepalive_options": _KEEPALIVE,
+            "socket_connect_timeout": 5,
+        }
+    if max_connections is not None:
+        options |= {"max_connections": max_connections, "timeout": 10}
+    return options
+
+
+class _UnboundedPool(ConnectionPool):
+    """A pool with no bound that hands out and takes back connections at a fraction
+    of the cost: redis-py's own takes a lock and records metrics and events
+    (OpenTelemetry, credential re-auth; neither is used here) around each command.
+    Connections are still checked on the way out (connected, no unread data), as
+    redis-py does. No lock is needed: nothing awaits between taking a connection
+    and marking it in use, and one event loop runs one task at a time.
+
+    It keeps its connections in the base class's lists (redis-py 8's own pool
+    methods, `disconnect` among them, read them there). It serves a standalone
+    Redis only: a Redis Cluster client pools connections per node by itself."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "max_connections": 2**31})
+
+    async def get_connection(self, *_: Any, **__: Any) -> AbstractConnection:
+        connection: AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        self._in_use_connections.remove(connection)
+        if connection.should_reconnect():  # type: ignore[no-untyped-call]
+            await connection.disconnect()
+        self._available_connections.append(connection)
+
+
+@functools.cache
+def _driver_info() -> DriverInfo:
+    """What every connection names itself with (CLIENT SETINFO), made once: left to
+    itself, redis-py 8 reads its own version from the package metadata for each new
+    connection, which blocks the event loop each time a pool grows."""
+    return DriverInfo()
+
+
+class _LeanConnection(AbstractConnection):
+    """A connection that costs less per command and per connect:
+    - commands are packed by hiredis' C packer, as redis-py's sync client does: its
+      asyncio client packs them in Python, a sizeable share of a busy worker's CPU
+      and of a big enqueue batch's;
+    - a new connection makes one round trip before its first command, not three
+      (see `connect`)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # A command name with a space ("CLIENT SETINFO") is sent as separate words.
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(f"cannot send {args!r} to Redis: {exc}") from exc
+
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        # redis-py would PING a connection it has just opened (a health check is due
+        # on its first command); the handshake's own reply proves it alive.
+        await super().on_connect_check_health(check_health=False)
+
+
+class _LeanTCPConnection(_LeanConnection, Connection):
+    pass
+
+
+class _LeanUnixConnection(_LeanConnection, UnixDomainSocketConnection):
+    pass
+
+
+_LEAN: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _LeanTCPConnection,
+    UnixDomainSocketConnection: _LeanUnixConnection,
+}

@@ -1,0 +1,143 @@
+"""The job hash in Redis and back: its field names, decoding, the option fields.
+
+A claim replies the job's values in the fixed order of JOB_FIELDS (claim_popped
+takes the names as arguments), so decoding a claimed job needs no field names in
+the reply and no dict per job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from ..model import (
+    Backoff,
+    EnqueueRequest,
+    Job,
+    JobOptions,
+    JobStatus,
+    check_idempotency_key,
+    check_max_attempts,
+    check_timeout_ms,
+)
+
+# The job hash's fields, in the order a claim returns their values.
+JOB_FIELDS = (
+    b"id",
+    b"type",
+    b"payload",
+    b"status",
+    b"execution_time_ms",
+    b"created_at",
+    b"updated_at",
+    b"attempt",
+    b"last_error",
+    b"started_at",
+    b"finished_at",
+    b"worker_id",
+    b"max_attempts",
+    b"timeout_ms",
+    b"idempotency_key",
+    b"backoff_base_ms",
+    b"backoff_factor",
+    b"backoff_cap_ms",
+    b"lease_token",
+)
+
+
+def decode_job(fields: Mapping[bytes, bytes]) -> Job:
+    """The job of a stored hash (HGETALL). Raises ValueError for a record that is not one."""
+    return decode_job_values([fields.get(name) for name in JOB_FIELDS])
+
+
+_STATUS_OF = {str(status.value).encode(): status for status in JobStatus}
+
+
+def decode_job_values(values: Sequence[bytes | None]) -> Job:
+    """The job of its hash's values in JOB_FIELDS order (None: field not set).
+    Raises ValueError for a record that is not one.
+
+    Runs once per claimed job: plain unpacking, no helpers per call.
+    """
+    (
+        job_id,
+        job_type,
+        payload,
+        status,
+        execution_time_ms,
+        created_at,
+        updated_at,
+        attempt,
+        last_error,
+        started_at,
+        finished_at,
+        worker_id,
+        max_attempts,
+        timeout_ms,
+        idempotency_key,
+        backoff_base_ms,
+        backoff_factor,
+        backoff_cap_ms,
+        lease_token,
+    ) = values
+    if job_id is None or job_type is None:
+        raise ValueError("job record without id or type")
+    backoff = None
+    if backoff_base_ms is not None:
+        if backoff_factor is None or backoff_cap_ms is None:
+            raise ValueError("job record with part of a backoff")
+        backoff = Backoff(
+            base_ms=int(backoff_base_ms), factor=float(backoff_factor), cap_ms=int(backoff_cap_ms)
+        )
+    known_status = _STATUS_OF.get(status or b"")
+    return Job(
+        id=job_id.decode(errors="replace"),
+        type=job_type.decode(errors="replace"),
+        payload=payload or b"",
+        status=JobStatus(int(status or 0)) if known_status is None else known_status,
+        execution_time_ms=int(execution_time_ms or 0),
+        created_at=int(created_at or 0),
+        updated_at=int(updated_at or 0),
+        attempt=int(attempt or 0),
+        last_error=last_error.decode(errors="replace") if last_error else "",
+        started_at=int(started_at or 0),
+        finished_at=int(finished_at or 0),
+        worker_id=worker_id.decode(errors="replace") if worker_id else "",
+        max_attempts=int(max_attempts or 0),
+        timeout_ms=int(timeout_ms or 0),
+        idempotency_key=idempotency_key.decode(errors="replace") if idempotency_key else "",
+        backoff=backoff,
+        lease_token=int(lease_token or 0),
+    )
+
+
+def option_fields(options: JobOptions) -> list[str | int | float]:
+    """Hash fields for the options that are set (unset ones are not stored: smaller jobs)."""
+    fields: list[str | int | float] = []
+    if options.max_attempts is not None:
+        fields += ["max_attempts", check_max_attempts(options.max_attempts)]
+    if options.timeout_ms is not None:
+        fields += ["timeout_ms", check_timeout_ms(options.timeout_ms)]
+    if options.backoff is not None:
+        b = options.backoff
+        fields += ["backoff_base_ms", b.base_ms, "backoff_factor", repr(b.factor), "backoff_cap_ms", b.cap_ms]
+    if options.idempotency_key:
+        fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
+    return fields
+
+
+def status_of(raw: bytes) -> JobStatus | None:
+    """A status as a script replies it; None where the job is gone ('') or the value is not one."""
+    return _STATUS_OF.get(raw)
+
+
+@dataclasses.dataclass(slots=True)
+class NewJob:
+    """One job on its way into Redis: what enqueue.lua takes for it, and what it stored."""
+
+    request: EnqueueRequest
+    at: str  # execution time for the script: '' means now
+    fields: list[str | int | float]  # option_fields
+    job_id: str = ""
+    stale: str = ""  # an id its idempotency key may point at and count as absent (that job expired)
+    job: Job | None = None  # the job stored, or the one its idempotency key points at

@@ -1,0 +1,201 @@
+"""The enqueue batching engine: many jobs per script call, many calls in flight.
+
+Concurrent `enqueue` calls are coalesced: calls made while one batch is on its
+way to Redis go together in the next one, so many producers (or the server's
+many concurrent requests) pay one round trip per batch. Each call still gets its
+own job, or its own error. A call made while none is on its way goes at once,
+from the caller's task: an idle producer's enqueue costs no hop through another
+task. `enqueue_many` splits a big request into calls of ENQUEUE_BATCH jobs, a
+few in flight at once, so the client encodes the next while Redis stores one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidInput, JobNotFound, PayloadTooLarge
+from ..model import (
+    NO_OPTIONS,
+    EnqueueRequest,
+    Job,
+    JobOptions,
+    JobStatus,
+    check_execution_time,
+    check_job_type,
+    new_job_ids,
+    partition_of_type,
+)
+from .codec import NewJob, option_fields
+
+if TYPE_CHECKING:
+    from .store import Store
+
+ENQUEUE_BATCH = 1000  # jobs per script call: keeps each call (Redis is single-threaded) short
+ENQUEUE_IN_FLIGHT = 4
+# How long a process trusts that a type it registered is still in the registry.
+TYPE_REFRESH_S = 10.0
+
+
+class Enqueuer:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.max_payload_bytes = store.settings.max_payload_bytes
+        self._registered: dict[str, float] = {}  # job type -> when to register it again
+        self._queued: list[tuple[NewJob, asyncio.Future[None]]] = []  # calls for the next batch
+        self._flusher: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
+        # A batch is on its way (then every new call waits in _queued for the next).
+        self._flushing = False
+
+    async def enqueue(
+        self,
+        job_type: str,
+        payload: bytes,
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        """Stores a PENDING job; `execution_time_ms` None (or 0) means now.
+
+        With an idempotency key already used for this type within the window,
+        returns the job enqueued first instead of creating one.
+        """
+        new = self._prepare(0, EnqueueRequest(job_type, payload, execution_time_ms, options), many=False)
+        if self._flushing:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._queued.append((new, done))
+            await done
+        else:
+            self._flushing = True
+            try:
+                await self._store([new])
+            finally:
+                self._flushing = False
+                if self._queued:  # calls that arrived meanwhile: the next batch
+                    self._flushing = True
+                    self._flusher = asyncio.create_task(self._flush_queued())
+        assert new.job is not None
+        return new.job
+
+    async def _flush_queued(self) -> None:
+        try:
+            while self._queued:
+                batch = self._queued[:ENQUEUE_BATCH]
+                del self._queued[: len(batch)]
+                try:
+                    await self._store([new for new, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiting call gets the error
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._flushing = False
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        """Stores many jobs; jobs in request order.
+
+        Every request is checked before any job is stored: one bad request
+        (InvalidInput naming `jobs[i].field`) stores none.
+        """
+        batch = [self._prepare(i, r, len(requests) > 1) for i, r in enumerate(requests)]
+        await self._store(batch)
+        return [new.job for new in batch if new.job is not None]
+
+    async def _store(self, batch: list[NewJob]) -> None:
+        by_type: dict[str, list[NewJob]] = {}
+        for new in batch:
+            by_type.setdefault(new.request.job_type, []).append(new)
+        for job_type, jobs in by_type.items():
+            await self._register_type(job_type)
+            await self._store_chunks(job_type, jobs)
+
+    async def _store_chunks(self, job_type: str, jobs: list[NewJob]) -> None:
+        """ENQUEUE_BATCH jobs per script call, and ENQUEUE_IN_FLIGHT calls at once.
+
+        While Redis runs one call, the client encodes the next and decodes the
+        last (they arrive, and run, in order). The first error stops the rest
+        and is raised as it is (chunks already stored stay stored).
+        """
+        if len(jobs) <= ENQUEUE_BATCH:  # one call: no tasks (a single enqueue's latency)
+            await self._store_batch(job_type, jobs)
+            return
+        window = asyncio.Semaphore(ENQUEUE_IN_FLIGHT)
+
+        async def store(chunk: list[NewJob]) -> None:
+            async with window:
+                await self._store_batch(job_type, chunk)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(0, len(jobs), ENQUEUE_BATCH):
+                    group.create_task(store(jobs[i : i + ENQUEUE_BATCH]))
+        except BaseExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+
+    def _prepare(self, index: int, request: EnqueueRequest, many: bool) -> NewJob:
+        """Checks one request; its id comes later, with its batch's (one urandom call for all)."""
+        try:
+            check_job_type(request.job_type)
+            if len(request.payload) > self.max_payload_bytes:
+                raise PayloadTooLarge(len(request.payload), self.max_payload_bytes)
+            at = request.execution_time_ms
+            return NewJob(
+                request, "" if not at else str(check_execution_time(at)), option_fields(request.options)
+            )
+        except InvalidInput as exc:
+            if many:
+                exc.args = (f"jobs[{index}].{exc.args[0]}",)
+            raise
+
+    async def _store_batch(self, job_type: str, jobs: list[NewJob]) -> None:
+        """One enqueue.lua call for one type; resolves duplicates to the jobs they point at."""
+        for new, job_id in zip(jobs, new_job_ids(partition_of_type(job_type), len(jobs)), strict=True):
+            new.job_id = job_id  # kept by the retry rounds below
+        for _ in range(3):
+            todo = [new for new in jobs if new.job is None]
+            if not todo:
+                return
+            created_at, outcomes = await self.store.transitions.enqueue(job_type, todo)
+            for new, outcome in zip(todo, outcomes, strict=True):
+                if isinstance(outcome, int):
+                    options = new.request.options
+                    new.job = Job(
+                        new.job_id,
+                        job_type,
+                        new.request.payload,
+                        JobStatus.PENDING,
+                        outcome,  # execution_time_ms
+                        created_at,
+                        created_at,
+                        max_attempts=options.max_attempts or 0,
+                        timeout_ms=options.timeout_ms or 0,
+                        idempotency_key=options.idempotency_key,
+                        backoff=options.backoff,
+                    )
+                    continue
+                existing = outcome.decode()
+                try:
+                    new.job = await self.store.inspect.get(existing)
+                except JobNotFound:
+                    new.stale = existing  # its key outlived the job (retention < window): replace it
+        raise RuntimeError("idempotency keys keep pointing at vanished jobs")
+
+    async def _register_type(self, job_type: str) -> None:
+        """Adds the type to the registry schedulers and reapers iterate.
+
+        Idempotent, so at most once per TYPE_REFRESH_S per type and process rather
+        than on every enqueue (a separate command: the registry lives in another
+        Cluster slot than the job). Refreshed, so a registry lost with a flushed
+        Redis heals by itself.
+        """
+        now = time.monotonic()
+        if self._registered.get(job_type, -math.inf) > now:
+            return
+        await self.store.redis.sadd(self.store.keys.types, job_type)
+        self._registered[job_type] = now + TYPE_REFRESH_S

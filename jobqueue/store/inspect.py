@@ -1,0 +1,65 @@
+"""The read side: what is stored, read without changing it.
+
+Nothing here writes; every change of state is in transitions.py. The coming
+queries of the API (list, counts, workers) belong here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobNotFound
+from ..model import Job, check_job_id
+from . import scripts
+from .codec import decode_job
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from .keys import Keyspace
+
+
+class Inspector:
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._expired = scripts.load(redis, "expired")["expired"]
+
+    async def get(self, job_id: str) -> Job:
+        job_id = check_job_id(job_id)
+        fields: dict[bytes, bytes] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
+        if not fields:
+            raise JobNotFound(job_id)
+        return decode_job(fields)
+
+    async def job_types(self) -> set[str]:
+        """Every type ever enqueued (the registry schedulers and reapers iterate)."""
+        members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
+        return {t.decode() for t in members}
+
+    async def failed_ids(self, job_type: str, limit: int = 100) -> list[str]:
+        """The type's dead letters, most recent first."""
+        ids: list[bytes] = await self.redis.zrevrange(self.keys.queue(job_type).failed, 0, limit - 1)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
+    async def held_by(self, job_type: str, worker_id: str) -> list[str]:
+        """The ids a worker claimed and has not finished (may include stale ones)."""
+        members: set[bytes] = await self.redis.smembers(self.keys.queue(job_type).held(worker_id))  # type: ignore[assignment]
+        return sorted(m.decode() for m in members)
+
+    async def expired_leases(self, job_type: str, limit: int = 100) -> list[str]:
+        """Running jobs whose lease expired, by the Redis clock."""
+        return await self._past_due(self.keys.queue(job_type).leases, limit)
+
+    async def dead_workers(self, job_type: str, limit: int = 100) -> list[str]:
+        """Workers of the type whose liveness deadline passed, by the Redis clock."""
+        return await self._past_due(self.keys.queue(job_type).workers, limit)
+
+    async def _past_due(self, key: str, limit: int) -> list[str]:
+        members = await self._expired(self._expired.keys(None, more=[key]), [limit])
+        return [m.decode() for m in members]
+
+    async def redis_uptime_s(self) -> float:
+        """Seconds since the Redis server started (0 right after a restart)."""
+        info: dict[str, Any] = await self.redis.info("server")
+        return float(info["uptime_in_seconds"])

@@ -1,0 +1,44 @@
+-- claim_popped: start a new attempt of a job its worker popped (claim.lua, and
+-- round.lua for the ids its caller took in the round before). It takes the id out
+-- of `popped` and, if the job is still PENDING and due, starts a new attempt with
+-- a new fencing token and records it in the worker's `held` set. An id the reaper
+-- already swept back is GONE; a cancelled, finished, expired or not-yet-due job is
+-- skipped, so a stale id never blocks the queue. A job enqueued without
+-- max_attempts gets the worker's default here.
+-- `w`: what `claimer` returns. Returns {OK, the values of `fields` (false where
+-- not set)} | {GONE} | {NOT_FOUND} | {WRONG_STATE, status} | {NOT_DUE}.
+-- include: common, outcomes
+local function claim_popped(w, job, id, fields)
+  if redis.call('LREM', w.popped, 1, id) == 0 then
+    return {GONE}
+  end
+  redis.call('HDEL', w.suspects, id)
+  local state = redis.call('HMGET', job, 'status', 'execution_time_ms', 'max_attempts', 'attempt',
+    'lease_token')
+  if not state[1] then
+    return {NOT_FOUND}
+  end
+  if state[1] ~= PENDING then
+    return {WRONG_STATE, state[1]}
+  end
+  if tonumber(state[2] or 0) > tonumber(w.started) then
+    return {NOT_DUE}  -- a stale copy of a job that waits in the schedule (a retry)
+  end
+  -- One write for the whole change. A counter that is not a number counts as 0:
+  -- the job runs rather than failing the script, and with it the whole batch.
+  redis.call('HSET', job, 'status', RUNNING, 'started_at', w.started, 'updated_at', w.started,
+    'worker_id', w.worker_id, 'max_attempts', state[3] or w.default_attempts,
+    'attempt', int((tonumber(state[4]) or 0) + 1), 'lease_token', int((tonumber(state[5]) or 0) + 1))
+  redis.call('ZADD', w.leases, w.lease_until, id)
+  redis.call('SADD', w.held, id)
+  local values = redis.call('HMGET', job, unpack(fields))
+  table.insert(values, 1, OK)
+  return values
+end
+
+-- The claim context of claim_popped for a worker, at the current time.
+local function claimer(popped, suspects, leases, held, worker_id, lease_ms, default_attempts)
+  local now = now_ms()
+  return {popped = popped, suspects = suspects, leases = leases, held = held, worker_id = worker_id,
+    started = int(now), lease_until = int(now + tonumber(lease_ms)), default_attempts = default_attempts}
+end

@@ -1,0 +1,262 @@
+"""Every change of job state: one method per Lua script of lua/, and the blocking pop.
+
+Each method is one atomic script, so a process that dies between two calls
+leaves Redis in a state the reaper can repair. The methods take and return
+domain values (ids, `Job`s, `Result`s); the key lists come from each script's
+declared keys (scripts.py) and the outcome codes are decoded in outcomes.py.
+Reads that change nothing are in inspect.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..model import Job, JobStatus, check_job_id, partition_of_type
+from . import scripts
+from .codec import JOB_FIELDS, NewJob, decode_job_values, status_of
+from .outcomes import OK_CODE, Outcome, Result, decode
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from .connection import OwnConnection
+    from .keys import Keyspace
+
+log = logging.getLogger("jobqueue.store")
+
+# A claimed job, or why the id was not claimed.
+Claim = Job | Result
+_LEASE_TOKEN = JOB_FIELDS.index(b"lease_token")
+
+
+class Transitions:
+    def __init__(
+        self, redis: Redis, keys: Keyspace, *, retention_ms: int, idempotency_window_ms: int
+    ) -> None:
+        """`redis` must return bytes (decode_responses=False): payloads are binary."""
+        self.redis = redis
+        self.keys = keys
+        self.retention_ms = retention_ms
+        self.idempotency_window_ms = idempotency_window_ms
+        self._scripts = scripts.load(redis)
+
+    # -- producers and the API -------------------------------------------------
+
+    async def enqueue(self, job_type: str, jobs: Sequence[NewJob]) -> tuple[int, list[int | bytes]]:
+        """Stores new PENDING jobs of one type (enqueue.lua); the ids are set.
+
+        Returns (created_at, per job: its execution time if it was created, else
+        the id of the job its idempotency key points at).
+        """
+        queue = self.keys.queue(job_type)
+        job_key = self.keys.job_key_prefix(partition_of_type(job_type))
+        keys = self._scripts["enqueue"].keys(queue, more=[job_key + new.job_id for new in jobs])
+        args: list[str | bytes | int | float] = [
+            job_type, self.keys.schedule_channel, self.idempotency_window_ms, len(jobs),
+        ]  # fmt: skip
+        for new in jobs:
+            key_index = 0
+            if new.request.options.idempotency_key:
+                keys.append(queue.idempotency(new.request.options.idempotency_key))
+                key_index = len(keys)  # Lua indexes from 1
+            args += [
+                f"{new.at},{new.stale},{key_index},{len(new.fields) // 2}",
+                new.request.payload,
+                *new.fields,
+            ]
+        created_at, *outcomes = await self._scripts["enqueue"](keys, args)
+        return created_at, outcomes
+
+    async def cancel(self, job_id: str) -> Result:
+        """Ends a PENDING or RUNNING job as CANCELLED: OK (with the status it had),
+        NOT_FOUND or WRONG_STATE."""
+        job_id = check_job_id(job_id)
+        job_type = await self._type_of(job_id)
+        if job_type is None:
+            return Result(Outcome.NOT_FOUND)
+        script = self._scripts["cancel"]
+        keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
+        return decode(await script(keys, [job_id, self.retention_ms]))
+
+    async def redrive(self, job_id: str) -> Result:
+        """Runs a FAILED or CANCELLED job again, due now, attempts from zero (RetryJob):
+        OK, NOT_FOUND or WRONG_STATE."""
+        job_id = check_job_id(job_id)
+        job_type = await self._type_of(job_id)
+        if job_type is None:
+            return Result(Outcome.NOT_FOUND)
+        script = self._scripts["redrive"]
+        keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
+        return decode(await script(keys, [job_id]))
+
+    async def _type_of(self, job_id: str) -> str | None:
+        """The job's type, for its queue's keys (None: no such job)."""
+        job_type: bytes | None = await self.redis.hget(self.keys.job(job_id), "type")  # type: ignore[assignment]
+        return None if job_type is None else job_type.decode()
+
+    # -- the scheduler ---------------------------------------------------------
+
+    async def promote(self, job_type: str, limit: int) -> tuple[int, float | None]:
+        """Moves due jobs to the ready list: (jobs moved, ms until the next is due or
+        None), the ms to the µs."""
+        keys = self._scripts["promote"].keys(self.keys.queue(job_type))
+        moved, delay_us = await self._scripts["promote"](keys, [limit])
+        return int(moved), (None if delay_us < 0 else delay_us / 1000)
+
+    # -- workers ---------------------------------------------------------------
+
+    async def pop(self, connection: OwnConnection, job_type: str, timeout_s: float) -> str | None:
+        """Waits for a ready job id and moves it to the popped list (BLMOVE): the one
+        transition that is a command, since a script cannot block.
+
+        The connection is the caller's own: the call holds it while it waits.
+        """
+        queue = self.keys.queue(job_type)
+        job_id: bytes | None = await connection.execute(
+            "BLMOVE", queue.ready, queue.popped, "RIGHT", "LEFT", timeout_s
+        )
+        return None if job_id is None else job_id.decode()
+
+    async def claim(
+        self,
+        job_type: str,
+        job_ids: Sequence[str],
+        worker_id: str,
+        lease_ms: int,
+        default_max_attempts: int,
+        *,
+        via: OwnConnection | None = None,
+    ) -> list[Claim]:
+        """Starts runs of popped jobs (claim.lua): per id, the RUNNING job, or why not.
+
+        `via`: the caller's own connection, else one from the pool.
+        """
+        script = self._scripts["claim"]
+        keys = script.keys(
+            self.keys.queue(job_type), worker_id=worker_id, more=[*map(self.keys.job, job_ids)]
+        )
+        args: list[str | int | bytes] = [worker_id, lease_ms, default_max_attempts, *job_ids, *JOB_FIELDS]
+        return await self._claimed(job_type, worker_id, job_ids, await script(keys, args, via))
+
+    async def round(
+        self,
+        job_type: str,
+        worker_id: str,
+        completed: Sequence[Job] = (),
+        *,
+        claim: Sequence[str] = (),
+        take: int = 0,
+        lease_ms: int = 0,
+        default_max_attempts: int = 1,
+        via: OwnConnection | None = None,
+    ) -> tuple[list[Result], list[Claim], list[str]]:
+        """A busy worker's round trip (round.lua): records its successful runs (OK, or
+        STALE: its lease was lost), claims the popped ids `claim` (as `claim`), then
+        takes up to `take` ready ids into the popped list, oldest first: its ids to
+        claim in its next round. Returns (records, claims, ids taken)."""
+        script = self._scripts["round"]
+        keys = script.keys(
+            self.keys.queue(job_type),
+            worker_id=worker_id,
+            more=[*(self.keys.job(job.id) for job in completed), *map(self.keys.job, claim)],
+        )
+        args: list[str | int | bytes] = [
+            self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts,
+        ]  # fmt: skip
+        for job in completed:
+            args += [job.id, job.lease_token]
+        if claim:
+            args += [*claim, *JOB_FIELDS]
+        records, taken, claims = await script(keys, args, via)
+        return (
+            [decode(record) for record in records],
+            await self._claimed(job_type, worker_id, claim, claims) if claim else [],
+            [job_id.decode() for job_id in taken],
+        )
+
+    async def _claimed(
+        self, job_type: str, worker_id: str, job_ids: Sequence[str], replies: Any
+    ) -> list[Claim]:
+        """Decodes claim_popped's replies; a job whose record cannot be decoded is
+        failed for good (a dead letter), not redelivered forever."""
+        claims: list[Claim] = []
+        for job_id, reply in zip(job_ids, replies, strict=True):
+            if reply[0] != OK_CODE:
+                claims.append(decode(reply))
+                continue
+            try:
+                claims.append(decode_job_values(reply[1:]))
+            except ValueError as exc:
+                log.error("job %s: corrupt record (%s): failed for good", job_id, exc)  # noqa: TRY400
+                wreck = Job(job_id, job_type, b"", JobStatus.RUNNING, 0, 0, 0, worker_id=worker_id)
+                wreck.lease_token = int(reply[1 + _LEASE_TOKEN])
+                claims.append(await self.fail(wreck, f"corrupt job record: {exc}", None))
+        return claims
+
+    async def heartbeat(
+        self, job_type: str, worker_id: str, held: Sequence[tuple[str, int]], lease_ms: int, liveness_ms: int
+    ) -> list[tuple[str, JobStatus | None]]:
+        """Marks the worker alive and extends the leases of `held` (id, lease token).
+
+        Returns (id, its status; None if the job is gone) of the leases it lost.
+        """
+        script = self._scripts["heartbeat"]
+        keys = script.keys(
+            self.keys.queue(job_type), worker_id=worker_id, more=[self.keys.job(i) for i, _ in held]
+        )
+        args: list[str | int] = [lease_ms, worker_id, liveness_ms]
+        for job_id, token in held:
+            args += [job_id, token]
+        pairs = iter(await script(keys, args))
+        return [(job_id.decode(), status_of(status)) for job_id, status in zip(pairs, pairs, strict=True)]
+
+    async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> Result:
+        """Records a failed run: RETRYING (attempts are left and `retry_delay_ms` is
+        not None), DEAD_LETTERED, or STALE (its lease was lost)."""
+        script = self._scripts["fail"]
+        keys = script.keys(self.keys.queue(job.type), job=self.keys.job(job.id), worker_id=job.worker_id)
+        delay = -1 if retry_delay_ms is None else max(0, retry_delay_ms)
+        args: list[str | int] = [
+            job.id, job.lease_token, error, delay, self.retention_ms, self.keys.schedule_channel,
+        ]  # fmt: skip
+        return decode(await script(keys, args))
+
+    async def release(self, job: Job) -> Result:
+        """Hands a running job back to the front of the ready list (a worker's
+        shutdown): OK, or STALE."""
+        script = self._scripts["release"]
+        keys = script.keys(self.keys.queue(job.type), job=self.keys.job(job.id), worker_id=job.worker_id)
+        return decode(await script(keys, [job.id, job.lease_token]))
+
+    async def give_back(
+        self, job_type: str, job_ids: Sequence[str], *, via: OwnConnection | None = None
+    ) -> int:
+        """Returns taken, unclaimed ids (oldest first) to the front of the ready queue;
+        returns how many were still the caller's to give."""
+        script = self._scripts["give_back"]
+        return int(await script(script.keys(self.keys.queue(job_type)), job_ids, via))
+
+    async def forget_worker(self, job_type: str, worker_id: str, *, leaving: bool = False) -> Result:
+        """Drops a dead worker (or, `leaving`, one that shuts down) from the registry:
+        OK, or ALIVE when a dead worker came back meanwhile."""
+        script = self._scripts["forget_worker"]
+        keys = script.keys(self.keys.queue(job_type), worker_id=worker_id)
+        return decode(await script(keys, [worker_id, int(leaving)]))
+
+    # -- the reaper ------------------------------------------------------------
+
+    async def recover(self, job_type: str, job_id: str, dead_worker: str | None = None) -> Result:
+        """Takes back a job whose lease expired (or, given `dead_worker`, whose worker
+        died): RECOVERED, DEAD_LETTERED (that was its last attempt), ALIVE, MOVED or
+        NOT_RUNNING."""
+        script = self._scripts["recover"]
+        keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
+        return decode(await script(keys, [job_id, dead_worker or "lease", self.retention_ms]))
+
+    async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
+        """Returns ids popped but not claimed within `stall_ms` to the ready list;
+        returns how many."""
+        script = self._scripts["sweep_popped"]
+        return int(await script(script.keys(self.keys.queue(job_type)), [stall_ms]))

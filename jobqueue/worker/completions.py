@@ -1,0 +1,137 @@
+"""Completions: the jobs whose handler returned and whose completion is not yet
+recorded, and the rounds that record them.
+
+A handler that returns frees its slot at once; its completion waits here. A
+busy fetcher sends what is buffered with its next round (round.lua: one round
+trip records a batch, claims the next and takes the one after). What it leaves
+the completer sends after BATCH_LINGER_S, or at once while the fetcher waits on
+an empty queue or has stopped (`hurry`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..events import Call, Event, Observers
+from ..model import Job
+from ..store.transitions import Claim, Transitions
+from ..supervise import raise_if_cancelled
+
+if TYPE_CHECKING:
+    from ..store.connection import OwnConnection
+
+# Longest a worker holds back a round trip to make a batch: a claim for more
+# than one free slot, a completion for the fetcher to send with its next round.
+BATCH_LINGER_S = 0.005
+
+
+class Completions:
+    def __init__(
+        self,
+        transitions: Transitions,
+        job_type: str,
+        worker_id: str,
+        *,
+        batch_size: int,
+        lease_ms: int,
+        default_max_attempts: int,
+        notify: Observers,
+    ) -> None:
+        self.transitions = transitions
+        self.job_type = job_type
+        self.worker_id = worker_id
+        self.batch_size = batch_size
+        self.lease_ms = lease_ms
+        self.default_max_attempts = default_max_attempts
+        self.notify = notify
+        self.pending: dict[str, Job] = {}  # handler done, completion not yet recorded
+        self.hurry = False  # the fetcher is idle or gone: the completer sends at once
+        self._sending: set[str] = set()  # of those, the ids on their way to Redis
+        self._added = asyncio.Event()
+        self._all_recorded = asyncio.Event()
+
+    def add(self, job: Job) -> None:
+        self.pending[job.id] = job
+        self._all_recorded.clear()
+        self._added.set()
+
+    def leases(self) -> list[tuple[str, int]]:
+        """(id, lease token) of the jobs waiting here: their leases must be kept."""
+        return [(job.id, job.lease_token) for job in self.pending.values()]
+
+    async def round(
+        self, *, claim: Sequence[str] = (), take: int = 0, via: OwnConnection | None = None
+    ) -> tuple[list[Claim], list[str]]:
+        """One round trip: records up to `batch_size` completions not already on their
+        way, claims `claim` and takes up to `take` ready ids; returns (claims, ids
+        taken). `via`: the fetcher's connection (the completer uses the pool)."""
+        batch = [job for job in self.pending.values() if job.id not in self._sending]
+        if len(batch) > self.batch_size:
+            batch = batch[: self.batch_size]
+            self._added.set()
+        if not batch and not take and not claim:
+            return [], []
+        self._sending.update(job.id for job in batch)
+        began, start = time.time(), time.perf_counter()
+        try:
+            records, claims, taken = await self.transitions.round(
+                self.job_type,
+                self.worker_id,
+                batch,
+                claim=claim,
+                take=take,
+                lease_ms=self.lease_ms,
+                default_max_attempts=self.default_max_attempts,
+                via=via,
+            )
+        except BaseException:
+            if batch:
+                self._added.set()  # not recorded (the fetcher stopped, or Redis is down): retry here
+            raise
+        finally:
+            self._sending.difference_update(job.id for job in batch)
+        seconds = time.perf_counter() - start
+        notify = self.notify
+        notify(
+            Event.ROUND,
+            None,
+            Call("round", self.job_type, began, seconds, len(batch), _ids(claims), tuple(taken)),
+        )
+        for job, record in zip(batch, records, strict=True):
+            del self.pending[job.id]
+            if record.ok:
+                notify(Event.COMPLETED, job)
+            else:
+                notify(Event.STALE_RESULT, job, record)
+        if not self.pending:
+            self._all_recorded.set()
+        return claims, taken
+
+    async def run(self) -> None:
+        """The completer: records the completions the fetcher does not take along."""
+        while True:
+            raise_if_cancelled()
+            await self._added.wait()
+            self._added.clear()
+            if not self.hurry:
+                await asyncio.sleep(BATCH_LINGER_S)
+            await self.round()
+
+    async def drain(self, completer: asyncio.Task[None], timeout_s: float) -> int:
+        """Lets the completer record what is buffered (within `timeout_s`), then stops
+        it; returns how many completions were left unrecorded."""
+        self.hurry = True
+        if self.pending:
+            recorded = asyncio.create_task(self._all_recorded.wait())
+            await asyncio.wait({recorded, completer}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            recorded.cancel()
+        completer.cancel()
+        await asyncio.gather(completer, return_exceptions=True)
+        return len(self.pending)
+
+
+def _ids(claims: list[Claim]) -> tuple[str, ...]:
+    return tuple(claim.id for claim in claims if isinstance(claim, Job))

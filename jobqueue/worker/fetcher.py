@@ -1,0 +1,126 @@
+"""The fetcher: claims jobs whenever the worker has free slots.
+
+While the queue has jobs, it makes one round trip per batch of jobs: each round
+records the completions that freed the slots, claims the ids the round before
+took, and takes the next ones (round.lua, through Completions.round). An empty
+queue is waited on with one blocking pop (an idle worker wakes on the push),
+and the popped id is claimed at once, alone (claim.lua): the smallest call, for
+the latency of an idle worker. Ids taken for the next round go back to the
+queue when no slot frees within BATCH_LINGER_S: with long jobs they would wait
+here while an idle worker could run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..events import Call, Event, JobRef, Observers
+from ..faults import crash_point
+from ..model import Job
+from ..store.connection import OwnConnection
+from ..store.transitions import Claim, Transitions
+from ..supervise import raise_if_cancelled
+from .completions import BATCH_LINGER_S, Completions
+from .slots import Slots
+
+
+class Fetcher:
+    def __init__(
+        self,
+        transitions: Transitions,
+        slots: Slots,
+        completions: Completions,
+        job_type: str,
+        worker_id: str,
+        *,
+        lease_ms: int,
+        default_max_attempts: int,
+        batch_size: int,
+        block_timeout_s: float,
+        notify: Observers,
+    ) -> None:
+        self.transitions = transitions
+        self.slots = slots
+        self.completions = completions
+        self.job_type = job_type
+        self.worker_id = worker_id
+        self.lease_ms = lease_ms
+        self.default_max_attempts = default_max_attempts
+        self.batch_size = batch_size
+        self.block_timeout_s = block_timeout_s
+        self.notify = notify
+        # Ids a round took into the popped list, to claim in the next.
+        self.taken: list[str] = []
+
+    async def run(self, connection: OwnConnection) -> None:
+        slots = self.slots
+        while True:
+            raise_if_cancelled()
+            await self._wait_for_a_free_slot(connection)
+            await slots.wait_for_a_batch(BATCH_LINGER_S)
+            free = slots.free
+            claim, self.taken = self.taken[:free], self.taken[free:]
+            # Enough for the free slots, and the next batch of slots to free.
+            take = min(self.batch_size, max(0, free - len(claim) + slots.batch - len(self.taken)))
+            claims, taken = await self.completions.round(claim=claim, take=take, via=connection)
+            self.taken += taken
+            if taken:
+                crash_point("after_pop")  # taken, as popped: in the popped list, not claimed
+            if claims:
+                crash_point("after_claim")
+                self._accept(claim, claims)
+            if claim and len(slots.runs) <= len(claim):
+                # An idle worker's jobs: let them start before this loop prepares its
+                # next call. A busy worker does not yield here: the extra turn of the
+                # event loop costs it more than it gains.
+                await asyncio.sleep(0)
+            if not self.taken and len(taken) < take and slots.free:
+                # The queue is empty (the take got less than it asked for).
+                await self._pop_and_claim(connection)
+
+    async def _pop_and_claim(self, connection: OwnConnection) -> None:
+        self.completions.hurry = True
+        began, start = time.time(), time.perf_counter()
+        try:
+            job_id = await self.transitions.pop(connection, self.job_type, self.block_timeout_s)
+        finally:
+            self.completions.hurry = False
+        if job_id is None:
+            return
+        popped = time.perf_counter()
+        self.notify(Event.POPPED, None, Call("pop", self.job_type, began, popped - start, taken=(job_id,)))
+        crash_point("after_pop")
+        claims = await self.transitions.claim(
+            self.job_type, [job_id], self.worker_id, self.lease_ms, self.default_max_attempts, via=connection
+        )
+        claimed = tuple(c.id for c in claims if isinstance(c, Job))
+        seconds = time.perf_counter() - popped
+        self.notify(
+            Event.ROUND, None, Call("claim", self.job_type, began + popped - start, seconds, claimed=claimed)
+        )
+        crash_point("after_claim")
+        self._accept([job_id], claims)
+        await asyncio.sleep(0)  # as above: let it start
+
+    def _accept(self, job_ids: list[str], claims: list[Claim]) -> None:
+        """Holds the jobs claimed, and starts as many as slots allow."""
+        for job_id, claim in zip(job_ids, claims, strict=True):
+            if isinstance(claim, Job):
+                self.slots.hold(claim)
+                self.notify(Event.CLAIMED, claim)
+            else:
+                self.notify(Event.SKIPPED, JobRef(job_id, self.job_type), claim)
+        self.slots.start_waiting()
+
+    async def _wait_for_a_free_slot(self, connection: OwnConnection) -> None:
+        while not self.slots.free:
+            if not self.taken:
+                await self.slots.wait_for_one()
+            elif not await self.slots.wait_for_one(BATCH_LINGER_S):
+                await self.give_back_taken(connection)
+
+    async def give_back_taken(self, via: OwnConnection | None = None) -> None:
+        taken, self.taken = self.taken, []
+        if taken:
+            await self.transitions.give_back(self.job_type, taken, via=via)
