@@ -4,8 +4,9 @@ over a network, for measuring what a round trip more or less costs a worker.
 
     python bench/net_delay.py --listen 6391 --to 6390 --one-way-us 150 [--seconds 600]
 
-On this machine 150 µs each way gives a Redis PING a round trip of ~0.5-0.75 ms (the
-threads' wake-ups add to it), like Redis in another availability zone. Threads, not
+The threads' wake-ups add to the delay asked for (docs/performance.md gives what a
+PING took through it here), so a round trip costs about what it would to Redis in
+another availability zone. Threads, not
 asyncio: an event loop's timers wake in whole milliseconds (epoll). Byte order is kept
 per direction. Listens on and connects to 127.0.0.1 only; exits after --seconds.
 (Kernel alternatives, `tc netem`, need a module this machine does not have.)

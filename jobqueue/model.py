@@ -72,8 +72,8 @@ class Job:
     """A job as stored: a snapshot (changing it changes nothing in Redis).
 
     Times are Unix milliseconds from the Redis server's clock. Not frozen: a
-    frozen dataclass sets every field through object.__setattr__, which made
-    creating one 3x dearer (5.3 vs 1.6 µs), and batches create thousands.
+    frozen dataclass sets every field through object.__setattr__, which makes
+    creating one several times dearer, and batches create thousands.
     """
 
     id: str

@@ -81,8 +81,8 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
 
 
 # Options whose explicit 0 is an error while absence means the default:
-# `field in message` is has_field without the lookup by name (twice as fast;
-# every job of a batch checks both).
+# `field in message` is has_field without the lookup by name (cheaper; every job
+# of a batch checks both).
 _REQUEST_FIELDS = {field.name: field for field in pb.EnqueueJobRequest.desc().fields}
 _MAX_ATTEMPTS, _TIMEOUT_MS = _REQUEST_FIELDS["max_attempts"], _REQUEST_FIELDS["timeout_ms"]
 

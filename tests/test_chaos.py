@@ -1,4 +1,4 @@
-"""The bounded run of the fault-injection suite (bench/chaos.py --small) on every change."""
+"""The bounded run of the fault-injection suite (tests/chaos/run.py --small) on every change."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .conftest import ROOT
 @pytest.mark.timeout(240)
 def test_no_job_is_lost_under_faults() -> None:
     ran = subprocess.run(
-        [sys.executable, "bench/chaos.py", "--small"],
+        [sys.executable, "tests/chaos/run.py", "--small"],
         cwd=ROOT, capture_output=True, text=True, timeout=230, check=False,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]

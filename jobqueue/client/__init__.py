@@ -87,7 +87,7 @@ class SyncClient:
 
     Short-lived processes should prefer it: pyqwest's asyncio client can abort
     the interpreter at exit when a call finished just before (seen with
-    connectrpc 0.13 / pyqwest 0.12 in about 1 of 20 runs); the blocking client
+    connectrpc 0.13 / pyqwest 0.12, now and then); the blocking client
     does not.
     """
 

@@ -6,8 +6,8 @@ as it has read that much, and answers while the client is still sending:
 - HTTP/1.1: a connection whose request was not read to the end cannot be reused,
   so Hypercorn closes it, and a socket closed with unread bytes sends a TCP reset.
   The client, still writing, sees a broken pipe instead of the answer (connectrpc's
-  client says `unavailable`, which invites a retry of the same request). Measured
-  before this: a 6 MiB payload over gRPC-Web failed that way in 23 of 30 tries.
+  client says `unavailable`, which invites a retry of the same request), and did so
+  for most multi-MiB payloads over gRPC-Web.
 - HTTP/2: Hypercorn 0.18 does not acknowledge DATA that arrives for a stream it
   has closed (pgjones/hypercorn#329), so the connection's flow-control window
   leaks: after two refused 12 MiB requests every call on that connection hung.

@@ -1,4 +1,4 @@
-"""The worker of the fault-injection suite (bench/chaos.py): `jobqueue worker bench/chaos_worker.py`.
+"""The worker of the fault-injection suite (run.py): `jobqueue worker tests/chaos/worker.py`.
 
 Every run appends to a history file of its own process, unbuffered so that a
 SIGKILL loses nothing already written: a "start" line when the handler starts

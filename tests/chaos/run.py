@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The fault-injection suite: jobs through a real deployment while it is being broken.
 
-    python bench/chaos.py             # the full run (a few minutes)
-    python bench/chaos.py --small     # the bounded run the test suite does (about a minute)
+    python tests/chaos/run.py             # the full run (a few minutes)
+    python tests/chaos/run.py --small     # the bounded run the test suite does (about a minute)
 
 It starts a redis-server (AOF, fsync on every write) on a free loopback port, a
-`jobqueue server` and K `jobqueue worker bench/chaos_worker.py` processes, and
+`jobqueue server` and K `jobqueue worker tests/chaos/worker.py` processes, and
 enqueues N jobs through the server's HTTP + JSON API (each with an idempotency
 key, retried until acknowledged): random durations, some scheduled ahead, some
 failing on their first attempts, a few failing on every attempt. Meanwhile it
@@ -54,7 +54,7 @@ from typing import Any
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
@@ -70,7 +70,7 @@ FAULT_WEIGHTS = {
     "restart_redis": 1,
     "restart_server": 1,
 }
-LIVENESS_S = 2.0  # as in bench/chaos_worker.py
+LIVENESS_S = 2.0  # as in tests/chaos/worker.py
 CLAIM_LEAD_S = 1.0
 ENV = {
     "JOBQUEUE_REAPER_INTERVAL_S": "0.5",
@@ -139,7 +139,7 @@ class Deployment:
         return self._spawn(command, "server", self.env)
 
     def start_worker(self, crash_at: str = "") -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "jobqueue.cli", "worker", "bench/chaos_worker.py"]
+        command = [sys.executable, "-m", "jobqueue.cli", "worker", "tests/chaos/worker.py"]
         process = self._spawn(command, "worker", dict(self.env, JOBQUEUE_CRASH_AT=crash_at))
         self.crash_points[process.pid] = crash_at
         return process
