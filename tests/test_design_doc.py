@@ -58,3 +58,12 @@ async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) ->
     fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}
     assert fields == set(documented[1].split())
     assert fields == {name.decode() for name in JOB_FIELDS}  # what a claim returns
+
+
+def test_where_the_code_lives_names_every_module() -> None:
+    section = DOC.split("## Where the code lives", 1)[1].split("\n## ", 1)[0]
+    package = ROOT / "jobqueue"
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package)
+        if relative.parts[0] != "_gen" and path.name != "__init__.py":
+            assert path.stem in section, f"docs/design.md does not place jobqueue/{relative}"
