@@ -84,7 +84,10 @@ _LINES: dict[Event, tuple[int, str]] = {
     Event.CANCELLED: (logging.INFO, "cancelled while held: its handler was stopped, or never started"),
     Event.LEASE_LOST: (logging.WARNING, "lease lost (the job is now {}): its handler was stopped"),
     Event.STALE_RESULT: (logging.WARNING, "result refused: its lease was lost (the job is now {})"),
-    Event.NOT_RECORDED: (logging.WARNING, "could not record it {} (Redis unavailable): it will run again"),
+    Event.NOT_RECORDED: (
+        logging.WARNING,
+        "could not record that it {} (Redis unavailable): it will run again",
+    ),
     Event.RECOVERED: (logging.WARNING, "{}: taken back, next in line"),
     Event.DEAD_LETTERED: (logging.WARNING, "{} during its last attempt: failed for good"),
 }

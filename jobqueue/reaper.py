@@ -13,13 +13,12 @@ Every server and worker process runs one; the scripts make that safe.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection
 
 from .events import Event, JobRef, Observers, Swept
 from .store import Store
 from .store.outcomes import Outcome, Result
-from .supervise import raise_if_cancelled, supervise
+from .supervise import repeat, supervise
 
 BATCH = 100  # expired leases or dead workers handled per read
 
@@ -36,13 +35,7 @@ class Reaper:
         self.notify = notify
 
     async def run(self) -> None:
-        await supervise("reaper", self._run)
-
-    async def _run(self) -> None:
-        while True:
-            raise_if_cancelled()
-            await self.reap_once()
-            await asyncio.sleep(self.interval_s)
+        await supervise("reaper", lambda: repeat(self.reap_once, self.interval_s))
 
     async def reap_once(self) -> int:
         """One pass over every type; returns how many jobs went back to ready."""

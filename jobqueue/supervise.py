@@ -47,6 +47,14 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+async def repeat(step: Callable[[], Awaitable[object]], interval_s: float) -> None:
+    """Runs `step` every `interval_s` (after each run ends), until cancelled."""
+    while True:
+        raise_if_cancelled()
+        await step()
+        await asyncio.sleep(interval_s)
+
+
 async def supervise(
     name: str, loop: Callable[[], Awaitable[None]], *, backoff: Backoff | None = None
 ) -> None:

@@ -73,23 +73,22 @@ class Transitions:
         """Ends a PENDING or RUNNING job as CANCELLED: OK (with the status it had),
         NOT_FOUND or WRONG_STATE."""
         job_id = check_job_id(job_id)
-        job_type = await self._type_of(job_id)
-        if job_type is None:
-            return Result(Outcome.NOT_FOUND)
-        script = self._scripts["cancel"]
-        keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
-        return decode(await script(keys, [job_id, self.retention_ms]))
+        return await self._on_job("cancel", job_id, [job_id, self.retention_ms])
 
     async def redrive(self, job_id: str) -> Result:
         """Runs a FAILED or CANCELLED job again, due now, attempts from zero (RetryJob):
         OK, NOT_FOUND or WRONG_STATE."""
         job_id = check_job_id(job_id)
+        return await self._on_job("redrive", job_id, [job_id])
+
+    async def _on_job(self, name: str, job_id: str, args: list[str | int]) -> Result:
+        """Runs a script on one job known by id alone (its queue's keys from its type)."""
         job_type = await self._type_of(job_id)
         if job_type is None:
             return Result(Outcome.NOT_FOUND)
-        script = self._scripts["redrive"]
+        script = self._scripts[name]
         keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
-        return decode(await script(keys, [job_id]))
+        return decode(await script(keys, args))
 
     async def _type_of(self, job_id: str) -> str | None:
         """The job's type, for its queue's keys (None: no such job)."""

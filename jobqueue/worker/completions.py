@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..events import Call, Event, Observers
+from ..events import Call, Event
 from ..model import Job
-from ..store.transitions import Claim, Transitions
+from ..store.transitions import Claim
 from ..supervise import raise_if_cancelled
+from .context import Context
 
 if TYPE_CHECKING:
     from ..store.connection import OwnConnection
@@ -29,24 +30,8 @@ BATCH_LINGER_S = 0.005
 
 
 class Completions:
-    def __init__(
-        self,
-        transitions: Transitions,
-        job_type: str,
-        worker_id: str,
-        *,
-        batch_size: int,
-        lease_ms: int,
-        default_max_attempts: int,
-        notify: Observers,
-    ) -> None:
-        self.transitions = transitions
-        self.job_type = job_type
-        self.worker_id = worker_id
-        self.batch_size = batch_size
-        self.lease_ms = lease_ms
-        self.default_max_attempts = default_max_attempts
-        self.notify = notify
+    def __init__(self, context: Context) -> None:
+        self.context = context
         self.pending: dict[str, Job] = {}  # handler done, completion not yet recorded
         self.hurry = False  # the fetcher is idle or gone: the completer sends at once
         self._sending: set[str] = set()  # of those, the ids on their way to Redis
@@ -68,23 +53,24 @@ class Completions:
         """One round trip: records up to `batch_size` completions not already on their
         way, claims `claim` and takes up to `take` ready ids; returns (claims, ids
         taken). `via`: the fetcher's connection (the completer uses the pool)."""
+        c = self.context
         batch = [job for job in self.pending.values() if job.id not in self._sending]
-        if len(batch) > self.batch_size:
-            batch = batch[: self.batch_size]
+        if len(batch) > c.batch_size:
+            batch = batch[: c.batch_size]
             self._added.set()
         if not batch and not take and not claim:
             return [], []
         self._sending.update(job.id for job in batch)
         began, start = time.time(), time.perf_counter()
         try:
-            records, claims, taken = await self.transitions.round(
-                self.job_type,
-                self.worker_id,
+            records, claims, taken = await c.transitions.round(
+                c.job_type,
+                c.worker_id,
                 batch,
                 claim=claim,
                 take=take,
-                lease_ms=self.lease_ms,
-                default_max_attempts=self.default_max_attempts,
+                lease_ms=c.lease_ms,
+                default_max_attempts=c.default_max_attempts,
                 via=via,
             )
         except BaseException:
@@ -94,11 +80,11 @@ class Completions:
         finally:
             self._sending.difference_update(job.id for job in batch)
         seconds = time.perf_counter() - start
-        notify = self.notify
+        notify = c.notify
         notify(
             Event.ROUND,
             None,
-            Call("round", self.job_type, began, seconds, len(batch), _ids(claims), tuple(taken)),
+            Call("round", c.job_type, began, seconds, len(batch), _ids(claims), tuple(taken)),
         )
         for job, record in zip(batch, records, strict=True):
             del self.pending[job.id]

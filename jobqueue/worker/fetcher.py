@@ -15,41 +15,26 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..events import Call, Event, JobRef, Observers
+from ..events import Call, Event, JobRef
 from ..faults import crash_point
 from ..model import Job
 from ..store.connection import OwnConnection
-from ..store.transitions import Claim, Transitions
+from ..store.transitions import Claim
 from ..supervise import raise_if_cancelled
 from .completions import BATCH_LINGER_S, Completions
+from .context import Context
 from .slots import Slots
 
 
 class Fetcher:
     def __init__(
-        self,
-        transitions: Transitions,
-        slots: Slots,
-        completions: Completions,
-        job_type: str,
-        worker_id: str,
-        *,
-        lease_ms: int,
-        default_max_attempts: int,
-        batch_size: int,
-        block_timeout_s: float,
-        notify: Observers,
+        self, context: Context, slots: Slots, completions: Completions, block_timeout_s: float
     ) -> None:
-        self.transitions = transitions
+        """`block_timeout_s`: the longest single blocking pop (the wait is repeated)."""
+        self.context = context
         self.slots = slots
         self.completions = completions
-        self.job_type = job_type
-        self.worker_id = worker_id
-        self.lease_ms = lease_ms
-        self.default_max_attempts = default_max_attempts
-        self.batch_size = batch_size
         self.block_timeout_s = block_timeout_s
-        self.notify = notify
         # Ids a round took into the popped list, to claim in the next.
         self.taken: list[str] = []
 
@@ -62,7 +47,7 @@ class Fetcher:
             free = slots.free
             claim, self.taken = self.taken[:free], self.taken[free:]
             # Enough for the free slots, and the next batch of slots to free.
-            take = min(self.batch_size, max(0, free - len(claim) + slots.batch - len(self.taken)))
+            take = min(self.context.batch_size, max(0, free - len(claim) + slots.batch - len(self.taken)))
             claims, taken = await self.completions.round(claim=claim, take=take, via=connection)
             self.taken += taken
             if taken:
@@ -80,24 +65,25 @@ class Fetcher:
                 await self._pop_and_claim(connection)
 
     async def _pop_and_claim(self, connection: OwnConnection) -> None:
+        c = self.context
         self.completions.hurry = True
         began, start = time.time(), time.perf_counter()
         try:
-            job_id = await self.transitions.pop(connection, self.job_type, self.block_timeout_s)
+            job_id = await c.transitions.pop(connection, c.job_type, self.block_timeout_s)
         finally:
             self.completions.hurry = False
         if job_id is None:
             return
         popped = time.perf_counter()
-        self.notify(Event.POPPED, None, Call("pop", self.job_type, began, popped - start, taken=(job_id,)))
+        c.notify(Event.POPPED, None, Call("pop", c.job_type, began, popped - start, taken=(job_id,)))
         crash_point("after_pop")
-        claims = await self.transitions.claim(
-            self.job_type, [job_id], self.worker_id, self.lease_ms, self.default_max_attempts, via=connection
+        claims = await c.transitions.claim(
+            c.job_type, [job_id], c.worker_id, c.lease_ms, c.default_max_attempts, via=connection
         )
-        claimed = tuple(c.id for c in claims if isinstance(c, Job))
+        claimed = tuple(claim.id for claim in claims if isinstance(claim, Job))
         seconds = time.perf_counter() - popped
-        self.notify(
-            Event.ROUND, None, Call("claim", self.job_type, began + popped - start, seconds, claimed=claimed)
+        c.notify(
+            Event.ROUND, None, Call("claim", c.job_type, began + popped - start, seconds, claimed=claimed)
         )
         crash_point("after_claim")
         self._accept([job_id], claims)
@@ -105,12 +91,13 @@ class Fetcher:
 
     def _accept(self, job_ids: list[str], claims: list[Claim]) -> None:
         """Holds the jobs claimed, and starts as many as slots allow."""
+        notify = self.context.notify
         for job_id, claim in zip(job_ids, claims, strict=True):
             if isinstance(claim, Job):
                 self.slots.hold(claim)
-                self.notify(Event.CLAIMED, claim)
+                notify(Event.CLAIMED, claim)
             else:
-                self.notify(Event.SKIPPED, JobRef(job_id, self.job_type), claim)
+                notify(Event.SKIPPED, JobRef(job_id, self.context.job_type), claim)
         self.slots.start_waiting()
 
     async def _wait_for_a_free_slot(self, connection: OwnConnection) -> None:
@@ -123,4 +110,4 @@ class Fetcher:
     async def give_back_taken(self, via: OwnConnection | None = None) -> None:
         taken, self.taken = self.taken, []
         if taken:
-            await self.transitions.give_back(self.job_type, taken, via=via)
+            await self.context.transitions.give_back(self.context.job_type, taken, via=via)

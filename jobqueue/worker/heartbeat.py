@@ -9,51 +9,31 @@ handler; a job not started yet is dropped.
 
 from __future__ import annotations
 
-import asyncio
-
-from ..events import Event, Observers
+from ..events import Event
 from ..model import JobStatus
-from ..store.transitions import Transitions
-from ..supervise import raise_if_cancelled
+from ..supervise import repeat
 from .completions import Completions
+from .context import Context
 from .slots import Slots
 
 
 class Heartbeat:
     def __init__(
-        self,
-        transitions: Transitions,
-        slots: Slots,
-        completions: Completions,
-        job_type: str,
-        worker_id: str,
-        *,
-        interval_s: float,
-        lease_ms: int,
-        liveness_ms: int,
-        notify: Observers,
+        self, context: Context, slots: Slots, completions: Completions, *, interval_s: float, liveness_ms: int
     ) -> None:
-        self.transitions = transitions
+        self.context = context
         self.slots = slots
         self.completions = completions
-        self.job_type = job_type
-        self.worker_id = worker_id
         self.interval_s = interval_s
-        self.lease_ms = lease_ms
         self.liveness_ms = liveness_ms
-        self.notify = notify
 
     async def run(self) -> None:
-        while True:
-            raise_if_cancelled()
-            await self.beat()
-            await asyncio.sleep(self.interval_s)
+        await repeat(self.beat, self.interval_s)
 
     async def beat(self) -> None:
+        c = self.context
         held = self.slots.leases() + self.completions.leases()
-        lost = await self.transitions.heartbeat(
-            self.job_type, self.worker_id, held, self.lease_ms, self.liveness_ms
-        )
+        lost = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
         for job_id, status in lost:
             run = self.slots.runs.get(job_id)
             if run is None or run.handler_done:
@@ -62,6 +42,6 @@ class Heartbeat:
             run.status = status
             if run.task is None:  # waiting for a slot: it never starts
                 self.slots.drop(run)
-                self.notify(run.interrupted, run.job, status)
+                c.notify(run.interrupted, run.job, status)
             else:
                 run.task.cancel()

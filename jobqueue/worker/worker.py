@@ -42,6 +42,7 @@ from ..store.outcomes import Outcome, Result
 from ..supervise import REDIS_DOWN, supervise
 from ..supervise import Backoff as ReconnectBackoff
 from .completions import Completions
+from .context import Context
 from .errors import PermanentError, RetryAfter
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
@@ -188,42 +189,22 @@ class Worker:
         settings = self.settings or settings or Settings.from_env()
         # Unbounded pools: the worker's own concurrency bounds its connections.
         store = Store.open(settings, max_connections=None)
-        transitions = store.transitions
-        notify = self.notify
+        context = Context(
+            store.transitions,
+            self.job_type,
+            self.worker_id,
+            self.lease_ms,
+            self.max_attempts,
+            self.batch_size,
+            self.notify,
+        )
         slots = Slots(
             self.concurrency, self.prefetch, self.batch_size, lambda run: self._execute(serving, run)
         )
-        completions = Completions(
-            transitions,
-            self.job_type,
-            self.worker_id,
-            batch_size=self.batch_size,
-            lease_ms=self.lease_ms,
-            default_max_attempts=self.max_attempts,
-            notify=notify,
-        )
-        fetcher = Fetcher(
-            transitions,
-            slots,
-            completions,
-            self.job_type,
-            self.worker_id,
-            lease_ms=self.lease_ms,
-            default_max_attempts=self.max_attempts,
-            batch_size=self.batch_size,
-            block_timeout_s=self.block_timeout_s,
-            notify=notify,
-        )
+        completions = Completions(context)
+        fetcher = Fetcher(context, slots, completions, self.block_timeout_s)
         heartbeat = Heartbeat(
-            transitions,
-            slots,
-            completions,
-            self.job_type,
-            self.worker_id,
-            interval_s=self.heartbeat_s,
-            lease_ms=self.lease_ms,
-            liveness_ms=self.liveness_ms,
-            notify=notify,
+            context, slots, completions, interval_s=self.heartbeat_s, liveness_ms=self.liveness_ms
         )
         serving = self._serving = _Serving(store, slots, completions, fetcher)
         # The fetcher's round trips (pops included) go one after another on a connection of its own.
@@ -235,9 +216,9 @@ class Worker:
         background = [asyncio.create_task(supervise("heartbeat", heartbeat.run, backoff=retry_heartbeat))]
         completer = asyncio.create_task(supervise("completer", completions.run))
         if self.run_scheduler:
-            background.append(asyncio.create_task(Scheduler(store, [self.job_type], notify).run()))
+            background.append(asyncio.create_task(Scheduler(store, [self.job_type], self.notify).run()))
         if self.run_reaper:
-            background.append(asyncio.create_task(Reaper(store, [self.job_type], notify).run()))
+            background.append(asyncio.create_task(Reaper(store, [self.job_type], self.notify).run()))
         fetching_task = asyncio.create_task(supervise("fetcher", lambda: fetcher.run(fetching)))
         log.info(
             "worker %s: handling %r, concurrency %d%s",
@@ -281,7 +262,7 @@ class Worker:
                 # The worker cancelled the handler itself: this task goes on to report.
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 if run.interrupted is Event.RELEASED:
-                    await self._record(job, "released", lambda: transitions.release(job))
+                    await self._record(job, "was released", lambda: transitions.release(job))
                 else:
                     self.notify(run.interrupted, job, run.status)
                 return
@@ -396,7 +377,7 @@ class Worker:
         release = serving.store.transitions.release
         waiting = serving.slots.take_waiting()
         await asyncio.gather(
-            *(self._record(run.job, "released", functools.partial(release, run.job)) for run in waiting)
+            *(self._record(run.job, "was released", functools.partial(release, run.job)) for run in waiting)
         )
 
 
