@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -15,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from jobqueue.cli import parse_duration_s, parse_time_ms
+from jobqueue.model import JobStatus
 from jobqueue.redis_server import free_port
 
-from .conftest import ROOT
+from .conftest import ROOT, eventually, status_is
 from .harness import Harness
 
 
@@ -98,6 +101,34 @@ def test_worker_with_a_bad_target_says_why() -> None:
     assert result.returncode == 1 and "no such file" in result.stderr
     result = jobqueue("worker", "tests/worker_apps.py:nothing")
     assert result.returncode == 1 and "no attribute nothing" in result.stderr
+
+
+async def test_a_worker_gets_its_settings_from_the_command_line(
+    tmp_path: Path, redis_url: str, store: Harness
+) -> None:
+    """`--redis-url` and JOBQUEUE_PREFIX reach the module's Worker, built at import without
+    settings of its own: the process's settings are passed down, not put in the environment."""
+    module = tmp_path / "noop_worker.py"
+    module.write_text(
+        "from jobqueue.worker import Job, Worker\n"
+        "async def noop(job: Job) -> None: ...\n"
+        "worker = Worker('cli-settings', noop, heartbeat_s=0.2)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "JOBQUEUE_REDIS_URL", "REDIS_ADDR")}
+    env["JOBQUEUE_PREFIX"] = "cli-prefix"
+    prefixed = Harness(store.redis, dataclasses.replace(store.settings, prefix="cli-prefix"))
+    job = await prefixed.enqueue("cli-settings")
+    worker = subprocess.Popen(  # noqa: ASYNC220 - starting it does not wait for it
+        [sys.executable, "-m", "jobqueue.cli", "worker", str(module), "--redis-url", redis_url],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await eventually(status_is(prefixed, job.id, JobStatus.COMPLETED), timeout=30, what="the job done")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output = (await asyncio.to_thread(worker.communicate, timeout=30))[0].decode()
+    assert worker.returncode == 0, output
+    assert "1 completed" in output
 
 
 def test_dev_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:
