@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -21,14 +22,28 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutE
 
 
 class Backoff:
-    """Capped exponential delays with full jitter: 0.1 s, 0.2 s, ... up to `cap`."""
+    """Capped exponential delays with full jitter: 0.1 s, 0.2 s, ... up to `cap`.
 
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
+    While an outage is young (its first `young_s`), no delay exceeds `young_cap`:
+    most outages are short (a restart, a failover), and a loop that backed off for
+    long would leave its work undone well after Redis is back. A long outage is
+    retried less and less often, up to `cap`.
+    """
+
+    def __init__(
+        self, base: float = 0.1, cap: float = 5.0, *, young_cap: float = 1.0, young_s: float = 30.0
+    ) -> None:
         self.base, self.cap, self.failures = base, cap, 0
+        self.young_cap, self.young_s = min(young_cap, cap), young_s
+        self._since = 0.0  # when the first of the current run of failures happened
 
     def next_delay(self) -> float:
+        now = time.monotonic()
+        if self.failures == 0:
+            self._since = now
         self.failures += 1
-        return random.uniform(self.base, min(self.cap, self.base * 2**self.failures))
+        cap = self.young_cap if now - self._since < self.young_s else self.cap
+        return random.uniform(self.base, min(cap, self.base * 2**self.failures))
 
     def reset(self) -> None:
         self.failures = 0
@@ -60,8 +75,8 @@ async def supervise(
 ) -> None:
     """Runs `loop` until it returns or is cancelled, restarting it after every error.
 
-    The backoff (default: 0.1 s doubling up to 5 s) resets when a restarted loop
-    has run for a while without failing.
+    The backoff (default: 0.1 s doubling up to 1 s while the outage is young, then
+    up to 5 s) resets when a restarted loop has run for a while without failing.
     """
     backoff = backoff or Backoff()
     clock = asyncio.get_running_loop().time

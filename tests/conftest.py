@@ -180,7 +180,7 @@ Spawn = Callable[..., subprocess.Popen[bytes]]
 def spawn(redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(crash_at: str = "") -> subprocess.Popen[bytes]:
+    def start(crash_at: str = "", target: str = "tests/worker_apps.py") -> subprocess.Popen[bytes]:
         env = dict(
             os.environ,
             JOBQUEUE_REDIS_URL=redis_url,
@@ -188,11 +188,12 @@ def spawn(redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
             JOBQUEUE_CLAIM_TIMEOUT_S="1",
             JOBQUEUE_RESTART_GRACE_S="0",  # the suite's Redis is young
             JOBQUEUE_CRASH_AT=crash_at,
+            TEST_STARTS_FILE=str(tmp_path / "starts"),  # worker_apps.nap's
         )
         log = tmp_path / f"worker{len(processes)}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "jobqueue.cli", "worker", "tests/worker_apps.py"],
+                [sys.executable, "-m", "jobqueue.cli", "worker", target],
                 env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         LOGS[process.pid] = log

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +85,30 @@ async def test_a_paused_worker_cannot_finish_a_job_taken_over(store: Harness, sp
     )
     again = await store.get(job.id)
     assert (again.status, again.attempt, again.finished_at) == (JobStatus.COMPLETED, 2, finished.finished_at)
+
+
+async def test_a_resumed_worker_does_not_start_a_job_it_claimed_before_its_pause(
+    store: Harness, spawn: Spawn, tmp_path: Path
+) -> None:
+    """SIGSTOP past the liveness deadline while a job waits, claimed ahead, for the only slot:
+    both run and complete elsewhere. Resumed, the worker's first job ends (its result is
+    refused) and frees the slot; the worker confirms its leases before it starts the job
+    it claimed ahead, and drops it."""
+    prefetching = "tests/worker_apps.py:prefetching"
+    paused = spawn(target=prefetching)
+    first = await store.enqueue("prefetching", b"2")
+    ahead = await store.enqueue("prefetching", b"0")
+    await eventually(status_is(store, ahead.id, JobStatus.RUNNING), timeout=30, what="the job claimed ahead")
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        spawn(target=prefetching)
+        for job in (first, ahead):
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what="run elsewhere")
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    await eventually(lambda: _logged(paused, f"job {ahead.id} (prefetching): lease lost"), timeout=20)
+    starts = [line.split() for line in (tmp_path / "starts").read_text().splitlines()]
+    assert [job_id for job_id, _, pid in starts if int(pid) == paused.pid] == [first.id]
 
 
 async def _logged(process: subprocess.Popen[bytes], *needles: str) -> bool:

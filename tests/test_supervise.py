@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from jobqueue import supervise as supervise_module
 from jobqueue.supervise import Backoff, supervise
 
 log = logging.getLogger("test")
@@ -47,3 +49,21 @@ def test_the_default_backoff_doubles_up_to_its_cap() -> None:
         assert 0.1 <= backoff.next_delay() <= ceiling
     backoff.reset()
     assert backoff.next_delay() <= 0.2
+
+
+def test_a_young_outage_is_retried_within_a_second_and_an_old_one_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a short outage every loop is back at work within about a second; only an
+    outage older than `young_s` backs off further, up to `cap`."""
+    now = 1000.0
+    monkeypatch.setattr(supervise_module.time, "monotonic", lambda: now)
+    monkeypatch.setattr(supervise_module.random, "uniform", lambda low, high: high)  # the longest delay
+    backoff = Backoff()
+    assert [backoff.next_delay() for _ in range(6)] == [0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    now += 29.0
+    assert backoff.next_delay() == 1.0
+    now += 2.0  # the outage is 31 s old
+    assert [backoff.next_delay() for _ in range(2)] == [5.0, 5.0]
+    backoff.reset()
+    assert backoff.next_delay() == 0.2  # a new outage is young again

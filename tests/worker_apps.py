@@ -35,3 +35,18 @@ async def sleepy(job: Job) -> None:
 worker = Worker(
     "sleepy", sleepy, lease_s=30.0, liveness_s=1.0, heartbeat_s=0.2, shutdown_grace_s=0.5, concurrency=4
 )
+
+
+async def nap(job: Job) -> None:
+    """Sleeps for its payload's seconds, with no round trip to Redis after the sleep (the
+    next job may start at once) nor before it: its start is written to TEST_STARTS_FILE,
+    "<id> <attempt> <pid>" per line, as it happens."""
+    with open(os.environ["TEST_STARTS_FILE"], "a") as starts:  # noqa: ASYNC230 - a line, at once
+        starts.write(f"{job.id} {job.attempt} {os.getpid()}\n")
+    await asyncio.sleep(float(job.payload or b"0"))
+
+
+# One slot and one job claimed ahead of it (`worker_apps.py:prefetching`).
+prefetching = Worker(
+    "prefetching", nap, lease_s=30.0, liveness_s=1.0, heartbeat_s=0.2, concurrency=1, prefetch=1
+)

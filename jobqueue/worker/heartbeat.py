@@ -5,13 +5,19 @@ on) and renews the lease of every job it holds: running, waiting for a slot,
 or done with its completion not yet recorded. A lease found lost (the job was
 cancelled, or the worker counted as dead and the job went elsewhere) stops its
 handler; a job not started yet is dropped.
+
+A worker that was paused (SIGSTOP, a stalled VM, a long GC) may have counted as
+dead meanwhile, and its jobs run elsewhere: before it starts a job it claimed, it
+`confirm`s its leases when its last heartbeat is old.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from ..events import Event
 from ..model import JobStatus
-from ..supervise import repeat
+from ..supervise import REDIS_DOWN, Backoff, repeat
 from .completions import Completions
 from .context import Context
 from .slots import Slots
@@ -26,17 +32,45 @@ class Heartbeat:
         self.completions = completions
         self.interval_s = interval_s
         self.liveness_ms = liveness_ms
+        # Loop time when the last successful beat began: the leases held then are held.
+        self.last_beat = asyncio.get_running_loop().time()
+        self._confirming: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         await repeat(self.beat, self.interval_s)
 
+    def stale(self) -> bool:
+        """Whether the last successful beat is old enough that this worker may have
+        counted as dead since (normally a beat is at most `interval_s` old)."""
+        return asyncio.get_running_loop().time() - self.last_beat > self.liveness_ms / 2000
+
+    async def confirm(self) -> None:
+        """Beats now, through Redis outages, so that the leases lost while this worker
+        was paused are known (their runs cancelled or dropped). Concurrent callers
+        share one beat."""
+        if self._confirming is None or self._confirming.done():
+            self._confirming = asyncio.create_task(self._beat_until_it_succeeds())
+        await asyncio.shield(self._confirming)
+
+    async def _beat_until_it_succeeds(self) -> None:
+        backoff = Backoff(base=min(0.1, self.interval_s), cap=self.interval_s)
+        while True:
+            try:
+                await self.beat()
+            except REDIS_DOWN:
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                return
+
     async def beat(self) -> None:
         c = self.context
+        began = asyncio.get_running_loop().time()
         held = self.slots.leases() + self.completions.leases()
         lost = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
+        self.last_beat = began
         for job_id, status in lost:
             run = self.slots.runs.get(job_id)
-            if run is None or run.handler_done:
+            if run is None or run.handler_done or run.interrupted is not None:
                 continue
             run.interrupted = Event.CANCELLED if status is JobStatus.CANCELLED else Event.LEASE_LOST
             run.status = status

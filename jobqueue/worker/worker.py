@@ -66,6 +66,7 @@ class _Serving:
     slots: Slots
     completions: Completions
     fetcher: Fetcher
+    heartbeat: Heartbeat
 
 
 class Worker:
@@ -206,7 +207,7 @@ class Worker:
         heartbeat = Heartbeat(
             context, slots, completions, interval_s=self.heartbeat_s, liveness_ms=self.liveness_ms
         )
-        serving = self._serving = _Serving(store, slots, completions, fetcher)
+        serving = self._serving = _Serving(store, slots, completions, fetcher, heartbeat)
         # The fetcher's round trips (pops included) go one after another on a connection of its own.
         fetching = store.own_connection()
         # A heartbeat that waits out a long backoff after a Redis outage would let the
@@ -244,12 +245,16 @@ class Worker:
     async def _execute(self, serving: _Serving, run: Run) -> None:
         job = run.job
         transitions = serving.store.transitions
-        self.notify(Event.STARTED, job)
         try:
             timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
             # No timeout context without a timeout: it costs a busy worker CPU.
             deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
             try:
+                if serving.heartbeat.stale():
+                    # The worker was paused, and may have counted as dead: it learns
+                    # which of its leases are still its own before it starts a job.
+                    await serving.heartbeat.confirm()
+                self.notify(Event.STARTED, job)
                 if deadline is None:
                     await self.handler(job)
                 else:

@@ -95,7 +95,7 @@ class Fault:
     kind: str
     t: float
     pid: int | None = None
-    until: float | None = None  # end of a pause
+    until: float | None = None  # end of a pause; when Redis was back from a restart
 
 
 class Deployment:
@@ -244,8 +244,10 @@ class Chaos:
         d = self.d
         now = time.time()
         if kind == "restart_redis":
-            self.faults.append(Fault(kind, now))
+            fault = Fault(kind, now)
+            self.faults.append(fault)
             d.restart_redis(down_s=0.2 + self.rng.random())
+            fault.until = time.time()
             return
         if kind == "restart_server":
             self.faults.append(Fault(kind, now))
@@ -444,6 +446,7 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         "duplicate executions": duplicates,
         "stale results refused": refused,
         "recovery after a kill (s)": recovery,
+        "first start after Redis is back (s)": _back_to_work(chaos.faults, starts),
     }
     return figures, violations
 
@@ -466,6 +469,10 @@ def _recovery_times(
                 later = [r["t"] for r in runs[i + 1 :] if r["t"] > fault.t]
                 if later:
                     delays.append(min(later) - fault.t)
+    return _distribution(delays)
+
+
+def _distribution(delays: list[float]) -> dict[str, float | int]:
     if not delays:
         return {"samples": 0}
     delays.sort()
@@ -475,6 +482,19 @@ def _recovery_times(
         "p99": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 2),
         "max": round(delays[-1], 2),
     }
+
+
+def _back_to_work(faults: list[Fault], starts: dict[str, list[dict[str, Any]]]) -> dict[str, float | int]:
+    """For each Redis restart: the time from Redis back to the first handler start after it
+    (jobs were ready throughout: they keep being enqueued)."""
+    every_start = sorted(run["t"] for runs in starts.values() for run in runs)
+    delays = []
+    for fault in faults:
+        if fault.kind == "restart_redis" and fault.until is not None:
+            later = [t for t in every_start if t > fault.until]
+            if later:
+                delays.append(later[0] - fault.until)
+    return _distribution(delays)
 
 
 def _read_history(folder: Path) -> list[dict[str, Any]]:
