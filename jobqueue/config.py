@@ -47,6 +47,8 @@ class Settings:
     port: int = 8080
     # Origins allowed to call the API from a browser; "*" allows any. Empty: CORS off.
     cors_origins: tuple[str, ...] = ()
+    # On SIGTERM, open streams end at once; requests in flight get this long to finish.
+    shutdown_grace_s: float = 5.0
     # How often reapers look for expired leases and for popped-but-unclaimed ids.
     reaper_interval_s: float = 1.0
     # How long an id may sit popped but unclaimed before the reaper re-queues it.

@@ -1,10 +1,11 @@
-"""Builds the server's ASGI app: JobService, health, reflection, CORS, and the
-read of what is left of a refused request (drain.py)."""
+"""Builds the server's ASGI app: JobService, health, reflection, CORS, streams that
+end (streams.py), and the read of what is left of a refused request (drain.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from connectrpc.interceptor import Interceptor
 from connectrpc_grpcreflect import (
     ServerReflectionAlphaASGIApplication,
     ServerReflectionAlphaService,
@@ -23,6 +24,7 @@ from .errors import ErrorInterceptor
 from .health import HealthService
 from .router import Hook, Router
 from .service import JobServiceHandler
+from .streams import Streams
 
 # Room for the rest of the request around the payload, and for base64 in JSON.
 _ENVELOPE_BYTES = 64 * 1024
@@ -32,10 +34,12 @@ def create_app(
     store: JobStore,
     *,
     cors_origins: tuple[str, ...] = (),
+    streams: Streams | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
 ) -> Any:
-    interceptors = [ErrorInterceptor()]
+    streams = streams or Streams()
+    interceptors: list[Interceptor] = [streams, ErrorInterceptor()]
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
     # the limit is refused by the store with a message that names the field.
@@ -48,5 +52,7 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    app = CORSMiddleware(router, cors_origins) if cors_origins else router
+    app: Any = streams.asgi(router)
+    if cors_origins:
+        app = CORSMiddleware(app, cors_origins)
     return DrainUnreadBody(app)

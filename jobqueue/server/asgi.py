@@ -16,11 +16,15 @@ from ..reaper import Reaper
 from ..scheduler import Scheduler
 from ..store import JobStore, Keyspace
 from .app import create_app
+from .streams import Streams, end_on_signals
 
 
-def build(settings: Settings | None = None) -> Any:
-    """The app for `settings` (default: from the environment)."""
+def build(settings: Settings | None = None, streams: Streams | None = None) -> Any:
+    """The app for `settings` (default: from the environment). Given `streams`, the
+    caller ends them on shutdown (serve()); without, SIGTERM and SIGINT do (h2corn)."""
     settings = settings or Settings.from_env()
+    own_signals = streams is None
+    streams = streams or Streams()
     redis = connect(settings.redis_url)
     store = JobStore(
         redis,
@@ -32,6 +36,8 @@ def build(settings: Settings | None = None) -> Any:
     background: list[asyncio.Task[None]] = []
 
     async def startup() -> None:
+        if own_signals:
+            end_on_signals(streams)
         background.append(asyncio.create_task(Scheduler(store).run()))
         background.append(asyncio.create_task(Reaper.from_settings(store, settings).run()))
 
@@ -42,4 +48,10 @@ def build(settings: Settings | None = None) -> Any:
             await asyncio.wait(background, timeout=5)
         await redis.aclose()
 
-    return create_app(store, cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown)
+    return create_app(
+        store,
+        cors_origins=settings.cors_origins,
+        streams=streams,
+        on_startup=startup,
+        on_shutdown=shutdown,
+    )

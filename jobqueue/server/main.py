@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ from hypercorn.config import Config
 
 from ..config import Settings
 from .asgi import build
+from .streams import Streams, close_when
 
 log = logging.getLogger("jobqueue.server")
 
@@ -33,7 +35,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # Through the logging tree like everything else (Hypercorn's default adds a
     # stderr handler of its own, and each line then shows up twice).
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 5
+    config.graceful_timeout = settings.shutdown_grace_s
     return config
 
 
@@ -47,7 +49,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     log.info(
         "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
     )
-    await hypercorn_serve(build(settings), hypercorn_config(settings), shutdown_trigger=stop.wait)
+    streams = Streams()
+    # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
+    trigger = functools.partial(close_when, stop, streams, settings.shutdown_grace_s)
+    await hypercorn_serve(build(settings, streams), hypercorn_config(settings), shutdown_trigger=trigger)
     log.info("jobqueue server stopped")
 
 
@@ -66,6 +71,7 @@ def run_h2corn(settings: Settings) -> None:
     os.execv(h2corn, [
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
+        "--timeout-graceful-shutdown", str(settings.shutdown_grace_s),
     ])  # fmt: skip
 
 
