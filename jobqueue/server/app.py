@@ -34,6 +34,8 @@ def create_app(
     store: JobStore,
     *,
     cors_origins: tuple[str, ...] = (),
+    cors_allow_headers: tuple[str, ...] = (),
+    cors_allow_credentials: bool = False,
     streams: Streams | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
@@ -54,5 +56,7 @@ def create_app(
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     app: Any = streams.asgi(router)
     if cors_origins:
-        app = CORSMiddleware(app, cors_origins)
+        app = CORSMiddleware(
+            app, cors_origins, extra_headers=cors_allow_headers, allow_credentials=cors_allow_credentials
+        )
     return DrainUnreadBody(app)

@@ -51,6 +51,8 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
     return create_app(
         store,
         cors_origins=settings.cors_origins,
+        cors_allow_headers=settings.cors_allow_headers,
+        cors_allow_credentials=settings.cors_allow_credentials,
         streams=streams,
         on_startup=startup,
         on_shutdown=shutdown,

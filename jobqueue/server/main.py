@@ -16,6 +16,7 @@ from hypercorn.config import Config
 
 from ..config import Settings
 from .asgi import build
+from .cors import check_cors
 from .streams import Streams, close_when
 
 log = logging.getLogger("jobqueue.server")
@@ -58,6 +59,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
 def run_h2corn(settings: Settings) -> None:
     """Replaces this process with h2corn serving the same app (gRPC on, HTTP/1.1 on)."""
+    check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
     h2corn = shutil.which("h2corn")
     if h2corn is None:
         raise FileNotFoundError("h2corn is not installed: pip install 'jobqueue[h2corn]'")
@@ -90,6 +92,7 @@ def _settings_env(settings: Settings) -> dict[str, str]:
 def run(settings: Settings) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
 
