@@ -1,5 +1,6 @@
 """Builds the server's ASGI app: JobService, health, reflection, CORS, streams that
-end (streams.py), and the read of what is left of a refused request (drain.py)."""
+end (streams.py), gRPC-Web text mode (grpc_web_text.py), and the read of what is
+left of a refused request (drain.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..store import JobStore
 from .cors import CORSMiddleware
 from .drain import DrainUnreadBody
 from .errors import ErrorInterceptor
+from .grpc_web_text import GrpcWebText
 from .health import HealthService
 from .router import Hook, Router
 from .service import JobServiceHandler
@@ -54,7 +56,7 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    app: Any = streams.asgi(router)
+    app: Any = GrpcWebText(streams.asgi(router))
     if cors_origins:
         app = CORSMiddleware(
             app, cors_origins, extra_headers=cors_allow_headers, allow_credentials=cors_allow_credentials
