@@ -115,7 +115,7 @@ async def test_server_stream(web_server: str) -> None:
     """A Watch: each status reaches the client as soon as it is written, base64 on its own."""
     body = base64.b64encode(frame(health_pb.HealthCheckRequest(service="").to_binary()))
     ran = await run(
-        tool("curl"), "-sS", "-N", "--http1.1", "--max-time", "3", "-H", f"Content-Type: {TEXT}",
+        tool("curl"), "-sS", "-N", "--http1.1", "--max-time", "2", "-H", f"Content-Type: {TEXT}",
         "--data-binary", "@-", f"{web_server}/{WATCH}", stdin=body,
     )  # fmt: skip
     assert ran.code == 28, ran  # still open at curl's deadline

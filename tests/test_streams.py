@@ -204,7 +204,7 @@ async def pings(redis: Redis) -> int:
     return int(stats.get("cmdstat_ping", {}).get("calls", 0))
 
 
-async def pings_stop(redis: Redis, window_s: float = 3.0, timeout_s: float = 30.0) -> float:
+async def pings_stop(redis: Redis, window_s: float = 2.5, timeout_s: float = 30.0) -> float:
     """Waits until no Watch loop runs: at most one PING (the scheduler's pub/sub health
     check may send one) in `window_s`. Returns when the last loop's PINGs stopped,
     in seconds from the call."""

@@ -42,26 +42,22 @@ class GrpcWebText:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        content_type = b""
-        accept = b""
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.lower()
-            elif name == b"accept":
-                accept = value
-        if not content_type.startswith(_BINARY):
-            await self.app(scope, receive, send)
-            return
-        text_request = content_type.startswith(_TEXT)
-        if not text_request and _TEXT not in accept.lower():
-            await self.app(scope, receive, send)
-            return
-        if text_request:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-type":
+                    if value[: len(_BINARY)].lower() == _BINARY:
+                        await self._grpc_web(scope, receive, send, value.lower())
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+    async def _grpc_web(self, scope: Any, receive: Any, send: Any, content_type: bytes) -> None:
+        if content_type.startswith(_TEXT):
             scope = {**scope, "headers": _binary_request_headers(scope["headers"], content_type)}
             receive = _decoding(receive)
+        elif not any(name == b"accept" and _TEXT in value.lower() for name, value in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
         await self.app(scope, receive, _encoding(send))
 
 
