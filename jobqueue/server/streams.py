@@ -13,7 +13,9 @@ stream that has been quiet for `keepalive_s` sends its last message again. Our
 streams' messages are states (a serving status; a job's state), so a repeat tells
 a client nothing new, and it is a message that every protocol and client accepts,
 where there is no such thing as an empty keepalive frame in Connect or gRPC-Web.
-HTTP/2 needs no such write, so gRPC clients get a message only on a change.
+HTTP/2 needs no such write, so gRPC clients get a message only on a change. A
+handler should send its first message (the current state) at once: until then a
+quiet HTTP/1.1 stream has nothing to repeat.
 
 Shutdown. `close()` ends every open stream at once with `unavailable` ("server
 shutting down"), and refuses new ones the same way. Not OK: a stream that ends with
@@ -70,10 +72,6 @@ class Streams:
         self._closed: asyncio.Future[None] | None = None  # made on the loop, by the first stream
         self._open = 0
         self._none_open: asyncio.Event | None = None
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     @property
     def open(self) -> int:
