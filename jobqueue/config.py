@@ -51,8 +51,8 @@ class Settings:
     cors_allow_headers: tuple[str, ...] = ()
     # Whether browsers may send credentials (cookies...): only with listed origins, not "*".
     cors_allow_credentials: bool = False
-    # On SIGTERM, open streams end at once; requests in flight get this long to finish.
-    shutdown_grace_s: float = 5.0
+    # On SIGTERM, the server ends open streams at once; requests in flight get this long.
+    server_shutdown_grace_s: float = 5.0
     # How often reapers look for expired leases and for popped-but-unclaimed ids.
     reaper_interval_s: float = 1.0
     # How long an id may sit popped but unclaimed before the reaper re-queues it.

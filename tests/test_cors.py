@@ -71,10 +71,10 @@ def test_settings_from_the_environment() -> None:
         "JOBQUEUE_CORS_ORIGINS": "https://a.example",
         "JOBQUEUE_CORS_ALLOW_HEADERS": "traceparent, X-Request-Id,",
         "JOBQUEUE_CORS_ALLOW_CREDENTIALS": "true",
-        "JOBQUEUE_SHUTDOWN_GRACE_S": "2.5",
+        "JOBQUEUE_SERVER_SHUTDOWN_GRACE_S": "2.5",
     })  # fmt: skip
     assert settings.cors_allow_headers == ("traceparent", "X-Request-Id")
     assert settings.cors_allow_credentials is True
-    assert settings.shutdown_grace_s == 2.5
+    assert settings.server_shutdown_grace_s == 2.5
     assert Settings.from_env({"JOBQUEUE_CORS_ALLOW_CREDENTIALS": "0"}).cors_allow_credentials is False
     assert Settings.from_env({}).cors_allow_credentials is False

@@ -299,7 +299,7 @@ async def test_sigterm_ends_open_streams(server: str, own_redis: RedisServer, tm
     written in full; the server exits 0 at once, with nothing in its log."""
     log = tmp_path / "server.log"
     with jobqueue_server_process(
-        own_redis.url, log, server=server, JOBQUEUE_SHUTDOWN_GRACE_S=str(GRACE_S)
+        own_redis.url, log, server=server, JOBQUEUE_SERVER_SHUTDOWN_GRACE_S=str(GRACE_S)
     ) as (url, process):
         clients = await watching(url, tmp_path)
         try:

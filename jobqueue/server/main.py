@@ -36,7 +36,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # Through the logging tree like everything else (Hypercorn's default adds a
     # stderr handler of its own, and each line then shows up twice).
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = settings.shutdown_grace_s
+    config.graceful_timeout = settings.server_shutdown_grace_s
     return config
 
 
@@ -52,7 +52,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     )
     streams = Streams()
     # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
-    trigger = functools.partial(close_when, stop, streams, settings.shutdown_grace_s)
+    trigger = functools.partial(close_when, stop, streams, settings.server_shutdown_grace_s)
     await hypercorn_serve(build(settings, streams), hypercorn_config(settings), shutdown_trigger=trigger)
     log.info("jobqueue server stopped")
 
@@ -73,7 +73,7 @@ def run_h2corn(settings: Settings) -> None:
     os.execv(h2corn, [
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
-        "--timeout-graceful-shutdown", str(settings.shutdown_grace_s),
+        "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
     ])  # fmt: skip
 
 
