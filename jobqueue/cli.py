@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--server", choices=("hypercorn", "h2corn"), default=os.environ.get("JOBQUEUE_SERVER", "hypercorn"),
         help="the ASGI server: hypercorn (default) or h2corn, faster (pip install 'jobqueue[h2corn]')",
     )  # fmt: skip
+    server.add_argument(
+        "--cors-allow-header", action="append", dest="cors_allow_headers", metavar="HEADER",
+        help="a request header browsers may send besides Connect's (e.g. traceparent); repeatable "
+        "(JOBQUEUE_CORS_ALLOW_HEADERS, comma-separated)",
+    )  # fmt: skip
+    server.add_argument("--cors-allow-credentials", action="store_true", default=None,
+                        help="let browsers send credentials (cookies); needs listed origins, not '*' "
+                        "(JOBQUEUE_CORS_ALLOW_CREDENTIALS)")  # fmt: skip
     _redis_option(server)
 
     worker = commands.add_parser("worker", help="run the workers a module defines")
@@ -136,6 +144,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         cors_origins=tuple(cors_origins) if cors_origins else None,
+        cors_allow_headers=tuple(getattr(args, "cors_allow_headers", None) or ()) or None,  # server only
+        cors_allow_credentials=getattr(args, "cors_allow_credentials", None),
     )
 
 

@@ -33,6 +33,12 @@ class Settings:
     port: int = 8080
     # Origins allowed to call the API from a browser; "*" allows any. Empty: CORS off.
     cors_origins: tuple[str, ...] = ()
+    # Request headers browsers may send besides the Connect/gRPC-Web ones (server/cors.py).
+    cors_allow_headers: tuple[str, ...] = ()
+    # Whether browsers may send credentials (cookies...): only with listed origins, not "*".
+    cors_allow_credentials: bool = False
+    # On SIGTERM, the server ends open streams at once; requests in flight get this long.
+    server_shutdown_grace_s: float = 5.0
     # How often reapers look for expired leases and for popped-but-unclaimed ids.
     reaper_interval_s: float = 1.0
     # How long an id may sit popped but unclaimed before the reaper sweeps it back.
@@ -94,6 +100,13 @@ def _parse(name: str, raw: str, kind: object) -> Any:
             return float(raw)
     except ValueError:
         raise ValueError(f"JOBQUEUE_{name.upper()}={raw!r} is not a number") from None
-    if name == "cors_origins":
-        return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+    if kind in ("bool", bool):
+        if raw.strip().lower() not in _BOOLS:
+            raise ValueError(f"JOBQUEUE_{name.upper()}={raw!r} is not one of {', '.join(_BOOLS)}")
+        return _BOOLS[raw.strip().lower()]
+    if kind in ("tuple[str, ...]", tuple[str, ...]):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     return raw
+
+
+_BOOLS = {word: True for word in ("1", "true", "yes", "on")} | {w: False for w in ("0", "false", "no", "off")}

@@ -42,3 +42,15 @@ ensure_redis_server() {
     return 1
   }
 }
+
+# Google's grpc-web client, for tests/test_grpc_web_text.py, which loads it into
+# Chromium: into tests/grpc_web/node_modules (npm, from its lock file). Without npm
+# the test says it skips.
+ensure_grpc_web_client() {
+  local dir=tests/grpc_web
+  command -v npm >/dev/null || return 0
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null \
+      || echo "could not install the grpc-web test client (npm ci --prefix $dir)" >&2
+  fi
+}

@@ -142,6 +142,15 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
 @contextlib.contextmanager
 def jobqueue_server(redis_url: str, log: Path, *, server: str = "hypercorn", **env: str) -> Iterator[str]:
     """A `jobqueue server` subprocess on a free loopback port; it must exit 0 on SIGTERM."""
+    with jobqueue_server_process(redis_url, log, server=server, **env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def jobqueue_server_process(
+    redis_url: str, log: Path, *, server: str = "hypercorn", **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`jobqueue_server`, with its process (to be stopped by the test, or else at the end)."""
     port = free_port()
     command = [sys.executable, "-m", "jobqueue.cli", "server", "--server", server]
     with log.open("wb") as out:
@@ -151,7 +160,7 @@ def jobqueue_server(redis_url: str, log: Path, *, server: str = "hypercorn", **e
         )  # fmt: skip
         try:
             _wait_port(port, process)
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{port}", process
         finally:
             process.send_signal(signal.SIGTERM)
             try:

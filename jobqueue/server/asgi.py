@@ -19,16 +19,23 @@ from ..scheduler import Scheduler
 from ..settings import Settings
 from ..store import Store
 from .app import create_app
+from .streams import Streams, end_on_signals
 
 
-def build(settings: Settings | None = None) -> Any:
-    """The app for `settings` (default: from the environment, as h2corn's factory)."""
+def build(settings: Settings | None = None, streams: Streams | None = None) -> Any:
+    """The app for `settings` (default: from the environment, as h2corn's factory).
+    Given `streams`, the caller ends them on shutdown (serve()); without, SIGTERM and
+    SIGINT do (h2corn)."""
     settings = settings or Settings.from_env()
+    own_signals = streams is None
+    streams = streams or Streams()
     store = Store.open(settings)
     notify = Observers([LogObserver()])
     background: list[asyncio.Task[None]] = []
 
     async def startup() -> None:
+        if own_signals:
+            end_on_signals(streams)
         background.append(asyncio.create_task(Scheduler(store, None, notify).run()))
         background.append(asyncio.create_task(Reaper(store, None, notify).run()))
 
@@ -40,5 +47,11 @@ def build(settings: Settings | None = None) -> Any:
         await store.aclose()
 
     return create_app(
-        Producer(store), cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown
+        Producer(store),
+        cors_origins=settings.cors_origins,
+        cors_allow_headers=settings.cors_allow_headers,
+        cors_allow_credentials=settings.cors_allow_credentials,
+        streams=streams,
+        on_startup=startup,
+        on_shutdown=shutdown,
     )

@@ -1,28 +1,99 @@
 """CORS for browser Connect and gRPC-Web clients (connectrpc has none built in).
 
-The header lists follow connectrpc.com/cors. Origins are an explicit allow-list;
-"*" allows any origin.
+Origins are an explicit allow-list; "*" allows any (each answer names the
+caller's origin). The header lists are those connect-es (`cors` of
+@connectrpc/connect) and connectrpc.com/cors recommend, merged: the allowed
+request headers of every protocol, compression ones included, plus
+Authorization; the exposed response headers gRPC-Web needs to read a status, and
+the compression ones. A deployment adds its own request headers with
+`extra_headers` (JOBQUEUE_CORS_ALLOW_HEADERS, e.g. `traceparent` from
+OpenTelemetry's fetch instrumentation, `X-Request-Id`).
+
+Credentials (cookies, HTTP authentication, client certificates) are off unless
+asked for, and then only with an explicit list of origins: with "*", any site a
+user visits could call the API as that user. `CORSMiddleware` refuses that
+combination.
+
+Preflights are cached by browsers for MAX_AGE_S: 2 hours, Chromium's upper bound
+(Firefox allows 24 h); an allow-list that changes reaches browsers within that time.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 ALLOW_METHODS = b"GET, POST"
 ALLOW_HEADERS = (
-    b"Content-Type, Connect-Protocol-Version, Connect-Timeout-Ms, Connect-Accept-Encoding, "
-    b"Connect-Content-Encoding, Grpc-Timeout, X-Grpc-Web, X-User-Agent, Authorization"
+    "Content-Type",
+    "Connect-Protocol-Version",
+    "Connect-Timeout-Ms",
+    "Connect-Content-Encoding",
+    "Connect-Accept-Encoding",
+    "Content-Encoding",
+    "Accept-Encoding",
+    "Grpc-Timeout",
+    "Grpc-Message-Type",
+    "X-Grpc-Web",
+    "X-User-Agent",
+    "Authorization",
 )
-EXPOSE_HEADERS = b"Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin"
-MAX_AGE = b"7200"
+EXPOSE_HEADERS = (
+    "Grpc-Status",
+    "Grpc-Message",
+    "Grpc-Status-Details-Bin",
+    "Content-Encoding",
+    "Connect-Content-Encoding",
+)
+MAX_AGE_S = 7200
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110)
+
+
+def check_cors(origins: Iterable[str], extra_headers: Iterable[str], allow_credentials: bool) -> None:
+    """Refuses a CORS configuration that is unsafe or malformed, with the reason
+    (at startup, before the server listens)."""
+    if allow_credentials and "*" in origins:
+        raise ValueError(
+            "CORS credentials cannot be allowed for any origin ('*'): any site a user visits "
+            "could then call the API as that user; list the allowed origins instead"
+        )
+    for header in extra_headers:
+        if not _TOKEN.fullmatch(header):
+            raise ValueError(f"CORS allowed header {header!r} is not a header name")
 
 
 class CORSMiddleware:
-    def __init__(self, app: Any, allowed_origins: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        allowed_origins: Iterable[str],
+        *,
+        extra_headers: Iterable[str] = (),
+        allow_credentials: bool = False,
+    ) -> None:
         self.app = app
         self.origins = frozenset(allowed_origins)
         self.any_origin = "*" in self.origins
+        extra_headers = tuple(extra_headers)
+        check_cors(self.origins, extra_headers, allow_credentials)
+        allowed = list(ALLOW_HEADERS)
+        known = {h.lower() for h in allowed}
+        for header in extra_headers:
+            if header.lower() not in known:
+                allowed.append(header)
+                known.add(header.lower())
+        credentials = [(b"access-control-allow-credentials", b"true")] if allow_credentials else []
+        self.preflight_headers = [
+            (b"access-control-allow-methods", ALLOW_METHODS),
+            (b"access-control-allow-headers", ", ".join(allowed).encode()),
+            (b"access-control-max-age", str(MAX_AGE_S).encode()),
+            *credentials,
+        ]
+        self.response_headers = [
+            (b"access-control-expose-headers", ", ".join(EXPOSE_HEADERS).encode()),
+            *credentials,
+        ]
 
     def _allowed(self, origin: bytes | None) -> bool:
         return origin is not None and (self.any_origin or origin.decode("latin-1") in self.origins)
@@ -43,18 +114,11 @@ class CORSMiddleware:
             await send({
                 "type": "http.response.start",
                 "status": 204,
-                "headers": [
-                    *vary,
-                    (b"access-control-allow-methods", ALLOW_METHODS),
-                    (b"access-control-allow-headers", ALLOW_HEADERS),
-                    (b"access-control-max-age", MAX_AGE),
-                ],
+                "headers": [*vary, *self.preflight_headers],
             })  # fmt: skip
             await send({"type": "http.response.body", "body": b""})
             return
-
-        expose = (b"access-control-expose-headers", EXPOSE_HEADERS)
-        await self.app(scope, receive, _with_headers(send, [*vary, expose]))
+        await self.app(scope, receive, _with_headers(send, [*vary, *self.response_headers]))
 
 
 def _with_headers(send: Any, extra: list[tuple[bytes, bytes]]) -> Any:

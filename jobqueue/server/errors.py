@@ -64,8 +64,15 @@ class ErrorInterceptor:
         request: REQ,
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[RES]:
+        responses = call_next(request, ctx)
         try:
-            async for response in call_next(request, ctx):
+            async for response in responses:
                 yield response
         except Exception as exc:  # noqa: BLE001 - every error must leave with a deliberate code
             raise to_connect_error(exc, ctx.method.name) from None
+        finally:
+            # Closed with this one (the client went away, the server shuts down), not
+            # left to the garbage collector, so that the handler's cleanup runs now.
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -50,8 +50,13 @@ class HealthService(Health):
     async def watch(
         self, request: pb.HealthCheckRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.HealthCheckResponse]:
-        """Sends the status now and again each time it changes."""
-        _known(request.service)
+        """Sends the status now and again each time it changes. For an unknown service,
+        SERVICE_UNKNOWN, and the stream stays open, as the gRPC health contract has it
+        (the service may come to exist; clients watch on instead of failing). The
+        stream ends when the client goes or the server shuts down (streams.py)."""
+        if request.service not in SERVICES:
+            yield pb.HealthCheckResponse(status=Status.SERVICE_UNKNOWN)
+            await asyncio.Event().wait()  # no service comes to exist while a server runs
         last = None
         while True:
             status = await self.status()
@@ -62,6 +67,7 @@ class HealthService(Health):
 
 
 def _known(service: str) -> None:
+    """Check of an unknown service is `not_found`, as the gRPC health contract has it."""
     if service not in SERVICES:
         raise ConnectError(
             Code.NOT_FOUND, f"unknown service {service!r}; known: {', '.join(map(repr, SERVICES))}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -13,6 +14,8 @@ from hypercorn.config import Config
 from ..process import configure_logging, run_until_stopped
 from ..settings import Settings
 from .asgi import build
+from .cors import check_cors
+from .streams import Streams, close_when
 
 log = logging.getLogger("jobqueue.server")
 
@@ -31,7 +34,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # Through the logging tree like everything else (Hypercorn's default adds a
     # stderr handler of its own, and each line then shows up twice).
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 5
+    config.graceful_timeout = settings.server_shutdown_grace_s
     return config
 
 
@@ -40,12 +43,16 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log.info(
         "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
     )
-    await hypercorn_serve(build(settings), hypercorn_config(settings), shutdown_trigger=stop.wait)
+    streams = Streams()
+    # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
+    trigger = functools.partial(close_when, stop, streams, settings.server_shutdown_grace_s)
+    await hypercorn_serve(build(settings, streams), hypercorn_config(settings), shutdown_trigger=trigger)
     log.info("jobqueue server stopped")
 
 
 def run_h2corn(settings: Settings) -> None:
     """Replaces this process with h2corn serving the same app (gRPC on, HTTP/1.1 on)."""
+    check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
     h2corn = shutil.which("h2corn")
     if h2corn is None:
         raise FileNotFoundError("h2corn is not installed: pip install 'jobqueue[h2corn]'")
@@ -60,11 +67,13 @@ def run_h2corn(settings: Settings) -> None:
     os.execve(h2corn, [
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
+        "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
     ], {**os.environ, **settings.to_env()})  # fmt: skip
 
 
 def run(settings: Settings) -> None:
     """Serves until SIGINT or SIGTERM."""
+    check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
     run_until_stopped(lambda stop: serve(settings, stop))
 
 
