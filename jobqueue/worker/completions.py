@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..events import Call, Event
 from ..model import Job
+from ..store.outcomes import Result
 from ..store.transitions import Claim
 from ..supervise import raise_if_cancelled
 from .context import Context
@@ -80,21 +81,24 @@ class Completions:
         finally:
             self._sending.difference_update(job.id for job in batch)
         seconds = time.perf_counter() - start
-        notify = c.notify
-        notify(
-            Event.ROUND,
-            None,
-            Call("round", c.job_type, began, seconds, len(batch), _ids(claims), tuple(taken)),
-        )
-        for job, record in zip(batch, records, strict=True):
+        for job in batch:
             del self.pending[job.id]
+        if not self.pending:
+            self._all_recorded.set()
+        # Reported on the loop's next turn: the claimed jobs start first (the fetcher
+        # starts them when this returns), the observers are not on their way.
+        call = Call("round", c.job_type, began, seconds, len(batch), _ids(claims), tuple(taken))
+        asyncio.get_running_loop().call_soon(self._report, batch, records, call)
+        return claims, taken
+
+    def _report(self, batch: list[Job], records: list[Result], call: Call) -> None:
+        notify = self.context.notify
+        for job, record in zip(batch, records, strict=True):
             if record.ok:
                 notify(Event.COMPLETED, job)
             else:
                 notify(Event.STALE_RESULT, job, record)
-        if not self.pending:
-            self._all_recorded.set()
-        return claims, taken
+        notify(Event.ROUND, None, call)
 
     async def run(self) -> None:
         """The completer: records the completions the fetcher does not take along."""

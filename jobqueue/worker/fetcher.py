@@ -75,30 +75,32 @@ class Fetcher:
         if job_id is None:
             return
         popped = time.perf_counter()
-        c.notify(Event.POPPED, None, Call("pop", c.job_type, began, popped - start, taken=(job_id,)))
         crash_point("after_pop")
         claims = await c.transitions.claim(
             c.job_type, [job_id], c.worker_id, c.lease_ms, c.default_max_attempts, via=connection
         )
-        claimed = tuple(claim.id for claim in claims if isinstance(claim, Job))
-        seconds = time.perf_counter() - popped
-        c.notify(
-            Event.ROUND, None, Call("claim", c.job_type, began + popped - start, seconds, claimed=claimed)
-        )
+        replied = time.perf_counter()
         crash_point("after_claim")
         self._accept([job_id], claims)
         await asyncio.sleep(0)  # as above: let it start
+        # Reported once the job has started: the observers are not on its way.
+        c.notify(Event.POPPED, None, Call("pop", c.job_type, began, popped - start, taken=(job_id,)))
+        claimed = tuple(claim.id for claim in claims if isinstance(claim, Job))
+        call = Call("claim", c.job_type, began + popped - start, replied - popped, claimed=claimed)
+        c.notify(Event.ROUND, None, call)
 
     def _accept(self, job_ids: list[str], claims: list[Claim]) -> None:
         """Holds the jobs claimed, and starts as many as slots allow."""
+        for claim in claims:
+            if isinstance(claim, Job):
+                self.slots.hold(claim)
+        self.slots.start_waiting()  # before the observers hear of them: they are not on the jobs' way
         notify = self.context.notify
         for job_id, claim in zip(job_ids, claims, strict=True):
             if isinstance(claim, Job):
-                self.slots.hold(claim)
                 notify(Event.CLAIMED, claim)
             else:
                 notify(Event.SKIPPED, JobRef(job_id, self.context.job_type), claim)
-        self.slots.start_waiting()
 
     async def _wait_for_a_free_slot(self, connection: OwnConnection) -> None:
         while not self.slots.free:
