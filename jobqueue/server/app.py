@@ -21,6 +21,7 @@ from .cors import CORSMiddleware
 from .drain import DrainUnreadBody
 from .errors import ErrorInterceptor
 from .health import HealthService
+from .limits import StreamMessageLimit, codecs
 from .router import Hook, Router
 from .service import JobServiceHandler
 
@@ -42,11 +43,16 @@ def create_app(
     read_max_bytes = store.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
     descriptors = (jobqueue_pb.desc(), health_pb.desc())
     jobs = JobServiceHandler(store)
+    # Health and reflection requests are a name or two: no need for connectrpc's 4 MiB.
+    small: dict[str, Any] = {"read_max_bytes": _ENVELOPE_BYTES, "codecs": codecs()}
+    reflection = {**small, "interceptors": [StreamMessageLimit()]}
     router = Router([
-        JobServiceASGIApplication(jobs, interceptors=interceptors, read_max_bytes=read_max_bytes),
-        HealthASGIApplication(HealthService(store.redis), interceptors=interceptors),
-        ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
-        ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
+        JobServiceASGIApplication(
+            jobs, interceptors=interceptors, read_max_bytes=read_max_bytes, codecs=codecs()
+        ),
+        HealthASGIApplication(HealthService(store.redis), interceptors=interceptors, **small),
+        ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
+        ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     app = CORSMiddleware(router, cors_origins) if cors_origins else router
     return DrainUnreadBody(app)
