@@ -1,5 +1,6 @@
-"""Builds the server's ASGI app: JobService, health, reflection, CORS, and the
-read of what is left of a refused request (drain.py)."""
+"""Builds the server's ASGI app: JobService, health, reflection, CORS, the read
+of what is left of a refused request (drain.py), and the bounds on hostile or
+slow clients (limits.py, slow.py, quiet.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from .._gen.grpc.health.v1 import health_pb
 from .._gen.grpc.health.v1.health_connect import HealthASGIApplication
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
+from ..config import Settings
 from ..store import JobStore
 from .cors import CORSMiddleware
 from .drain import DrainUnreadBody
 from .errors import ErrorInterceptor
 from .health import HealthService
 from .limits import StreamMessageLimit, codecs
+from .quiet import QuietClientAborts
 from .router import Hook, Router
 from .service import JobServiceHandler
+from .slow import SlowClientTimeouts
 
 # Room for the rest of the request around the payload, and for base64 in JSON.
 _ENVELOPE_BYTES = 64 * 1024
@@ -35,7 +39,10 @@ def create_app(
     cors_origins: tuple[str, ...] = (),
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    timeouts: Settings | None = None,
 ) -> Any:
+    """The app on `store`; `timeouts` (default: Settings()) gives the bounds on slow clients."""
+    timeouts = timeouts or Settings()
     interceptors = [ErrorInterceptor()]
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
@@ -54,5 +61,11 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    app = CORSMiddleware(router, cors_origins) if cors_origins else router
-    return DrainUnreadBody(app)
+    app: Any = CORSMiddleware(router, cors_origins) if cors_origins else router
+    app = SlowClientTimeouts(
+        app,
+        body_idle_s=timeouts.body_idle_timeout_s,
+        body_total_s=timeouts.body_timeout_s,
+        send_s=timeouts.send_timeout_s,
+    )
+    return QuietClientAborts(DrainUnreadBody(app))

@@ -42,4 +42,10 @@ def build(settings: Settings | None = None) -> Any:
             await asyncio.wait(background, timeout=5)
         await redis.aclose()
 
-    return create_app(store, cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown)
+    return create_app(
+        store,
+        cors_origins=settings.cors_origins,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        timeouts=settings,
+    )
