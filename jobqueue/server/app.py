@@ -62,10 +62,12 @@ def create_app(
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     app: Any = CORSMiddleware(router, cors_origins) if cors_origins else router
+    # Outside the drain, so that the read of a refused body's rest (which happens
+    # in the answer's send) is not taken for a client that does not read.
     app = SlowClientTimeouts(
-        app,
+        DrainUnreadBody(app),
         body_idle_s=timeouts.body_idle_timeout_s,
         body_total_s=timeouts.body_timeout_s,
         send_s=timeouts.send_timeout_s,
     )
-    return QuietClientAborts(DrainUnreadBody(app))
+    return QuietClientAborts(app)
