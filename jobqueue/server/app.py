@@ -22,6 +22,7 @@ from ..store import JobStore
 from .cors import CORSMiddleware
 from .drain import DrainUnreadBody
 from .errors import ErrorInterceptor
+from .grpc_trailers import GrpcNeedsTrailers
 from .health import HealthService
 from .limits import StreamMessageLimit, codecs
 from .quiet import QuietClientAborts
@@ -61,7 +62,8 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    app: Any = CORSMiddleware(router, cors_origins) if cors_origins else router
+    app: Any = GrpcNeedsTrailers(router)
+    app = CORSMiddleware(app, cors_origins) if cors_origins else app
     # Outside the drain, so that the read of a refused body's rest (which happens
     # in the answer's send) is not taken for a client that does not read.
     app = SlowClientTimeouts(
