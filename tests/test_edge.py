@@ -6,7 +6,7 @@ and its log free of errors.
 
 The decoding bounds themselves are in server/limits.py (unit tests:
 test_limits.py); the slow-client bounds in server/slow.py; the HTTP servers'
-in server/main.py and server/h2guard.py. Hypothesis-generated input: test_fuzz_edge.py.
+in server/main.py and server/hypercorn_guard.py. Hypothesis-generated input: test_fuzz_edge.py.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from connectrpc.protocol import ProtocolType
 
 from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient
+from jobqueue.server.grpc_trailers import NO_TE, NO_TRAILERS
 from jobqueue.server.limits import MAX_JSON_DEPTH, MAX_STREAM_MESSAGES
 
 from .conftest import EdgeServer, jobqueue_server_process
@@ -280,6 +281,53 @@ def test_a_reflection_stream_takes_a_bounded_number_of_messages(server: EdgeServ
     )
     within = h2_request(server.url, "POST", f"/{REFLECTION}/ServerReflectionInfo", headers, request * 10)
     assert grpc_outcome(within) == Outcome("ok", "", 10)
+
+
+def test_grpc_without_trailers(server: EdgeServer) -> None:
+    """gRPC over HTTP/1.1 (Hypercorn has no trailers there) and gRPC without
+    `te: trailers` get a status that arrives (in the headers), never `unknown`."""
+    message = envelope(pb.GetJobRequest(id="00000000-0000-4000-8000-000000000000").to_binary())
+    over_http1 = grpc_outcome(h1(server.url, "POST", f"/{SERVICE}/GetJob", grpc_headers(), message))
+    if server.kind == "hypercorn":
+        assert over_http1 == Outcome("unimplemented", NO_TRAILERS)
+    else:  # h2corn sends trailers over HTTP/1.1 too
+        assert over_http1.code == "not_found", over_http1
+    no_te = as_headers([("content-type", "application/grpc")])
+    for reply in (
+        h2_request(server.url, "POST", f"/{SERVICE}/GetJob", no_te, message),
+        h1(server.url, "POST", f"/{SERVICE}/GetJob", no_te, message),
+    ):
+        assert grpc_outcome(reply) in (
+            Outcome("invalid_argument", NO_TE),
+            Outcome("unimplemented", NO_TRAILERS),
+        )
+
+
+@pytest.mark.parametrize("transport", ["h1", "h2"])
+def test_unknown_method_is_not_found(server: EdgeServer, transport: str) -> None:
+    """Under h2corn, whose scope has no root_path, connectrpc answered `unknown`."""
+    send = h1 if transport == "h1" else h2_request
+    reply = send(
+        server.url,
+        "POST",
+        f"/{SERVICE}/NoSuchMethod",
+        as_headers([("content-type", "application/json")]),
+        b"{}",
+    )
+    assert reply.status == 404, reply
+
+
+def test_closed_connections_are_released(server: EdgeServer) -> None:
+    """A client that opens and closes connections: each must be freed when it
+    closes, not held for the keep-alive timeout (Hypercorn held each one's tasks
+    and buffers that long, so the server grew with the rate of new connections)."""
+    headers = as_headers([("content-type", "application/json")])
+    for _ in range(200):
+        h1(server.url, "POST", f"/{HEALTH}/Check", headers, b"{}")
+    before = rss_bytes(server.pid)
+    for _ in range(3000):
+        h1(server.url, "POST", f"/{HEALTH}/Check", headers, b"{}")
+    assert rss_bytes(server.pid) - before < 8 * MiB
 
 
 def raw_frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:

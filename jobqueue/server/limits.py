@@ -19,7 +19,7 @@ connectrpc's `read_max_bytes` (gzip is inflated at most that far, then
 resource_exhausted); a unary or server-streaming call takes one message (a
 second one is unimplemented); header sizes, HTTP/2 streams per connection and
 idle connections are the HTTP servers' (see main.py); slow clients are bounded
-by slow.py; rapid HTTP/2 stream resets by h2guard.py under Hypercorn (h2corn
+by slow.py; rapid HTTP/2 stream resets by hypercorn_guard.py under Hypercorn (h2corn
 has its own guard).
 """
 

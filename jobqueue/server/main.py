@@ -14,7 +14,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from ..config import Settings
-from . import h2corn_log, h2guard
+from . import h2corn_log, hypercorn_guard
 from .asgi import build
 
 log = logging.getLogger("jobqueue.server")
@@ -65,7 +65,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     log.info(
         "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
     )
-    h2guard.install()
+    hypercorn_guard.install()
     await hypercorn_serve(build(settings), hypercorn_config(settings), shutdown_trigger=stop.wait)
     log.info("jobqueue server stopped")
 

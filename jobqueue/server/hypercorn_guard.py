@@ -1,22 +1,27 @@
-"""Hypercorn's HTTP/2 protocol, hardened against two client behaviours.
+"""Hypercorn 0.18, hardened against what clients can do to it.
 
-1. Rapid reset (CVE-2023-44487): a client opens a stream and resets it at once,
-   over and over. Each stream starts an app call that runs on after the reset,
-   so MAX_CONCURRENT_STREAMS no longer bounds the work in flight. Hypercorn 0.18
-   has no guard: the calls pile up until its priority tree refuses a 1001st
-   stream and the connection dies with an unhandled exception (an ERROR with a
-   traceback). Here a connection whose client has more app calls running than
-   MAX_ACTIVE_FACTOR times the stream limit is closed with GOAWAY
+1. Rapid reset (CVE-2023-44487): a client opens an HTTP/2 stream and resets it
+   at once, over and over. Each stream starts an app call that runs on after
+   the reset, so MAX_CONCURRENT_STREAMS no longer bounds the work in flight.
+   Hypercorn has no guard: the calls pile up until its priority tree refuses a
+   1001st stream and the connection dies with an unhandled exception (an ERROR
+   with a traceback). Here a connection whose client has more app calls running
+   than MAX_ACTIVE_FACTOR times the stream limit is closed with GOAWAY
    (ENHANCE_YOUR_CALM), as Go's server does; a client that respects the limit
    never gets near it. h2corn has a reset-rate guard of its own.
-2. DATA on a stream whose answer has already gone out: Hypercorn has dropped
-   the stream and fails with a KeyError, which kills the connection (another
-   ERROR), and it never acknowledges those bytes, so the connection's
+2. HTTP/2 DATA on a stream whose answer has already gone out: Hypercorn has
+   dropped the stream and fails with a KeyError, which kills the connection
+   (another ERROR), and it never acknowledges those bytes, so the connection's
    flow-control window leaks (pgjones/hypercorn#329). Here such data is
    acknowledged and dropped.
+3. A connection the client has closed lingers until its keep-alive timer
+   fires: Hypercorn stops that timer only after waiting for it, so each closed
+   connection holds its tasks and buffers for the whole idle timeout. A client
+   that opens and closes connections quickly grows the server by that much per
+   connection. Here the timer stops once the client has gone.
 
-`install()` makes Hypercorn use this protocol for every HTTP/2 connection of
-the process; `jobqueue server` calls it before serving.
+`install()` makes Hypercorn use these classes in this process; `jobqueue
+server` calls it before serving.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import logging
 from typing import Any
 
 import h2.errors
+import hypercorn.asyncio.run
 import hypercorn.protocol
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed
 from hypercorn.protocol.h2 import H2Protocol
 
@@ -85,6 +92,15 @@ class GuardedH2Protocol(H2Protocol):
         await super()._create_stream(request)
 
 
+class GuardedTCPServer(TCPServer):
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        # The client is gone: nothing is left to keep alive, and the connection's
+        # task group (which the timer belongs to) would otherwise wait for it.
+        await self.idle_task.stop()
+
+
 def install() -> None:
-    """Makes Hypercorn's connections use GuardedH2Protocol (idempotent)."""
+    """Makes Hypercorn's connections use the guarded classes (idempotent)."""
     hypercorn.protocol.H2Protocol = GuardedH2Protocol  # type: ignore[attr-defined]
+    hypercorn.asyncio.run.TCPServer = GuardedTCPServer  # type: ignore[attr-defined]
