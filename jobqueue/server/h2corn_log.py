@@ -1,8 +1,9 @@
 """h2corn's stderr, less its error lines for clients that left.
 
-h2corn 2.0 reports a client that resets a stream while its answer is being
-written as a failed request ("request failed: stream channel was closed", or the
-same as a JSON record of level "error"), from its Rust side, where no Python
+h2corn 2.0 reports a client that resets a stream or closes its connection
+while the answer is being written as a failed request ("request failed: stream
+channel was closed", "... connection writer was closed", or the same as a JSON
+record of level "error"), from its Rust side, where no Python
 logging setting reaches. That race is normal client behaviour (a gRPC client
 whose deadline passes resets the stream): it must not read as a server error.
 So `jobqueue server --server h2corn` sends h2corn's stderr through this filter,
@@ -21,9 +22,9 @@ import os
 import signal
 import sys
 
-# What h2corn says when the client's reset races the answer. Any other failure
-# (an exception of the app, a response the app left unfinished) stays visible.
-CLIENT_GONE = frozenset({"stream channel was closed"})
+# What h2corn says when the client's reset or close races the answer. Any other
+# failure (an exception of the app, a response the app left unfinished) stays visible.
+CLIENT_GONE = frozenset({"stream channel was closed", "connection writer was closed"})
 _TEXT_PREFIX = b"request failed: "
 
 
