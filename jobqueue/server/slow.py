@@ -17,6 +17,7 @@ on nothing here: only reads of an unfinished body and blocked sends are timed.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from connectrpc.code import Code
@@ -29,48 +30,117 @@ class ResponseStalled(ClientFault):
     pass
 
 
+_now = time.monotonic
+
+
+class _Call:
+    """One request: its server's receive and send, timed. What it waits for, if
+    anything, and until when, is noted for SlowClientTimeouts' timer to see."""
+
+    __slots__ = ("body_deadline", "body_done", "bounds", "cancelling", "deadline", "expired", "task", "up")
+
+    def __init__(
+        self, bounds: SlowClientTimeouts, receive: Any, send: Any, now: float, task: asyncio.Task[Any]
+    ) -> None:
+        self.bounds = bounds
+        self.up = (receive, send)
+        self.body_deadline = now + bounds.body_total_s
+        self.body_done = False
+        # The request's task: connectrpc reads the body and sends the answer in
+        # it (its watch for a disconnect reads in a task of its own, but only
+        # once the body is done, when reads are no longer timed).
+        self.task = task
+        self.deadline: float | None = None
+        self.cancelling = 0
+        self.expired = False
+
+    def _wait(self, deadline: float) -> None:
+        self.cancelling = self.task.cancelling()
+        self.expired = False
+        self.deadline = deadline
+
+    def _ours(self) -> bool:
+        """Whether the cancellation that ended the wait is ours (as asyncio.timeout tells)."""
+        return self.expired and self.task.uncancel() <= self.cancelling
+
+    async def receive(self) -> Any:
+        if self.body_done:
+            return await self.up[0]()
+        bounds = self.bounds
+        idle_deadline = _now() + bounds.body_idle_s
+        self._wait(min(idle_deadline, self.body_deadline))
+        try:
+            message = await self.up[0]()
+        except asyncio.CancelledError:
+            if not self._ours():
+                raise
+            self.body_done = True  # given up on: later reads wait for the disconnect
+            if idle_deadline <= self.body_deadline:
+                raise ConnectError(
+                    Code.DEADLINE_EXCEEDED, f"request body: no data for {bounds.body_idle_s:g} s"
+                ) from None
+            raise ConnectError(
+                Code.DEADLINE_EXCEEDED, f"request body: not complete after {bounds.body_total_s:g} s"
+            ) from None
+        finally:
+            self.deadline = None
+        self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Any) -> None:
+        self._wait(_now() + self.bounds.send_s)
+        try:
+            await self.up[1](message)
+        except asyncio.CancelledError:
+            if not self._ours():
+                raise
+            raise ResponseStalled(
+                f"the client read nothing of the response for {self.bounds.send_s:g} s"
+            ) from None
+        finally:
+            self.deadline = None
+
+
 class SlowClientTimeouts:
+    """The bounds above. Not a timer per read and send (an asyncio timeout each
+    costs more than the rest of the edge together): each request in progress
+    notes what it waits for and until when (_Call), and one timer looks the
+    requests over every `tick` seconds while there are any, cancelling a wait
+    past its deadline as asyncio.timeout would. A bound is so enforced up to a
+    tick late."""
+
     def __init__(self, app: Any, *, body_idle_s: float, body_total_s: float, send_s: float) -> None:
         self.app = app
         self.body_idle_s = body_idle_s
         self.body_total_s = body_total_s
         self.send_s = send_s
+        self.tick = min(1.0, max(0.05, min(body_idle_s, body_total_s, send_s) / 8))
+        self._calls: set[_Call] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        body_deadline = loop.time() + self.body_total_s
-        body_done = False
+        now = _now()
+        task = asyncio.current_task()
+        assert task is not None
+        call = _Call(self, receive, send, now, task)
+        self._calls.add(call)
+        if self._timer is None:
+            # The loop's clock is time.monotonic, which _now reads too.
+            self._timer = asyncio.get_running_loop().call_at(now + self.tick, self._check)
+        try:
+            await self.app(scope, call.receive, call.send)
+        finally:
+            self._calls.discard(call)
 
-        async def timed_receive() -> Any:
-            nonlocal body_done
-            if body_done:
-                return await receive()
-            idle_deadline = loop.time() + self.body_idle_s
-            try:
-                async with asyncio.timeout_at(min(idle_deadline, body_deadline)):
-                    message = await receive()
-            except TimeoutError:
-                body_done = True  # the body is given up on: later reads wait for the disconnect
-                if idle_deadline <= body_deadline:
-                    raise ConnectError(
-                        Code.DEADLINE_EXCEEDED, f"request body: no data for {self.body_idle_s:g} s"
-                    ) from None
-                raise ConnectError(
-                    Code.DEADLINE_EXCEEDED, f"request body: not complete after {self.body_total_s:g} s"
-                ) from None
-            body_done = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
-
-        async def timed_send(message: Any) -> None:
-            try:
-                async with asyncio.timeout(self.send_s):
-                    await send(message)
-            except TimeoutError:
-                raise ResponseStalled(
-                    f"the client read nothing of the response for {self.send_s:g} s"
-                ) from None
-
-        await self.app(scope, timed_receive, timed_send)
+    def _check(self) -> None:
+        self._timer = None
+        now = _now()
+        for call in self._calls:
+            if call.deadline is not None and now >= call.deadline and not call.expired:
+                call.expired = True
+                call.task.cancel()
+        if self._calls:
+            self._timer = asyncio.get_running_loop().call_at(now + self.tick, self._check)
