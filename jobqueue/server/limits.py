@@ -1,7 +1,7 @@
 """Bounds on what a request may make the decoders do, checked before they run.
 
 protobuf-py's native JSON decoder recurses once per level of nesting with no
-limit of its own: a body of a few tens of kilobytes like `{"type": [[[[...]]]]}`
+limit of its own: a small body like `{"type": [[[[...]]]]}`, deep enough,
 overflows the C stack and kills the process (the binary decoder is depth-limited
 and answers invalid_argument). So every JSON message, on every route and
 protocol (Connect unary POST and GET, Connect streaming, gRPC and gRPC-Web with

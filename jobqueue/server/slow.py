@@ -6,8 +6,9 @@ finishes, or a response the client never reads: a slow-loris client could hold
 a connection, a task and its buffers for ever. Here:
 - the request body may pause for at most `body_idle_s` between two reads, and
   must have arrived within `body_total_s` of the request's start; past either,
-  the call ends with deadline_exceeded (the connection then closes, as a request
-  read only in part leaves it unusable);
+  the call ends with deadline_exceeded (Hypercorn then closes the connection, as
+  a request read only in part leaves it unusable; h2corn reads on and drops what
+  the client still sends of the body it announced);
 - one send of the response may wait at most `send_s` for the client to make
   room; past it the response is abandoned.
 A streaming response with nothing to send (health Watch between changes) waits
@@ -102,8 +103,8 @@ class _Call:
 
 
 class SlowClientTimeouts:
-    """The bounds above. Not a timer per read and send (an asyncio timeout each
-    costs more than the rest of the edge together): each request in progress
+    """The bounds above. Not a timer per read and send (asyncio timeouts there
+    were the dearest part of the edge): each request in progress
     notes what it waits for and until when (_Call), and one timer looks the
     requests over every `tick` seconds while there are any, cancelling a wait
     past its deadline as asyncio.timeout would. A bound is so enforced up to a
