@@ -407,7 +407,11 @@ def judge(case: Case, reply: Reply) -> str:
             return f"refused by HTTP ({reply.reset=}, {reply.goaway=})"
         raise AssertionError(f"no response: {reply}")
     content_type = reply.headers.get("content-type", "")
-    if case.http_method == "HEAD":
+    if case.http_method == "HEAD":  # no body: the status, or a gRPC status in the headers
+        if "grpc-status" in reply.headers:
+            outcome = grpc_outcome(reply)
+            check_error(outcome.code, outcome.message)
+            return f"HEAD {outcome.code}"
         assert reply.status in PLAIN_STATUS or reply.status in CONNECT_STATUS.values(), reply
         return f"HEAD {reply.status}"
     if reply.status != 200 and not content_type.startswith("application/json"):
