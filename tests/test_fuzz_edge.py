@@ -90,6 +90,7 @@ REPLY_TIMEOUT_S = 15.0
 # -- what is sent ---------------------------------------------------------------------------
 
 STORING = {f"/{SERVICE}/EnqueueJob", f"/{SERVICE}/EnqueueJobs"}
+MAX_JOBS = 4  # in one generated EnqueueJobs
 METHODS = {
     f"/{SERVICE}/EnqueueJob": pb.EnqueueJobRequest,
     f"/{SERVICE}/EnqueueJobs": pb.EnqueueJobsRequest,
@@ -149,7 +150,7 @@ def message_fields(path: str) -> st.SearchStrategy[Any]:
     if path.endswith("/EnqueueJob"):
         fields = enqueue_fields()
     elif path.endswith("/EnqueueJobs"):
-        fields = st.fixed_dictionaries({"jobs": st.lists(enqueue_fields(), max_size=4)})
+        fields = st.fixed_dictionaries({"jobs": st.lists(enqueue_fields(), max_size=MAX_JOBS)})
     elif path.endswith(("/GetJob", "/CancelJob", "/RetryJob")):
         fields = st.fixed_dictionaries({"id": ID})
     elif path.endswith(("/Check", "/Watch")):
@@ -456,6 +457,8 @@ class Run:
     seconds: collections.Counter[str] = field(default_factory=collections.Counter)
     cases: int = 0
     accepted_jobs: int = 0
+    uncertain_jobs: int = 0  # at most this many stored by calls cut short by their deadline
+    late_jobs: int = 0  # of those, how many were seen while a refused call ran
 
     def job_keys(self) -> int:
         return sum(1 for _ in self.redis.scan_iter(match=f"{self.server.prefix}:*:job:*", count=1000))
@@ -473,10 +476,16 @@ class Run:
                 added = self.job_keys() - before
                 if label == "ok":
                     self.accepted_jobs += added
-                elif label not in ("deadline_exceeded", "canceled"):
-                    # Refused: nothing stored. (A call whose deadline passed may
-                    # have stored its job before the answer was cut short.)
-                    assert added == 0, f"a refused call ({label}) stored {added} jobs"
+                elif label in ("deadline_exceeded", "canceled"):
+                    # Its jobs may be stored, even after the answer: the store's
+                    # script may reach Redis as the deadline cuts the call short.
+                    self.uncertain_jobs += MAX_JOBS
+                else:
+                    # Refused: nothing stored (but what such a call may store late).
+                    assert added <= self.uncertain_jobs - self.late_jobs, (
+                        f"a refused call ({label}) stored {added} jobs"
+                    )
+                    self.late_jobs += added
         except AssertionError as exc:
             raise AssertionError(
                 f"{case.describe()}\n{case.headers}\nbody {case.body[:300]!r}\n{exc}"
@@ -559,6 +568,7 @@ def test_fuzz_edge(edge_server: EdgeServer) -> None:
         "redis_keys_after": keys_after,
         "jobs_stored": jobs_after - jobs_before,
         "jobs_accepted": run.accepted_jobs,
+        "jobs_maybe_cut_short": run.uncertain_jobs,
         "answers": dict(sorted(run.tally.items())),
         "slowest": {label: round(s, 1) for label, s in run.seconds.most_common(5)},
     }
@@ -571,7 +581,7 @@ def test_fuzz_edge(edge_server: EdgeServer) -> None:
     assert not any(label.endswith(": unknown") for label in run.tally), run.tally
     assert rss_after - rss_before < MEMORY_BOUND, figures
     assert latency < HEALTH_WITHIN_S, figures
-    assert jobs_after - jobs_before <= run.accepted_jobs, figures
+    assert jobs_after - jobs_before <= run.accepted_jobs + run.uncertain_jobs, figures
     watch.assert_quiet()
 
 
