@@ -148,7 +148,7 @@ NO_OPTIONS = JobOptions()
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EnqueueRequest:
-    """One job to enqueue (JobStore.enqueue_many, the EnqueueJobs RPC)."""
+    """One job to enqueue (Producer.enqueue_many, the EnqueueJobs RPC)."""
 
     job_type: str
     payload: bytes = b""

@@ -47,6 +47,14 @@ class Settings:
     # liveness or lease: the outage stopped every heartbeat, and live workers
     # need a moment to reconnect and check in.
     restart_grace_s: float = 10.0
+    # Slow clients (server/slow.py, server/main.py): an idle connection is closed
+    # after idle_timeout_s (under Hypercorn a request's head must come within it
+    # too); a request body may pause body_idle_timeout_s and take body_timeout_s in
+    # all; a response waits at most send_timeout_s on a client that reads none of it.
+    idle_timeout_s: float = 75.0
+    body_idle_timeout_s: float = 30.0
+    body_timeout_s: float = 120.0
+    send_timeout_s: float = 60.0
 
     @property
     def retention_ms(self) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from jobqueue.settings import Settings
 from jobqueue.store.client import connect, connection_factory
 from jobqueue.store.connection import OwnConnection
 
+from .edge import error_lines
 from .harness import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,12 +174,56 @@ def jobqueue_server_process(
     assert code == 0, f"server exit code {code}; log:\n{log.read_text()[-3000:]}"
 
 
+# The one ERROR the shared server logs on purpose: test_api_errors.py corrupts a
+# job to see an unexpected error come back as `internal` (and logged as a bug).
+PROVOKED_ERRORS = ("GetJob: unexpected error", "ValueError: 'garbage' is not a valid JobStatus")
+
+
 @pytest.fixture(scope="session")
 def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The suite's shared server (CORS allowed for https://app.example)."""
+    """The suite's shared server (CORS allowed for https://app.example). Whatever
+    the suite does to it, it may log no error but the one provoked on purpose."""
     log = tmp_path_factory.mktemp("server") / "server.log"
     with jobqueue_server(redis_url, log, JOBQUEUE_CORS_ORIGINS="https://app.example") as url:
         yield url
+    errors = error_lines(log.read_text(errors="replace"), PROVOKED_ERRORS)
+    assert not errors, "the shared server logged errors:\n" + "\n---\n".join(errors[:10])
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeServer:
+    """A server of the edge tests: its own Redis and key prefix, its log and pid."""
+
+    kind: str
+    url: str
+    pid: int
+    log: Path
+    redis_url: str
+    prefix: str
+
+
+@pytest.fixture(scope="session")
+def edge_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of the edge tests' own: they count its keys."""
+    if find_server_binary() is None:
+        pytest.skip("the edge tests need redis-server")
+    with RedisServer(tmp_path_factory.mktemp("edge-redis")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session", params=["hypercorn", "h2corn"])
+def edge_server(
+    request: pytest.FixtureRequest, edge_redis: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EdgeServer]:
+    """One server of each kind for the edge and fuzz tests, with default settings."""
+    kind: str = request.param
+    if kind == "h2corn" and shutil.which("h2corn") is None:
+        pytest.skip("h2corn is not installed")
+    log = tmp_path_factory.mktemp(f"edge-{kind}") / "server.log"
+    prefix = f"edge-{kind}"
+    with jobqueue_server_process(edge_redis, log, server=kind, JOBQUEUE_PREFIX=prefix) as (url, process):
+        yield EdgeServer(kind, url, process.pid, log, edge_redis, prefix)
+        assert process.poll() is None, f"the {kind} server died; log:\n{log.read_text()[-3000:]}"
 
 
 # -- worker subprocesses (tests/worker_apps.py) -------------------------------------------

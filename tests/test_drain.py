@@ -93,3 +93,27 @@ async def test_http2_answers_a_stream_before_it_ends() -> None:
         "http.response.body after 1",
         "http.response.trailers after 50",
     ]
+
+
+async def test_http1_an_app_that_answers_and_reads_on_gets_the_whole_body() -> None:
+    """A bidi stream over HTTP/1.1 answers its first message, then reads the next:
+    the rest of the body is the app's, not the drain's, and the answer waits for
+    it (the found case: reflection over Connect or gRPC-Web hung)."""
+
+    async def bidi(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first answer", "more_body": True})
+        while (await receive())["more_body"]:
+            await send({"type": "http.response.body", "body": b"next", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end", "more_body": False})
+
+    received, sent = await asyncio.wait_for(serve(DrainUnreadBody(bidi), body_chunks=4), 10)
+    assert received == 4
+    assert sent == [
+        "http.response.start after 4",
+        "http.response.body after 4",
+        "http.response.body after 4",
+        "http.response.body after 4",
+        "http.response.body after 4",
+    ]

@@ -1,6 +1,7 @@
 """Builds the server's ASGI app: JobService, health, reflection, CORS, streams that
-end (streams.py), gRPC-Web text mode (grpc_web_text.py), and the read of what is
-left of a refused request (drain.py)."""
+end (streams.py), gRPC-Web text mode (grpc_web_text.py), the read of what is left
+of a refused request (drain.py), and the bounds on hostile or slow clients
+(limits.py, slow.py, quiet.py, grpc_trailers.py)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ from ..producer import Producer
 from .cors import CORSMiddleware
 from .drain import DrainUnreadBody
 from .errors import ErrorInterceptor
+from .grpc_trailers import GrpcNeedsTrailers
 from .grpc_web_text import GrpcWebText
 from .health import HealthService
+from .limits import StreamMessageLimit, codecs
+from .quiet import QuietClientAborts
 from .router import Hook, Router
 from .service import JobServiceHandler
+from .slow import SlowClientTimeouts
 from .streams import Streams
 
 # Room for the rest of the request around the payload, and for base64 in JSON.
@@ -35,30 +40,45 @@ _ENVELOPE_BYTES = 64 * 1024
 def create_app(
     producer: Producer,
     *,
-    cors_origins: tuple[str, ...] = (),
-    cors_allow_headers: tuple[str, ...] = (),
-    cors_allow_credentials: bool = False,
     streams: Streams | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
 ) -> Any:
+    """The app on `producer`'s store, with its settings (CORS, bounds on slow clients)."""
+    settings = producer.store.settings
     streams = streams or Streams()
     interceptors: list[Interceptor] = [streams, ErrorInterceptor()]
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
     # the limit is refused by the store with a message that names the field.
-    read_max_bytes = producer.store.settings.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
+    read_max_bytes = settings.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
     descriptors = (jobqueue_pb.desc(), health_pb.desc())
     jobs = JobServiceHandler(producer)
+    # Health and reflection requests are a name or two: no need for connectrpc's 4 MiB.
+    small: dict[str, Any] = {"read_max_bytes": _ENVELOPE_BYTES, "codecs": codecs()}
+    reflection = {**small, "interceptors": [StreamMessageLimit()]}
     router = Router([
-        JobServiceASGIApplication(jobs, interceptors=interceptors, read_max_bytes=read_max_bytes),
-        HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors),
-        ServerReflectionASGIApplication(ServerReflectionService(*descriptors)),
-        ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors)),
+        JobServiceASGIApplication(
+            jobs, interceptors=interceptors, read_max_bytes=read_max_bytes, codecs=codecs()
+        ),
+        HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors, **small),
+        ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
+        ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    app: Any = GrpcWebText(streams.asgi(router))
-    if cors_origins:
+    app: Any = GrpcWebText(streams.asgi(GrpcNeedsTrailers(router)))
+    if settings.cors_origins:
         app = CORSMiddleware(
-            app, cors_origins, extra_headers=cors_allow_headers, allow_credentials=cors_allow_credentials
+            app,
+            settings.cors_origins,
+            extra_headers=settings.cors_allow_headers,
+            allow_credentials=settings.cors_allow_credentials,
         )
-    return DrainUnreadBody(app)
+    # Outside the drain, so that the read of a refused body's rest (which happens
+    # in the answer's send) is not taken for a client that does not read.
+    app = SlowClientTimeouts(
+        DrainUnreadBody(app),
+        body_idle_s=settings.body_idle_timeout_s,
+        body_total_s=settings.body_timeout_s,
+        send_s=settings.send_timeout_s,
+    )
+    return QuietClientAborts(app)

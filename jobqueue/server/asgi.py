@@ -46,12 +46,4 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
             await asyncio.wait(background, timeout=5)
         await store.aclose()
 
-    return create_app(
-        Producer(store),
-        cors_origins=settings.cors_origins,
-        cors_allow_headers=settings.cors_allow_headers,
-        cors_allow_credentials=settings.cors_allow_credentials,
-        streams=streams,
-        on_startup=startup,
-        on_shutdown=shutdown,
-    )
+    return create_app(Producer(store), streams=streams, on_startup=startup, on_shutdown=shutdown)

@@ -17,6 +17,12 @@ DRAIN_MAX_BYTES and DRAIN_MAX_S; past either, the server behaves as above):
 - HTTP/1.1: before the response starts. Not after, as nginx's lingering close
   does: a client such as curl stops sending when an error status arrives early,
   then waits for the rest of the answer, which would wait for the rest of the body.
+  Until then, what the app sends is held back: an app that answers a message and
+  then reads on (a bidi stream: reflection over Connect or gRPC-Web) gets the
+  rest of the body, and its answers go out once it has read it; an app that is
+  done (its answer's last message) has the rest read and dropped first. (Reading
+  the rest at the answer's start took the body's end from a bidi stream, which
+  then waited for it for ever: found by tests/test_fuzz_edge.py.)
 - HTTP/2: before the message that ends the response, so that a streaming call
   (gRPC reflection is one) still answers while its client is sending.
 """
@@ -26,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
+
+from connectrpc.errors import ConnectError
 
 DRAIN_MAX_BYTES = 32 << 20
 DRAIN_MAX_S = 5.0
@@ -44,11 +52,18 @@ class DrainUnreadBody:
         http1 = scope.get("http_version", "1.1").startswith("1")
         unread = True  # the app has not received the body's last message
         trailers = False
+        held: list[Any] = []  # HTTP/1.1: the answer so far, while the body is unread
+
+        async def release() -> None:
+            while held:
+                await send(held.pop(0))
 
         async def tracked_receive() -> Any:
             nonlocal unread
             message = await receive()
             unread = message["type"] == "http.request" and message.get("more_body", False)
+            if not unread:
+                await release()
             return message
 
         async def draining_send(message: Any) -> None:
@@ -56,21 +71,39 @@ class DrainUnreadBody:
             kind = message["type"]
             if kind == "http.response.start":
                 trailers = message.get("trailers", False)
-                drain_now = http1
-            elif kind == "http.response.body":
-                drain_now = not trailers and not message.get("more_body", False)
+            if kind == "http.response.body":
+                last = not trailers and not message.get("more_body", False)
             else:
-                drain_now = kind == "http.response.trailers" and not message.get("more_trailers", False)
-            if unread and drain_now:
+                last = kind == "http.response.trailers" and not message.get("more_trailers", False)
+            if http1 and unread:
+                held.append(message)
+                if last:
+                    unread = False
+                    await self._drain(receive)
+                    await release()
+                return
+            if unread and last:
                 unread = False
                 await self._drain(receive)
             await send(message)
 
-        await self.app(scope, tracked_receive, draining_send)
+        try:
+            await self.app(scope, tracked_receive, draining_send)
+        except BaseException:
+            # What the app sent goes out as it would have without the hold: the
+            # server then cuts the answer short, as for any app that fails midway.
+            with contextlib.suppress(Exception):
+                await release()
+            raise
+        if held:  # the app is done without its answer's last message
+            if unread:
+                await self._drain(receive)
+            await release()
 
     async def _drain(self, receive: Any) -> None:
         dropped = 0
-        with contextlib.suppress(TimeoutError):
+        # A ConnectError: the body's own time bounds passed (slow.py) meanwhile.
+        with contextlib.suppress(TimeoutError, ConnectError):
             async with asyncio.timeout(self.max_s):
                 while dropped <= self.max_bytes:
                     message = await receive()

@@ -13,11 +13,20 @@ from hypercorn.config import Config
 
 from ..process import configure_logging, run_until_stopped
 from ..settings import Settings
+from . import h2corn_log, hypercorn_guard
 from .asgi import build
 from .cors import check_cors
 from .streams import Streams, close_when
 
 log = logging.getLogger("jobqueue.server")
+
+# Bounds both servers apply to every connection: HTTP/2 streams open at once,
+# and the size of a request's headers (Hypercorn's HTTP/1.1 parser takes a
+# quarter of it, its default; h2corn's head limit is the whole).
+MAX_STREAMS = 100
+HEAD_BYTES = 64 * 1024
+# How long h2corn waits for a request head (Hypercorn: the idle timeout).
+HEADER_TIMEOUT_S = 10.0
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -28,7 +37,16 @@ def hypercorn_config(settings: Settings) -> Config:
     # call of a long-lived gRPC channel with GOAWAY, which grpcio reports as
     # UNAVAILABLE; and its 5 s idle timeout drops pooled client connections.
     config.keep_alive_max_requests = 2**62
-    config.keep_alive_timeout = 75
+    # Also how long a request's head may take: Hypercorn's idle timer runs
+    # until the head is complete. Bodies and blocked responses: slow.py.
+    config.keep_alive_timeout = settings.idle_timeout_s
+    # No read timeout: a server stream's client may rightly send nothing for
+    # hours (health Watch); slow.py bounds what is read and sent instead.
+    config.read_timeout = None
+    config.h11_max_incomplete_size = HEAD_BYTES // 4
+    config.h2_max_concurrent_streams = MAX_STREAMS
+    config.h2_max_header_list_size = HEAD_BYTES
+    config.h2_max_inbound_frame_size = 2**14
     config.include_server_header = False
     config.accesslog = None
     # Through the logging tree like everything else (Hypercorn's default adds a
@@ -43,6 +61,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log.info(
         "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
     )
+    hypercorn_guard.install()
     streams = Streams()
     # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
     trigger = functools.partial(close_when, stop, streams, settings.server_shutdown_grace_s)
@@ -63,12 +82,35 @@ def run_h2corn(settings: Settings) -> None:
         settings.port,
         _redacted(settings.redis_url),
     )
+    h2corn_log.filter_stderr()
     # The new process's factory (asgi.build) reads the settings back from its environment.
     os.execve(h2corn, [
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
         "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
+        *h2corn_limits(settings),
     ], {**os.environ, **settings.to_env()})  # fmt: skip
+
+
+def h2corn_limits(settings: Settings) -> list[str]:
+    """h2corn's bounds on slow and greedy clients, set explicitly (its own guard
+    against rapid HTTP/2 resets is always on). It exempts native gRPC from its
+    body timeouts; slow.py bounds those within the app, as under Hypercorn."""
+    return [
+        "--timeout-handshake", "5",
+        "--timeout-request-header", f"{min(HEADER_TIMEOUT_S, settings.idle_timeout_s):g}",
+        "--timeout-keep-alive", f"{settings.idle_timeout_s:g}",
+        "--timeout-request-body-idle", f"{settings.body_idle_timeout_s:g}",
+        "--h2-timeout-response-stall", f"{settings.send_timeout_s:g}",
+        "--h2-timeout-write", f"{settings.send_timeout_s:g}",
+        "--max-concurrent-streams", str(MAX_STREAMS),
+        "--limit-request-head-size", str(HEAD_BYTES),
+        "--limit-request-line", str(HEAD_BYTES // 4),
+        "--limit-request-field-size", str(HEAD_BYTES // 4),
+        "--limit-request-fields", "100",
+        "--h2-max-header-list-size", str(HEAD_BYTES),
+        "--h2-max-header-block-size", str(HEAD_BYTES),
+    ]  # fmt: skip
 
 
 def run(settings: Settings) -> None:

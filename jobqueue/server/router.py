@@ -32,6 +32,10 @@ class Router:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        if "root_path" not in scope:
+            # Optional in ASGI, and h2corn leaves it out; connectrpc reads it for
+            # an unknown method, and would answer `unknown` with a KeyError's text.
+            scope = {**scope, "root_path": ""}
         path: str = scope.get("path", "")
         prefix = path[: path.find("/", 1) + 1] if path.count("/") >= 2 else path
         app = self.routes.get(prefix)

@@ -56,6 +56,8 @@ RES = TypeVar("RES")
 
 KEEPALIVE_S = 2.0
 SHUTTING_DOWN = "server shutting down; reconnect"
+# How long a send may wait once the client has gone (see Streams.asgi).
+GONE_SEND_TIMEOUT_S = 0.2
 
 # Whether the request being handled came over HTTP/1.x (set by `Streams.asgi`):
 # interceptors see the RPC, not the ASGI scope.
@@ -99,13 +101,15 @@ class Streams:
 
     def asgi(self, app: Any) -> Any:
         """`app`, telling this interceptor which HTTP version each request came over,
-        and sending nothing more once its client has gone.
+        and giving up on sends that cannot go out once its client has gone.
 
         connectrpc still writes a stream's final status after the client has gone;
         Hypercorn's HTTP/2 side, its connection closed, then waits forever for that
         write to go out, and the connection's task with it (the socket stays in
         CLOSE-WAIT, and the server's shutdown waits out its graceful timeout, then
-        cancels it with an ERROR traceback). Nothing can reach a gone client anyway.
+        cancels it with an ERROR traceback). Those sends are still offered, briefly:
+        h2corn logs an ERROR for an app that returns without completing its response,
+        gone client or not, and takes the sends at once.
         """
 
         async def marked(scope: Any, receive: Any, send: Any) -> None:
@@ -124,6 +128,10 @@ class Streams:
             async def send_unless_gone(message: Any) -> None:
                 if not gone:
                     await send(message)
+                    return
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(GONE_SEND_TIMEOUT_S):
+                        await send(message)
 
             await app(scope, tracked_receive, send_unless_gone)
 

@@ -1,0 +1,106 @@
+"""Hypercorn 0.18, hardened against what clients can do to it.
+
+1. Rapid reset (CVE-2023-44487): a client opens an HTTP/2 stream and resets it
+   at once, over and over. Each stream starts an app call that runs on after
+   the reset, so MAX_CONCURRENT_STREAMS no longer bounds the work in flight.
+   Hypercorn has no guard: the calls pile up until its priority tree refuses a
+   1001st stream and the connection dies with an unhandled exception (an ERROR
+   with a traceback). Here a connection whose client has more app calls running
+   than MAX_ACTIVE_FACTOR times the stream limit is closed with GOAWAY
+   (ENHANCE_YOUR_CALM), as Go's server does; a client that respects the limit
+   never gets near it. h2corn has a reset-rate guard of its own.
+2. HTTP/2 DATA on a stream whose answer has already gone out: Hypercorn has
+   dropped the stream and fails with a KeyError, which kills the connection
+   (another ERROR), and it never acknowledges those bytes, so the connection's
+   flow-control window leaks (pgjones/hypercorn#329). Here such data is
+   acknowledged and dropped.
+3. A connection the client has closed lingers until its keep-alive timer
+   fires: Hypercorn stops that timer only after waiting for it, so each closed
+   connection holds its tasks and buffers for the whole idle timeout. A client
+   that opens and closes connections quickly grows the server by that much per
+   connection. Here the timer stops once the client has gone.
+
+`install()` makes Hypercorn use these classes in this process; `jobqueue
+server` calls it before serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import h2.errors
+import hypercorn.asyncio.run
+import hypercorn.protocol
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.events import Closed
+from hypercorn.protocol.h2 import H2Protocol
+
+log = logging.getLogger("jobqueue.server.edge")
+
+MAX_ACTIVE_FACTOR = 4
+
+
+class _Discard:
+    """Stands in for a stream Hypercorn has closed: what arrives for it is dropped."""
+
+    async def handle(self, event: Any) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
+class _Streams(dict[int, Any]):
+    def __missing__(self, stream_id: int) -> Any:
+        return _DISCARD
+
+
+class GuardedH2Protocol(H2Protocol):
+    def __init__(self, app: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        self._active = 0
+        self._max_active = MAX_ACTIVE_FACTOR * config.h2_max_concurrent_streams
+        self._calming = False
+
+        async def counted(*app_args: Any) -> None:
+            try:
+                await app(*app_args)
+            finally:
+                self._active -= 1
+
+        super().__init__(counted, config, *args, **kwargs)  # type: ignore[arg-type]
+        self.streams = _Streams()
+
+    async def _create_stream(self, request: Any) -> None:
+        if self._calming:
+            return
+        if self._active >= self._max_active:
+            self._calming = True
+            log.warning(
+                "HTTP/2 client %s has %d calls running after resetting their streams: "
+                "connection closed (GOAWAY, ENHANCE_YOUR_CALM)",
+                self.client,
+                self._active,
+            )
+            self.connection.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            await self._flush()
+            await self.send(Closed())
+            return
+        # Counted before the app's task starts: a burst of streams in one read
+        # is all created before any of their tasks runs.
+        self._active += 1
+        await super()._create_stream(request)
+
+
+class GuardedTCPServer(TCPServer):
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        # The client is gone: nothing is left to keep alive, and the connection's
+        # task group (which the timer belongs to) would otherwise wait for it.
+        await self.idle_task.stop()
+
+
+def install() -> None:
+    """Makes Hypercorn's connections use the guarded classes (idempotent)."""
+    hypercorn.protocol.H2Protocol = GuardedH2Protocol  # type: ignore[attr-defined]
+    hypercorn.asyncio.run.TCPServer = GuardedTCPServer  # type: ignore[attr-defined]
