@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """One S1 drain, for profiling and A/B comparisons of the worker's hot path.
 
-    python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT] [--one-way-delay-us US]
+    python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT | --instructions]
+                               [--one-way-delay-us US]
 
 Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
 `jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
 With --py-spy the worker runs under `py-spy record` (raw collapsed stacks in OUT).
+With --instructions it runs under valgrind (cachegrind, no cache simulation) and
+the instructions it executed are printed: a count that the machine's speed does
+not move. Two drains of different sizes give the instructions per job, start-up
+excluded: (I(5000) - I(1000)) / 4000.
 With --one-way-delay-us, the worker and the enqueue reach Redis through
 bench/net_delay.py: a round trip costs what it would over a network.
 To compare two versions, alternate runs of two checkouts on one Redis, e.g.
@@ -18,10 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -56,6 +63,7 @@ def main() -> int:
     parser.add_argument("redis_url")
     parser.add_argument("--jobs", type=int, default=40_000)
     parser.add_argument("--py-spy", metavar="OUT", help="record the worker with py-spy into OUT")
+    parser.add_argument("--instructions", action="store_true", help="count the worker's instructions")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--one-way-delay-us", type=float, help="through bench/net_delay.py")
     args = parser.parse_args()
@@ -98,6 +106,10 @@ def drain(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
     if args.py_spy:
         command = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", args.py_spy, "--", *command]
+    counted = Path(tempfile.mkdtemp()) / "cachegrind.out" if args.instructions else None
+    if counted is not None:
+        valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={counted}"]
+        command = [*valgrind, *command]
     env = dict(os.environ, BENCH_REDIS_URL=args.redis_url)
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counter = redis.Redis.from_url(args.redis_url)
@@ -121,14 +133,18 @@ def drain(args: argparse.Namespace) -> int:
         if cpu is not None and cpu_at_first is not None:
             per_job = f", worker CPU {(cpu - cpu_at_first) / (args.jobs - first) * 1e6:.0f} µs/job"
         print(f"drain {rate:.0f} jobs/s{per_job}")
-        return 0
     finally:
         worker.send_signal(signal.SIGINT)
         try:
-            worker.wait(30)
+            worker.wait(600 if args.instructions else 30)  # valgrind runs it ~40x slower
         except subprocess.TimeoutExpired:
             worker.kill()
         counter.close()
+    if counted is not None:
+        summary = next(line for line in counted.read_text().splitlines() if line.startswith("summary:"))
+        print(f"worker instructions {int(summary.split()[1])}")
+        shutil.rmtree(counted.parent)
+    return 0
 
 
 if __name__ == "__main__":

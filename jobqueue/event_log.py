@@ -23,6 +23,13 @@ def _attempt(job: JobLike) -> str:
 
 
 class LogObserver:
+    """The routine steps (claimed, started, completed) are logged if DEBUG is on for
+    `jobqueue.jobs` when the Observers are made (a worker makes its own as it starts
+    serving); the rest as they happen."""
+
+    def wants(self, event: Event) -> bool:
+        return event not in _ROUTINE or log.isEnabledFor(logging.DEBUG)
+
     def __call__(self, event: Event, job: JobLike | None, detail: object) -> None:
         if job is None:
             self._about_queue(event, detail)

@@ -2,8 +2,8 @@
 
 The worker, the reaper and the scheduler (in worker and server processes alike)
 report each thing that happens as an `Event`, with the job it concerns and a
-detail (documented per event). Observers take them: the logs (event_log.py), a
-worker's counts (`Worker.stats`), the benchmark's timeline, and metrics. An
+detail (documented per event), and each is counted (a worker's in `Worker.stats`).
+Observers take them: the logs (event_log.py), the benchmark's timeline, metrics. An
 observer is called inline, on the worker's hot path: it must be quick. One that
 raises is logged and skipped; it never breaks the caller.
 
@@ -51,6 +51,10 @@ class Event(enum.Enum):
     # The scheduler (job None).
     PROMOTED = "promoted"  # Call: due jobs moved to the ready list (their number in `moved`)
 
+    # Members are singletons, so identity is their hash: C's, where Enum's own is
+    # Python code that every observer's lookup of an event would run.
+    __hash__ = object.__hash__
+
 
 class JobRef(NamedTuple):
     """A job known by id and type only (the reaper's view)."""
@@ -67,9 +71,10 @@ class JobLike(Protocol):
     def type(self) -> str: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: made once per round, and a frozen one costs more to make
 class Call:
-    """A call to Redis: which, when it began (time.time()), how long it took, what it moved."""
+    """A call to Redis: which, when it began (time.time()), how long it took, what it moved.
+    Observers read it; they must not change it."""
 
     name: str
     job_type: str
@@ -104,18 +109,39 @@ class Failure:
 Observer = Callable[[Event, JobLike | None, object], None]
 
 
+class Notify(Protocol):
+    """What a part reports through: `Observers.notify`."""
+
+    def __call__(self, event: Event, job: JobLike | None = None, detail: object = None) -> None: ...
+
+
 class Observers:
-    """Calls each observer in turn; one that raises is logged and skipped."""
+    """Counts each event (in `counts`) and calls each observer in turn; one that
+    raises is logged and skipped.
 
-    def __init__(self, observers: Iterable[Observer] = ()) -> None:
-        self.observers = list(observers)
+    An observer may have a `wants(event) -> bool` method: it is asked here, once
+    per event, and called with the events it wants only. Several events come once
+    per job: an observer that would ignore one should not cost a call per job."""
 
-    def __call__(self, event: Event, job: JobLike | None = None, detail: object = None) -> None:
-        for observer in self.observers:
+    def __init__(self, observers: Iterable[Observer] = (), *, counts: Counts | None = None) -> None:
+        self.observers = tuple(observers)
+        self.counts = Counts() if counts is None else counts
+        self._by_event = {event: tuple(o for o in self.observers if _wants(o, event)) for event in Event}
+
+    def notify(self, event: Event, job: JobLike | None = None, detail: object = None) -> None:
+        """Reports `event` (the parts are given this bound method: a call to it costs
+        less than a call to an instance)."""
+        self.counts[event] += 1
+        for observer in self._by_event[event]:
             try:
                 observer(event, job, detail)
             except Exception:
                 log.exception("observer %r failed on %s", observer, event.name)
+
+
+def _wants(observer: Observer, event: Event) -> bool:
+    wants = getattr(observer, "wants", None)
+    return wants is None or bool(wants(event))
 
 
 # What a job's end in a worker may be: what `Counts` sums up.
@@ -133,10 +159,7 @@ OUTCOMES = (
 
 
 class Counts(collections.Counter[Event]):
-    """An observer that counts events (`Worker.stats`)."""
-
-    def __call__(self, event: Event, job: JobLike | None, detail: object) -> None:
-        self[event] += 1
+    """How many times each event happened (`Observers.counts`, `Worker.stats`)."""
 
     def summary(self) -> str:
         """The jobs' outcomes, e.g. '12 completed, 1 retry scheduled'."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .events import Event, JobRef, Observers, Swept
+from .events import Event, JobRef, Notify, Swept
 from .store import Store
 from .store.outcomes import Outcome, Result
 from .supervise import repeat, supervise
@@ -24,7 +24,7 @@ BATCH = 100  # expired leases or dead workers handled per read
 
 
 class Reaper:
-    def __init__(self, store: Store, job_types: Collection[str] | None, notify: Observers) -> None:
+    def __init__(self, store: Store, job_types: Collection[str] | None, notify: Notify) -> None:
         """`job_types` None: every type ever enqueued. Timings from the store's settings."""
         self.store = store
         self.job_types = frozenset(job_types) if job_types is not None else None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from .events import Call, Event, Observers
+from .events import Call, Event, Notify
 from .store import Store
 from .supervise import raise_if_cancelled, supervise
 
@@ -24,7 +24,7 @@ class Scheduler:
         self,
         store: Store,
         job_types: Collection[str] | None,
-        notify: Observers,
+        notify: Notify,
         *,
         refresh_s: float = 10.0,
         batch: int = 1000,

@@ -39,7 +39,7 @@ class Harness:
         self.retry = self.producer.retry
         # What the schedulers and reapers made here report.
         self.events = Counts()
-        self.notify = Observers([self.events, LogObserver()])
+        self.notify = Observers([LogObserver()], counts=self.events).notify
 
     def scheduler(self, job_types: Collection[str] | None = None, **options: Any) -> Scheduler:
         return Scheduler(self.store, job_types, self.notify, **options)

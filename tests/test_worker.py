@@ -379,3 +379,38 @@ def test_bad_options_are_refused(settings: Settings) -> None:
         Worker("t", handler, settings=settings, prefetch=-1)
     with pytest.raises(ValueError, match="heartbeat_s"):
         Worker("t", handler, settings=settings, lease_s=1, heartbeat_s=1)
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
+async def test_routine_steps_are_logged_when_debug_is_on_as_the_worker_starts(
+    store: Harness, settings: Settings, caplog: pytest.LogCaptureFixture, level: int
+) -> None:
+    seen: list[Event] = []
+
+    def observer(event: Event, job: object, detail: object) -> None:
+        seen.append(event)
+
+    async def handler(job: Job) -> None:
+        pass
+
+    async def reported() -> bool:
+        return Event.COMPLETED in seen
+
+    worker = make_worker(settings, handler, observers=[observer])  # before logging is set up
+    with caplog.at_level(level, logger="jobqueue.jobs"):
+        async with running(worker):
+            queued = await store.enqueue("t")
+            await eventually(reported, what="the completion reported")
+    routine = [
+        r.getMessage() for r in caplog.records if r.name == "jobqueue.jobs" and queued.id in r.getMessage()
+    ]
+    if level == logging.DEBUG:
+        assert [line.split(": ")[1].split(",")[0] for line in routine] == ["claimed", "started", "completed"]
+    else:
+        assert routine == []
+    # Other observers see every event either way.
+    assert [e for e in seen if e in (Event.CLAIMED, Event.STARTED, Event.COMPLETED)] == [
+        Event.CLAIMED,
+        Event.STARTED,
+        Event.COMPLETED,
+    ]

@@ -30,7 +30,7 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
     own_signals = streams is None
     streams = streams or Streams()
     store = Store.open(settings)
-    notify = Observers([LogObserver()])
+    notify = Observers([LogObserver()]).notify
     background: list[asyncio.Task[None]] = []
 
     async def startup() -> None:

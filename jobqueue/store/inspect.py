@@ -56,7 +56,7 @@ class Inspector:
         return await self._past_due(self.keys.queue(job_type).workers, limit)
 
     async def _past_due(self, key: str, limit: int) -> list[str]:
-        members = await self._expired(self._expired.keys(None, more=[key]), [limit])
+        members = await self._expired.run(self._expired.keys(None, more=[key]), [limit])
         return [m.decode() for m in members]
 
     async def redis_uptime_s(self) -> float:

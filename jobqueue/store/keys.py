@@ -55,7 +55,8 @@ class Keyspace:
         self._queues: dict[str, QueueKeys] = {}
 
     def job(self, job_id: str) -> str:
-        return self.job_key_prefix(partition_of_id(job_id)) + job_id
+        # One f-string, not job_key_prefix(...) + job_id: a busy worker makes two per job.
+        return f"{self.prefix}:{{{partition_of_id(job_id)}}}:job:{job_id}"
 
     def job_key_prefix(self, partition: str) -> str:
         """What the key of every job in `partition` starts with (then comes the id)."""

@@ -66,6 +66,11 @@ def decode(item: Sequence[Any]) -> Result:
     return Result(outcome, status)
 
 
+def decode_all(items: Sequence[Sequence[Any]]) -> list[Result]:
+    """`decode` of each item; a bare OK, a worker's usual record, without a call."""
+    return [OK if len(item) == 1 and item[0] == OK_CODE else decode(item) for item in items]
+
+
 # What the API says when a transition refuses a request, by the request's verb.
 _REFUSALS: dict[tuple[str, Outcome], type[JobAlreadyFinished | JobNotRetryable]] = {
     ("cancel", Outcome.WRONG_STATE): JobAlreadyFinished,

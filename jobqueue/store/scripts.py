@@ -102,7 +102,7 @@ class Script:
         keys.extend(more)
         return keys
 
-    async def __call__(
+    async def run(
         self, keys: Sequence[str], args: Sequence[EncodableT], via: OwnConnection | None = None
     ) -> Any:
         """Runs the script (`via`: the caller's own connection, else the pool)."""

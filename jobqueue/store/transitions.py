@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..model import Job, JobStatus, check_job_id, partition_of_type
 from . import scripts
 from .codec import JOB_FIELDS, NewJob, decode_job_values, status_of
-from .outcomes import OK_CODE, Outcome, Result, decode
+from .outcomes import OK_CODE, Outcome, Result, decode, decode_all
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -66,7 +66,7 @@ class Transitions:
                 new.request.payload,
                 *new.fields,
             ]
-        created_at, *outcomes = await self._scripts["enqueue"](keys, args)
+        created_at, *outcomes = await self._scripts["enqueue"].run(keys, args)
         return created_at, outcomes
 
     async def cancel(self, job_id: str) -> Result:
@@ -88,7 +88,7 @@ class Transitions:
             return Result(Outcome.NOT_FOUND)
         script = self._scripts[name]
         keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
-        return decode(await script(keys, args))
+        return decode(await script.run(keys, args))
 
     async def _type_of(self, job_id: str) -> str | None:
         """The job's type, for its queue's keys (None: no such job)."""
@@ -101,7 +101,7 @@ class Transitions:
         """Moves due jobs to the ready list: (jobs moved, ms until the next is due or
         None), the ms to the µs."""
         keys = self._scripts["promote"].keys(self.keys.queue(job_type))
-        moved, delay_us = await self._scripts["promote"](keys, [limit])
+        moved, delay_us = await self._scripts["promote"].run(keys, [limit])
         return int(moved), (None if delay_us < 0 else delay_us / 1000)
 
     # -- workers ---------------------------------------------------------------
@@ -137,7 +137,7 @@ class Transitions:
             self.keys.queue(job_type), worker_id=worker_id, more=[*map(self.keys.job, job_ids)]
         )
         args: list[str | int | bytes] = [worker_id, lease_ms, default_max_attempts, *job_ids, *JOB_FIELDS]
-        return await self._claimed(job_type, worker_id, job_ids, await script(keys, args, via))
+        return await self._claimed(job_type, worker_id, job_ids, await script.run(keys, args, via))
 
     async def round(
         self,
@@ -168,9 +168,9 @@ class Transitions:
             args += [job.id, job.lease_token]
         if claim:
             args += [*claim, *JOB_FIELDS]
-        records, taken, claims = await script(keys, args, via)
+        records, taken, claims = await script.run(keys, args, via)
         return (
-            [decode(record) for record in records],
+            decode_all(records),
             await self._claimed(job_type, worker_id, claim, claims) if claim else [],
             [job_id.decode() for job_id in taken],
         )
@@ -208,7 +208,7 @@ class Transitions:
         args: list[str | int] = [lease_ms, worker_id, liveness_ms]
         for job_id, token in held:
             args += [job_id, token]
-        pairs = iter(await script(keys, args))
+        pairs = iter(await script.run(keys, args))
         return [(job_id.decode(), status_of(status)) for job_id, status in zip(pairs, pairs, strict=True)]
 
     async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> Result:
@@ -220,14 +220,14 @@ class Transitions:
         args: list[str | int] = [
             job.id, job.lease_token, error, delay, self.retention_ms, self.keys.schedule_channel,
         ]  # fmt: skip
-        return decode(await script(keys, args))
+        return decode(await script.run(keys, args))
 
     async def release(self, job: Job) -> Result:
         """Hands a running job back to the front of the ready list (a worker's
         shutdown): OK, or STALE."""
         script = self._scripts["release"]
         keys = script.keys(self.keys.queue(job.type), job=self.keys.job(job.id), worker_id=job.worker_id)
-        return decode(await script(keys, [job.id, job.lease_token]))
+        return decode(await script.run(keys, [job.id, job.lease_token]))
 
     async def give_back(
         self, job_type: str, job_ids: Sequence[str], *, via: OwnConnection | None = None
@@ -235,14 +235,14 @@ class Transitions:
         """Returns taken, unclaimed ids (oldest first) to the front of the ready queue;
         returns how many were still the caller's to give."""
         script = self._scripts["give_back"]
-        return int(await script(script.keys(self.keys.queue(job_type)), job_ids, via))
+        return int(await script.run(script.keys(self.keys.queue(job_type)), job_ids, via))
 
     async def forget_worker(self, job_type: str, worker_id: str, *, leaving: bool = False) -> Result:
         """Drops a dead worker (or, `leaving`, one that shuts down) from the registry:
         OK, or ALIVE when a dead worker came back meanwhile."""
         script = self._scripts["forget_worker"]
         keys = script.keys(self.keys.queue(job_type), worker_id=worker_id)
-        return decode(await script(keys, [worker_id, int(leaving)]))
+        return decode(await script.run(keys, [worker_id, int(leaving)]))
 
     # -- the reaper ------------------------------------------------------------
 
@@ -252,10 +252,10 @@ class Transitions:
         NOT_RUNNING."""
         script = self._scripts["recover"]
         keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
-        return decode(await script(keys, [job_id, dead_worker or "lease", self.retention_ms]))
+        return decode(await script.run(keys, [job_id, dead_worker or "lease", self.retention_ms]))
 
     async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
         """Returns ids popped but not claimed within `stall_ms` to the ready list;
         returns how many."""
         script = self._scripts["sweep_popped"]
-        return int(await script(script.keys(self.keys.queue(job_type)), [stall_ms]))
+        return int(await script.run(script.keys(self.keys.queue(job_type)), [stall_ms]))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..events import Call, Event
 from ..model import Job
-from ..store.outcomes import Result
+from ..store.outcomes import Outcome, Result
 from ..store.transitions import Claim
 from ..supervise import raise_if_cancelled
 from .context import Context
@@ -38,6 +38,7 @@ class Completions:
         self._sending: set[str] = set()  # of those, the ids on their way to Redis
         self._added = asyncio.Event()
         self._all_recorded = asyncio.Event()
+        self._unreported: list[tuple[list[Job], list[Result], Call]] = []
 
     def add(self, job: Job) -> None:
         self.pending[job.id] = job
@@ -61,7 +62,8 @@ class Completions:
             self._added.set()
         if not batch and not take and not claim:
             return [], []
-        self._sending.update(job.id for job in batch)
+        ids = [job.id for job in batch]
+        self._sending.update(ids)
         began, start = time.time(), time.perf_counter()
         try:
             records, claims, taken = await c.transitions.round(
@@ -79,26 +81,30 @@ class Completions:
                 self._added.set()  # not recorded (the fetcher stopped, or Redis is down): retry here
             raise
         finally:
-            self._sending.difference_update(job.id for job in batch)
+            self._sending.difference_update(ids)
         seconds = time.perf_counter() - start
-        for job in batch:
-            del self.pending[job.id]
+        for job_id in ids:
+            del self.pending[job_id]
         if not self.pending:
             self._all_recorded.set()
-        # Reported on the loop's next turn: the claimed jobs start first (the fetcher
-        # starts them when this returns), the observers are not on their way.
+        # Reported by `report`, once the caller has started the claimed jobs: the
+        # observers are not on their way.
         call = Call("round", c.job_type, began, seconds, len(batch), _ids(claims), tuple(taken))
-        asyncio.get_running_loop().call_soon(self._report, batch, records, call)
+        self._unreported.append((batch, records, call))
         return claims, taken
 
-    def _report(self, batch: list[Job], records: list[Result], call: Call) -> None:
+    def report(self) -> None:
+        """Tells the observers what the rounds made since the last report did."""
         notify = self.context.notify
-        for job, record in zip(batch, records, strict=True):
-            if record.ok:
-                notify(Event.COMPLETED, job)
-            else:
-                notify(Event.STALE_RESULT, job, record)
-        notify(Event.ROUND, None, call)
+        ok, completed = Outcome.OK, Event.COMPLETED  # looked up once: Enum classes are slow to read
+        for batch, records, call in self._unreported:
+            for job, record in zip(batch, records, strict=True):
+                if record.outcome is ok:
+                    notify(completed, job)
+                else:
+                    notify(Event.STALE_RESULT, job, record)
+            notify(Event.ROUND, None, call)
+        self._unreported.clear()
 
     async def run(self) -> None:
         """The completer: records the completions the fetcher does not take along."""
@@ -109,6 +115,7 @@ class Completions:
             if not self.hurry:
                 await asyncio.sleep(BATCH_LINGER_S)
             await self.round()
+            self.report()
 
     async def drain(self, completer: asyncio.Task[None], timeout_s: float) -> int:
         """Lets the completer record what is buffered (within `timeout_s`), then stops
@@ -120,6 +127,7 @@ class Completions:
             recorded.cancel()
         completer.cancel()
         await asyncio.gather(completer, return_exceptions=True)
+        self.report()  # what a stopped fetcher or completer made and did not report
         return len(self.pending)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..events import Observers
+from ..events import Notify
 from ..store.transitions import Transitions
 
 
@@ -16,4 +16,4 @@ class Context:
     lease_ms: int
     default_max_attempts: int  # for jobs enqueued without their own
     batch_size: int  # most jobs claimed, or completions recorded, per round trip
-    notify: Observers
+    notify: Notify

@@ -14,6 +14,7 @@ dead meanwhile, and its jobs run elsewhere: before it starts a job it claimed, i
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ..events import Event
 from ..model import JobStatus
@@ -32,17 +33,14 @@ class Heartbeat:
         self.completions = completions
         self.interval_s = interval_s
         self.liveness_ms = liveness_ms
-        # Loop time when the last successful beat began: the leases held then are held.
-        self.last_beat = asyncio.get_running_loop().time()
+        # The leases held when the last successful beat began are held until about
+        # liveness later; from half of it (time.monotonic()) this worker may have been
+        # paused long enough to count as dead (normally a beat is interval_s old).
+        self.stale_at = time.monotonic() + liveness_ms / 2000
         self._confirming: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         await repeat(self.beat, self.interval_s)
-
-    def stale(self) -> bool:
-        """Whether the last successful beat is old enough that this worker may have
-        counted as dead since (normally a beat is at most `interval_s` old)."""
-        return asyncio.get_running_loop().time() - self.last_beat > self.liveness_ms / 2000
 
     async def confirm(self) -> None:
         """Beats now, through Redis outages, so that the leases lost while this worker
@@ -64,10 +62,10 @@ class Heartbeat:
 
     async def beat(self) -> None:
         c = self.context
-        began = asyncio.get_running_loop().time()
+        began = time.monotonic()
         held = self.slots.leases() + self.completions.leases()
         lost = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
-        self.last_beat = began
+        self.stale_at = began + self.liveness_ms / 2000
         for job_id, status in lost:
             run = self.slots.runs.get(job_id)
             if run is None or run.handler_done or run.interrupted is not None:

@@ -24,13 +24,14 @@ import logging
 import os
 import random
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..event_log import LogObserver
-from ..events import Counts, Event, Failure, Observer, Observers
+from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
 from ..model import Backoff, Job, check_job_type, check_max_attempts
 from ..process import run_until_stopped
@@ -161,9 +162,10 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.run_scheduler = run_scheduler
         self.run_reaper = run_reaper
-        # What happened to this worker's jobs, by event (an observer like any other).
+        # What happened to this worker's jobs, by event.
         self.stats = Counts()
-        self.notify = Observers([self.stats, LogObserver(), *observers])
+        self.observers = list(observers)
+        self.notify: Notify = Observers(self.observers, counts=self.stats).notify  # made again by serve
         self._serving: _Serving | None = None
 
     @property
@@ -188,6 +190,9 @@ class Worker:
         """Runs until `stop` is set or the task is cancelled; either way shuts down
         gracefully. `settings`: used unless the worker was built with its own."""
         settings = self.settings or settings or Settings.from_env()
+        # Made here, not in __init__: the log takes its routine steps by the level
+        # it has now, and a worker is often made before logging is set up.
+        self.notify = Observers([*self.observers, LogObserver()], counts=self.stats).notify
         # Unbounded pools: the worker's own concurrency bounds its connections.
         store = Store.open(settings, max_connections=None)
         context = Context(
@@ -250,7 +255,7 @@ class Worker:
             # No timeout context without a timeout: it costs a busy worker CPU.
             deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
             try:
-                if serving.heartbeat.stale():
+                if time.monotonic() > serving.heartbeat.stale_at:
                     # The worker was paused, and may have counted as dead: it learns
                     # which of its leases are still its own before it starts a job.
                     await serving.heartbeat.confirm()
