@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -272,3 +273,15 @@ def log_of(process: subprocess.Popen[bytes]) -> str:
 async def runs(store: Harness, key: str) -> list[tuple[str, int, int]]:
     entries = await store.redis.lrange(key, 0, -1)
     return [(i, int(a), int(p)) for i, a, p in (e.decode().split() for e in entries)]
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON objects in a command's output (grpcurl pretty-prints, curl does not), in order."""
+    decoder = json.JSONDecoder()
+    documents = []
+    index = text.find("{")
+    while index >= 0:
+        value, end = decoder.raw_decode(text, index)
+        documents.append(value)
+        index = text.find("{", end)
+    return documents

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -532,6 +533,8 @@ def fuzz_settings() -> Callable[[Any], Any]:
     )
 
 
+# A long run (JOBQUEUE_FUZZ_EXAMPLES) outlasts the suite's per-test timeout.
+@pytest.mark.timeout(180 + EXAMPLES // 20)
 def test_fuzz_edge(edge_server: EdgeServer) -> None:
     client = redis.Redis.from_url(edge_server.redis_url)
     run = Run(edge_server, client)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, json_documents
 from .harness import Harness
 
 README = (ROOT / "README.md").read_text()
@@ -39,19 +38,7 @@ async def test_readme_commands_work_as_written(block: str, server_url: str, stor
         subprocess.run, ["bash", "-e", "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, f"{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    outputs = [json.loads(doc) for doc in _json_documents(result.stdout)]
+    outputs = json_documents(result.stdout)
     assert outputs or "JobService" in result.stdout
     for output in outputs:
         assert "code" not in output, output
-
-
-def _json_documents(text: str) -> list[str]:
-    """The JSON objects in command output (grpcurl pretty-prints, curl does not), in order."""
-    decoder = json.JSONDecoder()
-    documents = []
-    index = text.find("{")
-    while index >= 0:
-        value, end = decoder.raw_decode(text, index)
-        documents.append(json.dumps(value))
-        index = text.find("{", end)
-    return documents

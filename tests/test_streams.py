@@ -31,7 +31,7 @@ from jobqueue._gen.grpc.health.v1.health_connect import HealthClient
 from jobqueue.redis_server import RedisServer
 from jobqueue.server.streams import KEEPALIVE_S, SHUTTING_DOWN
 
-from .conftest import ROOT, eventually, jobqueue_server, jobqueue_server_process
+from .conftest import ROOT, eventually, jobqueue_server, jobqueue_server_process, json_documents
 from .test_api import SERVICE, grpcurl, host_port, tool
 
 Status = health_pb.HealthCheckResponse.ServingStatus
@@ -113,7 +113,7 @@ class Client:
     def messages(self) -> list[str]:
         """The statuses received, in order."""
         if self.kind == "grpc":
-            return [json.loads(doc)["status"] for doc in _json_objects(self.output().decode())]
+            return [doc["status"] for doc in json_documents(self.output().decode())]
         return [json.loads(data)["status"] for flags, data in frames(self.output()) if flags == 0]
 
     async def wait(self, limit_s: float = 15.0) -> int:
@@ -123,17 +123,6 @@ class Client:
     def kill(self) -> None:
         if self.process.returncode is None:
             os.killpg(self.process.pid, signal.SIGKILL)
-
-
-def _json_objects(text: str) -> list[str]:
-    decoder = json.JSONDecoder()
-    found = []
-    index = text.find("{")
-    while index >= 0:
-        value, end = decoder.raw_decode(text, index)
-        found.append(json.dumps(value))
-        index = text.find("{", end)
-    return found
 
 
 async def watch(kind: str, url: str, tmp_path: Path, service: str = "", max_time_s: float = 60) -> Client:
