@@ -36,7 +36,8 @@ class Heartbeat:
         # The leases held when the last successful beat began are held until about
         # liveness later; from half of it (time.monotonic()) this worker may have been
         # paused long enough to count as dead (normally a beat is interval_s old).
-        self.stale_at = time.monotonic() + liveness_ms / 2000
+        self._stale_after_s = liveness_ms / 2000
+        self.stale_at = time.monotonic() + self._stale_after_s
         self._confirming: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -65,7 +66,7 @@ class Heartbeat:
         began = time.monotonic()
         held = self.slots.leases() + self.completions.leases()
         lost = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
-        self.stale_at = began + self.liveness_ms / 2000
+        self.stale_at = began + self._stale_after_s
         for job_id, status in lost:
             run = self.slots.runs.get(job_id)
             if run is None or run.handler_done or run.interrupted is not None:

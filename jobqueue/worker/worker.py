@@ -190,8 +190,8 @@ class Worker:
         """Runs until `stop` is set or the task is cancelled; either way shuts down
         gracefully. `settings`: used unless the worker was built with its own."""
         settings = self.settings or settings or Settings.from_env()
-        # Made here, not in __init__: the log takes its routine steps by the level
-        # it has now, and a worker is often made before logging is set up.
+        # Made again here, with the log: it takes its routine steps by the level it
+        # has now, and a worker is often made before logging is set up.
         self.notify = Observers([*self.observers, LogObserver()], counts=self.stats).notify
         # Unbounded pools: the worker's own concurrency bounds its connections.
         store = Store.open(settings, max_connections=None)
