@@ -295,18 +295,24 @@ def test_a_peer_that_hangs_up_is_not_taken_for_a_server() -> None:
         peer.bind(("127.0.0.1", 0))
         peer.listen(8)
         url = f"http://127.0.0.1:{peer.getsockname()[1]}"
+        done = threading.Event()
 
-        def hang_up() -> None:  # the first connection, closed at once (a Redis port does so on HTTP)
-            with contextlib.suppress(OSError):
-                peer.accept()[0].close()
+        def hang_up() -> None:
+            """Closes every connection at once, read or not (a reset, or a plain close)."""
+            peer.settimeout(0.1)
+            deadline = time.monotonic() + 60
+            while not done.is_set() and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    peer.accept()[0].close()
 
         thread = threading.Thread(target=hang_up, daemon=True)
         thread.start()
         result = jobqueue("get", MISSING_ID, "--url", url)
+        done.set()
         thread.join(10)
     assert one_line_error(result, ExitCode.UNREACHABLE) == (
-        f"jobqueue: {url} does not answer as a jobqueue server does (the connection closed, or the answer "
-        "was not HTTP): set --url or JOBQUEUE_URL"
+        f"jobqueue: {url} closed the connection or answered other than HTTP: is it the jobqueue server "
+        "(not Redis, say)? set --url or JOBQUEUE_URL"
     )
 
 

@@ -60,7 +60,7 @@ def check_url(url: str) -> str:
 
 def call_failure(error: ConnectError, url: str, timeout_s: float) -> CommandFailed:
     """What a failed call means to the user: the server's refusal, or why it was not reached."""
-    from pyqwest import RemoteProtocolError  # noqa: PLC0415 - only a failed call needs it
+    from pyqwest import ReadError, RemoteProtocolError, WriteError  # noqa: PLC0415 - only a failed call needs it
 
     cause = error.__cause__
     if cause is None:  # the server (or something at that URL) answered with an error
@@ -80,10 +80,11 @@ def call_failure(error: ConnectError, url: str, timeout_s: float) -> CommandFail
         return CommandFailed(
             f"cannot reach the jobqueue server at {url}: is it running? {SET_URL}", ExitCode.UNREACHABLE
         )
-    if isinstance(cause, RemoteProtocolError):
+    if isinstance(cause, (RemoteProtocolError, ReadError, WriteError)):
+        # Redis' port, given by mistake, answers an HTTP request by closing the connection.
         return CommandFailed(
-            f"{url} does not answer as a jobqueue server does (the connection closed, or the answer "
-            f"was not HTTP): {SET_URL}",
+            f"{url} closed the connection or answered other than HTTP: is it the jobqueue server "
+            f"(not Redis, say)? {SET_URL}",
             ExitCode.UNREACHABLE,
         )
     # A kind of failure not met before: its text is all there is to go on.
