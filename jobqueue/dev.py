@@ -40,9 +40,11 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def run_dev(settings: Settings, *, worker_specs: Sequence[str], redis_port: int = 6379) -> int:
-    """Runs the server and the workers of `worker_specs` on `settings`, with a Redis
-    of its own unless the environment names one."""
+def run_dev(settings: Settings, *, worker_specs: Sequence[str] | None, redis_port: int = 6379) -> int:
+    """Runs the server and the workers of `worker_specs` (None: the example worker) on
+    `settings`, with a Redis of its own unless the environment names one."""
+    if worker_specs is None:
+        worker_specs = ["examples/print_worker.py"] if Path("examples/print_worker.py").is_file() else []
     configure_logging()
     redis_server: RedisServer | None = None
     if not any(os.environ.get(v) for v in ("JOBQUEUE_REDIS_URL", "REDIS_URL", "REDIS_ADDR")):

@@ -1,0 +1,168 @@
+"""What each `jobqueue` command does, once its command line is parsed."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from ..model import JobOptions
+from ..settings import Settings
+from .exits import CommandFailed, ExitCode, call_failure, check_url
+from .job_view import job_json, job_view, local_time
+from .parser import call_timeout_from, log_level_from
+
+if TYPE_CHECKING:
+    from ..client import SyncClient
+    from ..model import Job
+
+R = TypeVar("R")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    return _COMMANDS[args.command](args)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The process's settings: the environment, then the command's options."""
+    cors_origins = getattr(args, "cors_origins", None)
+    return Settings.from_env(
+        redis_url=getattr(args, "redis_url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        cors_origins=tuple(cors_origins) if cors_origins else None,
+        cors_allow_headers=tuple(getattr(args, "cors_allow_headers", None) or ()) or None,  # server only
+        cors_allow_credentials=getattr(args, "cors_allow_credentials", None),
+    )
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    from ..process import configure_logging  # noqa: PLC0415 - keeps client commands light
+
+    configure_logging(log_level_from(args.log_level))
+
+
+def _server(args: argparse.Namespace) -> int:
+    _configure_logging(args)
+    from ..server import run, run_h2corn  # noqa: PLC0415
+
+    (run_h2corn if args.server == "h2corn" else run)(_settings(args))
+    return ExitCode.OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    _configure_logging(args)
+    from ..loader import load_workers  # noqa: PLC0415
+    from ..worker import run_workers  # noqa: PLC0415
+
+    run_workers(*load_workers(args.target), settings=_settings(args))
+    return ExitCode.OK
+
+
+def _dev(args: argparse.Namespace) -> int:
+    _configure_logging(args)
+    from ..dev import run_dev  # noqa: PLC0415
+
+    # On a developer's machine: loopback only, and browser calls from any origin.
+    settings = dataclasses.replace(
+        _settings(args), host=args.host or "127.0.0.1", cors_origins=tuple(args.cors_origins or ("*",))
+    )
+    return run_dev(settings, worker_specs=args.workers, redis_port=args.redis_port)
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    payload = _payload(args)
+    at = args.at
+    now_ms = int(time.time() * 1000)
+    if args.delay is not None:
+        at = now_ms + int(args.delay * 1000)
+    elif at is not None and at < now_ms:
+        print(
+            f"jobqueue: warning: --at {local_time(at)} is in the past: the job is due at once",
+            file=sys.stderr,
+        )
+    options = JobOptions(
+        max_attempts=args.max_attempts,
+        timeout_ms=None if args.timeout is None else math.ceil(args.timeout * 1000),
+        idempotency_key=args.idempotency_key,
+    )
+    return _print_job(args, _call(args, lambda client: client.enqueue(args.type, payload, at, options)))
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    if args.file == "-":
+        return sys.stdin.buffer.read()
+    if args.file is not None:
+        try:
+            return Path(args.file).read_bytes()
+        except OSError as exc:
+            raise CommandFailed(
+                f"cannot read payload file {args.file}: {_why(exc)}", ExitCode.FAILED
+            ) from None
+    return (args.payload or "").encode()
+
+
+def _why(error: OSError) -> str:
+    """An OSError's reason without its errno prefix."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return (error.strerror or str(error)).lower()
+
+
+def _get(args: argparse.Namespace) -> int:
+    return _print_job(args, _call(args, lambda client: client.get(args.id)))
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    _call(args, lambda client: client.cancel(args.id))
+    print(f"cancelled {args.id}")
+    return ExitCode.OK
+
+
+def _retry(args: argparse.Namespace) -> int:
+    return _print_job(args, _call(args, lambda client: client.retry(args.id)))
+
+
+def _call(args: argparse.Namespace, request: Callable[[SyncClient], R]) -> R:
+    """Runs one call to the server; a failure becomes a CommandFailed that says what to do."""
+    url = check_url(args.url)
+    timeout_s = call_timeout_from(args.call_timeout)
+    from connectrpc.errors import ConnectError  # noqa: PLC0415 - keeps --help fast
+
+    from ..client import SyncClient  # noqa: PLC0415
+
+    try:
+        with SyncClient(url, timeout_s=timeout_s) as client:
+            return request(client)
+    except ConnectError as exc:
+        raise call_failure(exc, url, timeout_s) from None
+
+
+def _print_job(args: argparse.Namespace, job: Job) -> int:
+    if args.json:
+        print(job_json(job))
+    elif getattr(args, "quiet", False):
+        print(job.id)
+    else:
+        print(job_view(job))
+    return ExitCode.OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "server": _server,
+    "worker": _worker,
+    "dev": _dev,
+    "enqueue": _enqueue,
+    "get": _get,
+    "cancel": _cancel,
+    "retry": _retry,
+}

@@ -1,0 +1,274 @@
+"""The `jobqueue` command line: its commands, their options, and how durations and times are read."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..settings import DEFAULT_API_URL
+from .exits import EXIT_CODES_HELP, CommandFailed, ExitCode
+
+T = TypeVar("T")
+
+DESCRIPTION = "jobqueue: run the server, workers or a dev setup, and enqueue and inspect jobs."
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+DURATION_HELP = "a number and a unit: 1500ms, 30s, 5m, 2h, 1d"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_CALL_TIMEOUT_S = 10.0
+
+
+def parse_duration_s(text: str) -> float:
+    """`1500ms`, `30s`, `5m`, `2h` or `1d`, in seconds. A bare number is refused: `30` could be
+    seconds or milliseconds, and the API itself counts in milliseconds."""
+    text = text.strip()
+    match = _DURATION.fullmatch(text)
+    if match:
+        return float(match[1]) * _UNIT_S[match[2]]
+    if _NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a duration: add a unit: {text}s, 5m, 1500ms")
+    raise argparse.ArgumentTypeError(f"{text!r} is not a duration ({DURATION_HELP})")
+
+
+def parse_time_ms(text: str) -> int:
+    """Unix milliseconds, or an ISO 8601 date-time (local time if it has no offset)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither Unix milliseconds nor an ISO 8601 time (e.g. 2030-01-31T09:00:00+01:00)"
+        ) from None
+    return int(when.astimezone().timestamp() * 1000)
+
+
+def parse_log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
+    return level
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser: options and positionals in any order (`enqueue print --in 3s hello`),
+    and every error reported with this command's usage, not the top-level one."""
+
+    _parsing = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Pairs of (dest, name) that may not both be given. argparse's own groups cannot hold
+        # a positional when options and positionals mix.
+        self.exclusive: list[tuple[tuple[str, str], tuple[str, str]]] = []
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._parsing:  # parse_known_intermixed_args calls back here, twice
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            parsed, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+        if extras:  # a command is the last level: nothing after it may take them
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        for (first, first_name), (second, second_name) in self.exclusive:
+            if getattr(parsed, first, None) is not None and getattr(parsed, second, None) is not None:
+                self.error(f"argument {second_name}: not allowed with argument {first_name}")
+        return parsed, extras
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobqueue",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_ShowVersion, help="show the version and exit")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
+
+    server = _command(commands, "server", "run the API server (Connect, gRPC, gRPC-Web)")
+    _server_options(server)
+    server.add_argument(
+        "--server", choices=("hypercorn", "h2corn"), default=os.environ.get("JOBQUEUE_SERVER", "hypercorn"),
+        help="the ASGI server: hypercorn (default) or h2corn, faster (JOBQUEUE_SERVER; h2corn needs the "
+        "h2corn extra: pip install -e '.[h2corn]' in a checkout, pip install 'jobqueue[h2corn]' "
+        "once published)",
+    )  # fmt: skip
+    server.add_argument(
+        "--cors-allow-header", action="append", dest="cors_allow_headers", metavar="HEADER",
+        help="a request header browsers may send besides Connect's (e.g. traceparent); repeatable "
+        "(JOBQUEUE_CORS_ALLOW_HEADERS, comma-separated)",
+    )  # fmt: skip
+    server.add_argument("--cors-allow-credentials", action="store_true", default=None,
+                        help="let browsers send credentials (cookies); needs listed origins, not '*' "
+                        "(JOBQUEUE_CORS_ALLOW_CREDENTIALS)")  # fmt: skip
+    _redis_option(server)
+    _log_level_option(server)
+
+    worker = _command(commands, "worker", "run the workers a module defines")
+    worker.add_argument("target", metavar="MODULE[:ATTR]", help="package.module or path/to/file.py; ATTR "
+                        "is a Worker or a list of them (default: worker or workers)")  # fmt: skip
+    _redis_option(worker)
+    _log_level_option(worker)
+
+    dev = _command(commands, "dev", "run Redis, the server and the example worker in one terminal")
+    _server_options(dev)
+    dev.add_argument("--redis-port", type=int, default=6379,
+                     help="port of the Redis that dev starts (default 6379 if free; 0: any)")  # fmt: skip
+    dev.add_argument("--worker", dest="workers", action="append", metavar="MODULE[:ATTR]",
+                     help="workers to run instead of the example worker; repeatable")  # fmt: skip
+    _log_level_option(dev)
+
+    enqueue = _command(
+        commands, "enqueue", "enqueue a job",
+        epilog=f"Durations take a unit ({DURATION_HELP}); a bare number is refused. A time given to "
+        "--at that is already past is accepted with a warning: the job is due at once.",
+    )  # fmt: skip
+    enqueue.add_argument("type", help="job type")
+    enqueue.add_argument("payload", nargs="?", help="payload text, sent as UTF-8 (default: empty)")
+    enqueue.add_argument("--file", "-f", metavar="FILE", help="read the payload from a file ('-' for stdin)")
+    enqueue.exclusive.append((("payload", "PAYLOAD"), ("file", "--file/-f")))
+    when = enqueue.add_mutually_exclusive_group()
+    when.add_argument(
+        "--at",
+        type=parse_time_ms,
+        metavar="TIME",
+        help="run at this time: Unix ms or ISO 8601 (local time without an offset)",
+    )
+    when.add_argument(
+        "--in",
+        dest="delay",
+        type=parse_duration_s,
+        metavar="DURATION",
+        help="run after this delay: 30s, 5m, 2h",
+    )
+    enqueue.add_argument(
+        "--max-attempts", type=int, metavar="N", help="runs the job may get (default: the worker's)"
+    )
+    enqueue.add_argument(
+        "--timeout",
+        type=parse_duration_s,
+        metavar="DURATION",
+        help="longest run: 30s, 5m (default: the worker's)",
+    )
+    enqueue.add_argument(
+        "--idempotency-key", default="", metavar="KEY", help="enqueue at most one job per key and type"
+    )
+    _client_options(enqueue, prints_a_job=True)
+
+    get = _command(commands, "get", "show a job")
+    get.add_argument("id", help="job id")
+    _client_options(get, prints_a_job=True, quiet=False)
+    cancel = _command(commands, "cancel", "cancel a pending or running job")
+    cancel.add_argument("id", help="job id")
+    _client_options(cancel, prints_a_job=False)
+    retry = _command(commands, "retry", "run a FAILED or CANCELLED job again")
+    retry.add_argument("id", help="job id")
+    _client_options(retry, prints_a_job=True)
+    return parser
+
+
+def _command(commands: Any, name: str, text: str, epilog: str | None = None) -> CommandParser:
+    parser: CommandParser = commands.add_parser(name, help=text, description=text, epilog=epilog)
+    return parser
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (JOBQUEUE_HOST, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (JOBQUEUE_PORT, default 8080)")
+    parser.add_argument(
+        "--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
+        help="allow browser calls from ORIGIN ('*' for any); repeatable "
+        "(JOBQUEUE_CORS_ORIGINS, comma-separated)",
+    )  # fmt: skip
+
+
+def _redis_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis-url",
+        help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
+    )
+
+
+def _log_level_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", type=parse_log_level, metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (JOBQUEUE_LOG_LEVEL, default info)",
+    )  # fmt: skip
+
+
+def _client_options(parser: argparse.ArgumentParser, *, prints_a_job: bool, quiet: bool = True) -> None:
+    parser.add_argument(
+        "--url", default=os.environ.get("JOBQUEUE_URL", DEFAULT_API_URL),
+        help=f"the server's URL (JOBQUEUE_URL, default {DEFAULT_API_URL})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--call-timeout", type=parse_duration_s, metavar="DURATION",
+        help=f"how long to wait for the server's answer (JOBQUEUE_CALL_TIMEOUT, default "
+        f"{DEFAULT_CALL_TIMEOUT_S:g}s)",
+    )  # fmt: skip
+    if prints_a_job:
+        output = parser.add_mutually_exclusive_group()
+        output.add_argument("--json", action="store_true", help="print the job as protobuf JSON")
+        if quiet:
+            output.add_argument("--quiet", "-q", action="store_true", help="print only the job's id")
+
+
+class _ShowVersion(argparse.Action):
+    """--version, read from the installed package only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"jobqueue {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    """The installed distribution's version, whatever name it is published under."""
+    from importlib import metadata  # noqa: PLC0415 - only --version needs it
+
+    for name in metadata.packages_distributions().get("jobqueue", ["jobqueue"]):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "(version unknown: not installed)"
+
+
+def log_level_from(option: str | None) -> int:
+    """The --log-level option, else JOBQUEUE_LOG_LEVEL, else INFO."""
+    level = _from_env(option, "JOBQUEUE_LOG_LEVEL", parse_log_level, "info")
+    return logging.getLevelNamesMapping()[level.upper()]
+
+
+def call_timeout_from(option: float | None) -> float:
+    """The --call-timeout option, else JOBQUEUE_CALL_TIMEOUT, else the default."""
+    return _from_env(option, "JOBQUEUE_CALL_TIMEOUT", parse_duration_s, DEFAULT_CALL_TIMEOUT_S)
+
+
+def _from_env(option: T | None, variable: str, parse: Callable[[str], T], default: T) -> T:
+    if option is not None:
+        return option
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise CommandFailed(f"{variable}: {exc}", ExitCode.USAGE) from None
