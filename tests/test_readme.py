@@ -1,11 +1,14 @@
-"""Every grpcurl and curl command in the README's "Try it" section works as written."""
+"""Every jobqueue, grpcurl and curl command in the README's "Try it" section works as written."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -15,13 +18,19 @@ from .harness import Harness
 
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("## Try it", 1)[1].split("\n## ", 1)[0]
-BLOCKS = [b for b in re.findall(r"```bash\n(.*?)```", SECTION, flags=re.DOTALL) if "localhost:8080" in b]
+BLOCKS = [
+    b
+    for b in re.findall(r"```bash\n(.*?)```", SECTION, flags=re.DOTALL)
+    if "localhost:8080" in b or b.startswith("jobqueue ")
+]
 # curl exits 0 on HTTP errors unless told otherwise; the README shows plain curl.
 STRICT_CURL = 'curl() { command curl --fail-with-body -sS "$@"; }\n'
 
 
 def test_the_section_has_the_original_examples() -> None:
     text = "".join(BLOCKS)
+    for command in ("jobqueue enqueue print hello", "jobqueue get JOB_ID_HERE", "--in 5s"):
+        assert command in text
     for method in ("EnqueueJob", "GetJob", "CancelJob", "Health/Check", " list"):
         assert method in text
     assert text.count("grpcurl") >= 6 and text.count("curl -H") >= 5
@@ -34,10 +43,24 @@ async def test_readme_commands_work_as_written(block: str, server_url: str, stor
     job = await store.enqueue("send_email", b"", now + 3_600_000)
     address = urlparse(server_url).netloc
     script = STRICT_CURL + block.replace("localhost:8080", address).replace("JOB_ID_HERE", job.id)
+    # The CLI of this venv, calling the test's server.
+    env = os.environ | {
+        "JOBQUEUE_URL": server_url,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     result = await asyncio.to_thread(
-        subprocess.run, ["bash", "-e", "-c", script], capture_output=True, text=True, timeout=120, check=False
+        subprocess.run,
+        ["bash", "-e", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
     assert result.returncode == 0, f"{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    if block.startswith("jobqueue "):
+        assert result.stdout.count("status") == block.count("\njobqueue ") + 1, result.stdout
+        return
     outputs = json_documents(result.stdout)
     assert outputs or "JobService" in result.stdout
     for output in outputs:
