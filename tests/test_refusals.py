@@ -32,8 +32,12 @@ from connectrpc.protocol import ProtocolType
 
 from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClient
+from jobqueue.model import JobOptions, JobStatus
+from jobqueue.store.connection import OwnConnection
+from jobqueue.store.outcomes import Outcome, Result
 
 from .conftest import Spawn, eventually
+from .harness import Harness
 from .test_api import PROTOCOLS, SERVICE, assert_clean, b64, curl, job_client, post_json, run, tool
 
 MiB = 1 << 20
@@ -263,3 +267,20 @@ async def test_pending_job_shows_the_attempts_it_will_get(
         seen = await get(default.id)
         assert seen.status == pb.JobStatus.PENDING
         assert (await get(own.id)).max_attempts == 2  # its own wins
+
+
+async def test_a_crashed_attempt_is_named_too(private_store: Harness, blocking: OwnConnection) -> None:
+    """A recovered job (its worker died) records which attempt the crash ended, as a
+    failure does; its last attempt's crash too."""
+    store = private_store
+    job = await store.enqueue("crashy", b"", None, JobOptions(max_attempts=2))
+    for attempt, outcome, status in [
+        (1, Outcome.RECOVERED, JobStatus.PENDING),
+        (2, Outcome.DEAD_LETTERED, JobStatus.FAILED),
+    ]:
+        assert await store.pop(blocking, "crashy", 10) == job.id
+        assert (await store.claimed("crashy", job.id, "gone", lease_ms=60_000)).attempt == attempt
+        assert await store.transitions.recover("crashy", job.id, dead_worker="gone") == Result(outcome)
+        seen = await store.get(job.id)
+        assert (seen.status, seen.attempt, seen.last_error_attempt) == (status, attempt, attempt)
+        assert "worker gone died" in seen.last_error
