@@ -85,6 +85,8 @@ class Job:
     updated_at: int
     attempt: int = 0
     last_error: str = ""
+    # The attempt whose run last_error describes (reads only: a claimed job has 0).
+    last_error_attempt: int = 0
     started_at: int = 0
     finished_at: int = 0
     worker_id: str = ""

@@ -31,7 +31,7 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
 _STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
 _SET_WHEN_NOT_ZERO = (
     "attempt", "last_error", "started_at", "finished_at",
-    "worker_id", "max_attempts", "timeout_ms", "idempotency_key",
+    "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "last_error_attempt",
 )  # fmt: skip
 
 
@@ -46,6 +46,7 @@ def job_from_proto(job: pb.Job) -> Job:
         updated_at=job.updated_at,
         attempt=job.attempt,
         last_error=job.last_error,
+        last_error_attempt=job.last_error_attempt,
         started_at=job.started_at,
         finished_at=job.finished_at,
         worker_id=job.worker_id,

@@ -232,6 +232,7 @@ async def test_curl_unknown_method_and_content_type(server_url: str) -> None:
     assert (await post_json(server_url, "NoSuchMethod", "{}")).status == 404
     reply = await curl("-H", "Content-Type: text/plain", "-d", "{}", f"{server_url}/{SERVICE}/GetJob")
     assert reply.status == 415
+    assert "application/json" in reply.body  # what is accepted (more in test_refusals.py)
 
 
 # -- the payload limit (1 MiB by default) ----------------------------------------------------
@@ -258,7 +259,8 @@ async def test_payload_far_over_the_limit(api: JobServiceClient) -> None:
     an HTTP/1.1 client meets a reset instead of the answer, and an HTTP/2
     connection stalls for good after a few such requests."""
     for _ in range(3):
-        await fails(enqueue(api, "big", FAR_OVER), Code.RESOURCE_EXHAUSTED)
+        message = await fails(enqueue(api, "big", FAR_OVER), Code.RESOURCE_EXHAUSTED)
+        assert message == f"payload: over the limit of {MiB} bytes (JOBQUEUE_MAX_PAYLOAD_BYTES)"
     assert (await enqueue(api, "small", b"after")).job.payload == b"after"
 
 
@@ -492,4 +494,6 @@ async def test_configured_payload_limit(small_limit_server: str) -> None:
         message = await fails(enqueue(client, "small", NOISE[:1001]), Code.RESOURCE_EXHAUSTED)
         assert message.startswith("payload: ")
         assert "1001 bytes is over the limit of 1000 bytes" in message
-        await fails(enqueue(client, "small", NOISE[: 100 * 1024]), Code.RESOURCE_EXHAUSTED)
+        # Far over: refused before it is decoded, with the same limit named.
+        message = await fails(enqueue(client, "small", NOISE[: 100 * 1024]), Code.RESOURCE_EXHAUSTED)
+        assert message == "payload: over the limit of 1000 bytes (JOBQUEUE_MAX_PAYLOAD_BYTES)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -256,7 +257,9 @@ async def test_a_claim_returns_the_whole_job_as_stored(store: Harness, blocking:
     assert await store.transitions.fail(await start(store, blocking), "boom", 0) == Result(Outcome.RETRYING)
     await store.transitions.promote("t", 1000)
     again = await start(store, blocking)
-    assert again == await store.get(queued.id)
+    stored = await store.get(queued.id)
+    assert stored.last_error_attempt == 1  # a read's own field (codec.READ_FIELDS): a claim leaves it 0
+    assert again == dataclasses.replace(stored, last_error_attempt=0)
     assert (again.attempt, again.last_error, again.payload) == (2, "boom", b"\x00payload")
     assert (again.backoff, again.max_attempts, again.idempotency_key) == (options.backoff, 5, "k")
 

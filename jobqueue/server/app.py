@@ -1,7 +1,8 @@
 """Builds the server's ASGI app: JobService, health, reflection, CORS, streams that
 end (streams.py), gRPC-Web text mode (grpc_web_text.py), the read of what is left
 of a refused request (drain.py), and the bounds on hostile or slow clients
-(limits.py, slow.py, quiet.py, grpc_trailers.py)."""
+(limits.py, slow.py, quiet.py, grpc_trailers.py), and refusals that explain
+themselves (refusals.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from .grpc_web_text import GrpcWebText
 from .health import HealthService
 from .limits import StreamMessageLimit, codecs
 from .quiet import QuietClientAborts
+from .refusals import ExplainedRefusals
 from .router import Hook, Router
 from .service import JobServiceHandler
 from .slow import SlowClientTimeouts
@@ -65,7 +67,8 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    app: Any = GrpcWebText(streams.asgi(GrpcNeedsTrailers(router)))
+    explained = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes)
+    app: Any = GrpcWebText(streams.asgi(GrpcNeedsTrailers(explained)))
     if settings.cors_origins:
         app = CORSMiddleware(
             app,

@@ -2,7 +2,9 @@
 
 A claim replies the job's values in the fixed order of JOB_FIELDS (claim_popped
 takes the names as arguments), so decoding a claimed job needs no field names in
-the reply and no dict per job.
+the reply and no dict per job. READ_FIELDS are the hash's other fields: a read
+(HGETALL) decodes them, a claim does not return them (a worker has no use for
+them, and every field a claim returns costs on the hot path).
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ JOB_FIELDS = (
     b"backoff_cap_ms",
     b"lease_token",
 )
+READ_FIELDS = (b"last_error_attempt",)
 
 
 def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     """The job of a stored hash (HGETALL). Raises ValueError for a record that is not one."""
-    return decode_job_values([fields.get(name) for name in JOB_FIELDS])
+    job = decode_job_values([fields.get(name) for name in JOB_FIELDS])
+    job.last_error_attempt = int(fields.get(b"last_error_attempt") or 0)
+    return job
 
 
 _STATUS_OF = {str(status.value).encode(): status for status in JobStatus}

@@ -181,7 +181,7 @@ class Enqueuer:
                     continue
                 existing = outcome.decode()
                 try:
-                    new.job = await self.store.inspect.get(existing)
+                    new.job = await self.store.inspect.stored(existing)
                 except JobNotFound:
                     new.stale = existing  # its key outlived the job (retention < window): replace it
         raise RuntimeError("idempotency keys keep pointing at vanished jobs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobNotFound
-from ..model import Job, check_job_id
+from ..model import Job, JobStatus, check_job_id
 from . import scripts
 from .codec import decode_job
 
@@ -17,15 +17,27 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .keys import Keyspace
+    from .worker_defaults import WorkerDefaults
 
 
 class Inspector:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, worker_defaults: WorkerDefaults) -> None:
         self.redis = redis
         self.keys = keys
+        self.worker_defaults = worker_defaults
         self._expired = scripts.load(redis, "expired")["expired"]
 
     async def get(self, job_id: str) -> Job:
+        """The job as GetJob shows it: as stored, but a PENDING job enqueued without
+        max_attempts shows the default its type's workers registered (the number of
+        runs it will get), read in a second round trip (the type is known only then)."""
+        job = await self.stored(job_id)
+        if job.status is JobStatus.PENDING and not job.max_attempts:
+            job.max_attempts = await self.worker_defaults.max_attempts(job.type)
+        return job
+
+    async def stored(self, job_id: str) -> Job:
+        """The job as its hash holds it."""
         job_id = check_job_id(job_id)
         fields: dict[bytes, bytes] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
         if not fields:

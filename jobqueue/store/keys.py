@@ -24,6 +24,7 @@ class QueueKeys:
     leases: str  # ZSET id -> lease expiry (ms): running jobs
     failed: str  # ZSET id -> ms it failed for good: the dead letters
     workers: str  # ZSET worker id -> liveness deadline (ms): workers of this type
+    defaults: str  # HASH option -> the default the type's workers apply (worker_defaults.py)
     _base: str  # "P:{pppp}", for the keys below
     _type: str
 
@@ -80,6 +81,7 @@ class Keyspace:
             leases=f"{base}:leases:{job_type}",
             failed=f"{base}:failed:{job_type}",
             workers=f"{base}:workers:{job_type}",
+            defaults=f"{base}:defaults:{job_type}",
             _base=base,
             _type=job_type,
         )

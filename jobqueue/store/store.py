@@ -1,8 +1,8 @@
 """Store: one deployment's Redis as a process uses it.
 
 It bundles the client, the key layout, the transitions (every write of job
-state) and the reads, configured by the deployment's settings: the server,
-a worker and a Producer each open one.
+state), the reads and the workers' registered defaults, configured by the
+deployment's settings: the server, a worker and a Producer each open one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .connection import OwnConnection
 from .inspect import Inspector
 from .keys import Keyspace
 from .transitions import Transitions
+from .worker_defaults import WorkerDefaults
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -32,7 +33,9 @@ class Store:
             retention_ms=settings.retention_ms,
             idempotency_window_ms=settings.idempotency_window_ms,
         )
-        self.inspect = Inspector(redis, self.keys)
+        # What workers apply to jobs without their own options: they write it, reads show it.
+        self.worker_defaults = WorkerDefaults(redis, self.keys)
+        self.inspect = Inspector(redis, self.keys, self.worker_defaults)
 
     @classmethod
     def open(cls, settings: Settings, *, max_connections: int | None = 256) -> Store:

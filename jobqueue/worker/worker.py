@@ -220,6 +220,9 @@ class Worker:
         # at least once per heartbeat_s.
         retry_heartbeat = ReconnectBackoff(base=min(0.1, self.heartbeat_s), cap=self.heartbeat_s)
         background = [asyncio.create_task(supervise("heartbeat", heartbeat.run, backoff=retry_heartbeat))]
+        # So that GetJob shows a pending job the attempts it will get (store/worker_defaults.py).
+        register = functools.partial(store.worker_defaults.register, self.job_type, self.max_attempts)
+        background.append(asyncio.create_task(supervise("defaults", register)))
         completer = asyncio.create_task(supervise("completer", completions.run))
         if self.run_scheduler:
             background.append(asyncio.create_task(Scheduler(store, [self.job_type], self.notify).run()))

@@ -1,6 +1,7 @@
 -- fail: record a failed run, from the lease holder only; retry or dead-letter.
 -- With attempts left and a retry delay (>= 0), the job goes back to PENDING in
--- the schedule at now + delay, its error kept in last_error. Otherwise (no
+-- the schedule at now + delay, its error kept in last_error and the attempt it
+-- ended in last_error_attempt (as when it ends FAILED). Otherwise (no
 -- attempts left, or delay -1: a permanent error) it ends FAILED in the failed
 -- index. Fenced like round.lua's records; a replay of the same call changes nothing.
 -- include: common, outcomes, schedule, dead_letter
@@ -28,10 +29,10 @@ redis.call('ZREM', leases, id)
 redis.call('SREM', held, id)
 if delay >= 0 and tonumber(state[3]) < tonumber(state[4] or 1) then
   local at = now + delay
-  redis.call('HSET', job, 'status', PENDING, 'last_error', err, 'execution_time_ms', int(at),
-    'updated_at', int(now))
+  redis.call('HSET', job, 'status', PENDING, 'last_error', err, 'last_error_attempt', state[3] or 0,
+    'execution_time_ms', int(at), 'updated_at', int(now))
   schedule(scheduled, id, at, channel, state[5])
   return {RETRYING, at}
 end
-dead_letter(job, failed, id, now, err, retention)
+dead_letter(job, failed, id, now, err, state[3] or 0, retention)
 return {DEAD_LETTERED}

@@ -36,9 +36,10 @@ if state[1] ~= RUNNING then
   return {NOT_RUNNING}
 end
 if tonumber(state[3] or 0) >= tonumber(state[4] or 1) then
-  dead_letter(job, failed, id, now, reason .. ' during its last attempt', retention)
+  dead_letter(job, failed, id, now, reason .. ' during its last attempt', state[3] or 0, retention)
   return {DEAD_LETTERED}
 end
-redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason)
+redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason,
+  'last_error_attempt', state[3] or 0)
 redis.call('RPUSH', ready, id)
 return {RECOVERED}

@@ -1,6 +1,7 @@
 -- redrive: run a FAILED or CANCELLED job again (the RetryJob RPC).
 -- It becomes PENDING and due now, with attempts counted from zero; it leaves the
--- failed index and no longer expires. last_error keeps the previous error.
+-- failed index and no longer expires. last_error keeps the previous error, and
+-- last_error_attempt the attempt it ended (now above `attempt`).
 -- include: common, outcomes
 -- KEYS: job, failed, ready
 -- ARGV: id

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from protobuf import DescFile
 
 
-_JobFields: TypeAlias = Literal["id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff"]
+_JobFields: TypeAlias = Literal["id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "last_error_attempt"]
 
 class Job(Message[_JobFields]):
     """
@@ -72,7 +72,9 @@ class Job(Message[_JobFields]):
             int32 attempt = 8;
             ```
         last_error:
-            The error text of the last failed or interrupted run, if any.
+            The error text of the last failed or interrupted run, if any: that of
+            attempt `last_error_attempt`. It is kept when a later attempt runs or
+            completes, so a COMPLETED job may carry the error of an earlier attempt.
 
             ```proto
             string last_error = 9;
@@ -96,8 +98,10 @@ class Job(Message[_JobFields]):
             string worker_id = 12;
             ```
         max_attempts:
-            How many runs the job may get in total; 0 until a worker claims a job
-            enqueued without one (then the worker's default applies).
+            How many runs the job may get in total: the job's own, or, for one enqueued
+            without it, the default of the worker that claims it, stored at the first
+            claim. Until then GetJob shows the default the type's workers registered
+            (the last one started; 0 while none has), and EnqueueJob's reply shows 0.
 
             ```proto
             int32 max_attempts = 13;
@@ -120,9 +124,18 @@ class Job(Message[_JobFields]):
             ```proto
             optional mpataki.jobqueue.v1.Backoff backoff = 16;
             ```
+        last_error_attempt:
+            The attempt (1-based) whose run `last_error` describes; 0 when there is no
+            last_error (or it was recorded before this field existed). Below `attempt`,
+            the error is an earlier attempt's; after a RetryJob, which counts attempts
+            from zero again, it is the error of the run before the retry.
+
+            ```proto
+            int32 last_error_attempt = 17;
+            ```
     """
 
-    __slots__ = ("id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff")
+    __slots__ = ("id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "last_error_attempt")
 
     if TYPE_CHECKING:
 
@@ -145,6 +158,7 @@ class Job(Message[_JobFields]):
             timeout_ms: int = 0,
             idempotency_key: str = "",
             backoff: Backoff | None = None,
+            last_error_attempt: int = 0,
         ) -> None:
             pass
 
@@ -164,6 +178,7 @@ class Job(Message[_JobFields]):
         timeout_ms: int
         idempotency_key: str
         backoff: Backoff | None
+        last_error_attempt: int
 
 _BackoffFields: TypeAlias = Literal["base_ms", "factor", "cap_ms"]
 
@@ -583,7 +598,7 @@ class JobStatus(Enum):
 
 
 _DESC = file_desc(
-    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\x9e\x04\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xd5\x02\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoffB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_ms"@\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job*\xa2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x052\xdf\x03\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponseb\x06proto3',
+    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xcc\x04\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12,\n\x12last_error_attempt\x18\x11 \x01(\x05R\x10lastErrorAttempt"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xd5\x02\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoffB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_ms"@\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job*\xa2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x052\xdf\x03\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponseb\x06proto3',
     [],
     {
         "Job": Job,
