@@ -339,7 +339,7 @@ async def test_get_shows_a_view_for_people(server_url: str, store: Harness, bloc
     assert rows["status"] == "FAILED"
     assert rows["payload"] == "héllo"
     assert rows["attempts"] == "2 of 3"
-    assert rows["last error"] == "ValueError: second"
+    assert rows["last error"] == "(attempt 2) ValueError: second"
     assert rows["worker"] == "w-cli-2"
     assert rows["timeout"] == "the worker's default"
     assert "                 world\n" in result.stdout  # a value's further lines are indented

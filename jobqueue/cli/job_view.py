@@ -34,7 +34,7 @@ def job_view(job: Job) -> str:
         ("finished", local_time(job.finished_at)),
         ("updated", local_time(job.updated_at)),
         ("worker", _escaped(job.worker_id) or UNSET),
-        ("last error", _escaped(job.last_error) or UNSET),
+        ("last error", _last_error(job)),
         ("timeout", _duration(job.timeout_ms) if job.timeout_ms else "the worker's default"),
     ]
     if job.backoff is not None:
@@ -77,6 +77,15 @@ def _attempts(job: Job) -> str:
     if job.max_attempts:
         return f"{job.attempt} of {job.max_attempts}"
     return f"{job.attempt} (at most: the worker's default)"
+
+
+def _last_error(job: Job) -> str:
+    """The error with the attempt it belongs to: a COMPLETED job may show one of an earlier attempt."""
+    if not job.last_error:
+        return UNSET
+    if job.last_error_attempt:
+        return f"(attempt {job.last_error_attempt}) {_escaped(job.last_error)}"
+    return _escaped(job.last_error)
 
 
 def _duration(ms: int) -> str:
