@@ -153,7 +153,8 @@ def test_dev_runs_redis_server_and_example_worker(tmp_path: Path) -> None:
     env.update(XDG_DATA_HOME=str(tmp_path), HOME=str(tmp_path))
     log = (tmp_path / "dev.log").open("wb")
     dev = subprocess.Popen(
-        [sys.executable, "-m", "jobqueue.cli", "dev", "--port", str(port), "--redis-port", "0"],
+        [sys.executable, "-m", "jobqueue.cli", "dev", "--port", str(port), "--redis-port", "0",
+         "--worker", "jobqueue.examples.print_worker"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -178,7 +179,7 @@ def test_dev_runs_redis_server_and_example_worker(tmp_path: Path) -> None:
         code = dev.wait(30)
     output = (tmp_path / "dev.log").read_text()
     assert code == 0, output
-    assert "Hello dev!" in output  # logged by examples/print_worker.py
+    assert "Hello dev!" in output  # logged by jobqueue/examples/print_worker.py
     data = tmp_path / "jobqueue" / "redis"
     assert any(p.name.startswith("appendonly") for p in data.iterdir()), "dev's Redis keeps an AOF"
     assert "Redis stopped" in output

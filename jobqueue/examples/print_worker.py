@@ -1,7 +1,9 @@
 """The example worker of go-job-queue: logs the payload of every `print` job.
 
-python examples/print_worker.py        # Redis from REDIS_URL or REDIS_ADDR
-jobqueue worker examples/print_worker.py
+`jobqueue dev` runs it unless given workers of its own. Anywhere jobqueue is installed:
+
+python -m jobqueue.examples.print_worker              # Redis from REDIS_URL or REDIS_ADDR
+jobqueue worker jobqueue.examples.print_worker
 """
 
 import logging
