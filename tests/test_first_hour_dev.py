@@ -1,6 +1,6 @@
 """`jobqueue dev` as a host (issue 15, point 1): real dev processes on free ports, each
 with a data directory of its own (XDG_DATA_HOME), restarted, doubled, crowded out and
-with their Redis killed."""
+with their Redis killed; and `jobqueue server` on a taken port."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -317,3 +318,24 @@ def test_dev_from_any_directory_runs_the_packaged_worker_and_says_where_redis_we
         in output
     )
     assert "from anywhere" in output
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "h2corn"])
+def test_jobqueue_server_on_a_taken_port_names_it_and_never_says_it_runs(server: str, tmp_path: Path) -> None:
+    if server == "h2corn" and shutil.which("h2corn") is None:
+        pytest.skip("h2corn is not installed")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "jobqueue.cli", "server", "--server", server, "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=dev_env(tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), cwd=ROOT,
+            capture_output=True, text=True, timeout=DEADLINE_S, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"jobqueue server: port {port} on 127.0.0.1 is in use: "
+        "is another jobqueue server running? use --port (or JOBQUEUE_PORT)"
+    )
