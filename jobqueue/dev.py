@@ -228,7 +228,9 @@ def _say_what_runs(
         log.info("workers: none (add some with --worker MODULE)")
     log.info("API: http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
     if redis_server is None:
-        log.info("Redis: %s (from the environment)", settings.redis_url)
+        # Not the URL itself, which may hold a password: the server logs it without.
+        named_by = next((v for v in REDIS_URL_VARIABLES if os.environ.get(v)), "the environment")
+        log.info("Redis: the one %s names", named_by)
     else:
         log.info(
             "Redis: %s (%s, data in %s)",

@@ -339,3 +339,21 @@ def test_jobqueue_server_on_a_taken_port_names_it_and_never_says_it_runs(server:
         f"jobqueue server: port {port} on 127.0.0.1 is in use: "
         "is another jobqueue server running? use --port (or JOBQUEUE_PORT)"
     )
+
+
+def test_dev_on_a_redis_the_environment_names_starts_none_and_says_whose(
+    redis_url: str, tmp_path: Path
+) -> None:
+    api = free_port()
+    base = f"http://127.0.0.1:{api}"
+    env = dev_env(tmp_path, REDIS_URL=redis_url, JOBQUEUE_PREFIX=f"dev-{tmp_path.name}")
+    args = ["--port", str(api), "--worker", "jobqueue.examples.print_worker"]
+    with dev(tmp_path, "dev", args, env=env) as running:
+        running.wait_serving(base)
+        wait_completed(base, enqueue(base, "print", b"on a named Redis"))
+        assert children(running.process.pid) == []
+        assert running.stop() == 0, running.output()
+    output = running.output()
+    assert "INFO jobqueue.dev: Redis: the one REDIS_URL names\n" in output
+    assert "on a named Redis" in output and "Redis stopped" not in output
+    assert not (tmp_path / "jobqueue").exists()
