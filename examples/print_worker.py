@@ -1,26 +1,13 @@
-"""The example worker of go-job-queue: logs the payload of every `print` job.
+"""The example `print` worker, run from a checkout as the original quick start runs it:
 
 python examples/print_worker.py        # Redis from REDIS_URL or REDIS_ADDR
-jobqueue worker examples/print_worker.py
+
+The worker itself lives in the package (jobqueue/examples/print_worker.py), so that
+`jobqueue dev` runs it from any directory and `jobqueue worker
+jobqueue.examples.print_worker` works wherever jobqueue is installed.
 """
 
-import logging
-
-from jobqueue.worker import Job, Worker
-
-log = logging.getLogger("print_worker")
-
-
-async def print_payload(job: Job) -> None:
-    try:
-        text = job.payload.decode("utf-8")
-    except UnicodeDecodeError:
-        log.info("job %s (attempt %d): %d bytes: %r", job.id, job.attempt, len(job.payload), job.payload)
-    else:
-        log.info("job %s (attempt %d): %s", job.id, job.attempt, text)
-
-
-worker = Worker("print", print_payload)
+from jobqueue.examples.print_worker import worker
 
 if __name__ == "__main__":
     worker.run()

@@ -17,7 +17,9 @@ class InvalidInput(JobQueueError, ValueError):
 
 class PayloadTooLarge(InvalidInput):
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__("payload", f"{size} bytes is over the limit of {limit} bytes (JOBQUEUE_MAX_PAYLOAD_BYTES)")
+        super().__init__(
+            "payload", f"{size} bytes is over the limit of {limit} bytes (JOBQUEUE_MAX_PAYLOAD_BYTES)"
+        )
 
 
 class JobNotFound(JobQueueError, LookupError):

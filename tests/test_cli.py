@@ -542,7 +542,7 @@ def test_dev_runs_redis_server_and_example_worker(tmp_path: Path) -> None:
         code = dev.wait(30)
     output = (tmp_path / "dev.log").read_text()
     assert code == 0, output
-    assert "Hello dev!" in output  # logged by examples/print_worker.py
+    assert "Hello dev!" in output  # logged by jobqueue/examples/print_worker.py
     data = tmp_path / "jobqueue" / "redis"
     assert any(p.name.startswith("appendonly") for p in data.iterdir()), "dev's Redis keeps an AOF"
     assert "Redis stopped" in output

@@ -180,10 +180,8 @@ def test_server_target_runs_the_server_on_8080(dockerfile: tuple[dict[str, str],
 def test_worker_target_runs_the_print_worker(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
     stages = dockerfile[1]
     command = run_command(stages, "worker")
-    assert command == ["jobqueue", "worker", "examples/print_worker.py"], command
-    assert (ROOT / command[-1]).is_file()
-    copies = " ".join(effective(stages, "worker", "COPY"))
-    assert "examples" in copies.split(), "the worker image does not copy examples/"
+    assert command == ["jobqueue", "worker", "jobqueue.examples.print_worker"], command
+    assert (ROOT / (command[-1].replace(".", "/") + ".py")).is_file()  # in the package the image installs
 
 
 def test_build_installs_without_cache_and_checks_generated_code(
@@ -225,11 +223,14 @@ def test_dockerignore_keeps_what_the_images_copy_and_drops_the_rest(
             if keyword == "COPY" and "--from=" not in rest:
                 words = [w for w in rest.split() if not w.startswith("--")]
                 sources += [w for w in words[:-1] if not any(c in w for c in "*?[")]
-    assert {"pyproject.toml", "jobqueue", "examples"} <= set(sources), sources
+    assert {"pyproject.toml", "jobqueue"} <= set(sources), sources
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
         assert not _ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
-    for kept in ("jobqueue/_gen/mpataki/jobqueue/v1/jobqueue_connect.py", "examples/print_worker.py"):
+    for kept in (
+        "jobqueue/_gen/mpataki/jobqueue/v1/jobqueue_connect.py",
+        "jobqueue/examples/print_worker.py",
+    ):
         assert (ROOT / kept).is_file(), kept
         assert not _ignored(kept, patterns), f"{kept} is excluded by .dockerignore"
     for dropped in (".git", ".venv", "venv", "jobqueue/__pycache__", ".pytest_cache", "bench/results"):
@@ -386,5 +387,5 @@ def test_worker_runs_the_print_worker_after_the_server_starts(
 ) -> None:
     worker = _service(compose, "worker")
     command = _words(worker.get("command")) or run_command(dockerfile[1], "worker")[1:]
-    assert command == ["worker", "examples/print_worker.py"], command
+    assert command == ["worker", "jobqueue.examples.print_worker"], command
     assert _conditions(worker).get("server") in ("service_started", "service_healthy")

@@ -128,9 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev = _command(commands, "dev", "run Redis, the server and the example worker in one terminal")
     _server_options(dev)
     dev.add_argument("--redis-port", type=int, default=6379,
-                     help="port of the Redis that dev starts (default 6379 if free; 0: any)")  # fmt: skip
+                     help="port of the Redis that dev starts (default 6379; if it is taken, dev says so "
+                     "and uses another; 0: any)")  # fmt: skip
     dev.add_argument("--worker", dest="workers", action="append", metavar="MODULE[:ATTR]",
-                     help="workers to run instead of the example worker; repeatable")  # fmt: skip
+                     help="workers to run instead of the example print worker "
+                     "(jobqueue.examples.print_worker); repeatable")  # fmt: skip
     _log_level_option(dev)
 
     enqueue = _command(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import os
@@ -11,6 +12,7 @@ import shutil
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
+from ..ports import AddressInUse, check_port_free
 from ..process import configure_logging, run_until_stopped
 from ..settings import Settings
 from . import h2corn_log, hypercorn_guard
@@ -27,6 +29,7 @@ MAX_STREAMS = 100
 HEAD_BYTES = 64 * 1024
 # How long h2corn waits for a request head (Hypercorn: the idle timeout).
 HEADER_TIMEOUT_S = 10.0
+IN_USE_HINT = "is another jobqueue server running? use --port (or JOBQUEUE_PORT)"
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -57,7 +60,9 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Serves on Hypercorn until `stop` is set."""
+    """Serves on Hypercorn until `stop` is set. A port already taken raises AddressInUse
+    before anything is logged as running."""
+    check_port_free(settings.host, settings.port, IN_USE_HINT)
     log.info(
         "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
     )
@@ -65,7 +70,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     streams = Streams()
     # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
     trigger = functools.partial(close_when, stop, streams, settings.server_shutdown_grace_s)
-    await hypercorn_serve(build(settings, streams), hypercorn_config(settings), shutdown_trigger=trigger)
+    try:
+        await hypercorn_serve(build(settings, streams), hypercorn_config(settings), shutdown_trigger=trigger)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or isinstance(exc, AddressInUse):
+            raise
+        # Taken between the check and Hypercorn's own bind.
+        message = f"port {settings.port} on {settings.host} is in use: {IN_USE_HINT}"
+        raise AddressInUse(errno.EADDRINUSE, message) from None
     log.info("jobqueue server stopped")
 
 
@@ -74,7 +86,11 @@ def run_h2corn(settings: Settings) -> None:
     check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
     h2corn = shutil.which("h2corn")
     if h2corn is None:
-        raise FileNotFoundError("h2corn is not installed: pip install 'jobqueue[h2corn]'")
+        raise FileNotFoundError(
+            "h2corn is not installed: pip install 'jobqueue[h2corn]' "
+            "(in a checkout: pip install -e '.[h2corn]')"
+        )
+    check_port_free(settings.host, settings.port, IN_USE_HINT)
     configure_logging()
     log.info(
         "jobqueue server on %s:%d (h2corn), Redis %s",

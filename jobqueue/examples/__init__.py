@@ -1,0 +1,1 @@
+"""Workers shipped with the package: `jobqueue dev` runs `print_worker` when given none."""
