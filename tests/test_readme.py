@@ -13,7 +13,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .conftest import ROOT, json_documents
+from jobqueue.model import JobStatus
+
+from .conftest import ROOT, Spawn, eventually, json_documents, status_is
 from .harness import Harness
 
 README = (ROOT / "README.md").read_text()
@@ -65,3 +67,23 @@ async def test_readme_commands_work_as_written(block: str, server_url: str, stor
     assert outputs or "JobService" in result.stdout
     for output in outputs:
         assert "code" not in output, output
+
+
+WORKER_SECTION = README.split("## Writing a worker", 1)[1].split("\n## ", 1)[0]
+
+
+async def test_the_worker_of_writing_a_worker_runs_as_written(
+    spawn: Spawn, store: Harness, tmp_path: Path
+) -> None:
+    """my_worker.py, copied from the README, under `jobqueue worker`: a job with a
+    recipient completes, one without fails at once (PermanentError)."""
+    [source] = re.findall(r"```python\n# my_worker.py\n(.*?)```", WORKER_SECTION, flags=re.DOTALL)
+    module = tmp_path / "my_worker.py"
+    module.write_text(source)
+    spawn(target=str(module))
+    sent = await store.enqueue("send_email", b'{"to": "a@example.com"}')
+    refused = await store.enqueue("send_email", b"{}")
+    await eventually(status_is(store, sent.id, JobStatus.COMPLETED), timeout=60, what="the mail sent")
+    await eventually(status_is(store, refused.id, JobStatus.FAILED), timeout=60, what="the refusal")
+    failed = await store.get(refused.id)
+    assert failed.attempt == 1 and failed.last_error.endswith("PermanentError: no recipient")
