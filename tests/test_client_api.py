@@ -155,6 +155,19 @@ def test_a_url_no_call_could_use_is_refused_when_the_client_is_made(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize("make", [SyncClient, Client])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/", "https://jobs.example.com:8443", "http://[::1]:8080"]
+)
+def test_http_and_https_urls_make_clients(make: Callable[[str], SyncClient | Client], url: str) -> None:
+    client = make(url)
+    assert client.url == url.rstrip("/")
+    if isinstance(client, SyncClient):
+        client.close()
+    else:
+        asyncio.run(client.close())
+
+
 def test_an_unreachable_server_is_server_unreachable(refusing_url: str) -> None:
     with SyncClient(refusing_url) as client, pytest.raises(ServerUnreachable) as caught:
         client.get("0000aaaa-0000-4000-8000-000000000000")
