@@ -196,6 +196,7 @@ def test_a_server_that_does_not_answer_is_deadline_exceeded(silent_url: str) -> 
     with SyncClient(silent_url, timeout_s=0.5) as client, pytest.raises(ConnectError) as caught:
         client.get("0000aaaa-0000-4000-8000-000000000000")
     assert caught.value.code is Code.DEADLINE_EXCEEDED
+    assert caught.value.message == f"no answer from {silent_url} within 0.5 s"
 
 
 async def test_a_server_that_does_not_answer_is_deadline_exceeded_to_the_async_client(
@@ -205,6 +206,7 @@ async def test_a_server_that_does_not_answer_is_deadline_exceeded_to_the_async_c
         with pytest.raises(ConnectError) as caught:
             await client.get("0000aaaa-0000-4000-8000-000000000000")
     assert caught.value.code is Code.DEADLINE_EXCEEDED
+    assert caught.value.message == f"no answer from {silent_url} within 0.5 s"
 
 
 # -- closing ---------------------------------------------------------------------------------

@@ -17,11 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import ParamSpec, TypeVar
 
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
-
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..settings import DEFAULT_API_URL
+from .endpoint import no_answer
 from .sync_client import SyncClient
 
 P = ParamSpec("P")
@@ -87,7 +85,7 @@ class Client:
             async with asyncio.timeout(self.timeout_s):
                 return await loop.run_in_executor(self._threads, functools.partial(call, *args, **kwargs))
         except TimeoutError:
-            raise ConnectError(Code.DEADLINE_EXCEEDED, f"no answer within {self.timeout_s} s") from None
+            raise no_answer(self.url, self.timeout_s) from None
 
     async def close(self) -> None:
         """Waits for the calls on their way, then closes the connections."""

@@ -34,6 +34,11 @@ class ServerUnreachable(ConnectError):
         self.url = url
 
 
+def no_answer(url: str, timeout_s: float) -> ConnectError:
+    """The error of a call the client gave up on: DEADLINE_EXCEEDED."""
+    return ConnectError(Code.DEADLINE_EXCEEDED, f"no answer from {url} within {timeout_s:g} s")
+
+
 def _reason(text: str) -> str:
     # pyqwest's text is reqwest's error chain, "...(url): client error (Connect): <the
     # reason>". The reason alone reads better; should the wording change, the

@@ -17,7 +17,7 @@ from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..settings import DEFAULT_API_URL
 from ..wire import enqueue_jobs_request, enqueue_request, job_from_proto, job_id_text
-from .endpoint import ServerUnreachable, check_url
+from .endpoint import ServerUnreachable, check_url, no_answer
 
 REQ = TypeVar("REQ")
 RES = TypeVar("RES")
@@ -87,6 +87,8 @@ class SyncClient:
         except ConnectError as error:
             if isinstance(error.__cause__, ConnectionError):
                 raise ServerUnreachable(self.url, error.__cause__) from error.__cause__
+            if isinstance(error.__cause__, TimeoutError):  # ours, not a deadline the server reports
+                raise no_answer(self.url, self.timeout_s) from error.__cause__
             raise
 
     def close(self) -> None:
