@@ -1,4 +1,9 @@
-"""SyncClient: the blocking client of the JobService API, on pyqwest's blocking transport."""
+"""SyncClient: the blocking client of the JobService API, on pyqwest's blocking transport.
+
+The calling thread waits for each call's result itself: no thread of pyqwest's
+calls into Python, so none can be inside Python when the interpreter finalizes
+(see async_client.py for the transport that did).
+"""
 
 from __future__ import annotations
 
