@@ -38,7 +38,7 @@ from jobqueue.client import Client, SyncClient
 RUN_DEADLINE_S = 60.0
 POLL_S = 0.01
 SLEEP_S = 0.02  # part of the program under test (a script that sleeps before it exits), not a wait
-HANDOVER_S = 0.05  # FinalizationSignal's: time for a waiting thread to run into the GIL
+HANDOVER_S = 10.0  # FinalizationSignal's: time for a waiting thread to run into the GIL
 Ts = TypeVarTuple("Ts")
 PROGRAMS = ("sync", "async", "sync then async", "async then sync")
 
@@ -62,11 +62,13 @@ class ForeignWakeLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Handle:
         handle = super().call_soon_threadsafe(callback, *args, context=context)
         if isinstance(threading.current_thread(), threading._DummyThread):
+            WAITING.append(threading.get_native_id())
             FINALIZING.wait(RUN_DEADLINE_S)
         return handle
 
 
 FINALIZING = threading.Event()
+WAITING: list[int] = []  # the threads waiting in ForeignWakeLoop.call_soon_threadsafe
 
 
 class FinalizationSignal:
@@ -77,11 +79,16 @@ class FinalizationSignal:
     def __init__(self) -> None:
         # What __del__ needs, held here: module globals may be gone by then.
         self.finalizing = FINALIZING
+        self.waiting = WAITING
         self.sleep = time.sleep
 
     def __del__(self) -> None:
         self.finalizing.set()
-        self.sleep(HANDOVER_S)  # releases the GIL, as finalization does when it closes a socket
+        if self.waiting:
+            # Releases the GIL (as finalization does when it closes a socket) long
+            # enough for a waiting thread, however loaded the machine, to run into
+            # it: the process then aborts, and this sleep ends with it.
+            self.sleep(HANDOVER_S)
 
 
 def signal_finalization() -> None:
