@@ -158,6 +158,22 @@ class EnqueueRequest:
     options: JobOptions = NO_OPTIONS
 
 
+def payload_bytes(payload: bytes | str, field: str = "payload") -> bytes:
+    """A payload as it is stored: bytes as given, text as UTF-8.
+
+    Anything else is a TypeError naming `field`: a job's payload is opaque
+    bytes, and guessing an encoding for other objects (JSON? repr?) would
+    hand workers something they did not expect.
+    """
+    if type(payload) is bytes:
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload)
+    raise TypeError(f"{field} must be bytes or str, not {type(payload).__name__}")
+
+
 MAX_ATTEMPTS_LIMIT = 1000
 MAX_IDEMPOTENCY_KEY_CHARS = 256
 

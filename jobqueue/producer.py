@@ -1,7 +1,7 @@
 """Producer: enqueue and manage jobs straight in Redis, from Python.
 
     async with Producer.connect() as producer:      # Settings.from_env(): same Redis and prefix
-        job = await producer.enqueue("send_email", b'{"to": "a@example.com"}')
+        job = await producer.enqueue("send_email", '{"to": "a@example.com"}')
         job = await producer.get(job.id)
 
 What the API server offers, without a server in between (the server itself
@@ -11,10 +11,11 @@ Programs that cannot reach Redis use the API's `Client` instead.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from types import TracebackType
 
-from .model import NO_OPTIONS, EnqueueRequest, Job, JobOptions, JobStatus
+from .model import NO_OPTIONS, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .settings import Settings
 from .store import Store
 from .store.enqueuer import Enqueuer
@@ -39,21 +40,26 @@ class Producer:
     async def enqueue(
         self,
         job_type: str,
-        payload: bytes = b"",
+        payload: bytes | str = b"",
         execution_time_ms: int | None = None,
         options: JobOptions = NO_OPTIONS,
     ) -> Job:
         """Stores a PENDING job, due at `execution_time_ms` (Unix ms; None: now).
 
+        The payload is bytes, or str (stored as UTF-8); anything else is a TypeError.
+
         With an idempotency key already used for this type within the window,
         returns the job enqueued first instead of creating one. Concurrent calls
         share round trips to Redis.
         """
-        return await self._enqueuer.enqueue(job_type, payload, execution_time_ms, options)
+        return await self._enqueuer.enqueue(job_type, payload_bytes(payload), execution_time_ms, options)
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
-        """Stores many jobs, in request order; one bad request stores none."""
-        return await self._enqueuer.enqueue_many(requests)
+        """Stores many jobs, in request order; one bad request stores none.
+
+        Payloads as `enqueue` takes them.
+        """
+        return await self._enqueuer.enqueue_many(_with_bytes_payloads(requests))
 
     async def get(self, job_id: str) -> Job:
         return await self.store.inspect.get(job_id)
@@ -83,3 +89,13 @@ class Producer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _with_bytes_payloads(requests: Sequence[EnqueueRequest]) -> Sequence[EnqueueRequest]:
+    # Batches of bytes (the server's, every batch) pass as they are, uncopied.
+    if all(type(r.payload) is bytes for r in requests):
+        return requests
+    return [
+        dataclasses.replace(r, payload=payload_bytes(r.payload, f"requests[{i}].payload"))
+        for i, r in enumerate(requests)
+    ]

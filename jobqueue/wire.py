@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus
+from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 
 
 def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
@@ -89,15 +91,72 @@ _MAX_ATTEMPTS, _TIMEOUT_MS = _REQUEST_FIELDS["max_attempts"], _REQUEST_FIELDS["t
 
 
 def enqueue_request(
-    job_type: str, payload: bytes, execution_time_ms: int | None, options: JobOptions
+    job_type: str, payload: bytes | str, execution_time_ms: int | None, options: JobOptions, where: str = ""
 ) -> pb.EnqueueJobRequest:
-    """An EnqueueJob request; options left None stay absent (the worker's defaults)."""
+    """An EnqueueJob request; options left None stay absent (the worker's defaults).
+
+    A client's arguments are checked here, before any call: one that cannot be
+    sent (a wrong type, an int out of its field's range) is a TypeError or a
+    ValueError naming it (after `where`, e.g. "requests[2]."), not an error of
+    the connection. Values the wire can carry are the server's to judge.
+    """
+    if not isinstance(options, JobOptions):
+        raise TypeError(f"{where}options must be a JobOptions, not {type(options).__name__}")
     return pb.EnqueueJobRequest(
-        type=job_type,
-        payload=payload,
-        execution_time_ms=execution_time_ms,
-        max_attempts=options.max_attempts,
-        timeout_ms=options.timeout_ms,
-        backoff=backoff_to_proto(options.backoff),
-        idempotency_key=options.idempotency_key,
+        type=_text(job_type, f"{where}job_type"),
+        payload=payload_bytes(payload, f"{where}payload"),
+        execution_time_ms=_integer(execution_time_ms, f"{where}execution_time_ms", _INT64),
+        max_attempts=_integer(options.max_attempts, f"{where}options.max_attempts", _INT32),
+        timeout_ms=_integer(options.timeout_ms, f"{where}options.timeout_ms", _INT64),
+        backoff=backoff_to_proto(_backoff(options.backoff, f"{where}options.backoff")),
+        idempotency_key=_text(options.idempotency_key, f"{where}options.idempotency_key"),
     )
+
+
+def enqueue_jobs_request(requests: Sequence[EnqueueRequest]) -> pb.EnqueueJobsRequest:
+    """An EnqueueJobs request, each job checked as `enqueue_request` checks one."""
+    jobs = []
+    for i, request in enumerate(requests):
+        if not isinstance(request, EnqueueRequest):
+            raise TypeError(f"requests[{i}] must be an EnqueueRequest, not {type(request).__name__}")
+        r = request
+        jobs.append(enqueue_request(r.job_type, r.payload, r.execution_time_ms, r.options, f"requests[{i}]."))
+    return pb.EnqueueJobsRequest(jobs=jobs)
+
+
+def job_id_text(job_id: str) -> str:
+    """A job id argument, checked as `enqueue_request` checks its own."""
+    return _text(job_id, "job_id")
+
+
+_INT32 = 2**31
+_INT64 = 2**63
+
+
+def _text(value: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, not {type(value).__name__}")
+    return value
+
+
+def _integer(value: int | None, name: str, bound: int) -> int | None:
+    # bool is an int to Python but never what a caller meant by a time or a count.
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be int or None, not {type(value).__name__}")
+    if not -bound <= value < bound:
+        raise ValueError(f"{name} is out of range for its field ({bound.bit_length()}-bit signed): {value}")
+    return value
+
+
+def _backoff(backoff: Backoff | None, name: str) -> Backoff | None:
+    if backoff is None:
+        return None
+    if not isinstance(backoff, Backoff):
+        raise TypeError(f"{name} must be a Backoff or None, not {type(backoff).__name__}")
+    _integer(backoff.base_ms, f"{name}.base_ms", _INT64)
+    _integer(backoff.cap_ms, f"{name}.cap_ms", _INT64)
+    if not isinstance(backoff.factor, int | float) or isinstance(backoff.factor, bool):
+        raise TypeError(f"{name}.factor must be a number, not {type(backoff.factor).__name__}")
+    return backoff

@@ -1,0 +1,104 @@
+"""Client: the asyncio client of the JobService API.
+
+Each call runs `SyncClient`'s on a thread of the client's own. pyqwest's
+asyncio client completes a call from a thread of its Rust runtime, which calls
+back into Python (the event loop's call_soon_threadsafe) and can still be
+inside that call when the loop's thread finishes its program: the interpreter
+then finalizes under it, and the process aborts (SIGABRT, exit 134). These
+threads are Python's own: the interpreter joins them before it finalizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import ParamSpec, TypeVar
+
+from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..settings import DEFAULT_API_URL
+from .endpoint import no_answer
+from .sync_client import SyncClient
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Client:
+    """The asyncio client.
+
+        async with Client("http://localhost:8080") as client:
+            job = await client.enqueue("print", "hello")
+
+    Same calls, arguments and errors as `SyncClient`. At most
+    `max_concurrent_calls` calls are on their way at once; more wait their
+    turn, within their `timeout_s`. A call whose caller is cancelled still
+    completes in the background (an enqueue may so still create its job).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_API_URL,
+        *,
+        timeout_s: float = 30.0,
+        json: bool = False,
+        max_concurrent_calls: int = 32,
+    ) -> None:
+        self._calls = SyncClient(url, timeout_s=timeout_s, json=json)
+        self.url = self._calls.url
+        self.timeout_s = timeout_s
+        self._threads = ThreadPoolExecutor(max_concurrent_calls, thread_name_prefix="jobqueue-client")
+        self._closed = False
+
+    async def enqueue(
+        self,
+        job_type: str,
+        payload: bytes | str = b"",
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        """A new PENDING job, due at `execution_time_ms` (Unix ms; None: now)."""
+        return await self._run(self._calls.enqueue, job_type, payload, execution_time_ms, options)
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        """EnqueueJobs: the jobs come back in request order, without their payloads."""
+        return await self._run(self._calls.enqueue_many, requests)
+
+    async def get(self, job_id: str) -> Job:
+        return await self._run(self._calls.get, job_id)
+
+    async def cancel(self, job_id: str) -> None:
+        await self._run(self._calls.cancel, job_id)
+
+    async def retry(self, job_id: str) -> Job:
+        """Runs a FAILED or CANCELLED job again, from its first attempt."""
+        return await self._run(self._calls.retry, job_id)
+
+    async def _run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            # The call has its own timeout; this one also bounds the wait for a thread.
+            async with asyncio.timeout(self.timeout_s):
+                return await loop.run_in_executor(self._threads, functools.partial(call, *args, **kwargs))
+        except TimeoutError:
+            raise no_answer(self.url, self.timeout_s) from None
+
+    async def close(self) -> None:
+        """Waits for the calls on their way, then closes the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._threads.shutdown)
+        self._calls.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

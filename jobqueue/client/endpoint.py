@@ -1,0 +1,47 @@
+"""The server's address, and what failing to reach it looks like to a caller."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+
+def check_url(url: str) -> str:
+    """The API's base URL without a trailing slash; a ValueError for one no call could use."""
+    if not isinstance(url, str):
+        raise TypeError(f"URL must be str, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"URL must start with http:// or https://: {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"URL has no host: {url!r}")
+    return url.rstrip("/")
+
+
+class ServerUnreachable(ConnectError):
+    """No connection to the server could be made (refused, no route, unknown host...).
+
+    Its code is UNAVAILABLE, as connectrpc gives it: the call may be retried. A
+    subclass, so that a caller can tell "nothing answers at this URL" from a
+    server that answered UNAVAILABLE (its Redis is down, say) without reading
+    the message.
+    """
+
+    def __init__(self, url: str, cause: ConnectionError) -> None:
+        super().__init__(Code.UNAVAILABLE, f"cannot reach {url}: {_reason(str(cause))}")
+        self.url = url
+
+
+def no_answer(url: str, timeout_s: float) -> ConnectError:
+    """The error of a call the client gave up on: DEADLINE_EXCEEDED."""
+    return ConnectError(Code.DEADLINE_EXCEEDED, f"no answer from {url} within {timeout_s:g} s")
+
+
+def _reason(text: str) -> str:
+    # pyqwest's text is reqwest's error chain, "...(url): client error (Connect): <the
+    # reason>". The reason alone reads better; should the wording change, the
+    # whole text still says what happened.
+    _, found, reason = text.rpartition("(Connect): ")
+    return reason if found and reason else text

@@ -1,0 +1,116 @@
+"""SyncClient: the blocking client of the JobService API, on pyqwest's blocking transport.
+
+The calling thread waits for each call's result itself: no thread of pyqwest's
+calls into Python, so none can be inside Python when the interpreter finalizes
+(see async_client.py for the transport that did).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TypeVar
+
+from connectrpc.code import Code
+from connectrpc.codec import proto_json_codec
+from connectrpc.errors import ConnectError
+from pyqwest import SyncClient as HTTPClient
+from pyqwest import SyncHTTPTransport
+
+from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
+from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
+from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..settings import DEFAULT_API_URL
+from ..wire import enqueue_jobs_request, enqueue_request, job_from_proto, job_id_text
+from .endpoint import ServerUnreachable, check_url, no_answer
+
+REQ = TypeVar("REQ")
+RES = TypeVar("RES")
+
+
+class SyncClient:
+    """The blocking client, for scripts and the CLI.
+
+        with SyncClient("http://localhost:8080") as client:
+            job = client.enqueue("print", "hello")
+
+    Payloads are bytes, or str (sent as UTF-8). An argument that cannot be
+    sent raises TypeError or ValueError before any call; the server's refusals
+    and network failures raise `connectrpc.errors.ConnectError` with their
+    code (`ServerUnreachable` when no connection could be made). Each client
+    has connections of its own, released by `close()` (or the `with` block).
+    """
+
+    def __init__(self, url: str = DEFAULT_API_URL, *, timeout_s: float = 30.0, json: bool = False) -> None:
+        self.url = check_url(url)
+        self.timeout_s = timeout_s
+        # A transport of its own rather than pyqwest's shared one: close() then
+        # really closes its connections. One made here trusts no CA unless told
+        # to, and loading the system's costs each client milliseconds: only for
+        # https.
+        https = self.url.startswith("https://")
+        self._transport = SyncHTTPTransport(tls_include_system_certs=https)
+        self._client = JobServiceClientSync(
+            self.url,
+            timeout_ms=int(timeout_s * 1000),
+            codec=proto_json_codec() if json else None,
+            http_client=HTTPClient(self._transport),
+        )
+        self._closed = False
+
+    def enqueue(
+        self,
+        job_type: str,
+        payload: bytes | str = b"",
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        """A new PENDING job, due at `execution_time_ms` (Unix ms; None: now)."""
+        request = enqueue_request(job_type, payload, execution_time_ms, options)
+        return _job(self._call(self._client.enqueue_job, request).job)
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        """EnqueueJobs: the jobs come back in request order, without their payloads."""
+        reply = self._call(self._client.enqueue_jobs, enqueue_jobs_request(requests))
+        return [job_from_proto(job) for job in reply.jobs]
+
+    def get(self, job_id: str) -> Job:
+        return _job(self._call(self._client.get_job, pb.GetJobRequest(id=job_id_text(job_id))).job)
+
+    def cancel(self, job_id: str) -> None:
+        self._call(self._client.cancel_job, pb.CancelJobRequest(id=job_id_text(job_id)))
+
+    def retry(self, job_id: str) -> Job:
+        """Runs a FAILED or CANCELLED job again, from its first attempt."""
+        return _job(self._call(self._client.retry_job, pb.RetryJobRequest(id=job_id_text(job_id))).job)
+
+    def _call(self, method: Callable[[REQ], RES], request: REQ) -> RES:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        try:
+            return method(request)
+        except ConnectError as error:
+            if isinstance(error.__cause__, ConnectionError):
+                raise ServerUnreachable(self.url, error.__cause__) from error.__cause__
+            if isinstance(error.__cause__, TimeoutError):  # ours, not a deadline the server reports
+                raise no_answer(self.url, self.timeout_s) from error.__cause__
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _job(job: pb.Job | None) -> Job:
+    if job is None:
+        raise ConnectError(Code.INTERNAL, "the server answered without a job")
+    return job_from_proto(job)
