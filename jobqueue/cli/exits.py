@@ -46,15 +46,12 @@ SET_URL = "set --url or JOBQUEUE_URL"
 
 def check_url(url: str) -> str:
     """The URL of the API server, or a usage error naming what is wrong with it."""
+    from ..client.endpoint import check_url as client_check_url  # noqa: PLC0415 - keeps --help light
+
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        raise CommandFailed(f"not a URL: {url!r}", ExitCode.USAGE) from None
-    if parts.scheme not in ("http", "https"):
-        raise CommandFailed(f"URL must start with http:// or https://: {url!r}", ExitCode.USAGE)
-    if not parts.hostname:
-        raise CommandFailed(f"URL has no host: {url!r}", ExitCode.USAGE)
+        client_check_url(url)
+    except ValueError as exc:
+        raise CommandFailed(str(exc), ExitCode.USAGE) from None
     return url
 
 

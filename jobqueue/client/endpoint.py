@@ -12,7 +12,11 @@ def check_url(url: str) -> str:
     """The API's base URL without a trailing slash; a ValueError for one no call could use."""
     if not isinstance(url, str):
         raise TypeError(f"URL must be str, not {type(url).__name__}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"not a URL: {url!r}") from None
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"URL must start with http:// or https://: {url!r}")
     if not parts.hostname:
