@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from ..event_log import LogObserver
 from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
-from ..model import Backoff, Job, check_job_type, check_max_attempts
+from ..model import Backoff, Job, JobStatus, check_job_type, check_max_attempts
 from ..process import run_until_stopped
 from ..reaper import Reaper
 from ..scheduler import Scheduler
@@ -177,9 +177,11 @@ class Worker:
     @property
     def redis(self) -> Redis:
         """The worker's Redis client (replies are bytes), for handlers' own commands
-        while it runs, as arq's `ctx['redis']`: its pool is made like the worker's (no
-        per-command timeout, commands packed in C), and a handler need not open a
-        client of its own, whose first connections cost the first jobs time."""
+        while it runs, as arq's `ctx['redis']`: its pool is made like the worker's
+        (commands packed in C; a reply that takes over `Settings.redis_timeout_s` fails
+        with redis' TimeoutError, so a blocking command must block for less), and a
+        handler need not open a client of its own, whose first connections cost the
+        first jobs time."""
         return self.store.redis
 
     def run(self) -> None:
@@ -203,6 +205,7 @@ class Worker:
             self.max_attempts,
             self.batch_size,
             self.notify,
+            store.outage,
         )
         slots = Slots(
             self.concurrency, self.prefetch, self.batch_size, lambda run: self._execute(serving, run)
@@ -219,13 +222,19 @@ class Worker:
         # worker count as dead (liveness_s) and its running jobs run twice: it retries
         # at least once per heartbeat_s.
         retry_heartbeat = ReconnectBackoff(base=min(0.1, self.heartbeat_s), cap=self.heartbeat_s)
-        background = [asyncio.create_task(supervise("heartbeat", heartbeat.run, backoff=retry_heartbeat))]
-        completer = asyncio.create_task(supervise("completer", completions.run))
+        outage = store.outage
+        background = [
+            asyncio.create_task(supervise("heartbeat", heartbeat.run, outage, backoff=retry_heartbeat))
+        ]
+        completer = asyncio.create_task(supervise("completer", completions.run, outage))
+        # The reaper's and the scheduler's events go to the same observers, but are
+        # not this worker's jobs: they are not counted in its stats.
+        about_queue = Observers([*self.observers, LogObserver()]).notify
         if self.run_scheduler:
-            background.append(asyncio.create_task(Scheduler(store, [self.job_type], self.notify).run()))
+            background.append(asyncio.create_task(Scheduler(store, [self.job_type], about_queue).run()))
         if self.run_reaper:
-            background.append(asyncio.create_task(Reaper(store, [self.job_type], self.notify).run()))
-        fetching_task = asyncio.create_task(supervise("fetcher", lambda: fetcher.run(fetching)))
+            background.append(asyncio.create_task(Reaper(store, [self.job_type], about_queue).run()))
+        fetching_task = asyncio.create_task(supervise("fetcher", lambda: fetcher.run(fetching), outage))
         log.info(
             "worker %s: handling %r, concurrency %d%s",
             self.worker_id,
@@ -293,9 +302,7 @@ class Worker:
         self, job: Job, exc: Exception, deadline: asyncio.Timeout | None, timeout_s: float | None
     ) -> Failure:
         if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-            return Failure(
-                f"timeout: the run took longer than {timeout_s:g} s", self._retry_delay_ms(job, exc)
-            )
+            return Failure(f"timed out after {timeout_s:g} s", self._retry_delay_ms(job, exc))
         error = "".join(traceback.format_exception_only(exc)).strip()[:MAX_ERROR_CHARS]
         expected = isinstance(exc, PermanentError | RetryAfter)
         return Failure(error, self._retry_delay_ms(job, exc), None if expected else exc)
@@ -317,17 +324,22 @@ class Worker:
         """
         deadline = asyncio.get_running_loop().time() + self.lease_ms / 1000
         backoff = ReconnectBackoff()
+        outage = self.store.outage
         while True:
             try:
                 result = await write()
                 break
-            except REDIS_DOWN:
+            except REDIS_DOWN as exc:
+                outage.failed(exc)
                 if asyncio.get_running_loop().time() >= deadline:
                     self.notify(Event.NOT_RECORDED, job, what)
                     return
                 await asyncio.sleep(backoff.next_delay())
+        if outage.down:
+            outage.back()
         if result.outcome is Outcome.STALE:
-            self.notify(Event.STALE_RESULT, job, result)
+            cancelled = result.status is JobStatus.CANCELLED
+            self.notify(Event.CANCELLED if cancelled else Event.STALE_RESULT, job, result)
         elif result.outcome is Outcome.RETRYING:
             self.notify(Event.RETRY_SCHEDULED, job, failure)
         elif result.outcome is Outcome.DEAD_LETTERED:
@@ -350,18 +362,28 @@ class Worker:
         completions.hurry = True  # nothing will take completions along any more
         await self._hand_back_waiting(serving)
         tasks = slots.tasks()
+        grace = f"{self.shutdown_grace_s:g} s"
         if tasks:
             log.info(
-                "worker %s: stopping; waiting up to %g s for %d running job(s)",
+                "worker %s: stopping: waiting up to %s for %s",
                 self.worker_id,
-                self.shutdown_grace_s,
-                len(tasks),
+                grace,
+                _jobs(len(tasks), "running"),
             )
             await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
-        for run in list(slots.runs.values()):
-            if run.task and not run.handler_done:
-                run.interrupted = Event.RELEASED
-                run.task.cancel()
+        else:
+            log.info("worker %s: stopping: no job running", self.worker_id)
+        unfinished = [run for run in slots.runs.values() if run.task and not run.handler_done]
+        for run in unfinished:
+            run.interrupted = Event.RELEASED
+            run.task.cancel()  # type: ignore[union-attr]
+        if unfinished:
+            log.info(
+                "worker %s: cancelled %s still running after %s; handed back",
+                self.worker_id,
+                _jobs(len(unfinished)),
+                grace,
+            )
         leftovers = slots.tasks()
         if leftovers:
             await asyncio.wait(leftovers, timeout=self.lease_ms / 1000)
@@ -377,7 +399,7 @@ class Worker:
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(*REDIS_DOWN):
             await serving.store.transitions.forget_worker(self.job_type, self.worker_id, leaving=True)
-        log.info("worker %s: stopped (%s)", self.worker_id, self.stats.summary())
+        log.info("worker %s: stopped; jobs: %s", self.worker_id, self.stats.summary())
 
     async def _hand_back_waiting(self, serving: _Serving) -> None:
         """Returns prefetched jobs, and ids taken for the next round, to the queue at
@@ -389,6 +411,11 @@ class Worker:
         await asyncio.gather(
             *(self._record(run.job, "was released", functools.partial(release, run.job)) for run in waiting)
         )
+
+
+def _jobs(count: int, kind: str = "") -> str:
+    """'1 running job', '2 running jobs'."""
+    return f"{count} {kind + ' ' if kind else ''}job{'' if count == 1 else 's'}"
 
 
 def run_workers(*workers: Worker, settings: Settings | None = None) -> None:
