@@ -59,7 +59,9 @@ class LogObserver:
         elif failure.delay_ms is None:  # a PermanentError
             level, how, then = expected, f"failed permanently ({_attempt(job)})", _DEAD_LETTER
         else:
-            attempts = f"{job.attempt} attempts" if isinstance(job, Job) else "its last attempt"
+            attempts = "its last attempt"
+            if isinstance(job, Job):
+                attempts = f"{job.attempt} attempt{'' if job.attempt == 1 else 's'}"
             level, how, then = logging.WARNING, f"failed for good after {attempts}", _DEAD_LETTER
         log.log(
             level,

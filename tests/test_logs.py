@@ -6,6 +6,7 @@ wait for and what they count, and the log level from the environment."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue.client import SyncClient
 from jobqueue.events import Counts, Event
@@ -30,6 +32,7 @@ from jobqueue.process import log_level
 from jobqueue.producer import Producer
 from jobqueue.redis_server import RedisServer, find_server_binary, free_port
 from jobqueue.settings import Settings
+from jobqueue.store import Store
 from jobqueue.worker import PermanentError, RetryAfter, Worker
 
 from .conftest import ROOT, eventually, jobqueue_server_process, status_is
@@ -228,6 +231,50 @@ def test_a_hung_redis_is_logged_within_seconds_and_api_calls_fail_fast(tmp_path:
         assert _count(worker_log, r" WARNING ") == 1, worker_log.read_text()
     finally:
         redis.stop()
+
+
+@needs_redis_server
+async def test_own_connections_time_out_on_a_hung_redis_but_let_a_pop_block(tmp_path: Path) -> None:
+    """The fetcher's connection: a command gets `timeout_s` for its reply, a blocking pop
+    its block time more; the pooled clients' commands time out likewise."""
+    with RedisServer(tmp_path / "redis") as redis:
+        settings = Settings(redis_url=redis.url, redis_timeout_s=1.0)
+        store = Store.open(settings)
+        connection = store.own_connection()
+        try:
+            assert (
+                await connection.execute("BLMOVE", "nothing", "popped", "RIGHT", "LEFT", 1.5, blocks_s=1.5)
+                is None
+            )
+            os.kill(redis.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            try:
+                with pytest.raises(RedisTimeoutError, match=r"no reply from Redis within 1 s"):
+                    await connection.execute("PING")
+                with pytest.raises(RedisTimeoutError):
+                    await store.redis.ping()
+            finally:
+                os.kill(redis.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+            assert await connection.execute("PING") == b"PONG"  # a new connection
+        finally:
+            await connection.aclose()
+            await store.aclose()
+
+
+async def test_a_handler_may_block_on_worker_redis_beyond_the_command_timeout(
+    store: Harness, settings: Settings
+) -> None:
+    """Handlers' commands (Worker.redis) go through a pool without the timeout."""
+    popped: list[object] = []
+
+    async def handler(job: Job) -> None:
+        popped.append(await worker.redis.blpop(["logs-nothing"], timeout=0.6))
+
+    quick = dataclasses.replace(settings, redis_timeout_s=0.3)
+    worker = Worker("logs-blocking", handler, settings=quick, heartbeat_s=0.1, lease_s=5.0, max_attempts=1)
+    async with running(worker):
+        job = await store.enqueue("logs-blocking")
+        await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="the blocking handler")
+    assert popped == [None]
 
 
 def process_state(redis: RedisServer) -> str:

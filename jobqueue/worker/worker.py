@@ -28,7 +28,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
 
 from ..event_log import LogObserver
 from ..events import Counts, Event, Failure, Notify, Observer, Observers
@@ -39,6 +40,7 @@ from ..reaper import Reaper
 from ..scheduler import Scheduler
 from ..settings import Settings
 from ..store import Store
+from ..store.client import connect
 from ..store.outcomes import Outcome, Result
 from ..supervise import REDIS_DOWN, supervise
 from ..supervise import Backoff as ReconnectBackoff
@@ -48,9 +50,6 @@ from .errors import PermanentError, RetryAfter
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
 from .slots import Run, Slots
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -64,6 +63,7 @@ class _Serving:
     """The parts of a worker while it serves."""
 
     store: Store
+    handlers_redis: Redis  # Worker.redis
     slots: Slots
     completions: Completions
     fetcher: Fetcher
@@ -178,11 +178,12 @@ class Worker:
     def redis(self) -> Redis:
         """The worker's Redis client (replies are bytes), for handlers' own commands
         while it runs, as arq's `ctx['redis']`: its pool is made like the worker's
-        (commands packed in C; a reply that takes over `Settings.redis_timeout_s` fails
-        with redis' TimeoutError, so a blocking command must block for less), and a
-        handler need not open a client of its own, whose first connections cost the
-        first jobs time."""
-        return self.store.redis
+        (commands packed in C) but without the command timeout, so a handler may block
+        on Redis as long as it asks; a handler need not open a client of its own,
+        whose first connections cost the first jobs time."""
+        if self._serving is None:
+            raise RuntimeError("the worker is not running")
+        return self._serving.handlers_redis
 
     def run(self) -> None:
         """Runs until SIGINT or SIGTERM, then shuts down gracefully."""
@@ -197,6 +198,9 @@ class Worker:
         self.notify = Observers([*self.observers, LogObserver()], counts=self.stats).notify
         # Unbounded pools: the worker's own concurrency bounds its connections.
         store = Store.open(settings, max_connections=None)
+        # Handlers' commands go through a pool of their own, without the command
+        # timeout: a timer per command would cost a busy worker CPU on every job.
+        handlers_redis = connect(settings.redis_url, max_connections=None)
         context = Context(
             store.transitions,
             self.job_type,
@@ -215,7 +219,7 @@ class Worker:
         heartbeat = Heartbeat(
             context, slots, completions, interval_s=self.heartbeat_s, liveness_ms=self.liveness_ms
         )
-        serving = self._serving = _Serving(store, slots, completions, fetcher, heartbeat)
+        serving = self._serving = _Serving(store, handlers_redis, slots, completions, fetcher, heartbeat)
         # The fetcher's round trips (pops included) go one after another on a connection of its own.
         fetching = store.own_connection()
         # A heartbeat that waits out a long backoff after a Redis outage would let the
@@ -252,6 +256,7 @@ class Worker:
             await self._shutdown(serving, fetching_task, completer, background)
             await fetching.aclose()
             await store.aclose()
+            await handlers_redis.aclose()
             self._serving = None
 
     # -- running one job -------------------------------------------------------
