@@ -59,7 +59,8 @@ def connect(url: str, *, max_connections: int | None = 256, timeout_s: float | N
     pool = (BlockingConnectionPool if max_connections is not None else _UnboundedPool).from_url(
         url, **_pool_options(url, max_connections, timeout_s)
     )
-    pool.connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
+    lean = _LEAN_TIMED if timeout_s else _LEAN
+    pool.connection_class = lean.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
@@ -154,14 +155,20 @@ class _LeanConnection(AbstractConnection):
         except TypeError as exc:
             raise DataError(f"cannot send {args!r} to Redis: {exc}") from exc
 
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        # redis-py would PING a connection it has just opened (a health check is due
+        # on its first command); the handshake's own reply proves it alive.
+        await super().on_connect_check_health(check_health=False)
+
+
+class _TimedWrites(AbstractConnection):
+    """A connection with a socket timeout (`connect`'s `timeout_s`) whose writes are
+    bounded by a timeout scope: redis-py bounds them with asyncio.wait_for, which
+    makes a task per write and, on Python 3.11, can swallow the caller's cancellation
+    (a request's, a loop's). Reads are redis-py's own (a timeout scope already)."""
+
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        """As redis-py's, but its socket timeout bounds the write with a timeout scope:
-        redis-py's asyncio.wait_for makes a task per write and, on Python 3.11, can
-        swallow the caller's cancellation (a handler's, a request's)."""
         timeout_s = self.socket_timeout
-        if not timeout_s:
-            await super().send_packed_command(command, check_health)
-            return
         if not self.is_connected:
             await self.connect_check_health(check_health=False)
         if check_health:
@@ -182,11 +189,6 @@ class _LeanConnection(AbstractConnection):
             await self.disconnect(nowait=True)  # part of the command may have gone out
             raise
 
-    async def on_connect_check_health(self, check_health: bool = True) -> None:
-        # redis-py would PING a connection it has just opened (a health check is due
-        # on its first command); the handshake's own reply proves it alive.
-        await super().on_connect_check_health(check_health=False)
-
 
 class _LeanTCPConnection(_LeanConnection, Connection):
     pass
@@ -196,7 +198,21 @@ class _LeanUnixConnection(_LeanConnection, UnixDomainSocketConnection):
     pass
 
 
+class _LeanTimedTCPConnection(_TimedWrites, _LeanTCPConnection):
+    pass
+
+
+class _LeanTimedUnixConnection(_TimedWrites, _LeanUnixConnection):
+    pass
+
+
 _LEAN: dict[type[AbstractConnection], type[AbstractConnection]] = {
     Connection: _LeanTCPConnection,
     UnixDomainSocketConnection: _LeanUnixConnection,
+}
+# The same with the socket timeout's writes bounded by a timeout scope; only where
+# there is a timeout: the override costs a coroutine per command.
+_LEAN_TIMED: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _LeanTimedTCPConnection,
+    UnixDomainSocketConnection: _LeanTimedUnixConnection,
 }

@@ -8,7 +8,9 @@ CPU and of an idle worker's wake-up. A connection of its own skips all of that.
 
 It also serves the blocking pop, so it times its commands itself: each gets
 `timeout_s` for its reply, and a blocking one its block time more. A hung Redis
-(it accepts, never answers) so fails a call with redis' TimeoutError.
+(it accepts, never answers) so fails a call with redis' TimeoutError. One timer
+watches the calls, looking at the one in flight at most once per timeout: a timer
+per call (asyncio.timeout) costs a busy worker CPU on every round.
 
 Failure handling is explicit: an error reply leaves the connection usable;
 anything else (a lost connection, a cancelled call with its reply still on the
@@ -41,6 +43,9 @@ class OwnConnection:
         self.timeout_s = timeout_s
         self._connection: AbstractConnection | None = None
         self._busy = False
+        self._deadline: float | None = None  # the call in flight's (loop time), if timed
+        self._watch: asyncio.TimerHandle | None = None
+        self._timed_out = False
 
     async def execute(self, *command: EncodableT, blocks_s: float = 0) -> Any:
         """Sends one command and returns Redis' reply as it is (no response callbacks).
@@ -49,29 +54,66 @@ class OwnConnection:
             # Two callers at once would read each other's replies.
             raise RuntimeError("OwnConnection is for one caller at a time")
         self._busy = True
+        limit_s = None if self.timeout_s is None else self.timeout_s + blocks_s
+        if limit_s is not None:
+            self._time(limit_s)
         try:
             connection = self._connection
-            timeout_s = None if self.timeout_s is None else self.timeout_s + blocks_s
             try:
-                async with asyncio.timeout(timeout_s):
-                    if connection is None:
-                        connection = self._connection = self._make_connection()
-                        await connection.connect()  # type: ignore[no-untyped-call]
-                    await connection.send_packed_command(
-                        connection.pack_command(*command), check_health=False
-                    )
-                    return await connection.read_response()
+                if connection is None:
+                    connection = self._connection = self._make_connection()
+                    await connection.connect()  # type: ignore[no-untyped-call]
+                await connection.send_packed_command(connection.pack_command(*command), check_health=False)
+                reply = await connection.read_response()
             except ResponseError:
+                if self._timed_out:  # the watch closed the connection as the reply came
+                    await self._drop(connection)
                 raise
-            except BaseException as exc:
-                self._connection = None
-                if connection is not None:
-                    await connection.disconnect(nowait=True)
-                if isinstance(exc, TimeoutError):  # this call's timeout (redis' own is no subclass)
-                    raise RedisTimeoutError(f"no reply from Redis within {timeout_s:g} s") from None
+            except BaseException:
+                await self._drop(connection)
+                if self._timed_out:
+                    raise RedisTimeoutError(f"no reply from Redis within {limit_s:g} s") from None
                 raise
+            if self._timed_out:  # as above: the reply stands, the connection does not
+                await self._drop(connection)
+            return reply
         finally:
+            self._deadline = None
             self._busy = False
+
+    async def _drop(self, connection: AbstractConnection | None) -> None:
+        self._connection = None
+        if connection is not None:
+            await connection.disconnect(nowait=True)
+
+    def _time(self, seconds: float) -> None:
+        """Sets the deadline of the call starting now; the watch is moved only if it
+        would look too late (after a blocking pop, whose deadline was later)."""
+        self._timed_out = False
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + seconds
+        watch = self._watch
+        if watch is None or watch.when() > deadline:
+            if watch is not None:
+                watch.cancel()
+            self._watch = loop.call_at(deadline, self._look)
+
+    def _look(self) -> None:
+        """The watch: drops the connection of a call past its deadline (its read then
+        fails, and `execute` raises a TimeoutError), else looks again at its deadline."""
+        self._watch = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._watch = loop.call_at(deadline, self._look)
+            return
+        self._timed_out = True
+        # redis-py drops a connection only by a coroutine; its transport closes now.
+        writer = getattr(self._connection, "_writer", None)
+        if writer is not None:
+            writer.transport.abort()
 
     async def script(
         self, script: AsyncScript, keys: Sequence[EncodableT], args: Sequence[EncodableT]
@@ -83,6 +125,9 @@ class OwnConnection:
             return await self.execute("EVAL", script.script, len(keys), *keys, *args)
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._connection is not None:
             connection, self._connection = self._connection, None
             await connection.disconnect()
