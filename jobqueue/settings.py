@@ -60,6 +60,11 @@ class Settings:
     body_timeout_s: float = 120.0
     send_timeout_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        if not self.redis_timeout_s > 0:
+            given = self.redis_timeout_s
+            raise ValueError(f"redis_timeout_s (JOBQUEUE_REDIS_TIMEOUT_S) must be > 0, got {given}")
+
     @property
     def retention_ms(self) -> int:
         return int(self.retention_s * 1000)

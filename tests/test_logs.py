@@ -277,6 +277,12 @@ async def test_a_handler_may_block_on_worker_redis_beyond_the_command_timeout(
     assert popped == [None]
 
 
+def test_the_command_timeout_must_be_positive() -> None:
+    assert Settings.from_env({"JOBQUEUE_REDIS_TIMEOUT_S": "2.5"}).redis_timeout_s == 2.5
+    with pytest.raises(ValueError, match=r"JOBQUEUE_REDIS_TIMEOUT_S\) must be > 0, got 0"):
+        Settings.from_env({"JOBQUEUE_REDIS_TIMEOUT_S": "0"})
+
+
 def process_state(redis: RedisServer) -> str:
     """'running', or why not: the test must not stop a Redis that already exited."""
     assert redis.process is not None
