@@ -2,7 +2,15 @@
 
 One line per outcome that a person may need to see (INFO for the expected ones,
 WARNING for what hints at trouble), a traceback only where the handler's
-exception was unexpected; the routine steps of a job at DEBUG.
+exception was unexpected; the routine steps of a job at DEBUG:
+
+    job 3f2a... (send_email) failed (attempt 2/3): ValueError: boom; retrying in 1.7 s
+    job 3f2a... (send_email) failed for good after 3 attempts: ValueError: boom (...)
+    job 3f2a... (send_email) failed permanently (attempt 1/3): PermanentError: ... (...)
+
+A handler's ordinary exception is a bug of the handler's: its line is a WARNING
+with the traceback. PermanentError, RetryAfter and a timeout are expected: INFO,
+no traceback (a last attempt's failure is a WARNING all the same).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import logging
 
 from .events import Call, Event, Failure, JobLike, Swept
 from .model import Job, JobStatus
+from .outage import duration
 from .store.outcomes import Result
 
 log = logging.getLogger("jobqueue.jobs")
@@ -44,16 +53,22 @@ class LogObserver:
 
     @staticmethod
     def _failed(event: Event, job: JobLike, failure: Failure) -> None:
-        if event is Event.RETRY_SCHEDULED and failure.delay_ms is not None:
-            level, then = logging.INFO, f"retrying in {failure.delay_ms / 1000:.1f} s"
+        expected = logging.INFO if failure.exception is None else logging.WARNING
+        if event is Event.RETRY_SCHEDULED:
+            level, how, then = expected, f"failed ({_attempt(job)})", f"; retrying in {_delay(failure)}"
+        elif failure.delay_ms is None:  # a PermanentError
+            level, how, then = expected, f"failed permanently ({_attempt(job)})", _DEAD_LETTER
         else:
-            level, then = logging.WARNING, "failed for good (a dead letter; RetryJob runs it again)"
+            attempts = "its last attempt"
+            if isinstance(job, Job):
+                attempts = f"{job.attempt} attempt{'' if job.attempt == 1 else 's'}"
+            level, how, then = logging.WARNING, f"failed for good after {attempts}", _DEAD_LETTER
         log.log(
             level,
-            "job %s (%s): %s failed: %s; %s",
+            "job %s (%s) %s: %s%s",
             job.id,
             job.type,
-            _attempt(job),
+            how,
             failure.error,
             then,
             exc_info=failure.exception,
@@ -76,6 +91,14 @@ class LogObserver:
             log.debug("promoted %d %s job(s)", detail.moved, detail.job_type)
 
 
+_DEAD_LETTER = " (a dead letter: RetryJob runs it again)"
+
+
+def _delay(failure: Failure) -> str:
+    seconds = (failure.delay_ms or 0) / 1000
+    return f"{seconds:.1f} s" if seconds < 60 else duration(seconds)
+
+
 def _described(detail: object) -> str:
     if isinstance(detail, Result) and detail.status is not None:
         detail = detail.status
@@ -88,7 +111,7 @@ _ROUTINE = frozenset({Event.CLAIMED, Event.STARTED, Event.COMPLETED})
 _LINES: dict[Event, tuple[int, str]] = {
     Event.SKIPPED: (logging.INFO, "not claimed ({}), skipped"),
     Event.RELEASED: (logging.INFO, "released unfinished at shutdown: it runs again, the attempt not counted"),
-    Event.CANCELLED: (logging.INFO, "cancelled while held: its handler was stopped, or never started"),
+    Event.CANCELLED: (logging.INFO, "cancelled while held: its handler was stopped, or its outcome dropped"),
     Event.LEASE_LOST: (logging.WARNING, "lease lost (the job is now {}): its handler was stopped"),
     Event.STALE_RESULT: (logging.WARNING, "result refused: its lease was lost (the job is now {})"),
     Event.NOT_RECORDED: (

@@ -38,11 +38,15 @@ class Event(enum.Enum):
     STARTED = "started"  # None: its handler started
     COMPLETED = "completed"  # None: its completion is recorded
     RETRY_SCHEDULED = "retry scheduled"  # Failure: the run failed; the job runs again later
-    DEAD_LETTERED = "dead-lettered"  # Failure (a worker's) or str (the reaper's reason): FAILED for good
+    # Failure (a worker's: its delay_ms None for a PermanentError, else it was the
+    # last attempt) or str (the reaper's reason): FAILED for good
+    DEAD_LETTERED = "dead-lettered"
     RELEASED = "released"  # None: handed back unfinished at shutdown, not counted as an attempt
-    CANCELLED = "cancelled"  # None: cancelled while held; its handler was cancelled, or it never started
+    # JobStatus | Result | None: cancelled (by a user) while held; its handler was
+    # stopped, it never started, or its outcome was refused
+    CANCELLED = "cancelled"
     LEASE_LOST = "lease lost"  # JobStatus | None: its lease was taken (the worker counted as dead)
-    STALE_RESULT = "stale result"  # Result: its outcome was refused, its lease being lost
+    STALE_RESULT = "stale result"  # Result: its outcome was refused, its lease being lost (not to a cancel)
     NOT_RECORDED = "not recorded"  # str: its outcome could not be written (Redis down): it runs again
     # The reaper (job: a JobRef).
     RECOVERED = "recovered"  # str: why it was taken back from its holder; it is next in line
@@ -144,23 +148,29 @@ def _wants(observer: Observer, event: Event) -> bool:
     return wants is None or bool(wants(event))
 
 
-# What a job's end in a worker may be: what `Counts` sums up.
-OUTCOMES = (
-    Event.COMPLETED,
-    Event.RETRY_SCHEDULED,
-    Event.DEAD_LETTERED,
-    Event.RELEASED,
-    Event.CANCELLED,
-    Event.LEASE_LOST,
-    Event.STALE_RESULT,
-    Event.SKIPPED,
-    Event.NOT_RECORDED,
-)
+# What a job's end in a worker may be, as `Counts.summary` names it: the first five
+# always, the others when they happened.
+OUTCOMES: dict[Event, str] = {
+    Event.COMPLETED: "completed",
+    Event.RETRY_SCHEDULED: "retried",  # failed, and runs again later
+    Event.DEAD_LETTERED: "failed",  # for good
+    Event.CANCELLED: "cancelled",
+    Event.RELEASED: "handed back",  # unfinished at shutdown
+    Event.LEASE_LOST: "taken back",  # the worker counted as dead meanwhile
+    Event.STALE_RESULT: "result refused",
+    Event.SKIPPED: "skipped",
+    Event.NOT_RECORDED: "not recorded",
+}
+_ALWAYS = 5
 
 
 class Counts(collections.Counter[Event]):
     """How many times each event happened (`Observers.counts`, `Worker.stats`)."""
 
     def summary(self) -> str:
-        """The jobs' outcomes, e.g. '12 completed, 1 retry scheduled'."""
-        return ", ".join(f"{self[event]} {event.value}" for event in OUTCOMES if self[event]) or "no jobs"
+        """The jobs' outcomes: 'completed 12, retried 2, failed 1, cancelled 1, handed back 0'."""
+        return ", ".join(
+            f"{name} {self[event]}"
+            for i, (event, name) in enumerate(OUTCOMES.items())
+            if i < _ALWAYS or self[event]
+        )

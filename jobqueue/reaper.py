@@ -35,7 +35,7 @@ class Reaper:
         self.notify = notify
 
     async def run(self) -> None:
-        await supervise("reaper", lambda: repeat(self.reap_once, self.interval_s))
+        await supervise("reaper", lambda: repeat(self.reap_once, self.interval_s), self.store.outage)
 
     async def reap_once(self) -> int:
         """One pass over every type; returns how many jobs went back to ready."""
@@ -56,6 +56,8 @@ class Reaper:
             if swept:
                 self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
                 back += swept
+        if self.store.outage.down:
+            self.store.outage.back()
         return back
 
     async def _recover_from_dead_workers(self, job_type: str) -> int:

@@ -41,7 +41,7 @@ class Scheduler:
         self.notify = notify
 
     async def run(self) -> None:
-        await supervise("scheduler", self._run)
+        await supervise("scheduler", self._run, self.store.outage)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -84,6 +84,8 @@ class Scheduler:
         """Promotes what is due; returns the loop time to look at this type again."""
         began, start = time.time(), time.perf_counter()
         moved, delay_ms = await self.store.transitions.promote(job_type, self.batch)
+        if self.store.outage.down:
+            self.store.outage.back()
         self.notify(
             Event.PROMOTED, None, Call("promote", job_type, began, time.perf_counter() - start, moved=moved)
         )

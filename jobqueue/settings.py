@@ -22,6 +22,10 @@ DAY_S = 24 * 3600.0
 @dataclasses.dataclass(frozen=True)
 class Settings:
     redis_url: str = DEFAULT_REDIS_URL
+    # How long a command may wait for Redis' reply (a blocking pop: its block time
+    # more) before Redis counts as unavailable: an API call to a hung Redis fails
+    # with `unavailable` after about this long, and the outage is logged.
+    redis_timeout_s: float = 5.0
     # Prefix of every Redis key, so that several deployments can share one Redis.
     prefix: str = "jq"
     # How long COMPLETED, FAILED and CANCELLED jobs stay readable.
@@ -55,6 +59,11 @@ class Settings:
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 120.0
     send_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.redis_timeout_s > 0:
+            given = self.redis_timeout_s
+            raise ValueError(f"redis_timeout_s (JOBQUEUE_REDIS_TIMEOUT_S) must be > 0, got {given}")
 
     @property
     def retention_ms(self) -> int:

@@ -2,7 +2,8 @@
 
 The scheduler, the reaper and the worker's loops must never die quietly: a
 process whose reaper stopped would look healthy while jobs pile up. Each loop
-restarts after any error, with capped exponential backoff and jitter.
+restarts after any error, with capped exponential backoff and jitter. A Redis
+outage is told once per process (outage.py), not by each loop at each retry.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from .outage import Outage
 
 log = logging.getLogger("jobqueue.supervise")
 
@@ -71,12 +76,14 @@ async def repeat(step: Callable[[], Awaitable[object]], interval_s: float) -> No
 
 
 async def supervise(
-    name: str, loop: Callable[[], Awaitable[None]], *, backoff: Backoff | None = None
+    name: str, loop: Callable[[], Awaitable[None]], outage: Outage, *, backoff: Backoff | None = None
 ) -> None:
     """Runs `loop` until it returns or is cancelled, restarting it after every error.
 
-    The backoff (default: 0.1 s doubling up to 1 s while the outage is young, then
-    up to 5 s) resets when a restarted loop has run for a while without failing.
+    Redis being unavailable is reported to `outage` (the loop reports its successes
+    itself); any other error is a bug, logged with its traceback. The backoff
+    (default: 0.1 s doubling up to 1 s while the outage is young, then up to 5 s)
+    resets when a restarted loop has run for a while without failing.
     """
     backoff = backoff or Backoff()
     clock = asyncio.get_running_loop().time
@@ -87,7 +94,8 @@ async def supervise(
         except REDIS_DOWN as exc:
             raise_if_cancelled()
             delay = backoff.next_delay()
-            log.warning("%s: Redis unavailable (%s); retrying in %.2f s", name, exc, delay)
+            outage.failed(exc)
+            log.debug("%s: Redis unavailable (%s); retrying in %.2f s", name, exc, delay)
         except Exception:
             raise_if_cancelled()
             delay = backoff.next_delay()

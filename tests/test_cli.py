@@ -492,7 +492,7 @@ async def test_a_worker_gets_its_settings_from_the_command_line(
         worker.send_signal(signal.SIGTERM)
         output = (await asyncio.to_thread(worker.communicate, timeout=30))[0].decode()
     assert worker.returncode == 0, output
-    assert "1 completed" in output
+    assert "jobs: completed 1," in output
 
 
 def test_dev_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:

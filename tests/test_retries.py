@@ -361,7 +361,7 @@ async def test_timeout_cancels_the_run_and_fails_the_attempt(
         job = await store.enqueue("t", b"", None, options)
         await eventually(status_is(store, job.id, JobStatus.FAILED), what="timeout")
     assert cancelled.is_set()
-    assert (await store.get(job.id)).last_error == "timeout: the run took longer than 0.2 s"
+    assert (await store.get(job.id)).last_error == "timed out after 0.2 s"
 
 
 async def test_a_handlers_own_timeout_error_is_an_ordinary_failure(

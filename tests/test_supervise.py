@@ -8,6 +8,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobqueue import supervise as supervise_module
+from jobqueue.outage import Outage
 from jobqueue.supervise import Backoff, supervise
 
 log = logging.getLogger("test")
@@ -36,7 +37,7 @@ async def test_a_loop_restarts_after_each_outage_within_its_backoff_cap() -> Non
             raise RedisConnectionError("Redis is down")
 
     backoff = RecordingBackoff(base=0.001, cap=0.004)
-    await supervise("flaky", flaky, backoff=backoff)
+    await supervise("flaky", flaky, Outage("redis://flaky"), backoff=backoff)
     assert calls == 9
     assert len(backoff.delays) == 8
     assert max(backoff.delays) <= 0.004

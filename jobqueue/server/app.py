@@ -49,7 +49,7 @@ def create_app(
     """The app on `producer`'s store, with its settings (CORS, bounds on slow clients)."""
     settings = producer.store.settings
     streams = streams or Streams()
-    interceptors: list[Interceptor] = [streams, ErrorInterceptor()]
+    interceptors: list[Interceptor] = [streams, ErrorInterceptor(producer.store.outage)]
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
     # the limit is refused by the store with a message that names the field.

@@ -2,8 +2,9 @@
 
 connectrpc sends any non-ConnectError exception as `unknown` with its text,
 which leaks internals. Here domain errors get their code and message, Redis
-outages become `unavailable` (clients may retry), and anything else becomes
-`internal` with a generic message while the traceback goes to the log.
+outages become `unavailable` (clients may retry; the outage is logged once by
+the process's `Outage`, not per call), and anything else becomes `internal` with
+a generic message while the traceback goes to the log.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
+from ..outage import Outage
 from ..supervise import REDIS_DOWN
 
 log = logging.getLogger("jobqueue.server")
@@ -33,20 +35,26 @@ _CODES: tuple[tuple[type[Exception], Code], ...] = (
 )
 
 
-def to_connect_error(exc: Exception, method: str) -> ConnectError:
+def to_connect_error(exc: Exception, method: str, outage: Outage) -> ConnectError:
     if isinstance(exc, ConnectError):
         return exc
     for kind, code in _CODES:
         if isinstance(exc, kind):
             return ConnectError(code, str(exc))
     if isinstance(exc, REDIS_DOWN):
-        log.warning("%s: Redis unavailable: %s", method, exc)
+        outage.failed(exc)
+        log.debug("%s: Redis unavailable: %s", method, exc)
         return ConnectError(Code.UNAVAILABLE, "job storage is unavailable; retry later")
     log.exception("%s: unexpected error", method, exc_info=exc)
     return ConnectError(Code.INTERNAL, "internal error (details are in the server log)")
 
 
 class ErrorInterceptor:
+    def __init__(self, outage: Outage | None = None) -> None:
+        """`outage`: where the calls report Redis' outages (the store's); None: an app
+        without Redis."""
+        self.outage = outage or Outage("redis://(none)")
+
     async def intercept_unary(
         self,
         call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
@@ -54,9 +62,12 @@ class ErrorInterceptor:
         ctx: RequestContext[Any, Any],
     ) -> RES:
         try:
-            return await call_next(request, ctx)
+            response = await call_next(request, ctx)
         except Exception as exc:  # noqa: BLE001 - every error must leave with a deliberate code
-            raise to_connect_error(exc, ctx.method.name) from None
+            raise to_connect_error(exc, ctx.method.name, self.outage) from None
+        if self.outage.down:
+            self.outage.back()
+        return response
 
     async def intercept_server_stream(
         self,
@@ -69,7 +80,7 @@ class ErrorInterceptor:
             async for response in responses:
                 yield response
         except Exception as exc:  # noqa: BLE001 - every error must leave with a deliberate code
-            raise to_connect_error(exc, ctx.method.name) from None
+            raise to_connect_error(exc, ctx.method.name, self.outage) from None
         finally:
             # Closed with this one (the client went away, the server shuts down), not
             # left to the garbage collector, so that the handler's cleanup runs now.

@@ -1,11 +1,13 @@
-"""Redis clients as jobqueue uses them: replies as bytes, no per-command timeout,
-dead peers found by TCP keepalive, lean connections and, for workers, a lean pool.
+"""Redis clients as jobqueue uses them: replies as bytes, a timeout per command
+(Settings.redis_timeout_s), dead peers found by TCP keepalive, lean connections and,
+for workers, a lean pool.
 
 Everything that opens a connection to Redis goes through here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
 from collections.abc import Callable
@@ -15,7 +17,9 @@ import hiredis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection, Connection, UnixDomainSocketConnection
 from redis.driver_info import DriverInfo
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 # Idle connections are probed after 10 s, every 5 s, 3 times; unacknowledged
@@ -32,8 +36,9 @@ _KEEPALIVE: dict[int, int] = {
 }
 
 
-def connect(url: str, *, max_connections: int | None = 256) -> Redis:
-    """A client that returns bytes.
+def connect(url: str, *, max_connections: int | None = 256, timeout_s: float | None = None) -> Redis:
+    """A client that returns bytes; a command whose reply takes over `timeout_s` fails
+    with redis' TimeoutError (None: it waits as long as Redis takes).
 
     With `max_connections` the pool waits for a free connection when all are in
     use (redis-py's default pool raises instead, after 100). None: no bound and
@@ -52,29 +57,29 @@ def connect(url: str, *, max_connections: int | None = 256) -> Redis:
     survived a Redis restart, and the first commands after one fail.
     """
     pool = (BlockingConnectionPool if max_connections is not None else _UnboundedPool).from_url(
-        url, **_pool_options(url, max_connections)
+        url, **_pool_options(url, max_connections, timeout_s)
     )
-    pool.connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
+    lean = _LEAN_TIMED if timeout_s else _LEAN
+    pool.connection_class = lean.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 def connection_factory(url: str) -> Callable[[], AbstractConnection]:
-    """Makes connections like `connect`'s, outside any pool: for a caller that keeps
-    one connection of its own (store/connection.py)."""
+    """Makes connections like `connect`'s, outside any pool and without a timeout: for
+    a caller that keeps one connection of its own and times its commands itself
+    (store/connection.py: a blocking pop waits longer than any other command)."""
     pool = ConnectionPool.from_url(url, **_pool_options(url, None))
     connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
     kwargs = pool.connection_kwargs
     return lambda: connection_class(**kwargs)
 
 
-def _pool_options(url: str, max_connections: int | None) -> dict[str, Any]:
+def _pool_options(url: str, max_connections: int | None, timeout_s: float | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {
         "decode_responses": False,
-        # No per-command timeout: redis-py implements it with asyncio.wait_for around
-        # every write, which costs a busy worker CPU and, on Python 3.11, can swallow
-        # a task's cancellation. A dead peer is detected by TCP instead
-        # (_KEEPALIVE); a slow Redis is waited for, not treated as down.
-        "socket_timeout": None,
+        # A vanished peer is found by TCP (_KEEPALIVE); a hung one (it accepts
+        # but never answers) by this timeout.
+        "socket_timeout": timeout_s,
         "health_check_interval": 30,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         "driver_info": _driver_info(),
@@ -156,6 +161,35 @@ class _LeanConnection(AbstractConnection):
         await super().on_connect_check_health(check_health=False)
 
 
+class _TimedWrites(AbstractConnection):
+    """A connection with a socket timeout (`connect`'s `timeout_s`) whose writes are
+    bounded by a timeout scope: redis-py bounds them with asyncio.wait_for, which
+    makes a task per write and, on Python 3.11, can swallow the caller's cancellation
+    (a request's, a loop's). Reads are redis-py's own (a timeout scope already)."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        timeout_s = self.socket_timeout
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]
+        if isinstance(command, str):
+            command = command.encode()
+        try:
+            async with asyncio.timeout(timeout_s):
+                self._writer.writelines([command] if isinstance(command, bytes) else command)  # type: ignore[union-attr]
+                await self._writer.drain()  # type: ignore[union-attr]
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError(f"Timeout writing to {self._host_error()}") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to {self._host_error()}: {exc}") from exc
+        except BaseException:
+            await self.disconnect(nowait=True)  # part of the command may have gone out
+            raise
+
+
 class _LeanTCPConnection(_LeanConnection, Connection):
     pass
 
@@ -164,7 +198,21 @@ class _LeanUnixConnection(_LeanConnection, UnixDomainSocketConnection):
     pass
 
 
+class _LeanTimedTCPConnection(_TimedWrites, _LeanTCPConnection):
+    pass
+
+
+class _LeanTimedUnixConnection(_TimedWrites, _LeanUnixConnection):
+    pass
+
+
 _LEAN: dict[type[AbstractConnection], type[AbstractConnection]] = {
     Connection: _LeanTCPConnection,
     UnixDomainSocketConnection: _LeanUnixConnection,
+}
+# The same with the socket timeout's writes bounded by a timeout scope; only where
+# there is a timeout: the override costs a coroutine per command.
+_LEAN_TIMED: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _LeanTimedTCPConnection,
+    UnixDomainSocketConnection: _LeanTimedUnixConnection,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import outage
 from ..settings import Settings
 from .client import connect, connection_factory
 from .connection import OwnConnection
@@ -36,16 +37,21 @@ class Store:
         # What workers apply to jobs without their own options: they write it, reads show it.
         self.worker_defaults = WorkerDefaults(redis, self.keys)
         self.inspect = Inspector(redis, self.keys, self.worker_defaults)
+        # Where every part using this store reports Redis outages (one per process and URL).
+        self.outage = outage.of(settings.redis_url)
 
     @classmethod
     def open(cls, settings: Settings, *, max_connections: int | None = 256) -> Store:
         """A store on a new client for `settings.redis_url` (see client.connect for
         `max_connections`); `aclose()` closes it."""
-        return cls(connect(settings.redis_url, max_connections=max_connections), settings)
+        redis = connect(
+            settings.redis_url, max_connections=max_connections, timeout_s=settings.redis_timeout_s
+        )
+        return cls(redis, settings)
 
     def own_connection(self) -> OwnConnection:
         """A connection of the caller's own, outside the pool (for blocking pops)."""
-        return OwnConnection(connection_factory(self.settings.redis_url))
+        return OwnConnection(connection_factory(self.settings.redis_url), self.settings.redis_timeout_s)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

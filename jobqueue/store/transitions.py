@@ -114,7 +114,7 @@ class Transitions:
         """
         queue = self.keys.queue(job_type)
         job_id: bytes | None = await connection.execute(
-            "BLMOVE", queue.ready, queue.popped, "RIGHT", "LEFT", timeout_s
+            "BLMOVE", queue.ready, queue.popped, "RIGHT", "LEFT", timeout_s, blocks_s=timeout_s
         )
         return None if job_id is None else job_id.decode()
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..events import Call, Event
-from ..model import Job
+from ..model import Job, JobStatus
 from ..store.outcomes import Outcome, Result
 from ..store.transitions import Claim
 from ..supervise import raise_if_cancelled
@@ -83,6 +83,8 @@ class Completions:
         finally:
             self._sending.difference_update(ids)
         seconds = time.perf_counter() - start
+        if c.outage.down:
+            c.outage.back()
         for job_id in ids:
             del self.pending[job_id]
         if not self.pending:
@@ -101,6 +103,8 @@ class Completions:
             for job, record in zip(batch, records, strict=True):
                 if record.outcome is ok:
                     notify(completed, job)
+                elif record.status is JobStatus.CANCELLED:
+                    notify(Event.CANCELLED, job, record)
                 else:
                     notify(Event.STALE_RESULT, job, record)
             notify(Event.ROUND, None, call)

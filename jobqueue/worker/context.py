@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..events import Notify
+from ..outage import Outage
 from ..store.transitions import Transitions
 
 
@@ -17,3 +18,4 @@ class Context:
     default_max_attempts: int  # for jobs enqueued without their own
     batch_size: int  # most jobs claimed, or completions recorded, per round trip
     notify: Notify
+    outage: Outage  # where Redis outages are reported (the store's)

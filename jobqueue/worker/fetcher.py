@@ -73,6 +73,8 @@ class Fetcher:
             job_id = await c.transitions.pop(connection, c.job_type, self.block_timeout_s)
         finally:
             self.completions.hurry = False
+        if c.outage.down:
+            c.outage.back()
         if job_id is None:
             return
         popped = time.perf_counter()

@@ -56,7 +56,8 @@ class Heartbeat:
         while True:
             try:
                 await self.beat()
-            except REDIS_DOWN:
+            except REDIS_DOWN as exc:
+                self.context.outage.failed(exc)
                 await asyncio.sleep(backoff.next_delay())
             else:
                 return
@@ -67,6 +68,8 @@ class Heartbeat:
         held = self.slots.leases() + self.completions.leases()
         lost = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
         self.stale_at = began + self._stale_after_s
+        if c.outage.down:
+            c.outage.back()
         for job_id, status in lost:
             run = self.slots.runs.get(job_id)
             if run is None or run.handler_done or run.interrupted is not None:

@@ -28,17 +28,19 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
 
 from ..event_log import LogObserver
 from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
-from ..model import Backoff, Job, check_job_type, check_max_attempts
+from ..model import Backoff, Job, JobStatus, check_job_type, check_max_attempts
 from ..process import run_until_stopped
 from ..reaper import Reaper
 from ..scheduler import Scheduler
 from ..settings import Settings
 from ..store import Store
+from ..store.client import connect
 from ..store.outcomes import Outcome, Result
 from ..supervise import REDIS_DOWN, supervise
 from ..supervise import Backoff as ReconnectBackoff
@@ -48,9 +50,6 @@ from .errors import PermanentError, RetryAfter
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
 from .slots import Run, Slots
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -64,6 +63,7 @@ class _Serving:
     """The parts of a worker while it serves."""
 
     store: Store
+    handlers_redis: Redis  # Worker.redis
     slots: Slots
     completions: Completions
     fetcher: Fetcher
@@ -177,10 +177,13 @@ class Worker:
     @property
     def redis(self) -> Redis:
         """The worker's Redis client (replies are bytes), for handlers' own commands
-        while it runs, as arq's `ctx['redis']`: its pool is made like the worker's (no
-        per-command timeout, commands packed in C), and a handler need not open a
-        client of its own, whose first connections cost the first jobs time."""
-        return self.store.redis
+        while it runs, as arq's `ctx['redis']`: its pool is made like the worker's
+        (commands packed in C) but without the command timeout, so a handler may block
+        on Redis as long as it asks; a handler need not open a client of its own,
+        whose first connections cost the first jobs time."""
+        if self._serving is None:
+            raise RuntimeError("the worker is not running")
+        return self._serving.handlers_redis
 
     def run(self) -> None:
         """Runs until SIGINT or SIGTERM, then shuts down gracefully."""
@@ -195,6 +198,9 @@ class Worker:
         self.notify = Observers([*self.observers, LogObserver()], counts=self.stats).notify
         # Unbounded pools: the worker's own concurrency bounds its connections.
         store = Store.open(settings, max_connections=None)
+        # Handlers' commands go through a pool of their own, without the command
+        # timeout: a timer per command would cost a busy worker CPU on every job.
+        handlers_redis = connect(settings.redis_url, max_connections=None)
         context = Context(
             store.transitions,
             self.job_type,
@@ -203,6 +209,7 @@ class Worker:
             self.max_attempts,
             self.batch_size,
             self.notify,
+            store.outage,
         )
         slots = Slots(
             self.concurrency, self.prefetch, self.batch_size, lambda run: self._execute(serving, run)
@@ -212,23 +219,29 @@ class Worker:
         heartbeat = Heartbeat(
             context, slots, completions, interval_s=self.heartbeat_s, liveness_ms=self.liveness_ms
         )
-        serving = self._serving = _Serving(store, slots, completions, fetcher, heartbeat)
+        serving = self._serving = _Serving(store, handlers_redis, slots, completions, fetcher, heartbeat)
         # The fetcher's round trips (pops included) go one after another on a connection of its own.
         fetching = store.own_connection()
         # A heartbeat that waits out a long backoff after a Redis outage would let the
         # worker count as dead (liveness_s) and its running jobs run twice: it retries
         # at least once per heartbeat_s.
         retry_heartbeat = ReconnectBackoff(base=min(0.1, self.heartbeat_s), cap=self.heartbeat_s)
-        background = [asyncio.create_task(supervise("heartbeat", heartbeat.run, backoff=retry_heartbeat))]
+        outage = store.outage
+        background = [
+            asyncio.create_task(supervise("heartbeat", heartbeat.run, outage, backoff=retry_heartbeat))
+        ]
         # So that GetJob shows a pending job the attempts it will get (store/worker_defaults.py).
         register = functools.partial(store.worker_defaults.register, self.job_type, self.max_attempts)
-        background.append(asyncio.create_task(supervise("defaults", register)))
-        completer = asyncio.create_task(supervise("completer", completions.run))
+        background.append(asyncio.create_task(supervise("defaults", register, outage)))
+        completer = asyncio.create_task(supervise("completer", completions.run, outage))
+        # The reaper's and the scheduler's events go to the same observers, but are
+        # not this worker's jobs: they are not counted in its stats.
+        about_queue = Observers([*self.observers, LogObserver()]).notify
         if self.run_scheduler:
-            background.append(asyncio.create_task(Scheduler(store, [self.job_type], self.notify).run()))
+            background.append(asyncio.create_task(Scheduler(store, [self.job_type], about_queue).run()))
         if self.run_reaper:
-            background.append(asyncio.create_task(Reaper(store, [self.job_type], self.notify).run()))
-        fetching_task = asyncio.create_task(supervise("fetcher", lambda: fetcher.run(fetching)))
+            background.append(asyncio.create_task(Reaper(store, [self.job_type], about_queue).run()))
+        fetching_task = asyncio.create_task(supervise("fetcher", lambda: fetcher.run(fetching), outage))
         log.info(
             "worker %s: handling %r, concurrency %d%s",
             self.worker_id,
@@ -246,6 +259,7 @@ class Worker:
             await self._shutdown(serving, fetching_task, completer, background)
             await fetching.aclose()
             await store.aclose()
+            await handlers_redis.aclose()
             self._serving = None
 
     # -- running one job -------------------------------------------------------
@@ -296,9 +310,7 @@ class Worker:
         self, job: Job, exc: Exception, deadline: asyncio.Timeout | None, timeout_s: float | None
     ) -> Failure:
         if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-            return Failure(
-                f"timeout: the run took longer than {timeout_s:g} s", self._retry_delay_ms(job, exc)
-            )
+            return Failure(f"timed out after {timeout_s:g} s", self._retry_delay_ms(job, exc))
         error = "".join(traceback.format_exception_only(exc)).strip()[:MAX_ERROR_CHARS]
         expected = isinstance(exc, PermanentError | RetryAfter)
         return Failure(error, self._retry_delay_ms(job, exc), None if expected else exc)
@@ -320,17 +332,22 @@ class Worker:
         """
         deadline = asyncio.get_running_loop().time() + self.lease_ms / 1000
         backoff = ReconnectBackoff()
+        outage = self.store.outage
         while True:
             try:
                 result = await write()
                 break
-            except REDIS_DOWN:
+            except REDIS_DOWN as exc:
+                outage.failed(exc)
                 if asyncio.get_running_loop().time() >= deadline:
                     self.notify(Event.NOT_RECORDED, job, what)
                     return
                 await asyncio.sleep(backoff.next_delay())
+        if outage.down:
+            outage.back()
         if result.outcome is Outcome.STALE:
-            self.notify(Event.STALE_RESULT, job, result)
+            cancelled = result.status is JobStatus.CANCELLED
+            self.notify(Event.CANCELLED if cancelled else Event.STALE_RESULT, job, result)
         elif result.outcome is Outcome.RETRYING:
             self.notify(Event.RETRY_SCHEDULED, job, failure)
         elif result.outcome is Outcome.DEAD_LETTERED:
@@ -353,18 +370,28 @@ class Worker:
         completions.hurry = True  # nothing will take completions along any more
         await self._hand_back_waiting(serving)
         tasks = slots.tasks()
+        grace = f"{self.shutdown_grace_s:g} s"
         if tasks:
             log.info(
-                "worker %s: stopping; waiting up to %g s for %d running job(s)",
+                "worker %s: stopping: waiting up to %s for %s",
                 self.worker_id,
-                self.shutdown_grace_s,
-                len(tasks),
+                grace,
+                _jobs(len(tasks), "running"),
             )
             await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
-        for run in list(slots.runs.values()):
-            if run.task and not run.handler_done:
-                run.interrupted = Event.RELEASED
-                run.task.cancel()
+        else:
+            log.info("worker %s: stopping: no job running", self.worker_id)
+        unfinished = [run for run in slots.runs.values() if run.task and not run.handler_done]
+        for run in unfinished:
+            run.interrupted = Event.RELEASED
+            run.task.cancel()  # type: ignore[union-attr]
+        if unfinished:
+            log.info(
+                "worker %s: cancelled %s still running after %s; handed back",
+                self.worker_id,
+                _jobs(len(unfinished)),
+                grace,
+            )
         leftovers = slots.tasks()
         if leftovers:
             await asyncio.wait(leftovers, timeout=self.lease_ms / 1000)
@@ -380,7 +407,7 @@ class Worker:
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(*REDIS_DOWN):
             await serving.store.transitions.forget_worker(self.job_type, self.worker_id, leaving=True)
-        log.info("worker %s: stopped (%s)", self.worker_id, self.stats.summary())
+        log.info("worker %s: stopped; jobs: %s", self.worker_id, self.stats.summary())
 
     async def _hand_back_waiting(self, serving: _Serving) -> None:
         """Returns prefetched jobs, and ids taken for the next round, to the queue at
@@ -392,6 +419,11 @@ class Worker:
         await asyncio.gather(
             *(self._record(run.job, "was released", functools.partial(release, run.job)) for run in waiting)
         )
+
+
+def _jobs(count: int, kind: str = "") -> str:
+    """'1 running job', '2 running jobs'."""
+    return f"{count} {kind + ' ' if kind else ''}job{'' if count == 1 else 's'}"
 
 
 def run_workers(*workers: Worker, settings: Settings | None = None) -> None:

@@ -1,0 +1,90 @@
+"""Redis outages, told once per process: when one starts, while it lasts, when it ends.
+
+Every part of a process that talks to Redis (the worker's loops, the reaper, the
+scheduler, the API's calls) reports to the one `Outage` of its Redis URL (`of`):
+`failed(exc)` when a call found Redis down or hung, and a success by
+
+    if outage.down:
+        outage.back()
+
+an attribute check while Redis is up, so that a hot loop pays nothing for it. The
+first failure logs one WARNING, a failure at least `REMIND_EVERY_S` after the last
+line logs a reminder, and the first success after an outage one INFO with its length.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("jobqueue.redis")
+
+REMIND_EVERY_S = 30.0
+
+
+class Outage:
+    """The state of one Redis as this process sees it (see the module's docstring)."""
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.where = f"Redis at {redacted(url)}"
+        self.down = False
+        self._clock = clock
+        self._since = 0.0  # when the current outage was first seen
+        self._told = 0.0  # when it was last logged
+
+    def failed(self, exc: BaseException) -> None:
+        """A call found Redis unavailable (`exc`: why)."""
+        now = self._clock()
+        if not self.down:
+            self.down, self._since, self._told = True, now, now
+            log.warning("%s: unavailable (%s); retrying", self.where, _reason(exc))
+        elif now - self._told >= REMIND_EVERY_S:
+            self._told = now
+            log.warning(
+                "%s: still unavailable after %s (%s)", self.where, duration(now - self._since), _reason(exc)
+            )
+
+    def back(self) -> None:
+        """A call succeeded after an outage (callers check `down` first: see the module)."""
+        if self.down:
+            self.down = False
+            log.info("%s: back after %s", self.where, duration(self._clock() - self._since))
+
+
+_OUTAGES: dict[str, Outage] = {}
+
+
+def of(url: str) -> Outage:
+    """The process's one `Outage` for the Redis at `url`."""
+    outage = _OUTAGES.get(url)
+    if outage is None:
+        outage = _OUTAGES[url] = Outage(url)
+    return outage
+
+
+def duration(seconds: float) -> str:
+    """'0.4 s', '42 s', '1m30s', '2h05m': as precise as a person needs it."""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
