@@ -9,10 +9,12 @@ which runs `h2corn --factory jobqueue.server.asgi:build` in a new process.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ..event_log import LogObserver
 from ..events import Observers
+from ..process import configure_logging, log_level
 from ..producer import Producer
 from ..reaper import Reaper
 from ..scheduler import Scheduler
@@ -28,6 +30,9 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
     SIGINT do (h2corn)."""
     settings = settings or Settings.from_env()
     own_signals = streams is None
+    if own_signals:  # a process of h2corn's: the level `jobqueue server` passed in its environment
+        configure_logging()
+        logging.getLogger().setLevel(log_level())
     streams = streams or Streams()
     store = Store.open(settings)
     notify = Observers([LogObserver()]).notify

@@ -12,6 +12,7 @@ import shutil
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
+from ..outage import redacted
 from ..ports import AddressInUse, check_port_free
 from ..process import configure_logging, run_until_stopped
 from ..settings import Settings
@@ -64,7 +65,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     before anything is logged as running."""
     check_port_free(settings.host, settings.port, IN_USE_HINT)
     log.info(
-        "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, _redacted(settings.redis_url)
+        "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, redacted(settings.redis_url)
     )
     hypercorn_guard.install()
     streams = Streams()
@@ -96,16 +97,18 @@ def run_h2corn(settings: Settings) -> None:
         "jobqueue server on %s:%d (h2corn), Redis %s",
         settings.host,
         settings.port,
-        _redacted(settings.redis_url),
+        redacted(settings.redis_url),
     )
     h2corn_log.filter_stderr()
-    # The new process's factory (asgi.build) reads the settings back from its environment.
+    # The new process's factory (asgi.build) reads the settings, and the log level
+    # (given by --log-level, maybe), back from its environment.
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     os.execve(h2corn, [
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
         "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
         *h2corn_limits(settings),
-    ], {**os.environ, **settings.to_env()})  # fmt: skip
+    ], {**os.environ, **settings.to_env(), "JOBQUEUE_LOG_LEVEL": level})  # fmt: skip
 
 
 def h2corn_limits(settings: Settings) -> list[str]:
@@ -133,11 +136,3 @@ def run(settings: Settings) -> None:
     """Serves until SIGINT or SIGTERM."""
     check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
     run_until_stopped(lambda stop: serve(settings, stop))
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}"
