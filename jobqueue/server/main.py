@@ -64,9 +64,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serves on Hypercorn until `stop` is set. A port already taken raises AddressInUse
     before anything is logged as running."""
     check_port_free(settings.host, settings.port, IN_USE_HINT)
-    log.info(
-        "jobqueue server on %s:%d, Redis %s", settings.host, settings.port, redacted(settings.redis_url)
-    )
+    log.info("jobqueue server on %s:%d, Redis %s", settings.host, settings.port, redacted(settings.redis_url))
     hypercorn_guard.install()
     streams = Streams()
     # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
