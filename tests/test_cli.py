@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from jobqueue.store.connection import OwnConnection
 
 from .conftest import ROOT, eventually, status_is
 from .harness import Harness
+from .test_first_hour_dev import dev, dev_env, enqueue, wait_completed
 
 MISSING_ID = "00000000-0000-4000-8000-000000000000"
 LEASE_MS = 60_000
@@ -503,45 +503,15 @@ def test_dev_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def _post_json(url: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
 def test_dev_runs_redis_server_and_example_worker(tmp_path: Path) -> None:
+    """`jobqueue dev` without --worker: its Redis (with an AOF) and the packaged print worker."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "JOBQUEUE_REDIS_URL", "REDIS_ADDR")}
-    env.update(XDG_DATA_HOME=str(tmp_path), HOME=str(tmp_path))
-    log = (tmp_path / "dev.log").open("wb")
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "jobqueue.cli", "dev", "--port", str(port), "--redis-port", "0"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _post_json(f"{base}/grpc.health.v1.Health/Check", {}).get("status") == "SERVING":
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and dev.poll() is None, (tmp_path / "dev.log").read_text()
-            time.sleep(0.1)
-        service = f"{base}/mpataki.jobqueue.v1.JobService"
-        job = _post_json(f"{service}/EnqueueJob", {"type": "print", "payload": "SGVsbG8gZGV2IQ=="})["job"]
-        assert isinstance(job, dict)
-        while _post_json(f"{service}/GetJob", {"id": job["id"]})["job"]["status"] != "JOB_STATUS_COMPLETED":  # type: ignore[index]
-            assert time.monotonic() < deadline + 15, (tmp_path / "dev.log").read_text()
-            time.sleep(0.1)
-    finally:
-        dev.send_signal(signal.SIGINT)
-        code = dev.wait(30)
-    output = (tmp_path / "dev.log").read_text()
-    assert code == 0, output
+    api = f"http://127.0.0.1:{port}"
+    with dev(tmp_path, "dev", ["--port", str(port), "--redis-port", "0"], env=dev_env(tmp_path)) as running:
+        running.wait_serving(api)
+        wait_completed(api, enqueue(api, "print", b"Hello dev!"))
+        assert running.stop() == 0, running.output()
+    output = running.output()
     assert "Hello dev!" in output  # logged by jobqueue/examples/print_worker.py
     data = tmp_path / "jobqueue" / "redis"
     assert any(p.name.startswith("appendonly") for p in data.iterdir()), "dev's Redis keeps an AOF"
