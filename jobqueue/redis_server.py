@@ -109,10 +109,18 @@ def _lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
+# A Redis child dies with its parent (PR_SET_PDEATHSIG, Linux), set between fork and
+# exec. A forked child of a process with threads of other libraries (an HTTP
+# client's runtime, say) can abort if it runs Python there, so util-linux's
+# `setpriv` sets it and execs Redis: no Python runs in the child. Without setpriv,
+# prctl is called from preexec_fn, resolved beforehand so the child only calls it.
+_SETPRIV = shutil.which("setpriv") if sys.platform == "linux" else None
+_PRCTL = ctypes.CDLL("libc.so.6").prctl if sys.platform == "linux" and _SETPRIV is None else None
+
+
 def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class RedisServer:
@@ -194,14 +202,15 @@ class RedisServer:
             "--logfile", str(self.log_path),
             *self.extra_args,
         ]  # fmt: skip
+        if _SETPRIV is not None:
+            args = [_SETPRIV, "--pdeathsig", "TERM", *args]
         self.process = subprocess.Popen(
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             process_group=0,
             pass_fds=() if self._lock_fd is None else (self._lock_fd,),
-            # Only prctl() runs between fork and exec.
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=None if _PRCTL is None else _die_with_parent,  # noqa: PLW1509
         )
 
     @property

@@ -253,6 +253,26 @@ def test_dev_restarts_its_killed_redis_and_reaps_it(tmp_path: Path) -> None:
     assert "Redis stopped" in running.output()
 
 
+def test_a_killed_dev_leaves_no_redis_behind(tmp_path: Path) -> None:
+    """dev SIGKILLed (no chance to stop anything): its Redis dies with it (PR_SET_PDEATHSIG)."""
+    api = free_port()
+    args = ["--port", str(api), "--redis-port", "0", "--worker", "jobqueue.examples.print_worker"]
+    with dev(tmp_path, "dev", args, env=dev_env(tmp_path)) as running:
+        running.wait_serving(f"http://127.0.0.1:{api}")
+        [(redis_pid, _, _)] = [c for c in children(running.process.pid) if c[1].endswith("-server")]
+        running.process.kill()
+        running.process.wait(DEADLINE_S)
+
+    def gone() -> bool:  # or dead and not yet reaped by its new parent
+        try:
+            stat = Path(f"/proc/{redis_pid}/stat").read_text()
+        except OSError:
+            return True
+        return stat[stat.rindex(")") + 2] in "ZX"
+
+    until(gone, f"dev's Redis (pid {redis_pid}) gone")
+
+
 def test_dev_gives_up_on_a_redis_that_keeps_dying(tmp_path: Path) -> None:
     """A Redis that cannot start again (as with a broken AOF) is not restarted forever."""
     real = find_server_binary()
