@@ -4,10 +4,14 @@ Every part of a process that talks to Redis (the worker's loops, the reaper, the
 scheduler, the API's calls) reports to the one `Outage` of its Redis URL (`of`):
 `failed(exc)` when a call found Redis down or hung, and a success by
 
+    began_in = outage.generation
+    ...  # the call
     if outage.down:
-        outage.back()
+        outage.back(began_in)
 
-an attribute check while Redis is up, so that a hot loop pays nothing for it. The
+two attribute reads while Redis is up, so that a hot loop pays nothing for it. A
+call that began before the outage did, and whose reply was read after it began,
+proves nothing about Redis now: only a call begun during the outage ends it. The
 first failure logs one WARNING, a failure at least `REMIND_EVERY_S` after the last
 line logs a reminder, and the first success after an outage one INFO with its length.
 """
@@ -29,6 +33,8 @@ class Outage:
     def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.where = f"Redis at {redacted(url)}"
         self.down = False
+        # Outages begun so far: what a call reads before it starts (see `back`).
+        self.generation = 0
         self._clock = clock
         self._since = 0.0  # when the current outage was first seen
         self._told = 0.0  # when it was last logged
@@ -38,6 +44,7 @@ class Outage:
         now = self._clock()
         if not self.down:
             self.down, self._since, self._told = True, now, now
+            self.generation += 1
             log.warning("%s: unavailable (%s); retrying", self.where, _reason(exc))
         elif now - self._told >= REMIND_EVERY_S:
             self._told = now
@@ -45,9 +52,10 @@ class Outage:
                 "%s: still unavailable after %s (%s)", self.where, duration(now - self._since), _reason(exc)
             )
 
-    def back(self) -> None:
-        """A call succeeded after an outage (callers check `down` first: see the module)."""
-        if self.down:
+    def back(self, began_in: int) -> None:
+        """A call that began when `generation` was `began_in` succeeded (callers check
+        `down` first: see the module); only one begun during this outage ends it."""
+        if self.down and began_in == self.generation:
             self.down = False
             log.info("%s: back after %s", self.where, duration(self._clock() - self._since))
 

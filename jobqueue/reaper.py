@@ -39,7 +39,7 @@ class Reaper:
 
     async def reap_once(self) -> int:
         """One pass over every type; returns how many jobs went back to ready."""
-        inspect = self.store.inspect
+        inspect, began_in = self.store.inspect, self.store.outage.generation
         job_types = self.job_types if self.job_types is not None else await inspect.job_types()
         # Right after a Redis restart every worker looks dead and every lease
         # expired (no heartbeat got through): wait for live workers to check in.
@@ -57,7 +57,7 @@ class Reaper:
                 self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
                 back += swept
         if self.store.outage.down:
-            self.store.outage.back()
+            self.store.outage.back(began_in)
         return back
 
     async def _recover_from_dead_workers(self, job_type: str) -> int:

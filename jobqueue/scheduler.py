@@ -82,10 +82,10 @@ class Scheduler:
 
     async def _promote(self, job_type: str) -> float:
         """Promotes what is due; returns the loop time to look at this type again."""
-        began, start = time.time(), time.perf_counter()
+        began, start, began_in = time.time(), time.perf_counter(), self.store.outage.generation
         moved, delay_ms = await self.store.transitions.promote(job_type, self.batch)
         if self.store.outage.down:
-            self.store.outage.back()
+            self.store.outage.back(began_in)
         self.notify(
             Event.PROMOTED, None, Call("promote", job_type, began, time.perf_counter() - start, moved=moved)
         )

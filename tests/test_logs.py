@@ -55,13 +55,17 @@ def test_an_outage_is_told_once_reminded_every_30_s_and_its_end_once(
     outage = Outage("redis://:secret@db:6379/0", clock=lambda: now)
     down = ConnectionError("Connection refused")
     with caplog.at_level(logging.INFO, logger="jobqueue.redis"):
+        before = outage.generation  # a call begun before the outage, answered during it
         for step in range(91):  # a failure report a second, from many loops, for 90 s
             now = 1000.0 + step
             for _ in range(5):
                 outage.failed(down)
         assert outage.down
-        outage.back()
-        outage.back()  # a second success says nothing more
+        outage.back(before)  # proves nothing about Redis now: still down
+        assert outage.down
+        during = outage.generation
+        outage.back(during)
+        outage.back(during)  # a second success says nothing more
         now += 1
         outage.failed(TimeoutError())  # a new outage
     at, why = "Redis at redis://***@db:6379/0", "(ConnectionError: Connection refused)"

@@ -61,12 +61,13 @@ class ErrorInterceptor:
         request: REQ,
         ctx: RequestContext[Any, Any],
     ) -> RES:
+        began_in = self.outage.generation
         try:
             response = await call_next(request, ctx)
         except Exception as exc:  # noqa: BLE001 - every error must leave with a deliberate code
             raise to_connect_error(exc, ctx.method.name, self.outage) from None
         if self.outage.down:
-            self.outage.back()
+            self.outage.back(began_in)
         return response
 
     async def intercept_server_stream(

@@ -64,7 +64,7 @@ class Completions:
             return [], []
         ids = [job.id for job in batch]
         self._sending.update(ids)
-        began, start = time.time(), time.perf_counter()
+        began, start, began_in = time.time(), time.perf_counter(), c.outage.generation
         try:
             records, claims, taken = await c.transitions.round(
                 c.job_type,
@@ -84,7 +84,7 @@ class Completions:
             self._sending.difference_update(ids)
         seconds = time.perf_counter() - start
         if c.outage.down:
-            c.outage.back()
+            c.outage.back(began_in)
         for job_id in ids:
             del self.pending[job_id]
         if not self.pending:

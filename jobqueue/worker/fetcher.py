@@ -68,13 +68,13 @@ class Fetcher:
     async def _pop_and_claim(self, connection: OwnConnection) -> None:
         c = self.context
         self.completions.hurry = True
-        began, start = time.time(), time.perf_counter()
+        began, start, began_in = time.time(), time.perf_counter(), c.outage.generation
         try:
             job_id = await c.transitions.pop(connection, c.job_type, self.block_timeout_s)
         finally:
             self.completions.hurry = False
         if c.outage.down:
-            c.outage.back()
+            c.outage.back(began_in)
         if job_id is None:
             return
         popped = time.perf_counter()

@@ -64,12 +64,12 @@ class Heartbeat:
 
     async def beat(self) -> None:
         c = self.context
-        began = time.monotonic()
+        began, began_in = time.monotonic(), c.outage.generation
         held = self.slots.leases() + self.completions.leases()
         lost = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
         self.stale_at = began + self._stale_after_s
         if c.outage.down:
-            c.outage.back()
+            c.outage.back(began_in)
         for job_id, status in lost:
             run = self.slots.runs.get(job_id)
             if run is None or run.handler_done or run.interrupted is not None:

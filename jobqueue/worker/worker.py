@@ -334,6 +334,7 @@ class Worker:
         backoff = ReconnectBackoff()
         outage = self.store.outage
         while True:
+            began_in = outage.generation
             try:
                 result = await write()
                 break
@@ -344,7 +345,7 @@ class Worker:
                     return
                 await asyncio.sleep(backoff.next_delay())
         if outage.down:
-            outage.back()
+            outage.back(began_in)
         if result.outcome is Outcome.STALE:
             cancelled = result.status is JobStatus.CANCELLED
             self.notify(Event.CANCELLED if cancelled else Event.STALE_RESULT, job, result)
