@@ -2,7 +2,8 @@
 end (streams.py), gRPC-Web text mode (grpc_web_text.py), the read of what is left
 of a refused request (drain.py), and the bounds on hostile or slow clients
 (limits.py, slow.py, quiet.py, grpc_trailers.py), and refusals that explain
-themselves (refusals.py)."""
+themselves (refusals.py). The bounds that see every message share one layer
+(edge.py)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplicatio
 from ..producer import Producer
 from .cors import CORSMiddleware
 from .drain import DrainUnreadBody
+from .edge import Edge
 from .errors import ErrorInterceptor
 from .grpc_trailers import GrpcNeedsTrailers
 from .grpc_web_text import GrpcWebText
 from .health import HealthService
 from .limits import StreamMessageLimit, codecs
-from .quiet import QuietClientAborts
 from .refusals import ExplainedRefusals
 from .router import Hook, Router
 from .service import JobServiceHandler
@@ -68,7 +69,7 @@ def create_app(
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     explained = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes)
-    app: Any = GrpcWebText(streams.asgi(GrpcNeedsTrailers(explained)))
+    app: Any = GrpcWebText(GrpcNeedsTrailers(explained))
     if settings.cors_origins:
         app = CORSMiddleware(
             app,
@@ -76,12 +77,11 @@ def create_app(
             extra_headers=settings.cors_allow_headers,
             allow_credentials=settings.cors_allow_credentials,
         )
-    # Outside the drain, so that the read of a refused body's rest (which happens
-    # in the answer's send) is not taken for a client that does not read.
-    app = SlowClientTimeouts(
-        DrainUnreadBody(app),
+    slow = SlowClientTimeouts(
         body_idle_s=settings.body_idle_timeout_s,
         body_total_s=settings.body_timeout_s,
         send_s=settings.send_timeout_s,
     )
-    return QuietClientAborts(app)
+    # Outside the drain, so that the read of a refused body's rest (which happens
+    # in the answer's send) is not taken for a client that does not read.
+    return Edge(DrainUnreadBody(app), slow)

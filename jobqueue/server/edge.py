@@ -1,0 +1,102 @@
+"""The edge: the one ASGI layer that sees every message of every HTTP request.
+
+Three concerns must see each message a request receives or sends, and each
+keeps its rules in its own module:
+- slow clients (slow.py): reads of an unfinished body and blocked sends are timed;
+- streams whose client has gone (streams.py): once a read has returned
+  `http.disconnect`, sends are only offered, briefly; and the Streams interceptor
+  learns whether the request came over HTTP/1.x;
+- client aborts kept out of the error log (quiet.py): the exception a send to
+  the client raised is recorded, and what the app raises because of it, or
+  because of the client's deadline or disconnect, ends as a DEBUG line.
+
+They share this layer, with one wrapper of `receive` and one of `send`, calling
+the concerns' hooks as plain functions. A layer per concern, each awaiting its
+app and wrapping both callables, was most of what the edge cost per call: each
+such layer's coroutine frame is re-entered every time the request's task
+resumes, and each wrapper is one more coroutine per message. For the same
+reason the layers that only look at the request (gRPC trailers, gRPC-Web text,
+CORS, the router) return their app's coroutine instead of awaiting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .quiet import client_abort, log_client_abort
+from .slow import SlowClientTimeouts, TimedCall
+from .streams import note_http_version, offer_to_gone_client
+
+
+class Edge:
+    def __init__(self, app: Any, slow: SlowClientTimeouts) -> None:
+        self.app = app
+        self.slow = slow
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        note_http_version(scope.get("http_version", "1.1").startswith("1"))
+        exchange = _Exchange(self.slow.start(), receive, send)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except Exception as exc:
+            if not client_abort(exc, exchange.send_error):
+                raise
+            log_client_abort(scope, exc)
+        finally:
+            self.slow.end(exchange.call)
+
+
+class _Exchange:
+    """One request's receive and send, as the app sees them."""
+
+    __slots__ = ("call", "gone", "send_error", "up_receive", "up_send")
+
+    def __init__(self, call: TimedCall, receive: Any, send: Any) -> None:
+        self.call = call
+        self.up_receive = receive
+        self.up_send = send
+        self.gone = False
+        self.send_error: BaseException | None = None
+
+    async def receive(self) -> Any:
+        call = self.call
+        if call.body_done:
+            message = await self.up_receive()
+        else:
+            idle_deadline = call.reading_body()
+            try:
+                message = await self.up_receive()
+            except asyncio.CancelledError:
+                if call.ours():
+                    raise call.body_timed_out(idle_deadline) from None
+                raise
+            finally:
+                call.deadline = None
+            call.body_read(message)
+        if message["type"] == "http.disconnect":
+            self.gone = True
+        return message
+
+    async def send(self, message: Any) -> None:
+        if self.gone:
+            await offer_to_gone_client(self.up_send, message)
+            return
+        call = self.call
+        timed = message["type"] != "http.response.start"
+        if timed:
+            call.sending()
+        try:
+            await self.up_send(message)
+        except asyncio.CancelledError:
+            if timed and call.ours():
+                raise call.send_stalled() from None
+            raise
+        except Exception as exc:
+            self.send_error = exc
+            raise
+        finally:
+            call.deadline = None
