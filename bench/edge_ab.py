@@ -16,7 +16,12 @@ Connect-JSON `EnqueueJob` (4 connections x 16 streams).
   once with the warm-up only and once with the warm-up and N more calls; the
   difference over N is the instructions per call, start-up and shutdown
   excluded. The machine's speed and load do not move it.
-- `calls`: the same, with the server under cProfile: Python function calls per call.
+- `calls`: the same, with the server under cProfile: Python function calls per
+  call. Hypercorn's and h2's share moves from run to run (how requests batch).
+- `app-calls`: the app alone, without an HTTP server: `jobqueue.server.asgi.build()`
+  driven in-process as Hypercorn drives it over HTTP/2 (16 calls at a time), with
+  a sys.setprofile counter of Python frames entered (a call, or a coroutine
+  resumed) and of built-in calls, in all and in jobqueue/server/ (the edge).
 
 Bounded: every wait has a timeout; only 127.0.0.1 is used.
 """
@@ -36,10 +41,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
-
-from jobqueue.redis_server import RedisServer, free_port
 
 HOST = "127.0.0.1"
 PATH = "/mpataki.jobqueue.v1.JobService/EnqueueJob"
@@ -54,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("tree_a", type=Path)
     parser.add_argument("tree_b", type=Path)
-    parser.add_argument("--measure", choices=("time", "instructions", "calls"), default="time")
+    parser.add_argument("--measure", choices=("time", "instructions", "calls", "app-calls"), default="time")
     parser.add_argument("--pairs", type=int, default=8, help="time: alternating pairs")
     parser.add_argument("--requests", type=int, help="calls per run (time: 20000; else 2000)")
     parser.add_argument("--warmup", type=int, default=500, help="instructions, calls: calls before counting")
@@ -64,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for tree in trees.values():
         if not (tree / "jobqueue" / "server").is_dir():
             parser.error(f"{tree} is not a jobqueue checkout")
+    # This checkout's, imported here: a child counting calls imports its tree's jobqueue.
+    from jobqueue.redis_server import RedisServer  # noqa: PLC0415
+
     work = Path(tempfile.mkdtemp(prefix="edge_ab."))
     body = work / "body.json"
     body.write_bytes(BODY)
@@ -71,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = redis_server.url
         if args.measure == "time":
             return _time(trees, url, body, work, pairs=args.pairs, requests=args.requests or 20000)
+        if args.measure == "app-calls":
+            return _app_calls(trees, url, requests=args.requests or 2000, warmup=args.warmup)
         return _count(
             trees, url, body, work,
             measure=args.measure, requests=args.requests or 2000, warmup=args.warmup, repeats=args.repeats,
@@ -159,9 +168,105 @@ def _counted_run(
     return int(pstats.Stats(str(out)).total_calls)  # type: ignore[attr-defined]
 
 
+def _app_calls(trees: dict[str, Path], url: str, *, requests: int, warmup: int) -> int:
+    for label, tree in trees.items():
+        env = dict(os.environ, PYTHONPATH=str(tree), JOBQUEUE_REDIS_URL=url, JOBQUEUE_PREFIX=label)
+        command = [sys.executable, __file__, APP_CALLS_CHILD, str(requests), str(warmup)]
+        out = subprocess.run(
+            command, check=False, cwd=tree, env=env, capture_output=True, text=True, timeout=600
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{label}: {out.stderr}")
+        print(f"{label}: {out.stdout.strip()}", flush=True)
+    return 0
+
+
+APP_CALLS_CHILD = "--app-calls-child"
+
+
+def _count_app_calls(requests: int, warmup: int) -> None:
+    """In the child: the app's calls per request (see `app-calls` above)."""
+    import asyncio  # noqa: PLC0415
+
+    from jobqueue.server.asgi import build  # noqa: PLC0415 - the tree's, by PYTHONPATH
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "2",
+        "method": "POST", "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+        "root_path": "", "client": (HOST, 40000), "server": (HOST, 8080),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
+        "extensions": {"http.response.trailers": {}},
+    }  # fmt: skip
+
+    async def call(app: Any) -> None:
+        answered = asyncio.Event()
+        received = 0
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal received
+            received += 1
+            if received == 1:
+                return {"type": "http.request", "body": BODY, "more_body": False}
+            await answered.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif not message.get("more_body", False):
+                answered.set()
+
+        await app(dict(scope), receive, send)
+        if status != 200:
+            raise RuntimeError(f"status {status}")
+
+    async def calls(app: Any, count: int) -> None:
+        for start in range(0, count, 16):
+            await asyncio.gather(*(call(app) for _ in range(min(16, count - start))))
+
+    counts = {"call": 0, "c_call": 0, "edge": 0}
+    edge = f"{os.sep}jobqueue{os.sep}server{os.sep}"
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            counts["call"] += 1
+            if edge in frame.f_code.co_filename:
+                counts["edge"] += 1
+        elif event == "c_call":
+            counts["c_call"] += 1
+
+    async def run() -> None:
+        app = build()
+        lifespan: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        started = asyncio.Event()
+
+        async def lifespan_send(message: dict[str, str]) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                started.set()
+
+        await lifespan.put({"type": "lifespan.startup"})
+        life = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, lifespan_send))
+        await asyncio.wait_for(started.wait(), 30)
+        await calls(app, warmup)
+        sys.setprofile(profile)
+        await calls(app, requests)
+        sys.setprofile(None)
+        await lifespan.put({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(life, 30)
+
+    asyncio.run(run())
+    print(
+        f"per call: {counts['call'] / requests:,.1f} Python frames entered "
+        f"({counts['edge'] / requests:,.1f} in jobqueue/server/), "
+        f"{counts['c_call'] / requests:,.1f} built-in calls"
+    )
+
+
 @contextlib.contextmanager
 def _server(tree: Path, url: str, work: Path, name: str, python: list[str] | None = None) -> Iterator[int]:
-    port = free_port()
+    port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(tree), JOBQUEUE_REDIS_URL=url, JOBQUEUE_PREFIX=name)
     command = [*(python or [sys.executable]), "-m", "jobqueue.cli", "server", "--server", "hypercorn"]
     with (work / f"{name}.log").open("wb") as log:
@@ -183,6 +288,12 @@ def _server(tree: Path, url: str, work: Path, name: str, python: list[str] | Non
             process.kill()
             process.wait()
             raise RuntimeError(f"{name}: the server did not stop; see {work / (name + '.log')}") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -214,4 +325,7 @@ def _h2load(port: int, body: Path, requests: int, *, connections: int = 4, strea
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == [APP_CALLS_CHILD]:
+        _count_app_calls(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.exit(main())

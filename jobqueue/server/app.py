@@ -68,8 +68,11 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    explained = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes)
-    app: Any = GrpcWebText(GrpcNeedsTrailers(explained))
+    grpc = GrpcWebText(
+        GrpcNeedsTrailers(ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes))
+    )
+    connect = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes, grpc=False)
+    app: Any = _ByProtocol(grpc=grpc, connect=connect)
     if settings.cors_origins:
         app = CORSMiddleware(
             app,
@@ -85,3 +88,29 @@ def create_app(
     # Outside the drain, so that the read of a refused body's rest (which happens
     # in the answer's send) is not taken for a client that does not read.
     return Edge(DrainUnreadBody(app), slow)
+
+
+_GRPC = b"application/grpc"
+
+
+class _ByProtocol:
+    """gRPC and gRPC-Web requests to `grpc`, the layers that only they need;
+    any other request (Connect, or a Content-Type no protocol takes) to `connect`.
+
+    Safe because those layers act only on a Content-Type that starts with
+    application/grpc (gRPC-Web text is application/grpc-web-text), and
+    connectrpc answers any other request in the Connect protocol, which carries
+    no grpc-message. Not a coroutine: it returns the app's, adding no frame to
+    the request's task (see edge.py).
+    """
+
+    def __init__(self, *, grpc: Any, connect: Any) -> None:
+        self.grpc = grpc
+        self.connect = connect
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-type" and value[: len(_GRPC)].lower() == _GRPC:
+                    return self.grpc(scope, receive, send)
+        return self.connect(scope, receive, send)

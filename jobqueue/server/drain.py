@@ -62,7 +62,7 @@ class DrainUnreadBody:
             nonlocal unread
             message = await receive()
             unread = message["type"] == "http.request" and message.get("more_body", False)
-            if not unread:
+            if not unread and held:
                 await release()
             return message
 

@@ -81,11 +81,15 @@ def oversized_message(path: str, read_max_bytes: int, max_payload_bytes: int) ->
 
 
 class ExplainedRefusals:
-    """ASGI middleware around the service apps (see the module's docstring)."""
+    """ASGI middleware around the service apps (see the module's docstring).
+    With `grpc=False`, for requests that are neither gRPC nor gRPC-Web (their
+    Content-Type does not start with application/grpc), whose answers carry no
+    grpc-message: only a 415 or 429 is looked at."""
 
-    def __init__(self, app: Any, *, max_payload_bytes: int) -> None:
+    def __init__(self, app: Any, *, max_payload_bytes: int, grpc: bool = True) -> None:
         self.app = app
         self.max_payload_bytes = max_payload_bytes
+        self.grpc = grpc
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -103,9 +107,10 @@ class ExplainedRefusals:
                 if status in (_UNSUPPORTED_MEDIA_TYPE, _RESOURCE_EXHAUSTED_HTTP):
                     held = message
                     return
-                message = self._with_grpc_message(scope, message)
-                grpc_web = _content_type(message).startswith(_GRPC_WEB)
-                gzipped = grpc_web and (b"grpc-encoding", b"gzip") in message.get("headers", ())
+                if self.grpc:
+                    message = self._with_grpc_message(scope, message)
+                    grpc_web = _content_type(message).startswith(_GRPC_WEB)
+                    gzipped = grpc_web and (b"grpc-encoding", b"gzip") in message.get("headers", ())
             elif kind == "http.response.trailers":
                 message = self._with_grpc_message(scope, message)
             elif kind == "http.response.body":

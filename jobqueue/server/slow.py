@@ -56,11 +56,6 @@ class TimedCall:
         self.cancelling = 0
         self.expired = False
 
-    def _wait(self, deadline: float) -> None:
-        self.cancelling = self.task.cancelling()
-        self.expired = False
-        self.deadline = deadline
-
     def ours(self) -> bool:
         """Whether the cancellation that ended the wait is ours (as asyncio.timeout tells)."""
         return self.expired and self.task.uncancel() <= self.cancelling
@@ -68,7 +63,9 @@ class TimedCall:
     def reading_body(self) -> float:
         """Starts a timed read of the body; the read's idle deadline."""
         idle_deadline = _now() + self.bounds.body_idle_s
-        self._wait(min(idle_deadline, self.body_deadline))
+        self.cancelling = self.task.cancelling()
+        self.expired = False
+        self.deadline = min(idle_deadline, self.body_deadline)
         return idle_deadline
 
     def body_read(self, message: Any) -> None:
@@ -90,7 +87,9 @@ class TimedCall:
         """Starts a timed send. Not for the response's start: headers go to the
         transport without waiting on the client; one whose answer is stuck behind
         unread data waits in a timed send."""
-        self._wait(_now() + self.bounds.send_s)
+        self.cancelling = self.task.cancelling()
+        self.expired = False
+        self.deadline = _now() + self.bounds.send_s
 
     def send_stalled(self) -> ResponseStalled:
         return ResponseStalled(f"the client read nothing of the response for {self.bounds.send_s:g} s")
