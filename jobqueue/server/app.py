@@ -3,7 +3,7 @@ end (streams.py), gRPC-Web text mode (grpc_web_text.py), the read of what is lef
 of a refused request (drain.py), and the bounds on hostile or slow clients
 (limits.py, slow.py, quiet.py, grpc_trailers.py), and refusals that explain
 themselves (refusals.py). The bounds that see every message share one layer
-(edge.py)."""
+(edge.py), the outermost."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
 from ..producer import Producer
 from .cors import CORSMiddleware
-from .drain import DrainUnreadBody
 from .edge import Edge
 from .errors import ErrorInterceptor
 from .grpc_trailers import GrpcNeedsTrailers
@@ -85,9 +84,7 @@ def create_app(
         body_total_s=settings.body_timeout_s,
         send_s=settings.send_timeout_s,
     )
-    # Outside the drain, so that the read of a refused body's rest (which happens
-    # in the answer's send) is not taken for a client that does not read.
-    return Edge(DrainUnreadBody(app), slow)
+    return Edge(app, slow)
 
 
 _GRPC = b"application/grpc"

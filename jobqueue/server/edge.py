@@ -1,8 +1,10 @@
 """The edge: the one ASGI layer that sees every message of every HTTP request.
 
-Three concerns must see each message a request receives or sends, and each
+Four concerns must see each message a request receives or sends, and each
 keeps its rules in its own module:
 - slow clients (slow.py): reads of an unfinished body and blocked sends are timed;
+- a body the app has not read to its end when it answers (drain.py): the rest
+  is read and dropped, and over HTTP/1.1 the answer held back meanwhile;
 - streams whose client has gone (streams.py): once a read has returned
   `http.disconnect`, sends are only offered, briefly; and the Streams interceptor
   learns whether the request came over HTTP/1.x;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .drain import UnreadBody
 from .quiet import client_abort, log_client_abort
 from .slow import SlowClientTimeouts, TimedCall
 from .streams import note_http_version, offer_to_gone_client
@@ -38,10 +41,16 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        note_http_version(scope.get("http_version", "1.1").startswith("1"))
-        exchange = _Exchange(self.slow.start(), receive, send)
+        http1 = scope.get("http_version", "1.1").startswith("1")
+        note_http_version(http1)
+        exchange = _Exchange(self.slow.start(), UnreadBody(http1), receive, send)
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except BaseException:
+                await exchange.body.failed(exchange.send)
+                raise
+            await exchange.body.finish(exchange.read, exchange.send)
         except Exception as exc:
             if not client_abort(exc, exchange.send_error):
                 raise
@@ -53,35 +62,46 @@ class Edge:
 class _Exchange:
     """One request's receive and send, as the app sees them."""
 
-    __slots__ = ("call", "gone", "send_error", "up_receive", "up_send")
+    __slots__ = ("body", "call", "gone", "send_error", "up_receive", "up_send")
 
-    def __init__(self, call: TimedCall, receive: Any, send: Any) -> None:
+    def __init__(self, call: TimedCall, body: UnreadBody, receive: Any, send: Any) -> None:
         self.call = call
+        self.body = body
         self.up_receive = receive
         self.up_send = send
         self.gone = False
         self.send_error: BaseException | None = None
 
-    async def receive(self) -> Any:
+    async def read(self) -> Any:
+        """The server's next message, timed while the body is unfinished (slow.py)."""
         call = self.call
         if call.body_done:
+            return await self.up_receive()
+        idle_deadline = call.reading_body()
+        try:
             message = await self.up_receive()
-        else:
-            idle_deadline = call.reading_body()
-            try:
-                message = await self.up_receive()
-            except asyncio.CancelledError:
-                if call.ours():
-                    raise call.body_timed_out(idle_deadline) from None
-                raise
-            finally:
-                call.deadline = None
-            call.body_read(message)
+        except asyncio.CancelledError:
+            if call.ours():
+                raise call.body_timed_out(idle_deadline) from None
+            raise
+        finally:
+            call.deadline = None
+        call.body_read(message)
+        return message
+
+    async def receive(self) -> Any:
+        message = await (self.up_receive() if self.call.body_done else self.read())
+        if self.body.received(message):
+            await self.body.release(self.send)
         if message["type"] == "http.disconnect":
             self.gone = True
         return message
 
     async def send(self, message: Any) -> None:
+        # The rest of a refused body is read before the send is timed: a client
+        # still sending it is not one that does not read its answer.
+        if self.body.unread and await self.body.answer(message, self.read, self.send):
+            return
         if self.gone:
             await offer_to_gone_client(self.up_send, message)
             return
