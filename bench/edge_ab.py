@@ -23,6 +23,8 @@ Connect-JSON `EnqueueJob` (4 connections x 16 streams).
   a sys.setprofile counter of Python frames entered (a call, or a coroutine
   resumed) and of built-in calls, in all and in the edge's modules (EDGE_MODULES:
   the ASGI layers around connectrpc's apps, and their hooks).
+- `app-instructions`: the app alone, driven so (no counter), under valgrind:
+  instructions per call, as `instructions` computes them.
 
 Bounded: every wait has a timeout; only 127.0.0.1 is used.
 """
@@ -64,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("tree_a", type=Path)
     parser.add_argument("tree_b", type=Path)
-    parser.add_argument("--measure", choices=("time", "instructions", "calls", "app-calls"), default="time")
+    parser.add_argument(
+        "--measure",
+        choices=("time", "instructions", "calls", "app-calls", "app-instructions"),
+        default="time",
+    )
     parser.add_argument("--pairs", type=int, default=8, help="time: alternating pairs")
     parser.add_argument("--requests", type=int, help="calls per run (time: 20000; else 2000)")
     parser.add_argument("--warmup", type=int, default=500, help="instructions, calls: calls before counting")
@@ -86,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _time(trees, url, body, work, pairs=args.pairs, requests=args.requests or 20000)
         if args.measure == "app-calls":
             return _app_calls(trees, url, requests=args.requests or 2000, warmup=args.warmup)
+        if args.measure == "app-instructions":
+            return _app_instructions(
+                trees, url, work, requests=args.requests or 2000, warmup=args.warmup, repeats=args.repeats
+            )
         return _count(
             trees, url, body, work,
             measure=args.measure, requests=args.requests or 2000, warmup=args.warmup, repeats=args.repeats,
@@ -145,12 +155,16 @@ def _count(
                 f"{label} run {repeat + 1}: {value:,.0f} {measure} per call ({base:,} / {total:,})",
                 flush=True,
             )
+    _print_medians(per_call, measure)
+    return 0
+
+
+def _print_medians(per_call: dict[str, list[float]], measure: str) -> None:
     for label, values in per_call.items():
         runs = [round(value) for value in values]
         print(f"{label}: median {statistics.median(values):,.0f} {measure} per call {runs}")
     (a, values_a), (b, values_b) = per_call.items()
     print(f"{b}/{a} {statistics.median(values_b) / statistics.median(values_a):.3f}")
-    return 0
 
 
 def _counted_run(
@@ -167,11 +181,15 @@ def _counted_run(
         for load in loads:
             _h2load(port, body, load, connections=1, streams=16)
     if measure == "instructions":
-        for line in out.read_text().splitlines():
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-        raise RuntimeError(f"no summary in {out}")
+        return _instructions(out)
     return int(pstats.Stats(str(out)).total_calls)  # type: ignore[attr-defined]
+
+
+def _instructions(cachegrind_out: Path) -> int:
+    for line in cachegrind_out.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary in {cachegrind_out}")
 
 
 def _app_calls(trees: dict[str, Path], url: str, *, requests: int, warmup: int) -> int:
@@ -187,11 +205,41 @@ def _app_calls(trees: dict[str, Path], url: str, *, requests: int, warmup: int) 
     return 0
 
 
+def _app_instructions(
+    trees: dict[str, Path], url: str, work: Path, *, requests: int, warmup: int, repeats: int
+) -> int:
+    per_call: dict[str, list[float]] = {}
+    for label, tree in trees.items():
+        env = dict(os.environ, PYTHONPATH=str(tree), JOBQUEUE_REDIS_URL=url, JOBQUEUE_PREFIX=label)
+        for repeat in range(repeats):
+            counts = []
+            for count in (0, requests):
+                out = work / f"app-{label}-{repeat}-{count}.out"
+                valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}"]
+                command = [
+                    *valgrind,
+                    sys.executable,
+                    __file__,
+                    APP_CALLS_CHILD,
+                    str(count),
+                    str(warmup),
+                    "uncounted",
+                ]
+                subprocess.run(command, cwd=tree, env=env, capture_output=True, timeout=1800, check=True)
+                counts.append(_instructions(out))
+            value = (counts[1] - counts[0]) / requests
+            per_call.setdefault(label, []).append(value)
+            print(f"{label} run {repeat + 1}: {value:,.0f} instructions per call", flush=True)
+    _print_medians(per_call, "instructions")
+    return 0
+
+
 APP_CALLS_CHILD = "--app-calls-child"
 
 
-def _count_app_calls(requests: int, warmup: int) -> None:
-    """In the child: the app's calls per request (see `app-calls` above)."""
+def _count_app_calls(requests: int, warmup: int, *, counted: bool = True) -> None:
+    """In the child: the app's calls per request (see `app-calls` above); with
+    `counted` false, only the calls (for valgrind to count their instructions)."""
     import asyncio  # noqa: PLC0415
 
     from jobqueue.server.asgi import build  # noqa: PLC0415 - the tree's, by PYTHONPATH
@@ -257,13 +305,16 @@ def _count_app_calls(requests: int, warmup: int) -> None:
         life = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, lifespan_send))
         await asyncio.wait_for(started.wait(), 30)
         await calls(app, warmup)
-        sys.setprofile(profile)
+        if counted:
+            sys.setprofile(profile)
         await calls(app, requests)
         sys.setprofile(None)
         await lifespan.put({"type": "lifespan.shutdown"})
         await asyncio.wait_for(life, 30)
 
     asyncio.run(run())
+    if not counted:
+        return
     print(
         f"per call: {counts['call'] / requests:,.1f} Python frames entered "
         f"({counts['edge'] / requests:,.1f} in the edge's modules), "
@@ -333,6 +384,6 @@ def _h2load(port: int, body: Path, requests: int, *, connections: int = 4, strea
 
 if __name__ == "__main__":
     if sys.argv[1:2] == [APP_CALLS_CHILD]:
-        _count_app_calls(int(sys.argv[2]), int(sys.argv[3]))
+        _count_app_calls(int(sys.argv[2]), int(sys.argv[3]), counted=sys.argv[4:5] != ["uncounted"])
     else:
         sys.exit(main())
