@@ -14,9 +14,9 @@ import uuid
 
 from .conftest import ROOT
 
-# 25 when this was written; a layer per concern, each wrapping receive and send,
+# 21 when this was written; a layer per concern, each wrapping receive and send,
 # cost 42 (bb9b222, before the edge's bounds, 9).
-EDGE_FRAMES_PER_CALL = 28
+EDGE_FRAMES_PER_CALL = 24
 
 
 def test_a_connect_call_enters_few_frames_of_the_edge(redis_url: str) -> None:

@@ -67,11 +67,8 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    grpc = GrpcWebText(
-        GrpcNeedsTrailers(ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes))
-    )
-    connect = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes, grpc=False)
-    app: Any = _ByProtocol(grpc=grpc, connect=connect)
+    refusals = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes)
+    app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=router)
     if settings.cors_origins:
         app = CORSMiddleware(
             app,
@@ -84,7 +81,7 @@ def create_app(
         body_total_s=settings.body_timeout_s,
         send_s=settings.send_timeout_s,
     )
-    return Edge(app, slow)
+    return Edge(app, slow, refusals)
 
 
 _GRPC = b"application/grpc"
@@ -97,8 +94,8 @@ class _ByProtocol:
     Safe because those layers act only on a Content-Type that starts with
     application/grpc (gRPC-Web text is application/grpc-web-text), and
     connectrpc answers any other request in the Connect protocol, which carries
-    no grpc-message. Not a coroutine: it returns the app's, adding no frame to
-    the request's task (see edge.py).
+    no grpc-message (its 415 and 429 are explained by the edge). Not a coroutine:
+    it returns the app's, adding no frame to the request's task (see edge.py).
     """
 
     def __init__(self, *, grpc: Any, connect: Any) -> None:

@@ -1,7 +1,9 @@
 """The edge: the one ASGI layer that sees every message of every HTTP request.
 
-Four concerns must see each message a request receives or sends, and each
-keeps its rules in its own module:
+Five concerns must see each message a request receives or sends, or each
+answer's start, and each keeps its rules in its own module:
+- refusals that explain themselves (refusals.py): the start of a 415 or 429
+  waits for its body, to be explained with it;
 - slow clients (slow.py): reads of an unfinished body and blocked sends are timed;
 - a body the app has not read to its end when it answers (drain.py): the rest
   is read and dropped, and over HTTP/1.1 the answer held back meanwhile;
@@ -28,14 +30,16 @@ from typing import Any
 
 from .drain import UnreadBody
 from .quiet import client_abort, log_client_abort
+from .refusals import EXPLAINED_STATUSES, ExplainedRefusals
 from .slow import SlowClientTimeouts, TimedCall
 from .streams import note_http_version, offer_to_gone_client
 
 
 class Edge:
-    def __init__(self, app: Any, slow: SlowClientTimeouts) -> None:
+    def __init__(self, app: Any, slow: SlowClientTimeouts, refusals: ExplainedRefusals) -> None:
         self.app = app
         self.slow = slow
+        self.refusals = refusals
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -43,10 +47,12 @@ class Edge:
             return
         http1 = scope.get("http_version", "1.1").startswith("1")
         note_http_version(http1)
-        exchange = _Exchange(self.slow.start(), UnreadBody(http1), receive, send)
+        exchange = _Exchange(self, scope, UnreadBody(http1), receive, send)
         try:
             try:
                 await self.app(scope, exchange.receive, exchange.send)
+                if exchange.refused is not None:  # a start without a body: not one of connectrpc's refusals
+                    await exchange.send_held()
             except BaseException:
                 await exchange.body.failed(exchange.send)
                 raise
@@ -62,15 +68,22 @@ class Edge:
 class _Exchange:
     """One request's receive and send, as the app sees them."""
 
-    __slots__ = ("body", "call", "gone", "send_error", "up_receive", "up_send")
+    __slots__ = (
+        "body", "call", "edge", "gone", "refusal_seen", "refused",
+        "scope", "send_error", "up_receive", "up_send",
+    )  # fmt: skip
 
-    def __init__(self, call: TimedCall, body: UnreadBody, receive: Any, send: Any) -> None:
-        self.call = call
+    def __init__(self, edge: Edge, scope: Any, body: UnreadBody, receive: Any, send: Any) -> None:
+        self.edge = edge
+        self.scope = scope
+        self.call: TimedCall = edge.slow.start()
         self.body = body
         self.up_receive = receive
         self.up_send = send
         self.gone = False
         self.send_error: BaseException | None = None
+        self.refused: Any = None  # the start of a 415 or 429, until its body
+        self.refusal_seen = False  # a start held once goes out as it is, or explained
 
     async def read(self) -> Any:
         """The server's next message, timed while the body is unfinished (slow.py)."""
@@ -98,6 +111,13 @@ class _Exchange:
         return message
 
     async def send(self, message: Any) -> None:
+        if self.refused is not None or (
+            message["type"] == "http.response.start"
+            and message["status"] in EXPLAINED_STATUSES
+            and not self.refusal_seen
+        ):
+            await self._refusal(message)
+            return
         # The rest of a refused body is read before the send is timed: a client
         # still sending it is not one that does not read its answer.
         if self.body.unread and await self.body.answer(message, self.read, self.send):
@@ -120,3 +140,20 @@ class _Exchange:
             raise
         finally:
             call.deadline = None
+
+    async def _refusal(self, message: Any) -> None:
+        """A 415 or 429's start is held; with its whole body, both are explained."""
+        if self.refused is None:
+            self.refused = message
+            self.refusal_seen = True
+            return
+        start, self.refused = self.refused, None
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            start, message = self.edge.refusals.explained(self.scope, start, message)
+        await self.send(start)
+        await self.send(message)
+
+    async def send_held(self) -> None:
+        """The app is done and a held start had no body: it goes as it is."""
+        start, self.refused = self.refused, None
+        await self.send(start)
