@@ -67,8 +67,8 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    refusals = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes)
-    app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=router)
+    refusals = ExplainedRefusals(router.route, max_payload_bytes=settings.max_payload_bytes)
+    app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=router.route)
     if settings.cors_origins:
         app = CORSMiddleware(
             app,

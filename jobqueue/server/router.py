@@ -28,8 +28,13 @@ class Router:
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
 
-    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
-        # Not a coroutine: it returns the app's, adding no frame to the request's task (see edge.py).
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # A coroutine function, as ASGI servers check (Hypercorn takes anything else for WSGI).
+        await self.route(scope, receive, send)
+
+    def route(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        """The router inside another layer: not a coroutine, it returns the app's,
+        adding no frame to the request's task (see edge.py)."""
         if scope["type"] == "lifespan":
             return self._lifespan(receive, send)
         if "root_path" not in scope:
