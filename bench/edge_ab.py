@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """What the server's edge costs per Connect-JSON call: two source trees, side by side.
 
-    python bench/edge_ab.py TREE_A TREE_B [--measure time|instructions|calls]
-                            [--pairs 8] [--requests N] [--warmup N] [--repeats 2]
+    python bench/edge_ab.py TREE_A TREE_B
+        [--measure time|instructions|calls|app-calls|app-instructions]
+        [--pairs 8] [--requests N] [--warmup N] [--repeats 2]
 
 Each tree (a checkout, e.g. a `git worktree` of an older commit) runs its own
 `jobqueue server` (Hypercorn, h2c) on loopback, with this interpreter and the
 tree first on PYTHONPATH, against one private Redis. The load is h2load's unary
-Connect-JSON `EnqueueJob` (4 connections x 16 streams).
+Connect-JSON `EnqueueJob` (4 connections x 16 streams when timed; 1 x 16 when
+counted). Both trees' servers run on this checkout's virtualenv.
 
 - `time` (default): alternating pairs (A B, B A, ...), Redis flushed before each
   run, after one warm-up run per side; prints each rate, the medians, B/A, and in
