@@ -2,7 +2,8 @@
 end (streams.py), gRPC-Web text mode (grpc_web_text.py), the read of what is left
 of a refused request (drain.py), and the bounds on hostile or slow clients
 (limits.py, slow.py, quiet.py, grpc_trailers.py), and refusals that explain
-themselves (refusals.py)."""
+themselves (refusals.py). The bounds that see every message share one layer
+(edge.py), the outermost."""
 
 from __future__ import annotations
 
@@ -22,13 +23,12 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
 from ..producer import Producer
 from .cors import CORSMiddleware
-from .drain import DrainUnreadBody
+from .edge import Edge
 from .errors import ErrorInterceptor
 from .grpc_trailers import GrpcNeedsTrailers
 from .grpc_web_text import GrpcWebText
 from .health import HealthService
 from .limits import StreamMessageLimit, codecs
-from .quiet import QuietClientAborts
 from .refusals import ExplainedRefusals
 from .router import Hook, Router
 from .service import JobServiceHandler
@@ -67,8 +67,8 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
-    explained = ExplainedRefusals(router, max_payload_bytes=settings.max_payload_bytes)
-    app: Any = GrpcWebText(streams.asgi(GrpcNeedsTrailers(explained)))
+    refusals = ExplainedRefusals(router.route, max_payload_bytes=settings.max_payload_bytes)
+    app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=router.route)
     if settings.cors_origins:
         app = CORSMiddleware(
             app,
@@ -76,12 +76,35 @@ def create_app(
             extra_headers=settings.cors_allow_headers,
             allow_credentials=settings.cors_allow_credentials,
         )
-    # Outside the drain, so that the read of a refused body's rest (which happens
-    # in the answer's send) is not taken for a client that does not read.
-    app = SlowClientTimeouts(
-        DrainUnreadBody(app),
+    slow = SlowClientTimeouts(
         body_idle_s=settings.body_idle_timeout_s,
         body_total_s=settings.body_timeout_s,
         send_s=settings.send_timeout_s,
     )
-    return QuietClientAborts(app)
+    return Edge(app, slow, refusals)
+
+
+_GRPC = b"application/grpc"
+
+
+class _ByProtocol:
+    """gRPC and gRPC-Web requests to `grpc`, the layers that only they need;
+    any other request (Connect, or a Content-Type no protocol takes) to `connect`.
+
+    Safe because those layers act only on a Content-Type that starts with
+    application/grpc (gRPC-Web text is application/grpc-web-text), and
+    connectrpc answers any other request in the Connect protocol, which carries
+    no grpc-message (its 415 and 429 are explained by the edge). Not a coroutine:
+    it returns the app's, adding no frame to the request's task (see edge.py).
+    """
+
+    def __init__(self, *, grpc: Any, connect: Any) -> None:
+        self.grpc = grpc
+        self.connect = connect
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-type" and value[: len(_GRPC)].lower() == _GRPC:
+                    return self.grpc(scope, receive, send)
+        return self.connect(scope, receive, send)

@@ -39,7 +39,89 @@ DRAIN_MAX_BYTES = 32 << 20
 DRAIN_MAX_S = 5.0
 
 
+class UnreadBody:
+    """One request's body as the answer meets it: whether the app has read it to
+    the end, and the answer held back meanwhile (HTTP/1.1). The edge (edge.py)
+    calls `received` on each message the app receives, and `answer` on each
+    message it sends while the body is unread: plain calls while nothing is held
+    or drained."""
+
+    __slots__ = ("held", "http1", "max_bytes", "max_s", "trailers", "unread")
+
+    def __init__(self, http1: bool, max_bytes: int = DRAIN_MAX_BYTES, max_s: float = DRAIN_MAX_S) -> None:
+        self.http1 = http1
+        self.max_bytes = max_bytes
+        self.max_s = max_s
+        self.unread = True  # the app has not received the body's last message
+        self.trailers = False
+        self.held: list[Any] = []  # HTTP/1.1: the answer so far, while the body is unread
+
+    def received(self, message: Any) -> bool:
+        """Notes a message the app received; whether an answer held back may now go."""
+        self.unread = message["type"] == "http.request" and message.get("more_body", False)
+        return not self.unread and bool(self.held)
+
+    async def release(self, send: Any) -> None:
+        """Sends what was held back (once the body is read: `send` sends at once)."""
+        while self.held:
+            await send(self.held.pop(0))
+
+    async def answer(self, message: Any, read: Any, send: Any) -> bool:
+        """For a message the app sends while the body is unread: holds it, or reads
+        the rest of the body first (with `read`) when it ends the answer. Whether it
+        was taken (held, or sent with what was held); if not, the caller sends it."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.trailers = message.get("trailers", False)
+        if kind == "http.response.body":
+            last = not self.trailers and not message.get("more_body", False)
+        else:
+            last = kind == "http.response.trailers" and not message.get("more_trailers", False)
+        if self.http1:
+            self.held.append(message)
+            if last:
+                self.unread = False
+                await self._drain(read)
+                await self.release(send)
+            return True
+        if last:
+            self.unread = False
+            await self._drain(read)
+        return False
+
+    async def failed(self, send: Any) -> None:
+        """The app failed: what it sent goes out as it would have without the hold
+        (the server then cuts the answer short, as for any app that fails midway)."""
+        self.unread = False
+        with contextlib.suppress(Exception):
+            await self.release(send)
+
+    async def finish(self, read: Any, send: Any) -> None:
+        """The app is done: an answer held back without its last message goes now,
+        after the rest of the body."""
+        if self.held:
+            if self.unread:
+                self.unread = False
+                await self._drain(read)
+            await self.release(send)
+
+    async def _drain(self, read: Any) -> None:
+        dropped = 0
+        # A ConnectError: the body's own time bounds passed (slow.py) meanwhile.
+        with contextlib.suppress(TimeoutError, ConnectError):
+            async with asyncio.timeout(self.max_s):
+                while dropped <= self.max_bytes:
+                    message = await read()
+                    if message["type"] != "http.request" or not message.get("more_body", False):
+                        return
+                    dropped += len(message.get("body", b""))
+
+
 class DrainUnreadBody:
+    """UnreadBody as an ASGI layer of its own, for any app. The server does the
+    same within its edge (edge.py), which wraps receive and send once for all
+    the bounds that see every message."""
+
     def __init__(self, app: Any, max_bytes: int = DRAIN_MAX_BYTES, max_s: float = DRAIN_MAX_S) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -49,64 +131,21 @@ class DrainUnreadBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        http1 = scope.get("http_version", "1.1").startswith("1")
-        unread = True  # the app has not received the body's last message
-        trailers = False
-        held: list[Any] = []  # HTTP/1.1: the answer so far, while the body is unread
-
-        async def release() -> None:
-            while held:
-                await send(held.pop(0))
+        body = UnreadBody(scope.get("http_version", "1.1").startswith("1"), self.max_bytes, self.max_s)
 
         async def tracked_receive() -> Any:
-            nonlocal unread
             message = await receive()
-            unread = message["type"] == "http.request" and message.get("more_body", False)
-            if not unread:
-                await release()
+            if body.received(message):
+                await body.release(send)
             return message
 
         async def draining_send(message: Any) -> None:
-            nonlocal unread, trailers
-            kind = message["type"]
-            if kind == "http.response.start":
-                trailers = message.get("trailers", False)
-            if kind == "http.response.body":
-                last = not trailers and not message.get("more_body", False)
-            else:
-                last = kind == "http.response.trailers" and not message.get("more_trailers", False)
-            if http1 and unread:
-                held.append(message)
-                if last:
-                    unread = False
-                    await self._drain(receive)
-                    await release()
-                return
-            if unread and last:
-                unread = False
-                await self._drain(receive)
-            await send(message)
+            if not (body.unread and await body.answer(message, receive, send)):
+                await send(message)
 
         try:
             await self.app(scope, tracked_receive, draining_send)
         except BaseException:
-            # What the app sent goes out as it would have without the hold: the
-            # server then cuts the answer short, as for any app that fails midway.
-            with contextlib.suppress(Exception):
-                await release()
+            await body.failed(send)
             raise
-        if held:  # the app is done without its answer's last message
-            if unread:
-                await self._drain(receive)
-            await release()
-
-    async def _drain(self, receive: Any) -> None:
-        dropped = 0
-        # A ConnectError: the body's own time bounds passed (slow.py) meanwhile.
-        with contextlib.suppress(TimeoutError, ConnectError):
-            async with asyncio.timeout(self.max_s):
-                while dropped <= self.max_bytes:
-                    message = await receive()
-                    if message["type"] != "http.request" or not message.get("more_body", False):
-                        return
-                    dropped += len(message.get("body", b""))
+        await body.finish(receive, send)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable
 from typing import Any
 
 from connectrpc.code import Code
@@ -41,15 +42,15 @@ class GrpcWebText:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # Not a coroutine: it returns the app's, adding no frame to the request's task (see edge.py).
         if scope["type"] == "http":
             for name, value in scope["headers"]:
                 if name == b"content-type":
                     if value[: len(_BINARY)].lower() == _BINARY:
-                        await self._grpc_web(scope, receive, send, value.lower())
-                        return
+                        return self._grpc_web(scope, receive, send, value.lower())
                     break
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)  # type: ignore[no-any-return]
 
     async def _grpc_web(self, scope: Any, receive: Any, send: Any, content_type: bytes) -> None:
         if content_type.startswith(_TEXT):

@@ -127,12 +127,9 @@ class BoundedJSONCodec:
     def __init__(self, max_depth: int = MAX_JSON_DEPTH) -> None:
         self.max_depth = max_depth
         self._inner: Codec = proto_json_codec()
-
-    def name(self) -> str:
-        return self._inner.name()
-
-    def encode(self, message: Any) -> bytes:
-        return self._inner.encode(message)
+        # The inner codec's own methods, not a Python call around each (every answer is encoded).
+        self.name: Callable[[], str] = self._inner.name
+        self.encode: Callable[[Any], bytes] = self._inner.encode
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
         if json_depth_exceeds(data, self.max_depth):
@@ -151,12 +148,8 @@ class CleanBinaryCodec:
 
     def __init__(self) -> None:
         self._inner: Codec = proto_binary_codec()
-
-    def name(self) -> str:
-        return self._inner.name()
-
-    def encode(self, message: Any) -> bytes:
-        return self._inner.encode(message)
+        self.name: Callable[[], str] = self._inner.name
+        self.encode: Callable[[Any], bytes] = self._inner.encode
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
         try:

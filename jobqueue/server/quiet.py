@@ -7,8 +7,10 @@ deadline of a few milliseconds), a client gone mid-stream, a send that failed
 because the connection closed. Hypercorn logs each as "Error in ASGI Framework"
 with chained tracebacks; h2corn as a failed request. These are the client's
 doing, and the server's answer to them (closing the stream or connection) is
-the same whether or not the exception reaches it, so they end here with a DEBUG
-line. Anything else still propagates, and is logged as before.
+the same whether or not the exception reaches it, so they end with a DEBUG
+line (the edge, edge.py, asks `client_abort` of every exception out of the app,
+and records the exception a send raised). Anything else still propagates, and
+is logged as before.
 """
 
 from __future__ import annotations
@@ -31,36 +33,15 @@ class ClientFault(Exception):
     does not read its response)."""
 
 
-class QuietClientAborts:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        send_error: BaseException | None = None
-
-        async def tracked_send(message: Any) -> None:
-            nonlocal send_error
-            try:
-                await send(message)
-            except Exception as exc:
-                send_error = exc
-                raise
-
-        try:
-            await self.app(scope, receive, tracked_send)
-        except ConnectError as exc:
-            if exc.code not in _CLIENT_CODES:
-                raise
-            _debug(scope, exc)
-        except ClientFault as exc:
-            _debug(scope, exc)
-        except Exception as exc:
-            if send_error is None or not _caused_by(exc, send_error):
-                raise
-            _debug(scope, exc)
+def client_abort(exc: Exception, send_error: BaseException | None) -> bool:
+    """Whether `exc`, out of the app, is the client's doing: its deadline or
+    disconnect, a bound of ours on a client (ClientFault), or anything caused by
+    `send_error`, the exception a send to the client raised (if any)."""
+    if isinstance(exc, ConnectError):
+        return exc.code in _CLIENT_CODES
+    if isinstance(exc, ClientFault):
+        return True
+    return send_error is not None and _caused_by(exc, send_error)
 
 
 def _caused_by(exc: BaseException, cause: BaseException) -> bool:
@@ -75,5 +56,5 @@ def _caused_by(exc: BaseException, cause: BaseException) -> bool:
     return False
 
 
-def _debug(scope: Any, exc: BaseException) -> None:
+def log_client_abort(scope: Any, exc: BaseException) -> None:
     log.debug("%s %s: response cut short by the client: %s", scope.get("method"), scope.get("path"), exc)

@@ -19,6 +19,11 @@
 
 connectrpc's own checks stay the only ones: nothing here decides whether to
 refuse, so no limit is checked twice or can disagree with connectrpc's.
+
+Who does it: the edge (edge.py) holds the start of every 415 or 429 until its
+body, and has `explained` rewrite them (a look at the status of each answer's
+start is all other answers cost); `ExplainedRefusals`, a layer only gRPC and
+gRPC-Web requests pass (app.py), rewrites their grpc-message.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -80,49 +86,43 @@ def oversized_message(path: str, read_max_bytes: int, max_payload_bytes: int) ->
     return f"request: over the limit of {read_max_bytes} bytes"
 
 
+# The statuses of the refusals whose start waits for its body, to be explained with it.
+EXPLAINED_STATUSES = frozenset({_UNSUPPORTED_MEDIA_TYPE, _RESOURCE_EXHAUSTED_HTTP})
+
+
 class ExplainedRefusals:
-    """ASGI middleware around the service apps (see the module's docstring)."""
+    """The explanations (see the module's docstring); as an ASGI layer, of the
+    grpc-message of gRPC and gRPC-Web answers."""
 
     def __init__(self, app: Any, *, max_payload_bytes: int) -> None:
         self.app = app
         self.max_payload_bytes = max_payload_bytes
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # Not a coroutine: it returns the app's, adding no frame to the request's task (see edge.py).
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held: dict[str, Any] | None = None  # a start whose body may be rewritten
+            return self.app(scope, receive, send)  # type: ignore[no-any-return]
         grpc_web = False
         gzipped = False
 
         async def explaining_send(message: Any) -> None:
-            nonlocal held, grpc_web, gzipped
+            nonlocal grpc_web, gzipped
             kind = message["type"]
             if kind == "http.response.start":
-                status = message["status"]
-                if status in (_UNSUPPORTED_MEDIA_TYPE, _RESOURCE_EXHAUSTED_HTTP):
-                    held = message
-                    return
                 message = self._with_grpc_message(scope, message)
                 grpc_web = _content_type(message).startswith(_GRPC_WEB)
                 gzipped = grpc_web and (b"grpc-encoding", b"gzip") in message.get("headers", ())
             elif kind == "http.response.trailers":
                 message = self._with_grpc_message(scope, message)
-            elif kind == "http.response.body":
-                if held is not None:
-                    start, held = held, None
-                    if not message.get("more_body", False):
-                        start, message = self._explained(scope, start, message)
-                    await send(start)
-                elif grpc_web and message.get("body", b"")[:1] in _TRAILERS_FLAGS:
-                    message = self._with_grpc_web_trailers(scope, message, gzipped)
+            elif (
+                kind == "http.response.body" and grpc_web and message.get("body", b"")[:1] in _TRAILERS_FLAGS
+            ):
+                message = self._with_grpc_web_trailers(scope, message, gzipped)
             await send(message)
 
-        await self.app(scope, receive, explaining_send)
-        if held is not None:  # a start without a body: not one of connectrpc's refusals
-            await send(held)
+        return self.app(scope, receive, explaining_send)  # type: ignore[no-any-return]
 
-    def _explained(self, scope: Any, start: Any, body: Any) -> tuple[Any, Any]:
+    def explained(self, scope: Any, start: Any, body: Any) -> tuple[Any, Any]:
         """The start and whole body of a 415 or 429, explained if they are connectrpc's."""
         headers = list(start.get("headers", ()))
         if start["status"] == _UNSUPPORTED_MEDIA_TYPE:

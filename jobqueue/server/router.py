@@ -29,9 +29,14 @@ class Router:
         self.on_shutdown = on_shutdown
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # A coroutine function, as ASGI servers check (Hypercorn takes anything else for WSGI).
+        await self.route(scope, receive, send)
+
+    def route(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        """The router inside another layer: not a coroutine, it returns the app's,
+        adding no frame to the request's task (see edge.py)."""
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
+            return self._lifespan(receive, send)
         if "root_path" not in scope:
             # Optional in ASGI, and h2corn leaves it out; connectrpc reads it for
             # an unknown method, and would answer `unknown` with a KeyError's text.
@@ -40,9 +45,8 @@ class Router:
         prefix = path[: path.find("/", 1) + 1] if path.count("/") >= 2 else path
         app = self.routes.get(prefix)
         if app is None:
-            await _not_found(send)
-            return
-        await app(scope, receive, send)
+            return _not_found(send)
+        return app(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

@@ -13,6 +13,7 @@ a connection, a task and its buffers for ever. Here:
   room; past it the response is abandoned.
 A streaming response with nothing to send (health Watch between changes) waits
 on nothing here: only reads of an unfinished body and blocked sends are timed.
+The edge (edge.py) applies these bounds to every HTTP request.
 """
 
 from __future__ import annotations
@@ -34,17 +35,17 @@ class ResponseStalled(ClientFault):
 _now = time.monotonic
 
 
-class _Call:
-    """One request: its server's receive and send, timed. What it waits for, if
-    anything, and until when, is noted for SlowClientTimeouts' timer to see."""
+class TimedCall:
+    """One request's waits on its client: what it waits for, if anything, and
+    until when, noted for SlowClientTimeouts' timer to see. The edge (edge.py)
+    calls these hooks around its reads of the body and its sends (plain calls,
+    not a wrapper coroutine per message), and sets `deadline` back to None when
+    a wait ends."""
 
-    __slots__ = ("body_deadline", "body_done", "bounds", "cancelling", "deadline", "expired", "task", "up")
+    __slots__ = ("body_deadline", "body_done", "bounds", "cancelling", "deadline", "expired", "task")
 
-    def __init__(
-        self, bounds: SlowClientTimeouts, receive: Any, send: Any, now: float, task: asyncio.Task[Any]
-    ) -> None:
+    def __init__(self, bounds: SlowClientTimeouts, now: float, task: asyncio.Task[Any]) -> None:
         self.bounds = bounds
-        self.up = (receive, send)
         self.body_deadline = now + bounds.body_total_s
         self.body_done = False
         # The request's task: connectrpc reads the body and sends the answer in
@@ -55,91 +56,75 @@ class _Call:
         self.cancelling = 0
         self.expired = False
 
-    def _wait(self, deadline: float) -> None:
-        self.cancelling = self.task.cancelling()
-        self.expired = False
-        self.deadline = deadline
-
-    def _ours(self) -> bool:
+    def ours(self) -> bool:
         """Whether the cancellation that ended the wait is ours (as asyncio.timeout tells)."""
         return self.expired and self.task.uncancel() <= self.cancelling
 
-    async def receive(self) -> Any:
-        if self.body_done:
-            return await self.up[0]()
-        bounds = self.bounds
-        idle_deadline = _now() + bounds.body_idle_s
-        self._wait(min(idle_deadline, self.body_deadline))
-        try:
-            message = await self.up[0]()
-        except asyncio.CancelledError:
-            if not self._ours():
-                raise
-            self.body_done = True  # given up on: later reads wait for the disconnect
-            if idle_deadline <= self.body_deadline:
-                raise ConnectError(
-                    Code.DEADLINE_EXCEEDED, f"request body: no data for {bounds.body_idle_s:g} s"
-                ) from None
-            raise ConnectError(
-                Code.DEADLINE_EXCEEDED, f"request body: not complete after {bounds.body_total_s:g} s"
-            ) from None
-        finally:
-            self.deadline = None
-        self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
-        return message
+    def reading_body(self) -> float:
+        """Starts a timed read of the body; the read's idle deadline."""
+        idle_deadline = _now() + self.bounds.body_idle_s
+        self.cancelling = self.task.cancelling()
+        self.expired = False
+        self.deadline = min(idle_deadline, self.body_deadline)
+        return idle_deadline
 
-    async def send(self, message: Any) -> None:
-        if message["type"] == "http.response.start":
-            # Headers go to the transport without waiting on the client: one
-            # whose answer is stuck behind unread data waits in a timed send.
-            await self.up[1](message)
-            return
-        self._wait(_now() + self.bounds.send_s)
-        try:
-            await self.up[1](message)
-        except asyncio.CancelledError:
-            if not self._ours():
-                raise
-            raise ResponseStalled(
-                f"the client read nothing of the response for {self.bounds.send_s:g} s"
-            ) from None
-        finally:
-            self.deadline = None
+    def body_read(self, message: Any) -> None:
+        self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
+
+    def body_timed_out(self, idle_deadline: float) -> ConnectError:
+        """What the read that `ours()` cancelled raises. The body is given up on:
+        later reads wait for the disconnect, untimed."""
+        self.body_done = True
+        if idle_deadline <= self.body_deadline:
+            return ConnectError(
+                Code.DEADLINE_EXCEEDED, f"request body: no data for {self.bounds.body_idle_s:g} s"
+            )
+        return ConnectError(
+            Code.DEADLINE_EXCEEDED, f"request body: not complete after {self.bounds.body_total_s:g} s"
+        )
+
+    def sending(self) -> None:
+        """Starts a timed send. Not for the response's start: headers go to the
+        transport without waiting on the client; one whose answer is stuck behind
+        unread data waits in a timed send."""
+        self.cancelling = self.task.cancelling()
+        self.expired = False
+        self.deadline = _now() + self.bounds.send_s
+
+    def send_stalled(self) -> ResponseStalled:
+        return ResponseStalled(f"the client read nothing of the response for {self.bounds.send_s:g} s")
 
 
 class SlowClientTimeouts:
-    """The bounds above. Not a timer per read and send (asyncio timeouts there
-    were the dearest part of the edge): each request in progress
-    notes what it waits for and until when (_Call), and one timer looks the
+    """The bounds above, and their timer. Not a timer per read and send (asyncio
+    timeouts there were the dearest part of the edge): each request in progress
+    notes what it waits for and until when (TimedCall), and one timer looks the
     requests over every `tick` seconds while there are any, cancelling a wait
     past its deadline as asyncio.timeout would. A bound is so enforced up to a
     tick late."""
 
-    def __init__(self, app: Any, *, body_idle_s: float, body_total_s: float, send_s: float) -> None:
-        self.app = app
+    def __init__(self, *, body_idle_s: float, body_total_s: float, send_s: float) -> None:
         self.body_idle_s = body_idle_s
         self.body_total_s = body_total_s
         self.send_s = send_s
         self.tick = min(1.0, max(0.05, min(body_idle_s, body_total_s, send_s) / 8))
-        self._calls: set[_Call] = set()
+        self._calls: set[TimedCall] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def start(self) -> TimedCall:
+        """The current task's request, timed until `end`."""
         now = _now()
         task = asyncio.current_task()
         assert task is not None
-        call = _Call(self, receive, send, now, task)
+        call = TimedCall(self, now, task)
         self._calls.add(call)
         if self._timer is None:
             # The loop's clock is time.monotonic, which _now reads too.
             self._timer = asyncio.get_running_loop().call_at(now + self.tick, self._check)
-        try:
-            await self.app(scope, call.receive, call.send)
-        finally:
-            self._calls.discard(call)
+        return call
+
+    def end(self, call: TimedCall) -> None:
+        self._calls.discard(call)
 
     def _check(self) -> None:
         self._timer = None

@@ -56,12 +56,34 @@ RES = TypeVar("RES")
 
 KEEPALIVE_S = 2.0
 SHUTTING_DOWN = "server shutting down; reconnect"
-# How long a send may wait once the client has gone (see Streams.asgi).
+# How long a send may wait once the client has gone (see offer_to_gone_client).
 GONE_SEND_TIMEOUT_S = 0.2
 
-# Whether the request being handled came over HTTP/1.x (set by `Streams.asgi`):
-# interceptors see the RPC, not the ASGI scope.
+# Whether the request being handled came over HTTP/1.x (set by the edge, with
+# `note_http_version`): interceptors see the RPC, not the ASGI scope.
 _http1: ContextVar[bool] = ContextVar("jobqueue_http1", default=False)
+
+
+def note_http_version(http1: bool) -> None:
+    """Tells the Streams interceptor of the request being handled whether it came over HTTP/1.x."""
+    _http1.set(http1)
+
+
+async def offer_to_gone_client(send: Any, message: Any) -> None:
+    """Sends `message` to a client that has gone (the request has received
+    `http.disconnect`), giving up after GONE_SEND_TIMEOUT_S, and on any error.
+
+    connectrpc still writes a stream's final status after the client has gone;
+    Hypercorn's HTTP/2 side, its connection closed, then waits forever for that
+    write to go out, and the connection's task with it (the socket stays in
+    CLOSE-WAIT, and the server's shutdown waits out its graceful timeout, then
+    cancels it with an ERROR traceback). Those sends are still offered, briefly:
+    h2corn logs an ERROR for an app that returns without completing its response,
+    gone client or not, and takes the sends at once.
+    """
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(GONE_SEND_TIMEOUT_S):
+            await send(message)
 
 
 class Streams:
@@ -98,44 +120,6 @@ class Streams:
             async with asyncio.timeout(timeout_s):
                 await self._none_open.wait()
         return self._open == 0
-
-    def asgi(self, app: Any) -> Any:
-        """`app`, telling this interceptor which HTTP version each request came over,
-        and giving up on sends that cannot go out once its client has gone.
-
-        connectrpc still writes a stream's final status after the client has gone;
-        Hypercorn's HTTP/2 side, its connection closed, then waits forever for that
-        write to go out, and the connection's task with it (the socket stays in
-        CLOSE-WAIT, and the server's shutdown waits out its graceful timeout, then
-        cancels it with an ERROR traceback). Those sends are still offered, briefly:
-        h2corn logs an ERROR for an app that returns without completing its response,
-        gone client or not, and takes the sends at once.
-        """
-
-        async def marked(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            _http1.set(scope.get("http_version", "1.1").startswith("1"))
-            gone = False
-
-            async def tracked_receive() -> Any:
-                nonlocal gone
-                message = await receive()
-                gone = gone or message["type"] == "http.disconnect"
-                return message
-
-            async def send_unless_gone(message: Any) -> None:
-                if not gone:
-                    await send(message)
-                    return
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(GONE_SEND_TIMEOUT_S):
-                        await send(message)
-
-            await app(scope, tracked_receive, send_unless_gone)
-
-        return marked
 
     async def intercept_server_stream(
         self,

@@ -1,0 +1,159 @@
+"""The edge: the one ASGI layer that sees every message of every HTTP request.
+
+Five concerns must see each message a request receives or sends, or each
+answer's start, and each keeps its rules in its own module:
+- refusals that explain themselves (refusals.py): the start of a 415 or 429
+  waits for its body, to be explained with it;
+- slow clients (slow.py): reads of an unfinished body and blocked sends are timed;
+- a body the app has not read to its end when it answers (drain.py): the rest
+  is read and dropped, and over HTTP/1.1 the answer held back meanwhile;
+- streams whose client has gone (streams.py): once a read has returned
+  `http.disconnect`, sends are only offered, briefly; and the Streams interceptor
+  learns whether the request came over HTTP/1.x;
+- client aborts kept out of the error log (quiet.py): the exception a send to
+  the client raised is recorded, and what the app raises because of it, or
+  because of the client's deadline or disconnect, ends as a DEBUG line.
+
+They share this layer, with one wrapper of `receive` and one of `send`, calling
+the concerns' hooks as plain functions. A layer per concern, each awaiting its
+app and wrapping both callables, was most of what the edge cost per call: each
+such layer's coroutine frame is re-entered every time the request's task
+resumes, and each wrapper is one more coroutine per message. For the same
+reason the layers that only look at the request (gRPC trailers, gRPC-Web text,
+CORS, the router) return their app's coroutine instead of awaiting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .drain import UnreadBody
+from .quiet import client_abort, log_client_abort
+from .refusals import EXPLAINED_STATUSES, ExplainedRefusals
+from .slow import SlowClientTimeouts, TimedCall
+from .streams import note_http_version, offer_to_gone_client
+
+
+class Edge:
+    def __init__(self, app: Any, slow: SlowClientTimeouts, refusals: ExplainedRefusals) -> None:
+        self.app = app
+        self.slow = slow
+        self.refusals = refusals
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        http1 = scope.get("http_version", "1.1").startswith("1")
+        note_http_version(http1)
+        exchange = _Exchange(self, scope, UnreadBody(http1), receive, send)
+        try:
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+                if exchange.refused is not None:  # a start without a body: not one of connectrpc's refusals
+                    await exchange.send_held()
+            except BaseException:
+                await exchange.body.failed(exchange.send)
+                raise
+            await exchange.body.finish(exchange.read, exchange.send)
+        except Exception as exc:
+            if not client_abort(exc, exchange.send_error):
+                raise
+            log_client_abort(scope, exc)
+        finally:
+            self.slow.end(exchange.call)
+
+
+class _Exchange:
+    """One request's receive and send, as the app sees them."""
+
+    __slots__ = (
+        "body", "call", "edge", "gone", "refusal_seen", "refused",
+        "scope", "send_error", "up_receive", "up_send",
+    )  # fmt: skip
+
+    def __init__(self, edge: Edge, scope: Any, body: UnreadBody, receive: Any, send: Any) -> None:
+        self.edge = edge
+        self.scope = scope
+        self.call: TimedCall = edge.slow.start()
+        self.body = body
+        self.up_receive = receive
+        self.up_send = send
+        self.gone = False
+        self.send_error: BaseException | None = None
+        self.refused: Any = None  # the start of a 415 or 429, until its body
+        self.refusal_seen = False  # a start held once goes out as it is, or explained
+
+    async def read(self) -> Any:
+        """The server's next message, timed while the body is unfinished (slow.py)."""
+        call = self.call
+        if call.body_done:
+            return await self.up_receive()
+        idle_deadline = call.reading_body()
+        try:
+            message = await self.up_receive()
+        except asyncio.CancelledError:
+            if call.ours():
+                raise call.body_timed_out(idle_deadline) from None
+            raise
+        finally:
+            call.deadline = None
+        call.body_read(message)
+        return message
+
+    async def receive(self) -> Any:
+        message = await (self.up_receive() if self.call.body_done else self.read())
+        if self.body.received(message):
+            await self.body.release(self.send)
+        if message["type"] == "http.disconnect":
+            self.gone = True
+        return message
+
+    async def send(self, message: Any) -> None:
+        if self.refused is not None or (
+            message["type"] == "http.response.start"
+            and message["status"] in EXPLAINED_STATUSES
+            and not self.refusal_seen
+        ):
+            await self._refusal(message)
+            return
+        # The rest of a refused body is read before the send is timed: a client
+        # still sending it is not one that does not read its answer.
+        if self.body.unread and await self.body.answer(message, self.read, self.send):
+            return
+        if self.gone:
+            await offer_to_gone_client(self.up_send, message)
+            return
+        call = self.call
+        timed = message["type"] != "http.response.start"
+        if timed:
+            call.sending()
+        try:
+            await self.up_send(message)
+        except asyncio.CancelledError:
+            if timed and call.ours():
+                raise call.send_stalled() from None
+            raise
+        except Exception as exc:
+            self.send_error = exc
+            raise
+        finally:
+            call.deadline = None
+
+    async def _refusal(self, message: Any) -> None:
+        """A 415 or 429's start is held; with its whole body, both are explained."""
+        if self.refused is None:
+            self.refused = message
+            self.refusal_seen = True
+            return
+        start, self.refused = self.refused, None
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            start, message = self.edge.refusals.explained(self.scope, start, message)
+        await self.send(start)
+        await self.send(message)
+
+    async def send_held(self) -> None:
+        """The app is done and a held start had no body: it goes as it is."""
+        start, self.refused = self.refused, None
+        await self.send(start)

@@ -1,0 +1,32 @@
+"""What the edge costs a Connect call, counted rather than timed (so the same on a
+loaded machine): the Python frames entered in the edge's modules (the ASGI layers
+around connectrpc's apps, and their hooks) per unary Connect-JSON EnqueueJob, the
+app driven in-process as Hypercorn drives it over HTTP/2. The driver is
+bench/edge_ab.py's `app-calls` measure; docs/performance.md has its figures."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+
+from .conftest import ROOT
+
+# 21 when this was written; a layer per concern, each wrapping receive and send,
+# cost 42 (bb9b222, before the edge's bounds, 9).
+EDGE_FRAMES_PER_CALL = 24
+
+
+def test_a_connect_call_enters_few_frames_of_the_edge(redis_url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBQUEUE_REDIS_URL": redis_url}
+    env["JOBQUEUE_PREFIX"] = f"edge-cost-{uuid.uuid4().hex[:8]}"
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "edge_ab.py"), "--app-calls-child", "320", "64"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    found = re.search(r"\(([\d.]+) in the edge's modules\)", ran.stdout)
+    assert found is not None, ran.stdout
+    assert 0 < float(found[1]) <= EDGE_FRAMES_PER_CALL, ran.stdout
