@@ -150,29 +150,49 @@ def jobqueue_server(redis_url: str, log: Path, *, server: str = "hypercorn", **e
 
 
 @contextlib.contextmanager
+def jobqueue_process(args: list[str], log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A `jobqueue` subprocess, its output in `log`; SIGTERM at the end, and it must exit 0."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue.cli", *args],
+            env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            raise
+    assert code == 0, f"exit status {code}; log:\n{log.read_text(errors='replace')[-3000:]}"
+
+
+@contextlib.contextmanager
 def jobqueue_server_process(
     redis_url: str, log: Path, *, server: str = "hypercorn", **env: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`jobqueue_server`, with its process (to be stopped by the test, or else at the end)."""
     port = free_port()
-    command = [sys.executable, "-m", "jobqueue.cli", "server", "--server", server]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            env=dict(os.environ, REDIS_URL=redis_url, **env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
-        try:
-            _wait_port(port, process)
-            yield f"http://127.0.0.1:{port}", process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                code = process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-                raise
-    assert code == 0, f"server exit code {code}; log:\n{log.read_text()[-3000:]}"
+    args = ["server", "--server", server, "--host", "127.0.0.1", "--port", str(port)]
+    with jobqueue_process(args, log, REDIS_URL=redis_url, **env) as process:
+        _wait_port(port, process)
+        yield f"http://127.0.0.1:{port}", process
+
+
+def until(check: Callable[[], object], what: str, timeout: float = 60.0) -> object:
+    """Polls `check` until it returns something truthy; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
 
 
 # The one ERROR the shared server logs on purpose: test_api_errors.py corrupts a

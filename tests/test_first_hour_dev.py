@@ -13,17 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jobqueue.redis_server import find_server_binary, free_port
 
-from .conftest import ROOT
+from .conftest import ROOT, until
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists() or find_server_binary() is None,
@@ -31,18 +30,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 DEADLINE_S = 60.0  # for what takes a second or two: generous, for a loaded machine
-
-
-def until(check: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> object:
-    """Polls `check` until it returns something truthy; fails the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def dev_env(data_home: Path, **extra: str) -> dict[str, str]:

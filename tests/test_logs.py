@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from jobqueue.settings import Settings
 from jobqueue.store import Store
 from jobqueue.worker import PermanentError, RetryAfter, Worker
 
-from .conftest import ROOT, eventually, jobqueue_server_process, status_is
+from .conftest import ROOT, eventually, jobqueue_process, jobqueue_server_process, status_is, until
 from .harness import Harness
 from .test_worker import running
 
@@ -98,39 +98,8 @@ workers = [Worker(t, handle, heartbeat_s=0.2, liveness_s=5.0) for t in ("logs-a"
 TYPES = ("logs-a", "logs-b", "logs-c")
 
 
-def _wait_for(what: str, check: Callable[[], object], timeout_s: float) -> None:
-    """Polls `check` (every 50 ms) until it is truthy; fails after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _count(log: Path, pattern: str) -> int:
     return len(re.findall(pattern, log.read_text(errors="replace"), re.MULTILINE))
-
-
-@contextmanager
-def _process(args: list[str], log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A jobqueue subprocess, its output in `log`; SIGTERM at the end (it must exit 0)."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.cli", *args],
-            env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-            raise
-    assert code == 0, f"exit status {code}; log:\n{log.read_text(errors='replace')[-3000:]}"
 
 
 @contextmanager
@@ -138,7 +107,7 @@ def _worker(tmp_path: Path, redis_url: str, log: Path, **env: str) -> Iterator[s
     """`jobqueue worker` with 3 types, logging at DEBUG (from the environment)."""
     app = tmp_path / "three_types.py"
     app.write_text(THREE_TYPES)
-    with _process(
+    with jobqueue_process(
         ["worker", str(app)], log, JOBQUEUE_REDIS_URL=redis_url, JOBQUEUE_LOG_LEVEL="DEBUG", **env
     ) as process:
         yield process
@@ -170,22 +139,19 @@ def test_a_killed_redis_is_one_warning_and_its_return_one_info(tmp_path: Path) -
     log = tmp_path / "worker.log"
     try:
         with _worker(tmp_path, redis.url, log):
-            _wait_for("the 3 workers", lambda: _count(log, r"worker \S+: handling") == 3, 60)
+            until(lambda: _count(log, r"worker \S+: handling") == 3, "the 3 workers", 60)
             redis.kill()
             # Every loop of every worker has found Redis down, several times over.
             for loop in ("fetcher", "heartbeat", "reaper", "scheduler"):
-                _wait_for(f"the {loop}s' retries", lambda loop=loop: _retries(log, loop) >= 6, 60)  # type: ignore[misc]
+                until(lambda loop=loop: _retries(log, loop) >= 6, f"the {loop}s' retries", 60)  # type: ignore[misc]
             assert _count(log, r" WARNING ") == 1, log.read_text()
             assert (
                 _count(log, r" WARNING jobqueue\.redis: Redis at redis://127\.0\.0\.1:\d+/0: unavailable \(")
                 == 1
             )
             redis.start()  # the same port
-            _wait_for(
-                "Redis back",
-                lambda: _count(log, r" INFO jobqueue\.redis: Redis at \S+: back after [\d.]+ s$"),
-                60,
-            )
+            back = r" INFO jobqueue\.redis: Redis at \S+: back after [\d.]+ s$"
+            until(lambda: _count(log, back), "Redis back", 60)
             asyncio.run(_completed_one_job_of_each_type(redis.url))
             text = log.read_text()
             assert _count(log, r" WARNING ") == 1, text
@@ -213,7 +179,7 @@ def test_a_hung_redis_is_logged_within_seconds_and_api_calls_fail_fast(tmp_path:
             _worker(tmp_path, redis.url, worker_log, **timeout),
             ExitStack() as stack,
         ):
-            _wait_for("the 3 workers", lambda: _count(worker_log, r"worker \S+: handling") == 3, 60)
+            until(lambda: _count(worker_log, r"worker \S+: handling") == 3, "the 3 workers", 60)
             client = stack.enter_context(SyncClient(url, timeout_s=120))
             job = client.enqueue("nobody-serves-this")
             assert process_state(redis) == "running"
@@ -225,12 +191,12 @@ def test_a_hung_redis_is_logged_within_seconds_and_api_calls_fail_fast(tmp_path:
                 took = time.monotonic() - began
                 assert refused.value.code is Code.UNAVAILABLE, refused.value
                 assert took < 60, f"the call took {took:.1f} s: it waited for a client deadline"
-                _wait_for("the worker's warning", lambda: _count(worker_log, hung) == 1, 60)
-                _wait_for("the server's warning", lambda: _count(server_log, hung) == 1, 60)
+                until(lambda: _count(worker_log, hung) == 1, "the worker's warning", 60)
+                until(lambda: _count(server_log, hung) == 1, "the server's warning", 60)
             finally:
                 os.kill(redis.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
             back = r" INFO jobqueue\.redis: Redis at \S+: back after "
-            _wait_for("the worker's 'back'", lambda: _count(worker_log, back) == 1, 60)
+            until(lambda: _count(worker_log, back) == 1, "the worker's 'back'", 60)
             assert client.get(job.id).status is JobStatus.PENDING
         assert _count(worker_log, r" WARNING ") == 1, worker_log.read_text()
     finally:

@@ -22,8 +22,8 @@ import pytest
 
 from jobqueue.redis_server import free_port
 
-from .conftest import ROOT
-from .test_first_hour_dev import DEADLINE_S, Dev, until
+from .conftest import ROOT, until
+from .test_first_hour_dev import DEADLINE_S, Dev
 
 pytestmark = [pytest.mark.package, pytest.mark.timeout(1200)]
 
