@@ -216,7 +216,12 @@ async def test_grpcurl_describes_job_service(server_url: str) -> None:
     ran = await grpcurl(server_url, "describe", SERVICE)
     assert ran.code == 0, ran
     rpcs = {line.split()[1]: line for line in ran.out.splitlines() if line.strip().startswith("rpc ")}
-    assert set(rpcs) == {"EnqueueJob", "EnqueueJobs", "GetJob", "CancelJob", "RetryJob"}
+    assert set(rpcs) == {
+        "EnqueueJob", "EnqueueJobs", "GetJob", "CancelJob", "RetryJob",
+        "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers",
+        "PauseQueue", "ResumeQueue", "RetryJobs", "CancelJobs", "DeleteJobs",
+    }  # fmt: skip
+    assert "returns ( stream .mpataki.jobqueue.v1.WatchJobResponse )" in rpcs["WatchJob"]
     assert "returns ( .mpataki.jobqueue.v1.GetJobResponse )" in rpcs["GetJob"]
     assert "idempotency_level = NO_SIDE_EFFECTS" in ran.out
     assert "idempotency_level = IDEMPOTENT" in ran.out

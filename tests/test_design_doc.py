@@ -28,6 +28,7 @@ def test_key_table_matches_the_keyspace() -> None:
         keys.job(job_id),
         keys.types,
         keys.schedule_channel,
+        keys.workers,
         *queue.named().values(),
         queue.held("W"),
         queue.idempotency("K").rsplit(":", 1)[0] + ":SHA256",

@@ -25,6 +25,12 @@ class QueueKeys:
     failed: str  # ZSET id -> ms it failed for good: the dead letters
     workers: str  # ZSET worker id -> liveness deadline (ms): workers of this type
     defaults: str  # HASH option -> the default the type's workers apply (worker_defaults.py)
+    stats: str  # HASH: live counts, totals and per-minute buckets, kept by the scripts
+    live: str  # ZSET id -> created_at (ms): the unfinished jobs (PENDING, RUNNING)
+    completed: str  # ZSET id -> finished_at (ms): COMPLETED jobs, trimmed to retention
+    cancelled: str  # ZSET id -> finished_at (ms): CANCELLED jobs, trimmed to retention
+    paused: str  # STRING, present while the type is paused (PauseQueue)
+    events: str  # STREAM of the partition's state changes, capped (WatchJob, WatchJobs)
     _base: str  # "P:{pppp}", for the keys below
     _type: str
 
@@ -53,6 +59,9 @@ class Keyspace:
         self.types = f"{prefix}:types"
         # Pub/Sub channel: "a job was scheduled earlier than the type's earliest one".
         self.schedule_channel = f"{prefix}:scheduled"
+        # HASH worker id -> JSON {host, pid, types, concurrency, started_at, liveness_ms}:
+        # what ListWorkers shows; written by a worker when it starts, removed when it leaves.
+        self.workers = f"{prefix}:workers"
         self._queues: dict[str, QueueKeys] = {}
 
     def job(self, job_id: str) -> str:
@@ -82,6 +91,12 @@ class Keyspace:
             failed=f"{base}:failed:{job_type}",
             workers=f"{base}:workers:{job_type}",
             defaults=f"{base}:defaults:{job_type}",
+            stats=f"{base}:stats:{job_type}",
+            live=f"{base}:live:{job_type}",
+            completed=f"{base}:completed:{job_type}",
+            cancelled=f"{base}:cancelled:{job_type}",
+            paused=f"{base}:paused:{job_type}",
+            events=f"{base}:events",
             _base=base,
             _type=job_type,
         )

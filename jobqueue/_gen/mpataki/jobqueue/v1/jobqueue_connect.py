@@ -19,10 +19,10 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import jobqueue_pb
-from .jobqueue_pb import CancelJobRequest, CancelJobResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, RetryJobRequest, RetryJobResponse
+from .jobqueue_pb import CancelJobRequest, CancelJobResponse, CancelJobsRequest, CancelJobsResponse, DeleteJobsRequest, DeleteJobsResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, GetQueueStatsRequest, GetQueueStatsResponse, ListJobsRequest, ListJobsResponse, ListWorkersRequest, ListWorkersResponse, PauseQueueRequest, PauseQueueResponse, ResumeQueueRequest, ResumeQueueResponse, RetryJobRequest, RetryJobResponse, RetryJobsRequest, RetryJobsResponse, WatchJobRequest, WatchJobResponse, WatchJobsRequest, WatchJobsResponse
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Iterable, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 
     from connectrpc.codec import Codec
     from connectrpc.compression import Compression
@@ -60,6 +60,66 @@ class JobService(Protocol):
         """
         Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
         now, with its attempts counted from zero. Other states: failed_precondition.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_jobs(self, request: ListJobsRequest, ctx: RequestContext[ListJobsRequest, ListJobsResponse], /) -> ListJobsResponse:
+        """
+        Lists jobs by type, status and time, a page at a time; the cost of a page
+        does not grow with the number of jobs stored.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_queue_stats(self, request: GetQueueStatsRequest, ctx: RequestContext[GetQueueStatsRequest, GetQueueStatsResponse], /) -> GetQueueStatsResponse:
+        """
+        Counts of jobs by status, per type and in total, read from counters the
+        state changes keep: the cost does not grow with the number of jobs.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_job(self, request: WatchJobRequest, ctx: RequestContext[WatchJobRequest, WatchJobResponse], /) -> AsyncIterator[WatchJobResponse]:
+        """
+        Streams a job's state changes; ends after it reaches a final state.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_jobs(self, request: WatchJobsRequest, ctx: RequestContext[WatchJobsRequest, WatchJobsResponse], /) -> AsyncIterator[WatchJobsResponse]:
+        """
+        Streams the state changes of a type's jobs (or of every type's).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_workers(self, request: ListWorkersRequest, ctx: RequestContext[ListWorkersRequest, ListWorkersResponse], /) -> ListWorkersResponse:
+        """
+        The live workers.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def pause_queue(self, request: PauseQueueRequest, ctx: RequestContext[PauseQueueRequest, PauseQueueResponse], /) -> PauseQueueResponse:
+        """
+        Stops workers from claiming a type's jobs (running ones go on); enqueue
+        still works.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def resume_queue(self, request: ResumeQueueRequest, ctx: RequestContext[ResumeQueueRequest, ResumeQueueResponse], /) -> ResumeQueueResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def retry_jobs(self, request: RetryJobsRequest, ctx: RequestContext[RetryJobsRequest, RetryJobsResponse], /) -> RetryJobsResponse:
+        """
+        RetryJob for each FAILED or CANCELLED job the filter selects.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def cancel_jobs(self, request: CancelJobsRequest, ctx: RequestContext[CancelJobsRequest, CancelJobsResponse], /) -> CancelJobsResponse:
+        """
+        CancelJob for each PENDING or RUNNING job the filter selects.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def delete_jobs(self, request: DeleteJobsRequest, ctx: RequestContext[DeleteJobsRequest, DeleteJobsResponse], /) -> DeleteJobsResponse:
+        """
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -135,6 +195,116 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.retry_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/ListJobs": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=ListJobsRequest,
+                        output=ListJobsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/GetQueueStats": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetQueueStats",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=GetQueueStatsRequest,
+                        output=GetQueueStatsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_queue_stats,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WatchJob": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="WatchJob",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WatchJobRequest,
+                        output=WatchJobResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=svc.watch_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WatchJobs": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="WatchJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WatchJobsRequest,
+                        output=WatchJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=svc.watch_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/ListWorkers": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListWorkers",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=ListWorkersRequest,
+                        output=ListWorkersResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_workers,
+                ),
+                "/mpataki.jobqueue.v1.JobService/PauseQueue": Endpoint.unary(
+                    method=MethodInfo(
+                        name="PauseQueue",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=PauseQueueRequest,
+                        output=PauseQueueResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.pause_queue,
+                ),
+                "/mpataki.jobqueue.v1.JobService/ResumeQueue": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ResumeQueue",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=ResumeQueueRequest,
+                        output=ResumeQueueResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.resume_queue,
+                ),
+                "/mpataki.jobqueue.v1.JobService/RetryJobs": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RetryJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=RetryJobsRequest,
+                        output=RetryJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.retry_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/CancelJobs": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CancelJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=CancelJobsRequest,
+                        output=CancelJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.cancel_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/DeleteJobs": Endpoint.unary(
+                    method=MethodInfo(
+                        name="DeleteJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=DeleteJobsRequest,
+                        output=DeleteJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.delete_jobs,
                 ),
             },
             interceptors=interceptors,
@@ -269,6 +439,242 @@ class JobServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def list_jobs(
+        self,
+        request: ListJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListJobsResponse:
+        """
+        Lists jobs by type, status and time, a page at a time; the cost of a page
+        does not grow with the number of jobs stored.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=ListJobsRequest,
+                output=ListJobsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def get_queue_stats(
+        self,
+        request: GetQueueStatsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetQueueStatsResponse:
+        """
+        Counts of jobs by status, per type and in total, read from counters the
+        state changes keep: the cost does not grow with the number of jobs.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetQueueStats",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=GetQueueStatsRequest,
+                output=GetQueueStatsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def watch_job(
+        self,
+        request: WatchJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[WatchJobResponse]:
+        """
+        Streams a job's state changes; ends after it reaches a final state.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJob",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WatchJobRequest,
+                output=WatchJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def watch_jobs(
+        self,
+        request: WatchJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[WatchJobsResponse]:
+        """
+        Streams the state changes of a type's jobs (or of every type's).
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WatchJobsRequest,
+                output=WatchJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def list_workers(
+        self,
+        request: ListWorkersRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListWorkersResponse:
+        """
+        The live workers.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListWorkers",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=ListWorkersRequest,
+                output=ListWorkersResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def pause_queue(
+        self,
+        request: PauseQueueRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PauseQueueResponse:
+        """
+        Stops workers from claiming a type's jobs (running ones go on); enqueue
+        still works.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PauseQueue",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=PauseQueueRequest,
+                output=PauseQueueResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def resume_queue(
+        self,
+        request: ResumeQueueRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResumeQueueResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResumeQueue",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=ResumeQueueRequest,
+                output=ResumeQueueResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def retry_jobs(
+        self,
+        request: RetryJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RetryJobsResponse:
+        """
+        RetryJob for each FAILED or CANCELLED job the filter selects.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RetryJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=RetryJobsRequest,
+                output=RetryJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def cancel_jobs(
+        self,
+        request: CancelJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CancelJobsResponse:
+        """
+        CancelJob for each PENDING or RUNNING job the filter selects.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CancelJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=CancelJobsRequest,
+                output=CancelJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def delete_jobs(
+        self,
+        request: DeleteJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> DeleteJobsResponse:
+        """
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="DeleteJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=DeleteJobsRequest,
+                output=DeleteJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class JobServiceSync(Protocol):
     def enqueue_job(self, request: EnqueueJobRequest, ctx: RequestContext[EnqueueJobRequest, EnqueueJobResponse], /) -> EnqueueJobResponse:
@@ -300,6 +706,66 @@ class JobServiceSync(Protocol):
         """
         Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
         now, with its attempts counted from zero. Other states: failed_precondition.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_jobs(self, request: ListJobsRequest, ctx: RequestContext[ListJobsRequest, ListJobsResponse], /) -> ListJobsResponse:
+        """
+        Lists jobs by type, status and time, a page at a time; the cost of a page
+        does not grow with the number of jobs stored.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_queue_stats(self, request: GetQueueStatsRequest, ctx: RequestContext[GetQueueStatsRequest, GetQueueStatsResponse], /) -> GetQueueStatsResponse:
+        """
+        Counts of jobs by status, per type and in total, read from counters the
+        state changes keep: the cost does not grow with the number of jobs.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_job(self, request: WatchJobRequest, ctx: RequestContext[WatchJobRequest, WatchJobResponse], /) -> Iterator[WatchJobResponse]:
+        """
+        Streams a job's state changes; ends after it reaches a final state.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_jobs(self, request: WatchJobsRequest, ctx: RequestContext[WatchJobsRequest, WatchJobsResponse], /) -> Iterator[WatchJobsResponse]:
+        """
+        Streams the state changes of a type's jobs (or of every type's).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_workers(self, request: ListWorkersRequest, ctx: RequestContext[ListWorkersRequest, ListWorkersResponse], /) -> ListWorkersResponse:
+        """
+        The live workers.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def pause_queue(self, request: PauseQueueRequest, ctx: RequestContext[PauseQueueRequest, PauseQueueResponse], /) -> PauseQueueResponse:
+        """
+        Stops workers from claiming a type's jobs (running ones go on); enqueue
+        still works.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def resume_queue(self, request: ResumeQueueRequest, ctx: RequestContext[ResumeQueueRequest, ResumeQueueResponse], /) -> ResumeQueueResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def retry_jobs(self, request: RetryJobsRequest, ctx: RequestContext[RetryJobsRequest, RetryJobsResponse], /) -> RetryJobsResponse:
+        """
+        RetryJob for each FAILED or CANCELLED job the filter selects.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def cancel_jobs(self, request: CancelJobsRequest, ctx: RequestContext[CancelJobsRequest, CancelJobsResponse], /) -> CancelJobsResponse:
+        """
+        CancelJob for each PENDING or RUNNING job the filter selects.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def delete_jobs(self, request: DeleteJobsRequest, ctx: RequestContext[DeleteJobsRequest, DeleteJobsResponse], /) -> DeleteJobsResponse:
+        """
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -373,6 +839,116 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.retry_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/ListJobs": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=ListJobsRequest,
+                        output=ListJobsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/GetQueueStats": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetQueueStats",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=GetQueueStatsRequest,
+                        output=GetQueueStatsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_queue_stats,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WatchJob": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="WatchJob",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WatchJobRequest,
+                        output=WatchJobResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=service.watch_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WatchJobs": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="WatchJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WatchJobsRequest,
+                        output=WatchJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=service.watch_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/ListWorkers": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListWorkers",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=ListWorkersRequest,
+                        output=ListWorkersResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_workers,
+                ),
+                "/mpataki.jobqueue.v1.JobService/PauseQueue": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="PauseQueue",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=PauseQueueRequest,
+                        output=PauseQueueResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.pause_queue,
+                ),
+                "/mpataki.jobqueue.v1.JobService/ResumeQueue": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ResumeQueue",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=ResumeQueueRequest,
+                        output=ResumeQueueResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.resume_queue,
+                ),
+                "/mpataki.jobqueue.v1.JobService/RetryJobs": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RetryJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=RetryJobsRequest,
+                        output=RetryJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.retry_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/CancelJobs": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CancelJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=CancelJobsRequest,
+                        output=CancelJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.cancel_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/DeleteJobs": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="DeleteJobs",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=DeleteJobsRequest,
+                        output=DeleteJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.delete_jobs,
                 ),
             },
             interceptors=interceptors,
@@ -501,6 +1077,242 @@ class JobServiceClientSync(ConnectClientSync):
                 service_name="mpataki.jobqueue.v1.JobService",
                 input=RetryJobRequest,
                 output=RetryJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_jobs(
+        self,
+        request: ListJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListJobsResponse:
+        """
+        Lists jobs by type, status and time, a page at a time; the cost of a page
+        does not grow with the number of jobs stored.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=ListJobsRequest,
+                output=ListJobsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def get_queue_stats(
+        self,
+        request: GetQueueStatsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetQueueStatsResponse:
+        """
+        Counts of jobs by status, per type and in total, read from counters the
+        state changes keep: the cost does not grow with the number of jobs.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetQueueStats",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=GetQueueStatsRequest,
+                output=GetQueueStatsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def watch_job(
+        self,
+        request: WatchJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[WatchJobResponse]:
+        """
+        Streams a job's state changes; ends after it reaches a final state.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJob",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WatchJobRequest,
+                output=WatchJobResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def watch_jobs(
+        self,
+        request: WatchJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[WatchJobsResponse]:
+        """
+        Streams the state changes of a type's jobs (or of every type's).
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WatchJobsRequest,
+                output=WatchJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_workers(
+        self,
+        request: ListWorkersRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListWorkersResponse:
+        """
+        The live workers.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListWorkers",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=ListWorkersRequest,
+                output=ListWorkersResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def pause_queue(
+        self,
+        request: PauseQueueRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PauseQueueResponse:
+        """
+        Stops workers from claiming a type's jobs (running ones go on); enqueue
+        still works.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PauseQueue",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=PauseQueueRequest,
+                output=PauseQueueResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def resume_queue(
+        self,
+        request: ResumeQueueRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResumeQueueResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResumeQueue",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=ResumeQueueRequest,
+                output=ResumeQueueResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def retry_jobs(
+        self,
+        request: RetryJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RetryJobsResponse:
+        """
+        RetryJob for each FAILED or CANCELLED job the filter selects.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RetryJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=RetryJobsRequest,
+                output=RetryJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def cancel_jobs(
+        self,
+        request: CancelJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CancelJobsResponse:
+        """
+        CancelJob for each PENDING or RUNNING job the filter selects.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CancelJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=CancelJobsRequest,
+                output=CancelJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def delete_jobs(
+        self,
+        request: DeleteJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> DeleteJobsResponse:
+        """
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="DeleteJobs",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=DeleteJobsRequest,
+                output=DeleteJobsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -544,6 +544,1081 @@ class RetryJobResponse(Message[_RetryJobResponseFields]):
 
         job: Job | None
 
+_JobFilterFields: TypeAlias = Literal["type", "status", "time_field", "from_ms", "to_ms", "error_contains", "idempotency_key"]
+
+class JobFilter(Message[_JobFilterFields]):
+    """
+    Which jobs a ListJobs call (or a bulk call) selects. Every filter is optional
+    except that the time range applies to `time_field`.
+
+    ```proto
+    message mpataki.jobqueue.v1.JobFilter
+    ```
+
+    Attributes:
+        type:
+            One type; empty: every type.
+
+            ```proto
+            string type = 1;
+            ```
+        status:
+            One status; UNSPECIFIED: the unfinished jobs (PENDING and RUNNING).
+            A finished status (COMPLETED, FAILED, CANCELLED) lists that status' index,
+            which keeps each job for the retention period.
+
+            ```proto
+            mpataki.jobqueue.v1.JobStatus status = 2;
+            ```
+        time_field:
+            Which time `from_ms` and `to_ms` bound and the list is ordered by;
+            UNSPECIFIED: `finished_at` for a finished status, else `created_at`.
+
+            ```proto
+            mpataki.jobqueue.v1.JobTimeField time_field = 3;
+            ```
+        from_ms:
+            Unix ms, inclusive; 0: no lower bound.
+
+            ```proto
+            int64 from_ms = 4;
+            ```
+        to_ms:
+            Unix ms, exclusive; 0: no upper bound.
+
+            ```proto
+            int64 to_ms = 5;
+            ```
+        error_contains:
+            Only jobs whose last_error contains this text (case-sensitive). A scan of
+            the jobs the other filters select: a call examines at most 1,000 of them
+            and returns a token to go on.
+
+            ```proto
+            string error_contains = 6;
+            ```
+        idempotency_key:
+            Only the job enqueued with this idempotency key (needs `type`): one lookup.
+
+            ```proto
+            string idempotency_key = 7;
+            ```
+    """
+
+    __slots__ = ("type", "status", "time_field", "from_ms", "to_ms", "error_contains", "idempotency_key")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            type: str = "",
+            status: JobStatus | None = None,
+            time_field: JobTimeField | None = None,
+            from_ms: int = 0,
+            to_ms: int = 0,
+            error_contains: str = "",
+            idempotency_key: str = "",
+        ) -> None:
+            pass
+
+        type: str
+        status: JobStatus
+        time_field: JobTimeField
+        from_ms: int
+        to_ms: int
+        error_contains: str
+        idempotency_key: str
+
+_ListJobsRequestFields: TypeAlias = Literal["filter", "order", "page_size", "page_token", "with_payloads"]
+
+class ListJobsRequest(Message[_ListJobsRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.ListJobsRequest
+    ```
+
+    Attributes:
+        filter:
+            ```proto
+            optional mpataki.jobqueue.v1.JobFilter filter = 1;
+            ```
+        order:
+            ```proto
+            mpataki.jobqueue.v1.ListOrder order = 2;
+            ```
+        page_size:
+            1 to 1,000; 0: 100.
+
+            ```proto
+            int32 page_size = 3;
+            ```
+        page_token:
+            From the previous page's `next_page_token`; empty: the first page. Pass
+            the same filter and order with it.
+
+            ```proto
+            string page_token = 4;
+            ```
+        with_payloads:
+            Jobs come without their payloads unless this is set.
+
+            ```proto
+            bool with_payloads = 5;
+            ```
+    """
+
+    __slots__ = ("filter", "order", "page_size", "page_token", "with_payloads")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            filter: JobFilter | None = None,
+            order: ListOrder | None = None,
+            page_size: int = 0,
+            page_token: str = "",
+            with_payloads: bool = False,
+        ) -> None:
+            pass
+
+        filter: JobFilter | None
+        order: ListOrder
+        page_size: int
+        page_token: str
+        with_payloads: bool
+
+_ListJobsResponseFields: TypeAlias = Literal["jobs", "next_page_token"]
+
+class ListJobsResponse(Message[_ListJobsResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.ListJobsResponse
+    ```
+
+    Attributes:
+        jobs:
+            ```proto
+            repeated mpataki.jobqueue.v1.Job jobs = 1;
+            ```
+        next_page_token:
+            Empty when there is nothing more. A page may hold fewer than `page_size`
+            jobs (a scan filter examined its bound, or jobs expired meanwhile) and
+            still have a next page.
+
+            ```proto
+            string next_page_token = 2;
+            ```
+    """
+
+    __slots__ = ("jobs", "next_page_token")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            jobs: list[Job] | None = None,
+            next_page_token: str = "",
+        ) -> None:
+            pass
+
+        jobs: list[Job]
+        next_page_token: str
+
+_GetQueueStatsRequestFields: TypeAlias = Literal["type"]
+
+class GetQueueStatsRequest(Message[_GetQueueStatsRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.GetQueueStatsRequest
+    ```
+
+    Attributes:
+        type:
+            One type; empty: every type.
+
+            ```proto
+            string type = 1;
+            ```
+    """
+
+    __slots__ = ("type",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            type: str = "",
+        ) -> None:
+            pass
+
+        type: str
+
+_QueueStatsFields: TypeAlias = Literal["type", "pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "oldest_ready_age_ms", "completed_per_minute", "failed_per_minute", "workers", "paused", "max_depth"]
+
+class QueueStats(Message[_QueueStatsFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.QueueStats
+    ```
+
+    Attributes:
+        type:
+            Empty in the total.
+
+            ```proto
+            string type = 1;
+            ```
+        pending:
+            Jobs by status. PENDING ones are `scheduled` (not yet due) or ready.
+
+            ```proto
+            int64 pending = 2;
+            ```
+        scheduled:
+            ```proto
+            int64 scheduled = 3;
+            ```
+        ready:
+            ```proto
+            int64 ready = 4;
+            ```
+        running:
+            ```proto
+            int64 running = 5;
+            ```
+        completed:
+            Finished jobs still retained.
+
+            ```proto
+            int64 completed = 6;
+            ```
+        failed:
+            ```proto
+            int64 failed = 7;
+            ```
+        cancelled:
+            ```proto
+            int64 cancelled = 8;
+            ```
+        oldest_ready_age_ms:
+            How long the next ready job has waited since it became due (ms); 0: none.
+
+            ```proto
+            int64 oldest_ready_age_ms = 9;
+            ```
+        completed_per_minute:
+            Jobs completed and failed (for good) in each of the last 60 minutes,
+            oldest first; the last is the current, partial minute.
+
+            ```proto
+            repeated int64 completed_per_minute = 10 [packed = true];
+            ```
+        failed_per_minute:
+            ```proto
+            repeated int64 failed_per_minute = 11 [packed = true];
+            ```
+        workers:
+            Live workers serving the type (in the total: distinct workers).
+
+            ```proto
+            int32 workers = 12;
+            ```
+        paused:
+            No worker claims the type's jobs (PauseQueue); enqueue still works.
+
+            ```proto
+            bool paused = 13;
+            ```
+        max_depth:
+            Most PENDING jobs the type accepts (the server's setting); 0: no limit.
+
+            ```proto
+            int64 max_depth = 14;
+            ```
+    """
+
+    __slots__ = ("type", "pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "oldest_ready_age_ms", "completed_per_minute", "failed_per_minute", "workers", "paused", "max_depth")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            type: str = "",
+            pending: int = 0,
+            scheduled: int = 0,
+            ready: int = 0,
+            running: int = 0,
+            completed: int = 0,
+            failed: int = 0,
+            cancelled: int = 0,
+            oldest_ready_age_ms: int = 0,
+            completed_per_minute: list[int] | None = None,
+            failed_per_minute: list[int] | None = None,
+            workers: int = 0,
+            paused: bool = False,
+            max_depth: int = 0,
+        ) -> None:
+            pass
+
+        type: str
+        pending: int
+        scheduled: int
+        ready: int
+        running: int
+        completed: int
+        failed: int
+        cancelled: int
+        oldest_ready_age_ms: int
+        completed_per_minute: list[int]
+        failed_per_minute: list[int]
+        workers: int
+        paused: bool
+        max_depth: int
+
+_GetQueueStatsResponseFields: TypeAlias = Literal["queues", "total", "read_at"]
+
+class GetQueueStatsResponse(Message[_GetQueueStatsResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.GetQueueStatsResponse
+    ```
+
+    Attributes:
+        queues:
+            Per type, by name.
+
+            ```proto
+            repeated mpataki.jobqueue.v1.QueueStats queues = 1;
+            ```
+        total:
+            The sums over `queues`.
+
+            ```proto
+            optional mpataki.jobqueue.v1.QueueStats total = 2;
+            ```
+        read_at:
+            When the counts were read (Unix ms, the Redis clock).
+
+            ```proto
+            int64 read_at = 3;
+            ```
+    """
+
+    __slots__ = ("queues", "total", "read_at")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            queues: list[QueueStats] | None = None,
+            total: QueueStats | None = None,
+            read_at: int = 0,
+        ) -> None:
+            pass
+
+        queues: list[QueueStats]
+        total: QueueStats | None
+        read_at: int
+
+_JobEventFields: TypeAlias = Literal["id", "type", "status", "attempt", "worker_id", "error", "at", "cursor"]
+
+class JobEvent(Message[_JobEventFields]):
+    """
+    One change of a job's state, as WatchJob and WatchJobs stream it.
+
+    ```proto
+    message mpataki.jobqueue.v1.JobEvent
+    ```
+
+    Attributes:
+        id:
+            ```proto
+            string id = 1;
+            ```
+        type:
+            ```proto
+            string type = 2;
+            ```
+        status:
+            The status the job has after the change.
+
+            ```proto
+            mpataki.jobqueue.v1.JobStatus status = 3;
+            ```
+        attempt:
+            ```proto
+            int32 attempt = 4;
+            ```
+        worker_id:
+            The worker holding the job (RUNNING), or whose run ended.
+
+            ```proto
+            string worker_id = 5;
+            ```
+        error:
+            The error of a failed or interrupted run.
+
+            ```proto
+            string error = 6;
+            ```
+        at:
+            When the change happened (Unix ms, the Redis clock).
+
+            ```proto
+            int64 at = 7;
+            ```
+        cursor:
+            Pass it back to resume after this event.
+
+            ```proto
+            string cursor = 8;
+            ```
+    """
+
+    __slots__ = ("id", "type", "status", "attempt", "worker_id", "error", "at", "cursor")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            id: str = "",
+            type: str = "",
+            status: JobStatus | None = None,
+            attempt: int = 0,
+            worker_id: str = "",
+            error: str = "",
+            at: int = 0,
+            cursor: str = "",
+        ) -> None:
+            pass
+
+        id: str
+        type: str
+        status: JobStatus
+        attempt: int
+        worker_id: str
+        error: str
+        at: int
+        cursor: str
+
+_WatchJobRequestFields: TypeAlias = Literal["id", "cursor"]
+
+class WatchJobRequest(Message[_WatchJobRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.WatchJobRequest
+    ```
+
+    Attributes:
+        id:
+            ```proto
+            string id = 1;
+            ```
+        cursor:
+            Resume after this event (a JobEvent's cursor); empty: the first message is
+            the job's current state, then every change.
+
+            ```proto
+            string cursor = 2;
+            ```
+    """
+
+    __slots__ = ("id", "cursor")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            id: str = "",
+            cursor: str = "",
+        ) -> None:
+            pass
+
+        id: str
+        cursor: str
+
+_WatchJobResponseFields: TypeAlias = Literal["event", "gap"]
+
+class WatchJobResponse(Message[_WatchJobResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.WatchJobResponse
+    ```
+
+    Attributes:
+        event:
+            ```proto
+            optional mpataki.jobqueue.v1.JobEvent event = 1;
+            ```
+        gap:
+            Events were lost before this one: the cursor was older than the events
+            kept. Read the job (GetJob) to know where it stands.
+
+            ```proto
+            bool gap = 2;
+            ```
+    """
+
+    __slots__ = ("event", "gap")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            event: JobEvent | None = None,
+            gap: bool = False,
+        ) -> None:
+            pass
+
+        event: JobEvent | None
+        gap: bool
+
+_WatchJobsRequestFields: TypeAlias = Literal["type", "cursor"]
+
+class WatchJobsRequest(Message[_WatchJobsRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.WatchJobsRequest
+    ```
+
+    Attributes:
+        type:
+            One type; empty: every type.
+
+            ```proto
+            string type = 1;
+            ```
+        cursor:
+            Resume after this event (a JobEvent's cursor); empty: changes from now on.
+
+            ```proto
+            string cursor = 2;
+            ```
+    """
+
+    __slots__ = ("type", "cursor")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            type: str = "",
+            cursor: str = "",
+        ) -> None:
+            pass
+
+        type: str
+        cursor: str
+
+_WatchJobsResponseFields: TypeAlias = Literal["event", "gap"]
+
+class WatchJobsResponse(Message[_WatchJobsResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.WatchJobsResponse
+    ```
+
+    Attributes:
+        event:
+            ```proto
+            optional mpataki.jobqueue.v1.JobEvent event = 1;
+            ```
+        gap:
+            Events were lost before this one (see WatchJobResponse.gap).
+
+            ```proto
+            bool gap = 2;
+            ```
+    """
+
+    __slots__ = ("event", "gap")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            event: JobEvent | None = None,
+            gap: bool = False,
+        ) -> None:
+            pass
+
+        event: JobEvent | None
+        gap: bool
+
+_WorkerFields: TypeAlias = Literal["id", "host", "pid", "types", "concurrency", "jobs_held", "started_at", "last_heartbeat_at"]
+
+class Worker(Message[_WorkerFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.Worker
+    ```
+
+    Attributes:
+        id:
+            ```proto
+            string id = 1;
+            ```
+        host:
+            ```proto
+            string host = 2;
+            ```
+        pid:
+            ```proto
+            int32 pid = 3;
+            ```
+        types:
+            ```proto
+            repeated string types = 4;
+            ```
+        concurrency:
+            Jobs it runs at once, at most.
+
+            ```proto
+            int32 concurrency = 5;
+            ```
+        jobs_held:
+            Jobs it holds now: running, or claimed ahead.
+
+            ```proto
+            int32 jobs_held = 6;
+            ```
+        started_at:
+            Unix ms.
+
+            ```proto
+            int64 started_at = 7;
+            ```
+        last_heartbeat_at:
+            Unix ms (the Redis clock).
+
+            ```proto
+            int64 last_heartbeat_at = 8;
+            ```
+    """
+
+    __slots__ = ("id", "host", "pid", "types", "concurrency", "jobs_held", "started_at", "last_heartbeat_at")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            id: str = "",
+            host: str = "",
+            pid: int = 0,
+            types: list[str] | None = None,
+            concurrency: int = 0,
+            jobs_held: int = 0,
+            started_at: int = 0,
+            last_heartbeat_at: int = 0,
+        ) -> None:
+            pass
+
+        id: str
+        host: str
+        pid: int
+        types: list[str]
+        concurrency: int
+        jobs_held: int
+        started_at: int
+        last_heartbeat_at: int
+
+_ListWorkersRequestFields: TypeAlias = Literal["type"]
+
+class ListWorkersRequest(Message[_ListWorkersRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.ListWorkersRequest
+    ```
+
+    Attributes:
+        type:
+            Workers serving this type; empty: every live worker.
+
+            ```proto
+            string type = 1;
+            ```
+    """
+
+    __slots__ = ("type",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            type: str = "",
+        ) -> None:
+            pass
+
+        type: str
+
+_ListWorkersResponseFields: TypeAlias = Literal["workers"]
+
+class ListWorkersResponse(Message[_ListWorkersResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.ListWorkersResponse
+    ```
+
+    Attributes:
+        workers:
+            Live workers, by id.
+
+            ```proto
+            repeated mpataki.jobqueue.v1.Worker workers = 1;
+            ```
+    """
+
+    __slots__ = ("workers",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            workers: list[Worker] | None = None,
+        ) -> None:
+            pass
+
+        workers: list[Worker]
+
+_PauseQueueRequestFields: TypeAlias = Literal["type"]
+
+class PauseQueueRequest(Message[_PauseQueueRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.PauseQueueRequest
+    ```
+
+    Attributes:
+        type:
+            ```proto
+            string type = 1;
+            ```
+    """
+
+    __slots__ = ("type",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            type: str = "",
+        ) -> None:
+            pass
+
+        type: str
+
+_PauseQueueResponseFields: TypeAlias = NoReturn
+
+class PauseQueueResponse(Message[_PauseQueueResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.PauseQueueResponse
+    ```
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+        ) -> None:
+            pass
+
+_ResumeQueueRequestFields: TypeAlias = Literal["type"]
+
+class ResumeQueueRequest(Message[_ResumeQueueRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.ResumeQueueRequest
+    ```
+
+    Attributes:
+        type:
+            ```proto
+            string type = 1;
+            ```
+    """
+
+    __slots__ = ("type",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            type: str = "",
+        ) -> None:
+            pass
+
+        type: str
+
+_ResumeQueueResponseFields: TypeAlias = NoReturn
+
+class ResumeQueueResponse(Message[_ResumeQueueResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.ResumeQueueResponse
+    ```
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+        ) -> None:
+            pass
+
+_RetryJobsRequestFields: TypeAlias = Literal["filter", "limit", "page_token"]
+
+class RetryJobsRequest(Message[_RetryJobsRequestFields]):
+    """
+    The bulk calls (RetryJobs, CancelJobs, DeleteJobs) act on what ListJobs with
+    the same filter lists, oldest first, at most `limit` jobs per call: call
+    again with `next_page_token` to go on. Their requests and replies have the
+    same fields.
+
+    ```proto
+    message mpataki.jobqueue.v1.RetryJobsRequest
+    ```
+
+    Attributes:
+        filter:
+            ```proto
+            optional mpataki.jobqueue.v1.JobFilter filter = 1;
+            ```
+        limit:
+            1 to 1,000; 0: 1,000.
+
+            ```proto
+            int32 limit = 2;
+            ```
+        page_token:
+            ```proto
+            string page_token = 3;
+            ```
+    """
+
+    __slots__ = ("filter", "limit", "page_token")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            filter: JobFilter | None = None,
+            limit: int = 0,
+            page_token: str = "",
+        ) -> None:
+            pass
+
+        filter: JobFilter | None
+        limit: int
+        page_token: str
+
+_RetryJobsResponseFields: TypeAlias = Literal["count", "next_page_token"]
+
+class RetryJobsResponse(Message[_RetryJobsResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.RetryJobsResponse
+    ```
+
+    Attributes:
+        count:
+            Jobs this call changed (one another call changed first is not counted).
+
+            ```proto
+            int32 count = 1;
+            ```
+        next_page_token:
+            Empty when there is nothing more.
+
+            ```proto
+            string next_page_token = 2;
+            ```
+    """
+
+    __slots__ = ("count", "next_page_token")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            count: int = 0,
+            next_page_token: str = "",
+        ) -> None:
+            pass
+
+        count: int
+        next_page_token: str
+
+_CancelJobsRequestFields: TypeAlias = Literal["filter", "limit", "page_token"]
+
+class CancelJobsRequest(Message[_CancelJobsRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.CancelJobsRequest
+    ```
+
+    Attributes:
+        filter:
+            ```proto
+            optional mpataki.jobqueue.v1.JobFilter filter = 1;
+            ```
+        limit:
+            ```proto
+            int32 limit = 2;
+            ```
+        page_token:
+            ```proto
+            string page_token = 3;
+            ```
+    """
+
+    __slots__ = ("filter", "limit", "page_token")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            filter: JobFilter | None = None,
+            limit: int = 0,
+            page_token: str = "",
+        ) -> None:
+            pass
+
+        filter: JobFilter | None
+        limit: int
+        page_token: str
+
+_CancelJobsResponseFields: TypeAlias = Literal["count", "next_page_token"]
+
+class CancelJobsResponse(Message[_CancelJobsResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.CancelJobsResponse
+    ```
+
+    Attributes:
+        count:
+            ```proto
+            int32 count = 1;
+            ```
+        next_page_token:
+            ```proto
+            string next_page_token = 2;
+            ```
+    """
+
+    __slots__ = ("count", "next_page_token")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            count: int = 0,
+            next_page_token: str = "",
+        ) -> None:
+            pass
+
+        count: int
+        next_page_token: str
+
+_DeleteJobsRequestFields: TypeAlias = Literal["filter", "limit", "page_token"]
+
+class DeleteJobsRequest(Message[_DeleteJobsRequestFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.DeleteJobsRequest
+    ```
+
+    Attributes:
+        filter:
+            ```proto
+            optional mpataki.jobqueue.v1.JobFilter filter = 1;
+            ```
+        limit:
+            ```proto
+            int32 limit = 2;
+            ```
+        page_token:
+            ```proto
+            string page_token = 3;
+            ```
+    """
+
+    __slots__ = ("filter", "limit", "page_token")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            filter: JobFilter | None = None,
+            limit: int = 0,
+            page_token: str = "",
+        ) -> None:
+            pass
+
+        filter: JobFilter | None
+        limit: int
+        page_token: str
+
+_DeleteJobsResponseFields: TypeAlias = Literal["count", "next_page_token"]
+
+class DeleteJobsResponse(Message[_DeleteJobsResponseFields]):
+    """
+    ```proto
+    message mpataki.jobqueue.v1.DeleteJobsResponse
+    ```
+
+    Attributes:
+        count:
+            ```proto
+            int32 count = 1;
+            ```
+        next_page_token:
+            ```proto
+            string next_page_token = 2;
+            ```
+    """
+
+    __slots__ = ("count", "next_page_token")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            count: int = 0,
+            next_page_token: str = "",
+        ) -> None:
+            pass
+
+        count: int
+        next_page_token: str
+
 class JobStatus(Enum):
     """
     The lifecycle of a job; see docs/design.md for the state machine.
@@ -596,9 +1671,63 @@ class JobStatus(Enum):
     FAILED = 4
     CANCELLED = 5
 
+class JobTimeField(Enum):
+    """
+    ```proto
+    enum mpataki.jobqueue.v1.JobTimeField
+    ```
+
+    Attributes:
+        UNSPECIFIED:
+            ```proto
+            JOB_TIME_FIELD_UNSPECIFIED = 0
+            ```
+        CREATED:
+            ```proto
+            JOB_TIME_FIELD_CREATED = 1
+            ```
+        FINISHED:
+            Only with a finished status.
+
+            ```proto
+            JOB_TIME_FIELD_FINISHED = 2
+            ```
+    """
+
+    UNSPECIFIED = 0
+    CREATED = 1
+    FINISHED = 2
+
+class ListOrder(Enum):
+    """
+    ```proto
+    enum mpataki.jobqueue.v1.ListOrder
+    ```
+
+    Attributes:
+        UNSPECIFIED:
+            Newest first.
+
+            ```proto
+            LIST_ORDER_UNSPECIFIED = 0
+            ```
+        NEWEST_FIRST:
+            ```proto
+            LIST_ORDER_NEWEST_FIRST = 1
+            ```
+        OLDEST_FIRST:
+            ```proto
+            LIST_ORDER_OLDEST_FIRST = 2
+            ```
+    """
+
+    UNSPECIFIED = 0
+    NEWEST_FIRST = 1
+    OLDEST_FIRST = 2
+
 
 _DESC = file_desc(
-    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xcc\x04\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12,\n\x12last_error_attempt\x18\x11 \x01(\x05R\x10lastErrorAttempt"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xd5\x02\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoffB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_ms"@\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job*\xa2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x052\xdf\x03\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponseb\x06proto3',
+    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xcc\x04\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12,\n\x12last_error_attempt\x18\x11 \x01(\x05R\x10lastErrorAttempt"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xd5\x02\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoffB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_ms"@\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"\x97\x02\n\tJobFilter\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x126\n\x06status\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12@\n\ntime_field\x18\x03 \x01(\x0e2!.mpataki.jobqueue.v1.JobTimeFieldR\ttimeField\x12\x17\n\x07from_ms\x18\x04 \x01(\x03R\x06fromMs\x12\x13\n\x05to_ms\x18\x05 \x01(\x03R\x04toMs\x12%\n\x0eerror_contains\x18\x06 \x01(\tR\rerrorContains\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey"\xe0\x01\n\x0fListJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x124\n\x05order\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.ListOrderR\x05order\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12#\n\rwith_payloads\x18\x05 \x01(\x08R\x0cwithPayloads"h\n\x10ListJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"*\n\x14GetQueueStatsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\xb8\x03\n\nQueueStats\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07pending\x18\x02 \x01(\x03R\x07pending\x12\x1c\n\tscheduled\x18\x03 \x01(\x03R\tscheduled\x12\x14\n\x05ready\x18\x04 \x01(\x03R\x05ready\x12\x18\n\x07running\x18\x05 \x01(\x03R\x07running\x12\x1c\n\tcompleted\x18\x06 \x01(\x03R\tcompleted\x12\x16\n\x06failed\x18\x07 \x01(\x03R\x06failed\x12\x1c\n\tcancelled\x18\x08 \x01(\x03R\tcancelled\x12-\n\x13oldest_ready_age_ms\x18\t \x01(\x03R\x10oldestReadyAgeMs\x120\n\x14completed_per_minute\x18\n \x03(\x03R\x12completedPerMinute\x12*\n\x11failed_per_minute\x18\x0b \x03(\x03R\x0ffailedPerMinute\x12\x18\n\x07workers\x18\x0c \x01(\x05R\x07workers\x12\x16\n\x06paused\x18\r \x01(\x08R\x06paused\x12\x1b\n\tmax_depth\x18\x0e \x01(\x03R\x08maxDepth"\xa0\x01\n\x15GetQueueStatsResponse\x127\n\x06queues\x18\x01 \x03(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x06queues\x125\n\x05total\x18\x02 \x01(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x05total\x12\x17\n\x07read_at\x18\x03 \x01(\x03R\x06readAt"\xdb\x01\n\x08JobEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x126\n\x06status\x18\x03 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12\x18\n\x07attempt\x18\x04 \x01(\x05R\x07attempt\x12\x1b\n\tworker_id\x18\x05 \x01(\tR\x08workerId\x12\x14\n\x05error\x18\x06 \x01(\tR\x05error\x12\x0e\n\x02at\x18\x07 \x01(\x03R\x02at\x12\x16\n\x06cursor\x18\x08 \x01(\tR\x06cursor"9\n\x0fWatchJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor"Y\n\x10WatchJobResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap">\n\x10WatchJobsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor"Z\n\x11WatchJobsResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap"\xde\x01\n\x06Worker\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x10\n\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x14\n\x05types\x18\x04 \x03(\tR\x05types\x12 \n\x0bconcurrency\x18\x05 \x01(\x05R\x0bconcurrency\x12\x1b\n\tjobs_held\x18\x06 \x01(\x05R\x08jobsHeld\x12\x1d\n\nstarted_at\x18\x07 \x01(\x03R\tstartedAt\x12*\n\x11last_heartbeat_at\x18\x08 \x01(\x03R\x0flastHeartbeatAt"(\n\x12ListWorkersRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"L\n\x13ListWorkersResponse\x125\n\x07workers\x18\x01 \x03(\x0b2\x1b.mpataki.jobqueue.v1.WorkerR\x07workers"\'\n\x11PauseQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x14\n\x12PauseQueueResponse"(\n\x12ResumeQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x15\n\x13ResumeQueueResponse"\x7f\n\x10RetryJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"Q\n\x11RetryJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11CancelJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12CancelJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11DeleteJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12DeleteJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xa2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*g\n\x0cJobTimeField\x12\x1e\n\x1aJOB_TIME_FIELD_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOB_TIME_FIELD_CREATED\x10\x01\x12\x1b\n\x17JOB_TIME_FIELD_FINISHED\x10\x02*a\n\tListOrder\x12\x1a\n\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17LIST_ORDER_NEWEST_FIRST\x10\x01\x12\x1b\n\x17LIST_ORDER_OLDEST_FIRST\x10\x022\xaf\x0b\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponse\x12\\\n\x08ListJobs\x12$.mpataki.jobqueue.v1.ListJobsRequest\x1a%.mpataki.jobqueue.v1.ListJobsResponse"\x03\x90\x02\x01\x12k\n\rGetQueueStats\x12).mpataki.jobqueue.v1.GetQueueStatsRequest\x1a*.mpataki.jobqueue.v1.GetQueueStatsResponse"\x03\x90\x02\x01\x12Y\n\x08WatchJob\x12$.mpataki.jobqueue.v1.WatchJobRequest\x1a%.mpataki.jobqueue.v1.WatchJobResponse0\x01\x12\\\n\tWatchJobs\x12%.mpataki.jobqueue.v1.WatchJobsRequest\x1a&.mpataki.jobqueue.v1.WatchJobsResponse0\x01\x12e\n\x0bListWorkers\x12\'.mpataki.jobqueue.v1.ListWorkersRequest\x1a(.mpataki.jobqueue.v1.ListWorkersResponse"\x03\x90\x02\x01\x12b\n\nPauseQueue\x12&.mpataki.jobqueue.v1.PauseQueueRequest\x1a\'.mpataki.jobqueue.v1.PauseQueueResponse"\x03\x90\x02\x02\x12e\n\x0bResumeQueue\x12\'.mpataki.jobqueue.v1.ResumeQueueRequest\x1a(.mpataki.jobqueue.v1.ResumeQueueResponse"\x03\x90\x02\x02\x12Z\n\tRetryJobs\x12%.mpataki.jobqueue.v1.RetryJobsRequest\x1a&.mpataki.jobqueue.v1.RetryJobsResponse\x12]\n\nCancelJobs\x12&.mpataki.jobqueue.v1.CancelJobsRequest\x1a\'.mpataki.jobqueue.v1.CancelJobsResponse\x12]\n\nDeleteJobs\x12&.mpataki.jobqueue.v1.DeleteJobsRequest\x1a\'.mpataki.jobqueue.v1.DeleteJobsResponseb\x06proto3',
     [],
     {
         "Job": Job,
@@ -613,7 +1742,33 @@ _DESC = file_desc(
         "CancelJobResponse": CancelJobResponse,
         "RetryJobRequest": RetryJobRequest,
         "RetryJobResponse": RetryJobResponse,
+        "JobFilter": JobFilter,
+        "ListJobsRequest": ListJobsRequest,
+        "ListJobsResponse": ListJobsResponse,
+        "GetQueueStatsRequest": GetQueueStatsRequest,
+        "QueueStats": QueueStats,
+        "GetQueueStatsResponse": GetQueueStatsResponse,
+        "JobEvent": JobEvent,
+        "WatchJobRequest": WatchJobRequest,
+        "WatchJobResponse": WatchJobResponse,
+        "WatchJobsRequest": WatchJobsRequest,
+        "WatchJobsResponse": WatchJobsResponse,
+        "Worker": Worker,
+        "ListWorkersRequest": ListWorkersRequest,
+        "ListWorkersResponse": ListWorkersResponse,
+        "PauseQueueRequest": PauseQueueRequest,
+        "PauseQueueResponse": PauseQueueResponse,
+        "ResumeQueueRequest": ResumeQueueRequest,
+        "ResumeQueueResponse": ResumeQueueResponse,
+        "RetryJobsRequest": RetryJobsRequest,
+        "RetryJobsResponse": RetryJobsResponse,
+        "CancelJobsRequest": CancelJobsRequest,
+        "CancelJobsResponse": CancelJobsResponse,
+        "DeleteJobsRequest": DeleteJobsRequest,
+        "DeleteJobsResponse": DeleteJobsResponse,
         "JobStatus": JobStatus,
+        "JobTimeField": JobTimeField,
+        "ListOrder": ListOrder,
     },
 )
 
