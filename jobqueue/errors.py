@@ -40,3 +40,15 @@ class JobNotRetryable(JobQueueError):
     def __init__(self, job_id: str, status_name: str) -> None:
         super().__init__(f"job {job_id} is {status_name}: only FAILED or CANCELLED jobs can be retried")
         self.job_id = job_id
+
+
+class QueueFull(JobQueueError):
+    """An enqueue over the type's maximum depth (admission)."""
+
+    def __init__(self, job_type: str, limit: int, setting: str) -> None:
+        super().__init__(
+            f"type {job_type!r} is full: it holds its limit of {limit} pending jobs ({setting}); "
+            "retry when workers have taken some"
+        )
+        self.job_type = job_type
+        self.limit = limit
