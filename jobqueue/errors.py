@@ -43,12 +43,11 @@ class JobNotRetryable(JobQueueError):
 
 
 class QueueFull(JobQueueError):
-    """An enqueue over the type's maximum depth (admission)."""
+    """An enqueue over its type's maximum depth (admission); nothing of the call that
+    raised it was stored, unless concurrent enqueues filled the type meanwhile."""
 
-    def __init__(self, job_type: str, limit: int, setting: str) -> None:
-        super().__init__(
-            f"type {job_type!r} is full: it holds its limit of {limit} pending jobs ({setting}); "
-            "retry when workers have taken some"
-        )
+    def __init__(self, job_type: str, limit: int, setting: str, *, adding: int = 0, pending: int = 0) -> None:
+        detail = f"; it holds {pending}, and the call would add {adding}" if adding else ""
+        super().__init__(f"type {job_type!r} is full: its limit is {limit} pending jobs ({setting}){detail}")
         self.job_type = job_type
         self.limit = limit

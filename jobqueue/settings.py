@@ -72,7 +72,8 @@ class Settings:
             given = self.redis_timeout_s
             raise ValueError(f"redis_timeout_s (JOBQUEUE_REDIS_TIMEOUT_S) must be > 0, got {given}")
         if self.max_depth < 0:
-            raise ValueError(f"max_depth (JOBQUEUE_MAX_DEPTH) must be >= 0 (0: no limit), got {self.max_depth}")
+            given = self.max_depth
+            raise ValueError(f"max_depth (JOBQUEUE_MAX_DEPTH) must be >= 0 (0: no limit), got {given}")
         by_type = self.max_depth_by_type
         pairs = tuple(by_type.items()) if isinstance(by_type, Mapping) else tuple(by_type)
         for job_type, depth in pairs:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..queues import StatsReport, WorkerInfo
 from ..settings import DEFAULT_API_URL
 from .endpoint import no_answer
 from .sync_client import SyncClient
@@ -75,6 +76,21 @@ class Client:
     async def retry(self, job_id: str) -> Job:
         """Runs a FAILED or CANCELLED job again, from its first attempt."""
         return await self._run(self._calls.retry, job_id)
+
+    async def stats(self, job_type: str = "") -> StatsReport:
+        """GetQueueStats: the counts of `job_type`, or of every type when it is empty."""
+        return await self._run(self._calls.stats, job_type)
+
+    async def workers(self, job_type: str = "") -> list[WorkerInfo]:
+        """ListWorkers: the live workers serving `job_type` (any type when it is empty), by id."""
+        return await self._run(self._calls.workers, job_type)
+
+    async def pause(self, job_type: str) -> None:
+        """PauseQueue: no worker claims the type's jobs until `resume`; enqueue goes on."""
+        await self._run(self._calls.pause, job_type)
+
+    async def resume(self, job_type: str) -> None:
+        await self._run(self._calls.resume, job_type)
 
     async def _run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._closed:
