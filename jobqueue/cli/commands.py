@@ -16,6 +16,7 @@ from ..settings import Settings
 from .exits import CommandFailed, ExitCode, call_failure, check_url
 from .job_view import job_json, job_view, local_time
 from .parser import call_timeout_from, log_level_from
+from .queue_view import stats_json, stats_table, workers_json, workers_table
 
 if TYPE_CHECKING:
     from ..client import SyncClient
@@ -132,6 +133,35 @@ def _retry(args: argparse.Namespace) -> int:
     return _print_job(args, _call(args, lambda client: client.retry(args.id)))
 
 
+def _stats(args: argparse.Namespace) -> int:
+    report = _call(args, lambda client: client.stats(args.type))
+    print(stats_json(report) if args.json else stats_table(report))
+    return ExitCode.OK
+
+
+def _workers(args: argparse.Namespace) -> int:
+    workers = _call(args, lambda client: client.workers(args.type))
+    if args.json:
+        print(workers_json(workers))
+    elif workers:
+        print(workers_table(workers))
+    else:
+        print(f"no live workers{f' of {args.type}' if args.type else ''}")
+    return ExitCode.OK
+
+
+def _pause(args: argparse.Namespace) -> int:
+    _call(args, lambda client: client.pause(args.type))
+    print(f"paused {args.type}: workers claim none of its jobs until `jobqueue resume {args.type}`")
+    return ExitCode.OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    _call(args, lambda client: client.resume(args.type))
+    print(f"resumed {args.type}")
+    return ExitCode.OK
+
+
 def _call(args: argparse.Namespace, request: Callable[[SyncClient], R]) -> R:
     """Runs one call to the server; a failure becomes a CommandFailed that says what to do."""
     url = check_url(args.url)
@@ -165,4 +195,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "get": _get,
     "cancel": _cancel,
     "retry": _retry,
+    "stats": _stats,
+    "workers": _workers,
+    "pause": _pause,
+    "resume": _resume,
 }

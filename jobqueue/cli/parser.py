@@ -181,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     retry = _command(commands, "retry", "run a FAILED or CANCELLED job again")
     retry.add_argument("id", help="job id")
     _client_options(retry, prints_a_job=True)
+
+    stats = _command(commands, "stats", "show the counts of jobs by status, per type and in total")
+    stats.add_argument("--type", default="", metavar="TYPE", help="only this job type (default: every type)")
+    _client_options(stats, prints_a_job=False)
+    stats.add_argument("--json", action="store_true", help="print the API's reply as protobuf JSON")
+    workers = _command(commands, "workers", "show the live workers")
+    workers.add_argument("--type", default="", metavar="TYPE", help="only the workers of this job type")
+    _client_options(workers, prints_a_job=False)
+    workers.add_argument("--json", action="store_true", help="print the API's reply as protobuf JSON")
+    pause = _command(commands, "pause", "stop workers from claiming a type's jobs (enqueue goes on)")
+    pause.add_argument("type", help="job type")
+    _client_options(pause, prints_a_job=False)
+    resume = _command(commands, "resume", "let workers claim a paused type's jobs again")
+    resume.add_argument("type", help="job type")
+    _client_options(resume, prints_a_job=False)
     return parser
 
 
