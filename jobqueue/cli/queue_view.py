@@ -41,19 +41,7 @@ def _stats_row(name: str, queue: QueueStats, *, total: bool = False) -> list[str
 
 
 def workers_table(workers: Sequence[WorkerInfo]) -> str:
-    rows = [
-        [
-            w.id,
-            w.host,
-            str(w.pid),
-            ",".join(w.types),
-            str(w.concurrency),
-            str(w.jobs_held),
-            local_time(w.started_at),
-            local_time(w.last_heartbeat_at),
-        ]  # fmt: skip
-        for w in workers
-    ]
+    rows = [_worker_row(worker) for worker in workers]
     return table(WORKER_COLUMNS, rows, numeric=(2, 4, 5))
 
 
