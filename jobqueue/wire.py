@@ -196,7 +196,8 @@ _QUEUE_FIELDS = field_names(QueueStats)
 
 
 def worker_to_proto(worker: WorkerInfo) -> pb.Worker:
-    return pb.Worker(**{name: getattr(worker, name) for name in _WORKER_FIELDS})
+    values = {name: getattr(worker, name) for name in _WORKER_FIELDS}
+    return pb.Worker(**{**values, "types": list(worker.types)})
 
 
 def worker_from_proto(worker: pb.Worker) -> WorkerInfo:
