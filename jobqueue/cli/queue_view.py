@@ -29,14 +29,14 @@ def stats_table(report: StatsReport) -> str:
 def _stats_row(name: str, queue: QueueStats, *, total: bool = False) -> list[str]:
     return [
         name,
-        "" if total else ("paused" if queue.paused else "active"),
+        UNSET if total else ("paused" if queue.paused else "active"),
         *(str(n) for n in (queue.pending, queue.scheduled, queue.ready, queue.running)),
         *(str(n) for n in (queue.completed, queue.failed, queue.cancelled)),
         age(queue.oldest_ready_age_ms),
         str(sum(queue.completed_per_minute)),
         str(sum(queue.failed_per_minute)),
         str(queue.workers),
-        "" if total else (str(queue.max_depth) if queue.max_depth else UNSET),
+        str(queue.max_depth) if queue.max_depth else UNSET,
     ]
 
 
