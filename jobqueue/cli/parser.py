@@ -182,20 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", help="job id")
     _client_options(retry, prints_a_job=True)
 
-    stats = _command(commands, "stats", "show the counts of jobs by status, per type and in total")
-    stats.add_argument("--type", default="", metavar="TYPE", help="only this job type (default: every type)")
-    _client_options(stats, prints_a_job=False)
-    stats.add_argument("--json", action="store_true", help="print the API's reply as protobuf JSON")
-    workers = _command(commands, "workers", "show the live workers")
-    workers.add_argument("--type", default="", metavar="TYPE", help="only the workers of this job type")
-    _client_options(workers, prints_a_job=False)
-    workers.add_argument("--json", action="store_true", help="print the API's reply as protobuf JSON")
-    pause = _command(commands, "pause", "stop workers from claiming a type's jobs (enqueue goes on)")
-    pause.add_argument("type", help="job type")
-    _client_options(pause, prints_a_job=False)
-    resume = _command(commands, "resume", "let workers claim a paused type's jobs again")
-    resume.add_argument("type", help="job type")
-    _client_options(resume, prints_a_job=False)
+    reads = (
+        ("stats", "show the counts of jobs by status, per type and in total", "every type"),
+        ("workers", "show the live workers", "the workers of every type"),
+    )
+    for name, text, default in reads:
+        read = _command(commands, name, text)
+        read.add_argument("--type", default="", metavar="TYPE", help=f"only this type (default: {default})")
+        _client_options(read, prints_a_job=False)
+        read.add_argument("--json", action="store_true", help="print the API's reply as protobuf JSON")
+    controls = (
+        ("pause", "stop workers from claiming a type's jobs (enqueue goes on)"),
+        ("resume", "let workers claim a paused type's jobs again"),
+    )
+    for name, text in controls:
+        control = _command(commands, name, text)
+        control.add_argument("type", help="job type")
+        _client_options(control, prints_a_job=False)
     return parser
 
 
