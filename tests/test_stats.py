@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ from jobqueue.queues import MINUTES, QueueStats
 from jobqueue.settings import Settings
 from jobqueue.worker import PermanentError, RetryAfter, Worker
 
-from .conftest import eventually, status_is
+from .conftest import ROOT, eventually, status_is
 from .harness import Harness
 from .test_api import SERVICE, finish, grpcurl, grpcurl_json, new_type, post_json
 from .test_worker import running
@@ -229,3 +232,18 @@ async def test_a_control_without_a_type_is_invalid_argument(
 
 def _json_type(job_type: str) -> str:
     return json.dumps({"type": job_type})
+
+
+@pytest.mark.timeout(120)
+def test_the_benchmark_runs(redis_url: str, tmp_path: Path) -> None:
+    """bench/queue_stats.py at tiny sizes (docs/performance.md has its figures); numbers unchecked."""
+    out = tmp_path / "stats.json"
+    ran = subprocess.run(
+        [sys.executable, "bench/queue_stats.py", "--redis-url", redis_url, "--big-jobs", "300",
+         "--types", "3", "--calls", "20", "--runs", "1", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    for measure in ("server_one_type", "server_every_type", "server_get_job", "store_one_type"):
+        assert figures[measure]["p99_ms_median"] > 0, figures
