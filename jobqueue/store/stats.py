@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..model import check_job_type, partition_of_type
-from ..queues import QueueStats, StatsReport, total_of
+from ..queues import MINUTES, QueueStats, StatsReport, total_of
 from . import scripts
 
 if TYPE_CHECKING:
@@ -65,22 +65,43 @@ class StatsReader:
         return StatsReport(queues, total_of(queues, len(workers)), read_at)
 
     def _queue(self, job_type: str, reply: Sequence[Any]) -> tuple[QueueStats, list[bytes]]:
-        _, pending, running, scheduled, completed, failed, cancelled, oldest, paused, live, done, dead = reply
+        now, raw, scheduled, completed, failed, cancelled, oldest, paused, live = reply
+        counters = dict(zip(raw[::2], raw[1::2], strict=True))
+        pending = int(counters.get(b"pending", 0))
+        done, dead = per_minute(counters, now // 60_000)
         queue = QueueStats(
             job_type,
             pending=pending,
             scheduled=scheduled,
             # Popped but not yet claimed counts as ready: it is PENDING and due.
             ready=max(0, pending - scheduled),
-            running=running,
+            running=int(counters.get(b"running", 0)),
             completed=completed,
             failed=failed,
             cancelled=cancelled,
             oldest_ready_age_ms=oldest,
-            completed_per_minute=list(done),
-            failed_per_minute=list(dead),
+            completed_per_minute=done,
+            failed_per_minute=dead,
             workers=len(live),
             paused=bool(paused),
             max_depth=self.max_depth_of(job_type),
         )
         return queue, live
+
+
+def per_minute(counters: dict[bytes, bytes], minute: int) -> tuple[list[int], list[int]]:
+    """The jobs completed and failed in each of the MINUTES minutes up to `minute`,
+    oldest first, from the buckets of `stats`: slot s = minute % 60 holds its minute
+    in `m<s>`; a slot last written in an older hour counts 0."""
+    completed, failed = [0] * MINUTES, [0] * MINUTES
+    for i, m in enumerate(range(minute - MINUTES + 1, minute + 1)):
+        slot = m % 60
+        if counters.get(_MINUTE[slot]) == str(m).encode():
+            completed[i] = int(counters.get(_COMPLETED[slot], 0))
+            failed[i] = int(counters.get(_FAILED[slot], 0))
+    return completed, failed
+
+
+_MINUTE = [f"m{s}".encode() for s in range(60)]
+_COMPLETED = [f"c{s}".encode() for s in range(60)]
+_FAILED = [f"f{s}".encode() for s in range(60)]
