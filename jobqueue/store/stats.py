@@ -91,17 +91,16 @@ class StatsReader:
 
 def per_minute(counters: dict[bytes, bytes], minute: int) -> tuple[list[int], list[int]]:
     """The jobs completed and failed in each of the MINUTES minutes up to `minute`,
-    oldest first, from the buckets of `stats`: slot s = minute % 60 holds its minute
-    in `m<s>`; a slot last written in an older hour counts 0."""
+    oldest first, from the buckets of `stats`: slot s = m % 60 holds minute m in
+    `m<s>`, so a slot last written more than an hour ago counts nowhere."""
     completed, failed = [0] * MINUTES, [0] * MINUTES
-    for i, m in enumerate(range(minute - MINUTES + 1, minute + 1)):
-        slot = m % 60
-        if counters.get(_MINUTE[slot]) == str(m).encode():
-            completed[i] = int(counters.get(_COMPLETED[slot], 0))
-            failed[i] = int(counters.get(_FAILED[slot], 0))
+    first = minute - MINUTES + 1
+    for minute_key, completed_key, failed_key in _SLOTS:
+        written = counters.get(minute_key)
+        if written is not None and 0 <= (i := int(written) - first) < MINUTES:
+            completed[i] = int(counters.get(completed_key, 0))
+            failed[i] = int(counters.get(failed_key, 0))
     return completed, failed
 
 
-_MINUTE = [f"m{s}".encode() for s in range(60)]
-_COMPLETED = [f"c{s}".encode() for s in range(60)]
-_FAILED = [f"f{s}".encode() for s in range(60)]
+_SLOTS = [(f"m{s}".encode(), f"c{s}".encode(), f"f{s}".encode()) for s in range(60)]
