@@ -10,9 +10,11 @@ Stores `--big-jobs` PENDING jobs of one type and 100 of each of the other types
 sequential GetQueueStats calls of the SyncClient (Connect, binary protobuf,
 HTTP/1.1 keep-alive), one type (the huge one) and every type, in each of
 `--runs` runs; prints each run's p50 and p99 and their medians (docs/performance.md).
-Also times the store's read alone (StatsReader: one round trip to Redis), for
-what the server adds. Without --redis-url, a redis-server of its own in a temporary
-directory. Loopback only; every wait bounded.
+Also times GetJob on the same server and client (the floor: one HGETALL) and the
+ratio of the two, run by run; the store's read alone (StatsReader: one round trip
+to Redis); and Redis' own time per call of queue_stats.lua (INFO commandstats).
+Without --redis-url, a redis-server of its own in a temporary directory. Loopback
+only; every wait bounded.
 """
 
 from __future__ import annotations
@@ -90,9 +92,13 @@ def timed_ms(call: Callable[[], object], calls: int) -> list[float]:
     return times
 
 
+def _quantile(times: list[float], q: int) -> float:
+    return statistics.median(times) if q == 50 else statistics.quantiles(times, n=100)[q - 1]
+
+
 def summary(runs: list[list[float]]) -> dict[str, object]:
-    p50 = [statistics.median(run) for run in runs]
-    p99 = [statistics.quantiles(run, n=100)[98] for run in runs]
+    p50 = [_quantile(run, 50) for run in runs]
+    p99 = [_quantile(run, 99) for run in runs]
     return {
         "p50_ms_runs": [round(v, 3) for v in p50],
         "p99_ms_runs": [round(v, 3) for v in p99],
@@ -111,6 +117,18 @@ async def store_read_ms(url: str, job_type: str, calls: int) -> list[float]:
             await stats.read(job_type)
             times.append((time.perf_counter() - began) * 1000)
         return times
+
+
+async def redis_us_per_call(url: str, calls: int) -> float:
+    """Redis' own time per queue_stats.lua call on the huge type (INFO commandstats):
+    what each read costs the one thread every client of Redis shares."""
+    async with Producer.connect(Settings(redis_url=url, prefix=PREFIX)) as producer:
+        await producer.store.stats.read(BIG)
+        await producer.store.redis.config_resetstat()
+        for _ in range(calls):
+            await producer.store.stats.read(BIG)
+        info = await producer.store.redis.info("commandstats")
+        return float(info["cmdstat_evalsha"]["usec_per_call"])
 
 
 def measure(url: str, args: argparse.Namespace) -> dict[str, object]:
@@ -132,8 +150,14 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, object]:
         result["server_one_type"] = summary(one)
         result["server_every_type"] = summary(every)
         result["server_get_job"] = summary(floor)
+        # What GetQueueStats costs beyond the floor, run by run: steadier than the
+        # times themselves on a shared machine.
+        for q in (50, 99):
+            ratios = [_quantile(a, q) / _quantile(b, q) for a, b in zip(one, floor, strict=True)]
+            result[f"one_type_over_get_job_p{q}_median"] = round(statistics.median(ratios), 3)
     store = [asyncio.run(store_read_ms(url, BIG, args.calls)) for _ in range(args.runs)]
     result["store_one_type"] = summary(store)
+    result["redis_us_per_script_call"] = asyncio.run(redis_us_per_call(url, args.calls))
     return result
 
 
