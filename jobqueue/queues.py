@@ -45,17 +45,14 @@ def total_of(queues: list[QueueStats], distinct_workers: int) -> QueueStats:
     """The sums over `queues`: counts add up, the oldest ready job is the oldest of all,
     workers are counted once however many types they serve; no pause, no limit."""
     total = QueueStats(workers=distinct_workers)
-    for queue in queues:
-        for name in _SUMMED:
-            setattr(total, name, getattr(total, name) + getattr(queue, name))
-        total.oldest_ready_age_ms = max(total.oldest_ready_age_ms, queue.oldest_ready_age_ms)
-        total.completed_per_minute = _added(total.completed_per_minute, queue.completed_per_minute)
-        total.failed_per_minute = _added(total.failed_per_minute, queue.failed_per_minute)
+    if not queues:
+        return total
+    for name in _SUMMED:
+        setattr(total, name, sum(getattr(queue, name) for queue in queues))
+    total.oldest_ready_age_ms = max(queue.oldest_ready_age_ms for queue in queues)
+    total.completed_per_minute = [sum(c) for c in zip(*(q.completed_per_minute for q in queues), strict=True)]
+    total.failed_per_minute = [sum(f) for f in zip(*(q.failed_per_minute for q in queues), strict=True)]
     return total
-
-
-def _added(counts: list[int], more: list[int]) -> list[int]:
-    return [a + b for a, b in zip(counts, more, strict=True)]
 
 
 _SUMMED = ("pending", "scheduled", "ready", "running", "completed", "failed", "cancelled")
