@@ -1,5 +1,6 @@
 """GetQueueStats' reads: the counts of a type's jobs, from the counters the
-transition scripts keep, never by counting jobs (docs/design.md, "Reads").
+transition scripts keep, never by counting jobs (docs/design.md, "Queue stats,
+workers, pause and admission").
 
 One type is one call of queue_stats.lua (one round trip, read only); every type
 is the `types` registry, then one pipelined round trip of a call per type. The
