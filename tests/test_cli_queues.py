@@ -81,7 +81,7 @@ async def test_pause_and_resume_show_in_stats(server_url: str, store: Harness) -
     assert columns(header, row)["STATE"] == "paused"
     resumed = await asyncio.to_thread(jobqueue, "resume", job_type, "--url", server_url)
     assert resumed.returncode == 0 and resumed.stdout == f"resumed {job_type}\n", resumed
-    assert not await store.redis.exists(store.keys.queue(job_type).paused)
+    assert await store.redis.hget(store.keys.queue(job_type).stats, "paused") is None
 
 
 def test_a_malformed_type_exits_3_with_the_servers_message(server_url: str) -> None:

@@ -67,12 +67,12 @@ async def test_pause_shows_in_stats_through_grpcurl_even_for_a_type_without_jobs
 ) -> None:
     job_type = new_type()
     grpcurl_json(await grpcurl(server_url, f"{SERVICE}/PauseQueue", data={"type": job_type}))
-    assert await store.redis.exists(store.keys.queue(job_type).paused)
+    assert await store.redis.hget(store.keys.queue(job_type).stats, "paused") == b"1"
     body = grpcurl_json(await grpcurl(server_url, f"{SERVICE}/GetQueueStats", data={}))
     [queue] = [q for q in body["queues"] if q["type"] == job_type]
     assert queue["paused"] is True
     grpcurl_json(await grpcurl(server_url, f"{SERVICE}/ResumeQueue", data={"type": job_type}))
     grpcurl_json(await grpcurl(server_url, f"{SERVICE}/ResumeQueue", data={"type": job_type}))  # idempotent
-    assert not await store.redis.exists(store.keys.queue(job_type).paused)
+    assert await store.redis.hget(store.keys.queue(job_type).stats, "paused") is None
     body = grpcurl_json(await grpcurl(server_url, f"{SERVICE}/GetQueueStats", data={"type": job_type}))
     assert "paused" not in body["queues"][0]  # false: protobuf JSON leaves it out

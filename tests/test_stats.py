@@ -218,7 +218,7 @@ async def test_a_malformed_type_is_invalid_argument_naming_type(
     assert body["code"] == "invalid_argument" and body["message"].startswith("type: "), body
     # Nothing stored by a refused call (no paused key, no registered type).
     assert await store.redis.dbsize() == keys_before
-    assert not await store.redis.exists(store.keys.queue(bad).paused)
+    assert not await store.redis.exists(store.keys.queue(bad).stats)
 
 
 @pytest.mark.parametrize("method", ["PauseQueue", "ResumeQueue"])

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from .keys import Keyspace
 
 
+PAUSED = "paused"  # the field of `stats` claims read
+
+
 class QueueControls:
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self.redis = redis
@@ -28,10 +31,10 @@ class QueueControls:
         The type joins the registry of types, so that GetQueueStats lists it paused."""
         job_type = check_job_type(job_type)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.keys.queue(job_type).paused, 1)
+            pipe.hset(self.keys.queue(job_type).stats, PAUSED, 1)
             pipe.sadd(self.keys.types, job_type)
             await pipe.execute()
 
     async def resume(self, job_type: str) -> None:
         """Lets claims take the type's jobs again (idempotent)."""
-        await self.redis.delete(self.keys.queue(check_job_type(job_type)).paused)
+        await self.redis.hdel(self.keys.queue(check_job_type(job_type)).stats, PAUSED)

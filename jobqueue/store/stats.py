@@ -66,7 +66,7 @@ class StatsReader:
         return StatsReport(queues, total_of(queues, len(workers)), read_at)
 
     def _queue(self, job_type: str, reply: Sequence[Any]) -> tuple[QueueStats, list[bytes]]:
-        now, raw, scheduled, completed, failed, cancelled, oldest, paused, live = reply
+        now, raw, scheduled, completed, failed, cancelled, oldest, live = reply
         counters = dict(zip(raw[::2], raw[1::2], strict=True))
         pending = int(counters.get(b"pending", 0))
         done, dead = per_minute(counters, now // 60_000)
@@ -84,7 +84,7 @@ class StatsReader:
             completed_per_minute=done,
             failed_per_minute=dead,
             workers=len(live),
-            paused=bool(paused),
+            paused=counters.get(b"paused") == b"1",
             max_depth=self.max_depth_of(job_type),
         )
         return queue, live
