@@ -58,7 +58,10 @@ class EventStream:
     def start(self) -> EventStream:
         """Waits for the stream's first message: from then on no event is missed (a
         WatchJobs without a cursor streams what happens after it starts)."""
-        self._started = [self._receive()]
+        try:
+            self._started = [self._receive()]
+        except StopIteration:  # it ended at once (WatchJob resumed after the job's last event)
+            self._aborted = True
         return self
 
     def _receive(self) -> Any:
