@@ -61,7 +61,8 @@ async def test_entries_decode_into_job_events_after_a_position(redis: Redis) -> 
     # The last job's position is the whole entry; the others point into it.
     assert [e.position.index for e in events] == [0, 1, None]
     assert entries[0].events(events[0].position) == events[1:]
-    assert entries[0].events(events[2].position) == []
+    assert entries[0].events(events[2].position) == ()
+    assert entries[1].events(events[2].position) == entries[1].all_events
     (failed,) = entries[1].events()
     assert (failed.status, failed.attempt, failed.worker_id, failed.error) == (
         JobStatus.FAILED,

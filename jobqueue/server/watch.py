@@ -72,6 +72,7 @@ class Hub:
         self._ring: list[Entry] = []
         self._ring_keys: list[tuple[int, int]] = []
         self._ring_jobs = 0
+        self._responses: dict[tuple[int, int], list[pb.WatchJobsResponse]] = {}
         # The ring holds every entry after `_covered` up to `_last` (None until started).
         self._covered: tuple[int, int] | None = None
         self._last: tuple[int, int] = (0, 0)
@@ -131,18 +132,34 @@ class Hub:
         for entry in entries:
             self._ring.append(entry)
             self._ring_keys.append(entry.key)
-            self._ring_jobs += len(entry.jobs)
+            self._ring_jobs += len(entry.all_events)
         self._last = entries[-1].key
-        excess = len(self._ring) - RING_ENTRIES
-        while excess < len(self._ring) - 1 and (excess > 0 or self._ring_jobs > RING_JOBS):
-            excess = max(excess, 0) + 1
-            self._ring_jobs -= len(self._ring[excess - 1].jobs)
-        if excess > 0:
-            self._covered = self._ring_keys[excess - 1]
-            del self._ring[:excess]
-            del self._ring_keys[:excess]
+        drop, jobs = 0, self._ring_jobs
+        while drop < len(self._ring) - 1 and (len(self._ring) - drop > RING_ENTRIES or jobs > RING_JOBS):
+            jobs -= len(self._ring[drop].all_events)
+            drop += 1
+        if drop:
+            self._covered = self._ring_keys[drop - 1]
+            for key in self._ring_keys[:drop]:
+                self._responses.pop(key, None)
+            del self._ring[:drop]
+            del self._ring_keys[:drop]
+        self._ring_jobs = jobs
         for wake in self._watchers:
             wake.set()
+
+    def responses(self, entry: Entry, partition: str) -> list[pb.WatchJobsResponse]:
+        """The WatchJobs messages of an entry's events, for a watch of one partition: made
+        once for all the watchers of the ring's entries (a message is a few objects, and
+        each watcher of a busy type sends every one)."""
+        cached = self._responses.get(entry.key)
+        if cached is None:
+            cached = [
+                pb.WatchJobsResponse(event=_event(e, e.position.text(partition))) for e in entry.all_events
+            ]
+            if self._covered is not None and entry.key > self._covered:
+                self._responses[entry.key] = cached
+        return cached
 
 
 class Hubs:
@@ -223,6 +240,9 @@ class Watcher:
     def cursor(self) -> Cursor:
         return Cursor(dict(self.positions))
 
+    def hub(self, partition: str) -> Hub:
+        return self._hubs[partition]
+
     async def entries(self, partition: str) -> tuple[list[Entry], bool]:
         """What follows this watcher's position in `partition`: from the hub's ring, or
         from Redis if the ring does not reach back to it; and whether events were lost."""
@@ -281,8 +301,16 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
                 gap |= lost
                 before = watcher.positions[partition]
                 for entry in entries:
-                    if not job_type or entry.type == job_type:
-                        for event in entry.events(watcher.positions[partition]):
+                    position = watcher.positions[partition]
+                    if job_type and entry.type == job_type:
+                        first = entry.first_after(position)
+                        responses = watcher.hub(partition).responses(entry, partition)
+                        for event, response in zip(entry.all_events[first:], responses[first:], strict=True):
+                            watcher.positions[partition] = event.position
+                            yield pb.WatchJobsResponse(event=response.event, gap=True) if gap else response
+                            gap = False
+                    elif not job_type:
+                        for event in entry.events(position):
                             watcher.positions[partition] = event.position
                             yield pb.WatchJobsResponse(event=_event(event, watcher.cursor().text()), gap=gap)
                             gap = False

@@ -86,53 +86,51 @@ class JobEvent:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stream entry, decoded: the jobs one script call changed."""
+    """One stream entry, decoded: the jobs one script call changed, as events."""
 
     key: tuple[int, int]  # (ms, seq) of its id
     type: str
-    jobs: tuple[tuple[str, JobStatus, int], ...]
-    worker_id: str
-    error: str
+    all_events: tuple[JobEvent, ...]  # in the order of `jobs`
 
-    def events(self, after: Position | None = None) -> list[JobEvent]:
-        """Its jobs' events, those after `after` only (if it points into this entry)."""
-        skip = -1
-        if after is not None and after.entry == self.key:
-            skip = len(self.jobs) if after.index is None else after.index
-        last = len(self.jobs) - 1
-        ms, seq = self.key
-        return [
-            JobEvent(
-                id=job_id,
-                type=self.type,
-                status=status,
-                attempt=attempt,
-                worker_id=self.worker_id,
-                error=self.error,
-                at=ms,
-                # The last job's position is the whole entry: the next read starts after it.
-                position=Position(ms, seq, None if i == last else i),
-            )
-            for i, (job_id, status, attempt) in enumerate(self.jobs)
-            if i > skip
-        ]
+    def first_after(self, position: Position) -> int:
+        """The index of its first event after `position`."""
+        if position.entry != self.key:
+            return 0 if position.entry < self.key else len(self.all_events)
+        return len(self.all_events) if position.index is None else position.index + 1
+
+    def events(self, after: Position | None = None) -> tuple[JobEvent, ...]:
+        """Its events after `after` (all of them if `after` is before this entry)."""
+        return self.all_events if after is None else self.all_events[self.first_after(after) :]
 
 
 def decode_entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> Entry:
     """An entry as XRANGE or XREAD returns it (fields as a flat list, or a dict)."""
     if isinstance(fields, list):
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    jobs = []
-    for item in fields.get(b"jobs", b"").split():
+    key = entry_key(entry_id)
+    ms, seq = key
+    job_type = fields.get(b"type", b"").decode()
+    worker_id = fields.get(b"worker", b"").decode(errors="replace")
+    error = fields.get(b"error", b"").decode(errors="replace")
+    jobs = fields.get(b"jobs", b"").split()
+    last = len(jobs) - 1
+    events = []
+    for i, item in enumerate(jobs):
         job_id, status, attempt = item.split(b":")
-        jobs.append((job_id.decode(), JobStatus(int(status)), int(attempt)))
-    return Entry(
-        key=entry_key(entry_id),
-        type=fields.get(b"type", b"").decode(),
-        jobs=tuple(jobs),
-        worker_id=fields.get(b"worker", b"").decode(errors="replace"),
-        error=fields.get(b"error", b"").decode(errors="replace"),
-    )
+        events.append(
+            JobEvent(
+                id=job_id.decode(),
+                type=job_type,
+                status=JobStatus(int(status)),
+                attempt=int(attempt),
+                worker_id=worker_id,
+                error=error,
+                at=ms,
+                # The last job's position is the whole entry: the next read starts after it.
+                position=Position(ms, seq, None if i == last else i),
+            )
+        )
+    return Entry(key=key, type=job_type, all_events=tuple(events))
 
 
 def decode_entries(reply: list[Any] | None) -> list[Entry]:
