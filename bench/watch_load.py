@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What watchers cost a drain: S1-style drains with 0 and N WatchJobs watchers, alternating.
 
-    python bench/watch_load.py [--watchers 100] [--jobs 20000] [--rounds 3] [--redis-url URL]
+    python bench/watch_load.py [--watchers 100] [--jobs 20000] [--rounds 3] [--server-nice N]
+                               [--redis-url URL]
 
 Starts a Redis of its own (or uses a loopback one) and a `jobqueue server`; in
 each round it drains `--jobs` no-op jobs with `bench/drain_once.py` (one worker
@@ -10,8 +11,11 @@ WatchJobs for the drained type over the Connect protocol (HTTP/1.1; curl keeps
 the clients' own CPU small). The order alternates between rounds. It prints each
 drain rate, the medians and their ratio, the Redis XREAD calls each watched
 drain made (one reader per stream: about one per batch of changes, whatever N
-is), the server's CPU seconds, and how many bytes of events the watchers got.
-Loopback Redis only; bounded in time.
+is), Redis' and the server's CPU seconds, and how many bytes of events the
+watchers got. With --server-nice the server runs at that niceness: on a machine
+with fewer cores than Redis, the worker and the server need, the server's
+fan-out (a message per event per watcher) then takes only CPU the drain leaves,
+as a server on a machine of its own would. Loopback Redis only; bounded in time.
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ from jobqueue.redis_server import RedisServer, free_port, is_loopback_url
 
 HERE = Path(__file__).resolve().parent
 JOB_TYPE = "bench"  # drain_once.py's
+WATCH_JOBS = "mpataki.jobqueue.v1.JobService/WatchJobs"
 _RATE = re.compile(r"drain (\d+) jobs/s")
 
 
 @contextlib.contextmanager
-def server(redis_url: str, log: Path) -> Iterator[tuple[str, int]]:
+def server(redis_url: str, log: Path, nice: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.cli", "server", "--host", "127.0.0.1", "--port", str(port)],
+            ["nice", "-n", str(nice), sys.executable, "-m", "jobqueue.cli", "server",
+             "--host", "127.0.0.1", "--port", str(port)],
             env={**os.environ, "JOBQUEUE_REDIS_URL": redis_url}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -85,7 +91,7 @@ def watchers(url: str, count: int, out_dir: Path, limit_s: float) -> Iterator[li
             with output.open("wb") as sink:
                 process = subprocess.Popen(
                     ["curl", "-sS", "-N", "--http1.1", "--max-time", str(limit_s), "--data-binary", "@-",
-                     "-H", "Content-Type: application/connect+json", f"{url}/mpataki.jobqueue.v1.JobService/WatchJobs"],
+                     "-H", "Content-Type: application/connect+json", f"{url}/{WATCH_JOBS}"],
                     stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             assert process.stdin is not None
@@ -104,6 +110,14 @@ def watchers(url: str, count: int, out_dir: Path, limit_s: float) -> Iterator[li
             process.wait()
 
 
+def settle(client: redis.Redis, timeout_s: float = 120) -> None:
+    """Waits until the server has let the watchers go (its hub stopped): the next drain
+    starts without a server still busy with the last one's events."""
+    deadline = time.monotonic() + timeout_s
+    while readers(client) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def drain(redis_url: str, jobs: int) -> float:
     ran = subprocess.run(
         [sys.executable, str(HERE / "drain_once.py"), redis_url, "--jobs", str(jobs)],
@@ -120,6 +134,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def redis_cpu_s(client: redis.Redis) -> float:
+    info: dict[str, float] = client.info("cpu")  # type: ignore[assignment]
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def readers(client: redis.Redis) -> int:
+    return sum(1 for c in client.client_list() if c.get("cmd") == "xread")
+
+
 def xread_calls(client: redis.Redis) -> int:
     stats: dict[str, dict[str, int]] = client.info("commandstats")  # type: ignore[assignment]
     return int(stats.get("cmdstat_xread", {}).get("calls", 0))
@@ -131,21 +154,24 @@ def run(args: argparse.Namespace, redis_url: str) -> dict[str, object]:
     rates: dict[int, list[float]] = {0: [], args.watchers: []}
     xreads: list[int] = []
     server_cpu: dict[int, list[float]] = {0: [], args.watchers: []}
+    redis_cpu: dict[int, list[float]] = {0: [], args.watchers: []}
     received: list[int] = []
-    with server(redis_url, work / "server.log") as (url, pid):
+    with server(redis_url, work / "server.log", args.server_nice) as (url, pid):
         for round_ in range(args.rounds):
             order = [0, args.watchers] if round_ % 2 == 0 else [args.watchers, 0]
             for count in order:
-                cpu_before = cpu_seconds(pid)
+                cpu_before, redis_before = cpu_seconds(pid), redis_cpu_s(client)
                 if count:
                     with watchers(url, count, work, limit_s=900) as outputs:
                         before = xread_calls(client)
                         rate = drain(redis_url, args.jobs)
                         xreads.append(xread_calls(client) - before)
-                        received.append(min(o.stat().st_size for o in outputs))
+                        received.append(int(statistics.median(o.stat().st_size for o in outputs)))
+                    settle(client)
                 else:
                     rate = drain(redis_url, args.jobs)
                 server_cpu[count].append(cpu_seconds(pid) - cpu_before)
+                redis_cpu[count].append(redis_cpu_s(client) - redis_before)
                 rates[count].append(rate)
                 print(f"round {round_ + 1}: {count:>3} watchers: drain {rate:.0f} jobs/s", flush=True)
     client.close()
@@ -158,8 +184,10 @@ def run(args: argparse.Namespace, redis_url: str) -> dict[str, object]:
         "median_watched": watched,
         "watched_over_unwatched": round(watched / unwatched, 3),
         "xread_calls_per_watched_drain": xreads,
+        "server_nice": args.server_nice,
         "server_cpu_s": {str(k): [round(s, 1) for s in v] for k, v in server_cpu.items()},
-        "least_bytes_a_watcher_got": received,
+        "redis_cpu_s": {str(k): [round(s, 2) for s in v] for k, v in redis_cpu.items()},
+        "median_bytes_a_watcher_got": received,
     }
 
 
@@ -168,6 +196,7 @@ def main() -> int:
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--server-nice", type=int, default=0, help="the server's niceness (0-19)")
     parser.add_argument("--redis-url", help="a loopback Redis (default: one of its own)")
     args = parser.parse_args()
     if args.redis_url:

@@ -52,10 +52,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobqueue.server.watch")
 
-# Entries a hub keeps for its watchers; one older than them reads from Redis.
-RING_ENTRIES = 2048
+# Entries a hub keeps for its watchers; one older than them reads from Redis. As
+# many as the stream keeps (EVENTS_KEPT, include/changes.lua): the bound that
+# matters is the next one.
+RING_ENTRIES = 10_000
 # ... and job events in them at most (an enqueue of a big batch is one entry).
-RING_JOBS = 100_000
+RING_JOBS = 50_000
+# Entries one XREAD of a hub takes at most.
+HUB_READ_COUNT = 500
 # How long one XREAD blocks before it asks again.
 BLOCK_MS = 5_000
 # How often a watch of every type looks for new types, at most.
@@ -120,7 +124,7 @@ class Hub:
                 raise_if_cancelled()
                 last_id = f"{self._last[0]}-{self._last[1]}"
                 reply = await connection.execute(
-                    "XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", self.key, last_id,
+                    "XREAD", "COUNT", HUB_READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", self.key, last_id,
                     blocks_s=BLOCK_MS / 1000,
                 )  # fmt: skip
                 if reply:

@@ -27,8 +27,10 @@ from ..model import JobStatus
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-# Entries one read asks for at most: a catch-up is a series of bounded reads.
-READ_COUNT = 200
+# Entries one read asks for at most: a catch-up is a series of bounded reads. An
+# entry may hold thousands of jobs (an EnqueueJobs batch): a page is a watcher's
+# only memory of its own, so it is small.
+READ_COUNT = 50
 
 _ENTRY_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 _POSITION = re.compile(r"([0-9a-f]{4}):(\d{1,20})-(\d{1,20})(?:\.(\d{1,9}))?")
