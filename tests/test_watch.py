@@ -25,13 +25,16 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from redis.asyncio import Redis
 
+from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue.client import Client, SyncClient, WatchEvent
 from jobqueue.errors import InvalidInput
 from jobqueue.model import EnqueueRequest, JobStatus, new_job_id, partition_of_type
 from jobqueue.redis_server import RedisServer
+from jobqueue.server import watch as server_watch
 from jobqueue.store.job_events import START, JobEvents, Position, decode_entries, parse_cursor
 
 from .conftest import ROOT, Spawn, eventually, jobqueue_server_process, json_documents
+from .harness import Harness
 from .test_api import SERVICE, grpcurl, host_port, tool
 from .test_streams import SERVERS, assert_quiet, envelope, frames
 
@@ -97,6 +100,31 @@ def test_cursors_read_back_and_refuse_garbage() -> None:
     for bad in ("x", "00ab:17", "00AB:1-0", "00ab:1-0,00ab:2-0", "00ab:1-0.", "00ab:1-0;"):
         with pytest.raises(InvalidInput, match=r"^cursor: "):
             parse_cursor(bad)
+
+
+# -- the hub, in process: a watcher slower than the ring --------------------------------------
+
+
+async def test_a_watcher_slower_than_the_ring_catches_up_from_redis_and_misses_nothing(
+    private_store: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_watch, "RING_ENTRIES", 3)
+    hubs = server_watch.Hubs(private_store.store)
+    slow = server_watch.watch_jobs(hubs, pb.WatchJobsRequest(type="ringed"))
+    fast = server_watch.watch_jobs(hubs, pb.WatchJobsRequest(type="ringed"))
+    try:
+        assert not (await anext(slow)).event.id and not (await anext(fast)).event.id  # their start
+        jobs = [await private_store.enqueue("ringed") for _ in range(12)]  # 12 entries
+        got_fast = [(await anext(fast)).event.id for _ in jobs]
+        assert got_fast == [j.id for j in jobs]
+        (hub,) = hubs._hubs.values()
+        assert len(hub._ring) <= 3  # the ring stayed bounded; the slow watcher is behind it
+        got_slow = [(await anext(slow)).event.id for _ in jobs]
+        assert got_slow == [j.id for j in jobs]
+    finally:
+        await slow.aclose()
+        await fast.aclose()
+    assert hubs.running == 0  # a hub without watchers stops
 
 
 # -- streaming clients as processes -----------------------------------------------------------
