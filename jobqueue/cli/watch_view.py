@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
+from ..wire import job_change_to_proto
 from .exits import ExitCode, call_failure
 from .job_view import _escaped, local_time
 
@@ -37,19 +38,7 @@ def event_line(event: WatchEvent) -> str:
 
 def event_json(event: WatchEvent) -> str:
     """The event as the API's JSON has it (a WatchJobsResponse), on one line."""
-    message = pb.WatchJobsResponse(
-        event=pb.JobEvent(
-            id=event.id,
-            type=event.type,
-            status=pb.JobStatus(int(event.status)),
-            attempt=event.attempt,
-            worker_id=event.worker_id,
-            error=event.error,
-            at=event.at,
-            cursor=event.cursor,
-        ),
-        gap=event.gap,
-    )
+    message = pb.WatchJobsResponse(event=job_change_to_proto(event, event.cursor), gap=event.gap)
     return json.dumps(json.loads(message.to_json()), separators=(",", ":"))
 
 

@@ -20,20 +20,14 @@ from typing import Any
 from connectrpc.errors import ConnectError
 from pyqwest import SyncClient as HTTPClient
 
-from ..model import JobStatus
+from ..store.job_events import JobChange
+from ..wire import job_change_from_proto
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class WatchEvent:
-    """One change of a job: its state after it."""
+class WatchEvent(JobChange):
+    """One change of a job: its state after it (`at`: Unix ms, the Redis clock)."""
 
-    id: str
-    type: str
-    status: JobStatus
-    attempt: int
-    worker_id: str
-    error: str
-    at: int  # Unix ms, the Redis clock
     cursor: str  # resume after this event
     gap: bool  # events were lost before this one (the watch resumed from a cursor too old)
 
@@ -86,17 +80,7 @@ class EventStream:
             self.cursor = event.cursor
             if not event.id:
                 continue
-            return WatchEvent(
-                id=event.id,
-                type=event.type,
-                status=JobStatus(int(event.status)),
-                attempt=event.attempt,
-                worker_id=event.worker_id,
-                error=event.error,
-                at=event.at,
-                cursor=event.cursor,
-                gap=response.gap,
-            )
+            return WatchEvent(**job_change_from_proto(event), cursor=event.cursor, gap=response.gap)
 
     def abort(self) -> None:
         """Ends the stream from any thread: a wait for the next message in progress

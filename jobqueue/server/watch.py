@@ -45,6 +45,7 @@ from ..store.job_events import (
     parse_cursor,
 )
 from ..supervise import raise_if_cancelled, supervise
+from ..wire import job_change_to_proto as to_proto
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -158,9 +159,7 @@ class Hub:
         each watcher of a busy type sends every one)."""
         cached = self._responses.get(entry.key)
         if cached is None:
-            cached = [
-                pb.WatchJobsResponse(event=_event(e, e.position.text(partition))) for e in entry.all_events
-            ]
+            cached = [pb.WatchJobsResponse(event=_event(e, partition)) for e in entry.all_events]
             if self._covered is not None and entry.key > self._covered:
                 self._responses[entry.key] = cached
         return cached
@@ -265,17 +264,9 @@ class Watcher:
                 await self.wake.wait()
 
 
-def _event(event: JobEvent, cursor: str) -> pb.JobEvent:
-    message = pb.JobEvent(
-        id=event.id, type=event.type, status=pb.JobStatus(int(event.status)), at=event.at, cursor=cursor
-    )
-    if event.attempt:
-        message.attempt = event.attempt
-    if event.worker_id:
-        message.worker_id = event.worker_id
-    if event.error:
-        message.error = event.error
-    return message
+def _event(event: JobEvent, partition: str) -> pb.JobEvent:
+    """The message of an event of a one-partition watch: its cursor is its position."""
+    return to_proto(event, event.position.text(partition))
 
 
 async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[pb.WatchJobsResponse]:
@@ -316,7 +307,9 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
                     elif not job_type:
                         for event in entry.events(position):
                             watcher.positions[partition] = event.position
-                            yield pb.WatchJobsResponse(event=_event(event, watcher.cursor().text()), gap=gap)
+                            yield pb.WatchJobsResponse(
+                                event=to_proto(event, watcher.cursor().text()), gap=gap
+                            )
                             gap = False
                     watcher.positions[partition] = Position(*entry.key)
                 moved |= watcher.positions[partition] != before
@@ -349,7 +342,7 @@ async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncIterator[pb
     if state is None:
         raise JobNotFound(job_id)
     if not request.cursor:
-        yield pb.WatchJobResponse(event=_event(state, state.position.text(partition)))
+        yield pb.WatchJobResponse(event=_event(state, partition))
         if state.status.is_final:
             return
         position = state.position
@@ -371,7 +364,7 @@ async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncIterator[pb
                 if state is None:
                     raise JobNotFound(job_id)
                 watcher.positions[partition] = state.position
-                yield pb.WatchJobResponse(event=_event(state, state.position.text(partition)), gap=True)
+                yield pb.WatchJobResponse(event=_event(state, partition), gap=True)
                 if state.status.is_final:
                     return
                 continue
@@ -379,7 +372,7 @@ async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncIterator[pb
             for entry in entries:
                 for event in entry.events(watcher.positions[partition]):
                     if event.id == job_id:
-                        yield pb.WatchJobResponse(event=_event(event, event.position.text(partition)))
+                        yield pb.WatchJobResponse(event=_event(event, partition))
                         if event.status.is_final:
                             return
                 watcher.positions[partition] = Position(*entry.key)
@@ -402,7 +395,7 @@ async def _replay(
         for entry in entries:
             for event in entry.events(position):
                 if event.id == job_id:
-                    yield pb.WatchJobResponse(event=_event(event, event.position.text(partition)), gap=gap)
+                    yield pb.WatchJobResponse(event=_event(event, partition), gap=gap)
                     gap = False
             position = Position(*entry.key)
         if len(entries) < len(page.entries) or len(page.entries) < READ_COUNT:

@@ -73,8 +73,8 @@ def entry_key(entry_id: bytes | str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, slots=True)
-class JobEvent:
-    """One job's change: its state after it, and where it is in its partition's stream."""
+class JobChange:
+    """One change of a job: its state after it (what every watch shows of an event)."""
 
     id: str
     type: str
@@ -83,6 +83,12 @@ class JobEvent:
     worker_id: str
     error: str
     at: int  # Unix ms: the entry's time (its id's first part, the Redis clock)
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent(JobChange):
+    """A change, and where it is in its partition's stream."""
+
     position: Position  # the position right after this event
 
 
