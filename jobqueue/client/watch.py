@@ -139,7 +139,9 @@ class AsyncEventStream:
         pending = self._pending
         try:
             event = await asyncio.shield(pending)
-        except StopAsyncIteration:
+        except asyncio.CancelledError:
+            raise  # this wait was cancelled: the message, when it comes, is the next call's
+        except BaseException:
             self._pending = None
             raise
         self._pending = None

@@ -172,7 +172,7 @@ class Hubs:
         self.store = store
         self.events = JobEvents(store.redis)
         self._hubs: dict[str, Hub] = {}
-        self._types: set[str] = set()
+        self._partitions: dict[str, str] = {}  # partition -> events key, of every type
         self._types_read_at = float("-inf")
         self._types_reading: asyncio.Future[None] | None = None
 
@@ -208,12 +208,13 @@ class Hubs:
             finally:
                 if reading.done() and self._types_reading is reading:
                     self._types_reading = None
-        keys = self.store.keys
-        return {partition_of_type(t): keys.queue(t).events for t in self._types}
+        return self._partitions
 
     async def _read_types(self) -> None:
         members: set[bytes] = await self.store.redis.smembers(self.store.keys.types)  # type: ignore[assignment]
-        self._types = {t.decode() for t in members}
+        prefix = self.store.keys.prefix
+        partitions = {partition_of_type(t.decode()) for t in members}
+        self._partitions = {p: events_key(prefix, p) for p in sorted(partitions)}
         self._types_read_at = time.monotonic()
 
 
@@ -279,7 +280,7 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
         keys = {partition_of_type(job_type): hubs.store.keys.queue(job_type).events}
         _only(cursor, keys, f"type {job_type!r}")
     else:
-        keys = await hubs.partitions()
+        keys = dict(await hubs.partitions())  # its own: the cursor may add partitions
         keys |= {p: events_key(prefix, p) for p in cursor.positions if p not in keys}
     if not request.cursor:
         starts = await asyncio.gather(*(hubs.events.last_entry(key) for key in keys.values()))
