@@ -525,6 +525,36 @@ async def test_the_cli_prints_a_line_per_event(server_url: str, client: SyncClie
             process.wait(10)
 
 
+async def test_the_cli_resumes_from_a_cursor(server_url: str, client: SyncClient, tmp_path: Path) -> None:
+    with client.watch_jobs("cli-resume") as events:
+        first = client.enqueue("cli-resume")
+        cursor = next(events).cursor
+    missed = [client.enqueue("cli-resume") for _ in range(2)]
+    resumed = jobqueue_cli(
+        "watch",
+        "--type",
+        "cli-resume",
+        "--cursor",
+        cursor,
+        "--json",
+        "--url",
+        server_url,
+        out=tmp_path / "out",
+    )
+    try:
+
+        async def both() -> list[str] | None:
+            lines = (tmp_path / "out").read_text().splitlines()
+            return lines if len(lines) >= 2 else None
+
+        lines = await eventually(both, timeout=20, what="the events after the cursor")
+    finally:
+        resumed.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(resumed.wait, 20) == 0
+    ids = [json.loads(line)["event"]["id"] for line in lines]
+    assert ids == [j.id for j in missed] and first.id not in ids
+
+
 async def test_the_cli_says_what_is_wrong(server_url: str, tmp_path: Path) -> None:
     process = jobqueue_cli("watch", UNKNOWN_ID, "--url", server_url, out=tmp_path / "out")
     assert await asyncio.to_thread(process.wait, 20) == 3
