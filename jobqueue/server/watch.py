@@ -41,7 +41,6 @@ from ..store.job_events import (
     Position,
     decode_entry,
     entry_key,
-    events_key,
     parse_cursor,
 )
 from ..supervise import raise_if_cancelled, supervise
@@ -212,9 +211,8 @@ class Hubs:
 
     async def _read_types(self) -> None:
         members: set[bytes] = await self.store.redis.smembers(self.store.keys.types)  # type: ignore[assignment]
-        prefix = self.store.keys.prefix
         partitions = {partition_of_type(t.decode()) for t in members}
-        self._partitions = {p: events_key(prefix, p) for p in sorted(partitions)}
+        self._partitions = {p: self.store.keys.events(p) for p in sorted(partitions)}
         self._types_read_at = time.monotonic()
 
 
@@ -275,13 +273,12 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
     every event of the type (or of every type) after it, in each partition's order."""
     job_type = check_job_type(request.type) if request.type else ""
     cursor = parse_cursor(request.cursor)
-    prefix = hubs.store.keys.prefix
     if job_type:
         keys = {partition_of_type(job_type): hubs.store.keys.queue(job_type).events}
         _only(cursor, keys, f"type {job_type!r}")
     else:
         keys = dict(await hubs.partitions())  # its own: the cursor may add partitions
-        keys |= {p: events_key(prefix, p) for p in cursor.positions if p not in keys}
+        keys |= {p: hubs.store.keys.events(p) for p in cursor.positions if p not in keys}
     if not request.cursor:
         starts = await asyncio.gather(*(hubs.events.last_entry(key) for key in keys.values()))
         cursor = Cursor(dict(zip(keys, starts, strict=True)))
@@ -337,7 +334,7 @@ async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncIterator[pb
     job_id = check_job_id(request.id)
     cursor = parse_cursor(request.cursor)
     partition = partition_of_id(job_id)
-    key = events_key(hubs.store.keys.prefix, partition)
+    key = hubs.store.keys.events(partition)
     _only(cursor, {partition: key}, f"job {job_id}")
     state = await _state(hubs, job_id, key)
     if state is None:

@@ -209,9 +209,3 @@ class JobEvents:
         """The position after the stream's last entry (the start if it has none)."""
         reply: list[Any] = await self.redis.xrevrange(key, "+", "-", count=1)  # type: ignore[assignment]
         return Position(*entry_key(reply[0][0])) if reply else START
-
-
-def events_key(prefix: str, partition: str) -> str:
-    """A partition's events stream, named from the partition alone (WatchJob knows only
-    a job's id): the key QueueKeys.events names for each of its types."""
-    return f"{prefix}:{{{partition}}}:events"
