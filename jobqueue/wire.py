@@ -4,10 +4,12 @@ between the reads of queues (queues.py) and their messages."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
+from .store.job_events import JobChange
 
 
 def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
@@ -211,3 +213,30 @@ _WORKER_FIELDS = field_names(WorkerInfo)
 def type_text(job_type: str) -> str:
     """A job type argument of a queue's read or control (checked by the server)."""
     return _text(job_type, "job_type")
+
+
+def job_change_to_proto(change: JobChange, cursor: str) -> pb.JobEvent:
+    """A watch's event (only the fields that are set: a watcher of a busy type sends many)."""
+    event = pb.JobEvent(
+        id=change.id, type=change.type, status=_STATUS[change.status], at=change.at, cursor=cursor
+    )
+    if change.attempt:
+        event.attempt = change.attempt
+    if change.worker_id:
+        event.worker_id = change.worker_id
+    if change.error:
+        event.error = change.error
+    return event
+
+
+def job_change_from_proto(event: pb.JobEvent) -> dict[str, Any]:
+    """The JobChange fields of a watch's event, for the client's event class."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "status": JobStatus(int(event.status)),
+        "attempt": event.attempt,
+        "worker_id": event.worker_id,
+        "error": event.error,
+        "at": event.at,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from connectrpc.request import RequestContext
@@ -11,6 +12,7 @@ from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..errors import InvalidInput
 from ..producer import Producer
 from ..wire import enqueue_request_from_proto, job_to_proto, stats_to_proto, worker_to_proto
+from .watch import Hubs, watch_job, watch_jobs
 
 MAX_BATCH = 10_000
 
@@ -20,6 +22,7 @@ class JobServiceHandler(JobService):
 
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
+        self.hubs = Hubs(producer.store)
 
     async def enqueue_job(
         self, request: pb.EnqueueJobRequest, ctx: RequestContext[Any, Any]
@@ -74,3 +77,13 @@ class JobServiceHandler(JobService):
     ) -> pb.ResumeQueueResponse:
         await self.producer.store.controls.resume(request.type)
         return pb.ResumeQueueResponse()
+
+    def watch_job(
+        self, request: pb.WatchJobRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchJobResponse]:
+        return watch_job(self.hubs, request)
+
+    def watch_jobs(
+        self, request: pb.WatchJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchJobsResponse]:
+        return watch_jobs(self.hubs, request)
