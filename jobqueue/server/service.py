@@ -10,7 +10,7 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..errors import InvalidInput
 from ..producer import Producer
-from ..wire import enqueue_request_from_proto, job_to_proto
+from ..wire import enqueue_request_from_proto, job_filter_from_proto, job_to_proto, list_order_from_proto
 
 MAX_BATCH = 10_000
 
@@ -49,3 +49,42 @@ class JobServiceHandler(JobService):
         self, request: pb.RetryJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.RetryJobResponse:
         return pb.RetryJobResponse(job=job_to_proto(await self.producer.retry(request.id)))
+
+    async def list_jobs(
+        self, request: pb.ListJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.ListJobsResponse:
+        page = await self.producer.list_jobs(
+            job_filter_from_proto(request.filter),
+            list_order_from_proto(request.order),
+            request.page_size,
+            request.page_token,
+            with_payloads=request.with_payloads,
+        )
+        return pb.ListJobsResponse(
+            jobs=[job_to_proto(job, with_payload=request.with_payloads) for job in page.jobs],
+            next_page_token=page.next_page_token,
+        )
+
+    async def retry_jobs(
+        self, request: pb.RetryJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.RetryJobsResponse:
+        done = await self.producer.retry_jobs(
+            job_filter_from_proto(request.filter), request.limit, request.page_token
+        )
+        return pb.RetryJobsResponse(count=done.count, next_page_token=done.next_page_token)
+
+    async def cancel_jobs(
+        self, request: pb.CancelJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.CancelJobsResponse:
+        done = await self.producer.cancel_jobs(
+            job_filter_from_proto(request.filter), request.limit, request.page_token
+        )
+        return pb.CancelJobsResponse(count=done.count, next_page_token=done.next_page_token)
+
+    async def delete_jobs(
+        self, request: pb.DeleteJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.DeleteJobsResponse:
+        done = await self.producer.delete_jobs(
+            job_filter_from_proto(request.filter), request.limit, request.page_token
+        )
+        return pb.DeleteJobsResponse(count=done.count, next_page_token=done.next_page_token)
