@@ -31,6 +31,8 @@ class Outcome(enum.StrEnum):
     ALIVE = "alive"
     MOVED = "moved"
     NOT_RUNNING = "not_running"
+    PAUSED = "paused"
+    FULL = "full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,17 +44,20 @@ class Transitions:
 
     # -- producers and the API -------------------------------------------------
 
-    async def enqueue(self, job_type: str, jobs: Sequence[NewJob]) -> tuple[int, list[int | bytes]]:
+    async def enqueue(
+        self, job_type: str, jobs: Sequence[NewJob], *, max_depth: int = 0
+    ) -> tuple[int, list[int | bytes]]:
         """Stores new PENDING jobs of one type (enqueue.lua); the ids are set.
 
         Returns (created_at, per job: its execution time if it was created, else
-        the id of the job its idempotency key points at).
+        the id of the job its idempotency key points at, or b"full": refused, the
+        type already holds `max_depth` pending jobs (0: no limit)).
         """
         queue = self.keys.queue(job_type)
         job_key = self.keys.job_key_prefix(partition_of_type(job_type))
         keys = self._scripts["enqueue"].keys(queue, more=[job_key + new.job_id for new in jobs])
         args: list[str | bytes | int | float] = [
-            job_type, self.keys.schedule_channel, self.idempotency_window_ms, len(jobs),
+            job_type, self.keys.schedule_channel, self.idempotency_window_ms, len(jobs), max_depth,
         ]  # fmt: skip
         for new in jobs:
             key_index = 0
@@ -150,7 +153,9 @@ class Transitions:
         keys = script.keys(
             self.keys.queue(job_type), worker_id=worker_id, more=[*map(self.keys.job, job_ids)]
         )
-        args: list[str | int | bytes] = [worker_id, lease_ms, default_max_attempts, *job_ids, *JOB_FIELDS]
+        args: list[str | int | bytes] = [
+            worker_id, lease_ms, default_max_attempts, job_type, *job_ids, *JOB_FIELDS,
+        ]  # fmt: skip
         return await self._claimed(job_type, worker_id, job_ids, await script.run(keys, args, via))
 
     async def round(
@@ -176,7 +181,7 @@ class Transitions:
             more=[*(self.keys.job(job.id) for job in completed), *map(self.keys.job, claim)],
         )
         args: list[str | int | bytes] = [
-            self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts,
+            self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts, job_type,
         ]  # fmt: skip
         for job in completed:
             args += [job.id, job.lease_token]

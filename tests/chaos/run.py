@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
 from jobqueue.store.keys import Keyspace  # noqa: E402
+from tests.store_audit import audit  # noqa: E402
 
 JOB_TYPE = "chaos"
 CRASH_POINTS = ("after_pop", "after_claim", "before_finish")
@@ -427,6 +428,8 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
     failed_jobs = {chaos.acks[n] for n, job in jobs.items() if job.get("status") == b"4"}
     if failed_index != failed_jobs:
         violations.append(f"failed index has {len(failed_index)} ids, {len(failed_jobs)} jobs FAILED")
+    # The counters and indexes the scripts keep agree with the jobs, after every fault.
+    violations += [f"counts: {problem}" for problem in audit(client, keys, JOB_TYPE)]
 
     if chaos.unexpected_exits:
         violations.append(f"processes exited without a fault: {chaos.unexpected_exits}")

@@ -4,28 +4,36 @@
 -- (once per call) so they can shorten their sleep. With an idempotency key, the
 -- first job enqueued with it (within the window) is returned instead of a new
 -- one, atomically, however many duplicates arrive at once. A retried call
--- (same ids) creates nothing new.
--- include: common
--- KEYS: scheduled, ready, ...the jobs, ...the idempotency keys in use
--- ARGV: type, channel, window_ms, N, then per job: "at,stale,k,n" (at: execution
+-- (same ids) creates nothing new. With a maximum depth, a job that would make the
+-- type's pending jobs exceed it is refused (FULL), not stored.
+-- include: common, outcomes, changes
+-- KEYS: scheduled, ready, live, stats, events, ...the jobs, ...the idempotency keys in use
+-- ARGV: type, channel, window_ms, N, max_depth (0: none), then per job: "at,stale,k,n" (at: execution
 --       time, '' = now; stale: an id an idempotency key may point at and count
 --       as absent, because that job expired; k: the KEYS index of its
 --       idempotency key, 0 for none; n: option fields), payload, then n field,
 --       value pairs. (Few, packed arguments: encoding them is most of the
 --       client's cost of a big batch.)
 -- Returns {created_at, then per job: its execution_time_ms (an integer) if it was
--- created, else the id of the existing job (a string)}: flat, since building and
+-- created, else the id of the existing job (a string), or FULL}: flat, since building and
 -- parsing a nested reply per job costs more than the job's HSET.
-local job_type, channel, window_ms, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local job_type, channel, window_ms, count, max_depth =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local now = now_ms()
 local now_text = int(now)
+local c = changes(now)
+local room = math.huge
+if max_depth > 0 then
+  room = max_depth - (tonumber(redis.call('HGET', stats, 'pending')) or 0)
+end
+local live_scored = {}
 local results = {now}
 local earliest = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')[2]
 earliest = earliest and tonumber(earliest)
 local wake = false
 local due = {}
-local a = 5
+local a = 6
 for k = FIXED_KEYS + 1, FIXED_KEYS + count do
   local job = KEYS[k]
   local id = string.sub(job, -36)
@@ -42,6 +50,8 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
     results[#results + 1] = existing
   elseif redis.call('EXISTS', job) == 1 then
     results[#results + 1] = id
+  elseif c.enqueued >= room then
+    results[#results + 1] = FULL
   else
     local execution_time = tonumber(at) or now
     redis.call('HSET', job,
@@ -63,8 +73,17 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
       end
     end
     results[#results + 1] = execution_time
+    c.enqueued = c.enqueued + 1
+    live_scored[#live_scored + 1] = now_text
+    live_scored[#live_scored + 1] = id
+    changed(c, id, PENDING, '0')
   end
 end
+if #live_scored > 0 then
+  redis.call('ZADD', live, unpack(live_scored))
+end
+c.pending = c.enqueued
+commit(c, stats, events, job_type, '', '')
 if #due > 0 then
   redis.call('LPUSH', ready, unpack(due))
 end

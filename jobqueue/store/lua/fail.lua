@@ -4,15 +4,15 @@
 -- ended in last_error_attempt (as when it ends FAILED). Otherwise (no
 -- attempts left, or delay -1: a permanent error) it ends FAILED in the failed
 -- index. Fenced like round.lua's records; a replay of the same call changes nothing.
--- include: common, outcomes, schedule, dead_letter
--- KEYS: job, leases, held, scheduled, failed
+-- include: common, outcomes, schedule, dead_letter, changes
+-- KEYS: job, leases, held, scheduled, failed, live, stats, events
 -- ARGV: id, lease_token, error, retry delay ms (-1: do not retry), retention_ms, channel
 -- Returns {RETRYING, execution_time_ms} | {DEAD_LETTERED} | {STALE, the job's status or ''}.
 local id, token, err, delay, retention, channel =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
 local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt', 'max_attempts', 'type',
-  'last_error', 'execution_time_ms')
+  'last_error', 'execution_time_ms', 'worker_id')
 if state[2] == token and state[6] == err then
   if state[1] == FAILED then
     return {DEAD_LETTERED}
@@ -24,15 +24,21 @@ end
 if state[1] ~= RUNNING or state[2] ~= token then
   return {STALE, state[1] or ''}
 end
-local now = now_ms()
+local c = changes(now_ms())
+local attempt = state[3] or '0'
 redis.call('ZREM', leases, id)
 redis.call('SREM', held, id)
-if delay >= 0 and tonumber(state[3]) < tonumber(state[4] or 1) then
-  local at = now + delay
-  redis.call('HSET', job, 'status', PENDING, 'last_error', err, 'last_error_attempt', state[3] or 0,
-    'execution_time_ms', int(at), 'updated_at', int(now))
+local reply = {DEAD_LETTERED}
+if delay >= 0 and tonumber(attempt) < tonumber(state[4] or 1) then
+  local at = c.now + delay
+  redis.call('HSET', job, 'status', PENDING, 'last_error', err, 'last_error_attempt', attempt,
+    'execution_time_ms', int(at), 'updated_at', int(c.now))
   schedule(scheduled, id, at, channel, state[5])
-  return {RETRYING, at}
+  c.running, c.pending, c.retried = -1, 1, 1
+  changed(c, id, PENDING, attempt)
+  reply = {RETRYING, at}
+else
+  dead_letter(c, job, live, failed, id, err, attempt, retention)
 end
-dead_letter(job, failed, id, now, err, state[3] or 0, retention)
-return {DEAD_LETTERED}
+commit(c, stats, events, state[5] or '', state[8] or '', err)
+return reply

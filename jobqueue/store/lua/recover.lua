@@ -6,14 +6,15 @@
 -- ready list; one that used its last attempt ends FAILED (a crash counts as an
 -- attempt, so a job that kills its worker cannot loop forever). The old
 -- holder's token is dead either way.
--- include: common, outcomes, dead_letter
--- KEYS: job, leases, ready, failed, workers
+-- include: common, outcomes, dead_letter, changes
+-- KEYS: job, leases, ready, failed, workers, live, stats, events
 -- ARGV: id, mode ('lease' or a worker id), retention_ms
 -- Returns {RECOVERED} | {DEAD_LETTERED} | {ALIVE} | {MOVED} | {NOT_RUNNING}.
 local id, mode, retention = ARGV[1], ARGV[2], ARGV[3]
 
-local now = now_ms()
-local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts')
+local c = changes(now_ms())
+local now = c.now
+local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type')
 local reason
 if mode == 'lease' then
   local expiry = redis.call('ZSCORE', leases, id)
@@ -35,11 +36,18 @@ redis.call('ZREM', leases, id)
 if state[1] ~= RUNNING then
   return {NOT_RUNNING}
 end
-if tonumber(state[3] or 0) >= tonumber(state[4] or 1) then
-  dead_letter(job, failed, id, now, reason .. ' during its last attempt', state[3] or 0, retention)
-  return {DEAD_LETTERED}
+local attempt = state[3] or '0'
+local reply = {RECOVERED}
+if tonumber(attempt) >= tonumber(state[4] or 1) then
+  reason = reason .. ' during its last attempt'
+  dead_letter(c, job, live, failed, id, reason, attempt, retention)
+  reply = {DEAD_LETTERED}
+else
+  redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason,
+    'last_error_attempt', attempt)
+  redis.call('RPUSH', ready, id)
+  c.running, c.pending = -1, 1
+  changed(c, id, PENDING, attempt)
 end
-redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason,
-  'last_error_attempt', state[3] or 0)
-redis.call('RPUSH', ready, id)
-return {RECOVERED}
+commit(c, stats, events, state[5] or '', state[2] or '', reason)
+return reply

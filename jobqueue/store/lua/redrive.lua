@@ -1,24 +1,31 @@
 -- redrive: run a FAILED or CANCELLED job again (the RetryJob RPC).
--- It becomes PENDING and due now, with attempts counted from zero; it leaves the
--- failed index and no longer expires. last_error keeps the previous error, and
--- last_error_attempt the attempt it ended (now above `attempt`).
--- include: common, outcomes
--- KEYS: job, failed, ready
+-- It becomes PENDING and due now, with attempts counted from zero; it leaves its
+-- finished index, is unfinished again in `live`, and no longer expires.
+-- last_error keeps the previous error, and last_error_attempt the attempt it
+-- ended (now above `attempt`).
+-- include: common, outcomes, changes
+-- KEYS: job, failed, cancelled, ready, live, stats, events
 -- ARGV: id
 -- Returns {OK} | {NOT_FOUND} | {WRONG_STATE, status}.
 local id = ARGV[1]
 
-local status = redis.call('HGET', job, 'status')
+local state = redis.call('HMGET', job, 'status', 'type', 'created_at')
+local status = state[1]
 if not status then
   return {NOT_FOUND}
 end
 if status ~= FAILED and status ~= CANCELLED then
   return {WRONG_STATE, status}
 end
-local now = int(now_ms())
+local c = changes(now_ms())
+local now = int(c.now)
 redis.call('HSET', job, 'status', PENDING, 'attempt', 0, 'execution_time_ms', now, 'updated_at', now)
 redis.call('HDEL', job, 'finished_at')
 redis.call('PERSIST', job)
-redis.call('ZREM', failed, id)
+redis.call('ZREM', status == FAILED and failed or cancelled, id)
+redis.call('ZADD', live, state[3] or now, id)
 redis.call('LPUSH', ready, id)
+c.pending = 1
+changed(c, id, PENDING, '0')
+commit(c, stats, events, state[2] or '', '', '')
 return {OK}

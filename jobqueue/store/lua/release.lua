@@ -1,19 +1,23 @@
 -- release: a worker that shuts down hands a running job back.
 -- The job becomes PENDING at the head of the ready list and the interrupted run
 -- does not count as an attempt.
--- include: common, outcomes
--- KEYS: job, leases, ready, held
+-- include: common, outcomes, changes
+-- KEYS: job, leases, ready, held, stats, events
 -- ARGV: id, lease_token
 -- Returns {OK} | {STALE, the job's status or ''}.
 local id, token = ARGV[1], ARGV[2]
 
-local state = redis.call('HMGET', job, 'status', 'lease_token')
+local state = redis.call('HMGET', job, 'status', 'lease_token', 'type', 'worker_id')
 if state[1] ~= RUNNING or state[2] ~= token then
   return {STALE, state[1] or ''}
 end
-redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now_ms()))
-redis.call('HINCRBY', job, 'attempt', -1)
+local c = changes(now_ms())
+redis.call('HSET', job, 'status', PENDING, 'updated_at', int(c.now))
+local attempt = redis.call('HINCRBY', job, 'attempt', -1)
 redis.call('ZREM', leases, id)
 redis.call('SREM', held, id)
 redis.call('RPUSH', ready, id)
+c.running, c.pending = -1, 1
+changed(c, id, PENDING, int(attempt))
+commit(c, stats, events, state[3] or '', state[4] or '', '')
 return {OK}

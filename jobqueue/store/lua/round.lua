@@ -11,47 +11,56 @@
 -- token is a no-op, so a caller may retry after losing the reply. Claiming: as
 -- claim.lua (claim_popped). Ids taken by a worker that dies, or never claims
 -- them, are swept back by sweep_popped.
--- include: claim_popped
--- KEYS: leases, held, ready, popped, suspects, ...the jobs run, ...the jobs to claim
--- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts,
+-- include: claim_popped, changes
+-- KEYS: leases, held, ready, popped, suspects, paused, live, completed, stats, events, ...the jobs run, ...the jobs to claim
+-- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts, type,
 --       id 1, lease_token 1, ..., id N, lease_token N, id 1, ..., id M, then the
 --       names of the job hash fields a claim returns (only with M > 0)
 -- Returns {records, taken ids, claims}: a record per run, {OK} | {STALE, the
--- job's status or ''}; a claim per id, as claim_popped's.
-local retention, limit, runs = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = int(now_ms())
+-- job's status or ''}; a claim per id, as claim_popped's. A paused type's round
+-- takes nothing.
+local retention, limit, runs, worker_id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local c = changes(now_ms())
+local now = int(c.now)
 local records = {}
+local done = {}
 for i = 1, runs do
-  local job, id, token = KEYS[FIXED_KEYS + i], ARGV[5 + 2 * i], ARGV[6 + 2 * i]
-  local state = redis.call('HMGET', job, 'status', 'lease_token')
+  local job, id, token = KEYS[FIXED_KEYS + i], ARGV[6 + 2 * i], ARGV[7 + 2 * i]
+  local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt')
   if state[2] == token and (state[1] == RUNNING or state[1] == COMPLETED) then
     if state[1] == RUNNING then
       redis.call('HSET', job, 'status', COMPLETED, 'finished_at', now, 'updated_at', now)
       redis.call('ZREM', leases, id)
       redis.call('SREM', held, id)
       redis.call('PEXPIRE', job, retention)
+      done[#done + 1] = id
+      changed(c, id, COMPLETED, state[3])
     end
     records[#records + 1] = {OK}
   else
     records[#records + 1] = {STALE, state[1] or ''}
   end
 end
+finished(live, completed, done, c.now, retention)
+c.running = c.running - #done
+c.completed = #done
+local w = claimer(c, popped, suspects, leases, held, ready, paused, worker_id, ARGV[5], ARGV[6])
 local claims = {}
 local first_claim = FIXED_KEYS + 1 + runs
 if #KEYS >= first_claim then
-  local w = claimer(popped, suspects, leases, held, ARGV[4], ARGV[5], ARGV[6])
   local count = #KEYS - first_claim + 1
-  local ids = 7 + 2 * runs
+  local ids = 8 + 2 * runs
   local fields = {unpack(ARGV, ids + count)}
   for i = 0, count - 1 do
     claims[#claims + 1] = claim_popped(w, KEYS[first_claim + i], ARGV[ids + i], fields)
   end
 end
 local taken = {}
-if limit > 0 then
+if limit > 0 and not w.paused then
   taken = redis.call('RPOP', ready, limit) or {}
   if #taken > 0 then
     redis.call('LPUSH', popped, unpack(taken))
   end
 end
+commit(c, stats, events, ARGV[7], worker_id, '')
 return {records, taken, claims}

@@ -13,3 +13,5 @@ local RECOVERED = 'recovered'          -- taken back from a dead or stalled hold
 local ALIVE = 'alive'                  -- the lease or worker is live again: nothing to take back
 local MOVED = 'moved'                  -- the job is no longer that worker's
 local NOT_RUNNING = 'not_running'      -- no running job behind the lease: the entry was dropped
+local PAUSED = 'paused'                -- the type is paused: the id went back to `ready`, unclaimed
+local FULL = 'full'                    -- the type holds its maximum of pending jobs: not enqueued

@@ -1,0 +1,46 @@
+"""Checks that a type's counters and indexes agree with its stored jobs.
+
+The scripts keep `stats` (pending, running) and the `live`, `completed`, `failed`
+and `cancelled` indexes beside every change of a job (docs/design.md, "Counts,
+indexes and events"). This reads every job of the type (a SCAN: fine for a test
+or the fault suite's end, never for the product) and lists each disagreement.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import redis
+
+from jobqueue.model import partition_of_type
+from jobqueue.store.keys import Keyspace
+
+_INDEXES = {"live": (b"1", b"2"), "completed": (b"3",), "failed": (b"4",), "cancelled": (b"5",)}
+
+
+def audit(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
+    """The disagreements between the type's counters and indexes and its jobs (none: [])."""
+    queue = keys.queue(job_type)
+    statuses: dict[str, bytes] = {}
+    for key in client.scan_iter(match=keys.job_key_prefix(partition_of_type(job_type)) + "*", count=1000):
+        job_type_stored, status = client.hmget(key, "type", "status")
+        if job_type_stored == job_type.encode() and status is not None:
+            statuses[key.decode().rsplit(":", 1)[1]] = status
+    by_status = collections.Counter(statuses.values())
+    stats = {
+        k.decode(): int(v) for k, v in client.hgetall(queue.stats).items() if k in (b"pending", b"running")
+    }
+    problems = [
+        f"stats.{name} = {stats.get(name, 0)}, {by_status[status]} jobs {name.upper()}"
+        for name, status in (("pending", b"1"), ("running", b"2"))
+        if stats.get(name, 0) != by_status[status]
+    ]
+    for index, wanted in _INDEXES.items():
+        members = {m.decode() for m in client.zrange(getattr(queue, index), 0, -1)}
+        expected = {job_id for job_id, status in statuses.items() if status in wanted}
+        if members != expected:
+            problems.append(
+                f"{index} index: {len(members - expected)} ids too many {sorted(members - expected)[:3]}, "
+                f"{len(expected - members)} missing {sorted(expected - members)[:3]}"
+            )
+    return problems
