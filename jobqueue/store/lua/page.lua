@@ -48,7 +48,7 @@ local function position(score, member, through)
 end
 
 if retention ~= '' then
-  local oldest = now_ms() - tonumber(retention) + 1
+  local oldest = now_ms() - tonumber(retention)
   if from == '' or tonumber(from) < oldest then
     from = int(oldest)
   end
