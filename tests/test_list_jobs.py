@@ -204,7 +204,7 @@ async def test_grpcurl_pages_through_a_type(server_url: str) -> None:
                 "page_token": first["nextPageToken"],
                 "with_payloads": True,
             },
-        )  # fmt: skip
+        )
     )
     assert len(second["jobs"]) == 1 and "nextPageToken" not in second
     assert second["jobs"][0]["payload"] in {b64(f"p{i}".encode()) for i in range(3)}
