@@ -25,13 +25,13 @@ import heapq
 import json
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
-from ..model import Job, JobStatus
+from ..model import Job, JobStatus, partition_of_id
 from ..selection import MAX_EXAMINED, JobFilter, TimeField
 from . import scripts
-from .codec import JOB_FIELDS, READ_FIELDS, decode_job
+from .codec import JOB_FIELDS, decode_job_values
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -50,7 +50,10 @@ _INDEX_OF = {
     JobStatus.CANCELLED: "cancelled",
 }
 _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
-_FIELDS = (*JOB_FIELDS, *READ_FIELDS)
+# What a list reads of each job: a claim's fields (JOB_FIELDS, decoded by position as
+# a claim's are) and last_error_attempt; the payload only when asked for.
+_FIELDS = (*JOB_FIELDS, b"last_error_attempt")
+_PAYLOAD, _LAST_ERROR_ATTEMPT = _FIELDS.index(b"payload"), _FIELDS.index(b"last_error_attempt")
 _FIELDS_WITHOUT_PAYLOAD = tuple(f for f in _FIELDS if f != b"payload")
 # With a scan filter, how many index entries a read takes at least (fewer round trips).
 _SCAN_CHUNK = 100
@@ -77,7 +80,8 @@ class Lister:
         self.redis = redis
         self.keys = keys
         self.retention_ms = retention_ms
-        self._page = scripts.load(redis, "page")["page"]
+        loaded = scripts.load(redis, "page", "read_jobs")
+        self._page, self._read_jobs = loaded["page"], loaded["read_jobs"]
 
     async def select(
         self,
@@ -91,9 +95,8 @@ class Lister:
     ) -> Selected:
         """Up to `count` jobs of a checked filter's selection after `after`, examining at
         most `examine` index entries (a scan filter may so return fewer with a cursor)."""
-        fields = _FIELDS if with_payloads else _FIELDS_WITHOUT_PAYLOAD
         if job_filter.idempotency_key:
-            return Selected(await self._by_idempotency_key(job_filter, fields), None)
+            return Selected(await self._by_idempotency_key(job_filter, with_payloads), None)
         types = [job_filter.type] if job_filter.type else sorted(await self._types())
         jobs: list[Job] = []
         examined = 0
@@ -102,7 +105,7 @@ class Lister:
             wanted = count - len(jobs)
             chunk = min(examine - examined, max(wanted, _SCAN_CHUNK) if job_filter.scans else wanted)
             entries, more = await self._entries(types, job_filter, newest_first, chunk, cursor)
-            found = await self._jobs(entries, fields)
+            found = await self._jobs(entries, with_payloads)
             for i, ((score, job_id), job) in enumerate(zip(entries, found, strict=True)):
                 examined += 1
                 cursor = Cursor(score, job_id)
@@ -156,39 +159,53 @@ class Lister:
         merged = list(heapq.merge(*runs, reverse=newest_first))
         return merged[:count], more or len(merged) > count
 
-    async def _jobs(self, entries: Sequence[tuple[int, str]], fields: Sequence[bytes]) -> list[Job | None]:
-        """The entries' jobs, read in one round trip; None where the job is gone."""
+    async def _jobs(self, entries: Sequence[tuple[int, str]], with_payloads: bool) -> list[Job | None]:
+        """The entries' jobs (None where a job is gone): one read_jobs call per partition
+        (one in all for one type), the calls at once."""
         if not entries:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        by_partition: dict[str, list[str]] = {}
         for _, job_id in entries:
-            pipe.hmget(self.keys.job(job_id), fields)
-        return [
-            _decoded(job_id, values, fields)
-            for (_, job_id), values in zip(entries, await pipe.execute(), strict=True)
-        ]
+            by_partition.setdefault(partition_of_id(job_id), []).append(job_id)
+        fields = _FIELDS if with_payloads else _FIELDS_WITHOUT_PAYLOAD
+        replies = await asyncio.gather(
+            *(
+                self._read_jobs.run(self._read_jobs.keys(None, more=[*map(self.keys.job, ids)]), fields)
+                for ids in by_partition.values()
+            )
+        )
+        found: dict[str, Job | None] = {}
+        for ids, values in zip(by_partition.values(), replies, strict=True):
+            for job_id, job_values in zip(ids, values, strict=True):
+                found[job_id] = _decoded(job_id, job_values, with_payloads)
+        return [found[job_id] for _, job_id in entries]
 
-    async def _by_idempotency_key(self, job_filter: JobFilter, fields: Sequence[bytes]) -> list[Job]:
+    async def _by_idempotency_key(self, job_filter: JobFilter, with_payloads: bool) -> list[Job]:
         """The job the key points at (one lookup), if it matches the rest of the filter."""
         idem_key = self.keys.queue(job_filter.type).idempotency(job_filter.idempotency_key)
         job_id: bytes | None = await self.redis.get(idem_key)  # type: ignore[assignment]
         if job_id is None:
             return []
-        values = cast("list[bytes | None]", await self.redis.hmget(self.keys.job(job_id.decode()), fields))
-        job = _decoded(job_id.decode(), values, fields)
+        [job] = await self._jobs([(0, job_id.decode())], with_payloads)
         if job is None or not _matches(job, job_filter) or not _in_range(job, job_filter):
             return []
         return [job]
 
 
-def _decoded(job_id: str, values: Sequence[bytes | None], fields: Sequence[bytes]) -> Job | None:
+def _decoded(job_id: str, values: Sequence[bytes | None], with_payloads: bool) -> Job | None:
+    """A job of its values in _FIELDS order (without the payload unless `with_payloads`)."""
     if values[0] is None:  # the id field: the job is gone
         return None
     try:
-        return decode_job(dict(zip(fields, values, strict=True)))  # type: ignore[arg-type]
+        if with_payloads:
+            job = decode_job_values(values[:_LAST_ERROR_ATTEMPT])
+        else:
+            job = decode_job_values([*values[:_PAYLOAD], None, *values[_PAYLOAD : _LAST_ERROR_ATTEMPT - 1]])
+        job.last_error_attempt = int(values[-1] or 0)
     except ValueError as exc:
         log.warning("job %s: corrupt record (%s): left out of the list", job_id, exc)
         return None
+    return job
 
 
 def _matches(job: Job, job_filter: JobFilter) -> bool:
