@@ -12,19 +12,25 @@ record, as a busy worker's rounds do, in this process). Then, `--runs` times,
 it walks `--pages` pages of 100 with `SyncClient.list_jobs` (Connect, binary
 protobuf over HTTP/1.1, one call at a time) in each selection and prints the
 p50 and p99 of the calls' latencies, and the median of each over the runs.
-Loopback only; every loop is bounded.
+On a shared machine those wait for CPU time; two steadier figures go with
+them: Redis' own time per call (its command stats: the scripts a page runs,
+and SMEMBERS for every type) and the server process' CPU time per call (/proc). Loopback only; every
+loop is bounded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from redis import Redis
 
 from jobqueue import EnqueueRequest, Producer, Settings
 from jobqueue.client import SyncClient
@@ -35,7 +41,8 @@ from jobqueue.selection import JobFilter, ListOrder
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tests.conftest import jobqueue_server  # noqa: E402  (the suite's server subprocess helper)
+from bench.drain_once import cpu_seconds  # noqa: E402
+from tests.conftest import jobqueue_server_process  # noqa: E402  (the suite's server subprocess)
 
 JOB_TYPE = "bench-list"
 OTHER_TYPE = "bench-list-other"
@@ -64,17 +71,42 @@ async def load(url: str, jobs: int, completed: int) -> dict[str, float]:
         return {"enqueue_s": loaded - started, "complete_s": time.perf_counter() - loaded, "completed": done}
 
 
-def walk(client: SyncClient, job_filter: JobFilter, order: ListOrder, pages: int) -> list[float]:
-    """The latencies (ms) of `pages` successive ListJobs calls of 100 jobs."""
+@dataclasses.dataclass
+class Walk:
+    latencies_ms: list[float]
+    redis_us: float  # Redis' time in commands per call
+    server_cpu_ms: float  # the server process' CPU time per call
+
+
+def walk(
+    client: SyncClient, redis: Redis, server_pid: int, selection: tuple[JobFilter, ListOrder], *, pages: int
+) -> Walk:
+    """`pages` successive ListJobs calls of 100 jobs."""
+    redis.config_resetstat()
+    cpu = cpu_seconds(server_pid) or 0.0
     latencies = []
     token = ""
     for _ in range(pages):
         started = time.perf_counter()
-        page = client.list_jobs(job_filter, order, 100, token)
+        page = client.list_jobs(*selection, 100, token)
         latencies.append((time.perf_counter() - started) * 1000)
         assert len(page.jobs) == 100, len(page.jobs)
         token = page.next_page_token
-    return latencies
+    stats = redis.info("commandstats")
+    # The scripts' time includes their commands'; SMEMBERS (every type) runs outside them.
+    redis_us = sum(stats.get(k, {}).get("usec", 0) for k in ("cmdstat_evalsha", "cmdstat_smembers"))
+    return Walk(latencies, redis_us / pages, (cpu_seconds(server_pid) - cpu) * 1000 / pages)
+
+
+def summary(walks: list[Walk]) -> str:
+    """The medians over the walks of each walk's p50, p99, Redis time and server CPU."""
+    p50 = statistics.median(percentile(w.latencies_ms, 0.5) for w in walks)
+    p99 = statistics.median(percentile(w.latencies_ms, 0.99) for w in walks)
+    redis_us = statistics.median(w.redis_us for w in walks)
+    cpu_ms = statistics.median(w.server_cpu_ms for w in walks)
+    return (
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, Redis {redis_us:.0f} µs/call, server CPU {cpu_ms:.2f} ms/call"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,19 +132,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, RedisServer(tmp) as redis_server:
         loading = asyncio.run(load(redis_server.url, args.jobs, args.completed))
         print(json.dumps({"jobs": args.jobs, **loading}), flush=True)
-        with jobqueue_server(redis_server.url, Path(tmp) / "server.log") as url, SyncClient(url) as client:
-            walk(client, *SELECTIONS["pending, newest first"], 20)  # warm the connections
-            results: dict[str, list[tuple[float, float]]] = {name: [] for name in SELECTIONS}
+        log = Path(tmp) / "server.log"
+        with (
+            jobqueue_server_process(redis_server.url, log) as (url, server),
+            SyncClient(url) as client,
+            Redis.from_url(redis_server.url) as redis,
+        ):
+            walk(client, redis, server.pid, SELECTIONS["pending, newest first"], pages=20)  # warm up
+            results: dict[str, list[Walk]] = {name: [] for name in SELECTIONS}
             for run in range(args.runs):
-                for name, (job_filter, order) in SELECTIONS.items():
-                    latencies = walk(client, job_filter, order, args.pages)
-                    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-                    results[name].append((p50, p99))
-                    print(f"run {run + 1} {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms", flush=True)
-            for name, runs in results.items():
-                p50 = statistics.median(r[0] for r in runs)
-                p99 = statistics.median(r[1] for r in runs)
-                print(f"median of {args.runs} runs, {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+                for name, selection in SELECTIONS.items():
+                    done = walk(client, redis, server.pid, selection, pages=args.pages)
+                    results[name].append(done)
+                    print(f"run {run + 1} {name}: {summary([done])}", flush=True)
+            for name, walks in results.items():
+                print(f"median of {args.runs} runs, {name}: {summary(walks)}")
     return 0
 
 

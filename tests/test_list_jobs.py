@@ -65,6 +65,26 @@ async def test_pages_of_a_10000_job_batch_are_exact_despite_ties(
     assert all(job.payload == b"" for job in jobs)  # no payloads unless asked
 
 
+@pytest.mark.parametrize("order", [NEWEST, OLDEST])
+async def test_pages_are_exact_when_each_cursors_job_leaves_among_ties(
+    redis: Redis, settings: Settings, order: ListOrder
+) -> None:
+    """The cursor's own job cancelled after each page: the next page finds its place
+    among the thousands of jobs of its millisecond by bisection."""
+    store = harness(redis, settings)
+    created = await store.enqueue_many([EnqueueRequest("batch") for _ in range(10_000)])
+    listed: list[str] = []
+    token = ""
+    for _ in range(40):
+        page = await store.producer.list_jobs(JobFilter(type="batch"), order, 333, token)
+        listed += [j.id for j in page.jobs]
+        token = page.next_page_token
+        if not token:
+            break
+        await store.cancel(page.jobs[-1].id)
+    assert listed == in_order(created, order is NEWEST)
+
+
 async def test_a_cursor_holds_when_its_job_leaves_the_index(redis: Redis, settings: Settings) -> None:
     store = harness(redis, settings)
     created = await store.enqueue_many([EnqueueRequest("t") for _ in range(12)])

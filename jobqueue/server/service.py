@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from connectrpc.request import RequestContext
@@ -10,6 +11,7 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..errors import InvalidInput
 from ..producer import Producer
+from ..selection import BulkOutcome, JobFilter
 from ..wire import enqueue_request_from_proto, job_filter_from_proto, job_to_proto, list_order_from_proto
 
 MAX_BATCH = 10_000
@@ -68,23 +70,23 @@ class JobServiceHandler(JobService):
     async def retry_jobs(
         self, request: pb.RetryJobsRequest, ctx: RequestContext[Any, Any]
     ) -> pb.RetryJobsResponse:
-        done = await self.producer.retry_jobs(
-            job_filter_from_proto(request.filter), request.limit, request.page_token
-        )
-        return pb.RetryJobsResponse(count=done.count, next_page_token=done.next_page_token)
+        return pb.RetryJobsResponse(**await _bulk(self.producer.retry_jobs, request))
 
     async def cancel_jobs(
         self, request: pb.CancelJobsRequest, ctx: RequestContext[Any, Any]
     ) -> pb.CancelJobsResponse:
-        done = await self.producer.cancel_jobs(
-            job_filter_from_proto(request.filter), request.limit, request.page_token
-        )
-        return pb.CancelJobsResponse(count=done.count, next_page_token=done.next_page_token)
+        return pb.CancelJobsResponse(**await _bulk(self.producer.cancel_jobs, request))
 
     async def delete_jobs(
         self, request: pb.DeleteJobsRequest, ctx: RequestContext[Any, Any]
     ) -> pb.DeleteJobsResponse:
-        done = await self.producer.delete_jobs(
-            job_filter_from_proto(request.filter), request.limit, request.page_token
-        )
-        return pb.DeleteJobsResponse(count=done.count, next_page_token=done.next_page_token)
+        return pb.DeleteJobsResponse(**await _bulk(self.producer.delete_jobs, request))
+
+
+async def _bulk(
+    call: Callable[[JobFilter, int, str], Awaitable[BulkOutcome]],
+    request: pb.RetryJobsRequest | pb.CancelJobsRequest | pb.DeleteJobsRequest,
+) -> dict[str, Any]:
+    """A bulk call's reply fields (the three replies have the same ones)."""
+    done = await call(job_filter_from_proto(request.filter), request.limit, request.page_token)
+    return {"count": done.count, "next_page_token": done.next_page_token}

@@ -3,9 +3,10 @@
 -- bulk calls page through `live` and the finished indexes with it).
 -- Many members share a score (an enqueue batch has one created_at), so the
 -- cursor is a position in that order, (score, member), not a member: it still
--- holds when its member has left the index, and no member is skipped or repeated
--- while the index does not change. Cost: O(log N) per rank lookup, the bisection
--- within the cursor's score O(log N * log ties), then O(log N + count).
+-- holds when its member has left the index (or come back with another score),
+-- and no member is skipped or repeated while the index does not change. Cost:
+-- O(log N) per rank lookup, the bisection within the cursor's score (only when
+-- its member left) O(log N * log ties), then O(log N + count).
 -- include: common
 -- KEYS: ...the index (a sorted set scored by Unix ms)
 -- ARGV: from (inclusive, '' none), to (exclusive, '' none), retention_ms ('': keep
@@ -30,15 +31,22 @@ local function sorts_after(a, b)
   return #a > #b
 end
 
--- How many members come before (score, member), or up to it (`through`): those
--- of a lower score, then those of that score found by bisection of their ranks.
+-- How many members come before (score, member), or up to it (`through`): the
+-- member's rank while it is there with that score (the usual case); else (it is
+-- not among them: before and through are the same) those of a lower score, then
+-- those of that score that sort before it, found by bisection of their ranks.
 local function position(score, member, through)
+  local now_at = redis.call('ZSCORE', index, member)
+  if now_at and tonumber(now_at) == tonumber(score) then
+    local rank = redis.call('ZRANK', index, member)
+    return through and rank + 1 or rank
+  end
   local lo = redis.call('ZCOUNT', index, '-inf', '(' .. score)
   local hi = redis.call('ZCOUNT', index, '-inf', score)
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
     local at = redis.call('ZRANGE', index, mid, mid)[1]
-    if sorts_after(member, at) or (through and at == member) then
+    if sorts_after(member, at) then
       lo = mid + 1
     else
       hi = mid
