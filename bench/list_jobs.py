@@ -14,8 +14,9 @@ protobuf over HTTP/1.1, one call at a time) in each selection and prints the
 p50 and p99 of the calls' latencies, and the median of each over the runs.
 On a shared machine those wait for CPU time; two steadier figures go with
 them: Redis' own time per call (its command stats: the scripts a page runs,
-and SMEMBERS for every type) and the server process' CPU time per call (/proc). Loopback only; every
-loop is bounded.
+and SMEMBERS for every type) and the server process' CPU time per call
+(/proc). GetJob, called as often at the same time, gives the scale: what the
+machine makes of the cheapest call. Loopback only; every loop is bounded.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from redis import Redis
@@ -78,24 +80,33 @@ class Walk:
     server_cpu_ms: float  # the server process' CPU time per call
 
 
-def walk(
-    client: SyncClient, redis: Redis, server_pid: int, selection: tuple[JobFilter, ListOrder], *, pages: int
-) -> Walk:
-    """`pages` successive ListJobs calls of 100 jobs."""
+def walk(redis: Redis, server_pid: int, call: Callable[[str], str], *, calls: int) -> Walk:
+    """`calls` successive calls, each given the token the previous one returned."""
     redis.config_resetstat()
     cpu = cpu_seconds(server_pid) or 0.0
     latencies = []
     token = ""
-    for _ in range(pages):
+    for _ in range(calls):
         started = time.perf_counter()
-        page = client.list_jobs(*selection, 100, token)
+        token = call(token)
         latencies.append((time.perf_counter() - started) * 1000)
-        assert len(page.jobs) == 100, len(page.jobs)
-        token = page.next_page_token
     stats = redis.info("commandstats")
-    # The scripts' time includes their commands'; SMEMBERS (every type) runs outside them.
-    redis_us = sum(stats.get(k, {}).get("usec", 0) for k in ("cmdstat_evalsha", "cmdstat_smembers"))
-    return Walk(latencies, redis_us / pages, (cpu_seconds(server_pid) - cpu) * 1000 / pages)
+    # The scripts' time includes their commands'; the others run outside them.
+    redis_us = sum(
+        stats.get(k, {}).get("usec", 0) for k in ("cmdstat_evalsha", "cmdstat_smembers", "cmdstat_hgetall")
+    )
+    return Walk(latencies, redis_us / calls, ((cpu_seconds(server_pid) or 0.0) - cpu) * 1000 / calls)
+
+
+def list_pages(client: SyncClient, selection: tuple[JobFilter, ListOrder]) -> Callable[[str], str]:
+    """ListJobs of a page of 100 after the token: the next token."""
+
+    def call(token: str) -> str:
+        page = client.list_jobs(*selection, 100, token)
+        assert len(page.jobs) == 100, len(page.jobs)
+        return page.next_page_token
+
+    return call
 
 
 def summary(walks: list[Walk]) -> str:
@@ -138,11 +149,17 @@ def main() -> int:
             SyncClient(url) as client,
             Redis.from_url(redis_server.url) as redis,
         ):
-            walk(client, redis, server.pid, SELECTIONS["pending, newest first"], pages=20)  # warm up
-            results: dict[str, list[Walk]] = {name: [] for name in SELECTIONS}
+            some_job = client.list_jobs(JobFilter(type=JOB_TYPE), page_size=1).jobs[0].id
+            calls: dict[str, Callable[[str], str]] = {
+                # For scale: the cheapest call there is, one job by id, on the same machine at the same time.
+                "GetJob (for scale)": lambda _: client.get(some_job).id,
+                **{name: list_pages(client, selection) for name, selection in SELECTIONS.items()},
+            }
+            walk(redis, server.pid, calls["pending, newest first"], calls=20)  # warm up
+            results: dict[str, list[Walk]] = {name: [] for name in calls}
             for run in range(args.runs):
-                for name, selection in SELECTIONS.items():
-                    done = walk(client, redis, server.pid, selection, pages=args.pages)
+                for name, call in calls.items():
+                    done = walk(redis, server.pid, call, calls=args.pages)
                     results[name].append(done)
                     print(f"run {run + 1} {name}: {summary([done])}", flush=True)
             for name, walks in results.items():
