@@ -91,3 +91,11 @@ def test_a_refused_filter_exits_3_naming_the_field(server_url: str) -> None:
 def test_delete_needs_a_status() -> None:
     result = jobqueue("delete", "--type", "t")
     assert result.returncode == ExitCode.USAGE and "--status" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["list", "delete", "cancel", "retry"])
+def test_help_names_the_filter_options(command: str) -> None:
+    result = jobqueue(command, "--help")
+    assert result.returncode == 0
+    for option in ("--type", "--status", "--since", "--until", "--error-contains"):
+        assert option in result.stdout
