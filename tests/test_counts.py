@@ -40,6 +40,12 @@ def stats(sync: redis.Redis, store: Harness) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in sync.hgetall(store.keys.queue(T).stats).items()}
 
 
+def total(counted: dict[str, int], what: str) -> int:
+    """A total as GetQueueStats reads it: the folded total plus every minute slot's count."""
+    slots = sum(v for k, v in counted.items() if k[0] == what[0] and k[1:].isdigit())
+    return counted.get(f"total_{what}", 0) + slots
+
+
 def events(sync: redis.Redis, store: Harness) -> list[tuple[str, int, int, str, str]]:
     """(id, status, attempt, worker, error) of each job event, in order."""
     found = []
@@ -72,8 +78,7 @@ async def test_a_job_life_is_counted_indexed_and_told(
     assert_true(sync, store)
     counted = stats(sync, store)
     assert (counted["pending"], counted["running"]) == (0, 0)
-    assert (counted["total_enqueued"], counted["total_retried"], counted["total_completed"]) == (1, 1, 1)
-    assert sum(v for k, v in counted.items() if k.startswith("c") and k[1:].isdigit()) == 1
+    assert (counted["total_enqueued"], counted["total_retried"], total(counted, "completed")) == (1, 1, 1)
     assert events(sync, store) == [
         (job.id, int(JobStatus.PENDING), 0, "", ""),
         (job.id, int(JobStatus.RUNNING), 1, "w1", ""),
@@ -107,7 +112,7 @@ async def test_dead_letters_cancels_redrives_releases_and_recoveries_are_counted
         assert_true(sync, store)
     counted = stats(sync, store)
     assert counted["pending"] == 5 and counted["running"] == 0
-    assert (counted["total_failed"], counted["total_cancelled"]) == (1, 2)
+    assert (total(counted, "failed"), counted["total_cancelled"]) == (1, 2)
 
 
 async def test_the_last_attempt_recovered_is_a_dead_letter_in_the_index(
@@ -121,18 +126,26 @@ async def test_the_last_attempt_recovered_is_a_dead_letter_in_the_index(
     assert sync.zscore(store.keys.queue(T).failed, crashed.id) is not None
 
 
-async def test_finished_indexes_drop_what_retention_expired(
+async def test_a_new_minute_trims_the_finished_index_and_moves_old_counts_into_the_total(
     store: Harness, blocking: OwnConnection, sync: redis.Redis
 ) -> None:
-    """An index is trimmed by the next job that enters it, to what is still retained."""
-    await store.enqueue_many([EnqueueRequest(T, b"") for _ in range(2)])
+    """The first completion of a minute trims the index to what is still retained, and
+    a bucket slot reused for a new minute moves its old count into the total first."""
+    await store.enqueue_many([EnqueueRequest(T, b"") for _ in range(3)])
+    queue = store.keys.queue(T)
     first = await start(store, blocking, T)
     await store.complete(first)
-    index = store.keys.queue(T).completed
-    sync.zadd(index, {first.id: 1})  # as if it finished long ago: its retention is over
+    sync.zadd(queue.completed, {first.id: 1})  # as if it finished long ago: its retention is over
     second = await start(store, blocking, T)
     await store.complete(second)
-    assert [m.decode() for m in sync.zrange(index, 0, -1)] == [second.id]
+    assert sync.zcard(queue.completed) == 2  # the same minute: not trimmed yet
+    sync.hset(queue.stats, mapping={f"m{slot}": 0 for slot in range(60)})  # every slot an hour old
+    third = await start(store, blocking, T)
+    await store.complete(third)
+    assert {m.decode() for m in sync.zrange(queue.completed, 0, -1)} == {second.id, third.id}
+    counted = stats(sync, store)
+    assert counted["total_completed"] == 2  # the old slot's two completions
+    assert total(counted, "completed") == 3
 
 
 async def test_a_paused_type_is_neither_claimed_nor_taken(
@@ -140,7 +153,7 @@ async def test_a_paused_type_is_neither_claimed_nor_taken(
 ) -> None:
     queue = store.keys.queue(T)
     jobs = await store.enqueue_many([EnqueueRequest(T, b"") for _ in range(3)])
-    sync.set(queue.paused, 1)
+    sync.hset(queue.stats, "paused", 1)
     job_id = await store.pop(blocking, T, 1)
     assert job_id == jobs[0].id
     assert await store.claim(T, job_id, "w1", LEASE_MS) == Result(Outcome.PAUSED)
@@ -149,7 +162,7 @@ async def test_a_paused_type_is_neither_claimed_nor_taken(
     _, claims, taken = await store.transitions.round(T, "w1", take=10, lease_ms=LEASE_MS)
     assert (claims, taken) == ([], [])
     assert_true(sync, store)
-    sync.delete(queue.paused)
+    sync.hdel(queue.stats, "paused")
     assert [job.id for job in [await start(store, blocking, T)]] == [jobs[0].id]
 
 

@@ -25,11 +25,10 @@ class QueueKeys:
     failed: str  # ZSET id -> ms it failed for good: the dead letters
     workers: str  # ZSET worker id -> liveness deadline (ms): workers of this type
     defaults: str  # HASH option -> the default the type's workers apply (worker_defaults.py)
-    stats: str  # HASH: live counts, totals and per-minute buckets, kept by the scripts
+    stats: str  # HASH: live counts, totals, per-minute buckets (kept by the scripts), `paused`
     live: str  # ZSET id -> created_at (ms): the unfinished jobs (PENDING, RUNNING)
     completed: str  # ZSET id -> finished_at (ms): COMPLETED jobs, trimmed to retention
     cancelled: str  # ZSET id -> finished_at (ms): CANCELLED jobs, trimmed to retention
-    paused: str  # STRING, present while the type is paused (PauseQueue)
     events: str  # STREAM of the partition's state changes, capped (WatchJob, WatchJobs)
     _base: str  # "P:{pppp}", for the keys below
     _type: str
@@ -95,7 +94,6 @@ class Keyspace:
             live=f"{base}:live:{job_type}",
             completed=f"{base}:completed:{job_type}",
             cancelled=f"{base}:cancelled:{job_type}",
-            paused=f"{base}:paused:{job_type}",
             events=f"{base}:events",
             _base=base,
             _type=job_type,

@@ -20,13 +20,13 @@ end
 if status ~= PENDING and status ~= RUNNING then
   return {WRONG_STATE, status}
 end
-local c = changes(now_ms())
+local c = changes(now_ms(), stats)
 local now = int(c.now)
 redis.call('ZREM', scheduled, id)
 redis.call('ZREM', leases, id)
 redis.call('HSET', job, 'status', CANCELLED, 'finished_at', now, 'updated_at', now)
 redis.call('PEXPIRE', job, retention)
-finished(live, cancelled, {id}, c.now, retention)
+finished(c, live, cancelled, {id}, retention)
 if status == PENDING then
   c.pending = -1
 else
@@ -34,5 +34,5 @@ else
 end
 c.cancelled = 1
 changed(c, id, CANCELLED, state[3])
-commit(c, stats, events, state[2] or '', '', '')
+commit(c, events, state[2] or '', '', '')
 return {OK, status}

@@ -22,10 +22,10 @@ local job_type, channel, window_ms, count, max_depth =
 
 local now = now_ms()
 local now_text = int(now)
-local c = changes(now)
+local c = changes(now, stats)
 local room = math.huge
 if max_depth > 0 then
-  room = max_depth - (tonumber(redis.call('HGET', stats, 'pending')) or 0)
+  room = max_depth - c.pending_was
 end
 local live_scored = {}
 local results = {now}
@@ -83,7 +83,7 @@ if #live_scored > 0 then
   redis.call('ZADD', live, unpack(live_scored))
 end
 c.pending = c.enqueued
-commit(c, stats, events, job_type, '', '')
+commit(c, events, job_type, '', '')
 if #due > 0 then
   redis.call('LPUSH', ready, unpack(due))
 end

@@ -24,7 +24,7 @@ end
 if state[1] ~= RUNNING or state[2] ~= token then
   return {STALE, state[1] or ''}
 end
-local c = changes(now_ms())
+local c = changes(now_ms(), stats)
 local attempt = state[3] or '0'
 redis.call('ZREM', leases, id)
 redis.call('SREM', held, id)
@@ -40,5 +40,5 @@ if delay >= 0 and tonumber(attempt) < tonumber(state[4] or 1) then
 else
   dead_letter(c, job, live, failed, id, err, attempt, retention)
 end
-commit(c, stats, events, state[5] or '', state[8] or '', err)
+commit(c, events, state[5] or '', state[8] or '', err)
 return reply

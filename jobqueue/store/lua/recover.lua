@@ -12,7 +12,7 @@
 -- Returns {RECOVERED} | {DEAD_LETTERED} | {ALIVE} | {MOVED} | {NOT_RUNNING}.
 local id, mode, retention = ARGV[1], ARGV[2], ARGV[3]
 
-local c = changes(now_ms())
+local c = changes(now_ms(), stats)
 local now = c.now
 local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type')
 local reason
@@ -49,5 +49,5 @@ else
   c.running, c.pending = -1, 1
   changed(c, id, PENDING, attempt)
 end
-commit(c, stats, events, state[5] or '', state[2] or '', reason)
+commit(c, events, state[5] or '', state[2] or '', reason)
 return reply

@@ -17,7 +17,7 @@ end
 if status ~= FAILED and status ~= CANCELLED then
   return {WRONG_STATE, status}
 end
-local c = changes(now_ms())
+local c = changes(now_ms(), stats)
 local now = int(c.now)
 redis.call('HSET', job, 'status', PENDING, 'attempt', 0, 'execution_time_ms', now, 'updated_at', now)
 redis.call('HDEL', job, 'finished_at')
@@ -27,5 +27,5 @@ redis.call('ZADD', live, state[3] or now, id)
 redis.call('LPUSH', ready, id)
 c.pending = 1
 changed(c, id, PENDING, '0')
-commit(c, stats, events, state[2] or '', '', '')
+commit(c, events, state[2] or '', '', '')
 return {OK}

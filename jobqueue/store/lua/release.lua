@@ -11,7 +11,7 @@ local state = redis.call('HMGET', job, 'status', 'lease_token', 'type', 'worker_
 if state[1] ~= RUNNING or state[2] ~= token then
   return {STALE, state[1] or ''}
 end
-local c = changes(now_ms())
+local c = changes(now_ms(), stats)
 redis.call('HSET', job, 'status', PENDING, 'updated_at', int(c.now))
 local attempt = redis.call('HINCRBY', job, 'attempt', -1)
 redis.call('ZREM', leases, id)
@@ -19,5 +19,5 @@ redis.call('SREM', held, id)
 redis.call('RPUSH', ready, id)
 c.running, c.pending = -1, 1
 changed(c, id, PENDING, int(attempt))
-commit(c, stats, events, state[3] or '', state[4] or '', '')
+commit(c, events, state[3] or '', state[4] or '', '')
 return {OK}

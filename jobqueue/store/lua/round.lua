@@ -12,7 +12,7 @@
 -- claim.lua (claim_popped). Ids taken by a worker that dies, or never claims
 -- them, are swept back by sweep_popped.
 -- include: claim_popped, changes
--- KEYS: leases, held, ready, popped, suspects, paused, live, completed, stats, events, ...the jobs run, ...the jobs to claim
+-- KEYS: leases, held, ready, popped, suspects, live, completed, stats, events, ...the jobs run, ...the jobs to claim
 -- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts, type,
 --       id 1, lease_token 1, ..., id N, lease_token N, id 1, ..., id M, then the
 --       names of the job hash fields a claim returns (only with M > 0)
@@ -20,7 +20,7 @@
 -- job's status or ''}; a claim per id, as claim_popped's. A paused type's round
 -- takes nothing.
 local retention, limit, runs, worker_id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local c = changes(now_ms())
+local c = changes(now_ms(), stats)
 local now = int(c.now)
 local records = {}
 local done = {}
@@ -41,10 +41,10 @@ for i = 1, runs do
     records[#records + 1] = {STALE, state[1] or ''}
   end
 end
-finished(live, completed, done, c.now, retention)
+finished(c, live, completed, done, retention)
 c.running = c.running - #done
 c.completed = #done
-local w = claimer(c, popped, suspects, leases, held, ready, paused, worker_id, ARGV[5], ARGV[6])
+local w = claimer(c, popped, suspects, leases, held, ready, worker_id, ARGV[5], ARGV[6])
 local claims = {}
 local first_claim = FIXED_KEYS + 1 + runs
 if #KEYS >= first_claim then
@@ -62,5 +62,5 @@ if limit > 0 and not w.paused then
     redis.call('LPUSH', popped, unpack(taken))
   end
 end
-commit(c, stats, events, ARGV[7], worker_id, '')
+commit(c, events, ARGV[7], worker_id, '')
 return {records, taken, claims}

@@ -46,12 +46,11 @@ local function claim_popped(w, job, id, fields)
   return values
 end
 
--- The claim context of claim_popped for a worker, at the current time; `c`: the
--- call's changes, `paused`: the type's paused key.
-local function claimer(c, popped, suspects, leases, held, ready, paused, worker_id, lease_ms,
-    default_attempts)
+-- The claim context of claim_popped for a worker, at the time of `c`, the call's
+-- changes (which know whether the type is paused).
+local function claimer(c, popped, suspects, leases, held, ready, worker_id, lease_ms, default_attempts)
   return {popped = popped, suspects = suspects, leases = leases, held = held, ready = ready,
-    paused = redis.call('EXISTS', paused) == 1, worker_id = worker_id, changes = c,
+    paused = c.paused, worker_id = worker_id, changes = c,
     started = int(c.now), lease_until = int(c.now + tonumber(lease_ms)),
     default_attempts = default_attempts}
 end

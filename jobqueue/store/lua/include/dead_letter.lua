@@ -5,7 +5,7 @@
 local function dead_letter(c, job, live, failed, id, err, attempt, retention)
   redis.call('HSET', job, 'status', FAILED, 'last_error', err, 'last_error_attempt', attempt,
     'finished_at', int(c.now), 'updated_at', int(c.now))
-  finished(live, failed, {id}, c.now, retention)
+  finished(c, live, failed, {id}, retention)
   redis.call('PEXPIRE', job, retention)
   c.running = c.running - 1
   c.failed = c.failed + 1
