@@ -270,6 +270,22 @@ async def test_python_client_lists_with_filters(server_url: str, store: Harness,
         assert len(rest.jobs) == 1 and rest.next_page_token == ""
 
 
+async def test_a_10000_job_enqueue_jobs_batch_pages_exactly_through_the_api(server_url: str) -> None:
+    job_type = new_type()
+    async with Client(server_url) as client:
+        created = await client.enqueue_many([EnqueueRequest(job_type) for _ in range(10_000)])
+        listed: list[Job] = []
+        token = ""
+        for _ in range(20):
+            page = await client.list_jobs(JobFilter(type=job_type), OLDEST, 1000, token)
+            listed += page.jobs
+            token = page.next_page_token
+            if not token:
+                break
+    assert [j.id for j in listed] == in_order(listed, newest_first=False)
+    assert sorted(j.id for j in listed) == sorted(j.id for j in created)
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 OTHER_TOKEN = "eyJ2IjoxLCJmIjoiMDAwMDAwMDAwMDAwMDAwMCIsInMiOjEsImkiOiJ4In0"  # another filter's
