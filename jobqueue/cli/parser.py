@@ -176,22 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     get = _command(commands, "get", "show a job")
     get.add_argument("id", help="job id")
     _client_options(get, prints_a_job=True, quiet=False)
-    cancel = _command(
-        commands, "cancel", "cancel a pending or running job, or every one that filter options select",
-        epilog="With filter options instead of an id, cancels every unfinished job they select, "
-        f"{BULK_PER_CALL:,} a call until none is left. {FILTER_EPILOG}",
+    cancel = _bulk_command(
+        commands, "cancel", "cancel a pending or running job", "cancels every unfinished job they select",
+        statuses=("pending", "running"),
     )  # fmt: skip
-    cancel.add_argument("id", nargs="?", help="job id")
-    _filter_options(cancel, statuses=("pending", "running"))
     _client_options(cancel, prints_a_job=False)
     _count_output(cancel)
-    retry = _command(
-        commands, "retry", "run a FAILED or CANCELLED job again, or every one that filter options select",
-        epilog="With filter options instead of an id, retries every job they select (--status failed "
-        f"unless given), {BULK_PER_CALL:,} a call until none is left. {FILTER_EPILOG}",
+    retry = _bulk_command(
+        commands, "retry", "run a FAILED or CANCELLED job again",
+        "retries every job they select (--status failed unless given)", statuses=("failed", "cancelled"),
     )  # fmt: skip
-    retry.add_argument("id", nargs="?", help="job id")
-    _filter_options(retry, statuses=("failed", "cancelled"))
     _client_options(retry, prints_a_job=True)
     delete = _command(
         commands, "delete", "delete the finished jobs that filter options select",
@@ -231,6 +225,20 @@ def parse_since_ms(text: str) -> int:
     if text.isdigit() or not _DURATION.fullmatch(text.strip()):
         return parse_time_ms(text)
     return int(time.time() * 1000 - parse_duration_s(text) * 1000)
+
+
+def _bulk_command(
+    commands: Any, name: str, text: str, bulk_text: str, *, statuses: Sequence[str]
+) -> CommandParser:
+    """A command on one job by id, or on every job its filter options select."""
+    parser = _command(
+        commands, name, f"{text}, or every one that filter options select",
+        epilog=f"With filter options instead of an id, {bulk_text}, {BULK_PER_CALL:,} a call until none "
+        f'is left, and prints how many it changed (--json: {{"count": N}}; -q: N). {FILTER_EPILOG}',
+    )  # fmt: skip
+    parser.add_argument("id", nargs="?", help="job id")
+    _filter_options(parser, statuses=statuses)
+    return parser
 
 
 def _filter_options(parser: CommandParser, *, statuses: Sequence[str], status_required: bool = False) -> None:
