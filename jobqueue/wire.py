@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .selection import JobFilter, ListOrder, TimeField, enum_member
+from .store.job_events import JobChange
 
 
 def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
@@ -223,3 +224,30 @@ def _backoff(backoff: Backoff | None, name: str) -> Backoff | None:
     if not isinstance(backoff.factor, int | float) or isinstance(backoff.factor, bool):
         raise TypeError(f"{name}.factor must be a number, not {type(backoff.factor).__name__}")
     return backoff
+
+
+def job_change_to_proto(change: JobChange, cursor: str) -> pb.JobEvent:
+    """A watch's event (only the fields that are set: a watcher of a busy type sends many)."""
+    event = pb.JobEvent(
+        id=change.id, type=change.type, status=_STATUS[change.status], at=change.at, cursor=cursor
+    )
+    if change.attempt:
+        event.attempt = change.attempt
+    if change.worker_id:
+        event.worker_id = change.worker_id
+    if change.error:
+        event.error = change.error
+    return event
+
+
+def job_change_from_proto(event: pb.JobEvent) -> dict[str, Any]:
+    """The JobChange fields of a watch's event, for the client's event class."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "status": JobStatus(int(event.status)),
+        "attempt": event.attempt,
+        "worker_id": event.worker_id,
+        "error": event.error,
+        "at": event.at,
+    }

@@ -260,6 +260,17 @@ def _print_job(args: argparse.Namespace, job: Job) -> int:
     return ExitCode.OK
 
 
+def _watch(args: argparse.Namespace) -> int:
+    """Prints each event as it comes, until the watch ends (WatchJob: the job finished) or Ctrl-C."""
+    from .watch_view import watch  # noqa: PLC0415 - keeps --help fast
+
+    url = check_url(args.url)
+    timeout_s = call_timeout_from(args.call_timeout)
+    return watch(
+        url, timeout_s, job_id=args.id, job_type=args.job_type or "", cursor=args.cursor, as_json=args.json
+    )
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "server": _server,
     "worker": _worker,
@@ -270,4 +281,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "retry": _retry,
     "delete": _delete,
     "list": _list,
+    "watch": _watch,
 }

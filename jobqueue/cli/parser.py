@@ -209,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     output = listing.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the API's ListJobs reply as JSON")
     output.add_argument("--quiet", "-q", action="store_true", help="print only the jobs' ids")
+
+    watch = _command(
+        commands, "watch", "print jobs' changes as they happen",
+        epilog="With an ID: that job's current state, then each change, until it is finished. Without: "
+        "every change of --type's jobs (or of every type's) from now on, until Ctrl-C. Each line: time, "
+        "id, type, status, attempt, worker, error. --cursor resumes after an event (--json shows its "
+        "cursor).",
+    )  # fmt: skip
+    watch.add_argument("id", nargs="?", help="job id (default: every job of --type, or of every type)")
+    watch.add_argument("--type", "-t", dest="job_type", metavar="TYPE", help="only this type's jobs")
+    watch.exclusive.append((("id", "ID"), ("job_type", "--type/-t")))
+    watch.add_argument(
+        "--cursor", default="", help="resume after this event (an event's cursor, from --json)"
+    )
+    _client_options(watch, prints_a_job=False)
+    watch.add_argument("--json", action="store_true", help="print each event as a JSON document, one a line")
     return parser
 
 

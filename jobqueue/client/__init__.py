@@ -17,7 +17,16 @@ from ..settings import DEFAULT_API_URL
 from .async_client import Client
 from .endpoint import ServerUnreachable
 from .sync_client import SyncClient
+from .watch import AsyncEventStream, EventStream, WatchEvent
 
 DEFAULT_URL = DEFAULT_API_URL
 
-__all__ = ["DEFAULT_URL", "Client", "ServerUnreachable", "SyncClient"]
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncEventStream",
+    "Client",
+    "EventStream",
+    "ServerUnreachable",
+    "SyncClient",
+    "WatchEvent",
+]

@@ -17,11 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import ParamSpec, TypeVar
 
+from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
 from ..settings import DEFAULT_API_URL
+from ..wire import job_id_text
 from .endpoint import no_answer
 from .sync_client import SyncClient
+from .watch import AsyncEventStream
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -102,6 +105,19 @@ class Client:
     async def delete_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
         """DeleteJobs (see SyncClient.delete_jobs)."""
         return await self._run(self._calls.delete_jobs, job_filter, limit, page_token)
+
+    async def watch_job(self, job_id: str, cursor: str = "") -> AsyncEventStream:
+        """WatchJob (see SyncClient.watch_job): `async for event in await client.watch_job(id)`."""
+        return await self._watch(pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor))
+
+    async def watch_jobs(self, job_type: str = "", cursor: str = "") -> AsyncEventStream:
+        """WatchJobs (see SyncClient.watch_jobs); `aclose()` (or `async with`) ends it."""
+        return await self._watch(pb.WatchJobsRequest(type=job_type, cursor=cursor))
+
+    async def _watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> AsyncEventStream:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        return await AsyncEventStream.start(self._calls._open_watch(request))
 
     async def _run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._closed:

@@ -7,9 +7,9 @@ calls into Python, so none can be inside Python when the interpreter finalizes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from connectrpc.code import Code
 from connectrpc.codec import proto_json_codec
@@ -31,6 +31,7 @@ from ..wire import (
     list_jobs_request,
 )
 from .endpoint import ServerUnreachable, check_url, no_answer
+from .watch import ClosableResponse, EventStream
 
 REQ = TypeVar("REQ")
 RES = TypeVar("RES")
@@ -52,6 +53,7 @@ class SyncClient:
     def __init__(self, url: str = DEFAULT_API_URL, *, timeout_s: float = 30.0, json: bool = False) -> None:
         self.url = check_url(url)
         self.timeout_s = timeout_s
+        self._json = json
         # A transport of its own rather than pyqwest's shared one: close() then
         # really closes its connections. One made here trusts no CA unless told
         # to, and loading the system's costs each client milliseconds: only for
@@ -129,17 +131,47 @@ class SyncClient:
         )
         return BulkOutcome(reply.count, reply.next_page_token)
 
+    def watch_job(self, job_id: str, cursor: str = "") -> EventStream:
+        """WatchJob: the job's current state (or, with `cursor`, what followed it), then
+        each change, until it reaches a final state. Iterate it; `close()` ends it.
+        It returns once the server has answered (a refusal raises here)."""
+        request = pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor)
+        return self._open_watch(request).start()
+
+    def watch_jobs(self, job_type: str = "", cursor: str = "") -> EventStream:
+        """WatchJobs: every change of the type's jobs (every type's if empty) from now on
+        (or after `cursor`): what happens once it has returned, until `close()`."""
+        return self._open_watch(pb.WatchJobsRequest(type=job_type, cursor=cursor)).start()
+
+    def _open_watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> EventStream:
+        """A watch with no deadline, not started; its abort() works from any thread."""
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        http = ClosableResponse(HTTPClient(self._transport))
+        client = JobServiceClientSync(
+            self.url, codec=proto_json_codec() if self._json else None, http_client=cast(HTTPClient, http)
+        )
+        if isinstance(request, pb.WatchJobRequest):
+            responses: Iterator[Any] = client.watch_job(request)
+        else:
+            responses = client.watch_jobs(request)
+        return EventStream(responses, self._translated, on_close=http.close)
+
     def _call(self, method: Callable[[REQ], RES], request: REQ) -> RES:
         if self._closed:
             raise RuntimeError("the client is closed")
         try:
             return method(request)
         except ConnectError as error:
-            if isinstance(error.__cause__, ConnectionError):
-                raise ServerUnreachable(self.url, error.__cause__) from error.__cause__
-            if isinstance(error.__cause__, TimeoutError):  # ours, not a deadline the server reports
-                raise no_answer(self.url, self.timeout_s) from error.__cause__
-            raise
+            raise self._translated(error) from error.__cause__
+
+    def _translated(self, error: ConnectError) -> ConnectError:
+        """A network failure as the client's own error; the server's refusals as they are."""
+        if isinstance(error.__cause__, ConnectionError):
+            return ServerUnreachable(self.url, error.__cause__)
+        if isinstance(error.__cause__, TimeoutError):  # ours, not a deadline the server reports
+            return no_answer(self.url, self.timeout_s)
+        return error
 
     def close(self) -> None:
         if not self._closed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from connectrpc.request import RequestContext
@@ -13,6 +13,7 @@ from ..errors import InvalidInput
 from ..producer import Producer
 from ..selection import BulkOutcome, JobFilter
 from ..wire import enqueue_request_from_proto, job_filter_from_proto, job_to_proto, list_order_from_proto
+from .watch import Hubs, watch_job, watch_jobs
 
 MAX_BATCH = 10_000
 
@@ -22,6 +23,7 @@ class JobServiceHandler(JobService):
 
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
+        self.hubs = Hubs(producer.store)
 
     async def enqueue_job(
         self, request: pb.EnqueueJobRequest, ctx: RequestContext[Any, Any]
@@ -81,6 +83,16 @@ class JobServiceHandler(JobService):
         self, request: pb.DeleteJobsRequest, ctx: RequestContext[Any, Any]
     ) -> pb.DeleteJobsResponse:
         return pb.DeleteJobsResponse(**await _bulk(self.producer.delete_jobs, request))
+
+    def watch_job(
+        self, request: pb.WatchJobRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchJobResponse]:
+        return watch_job(self.hubs, request)
+
+    def watch_jobs(
+        self, request: pb.WatchJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchJobsResponse]:
+        return watch_jobs(self.hubs, request)
 
 
 async def _bulk(

@@ -67,6 +67,11 @@ class Keyspace:
         # One f-string, not job_key_prefix(...) + job_id: a busy worker makes two per job.
         return f"{self.prefix}:{{{partition_of_id(job_id)}}}:job:{job_id}"
 
+    def events(self, partition: str) -> str:
+        """STREAM of the partition's state changes (QueueKeys.events of each of its types),
+        named from the partition alone: WatchJob knows only a job's id."""
+        return f"{self.prefix}:{{{partition}}}:events"
+
     def job_key_prefix(self, partition: str) -> str:
         """What the key of every job in `partition` starts with (then comes the id)."""
         return f"{self.prefix}:{{{partition}}}:job:"
@@ -94,7 +99,7 @@ class Keyspace:
             live=f"{base}:live:{job_type}",
             completed=f"{base}:completed:{job_type}",
             cancelled=f"{base}:cancelled:{job_type}",
-            events=f"{base}:events",
+            events=self.events(partition_of_type(job_type)),
             _base=base,
             _type=job_type,
         )

@@ -7,12 +7,13 @@
 --       names of the job hash fields to return
 -- Returns, per id, what claim_popped returns.
 local c = changes(now_ms(), stats)
-local w = claimer(c, popped, suspects, leases, held, ready, ARGV[1], ARGV[2], ARGV[3])
 local count = #KEYS - FIXED_KEYS
-local fields = {unpack(ARGV, 5 + count)}
+local w = claimer(c, popped, suspects, leases, held, ready, ARGV[1], ARGV[2], ARGV[3],
+  {unpack(ARGV, 5 + count)})
 local results = {}
 for i = 1, count do
-  results[i] = claim_popped(w, KEYS[FIXED_KEYS + i], ARGV[4 + i], fields)
+  results[i] = claim_popped(w, KEYS[FIXED_KEYS + i], ARGV[4 + i])
 end
+claimed(w)
 commit(c, events, ARGV[4], ARGV[1], '')
 return results

@@ -30,8 +30,6 @@ for i = 1, runs do
   if state[2] == token and (state[1] == RUNNING or state[1] == COMPLETED) then
     if state[1] == RUNNING then
       redis.call('HSET', job, 'status', COMPLETED, 'finished_at', now, 'updated_at', now)
-      redis.call('ZREM', leases, id)
-      redis.call('SREM', held, id)
       redis.call('PEXPIRE', job, retention)
       done[#done + 1] = id
       changed(c, id, COMPLETED, state[3])
@@ -41,22 +39,27 @@ for i = 1, runs do
     records[#records + 1] = {STALE, state[1] or ''}
   end
 end
-finished(c, live, completed, done, retention)
-c.running = c.running - #done
-c.completed = #done
-local w = claimer(c, popped, suspects, leases, held, ready, worker_id, ARGV[5], ARGV[6])
+if #done > 0 then
+  redis.call('ZREM', leases, unpack(done))
+  redis.call('SREM', held, unpack(done))
+  finished(c, live, completed, done, retention)
+  c.running = c.running - #done
+  c.completed = #done
+end
 local claims = {}
 local first_claim = FIXED_KEYS + 1 + runs
 if #KEYS >= first_claim then
   local count = #KEYS - first_claim + 1
   local ids = 8 + 2 * runs
-  local fields = {unpack(ARGV, ids + count)}
+  local w = claimer(c, popped, suspects, leases, held, ready, worker_id, ARGV[5], ARGV[6],
+    {unpack(ARGV, ids + count)})
   for i = 0, count - 1 do
-    claims[#claims + 1] = claim_popped(w, KEYS[first_claim + i], ARGV[ids + i], fields)
+    claims[#claims + 1] = claim_popped(w, KEYS[first_claim + i], ARGV[ids + i])
   end
+  claimed(w)
 end
 local taken = {}
-if limit > 0 and not w.paused then
+if limit > 0 and not c.paused then
   taken = redis.call('RPOP', ready, limit) or {}
   if #taken > 0 then
     redis.call('LPUSH', popped, unpack(taken))

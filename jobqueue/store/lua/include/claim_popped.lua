@@ -6,51 +6,78 @@
 -- skipped, so a stale id never blocks the queue. A job enqueued without
 -- max_attempts gets the worker's default here. While the type is paused, the id
 -- goes back to `ready`, next in line, unclaimed.
--- `w`: what `claimer` returns. Returns {OK, the values of `fields` (false where
--- not set)} | {GONE} | {NOT_FOUND} | {WRONG_STATE, status} | {NOT_DUE} | {PAUSED}.
+-- `w`: what `claimer` returns; `claimed(w)` writes the batch's leases and held ids
+-- once the batch is claimed. Returns {OK, the job's values of the claimer's
+-- `fields`, as they are after the claim (false where not set)} | {GONE} |
+-- {NOT_FOUND} | {WRONG_STATE, status} | {NOT_DUE} | {PAUSED}.
 -- include: common, outcomes, changes
-local function claim_popped(w, job, id, fields)
+local function claim_popped(w, job, id)
   if redis.call('LREM', w.popped, 1, id) == 0 then
     return {GONE}
   end
-  redis.call('HDEL', w.suspects, id)
+  if w.suspects_kept then
+    redis.call('HDEL', w.suspects, id)
+  end
   if w.paused then
     redis.call('RPUSH', w.ready, id)
     return {PAUSED}
   end
-  local state = redis.call('HMGET', job, 'status', 'execution_time_ms', 'max_attempts', 'attempt',
-    'lease_token')
-  if not state[1] then
+  -- One read for the checks and the reply: the caller's fields include the ones
+  -- the claim checks and changes.
+  local values = redis.call('HMGET', job, unpack(w.fields))
+  local at = w.at
+  local status = values[at.status]
+  if not status then
     return {NOT_FOUND}
   end
-  if state[1] ~= PENDING then
-    return {WRONG_STATE, state[1]}
+  if status ~= PENDING then
+    return {WRONG_STATE, status}
   end
-  if tonumber(state[2] or 0) > tonumber(w.started) then
+  if tonumber(values[at.execution_time_ms] or 0) > tonumber(w.started) then
     return {NOT_DUE}  -- a stale copy of a job that waits in the schedule (a retry)
   end
   -- One write for the whole change. A counter that is not a number counts as 0:
   -- the job runs rather than failing the script, and with it the whole batch.
-  local attempt = int((tonumber(state[4]) or 0) + 1)
+  local attempt = int((tonumber(values[at.attempt]) or 0) + 1)
+  local token = int((tonumber(values[at.lease_token]) or 0) + 1)
+  local max_attempts = values[at.max_attempts] or w.default_attempts
   redis.call('HSET', job, 'status', RUNNING, 'started_at', w.started, 'updated_at', w.started,
-    'worker_id', w.worker_id, 'max_attempts', state[3] or w.default_attempts,
-    'attempt', attempt, 'lease_token', int((tonumber(state[5]) or 0) + 1))
-  redis.call('ZADD', w.leases, w.lease_until, id)
-  redis.call('SADD', w.held, id)
+    'worker_id', w.worker_id, 'max_attempts', max_attempts, 'attempt', attempt, 'lease_token', token)
+  values[at.status], values[at.started_at], values[at.updated_at] = RUNNING, w.started, w.started
+  values[at.worker_id], values[at.max_attempts] = w.worker_id, max_attempts
+  values[at.attempt], values[at.lease_token] = attempt, token
+  local leased = w.leased
+  leased[#leased + 1] = w.lease_until
+  leased[#leased + 1] = id
+  w.held_ids[#w.held_ids + 1] = id
   local c = w.changes
   c.pending = c.pending - 1
   c.running = c.running + 1
   changed(c, id, RUNNING, attempt)
-  local values = redis.call('HMGET', job, unpack(fields))
   table.insert(values, 1, OK)
   return values
 end
 
 -- The claim context of claim_popped for a worker, at the time of `c`, the call's
--- changes (which know whether the type is paused).
-local function claimer(c, popped, suspects, leases, held, ready, worker_id, lease_ms, default_attempts)
+-- changes (which know whether the type is paused). `fields`: the job hash fields a
+-- claim returns; they must include those a claim reads or writes (`at`).
+local function claimer(c, popped, suspects, leases, held, ready, worker_id, lease_ms, default_attempts,
+    fields)
+  local at = {}
+  for i, name in ipairs(fields) do
+    at[name] = i
+  end
   return {popped = popped, suspects = suspects, leases = leases, held = held, ready = ready,
-    paused = c.paused, worker_id = worker_id, changes = c,
+    paused = c.paused, worker_id = worker_id, changes = c, fields = fields, at = at,
+    suspects_kept = redis.call('EXISTS', suspects) == 1, leased = {}, held_ids = {},
     started = int(c.now), lease_until = int(c.now + tonumber(lease_ms)),
     default_attempts = default_attempts}
+end
+
+-- The leases and held ids of the jobs claim_popped claimed, in one write each.
+local function claimed(w)
+  if #w.held_ids > 0 then
+    redis.call('ZADD', w.leases, unpack(w.leased))
+    redis.call('SADD', w.held, unpack(w.held_ids))
+  end
 end

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""What the hot path's scripts cost Redis, counted in instructions: a figure that the
+machine's speed and load do not move.
+
+    python bench/redis_cost.py [--jobs 1000,5000] [--batch 5]
+
+For each size N it starts a private redis-server under valgrind (cachegrind, no
+cache simulation), enqueues N jobs and drives them through the scripts as a busy
+worker does, with a fixed batch (each round records the batch the last one claimed,
+claims the ids the one before took, and takes the next `batch`), then prints the
+instructions Redis executed. Two sizes give the instructions per job, start-up
+excluded: (I(5000) - I(1000)) / 4000. A real drain's batches follow its timing, so
+its per-job figure moves with the load; these do not.
+To compare two versions, run it from each checkout (`cd OTHER && PYTHONPATH=$PWD
+python bench/redis_cost.py`). Loopback only; bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from jobqueue import EnqueueRequest, Producer, Settings
+from jobqueue.model import Job
+from jobqueue.redis_server import find_server_binary, free_port
+
+JOB_TYPE = "bench"
+
+
+async def drive(url: str, jobs: int, batch: int) -> int:
+    """Enqueues `jobs` jobs and completes them in rounds of `batch`; returns how many completed."""
+    # Generous timeouts: Redis runs under valgrind, tens of times slower.
+    async with Producer.connect(Settings(redis_url=url, redis_timeout_s=300)) as producer:
+        await producer.enqueue_many([EnqueueRequest(JOB_TYPE, b"noop")] * jobs)
+        transitions = producer.store.transitions
+        taken: list[str] = []
+        running: list[Job] = []
+        completed = 0
+        while True:
+            _, claims, taken_now = await transitions.round(
+                JOB_TYPE, "w1", running, claim=taken, take=batch, lease_ms=600_000, default_max_attempts=3
+            )
+            completed += len(running)
+            running = [claim for claim in claims if isinstance(claim, Job)]
+            taken = taken_now
+            if not running and not taken:
+                return completed
+
+
+def count(jobs: int, batch: int) -> int:
+    """Redis' instructions for enqueueing and completing `jobs` jobs."""
+    binary = find_server_binary()
+    if binary is None:
+        sys.exit("no redis-server on PATH")
+    workdir = Path(tempfile.mkdtemp())
+    out = workdir / "cachegrind.out"
+    port = free_port()
+    server = subprocess.Popen(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}",
+         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch))
+        assert completed == jobs, (completed, jobs)
+        client.shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass  # the shutdown closes the connection
+    finally:
+        client.close()
+        server.wait(120)
+    summary = next(line for line in out.read_text().splitlines() if line.startswith("summary:"))
+    shutil.rmtree(workdir)
+    return int(summary.split()[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", default="1000,5000", help="two sizes, comma-separated")
+    parser.add_argument("--batch", type=int, default=5)
+    args = parser.parse_args()
+    small, large = (int(n) for n in args.jobs.split(","))
+    counted = {n: count(n, args.batch) for n in (small, large)}
+    for n, instructions in counted.items():
+        print(f"{n} jobs: {instructions:,} instructions")
+    print(f"Redis instructions per job: {(counted[large] - counted[small]) / (large - small):,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

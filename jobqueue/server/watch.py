@@ -1,0 +1,430 @@
+"""WatchJob and WatchJobs: job events streamed from the partitions' events streams.
+
+One `Hub` per stream key reads it with one blocking XREAD at a time, on a
+connection of its own, and keeps the entries it read last in a ring shared by
+every watcher of that stream: 100 watchers cost one XREAD, not 100. A watcher
+keeps only its position in each stream it follows. It reads from the ring
+what follows its position; a watcher whose position is older than the ring (it
+started from an older cursor, or fell behind) reads from Redis instead (XRANGE
+from its position, a bounded page at a time) until it reaches the ring. So a
+slow watcher costs Redis reads, never server memory. A hub with no watchers
+stops.
+
+A watch for every type follows the registry of types (`P:types`), read again
+at most every TYPES_REFRESH_S by one shared read, and starts a partition it
+did not follow from its first entry: a partition whose types did not exist when
+the watch began has only entries that came after.
+
+What a watch streams, and what its cursors are: docs/design.md ("Reads: job events").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
+from ..errors import InvalidInput, JobNotFound
+from ..model import JobStatus, check_job_id, check_job_type, partition_of_id, partition_of_type
+from ..store.job_events import (
+    READ_COUNT,
+    START,
+    Cursor,
+    Entry,
+    JobEvent,
+    JobEvents,
+    Position,
+    decode_entry,
+    entry_key,
+    parse_cursor,
+)
+from ..supervise import raise_if_cancelled, supervise
+from ..wire import job_change_to_proto as to_proto
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..store.connection import OwnConnection
+
+log = logging.getLogger("jobqueue.server.watch")
+
+# Entries a hub keeps for its watchers; one older than them reads from Redis. As
+# many as the stream keeps (EVENTS_KEPT, include/changes.lua): the bound that
+# matters is the next one.
+RING_ENTRIES = 10_000
+# ... and job events in them at most (an enqueue of a big batch is one entry).
+RING_JOBS = 50_000
+# Entries one XREAD of a hub takes at most.
+HUB_READ_COUNT = 500
+# How long one XREAD blocks before it asks again.
+BLOCK_MS = 5_000
+# How often a watch of every type looks for new types, at most.
+TYPES_REFRESH_S = 2.0
+
+
+class Hub:
+    """The reader of one events stream, shared by the watchers that follow it."""
+
+    def __init__(self, store: Store, key: str) -> None:
+        self.key = key
+        self._store = store
+        self._watchers: set[asyncio.Event] = set()
+        self._ring: list[Entry] = []
+        self._ring_keys: list[tuple[int, int]] = []
+        self._ring_jobs = 0
+        self._responses: dict[tuple[int, int], list[pb.WatchJobsResponse]] = {}
+        # The ring holds every entry after `_covered` up to `_last` (None until started).
+        self._covered: tuple[int, int] | None = None
+        self._last: tuple[int, int] = (0, 0)
+        self._started = asyncio.Event()
+        self._task = asyncio.create_task(
+            supervise(f"events reader {key}", self._run, store.outage), name=f"hub {key}"
+        )
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watchers)
+
+    def join(self, wake: asyncio.Event) -> None:
+        self._watchers.add(wake)
+
+    def leave(self, wake: asyncio.Event) -> None:
+        self._watchers.discard(wake)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def started(self) -> None:
+        await self._started.wait()
+
+    def after(self, position: Position, limit: int = READ_COUNT) -> list[Entry] | None:
+        """The ring's entries that hold events after `position` (at most `limit`), or None
+        if the ring does not reach back to it (read those from Redis)."""
+        if self._covered is None or position.entry < self._covered:
+            return None
+        if position.index is None:
+            first = bisect.bisect_right(self._ring_keys, position.entry)
+        else:
+            first = bisect.bisect_left(self._ring_keys, position.entry)
+        return self._ring[first : first + limit]
+
+    async def _run(self) -> None:
+        connection: OwnConnection = self._store.own_connection()
+        try:
+            if self._covered is None:
+                reply = await connection.execute("XREVRANGE", self.key, "+", "-", "COUNT", 1)
+                self._last = entry_key(reply[0][0]) if reply else (0, 0)
+                self._covered = self._last
+                self._started.set()
+            while True:
+                raise_if_cancelled()
+                last_id = f"{self._last[0]}-{self._last[1]}"
+                reply = await connection.execute(
+                    "XREAD", "COUNT", HUB_READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", self.key, last_id,
+                    blocks_s=BLOCK_MS / 1000,
+                )  # fmt: skip
+                if reply:
+                    self._add([decode_entry(entry_id, fields) for entry_id, fields in reply[0][1]])
+        finally:
+            await connection.aclose()
+
+    def _add(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self._ring.append(entry)
+            self._ring_keys.append(entry.key)
+            self._ring_jobs += len(entry.all_events)
+        self._last = entries[-1].key
+        drop, jobs = 0, self._ring_jobs
+        while drop < len(self._ring) - 1 and (len(self._ring) - drop > RING_ENTRIES or jobs > RING_JOBS):
+            jobs -= len(self._ring[drop].all_events)
+            drop += 1
+        if drop:
+            self._covered = self._ring_keys[drop - 1]
+            for key in self._ring_keys[:drop]:
+                self._responses.pop(key, None)
+            del self._ring[:drop]
+            del self._ring_keys[:drop]
+        self._ring_jobs = jobs
+        for wake in self._watchers:
+            wake.set()
+
+    def responses(self, entry: Entry, partition: str) -> list[pb.WatchJobsResponse]:
+        """The WatchJobs messages of an entry's events, for a watch of one partition: made
+        once for all the watchers of the ring's entries (a message is a few objects, and
+        each watcher of a busy type sends every one)."""
+        cached = self._responses.get(entry.key)
+        if cached is None:
+            cached = [pb.WatchJobsResponse(event=_event(e, partition)) for e in entry.all_events]
+            if self._covered is not None and entry.key > self._covered:
+                self._responses[entry.key] = cached
+        return cached
+
+
+class Hubs:
+    """The server's hubs, by stream key, and the shared read of the types registry."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.events = JobEvents(store.redis)
+        self._hubs: dict[str, Hub] = {}
+        self._partitions: dict[str, str] = {}  # partition -> events key, of every type
+        self._types_read_at = float("-inf")
+        self._types_reading: asyncio.Future[None] | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._hubs)
+
+    def join(self, key: str, wake: asyncio.Event) -> Hub:
+        hub = self._hubs.get(key)
+        if hub is None:
+            hub = self._hubs[key] = Hub(self.store, key)
+        hub.join(wake)
+        return hub
+
+    def leave(self, key: str, wake: asyncio.Event) -> None:
+        hub = self._hubs.get(key)
+        if hub is None:
+            return
+        hub.leave(wake)
+        if not hub.watchers:
+            del self._hubs[key]
+            hub.stop()
+
+    async def partitions(self) -> dict[str, str]:
+        """partition -> events key, for every type in the registry (read again when older
+        than TYPES_REFRESH_S; concurrent callers share one read)."""
+        if time.monotonic() - self._types_read_at >= TYPES_REFRESH_S:
+            if self._types_reading is None:
+                self._types_reading = asyncio.ensure_future(self._read_types())
+            reading = self._types_reading
+            try:
+                await asyncio.shield(reading)
+            finally:
+                if reading.done() and self._types_reading is reading:
+                    self._types_reading = None
+        return self._partitions
+
+    async def _read_types(self) -> None:
+        members: set[bytes] = await self.store.redis.smembers(self.store.keys.types)  # type: ignore[assignment]
+        partitions = {partition_of_type(t.decode()) for t in members}
+        self._partitions = {p: self.store.keys.events(p) for p in sorted(partitions)}
+        self._types_read_at = time.monotonic()
+
+
+class Watcher:
+    """One watch's positions in the streams it follows, and its wake-up."""
+
+    def __init__(self, hubs: Hubs, keys: dict[str, str], cursor: Cursor) -> None:
+        self.hubs = hubs
+        self.keys: dict[str, str] = {}  # partition -> events key
+        self.positions: dict[str, Position] = {}
+        self.wake = asyncio.Event()
+        self._hubs: dict[str, Hub] = {}
+        for partition, key in keys.items():
+            self.follow(partition, key, cursor.get(partition))
+
+    def follow(self, partition: str, key: str, position: Position) -> None:
+        self.keys[partition] = key
+        self.positions[partition] = position
+        self._hubs[partition] = self.hubs.join(key, self.wake)
+
+    def close(self) -> None:
+        for partition, key in self.keys.items():
+            if partition in self._hubs:
+                self.hubs.leave(key, self.wake)
+        self._hubs.clear()
+
+    def cursor(self) -> Cursor:
+        return Cursor(dict(self.positions))
+
+    def hub(self, partition: str) -> Hub:
+        return self._hubs[partition]
+
+    async def entries(self, partition: str) -> tuple[list[Entry], bool]:
+        """What follows this watcher's position in `partition`: from the hub's ring, or
+        from Redis if the ring does not reach back to it; and whether events were lost."""
+        hub = self._hubs[partition]
+        await hub.started()
+        position = self.positions[partition]
+        entries = hub.after(position)
+        if entries is not None:
+            return entries, False
+        page = await self.hubs.events.after(self.keys[partition], position)
+        return page.entries, page.gap
+
+    async def wait(self, timeout_s: float | None = None) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.wake.wait()
+
+
+def _event(event: JobEvent, partition: str) -> pb.JobEvent:
+    """The message of an event of a one-partition watch: its cursor is its position."""
+    return to_proto(event, event.position.text(partition))
+
+
+async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[pb.WatchJobsResponse]:
+    """WatchJobs: first the position it starts from (an event with only a cursor), then
+    every event of the type (or of every type) after it, in each partition's order."""
+    job_type = check_job_type(request.type) if request.type else ""
+    cursor = parse_cursor(request.cursor)
+    if job_type:
+        keys = {partition_of_type(job_type): hubs.store.keys.queue(job_type).events}
+        _only(cursor, keys, f"type {job_type!r}")
+    else:
+        keys = dict(await hubs.partitions())  # its own: the cursor may add partitions
+        keys |= {p: hubs.store.keys.events(p) for p in cursor.positions if p not in keys}
+    if not request.cursor:
+        starts = await asyncio.gather(*(hubs.events.last_entry(key) for key in keys.values()))
+        cursor = Cursor(dict(zip(keys, starts, strict=True)))
+    watcher = Watcher(hubs, keys, cursor)
+    try:
+        yield pb.WatchJobsResponse(event=pb.JobEvent(cursor=watcher.cursor().text()))
+        gap = False  # events were lost before the next one sent
+        while True:
+            watcher.wake.clear()
+            moved = False
+            for partition in list(watcher.keys):
+                entries, lost = await watcher.entries(partition)
+                gap |= lost
+                before = watcher.positions[partition]
+                for entry in entries:
+                    position = watcher.positions[partition]
+                    if job_type and entry.type == job_type:
+                        first = entry.first_after(position)
+                        responses = watcher.hub(partition).responses(entry, partition)
+                        for event, response in zip(entry.all_events[first:], responses[first:], strict=True):
+                            watcher.positions[partition] = event.position
+                            yield pb.WatchJobsResponse(event=response.event, gap=True) if gap else response
+                            gap = False
+                    elif not job_type:
+                        for event in entry.events(position):
+                            watcher.positions[partition] = event.position
+                            yield pb.WatchJobsResponse(
+                                event=to_proto(event, watcher.cursor().text()), gap=gap
+                            )
+                            gap = False
+                    watcher.positions[partition] = Position(*entry.key)
+                moved |= watcher.positions[partition] != before
+            if not job_type:
+                for partition, key in (await hubs.partitions()).items():
+                    if partition not in watcher.keys:
+                        watcher.follow(partition, key, START)
+                        moved = True
+            if not moved:
+                await watcher.wait(None if job_type else TYPES_REFRESH_S)
+    finally:
+        watcher.close()
+
+
+def _only(cursor: Cursor, keys: dict[str, str], what: str) -> None:
+    """A cursor for one partition's watch must name that partition and no other."""
+    if cursor.positions and set(cursor.positions) != set(keys):
+        raise InvalidInput("cursor", f"not a cursor of a watch of {what} (pass back one such a watch sent)")
+
+
+async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncIterator[pb.WatchJobResponse]:
+    """WatchJob: the job's current state (without a cursor), then its changes; the
+    stream ends after a final status."""
+    job_id = check_job_id(request.id)
+    cursor = parse_cursor(request.cursor)
+    partition = partition_of_id(job_id)
+    key = hubs.store.keys.events(partition)
+    _only(cursor, {partition: key}, f"job {job_id}")
+    state = await _state(hubs, job_id, key)
+    if state is None:
+        raise JobNotFound(job_id)
+    if not request.cursor:
+        yield pb.WatchJobResponse(event=_event(state, partition))
+        if state.status.is_final:
+            return
+        position = state.position
+    else:
+        position = cursor.get(partition)
+        if state.status.is_final:
+            # It changes no more: what it did after the cursor, up to now.
+            async for response in _replay(hubs, job_id, key, position, state.position):
+                yield response
+            return
+    watcher = Watcher(hubs, {partition: key}, Cursor({partition: position}))
+    try:
+        while True:
+            watcher.wake.clear()
+            entries, gap = await watcher.entries(partition)
+            if gap:
+                # Its events were lost: its current state instead, and on from there.
+                state = await _state(hubs, job_id, key)
+                if state is None:
+                    raise JobNotFound(job_id)
+                watcher.positions[partition] = state.position
+                yield pb.WatchJobResponse(event=_event(state, partition), gap=True)
+                if state.status.is_final:
+                    return
+                continue
+            before = watcher.positions[partition]
+            for entry in entries:
+                for event in entry.events(watcher.positions[partition]):
+                    if event.id == job_id:
+                        yield pb.WatchJobResponse(event=_event(event, partition))
+                        if event.status.is_final:
+                            return
+                watcher.positions[partition] = Position(*entry.key)
+            if watcher.positions[partition] == before:
+                await watcher.wait()
+    finally:
+        watcher.close()
+
+
+async def _replay(
+    hubs: Hubs, job_id: str, key: str, position: Position, until: Position
+) -> AsyncIterator[pb.WatchJobResponse]:
+    """A finished job's events after `position`, up to `until`, read from Redis."""
+    partition = partition_of_id(job_id)
+    gap = False
+    for _ in range(RING_ENTRIES):  # bounded: `until` is at most the stream's length away
+        page = await hubs.events.after(key, position)
+        gap |= page.gap
+        entries = [entry for entry in page.entries if entry.key <= until.entry]
+        for entry in entries:
+            for event in entry.events(position):
+                if event.id == job_id:
+                    yield pb.WatchJobResponse(event=_event(event, partition), gap=gap)
+                    gap = False
+            position = Position(*entry.key)
+        if len(entries) < len(page.entries) or len(page.entries) < READ_COUNT:
+            return
+
+
+async def _state(hubs: Hubs, job_id: str, events_key: str) -> JobEvent | None:
+    """The job's current state as an event, read atomically with its stream's last
+    entry: the events after that position are the changes after this state."""
+    job_key = hubs.store.keys.job(job_id)
+    async with hubs.store.redis.pipeline(transaction=True) as pipe:
+        pipe.hmget(job_key, ["type", "status", "attempt", "worker_id", "last_error", "last_error_attempt",
+                             "updated_at"])  # fmt: skip
+        pipe.xrevrange(events_key, "+", "-", count=1)
+        fields, last = await pipe.execute()
+    job_type, status, attempt, worker_id, error, error_attempt, updated_at = fields
+    if status is None:
+        return None
+    position = Position(*entry_key(last[0][0])) if last else START
+    current_error = error is not None and error_attempt is not None and error_attempt == attempt
+    return JobEvent(
+        id=job_id,
+        type=_text(job_type),
+        status=JobStatus(int(status)),
+        attempt=int(attempt or 0),
+        worker_id=_text(worker_id),
+        error=_text(error) if current_error else "",
+        at=int(updated_at or 0),
+        position=position,
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
