@@ -13,7 +13,11 @@ from jobqueue.store.scripts import assembled, declared_keys, script_names
 from jobqueue.store.transitions import Transitions
 
 LUA = resources.files("jobqueue.store").joinpath("lua")
-READS = {"expired"}  # read-only scripts (store/inspect.py), not transitions
+READS = {
+    "expired",
+    "page",
+    "read_jobs",
+}  # read-only scripts (store/inspect.py, store/listing.py), not transitions
 
 
 def test_the_outcome_codes_are_defined_once_and_mirrored() -> None:

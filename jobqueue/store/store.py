@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 from .. import outage
 from ..settings import Settings
+from .bulk import Bulk
 from .client import connect, connection_factory
 from .connection import OwnConnection
 from .inspect import Inspector
 from .keys import Keyspace
+from .listing import Lister
 from .transitions import Transitions
 from .worker_defaults import WorkerDefaults
 
@@ -37,6 +39,9 @@ class Store:
         # What workers apply to jobs without their own options: they write it, reads show it.
         self.worker_defaults = WorkerDefaults(redis, self.keys)
         self.inspect = Inspector(redis, self.keys, self.worker_defaults)
+        # ListJobs' pages over the indexes, and the bulk calls that act on them.
+        self.lister = Lister(redis, self.keys, retention_ms=settings.retention_ms)
+        self.bulk = Bulk(self.lister, self.transitions)
         # Where every part using this store reports Redis outages (one per process and URL).
         self.outage = outage.of(settings.redis_url)
 
