@@ -5,7 +5,8 @@
         job = await producer.get(job.id)
 
 What the API server offers, without a server in between (the server itself
-answers its RPCs with one): enqueue, enqueue_many, get, cancel and retry.
+answers its RPCs with one): enqueue, enqueue_many, get, cancel and retry; the
+lists (list_jobs) and the bulk calls (retry_jobs, cancel_jobs, delete_jobs).
 Programs that cannot reach Redis use the API's `Client` instead.
 """
 
@@ -16,9 +17,21 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from .model import NO_OPTIONS, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
+from .selection import (
+    DEFAULT_PAGE_SIZE,
+    MAX_EXAMINED,
+    BulkOutcome,
+    JobFilter,
+    JobPage,
+    ListOrder,
+    check_count,
+    check_filter,
+    check_order,
+)
 from .settings import Settings
 from .store import Store
 from .store.enqueuer import Enqueuer
+from .store.listing import decode_token, encode_token
 from .store.outcomes import refusal
 
 
@@ -78,6 +91,37 @@ class Producer:
             raise refusal(result, job_id, "retry")
         return await self.get(job_id)
 
+    async def list_jobs(
+        self,
+        job_filter: JobFilter,
+        order: ListOrder = ListOrder.NEWEST_FIRST,
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        with_payloads: bool = False,
+    ) -> JobPage:
+        """A page of the jobs `job_filter` selects (ListJobs); page_size 0 is 100."""
+        checked = check_filter(job_filter)
+        newest_first = check_order(order) is not ListOrder.OLDEST_FIRST
+        size = check_count(page_size, "page_size", DEFAULT_PAGE_SIZE)
+        after = decode_token(page_token, checked, newest_first)
+        selected = await self.store.lister.select(
+            checked, newest_first=newest_first, count=size, after=after, with_payloads=with_payloads
+        )
+        return JobPage(selected.jobs, encode_token(selected.cursor, checked, newest_first))
+
+    async def retry_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """Redrives the FAILED or CANCELLED jobs selected, at most `limit` examined (0: 1,000)."""
+        return await self.store.bulk.retry(check_filter(job_filter), _limit(limit), page_token)
+
+    async def cancel_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """Cancels the unfinished jobs selected, at most `limit` examined (0: 1,000)."""
+        return await self.store.bulk.cancel(check_filter(job_filter), _limit(limit), page_token)
+
+    async def delete_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """Deletes the finished jobs selected, at most `limit` examined (0: 1,000)."""
+        return await self.store.bulk.delete(check_filter(job_filter), _limit(limit), page_token)
+
     async def aclose(self) -> None:
         if self._owns_store:
             await self.store.aclose()
@@ -89,6 +133,10 @@ class Producer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _limit(limit: int) -> int:
+    return check_count(limit, "limit", MAX_EXAMINED)
 
 
 def _with_bytes_payloads(requests: Sequence[EnqueueRequest]) -> Sequence[EnqueueRequest]:

@@ -4,11 +4,12 @@ between the reads of queues (queues.py) and their messages."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
+from .selection import JobFilter, ListOrder, TimeField, enum_member
 from .store.job_events import JobChange
 
 
@@ -126,6 +127,67 @@ def enqueue_jobs_request(requests: Sequence[EnqueueRequest]) -> pb.EnqueueJobsRe
         r = request
         jobs.append(enqueue_request(r.job_type, r.payload, r.execution_time_ms, r.options, f"requests[{i}]."))
     return pb.EnqueueJobsRequest(jobs=jobs)
+
+
+def job_filter_from_proto(message: pb.JobFilter | None) -> JobFilter:
+    """A request's filter (absent: every unfinished job); an enum number the proto does
+    not define is InvalidInput naming its field."""
+    if message is None:
+        return JobFilter()
+    return JobFilter(
+        type=message.type,
+        status=enum_member(JobStatus, int(message.status), "filter.status"),
+        time_field=enum_member(TimeField, int(message.time_field), "filter.time_field"),
+        from_ms=message.from_ms,
+        to_ms=message.to_ms,
+        error_contains=message.error_contains,
+        idempotency_key=message.idempotency_key,
+    )
+
+
+def list_order_from_proto(order: pb.ListOrder) -> ListOrder:
+    return enum_member(ListOrder, int(order), "order")
+
+
+def job_filter_to_proto(job_filter: JobFilter) -> pb.JobFilter:
+    """A client's filter, checked as `enqueue_request` checks its arguments."""
+    if not isinstance(job_filter, JobFilter):
+        raise TypeError(f"job_filter must be a JobFilter, not {type(job_filter).__name__}")
+    f = job_filter
+    return pb.JobFilter(
+        type=_text(f.type, "job_filter.type"),
+        status=pb.JobStatus(int(f.status)),
+        time_field=pb.JobTimeField(int(f.time_field)),
+        from_ms=_integer(f.from_ms, "job_filter.from_ms", _INT64) or 0,
+        to_ms=_integer(f.to_ms, "job_filter.to_ms", _INT64) or 0,
+        error_contains=_text(f.error_contains, "job_filter.error_contains"),
+        idempotency_key=_text(f.idempotency_key, "job_filter.idempotency_key"),
+    )
+
+
+def list_jobs_request(
+    job_filter: JobFilter, order: ListOrder, page_size: int, page_token: str, with_payloads: bool
+) -> pb.ListJobsRequest:
+    """A ListJobs request, its arguments checked as `enqueue_request` checks its own."""
+    return pb.ListJobsRequest(
+        filter=job_filter_to_proto(job_filter),
+        order=pb.ListOrder(int(order)),
+        page_size=_integer(page_size, "page_size", _INT32) or 0,
+        page_token=_text(page_token, "page_token"),
+        with_payloads=bool(with_payloads),
+    )
+
+
+BulkRequest = TypeVar("BulkRequest", pb.RetryJobsRequest, pb.CancelJobsRequest, pb.DeleteJobsRequest)
+
+
+def bulk_request(kind: type[BulkRequest], job_filter: JobFilter, limit: int, page_token: str) -> BulkRequest:
+    """A RetryJobs, CancelJobs or DeleteJobs request (the same fields), checked."""
+    return kind(
+        filter=job_filter_to_proto(job_filter),
+        limit=_integer(limit, "limit", _INT32) or 0,
+        page_token=_text(page_token, "page_token"),
+    )
 
 
 def job_id_text(job_id: str) -> str:

@@ -38,4 +38,7 @@ async def test_connect_reads_the_environment_as_servers_and_workers_do(
 
 def test_the_surface_is_small() -> None:
     public = {name for name in vars(Producer) if not name.startswith("_")}
-    assert public == {"connect", "enqueue", "enqueue_many", "get", "cancel", "retry", "aclose"}
+    assert public == {
+        "connect", "enqueue", "enqueue_many", "get", "cancel", "retry", "aclose",
+        "list_jobs", "retry_jobs", "cancel_jobs", "delete_jobs",
+    }  # fmt: skip

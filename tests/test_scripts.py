@@ -13,7 +13,12 @@ from jobqueue.store.scripts import assembled, declared_keys, script_names
 from jobqueue.store.transitions import Transitions
 
 LUA = resources.files("jobqueue.store").joinpath("lua")
-READS = {"expired", "queue_stats"}  # read-only scripts (store/inspect.py, store/stats.py), not transitions
+READS = {
+    "expired",
+    "page",
+    "queue_stats",
+    "read_jobs",
+}  # read-only scripts (store/inspect.py, store/listing.py, store/stats.py), not transitions
 
 
 def test_the_outcome_codes_are_defined_once_and_mirrored() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -11,11 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..model import JobOptions
+from ..model import JobOptions, JobStatus
+from ..selection import BulkOutcome, JobFilter, ListOrder, TimeField
 from ..settings import Settings
 from .exits import CommandFailed, ExitCode, call_failure, check_url
+from .job_table import job_table, page_json
 from .job_view import job_json, job_view, local_time
-from .parser import call_timeout_from, log_level_from
+from .parser import BULK_PER_CALL, call_timeout_from, log_level_from
 from .queue_view import stats_json, stats_table, workers_json, workers_table
 
 if TYPE_CHECKING:
@@ -124,12 +127,18 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    job_filter = _filter_or_id(args, "cancel")
+    if job_filter is not None:
+        return _bulk(args, job_filter, "cancelled", lambda client: client.cancel_jobs)
     _call(args, lambda client: client.cancel(args.id))
     print(f"cancelled {args.id}")
     return ExitCode.OK
 
 
 def _retry(args: argparse.Namespace) -> int:
+    job_filter = _filter_or_id(args, "retry", default_status=JobStatus.FAILED)
+    if job_filter is not None:
+        return _bulk(args, job_filter, "retried", lambda client: client.retry_jobs)
     return _print_job(args, _call(args, lambda client: client.retry(args.id)))
 
 
@@ -160,6 +169,100 @@ def _resume(args: argparse.Namespace) -> int:
     _call(args, lambda client: client.resume(args.type))
     print(f"resumed {args.type}")
     return ExitCode.OK
+
+
+def _delete(args: argparse.Namespace) -> int:
+    return _bulk(args, _job_filter(args), "deleted", lambda client: client.delete_jobs)
+
+
+def _list(args: argparse.Namespace) -> int:
+    job_filter = _job_filter(args)
+    order = ListOrder.OLDEST_FIRST if args.oldest_first else ListOrder.NEWEST_FIRST
+    page = _call(args, lambda client: client.list_jobs(job_filter, order, args.limit, args.page_token))
+    if args.json:
+        print(page_json(page))
+    elif args.quiet:
+        for job in page.jobs:
+            print(job.id)
+    elif page.jobs:
+        print(job_table(page.jobs, finished=job_filter.status.is_final and args.by != "created"))
+    else:
+        print("jobqueue: no jobs match", file=sys.stderr)
+    if page.next_page_token and not args.json:
+        print(f"jobqueue: more: the same command with --page-token {page.next_page_token}", file=sys.stderr)
+    return ExitCode.OK
+
+
+_FILTER_OPTIONS = ("filter_type", "status", "since", "until", "by", "error_contains", "filter_key")
+
+
+def _filter_or_id(
+    args: argparse.Namespace, verb: str, default_status: JobStatus = JobStatus.UNSPECIFIED
+) -> JobFilter | None:
+    """The filter of a command given filter options, or None when it was given an id."""
+    filtering = any(getattr(args, name) is not None for name in _FILTER_OPTIONS)
+    if args.id is not None and filtering:
+        raise CommandFailed(f"give a job id or filter options, not both ({verb} --help)", ExitCode.USAGE)
+    if args.id is not None:
+        return None
+    if not filtering:
+        raise CommandFailed(
+            f"give a job id, or filter options (--type, --status...) to {verb} every job they select",
+            ExitCode.USAGE,
+        )
+    return _job_filter(args, default_status)
+
+
+def _job_filter(args: argparse.Namespace, default_status: JobStatus = JobStatus.UNSPECIFIED) -> JobFilter:
+    return JobFilter(
+        type=args.filter_type or "",
+        status=JobStatus[args.status.upper()] if args.status else default_status,
+        time_field={None: TimeField.UNSPECIFIED, "created": TimeField.CREATED}.get(
+            args.by, TimeField.FINISHED
+        ),
+        from_ms=args.since or 0,
+        to_ms=args.until or 0,
+        error_contains=args.error_contains or "",
+        idempotency_key=args.filter_key or "",
+    )
+
+
+# At most this many calls of a bulk command (BULK_PER_CALL jobs examined each).
+MAX_BULK_CALLS = 10_000
+
+
+def _bulk(
+    args: argparse.Namespace,
+    job_filter: JobFilter,
+    done: str,
+    method: Callable[[SyncClient], Callable[[JobFilter, int, str], BulkOutcome]],
+) -> int:
+    """Calls a bulk RPC with each token it returns until none is left; prints the count."""
+
+    def all_of_it(client: SyncClient) -> int:
+        count, token = 0, ""
+        for _ in range(MAX_BULK_CALLS):
+            outcome = method(client)(job_filter, BULK_PER_CALL, token)
+            count, token = count + outcome.count, outcome.next_page_token
+            if not token:
+                return count
+        raise CommandFailed(
+            f"{done} {_jobs(count)}, and stopped after {MAX_BULK_CALLS:,} calls: run it again to go on",
+            ExitCode.FAILED,
+        )
+
+    count = _call(args, all_of_it)
+    if args.json:
+        print(json.dumps({"count": count}))
+    elif args.quiet:
+        print(count)
+    else:
+        print(f"{done} {_jobs(count)}")
+    return ExitCode.OK
+
+
+def _jobs(count: int) -> str:
+    return f"{count:,} job" if count == 1 else f"{count:,} jobs"
 
 
 def _call(args: argparse.Namespace, request: Callable[[SyncClient], R]) -> R:
@@ -210,5 +313,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "workers": _workers,
     "pause": _pause,
     "resume": _resume,
+    "delete": _delete,
+    "list": _list,
     "watch": _watch,
 }

@@ -33,7 +33,7 @@ def job_view(job: Job) -> str:
         ("started", local_time(job.started_at)),
         ("finished", local_time(job.finished_at)),
         ("updated", local_time(job.updated_at)),
-        ("worker", _escaped(job.worker_id) or UNSET),
+        ("worker", escaped(job.worker_id) or UNSET),
         ("last error", _last_error(job)),
         ("timeout", _duration(job.timeout_ms) if job.timeout_ms else "the worker's default"),
     ]
@@ -41,7 +41,7 @@ def job_view(job: Job) -> str:
         base, cap = _duration(job.backoff.base_ms), _duration(job.backoff.cap_ms)
         rows.append(("backoff", f"{base}, x{job.backoff.factor:g} each time, at most {cap}"))
     if job.idempotency_key:
-        rows.append(("idempotency key", _escaped(job.idempotency_key)))
+        rows.append(("idempotency key", escaped(job.idempotency_key)))
     return "\n".join(_row(label, value) for label, value in rows)
 
 
@@ -84,15 +84,15 @@ def _last_error(job: Job) -> str:
     if not job.last_error:
         return UNSET
     if job.last_error_attempt:
-        return f"(attempt {job.last_error_attempt}) {_escaped(job.last_error)}"
-    return _escaped(job.last_error)
+        return f"(attempt {job.last_error_attempt}) {escaped(job.last_error)}"
+    return escaped(job.last_error)
 
 
 def _duration(ms: int) -> str:
     return f"{ms // 1000} s" if ms % 1000 == 0 else f"{ms} ms"
 
 
-def _escaped(text: str) -> str:
+def escaped(text: str) -> str:
     """Control characters shown as escapes: a worker's error text must not drive the terminal."""
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from .exits import EXIT_CODES_HELP, CommandFailed, ExitCode
 
 T = TypeVar("T")
 
-DESCRIPTION = "jobqueue: run the server, workers or a dev setup, and enqueue and inspect jobs."
+DESCRIPTION = "jobqueue: run the server, workers or a dev setup, and enqueue, list and manage jobs."
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -175,12 +176,39 @@ def build_parser() -> argparse.ArgumentParser:
     get = _command(commands, "get", "show a job")
     get.add_argument("id", help="job id")
     _client_options(get, prints_a_job=True, quiet=False)
-    cancel = _command(commands, "cancel", "cancel a pending or running job")
-    cancel.add_argument("id", help="job id")
+    cancel = _bulk_command(
+        commands, "cancel", "cancel a pending or running job", "cancels every unfinished job they select",
+        statuses=("pending", "running"),
+    )  # fmt: skip
     _client_options(cancel, prints_a_job=False)
-    retry = _command(commands, "retry", "run a FAILED or CANCELLED job again")
-    retry.add_argument("id", help="job id")
+    _count_output(cancel)
+    retry = _bulk_command(
+        commands, "retry", "run a FAILED or CANCELLED job again",
+        "retries every job they select (--status failed unless given)", statuses=("failed", "cancelled"),
+    )  # fmt: skip
     _client_options(retry, prints_a_job=True)
+    delete = _command(
+        commands, "delete", "delete the finished jobs that filter options select",
+        epilog=f"Deletes every job selected, {BULK_PER_CALL:,} a call until none is left. {FILTER_EPILOG}",
+    )  # fmt: skip
+    _filter_options(delete, statuses=("completed", "failed", "cancelled"), status_required=True)
+    _client_options(delete, prints_a_job=False)
+    _count_output(delete)
+    listing = _command(
+        commands, "list", "list jobs by type, status and time, newest first, a page at a time",
+        epilog="Without --status, lists the unfinished jobs (pending and running). The next page's "
+        f"--page-token is printed on stderr. {FILTER_EPILOG}",
+    )  # fmt: skip
+    _filter_options(listing, statuses=STATUSES)
+    listing.add_argument("--oldest-first", action="store_true", help="oldest first (default: newest first)")
+    listing.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="jobs per page, 1 to 1000 (default 20)"
+    )
+    listing.add_argument("--page-token", default="", metavar="TOKEN", help="the page after a previous list")
+    _client_options(listing, prints_a_job=False)
+    output = listing.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the API's ListJobs reply as JSON")
+    output.add_argument("--quiet", "-q", action="store_true", help="print only the jobs' ids")
 
     reads = (
         ("stats", "show the counts of jobs by status, per type and in total", "every type"),
@@ -215,6 +243,66 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(watch, prints_a_job=False)
     watch.add_argument("--json", action="store_true", help="print each event as a JSON document, one a line")
     return parser
+
+
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+BULK_PER_CALL = 1000
+FILTER_EPILOG = (
+    "--since and --until take a time (Unix ms, ISO 8601) or a duration before now (30m, 2h, 7d); "
+    "they bound the creation time, or for a finished --status the finish time (--by sets which)."
+)
+
+
+def parse_since_ms(text: str) -> int:
+    """A time (Unix ms or ISO 8601), or a duration before now: `2h` is two hours ago."""
+    if text.isdigit() or not _DURATION.fullmatch(text.strip()):
+        return parse_time_ms(text)
+    return int(time.time() * 1000 - parse_duration_s(text) * 1000)
+
+
+def _bulk_command(
+    commands: Any, name: str, text: str, bulk_text: str, *, statuses: Sequence[str]
+) -> CommandParser:
+    """A command on one job by id, or on every job its filter options select."""
+    parser = _command(
+        commands, name, f"{text}, or every one that filter options select",
+        epilog=f"With filter options instead of an id, {bulk_text}, {BULK_PER_CALL:,} a call until none "
+        f'is left, and prints how many it changed (--json: {{"count": N}}; -q: N). {FILTER_EPILOG}',
+    )  # fmt: skip
+    parser.add_argument("id", nargs="?", help="job id")
+    _filter_options(parser, statuses=statuses)
+    return parser
+
+
+def _filter_options(parser: CommandParser, *, statuses: Sequence[str], status_required: bool = False) -> None:
+    parser.add_argument("--type", dest="filter_type", metavar="TYPE", help="one job type (default: all)")
+    parser.add_argument(
+        "--status", type=str.lower, choices=statuses, required=status_required, metavar="STATUS",
+        help=f"one of {', '.join(statuses)}",
+    )  # fmt: skip
+    parser.add_argument("--since", type=parse_since_ms, metavar="TIME", help="from this time (inclusive)")
+    parser.add_argument("--until", type=parse_since_ms, metavar="TIME", help="before this time")
+    parser.add_argument(
+        "--by", choices=("created", "finished"), help="the time --since and --until bound (and the order)"
+    )
+    parser.add_argument(
+        "--error-contains", metavar="TEXT", help="jobs whose last error contains TEXT (a bounded scan)"
+    )
+    parser.add_argument(
+        "--idempotency-key",
+        dest="filter_key",
+        metavar="KEY",
+        help="the job enqueued with this idempotency key (needs --type)",
+    )
+
+
+def _count_output(parser: CommandParser) -> None:
+    """--json and -q for a command that prints a count."""
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help='print {"count": N} (with filter options)')
+    output.add_argument(
+        "--quiet", "-q", action="store_true", help="print only the count (with filter options)"
+    )
 
 
 def _command(commands: Any, name: str, text: str, epilog: str | None = None) -> CommandParser:

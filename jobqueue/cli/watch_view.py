@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..wire import job_change_to_proto
 from .exits import ExitCode, call_failure
-from .job_view import _escaped, local_time
+from .job_view import escaped, local_time
 
 if TYPE_CHECKING:
     from ..client import EventStream, WatchEvent
@@ -27,10 +27,10 @@ _END = object()
 
 def event_line(event: WatchEvent) -> str:
     """Time, id, type, status, attempt, worker, error: one line (an error's newlines escaped)."""
-    parts = [local_time(event.at), event.id, _escaped(event.type), f"{event.status.name:<9}"]
+    parts = [local_time(event.at), event.id, escaped(event.type), f"{event.status.name:<9}"]
     parts.append(f"attempt {event.attempt}")
     if event.worker_id:
-        parts.append(f"worker {_escaped(event.worker_id)}")
+        parts.append(f"worker {escaped(event.worker_id)}")
     if event.error:
         parts.append(f"error {json.dumps(event.error, ensure_ascii=False)}")
     return "  ".join(parts)

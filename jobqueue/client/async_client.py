@@ -20,6 +20,7 @@ from typing import ParamSpec, TypeVar
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
+from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
 from ..settings import DEFAULT_API_URL
 from ..wire import job_id_text
 from .endpoint import no_answer
@@ -94,6 +95,32 @@ class Client:
 
     async def resume(self, job_type: str) -> None:
         await self._run(self._calls.resume, job_type)
+
+    async def list_jobs(
+        self,
+        job_filter: JobFilter = ALL_UNFINISHED,
+        order: ListOrder = ListOrder.NEWEST_FIRST,
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        with_payloads: bool = False,
+    ) -> JobPage:
+        """A page of the jobs the filter selects (see SyncClient.list_jobs)."""
+        return await self._run(
+            self._calls.list_jobs, job_filter, order, page_size, page_token, with_payloads=with_payloads
+        )
+
+    async def retry_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """RetryJobs (see SyncClient.retry_jobs)."""
+        return await self._run(self._calls.retry_jobs, job_filter, limit, page_token)
+
+    async def cancel_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """CancelJobs (see SyncClient.cancel_jobs)."""
+        return await self._run(self._calls.cancel_jobs, job_filter, limit, page_token)
+
+    async def delete_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """DeleteJobs (see SyncClient.delete_jobs)."""
+        return await self._run(self._calls.delete_jobs, job_filter, limit, page_token)
 
     async def watch_job(self, job_id: str, cursor: str = "") -> AsyncEventStream:
         """WatchJob (see SyncClient.watch_job): `async for event in await client.watch_job(id)`."""

@@ -21,12 +21,15 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
+from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
 from ..settings import DEFAULT_API_URL
 from ..wire import (
+    bulk_request,
     enqueue_jobs_request,
     enqueue_request,
     job_from_proto,
     job_id_text,
+    list_jobs_request,
     stats_from_proto,
     type_text,
     worker_from_proto,
@@ -111,6 +114,43 @@ class SyncClient:
 
     def resume(self, job_type: str) -> None:
         self._call(self._client.resume_queue, pb.ResumeQueueRequest(type=type_text(job_type)))
+
+    def list_jobs(
+        self,
+        job_filter: JobFilter = ALL_UNFINISHED,
+        order: ListOrder = ListOrder.NEWEST_FIRST,
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        with_payloads: bool = False,
+    ) -> JobPage:
+        """A page of the jobs the filter selects (default: the unfinished ones, newest first,
+        100 a page); pass its next_page_token, with the same filter and order, for the next."""
+        request = list_jobs_request(job_filter, order, page_size, page_token, with_payloads)
+        reply = self._call(self._client.list_jobs, request)
+        return JobPage([job_from_proto(job) for job in reply.jobs], reply.next_page_token)
+
+    def retry_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """RetryJobs: redrives the FAILED or CANCELLED jobs selected, oldest first, at most
+        `limit` (0: 1,000) a call; call again with the token until it is empty."""
+        reply = self._call(
+            self._client.retry_jobs, bulk_request(pb.RetryJobsRequest, job_filter, limit, page_token)
+        )
+        return BulkOutcome(reply.count, reply.next_page_token)
+
+    def cancel_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """CancelJobs: cancels the unfinished jobs selected, as retry_jobs goes."""
+        reply = self._call(
+            self._client.cancel_jobs, bulk_request(pb.CancelJobsRequest, job_filter, limit, page_token)
+        )
+        return BulkOutcome(reply.count, reply.next_page_token)
+
+    def delete_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
+        """DeleteJobs: deletes the finished jobs selected, as retry_jobs goes."""
+        reply = self._call(
+            self._client.delete_jobs, bulk_request(pb.DeleteJobsRequest, job_filter, limit, page_token)
+        )
+        return BulkOutcome(reply.count, reply.next_page_token)
 
     def watch_job(self, job_id: str, cursor: str = "") -> EventStream:
         """WatchJob: the job's current state (or, with `cursor`, what followed it), then

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from connectrpc.request import RequestContext
@@ -11,7 +11,15 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..errors import InvalidInput
 from ..producer import Producer
-from ..wire import enqueue_request_from_proto, job_to_proto, stats_to_proto, worker_to_proto
+from ..selection import BulkOutcome, JobFilter
+from ..wire import (
+    enqueue_request_from_proto,
+    job_filter_from_proto,
+    job_to_proto,
+    list_order_from_proto,
+    stats_to_proto,
+    worker_to_proto,
+)
 from .watch import Hubs, watch_job, watch_jobs
 
 MAX_BATCH = 10_000
@@ -78,6 +86,36 @@ class JobServiceHandler(JobService):
         await self.producer.store.controls.resume(request.type)
         return pb.ResumeQueueResponse()
 
+    async def list_jobs(
+        self, request: pb.ListJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.ListJobsResponse:
+        page = await self.producer.list_jobs(
+            job_filter_from_proto(request.filter),
+            list_order_from_proto(request.order),
+            request.page_size,
+            request.page_token,
+            with_payloads=request.with_payloads,
+        )
+        return pb.ListJobsResponse(
+            jobs=[job_to_proto(job, with_payload=request.with_payloads) for job in page.jobs],
+            next_page_token=page.next_page_token,
+        )
+
+    async def retry_jobs(
+        self, request: pb.RetryJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.RetryJobsResponse:
+        return pb.RetryJobsResponse(**await _bulk(self.producer.retry_jobs, request))
+
+    async def cancel_jobs(
+        self, request: pb.CancelJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.CancelJobsResponse:
+        return pb.CancelJobsResponse(**await _bulk(self.producer.cancel_jobs, request))
+
+    async def delete_jobs(
+        self, request: pb.DeleteJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.DeleteJobsResponse:
+        return pb.DeleteJobsResponse(**await _bulk(self.producer.delete_jobs, request))
+
     def watch_job(
         self, request: pb.WatchJobRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.WatchJobResponse]:
@@ -87,3 +125,12 @@ class JobServiceHandler(JobService):
         self, request: pb.WatchJobsRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.WatchJobsResponse]:
         return watch_jobs(self.hubs, request)
+
+
+async def _bulk(
+    call: Callable[[JobFilter, int, str], Awaitable[BulkOutcome]],
+    request: pb.RetryJobsRequest | pb.CancelJobsRequest | pb.DeleteJobsRequest,
+) -> dict[str, Any]:
+    """A bulk call's reply fields (the three replies have the same ones)."""
+    done = await call(job_filter_from_proto(request.filter), request.limit, request.page_token)
+    return {"count": done.count, "next_page_token": done.next_page_token}

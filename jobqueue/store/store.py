@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 from .. import outage
 from ..settings import Settings
+from .bulk import Bulk
 from .client import connect, connection_factory
 from .connection import OwnConnection
 from .controls import QueueControls
 from .inspect import Inspector
 from .keys import Keyspace
+from .listing import Lister
 from .registry import WorkerRegistry
 from .stats import StatsReader
 from .transitions import Transitions
@@ -47,6 +49,9 @@ class Store:
         )
         self.registry = WorkerRegistry(redis, self.keys)
         self.controls = QueueControls(redis, self.keys)
+        # ListJobs' pages over the indexes, and the bulk calls that act on them.
+        self.lister = Lister(redis, self.keys, retention_ms=settings.retention_ms)
+        self.bulk = Bulk(self.lister, self.transitions)
         # Where every part using this store reports Redis outages (one per process and URL).
         self.outage = outage.of(settings.redis_url)
 

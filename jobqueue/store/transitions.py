@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..model import Job, JobStatus, check_job_id, partition_of_type
 from . import scripts
@@ -83,6 +83,20 @@ class Transitions:
         OK, NOT_FOUND or WRONG_STATE."""
         job_id = check_job_id(job_id)
         return await self._on_job("redrive", job_id, [job_id])
+
+    async def delete(self, job_id: str) -> Result:
+        """Removes a finished job, its index entry and its idempotency key (DeleteJobs):
+        OK (with its status), NOT_FOUND or WRONG_STATE (not finished)."""
+        job_id = check_job_id(job_id)
+        job_key = self.keys.job(job_id)
+        stored = await self.redis.hmget(job_key, ["type", "idempotency_key"])
+        job_type, idempotency_key = cast("list[bytes | None]", stored)
+        if job_type is None:
+            return Result(Outcome.NOT_FOUND)
+        queue = self.keys.queue(job_type.decode())
+        more = [queue.idempotency(idempotency_key.decode())] if idempotency_key else []
+        script = self._scripts["delete"]
+        return decode(await script.run(script.keys(queue, job=job_key, more=more), [job_id]))
 
     async def _on_job(self, name: str, job_id: str, args: list[str | int]) -> Result:
         """Runs a script on one job known by id alone (its queue's keys from its type)."""

@@ -549,7 +549,8 @@ _JobFilterFields: TypeAlias = Literal["type", "status", "time_field", "from_ms",
 class JobFilter(Message[_JobFilterFields]):
     """
     Which jobs a ListJobs call (or a bulk call) selects. Every filter is optional
-    except that the time range applies to `time_field`.
+    except that the time range applies to `time_field`. Jobs are ordered by that
+    time, then by id.
 
     ```proto
     message mpataki.jobqueue.v1.JobFilter
@@ -557,7 +558,8 @@ class JobFilter(Message[_JobFilterFields]):
 
     Attributes:
         type:
-            One type; empty: every type.
+            One type; empty: every type. Every type reads each type's index for up to a
+            page and merges them: a call costs in proportion to the number of types.
 
             ```proto
             string type = 1;
@@ -565,7 +567,9 @@ class JobFilter(Message[_JobFilterFields]):
         status:
             One status; UNSPECIFIED: the unfinished jobs (PENDING and RUNNING).
             A finished status (COMPLETED, FAILED, CANCELLED) lists that status' index,
-            which keeps each job for the retention period.
+            which keeps each job for the retention period. PENDING or RUNNING alone
+            reads the unfinished jobs and keeps those in that status: a scan, bounded
+            as `error_contains` is.
 
             ```proto
             mpataki.jobqueue.v1.JobStatus status = 2;
@@ -598,7 +602,9 @@ class JobFilter(Message[_JobFilterFields]):
             string error_contains = 6;
             ```
         idempotency_key:
-            Only the job enqueued with this idempotency key (needs `type`): one lookup.
+            Only the job enqueued with this idempotency key (needs `type`): one lookup,
+            which finds the job while the key is kept (the idempotency window) and it
+            matches the other filters.
 
             ```proto
             string idempotency_key = 7;
@@ -1391,9 +1397,11 @@ _RetryJobsRequestFields: TypeAlias = Literal["filter", "limit", "page_token"]
 class RetryJobsRequest(Message[_RetryJobsRequestFields]):
     """
     The bulk calls (RetryJobs, CancelJobs, DeleteJobs) act on what ListJobs with
-    the same filter lists, oldest first, at most `limit` jobs per call: call
-    again with `next_page_token` to go on. Their requests and replies have the
-    same fields.
+    the same filter lists, oldest first, examining at most `limit` jobs per call:
+    call again with `next_page_token` to go on. Their requests and replies have
+    the same fields. A filter status the call cannot act on is invalid_argument
+    (RetryJobs: FAILED or CANCELLED; CancelJobs: UNSPECIFIED, PENDING or RUNNING;
+    DeleteJobs: COMPLETED, FAILED or CANCELLED).
 
     ```proto
     message mpataki.jobqueue.v1.RetryJobsRequest
@@ -1683,6 +1691,8 @@ class JobTimeField(Enum):
             JOB_TIME_FIELD_UNSPECIFIED = 0
             ```
         CREATED:
+            Only without a finished status (their indexes are by finish time).
+
             ```proto
             JOB_TIME_FIELD_CREATED = 1
             ```

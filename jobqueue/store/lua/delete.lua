@@ -1,0 +1,25 @@
+-- delete: remove a finished job for good (DeleteJobs): its hash, its entry in
+-- its finished index, and its idempotency key if that still points at it (the
+-- key may be used again at once). A job not finished is refused; no counter
+-- changes (the finished counts are the indexes' sizes) and no event is written.
+-- include: common, outcomes
+-- KEYS: job, completed, failed, cancelled, ...its idempotency key (when it has one)
+-- ARGV: id
+-- Returns {OK, status} | {NOT_FOUND} | {WRONG_STATE, status}.
+local id = ARGV[1]
+
+local status = redis.call('HGET', job, 'status')
+if not status then
+  return {NOT_FOUND}
+end
+local index = ({[COMPLETED] = completed, [FAILED] = failed, [CANCELLED] = cancelled})[status]
+if not index then
+  return {WRONG_STATE, status}
+end
+redis.call('DEL', job)
+redis.call('ZREM', index, id)
+local idempotency = KEYS[FIXED_KEYS + 1]
+if idempotency and redis.call('GET', idempotency) == id then
+  redis.call('DEL', idempotency)
+end
+return {OK, status}
