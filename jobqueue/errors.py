@@ -40,3 +40,14 @@ class JobNotRetryable(JobQueueError):
     def __init__(self, job_id: str, status_name: str) -> None:
         super().__init__(f"job {job_id} is {status_name}: only FAILED or CANCELLED jobs can be retried")
         self.job_id = job_id
+
+
+class QueueFull(JobQueueError):
+    """An enqueue over its type's maximum depth (admission); nothing of the call that
+    raised it was stored, unless concurrent enqueues filled the type meanwhile."""
+
+    def __init__(self, job_type: str, limit: int, setting: str, *, adding: int = 0, pending: int = 0) -> None:
+        detail = f"; it holds {pending}, and the call would add {adding}" if adding else ""
+        super().__init__(f"type {job_type!r} is full: its limit is {limit} pending jobs ({setting}){detail}")
+        self.job_type = job_type
+        self.limit = limit

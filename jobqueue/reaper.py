@@ -68,6 +68,7 @@ class Reaper:
                 result = await transitions.recover(job_type, job_id, worker_id)
                 back += self._note(JobRef(job_id, job_type), result, f"worker {worker_id} died")
             if (await transitions.forget_worker(job_type, worker_id)).ok:
+                await self.store.registry.remove(worker_id)
                 self.notify(Event.WORKER_LOST, None, Swept(job_type, worker_id=worker_id))
         return back
 

@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .model import JOB_TYPE_PATTERN
+
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_API_URL = "http://localhost:8080"  # where clients look for the API server by default
 DAY_S = 24 * 3600.0
@@ -59,11 +61,40 @@ class Settings:
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 120.0
     send_timeout_s: float = 60.0
+    # Admission: the most PENDING jobs a type may hold; an enqueue beyond it is refused
+    # (resource_exhausted). 0: no limit. Per type (`email=1000,report=50`, or a dict
+    # here) overrides it.
+    max_depth: int = 0
+    max_depth_by_type: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:
             given = self.redis_timeout_s
             raise ValueError(f"redis_timeout_s (JOBQUEUE_REDIS_TIMEOUT_S) must be > 0, got {given}")
+        if self.max_depth < 0:
+            given = self.max_depth
+            raise ValueError(f"max_depth (JOBQUEUE_MAX_DEPTH) must be >= 0 (0: no limit), got {given}")
+        by_type = self.max_depth_by_type
+        pairs = tuple(by_type.items()) if isinstance(by_type, Mapping) else tuple(by_type)
+        for job_type, depth in pairs:
+            if not JOB_TYPE_PATTERN.fullmatch(job_type) or not isinstance(depth, int) or depth < 0:
+                raise ValueError(
+                    f"max_depth_by_type (JOBQUEUE_MAX_DEPTH_BY_TYPE): {job_type}={depth} is not "
+                    "a job type and a limit >= 0 (e.g. email=1000,report=50)"
+                )
+        object.__setattr__(self, "max_depth_by_type", pairs)
+
+    def max_depth_of(self, job_type: str) -> int:
+        """The most PENDING jobs `job_type` may hold (0: no limit)."""
+        for name, depth in self.max_depth_by_type:
+            if name == job_type:
+                return depth
+        return self.max_depth
+
+    def max_depth_setting(self, job_type: str) -> str:
+        """The variable that sets `job_type`'s limit (what a refusal names)."""
+        overridden = any(name == job_type for name, _ in self.max_depth_by_type)
+        return "JOBQUEUE_MAX_DEPTH_BY_TYPE" if overridden else "JOBQUEUE_MAX_DEPTH"
 
     @property
     def retention_ms(self) -> int:
@@ -92,6 +123,8 @@ class Settings:
         env = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name == "max_depth_by_type":
+                value = tuple(f"{name}={depth}" for name, depth in value)
             env[f"JOBQUEUE_{field.name.upper()}"] = (
                 ",".join(value) if isinstance(value, tuple) else str(value)
             )
@@ -123,7 +156,17 @@ def _parse(name: str, raw: str, kind: object) -> Any:
         return _BOOLS[raw.strip().lower()]
     if kind in ("tuple[str, ...]", tuple[str, ...]):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if kind == "tuple[tuple[str, int], ...]":
+        return tuple(_limit(name, item.strip()) for item in raw.split(",") if item.strip())
     return raw
+
+
+def _limit(name: str, item: str) -> tuple[str, int]:
+    """`type=N`."""
+    job_type, _, depth = item.partition("=")
+    if not depth.strip().isdigit():
+        raise ValueError(f"JOBQUEUE_{name.upper()}: {item!r} is not TYPE=N (e.g. email=1000,report=50)")
+    return job_type.strip(), int(depth)
 
 
 _BOOLS = {word: True for word in ("1", "true", "yes", "on")} | {w: False for w in ("0", "false", "no", "off")}

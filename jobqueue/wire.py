@@ -1,4 +1,5 @@
-"""The protobuf boundary: converts between `model.Job` and the wire `pb.Job`."""
+"""The protobuf boundary: converts between `model.Job` and the wire `pb.Job`, and
+between the reads of queues (queues.py) and their messages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
+from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
 from .selection import JobFilter, ListOrder, TimeField, enum_member
 from .store.job_events import JobChange
 
@@ -224,6 +226,55 @@ def _backoff(backoff: Backoff | None, name: str) -> Backoff | None:
     if not isinstance(backoff.factor, int | float) or isinstance(backoff.factor, bool):
         raise TypeError(f"{name}.factor must be a number, not {type(backoff.factor).__name__}")
     return backoff
+
+
+def stats_to_proto(report: StatsReport) -> pb.GetQueueStatsResponse:
+    return pb.GetQueueStatsResponse(
+        queues=[_queue_to_proto(queue) for queue in report.queues],
+        total=_queue_to_proto(report.total),
+        read_at=report.read_at,
+    )
+
+
+def stats_from_proto(reply: pb.GetQueueStatsResponse) -> StatsReport:
+    return StatsReport(
+        [_queue_from_proto(queue) for queue in reply.queues],
+        _queue_from_proto(reply.total or pb.QueueStats()),
+        reply.read_at,
+    )
+
+
+def _queue_to_proto(queue: QueueStats) -> pb.QueueStats:
+    return pb.QueueStats(**{name: getattr(queue, name) for name in _QUEUE_FIELDS})
+
+
+def _queue_from_proto(queue: pb.QueueStats) -> QueueStats:
+    values = {name: getattr(queue, name) for name in _QUEUE_FIELDS}
+    # The per-minute counts are always MINUTES long: a reply without them counts 0 in each.
+    for name in ("completed_per_minute", "failed_per_minute"):
+        values[name] = (list(values[name]) + [0] * MINUTES)[:MINUTES]
+    return QueueStats(**values)
+
+
+_QUEUE_FIELDS = field_names(QueueStats)
+
+
+def worker_to_proto(worker: WorkerInfo) -> pb.Worker:
+    values = {name: getattr(worker, name) for name in _WORKER_FIELDS}
+    return pb.Worker(**{**values, "types": list(worker.types)})
+
+
+def worker_from_proto(worker: pb.Worker) -> WorkerInfo:
+    values = {name: getattr(worker, name) for name in _WORKER_FIELDS}
+    return WorkerInfo(**{**values, "types": tuple(worker.types)})
+
+
+_WORKER_FIELDS = field_names(WorkerInfo)
+
+
+def type_text(job_type: str) -> str:
+    """A job type argument of a queue's read or control (checked by the server)."""
+    return _text(job_type, "job_type")
 
 
 def job_change_to_proto(change: JobChange, cursor: str) -> pb.JobEvent:

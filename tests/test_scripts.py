@@ -16,8 +16,9 @@ LUA = resources.files("jobqueue.store").joinpath("lua")
 READS = {
     "expired",
     "page",
+    "queue_stats",
     "read_jobs",
-}  # read-only scripts (store/inspect.py, store/listing.py), not transitions
+}  # read-only scripts (store/inspect.py, store/listing.py, store/stats.py), not transitions
 
 
 def test_the_outcome_codes_are_defined_once_and_mirrored() -> None:

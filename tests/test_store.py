@@ -467,10 +467,10 @@ async def test_concurrent_enqueues_share_round_trips(store: Harness, monkeypatch
     calls = 0
     enqueue = store.transitions.enqueue
 
-    async def counting(*args: Any) -> Any:
+    async def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        return await enqueue(*args)
+        return await enqueue(*args, **kwargs)
 
     monkeypatch.setattr(store.transitions, "enqueue", counting)
     jobs = await asyncio.gather(*(store.enqueue("t", b"%d" % i) for i in range(50)))

@@ -19,6 +19,7 @@ from .exits import CommandFailed, ExitCode, call_failure, check_url
 from .job_table import job_table, page_json
 from .job_view import job_json, job_view, local_time
 from .parser import BULK_PER_CALL, call_timeout_from, log_level_from
+from .queue_view import stats_json, stats_table, workers_json, workers_table
 
 if TYPE_CHECKING:
     from ..client import SyncClient
@@ -139,6 +140,35 @@ def _retry(args: argparse.Namespace) -> int:
     if job_filter is not None:
         return _bulk(args, job_filter, "retried", lambda client: client.retry_jobs)
     return _print_job(args, _call(args, lambda client: client.retry(args.id)))
+
+
+def _stats(args: argparse.Namespace) -> int:
+    report = _call(args, lambda client: client.stats(args.type))
+    print(stats_json(report) if args.json else stats_table(report))
+    return ExitCode.OK
+
+
+def _workers(args: argparse.Namespace) -> int:
+    workers = _call(args, lambda client: client.workers(args.type))
+    if args.json:
+        print(workers_json(workers))
+    elif workers:
+        print(workers_table(workers))
+    else:
+        print(f"no live workers{f' of {args.type}' if args.type else ''}")
+    return ExitCode.OK
+
+
+def _pause(args: argparse.Namespace) -> int:
+    _call(args, lambda client: client.pause(args.type))
+    print(f"paused {args.type}: workers claim none of its jobs until `jobqueue resume {args.type}`")
+    return ExitCode.OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    _call(args, lambda client: client.resume(args.type))
+    print(f"resumed {args.type}")
+    return ExitCode.OK
 
 
 def _delete(args: argparse.Namespace) -> int:
@@ -279,6 +309,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "get": _get,
     "cancel": _cancel,
     "retry": _retry,
+    "stats": _stats,
+    "workers": _workers,
+    "pause": _pause,
+    "resume": _resume,
     "delete": _delete,
     "list": _list,
     "watch": _watch,

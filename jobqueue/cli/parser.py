@@ -210,6 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print the API's ListJobs reply as JSON")
     output.add_argument("--quiet", "-q", action="store_true", help="print only the jobs' ids")
 
+    reads = (
+        ("stats", "show the counts of jobs by status, per type and in total", "every type"),
+        ("workers", "show the live workers", "the workers of every type"),
+    )
+    for name, text, default in reads:
+        read = _command(commands, name, text)
+        read.add_argument("--type", default="", metavar="TYPE", help=f"only this type (default: {default})")
+        _client_options(read, prints_a_job=False)
+        read.add_argument("--json", action="store_true", help="print the API's reply as protobuf JSON")
+    controls = (
+        ("pause", "stop workers from claiming a type's jobs (enqueue goes on)"),
+        ("resume", "let workers claim a paused type's jobs again"),
+    )
+    for name, text in controls:
+        control = _command(commands, name, text)
+        control.add_argument("type", help="job type")
+        _client_options(control, prints_a_job=False)
     watch = _command(
         commands, "watch", "print jobs' changes as they happen",
         epilog="With an ID: that job's current state, then each change, until it is finished. Without: "

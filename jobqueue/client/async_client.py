@@ -19,6 +19,7 @@ from typing import ParamSpec, TypeVar
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
 from ..settings import DEFAULT_API_URL
 from ..wire import job_id_text
@@ -79,6 +80,21 @@ class Client:
     async def retry(self, job_id: str) -> Job:
         """Runs a FAILED or CANCELLED job again, from its first attempt."""
         return await self._run(self._calls.retry, job_id)
+
+    async def stats(self, job_type: str = "") -> StatsReport:
+        """GetQueueStats: the counts of `job_type`, or of every type when it is empty."""
+        return await self._run(self._calls.stats, job_type)
+
+    async def workers(self, job_type: str = "") -> list[WorkerInfo]:
+        """ListWorkers: the live workers serving `job_type` (any type when it is empty), by id."""
+        return await self._run(self._calls.workers, job_type)
+
+    async def pause(self, job_type: str) -> None:
+        """PauseQueue: no worker claims the type's jobs until `resume`; enqueue goes on."""
+        await self._run(self._calls.pause, job_type)
+
+    async def resume(self, job_type: str) -> None:
+        await self._run(self._calls.resume, job_type)
 
     async def list_jobs(
         self,

@@ -20,6 +20,7 @@ from pyqwest import SyncHTTPTransport
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
 from ..settings import DEFAULT_API_URL
 from ..wire import (
@@ -29,6 +30,9 @@ from ..wire import (
     job_from_proto,
     job_id_text,
     list_jobs_request,
+    stats_from_proto,
+    type_text,
+    worker_from_proto,
 )
 from .endpoint import ServerUnreachable, check_url, no_answer
 from .watch import ClosableResponse, EventStream
@@ -93,6 +97,23 @@ class SyncClient:
     def retry(self, job_id: str) -> Job:
         """Runs a FAILED or CANCELLED job again, from its first attempt."""
         return _job(self._call(self._client.retry_job, pb.RetryJobRequest(id=job_id_text(job_id))).job)
+
+    def stats(self, job_type: str = "") -> StatsReport:
+        """GetQueueStats: the counts of `job_type`, or of every type when it is empty."""
+        reply = self._call(self._client.get_queue_stats, pb.GetQueueStatsRequest(type=type_text(job_type)))
+        return stats_from_proto(reply)
+
+    def workers(self, job_type: str = "") -> list[WorkerInfo]:
+        """ListWorkers: the live workers serving `job_type` (any type when it is empty), by id."""
+        reply = self._call(self._client.list_workers, pb.ListWorkersRequest(type=type_text(job_type)))
+        return [worker_from_proto(worker) for worker in reply.workers]
+
+    def pause(self, job_type: str) -> None:
+        """PauseQueue: no worker claims the type's jobs until `resume`; enqueue goes on."""
+        self._call(self._client.pause_queue, pb.PauseQueueRequest(type=type_text(job_type)))
+
+    def resume(self, job_type: str) -> None:
+        self._call(self._client.resume_queue, pb.ResumeQueueRequest(type=type_text(job_type)))
 
     def list_jobs(
         self,

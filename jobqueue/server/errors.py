@@ -17,7 +17,14 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
-from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
+from ..errors import (
+    InvalidInput,
+    JobAlreadyFinished,
+    JobNotFound,
+    JobNotRetryable,
+    PayloadTooLarge,
+    QueueFull,
+)
 from ..outage import Outage
 from ..supervise import REDIS_DOWN
 
@@ -28,6 +35,7 @@ RES = TypeVar("RES")
 
 _CODES: tuple[tuple[type[Exception], Code], ...] = (
     (PayloadTooLarge, Code.RESOURCE_EXHAUSTED),
+    (QueueFull, Code.RESOURCE_EXHAUSTED),
     (InvalidInput, Code.INVALID_ARGUMENT),
     (JobNotFound, Code.NOT_FOUND),
     (JobAlreadyFinished, Code.FAILED_PRECONDITION),

@@ -12,7 +12,14 @@ from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..errors import InvalidInput
 from ..producer import Producer
 from ..selection import BulkOutcome, JobFilter
-from ..wire import enqueue_request_from_proto, job_filter_from_proto, job_to_proto, list_order_from_proto
+from ..wire import (
+    enqueue_request_from_proto,
+    job_filter_from_proto,
+    job_to_proto,
+    list_order_from_proto,
+    stats_to_proto,
+    worker_to_proto,
+)
 from .watch import Hubs, watch_job, watch_jobs
 
 MAX_BATCH = 10_000
@@ -53,6 +60,31 @@ class JobServiceHandler(JobService):
         self, request: pb.RetryJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.RetryJobResponse:
         return pb.RetryJobResponse(job=job_to_proto(await self.producer.retry(request.id)))
+
+    # -- queues: their counts, workers and pause (the store's reads and controls) --
+
+    async def get_queue_stats(
+        self, request: pb.GetQueueStatsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.GetQueueStatsResponse:
+        return stats_to_proto(await self.producer.store.stats.read(request.type))
+
+    async def list_workers(
+        self, request: pb.ListWorkersRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.ListWorkersResponse:
+        workers = await self.producer.store.registry.live(request.type)
+        return pb.ListWorkersResponse(workers=[worker_to_proto(worker) for worker in workers])
+
+    async def pause_queue(
+        self, request: pb.PauseQueueRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.PauseQueueResponse:
+        await self.producer.store.controls.pause(request.type)
+        return pb.PauseQueueResponse()
+
+    async def resume_queue(
+        self, request: pb.ResumeQueueRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.ResumeQueueResponse:
+        await self.producer.store.controls.resume(request.type)
+        return pb.ResumeQueueResponse()
 
     async def list_jobs(
         self, request: pb.ListJobsRequest, ctx: RequestContext[Any, Any]

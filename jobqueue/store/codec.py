@@ -146,3 +146,4 @@ class NewJob:
     job_id: str = ""
     stale: str = ""  # an id its idempotency key may point at and count as absent (that job expired)
     job: Job | None = None  # the job stored, or the one its idempotency key points at
+    full: bool = False  # refused: its type held its maximum depth of pending jobs

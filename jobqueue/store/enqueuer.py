@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidInput, JobNotFound, PayloadTooLarge
+from ..errors import InvalidInput, JobNotFound, PayloadTooLarge, QueueFull
 from ..model import (
     NO_OPTIONS,
     EnqueueRequest,
@@ -30,12 +30,14 @@ from ..model import (
     partition_of_type,
 )
 from .codec import NewJob, option_fields
+from .outcomes import Outcome
 
 if TYPE_CHECKING:
     from .store import Store
 
 ENQUEUE_BATCH = 1000  # jobs per script call: keeps each call (Redis is single-threaded) short
 ENQUEUE_IN_FLIGHT = 4
+FULL = Outcome.FULL.value.encode()  # enqueue.lua's refusal of a job over the type's maximum depth
 # How long a process trusts that a type it registered is still in the registry.
 TYPE_REFRESH_S = 10.0
 
@@ -43,6 +45,7 @@ TYPE_REFRESH_S = 10.0
 class Enqueuer:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.settings = store.settings
         self.max_payload_bytes = store.settings.max_payload_bytes
         self._registered: dict[str, float] = {}  # job type -> when to register it again
         self._queued: list[tuple[NewJob, asyncio.Future[None]]] = []  # calls for the next batch
@@ -76,6 +79,8 @@ class Enqueuer:
                 if self._queued:  # calls that arrived meanwhile: the next batch
                     self._flushing = True
                     self._flusher = asyncio.create_task(self._flush_queued())
+        if new.full:
+            raise self._full(job_type)
         assert new.job is not None
         return new.job
 
@@ -104,8 +109,34 @@ class Enqueuer:
         (InvalidInput naming `jobs[i].field`) stores none.
         """
         batch = [self._prepare(i, r, len(requests) > 1) for i, r in enumerate(requests)]
+        await self._admit(batch)
         await self._store(batch)
+        refused = next((new for new in batch if new.full), None)
+        if refused is not None:  # filled by concurrent enqueues since _admit: see docs/design.md
+            raise self._full(refused.request.job_type)
         return [new.job for new in batch if new.job is not None]
+
+    async def _admit(self, batch: list[NewJob]) -> None:
+        """Refuses the whole call, before anything is stored, when a type would go over
+        its maximum depth (enqueue.lua checks each job again, atomically)."""
+        adding: dict[str, int] = {}
+        for new in batch:
+            if self.settings.max_depth_of(new.request.job_type):
+                adding[new.request.job_type] = adding.get(new.request.job_type, 0) + 1
+        if not adding:
+            return
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for job_type in adding:
+                pipe.hget(self.store.keys.queue(job_type).stats, "pending")
+            counts = await pipe.execute()
+        for (job_type, count), stored in zip(adding.items(), counts, strict=True):
+            pending = int(stored or 0)
+            if pending + count > self.settings.max_depth_of(job_type):
+                raise self._full(job_type, adding=count, pending=pending)
+
+    def _full(self, job_type: str, *, adding: int = 0, pending: int = 0) -> QueueFull:
+        limit, setting = self.settings.max_depth_of(job_type), self.settings.max_depth_setting(job_type)
+        return QueueFull(job_type, limit, setting, adding=adding, pending=pending)
 
     async def _store(self, batch: list[NewJob]) -> None:
         by_type: dict[str, list[NewJob]] = {}
@@ -158,11 +189,16 @@ class Enqueuer:
         for new, job_id in zip(jobs, new_job_ids(partition_of_type(job_type), len(jobs)), strict=True):
             new.job_id = job_id  # kept by the retry rounds below
         for _ in range(3):
-            todo = [new for new in jobs if new.job is None]
+            todo = [new for new in jobs if new.job is None and not new.full]
             if not todo:
                 return
-            created_at, outcomes = await self.store.transitions.enqueue(job_type, todo)
+            created_at, outcomes = await self.store.transitions.enqueue(
+                job_type, todo, max_depth=self.settings.max_depth_of(job_type)
+            )
             for new, outcome in zip(todo, outcomes, strict=True):
+                if outcome == FULL:
+                    new.full = True
+                    continue
                 if isinstance(outcome, int):
                     options = new.request.options
                     new.job = Job(

@@ -28,6 +28,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 from .keys import QueueKeys
 
 if TYPE_CHECKING:
@@ -109,6 +111,21 @@ class Script:
         if via is None:
             return await self.registered(keys=keys, args=args)
         return await via.script(self.registered, keys, args)
+
+    async def run_each(self, calls: Sequence[tuple[Sequence[str], Sequence[EncodableT]]]) -> list[Any]:
+        """Runs the script once per (keys, args) in one pipelined round trip, as
+        EVALSHA; the text is sent, and the calls again, only if Redis answers NOSCRIPT
+        (redis-py's own pipelines ask SCRIPT EXISTS first: one more round trip each)."""
+        redis = self.registered.registered_client
+        for _ in range(2):
+            async with redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(self.registered.sha, len(keys), *keys, *args)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    self.registered.sha = await redis.script_load(self.text)
+        raise NoScriptError(f"{self.name}.lua: Redis keeps forgetting it")
 
 
 @functools.cache

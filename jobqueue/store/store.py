@@ -1,7 +1,8 @@
 """Store: one deployment's Redis as a process uses it.
 
 It bundles the client, the key layout, the transitions (every write of job
-state), the reads and the workers' registered defaults, configured by the
+state), the reads (of jobs, of queues' counts, of workers), the queue controls
+and the workers' registered defaults and entries, configured by the
 deployment's settings: the server, a worker and a Producer each open one.
 """
 
@@ -14,9 +15,12 @@ from ..settings import Settings
 from .bulk import Bulk
 from .client import connect, connection_factory
 from .connection import OwnConnection
+from .controls import QueueControls
 from .inspect import Inspector
 from .keys import Keyspace
 from .listing import Lister
+from .registry import WorkerRegistry
+from .stats import StatsReader
 from .transitions import Transitions
 from .worker_defaults import WorkerDefaults
 
@@ -39,6 +43,12 @@ class Store:
         # What workers apply to jobs without their own options: they write it, reads show it.
         self.worker_defaults = WorkerDefaults(redis, self.keys)
         self.inspect = Inspector(redis, self.keys, self.worker_defaults)
+        # The reads of queues (GetQueueStats, ListWorkers) and their controls (pause).
+        self.stats = StatsReader(
+            redis, self.keys, retention_ms=settings.retention_ms, max_depth_of=settings.max_depth_of
+        )
+        self.registry = WorkerRegistry(redis, self.keys)
+        self.controls = QueueControls(redis, self.keys)
         # ListJobs' pages over the indexes, and the bulk calls that act on them.
         self.lister = Lister(redis, self.keys, retention_ms=settings.retention_ms)
         self.bulk = Bulk(self.lister, self.transitions)

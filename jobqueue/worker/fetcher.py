@@ -13,17 +13,23 @@ here while an idle worker could run them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from ..events import Call, Event, JobRef
 from ..faults import crash_point
 from ..model import Job
 from ..store.connection import OwnConnection
+from ..store.outcomes import Outcome, Result
 from ..store.transitions import Claim
 from ..supervise import raise_if_cancelled
 from .completions import BATCH_LINGER_S, Completions
 from .context import Context
 from .slots import Slots
+
+log = logging.getLogger("jobqueue.worker")
+
+PAUSED_WAIT_S = 1.0  # how long a worker of a paused type waits before it pops again
 
 
 class Fetcher:
@@ -37,6 +43,8 @@ class Fetcher:
         self.block_timeout_s = block_timeout_s
         # Ids a round took into the popped list, to claim in the next.
         self.taken: list[str] = []
+        # The last claim found the type paused (logged once, and once when it is over).
+        self.paused = False
 
     async def run(self, connection: OwnConnection) -> None:
         slots = self.slots
@@ -52,16 +60,19 @@ class Fetcher:
             self.taken += taken
             if taken:
                 crash_point("after_pop")  # taken, as popped: in the popped list, not claimed
+            paused = False
             if claims:
                 crash_point("after_claim")
-                self._accept(claim, claims)
+                paused = self._accept(claim, claims)
             if claim and len(slots.runs) <= len(claim):
                 # An idle worker's jobs: let them start before this loop prepares its
                 # next call. A busy worker does not yield here: the extra turn of the
                 # event loop costs it more than it gains.
                 await asyncio.sleep(0)
             self.completions.report()
-            if not self.taken and len(taken) < take and slots.free:
+            if paused:
+                await self._wait_while_paused()
+            elif not self.taken and len(taken) < take and slots.free:
                 # The queue is empty (the take got less than it asked for).
                 await self._pop_and_claim(connection)
 
@@ -84,7 +95,9 @@ class Fetcher:
         )
         replied = time.perf_counter()
         crash_point("after_claim")
-        self._accept([job_id], claims)
+        if self._accept([job_id], claims):
+            await self._wait_while_paused()
+            return
         await asyncio.sleep(0)  # as above: let it start
         # Reported once the job has started: the observers are not on its way.
         c.notify(Event.POPPED, None, Call("pop", c.job_type, began, popped - start, taken=(job_id,)))
@@ -92,9 +105,13 @@ class Fetcher:
         call = Call("claim", c.job_type, began + popped - start, replied - popped, claimed=claimed)
         c.notify(Event.ROUND, None, call)
 
-    def _accept(self, job_ids: list[str], claims: list[Claim]) -> None:
-        """Holds the jobs claimed, and starts as many as slots allow."""
+    def _accept(self, job_ids: list[str], claims: list[Claim]) -> bool:
+        """Holds the jobs claimed, and starts as many as slots allow; returns whether
+        the type is paused (its ids went back to the queue)."""
         held = [claim for claim in claims if isinstance(claim, Job)]
+        if held and self.paused:
+            self.paused = False
+            log.info("worker %s: %r was resumed: claiming its jobs again", *self._whose())
         for job in held:
             self.slots.hold(job)
         self.slots.start_waiting()  # before the observers hear of them: they are not on the jobs' way
@@ -102,10 +119,23 @@ class Fetcher:
         claimed = Event.CLAIMED  # looked up once: Enum classes are slow to read
         for job in held:
             notify(claimed, job)
+        paused = False
         if len(held) < len(claims):
             for job_id, claim in zip(job_ids, claims, strict=True):
-                if not isinstance(claim, Job):
+                if isinstance(claim, Result) and claim.outcome is Outcome.PAUSED:
+                    paused = True
+                elif not isinstance(claim, Job):
                     notify(Event.SKIPPED, JobRef(job_id, self.context.job_type), claim)
+        return paused
+
+    async def _wait_while_paused(self) -> None:
+        if not self.paused:
+            self.paused = True
+            log.info("worker %s: %r is paused: claiming none of its jobs until it is resumed", *self._whose())
+        await asyncio.sleep(PAUSED_WAIT_S)
+
+    def _whose(self) -> tuple[str, str]:
+        return self.context.worker_id, self.context.job_type
 
     async def _wait_for_a_free_slot(self, connection: OwnConnection) -> None:
         while not self.slots.free:

@@ -233,6 +233,18 @@ class Worker:
         # So that GetJob shows a pending job the attempts it will get (store/worker_defaults.py).
         register = functools.partial(store.worker_defaults.register, self.job_type, self.max_attempts)
         background.append(asyncio.create_task(supervise("defaults", register, outage)))
+        # What ListWorkers shows of it (store/registry.py); removed when it leaves.
+        enter = functools.partial(
+            store.registry.register,
+            self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            types=(self.job_type,),
+            concurrency=self.concurrency,
+            started_at=int(time.time() * 1000),
+            liveness_ms=self.liveness_ms,
+        )
+        background.append(asyncio.create_task(supervise("registry", enter, outage)))
         completer = asyncio.create_task(supervise("completer", completions.run, outage))
         # The reaper's and the scheduler's events go to the same observers, but are
         # not this worker's jobs: they are not counted in its stats.
@@ -408,6 +420,7 @@ class Worker:
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(*REDIS_DOWN):
             await serving.store.transitions.forget_worker(self.job_type, self.worker_id, leaving=True)
+            await serving.store.registry.remove(self.worker_id)
         log.info("worker %s: stopped; jobs: %s", self.worker_id, self.stats.summary())
 
     async def _hand_back_waiting(self, serving: _Serving) -> None:
