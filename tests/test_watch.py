@@ -32,6 +32,7 @@ from jobqueue.model import EnqueueRequest, JobStatus, new_job_id, partition_of_t
 from jobqueue.redis_server import RedisServer
 from jobqueue.server import watch as server_watch
 from jobqueue.store.job_events import START, JobEvents, Position, decode_entries, parse_cursor
+from jobqueue.store.keys import Keyspace
 
 from .conftest import ROOT, Spawn, eventually, jobqueue_server_process, json_documents
 from .harness import Harness
@@ -44,7 +45,7 @@ UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def events_key(job_type: str, prefix: str = "jq") -> str:
-    return f"{prefix}:{{{partition_of_type(job_type)}}}:events"
+    return Keyspace(prefix).queue(job_type).events
 
 
 # -- the reader (store/job_events.py) ------------------------------------------------------
