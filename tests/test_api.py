@@ -219,7 +219,7 @@ async def test_grpcurl_describes_job_service(server_url: str) -> None:
     assert set(rpcs) == {
         "EnqueueJob", "EnqueueJobs", "GetJob", "CancelJob", "RetryJob",
         "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers",
-        "PauseQueue", "ResumeQueue", "RetryJobs", "CancelJobs", "DeleteJobs",
+        "PauseQueue", "ResumeQueue", "RetryJobs", "CancelJobs", "DeleteJobs", "WhoAmI",
     }  # fmt: skip
     assert "returns ( stream .mpataki.jobqueue.v1.WatchJobResponse )" in rpcs["WatchJob"]
     assert "returns ( .mpataki.jobqueue.v1.GetJobResponse )" in rpcs["GetJob"]
@@ -248,6 +248,17 @@ async def test_grpcurl_enqueue_get_cancel(server_url: str) -> None:
     assert grpcurl_json(await grpcurl(server_url, f"{SERVICE}/CancelJob", data={"id": created["id"]})) == {}
     got = grpcurl_json(await grpcurl(server_url, f"{SERVICE}/GetJob", data={"id": created["id"]}))["job"]
     assert got["status"] == "JOB_STATUS_CANCELLED"
+
+
+async def test_who_am_i_without_auth_is_an_admin_of_every_method(server_url: str) -> None:
+    over_grpc = grpcurl_json(await grpcurl(server_url, f"{SERVICE}/WhoAmI", data={}))
+    reply = await post_json(server_url, "WhoAmI", "{}")
+    assert reply.status == 200, reply
+    assert json.loads(reply.body) == over_grpc
+    assert over_grpc.get("authEnabled", False) is False
+    assert over_grpc["role"] == "admin"
+    assert {"EnqueueJob", "DeleteJobs", "WhoAmI"} <= set(over_grpc["methods"])
+    assert len(over_grpc["methods"]) == 16
 
 
 # -- grpcio over h2c ---------------------------------------------------------------

@@ -19,7 +19,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import jobqueue_pb
-from .jobqueue_pb import CancelJobRequest, CancelJobResponse, CancelJobsRequest, CancelJobsResponse, DeleteJobsRequest, DeleteJobsResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, GetQueueStatsRequest, GetQueueStatsResponse, ListJobsRequest, ListJobsResponse, ListWorkersRequest, ListWorkersResponse, PauseQueueRequest, PauseQueueResponse, ResumeQueueRequest, ResumeQueueResponse, RetryJobRequest, RetryJobResponse, RetryJobsRequest, RetryJobsResponse, WatchJobRequest, WatchJobResponse, WatchJobsRequest, WatchJobsResponse
+from .jobqueue_pb import CancelJobRequest, CancelJobResponse, CancelJobsRequest, CancelJobsResponse, DeleteJobsRequest, DeleteJobsResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, GetQueueStatsRequest, GetQueueStatsResponse, ListJobsRequest, ListJobsResponse, ListWorkersRequest, ListWorkersResponse, PauseQueueRequest, PauseQueueResponse, ResumeQueueRequest, ResumeQueueResponse, RetryJobRequest, RetryJobResponse, RetryJobsRequest, RetryJobsResponse, WatchJobRequest, WatchJobResponse, WatchJobsRequest, WatchJobsResponse, WhoAmIRequest, WhoAmIResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -120,6 +120,13 @@ class JobService(Protocol):
     async def delete_jobs(self, request: DeleteJobsRequest, ctx: RequestContext[DeleteJobsRequest, DeleteJobsResponse], /) -> DeleteJobsResponse:
         """
         Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def who_am_i(self, request: WhoAmIRequest, ctx: RequestContext[WhoAmIRequest, WhoAmIResponse], /) -> WhoAmIResponse:
+        """
+        Who the caller is: its role and the methods it may call. Any valid token
+        may ask.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -305,6 +312,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.delete_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WhoAmI": Endpoint.unary(
+                    method=MethodInfo(
+                        name="WhoAmI",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WhoAmIRequest,
+                        output=WhoAmIResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.who_am_i,
                 ),
             },
             interceptors=interceptors,
@@ -675,6 +693,32 @@ class JobServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def who_am_i(
+        self,
+        request: WhoAmIRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> WhoAmIResponse:
+        """
+        Who the caller is: its role and the methods it may call. Any valid token
+        may ask.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="WhoAmI",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WhoAmIRequest,
+                output=WhoAmIResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class JobServiceSync(Protocol):
     def enqueue_job(self, request: EnqueueJobRequest, ctx: RequestContext[EnqueueJobRequest, EnqueueJobResponse], /) -> EnqueueJobResponse:
@@ -766,6 +810,13 @@ class JobServiceSync(Protocol):
     def delete_jobs(self, request: DeleteJobsRequest, ctx: RequestContext[DeleteJobsRequest, DeleteJobsResponse], /) -> DeleteJobsResponse:
         """
         Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def who_am_i(self, request: WhoAmIRequest, ctx: RequestContext[WhoAmIRequest, WhoAmIResponse], /) -> WhoAmIResponse:
+        """
+        Who the caller is: its role and the methods it may call. Any valid token
+        may ask.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -949,6 +1000,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.delete_jobs,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WhoAmI": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="WhoAmI",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WhoAmIRequest,
+                        output=WhoAmIResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.who_am_i,
                 ),
             },
             interceptors=interceptors,
@@ -1318,4 +1380,30 @@ class JobServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def who_am_i(
+        self,
+        request: WhoAmIRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> WhoAmIResponse:
+        """
+        Who the caller is: its role and the methods it may call. Any valid token
+        may ask.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="WhoAmI",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WhoAmIRequest,
+                output=WhoAmIResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
