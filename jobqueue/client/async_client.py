@@ -25,7 +25,7 @@ from ..settings import DEFAULT_API_URL
 from ..wire import job_id_text
 from .endpoint import no_answer
 from .sync_client import SyncClient
-from .watch import AsyncEventStream
+from .watch import AsyncEventStream, watch_jobs_request
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -128,7 +128,7 @@ class Client:
 
     async def watch_jobs(self, job_type: str = "", cursor: str = "") -> AsyncEventStream:
         """WatchJobs (see SyncClient.watch_jobs); `aclose()` (or `async with`) ends it."""
-        return await self._watch(pb.WatchJobsRequest(type=job_type, cursor=cursor))
+        return await self._watch(watch_jobs_request(job_type, cursor))
 
     async def _watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> AsyncEventStream:
         if self._closed:

@@ -35,7 +35,7 @@ from ..wire import (
     worker_from_proto,
 )
 from .endpoint import ServerUnreachable, check_url, no_answer
-from .watch import ClosableResponse, EventStream
+from .watch import ClosableResponse, EventStream, watch_jobs_request
 
 REQ = TypeVar("REQ")
 RES = TypeVar("RES")
@@ -162,7 +162,7 @@ class SyncClient:
     def watch_jobs(self, job_type: str = "", cursor: str = "") -> EventStream:
         """WatchJobs: every change of the type's jobs (every type's if empty) from now on
         (or after `cursor`): what happens once it has returned, until `close()`."""
-        return self._open_watch(pb.WatchJobsRequest(type=job_type, cursor=cursor)).start()
+        return self._open_watch(watch_jobs_request(job_type, cursor)).start()
 
     def _open_watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> EventStream:
         """A watch with no deadline, not started; its abort() works from any thread."""
