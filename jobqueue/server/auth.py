@@ -61,21 +61,22 @@ class Access:
         self.reflection_open = reflection_open
         self._log = _RefusalLog()
 
-    def role_of(self, authorization: str | None, what: str) -> str:
-        """The caller's role; `unauthenticated` without a listed token (`what` is for the log)."""
+    def role_of(self, authorization: str | None, what: str, client: str | None) -> str:
+        """The caller's role; `unauthenticated` without a listed token (`what` and the
+        client's address are for the log)."""
         token = bearer_token(authorization)
         role = None if token is None else self.tokens.current().role_of(token)
         if role is None:
             reason = MISSING if token is None else INVALID
-            self._log.refused(what, reason)
+            self._log.refused(what, client, reason)
             raise ConnectError(Code.UNAUTHENTICATED, reason)
         return role
 
-    def check(self, method: str, authorization: str | None) -> str:
+    def check(self, method: str, authorization: str | None, client: str | None) -> str:
         """The caller's role, if it may call `method`; else `unauthenticated` or `permission_denied`."""
-        role = self.role_of(authorization, method)
+        role = self.role_of(authorization, method, client)
         if not may_call(role, method):
-            self._log.refused(method, f"role {role}")
+            self._log.refused(method, client, f"role {role}")
             raise ConnectError(Code.PERMISSION_DENIED, f"role {role} may not call {method}")
         return role
 
@@ -87,7 +88,7 @@ class RoleCheck:
         self.access = access
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
-        self.access.check(ctx.method.name, ctx.request_headers.get("authorization"))
+        self.access.check(ctx.method.name, ctx.request_headers.get("authorization"), ctx.client_address)
 
     async def on_end(self, token: None, ctx: RequestContext[Any, Any], error: Exception | None) -> None:
         return
@@ -100,7 +101,7 @@ class AnyRole:
         self.access = access
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
-        self.access.role_of(ctx.request_headers.get("authorization"), ctx.method.name)
+        self.access.role_of(ctx.request_headers.get("authorization"), ctx.method.name, ctx.client_address)
 
     async def on_end(self, token: None, ctx: RequestContext[Any, Any], error: Exception | None) -> None:
         return
@@ -142,7 +143,8 @@ class Guard:
         """Whether auth is on, the caller's role and its methods."""
         if self.access is None:  # every caller is an admin
             return False, ADMIN, service_methods()
-        role = self.access.role_of(ctx.request_headers.get("authorization"), ctx.method.name)
+        authorization = ctx.request_headers.get("authorization")
+        role = self.access.role_of(authorization, ctx.method.name, ctx.client_address)
         return True, role, methods_of(role)
 
 
@@ -167,8 +169,9 @@ class PathGate:
             for name, value in scope["headers"]:
                 if name == b"authorization":
                     authorization = value.decode("latin-1")
+            client = scope.get("client")
             try:
-                self.access.role_of(authorization, scope["path"])
+                self.access.role_of(authorization, scope["path"], client and f"{client[0]}:{client[1]}")
             except ConnectError as refused:
                 return _unauthorized(send, refused.message)
         return self.app(scope, receive, send)  # type: ignore[no-any-return]
@@ -188,7 +191,7 @@ class _RefusalLog:
         self._next = 0.0
         self._unlogged = 0
 
-    def refused(self, what: str, reason: str) -> None:
+    def refused(self, what: str, client: str | None, reason: str) -> None:
         now = time.monotonic()
         if now < self._next:
             self._unlogged += 1
@@ -196,4 +199,4 @@ class _RefusalLog:
         self._next = now + LOG_EVERY_S
         more = f" (and {self._unlogged} more refusal(s) since the last line)" if self._unlogged else ""
         self._unlogged = 0
-        log.info("refused %s: %s%s", what, reason, more)
+        log.info("refused %s from %s: %s%s", what, client or "(unknown)", reason, more)
