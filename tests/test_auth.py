@@ -653,3 +653,14 @@ def test_the_docs_table_is_the_code_table() -> None:
         marks = [cell.strip() for cell in cells.split("|")]
         granted = {role for role, mark in zip(roles, marks, strict=True) if mark == "✓"}
         assert granted == {role for role in ROLES if method in methods_of(role)}, method
+
+
+def test_the_auth_bench_runs() -> None:
+    """bench/auth_cost.py at a tiny size (its figures are in docs/performance.md, not checked here)."""
+    ran = subprocess.run(
+        [sys.executable, "bench/auth_cost.py", "--calls", "64", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "on/off" in ran.stdout
+    assert "Tokens.role_of, 100 tokens" in ran.stdout
