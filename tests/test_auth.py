@@ -30,7 +30,15 @@ from connectrpc.errors import ConnectError
 from redis.asyncio import Redis
 
 from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from jobqueue.auth import ROLES, TokensFileError, file_line, methods_of, new_token, service_methods
+from jobqueue.auth import (
+    ROLES,
+    TokensFile,
+    TokensFileError,
+    file_line,
+    methods_of,
+    new_token,
+    service_methods,
+)
 from jobqueue.auth.tokens import parse_tokens
 from jobqueue.client import Client, SyncClient
 
@@ -664,3 +672,31 @@ def test_the_auth_bench_runs() -> None:
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "on/off" in ran.stdout
     assert "Tokens.role_of, 100 tokens" in ran.stdout
+
+
+def test_a_reread_follows_the_file_and_keeps_the_tokens_when_it_cannot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TokensFile on a clock of the test's: at most one look per check_every_s; a file
+    emptied revokes every token; a file gone or malformed keeps the tokens read before."""
+    path, now = tmp_path / "tokens", [0.0]
+    first, second = new_token(), new_token()
+    _write_tokens(path, [file_line("reader", first)])
+    tokens = TokensFile(str(path), check_every_s=1.0, clock=lambda: now[0])
+    _write_tokens(path, [file_line("admin", second)])
+    assert tokens.current().role_of(second) is None  # not yet looked at again
+    now[0] = 1.0
+    assert (tokens.current().role_of(first), tokens.current().role_of(second)) == (None, "admin")
+    path.unlink()
+    now[0] = 2.0
+    assert tokens.current().role_of(second) == "admin"
+    assert "is gone; keeping the 1 token(s) read before" in caplog.text
+    _write_tokens(path, ["admin sha256:nothex"])
+    now[0] = 3.0
+    assert tokens.current().role_of(second) == "admin"
+    assert "line 2: the token's hash must be" in caplog.text
+    assert "nothex" not in caplog.text
+    _write_tokens(path, [])
+    now[0] = 4.0
+    assert tokens.current().role_of(second) is None
+    assert tokens.current().entries == ()
