@@ -619,8 +619,10 @@ async def test_metrics_needs_a_token_and_the_dashboard_does_not(auth: AuthServer
     for role in ROLES:  # any role may scrape (the path answers 404 until /metrics is served)
         scraped = await curl("-H", f"Authorization: Bearer {auth.tokens[role]}", f"{auth.url}/metrics")
         assert scraped.status != 401
-    for path in ("/", "/index.html", "/assets/app.js"):
-        assert (await curl(f"{auth.url}{path}")).status != 401
+    for path in ("/metrics/", "/metrics/x"):
+        assert (await curl(f"{auth.url}{path}")).status == 401, path
+    for path in ("/", "/index.html", "/assets/app.js", "/metricsx"):
+        assert (await curl(f"{auth.url}{path}")).status != 401, path
     assert (await curl(f"{server_url}/metrics")).status != 401  # auth off
 
 

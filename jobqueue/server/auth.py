@@ -36,7 +36,7 @@ from ..settings import Settings
 
 log = logging.getLogger("jobqueue.server.auth")
 
-GATED_PATHS = frozenset({"/metrics"})
+GATED_PATHS = ("/metrics",)
 LOG_EVERY_S = 1.0
 MISSING = "missing bearer token"
 INVALID = "invalid token"
@@ -164,7 +164,7 @@ class PathGate:
 
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         # Not a coroutine: it returns the app's, adding no frame to the request's task (see edge.py).
-        if scope["type"] == "http" and scope.get("path") in GATED_PATHS:
+        if scope["type"] == "http" and _gated(scope.get("path", "")):
             authorization = None
             for name, value in scope["headers"]:
                 if name == b"authorization":
@@ -175,6 +175,12 @@ class PathGate:
             except ConnectError as refused:
                 return _unauthorized(send, refused.message)
         return self.app(scope, receive, send)  # type: ignore[no-any-return]
+
+
+def _gated(path: str) -> bool:
+    """A path in GATED_PATHS, or under one (`/metrics/`, `/metrics/x`): whatever serves
+    the path might serve those too."""
+    return any(path == gated or path.startswith(gated + "/") for gated in GATED_PATHS)
 
 
 async def _unauthorized(send: Any, reason: str) -> None:
