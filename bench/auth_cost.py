@@ -31,6 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edge_ab import asgi_call  # bench/, this script's folder
+
 from jobqueue.auth import ROLES, file_line, new_token
 from jobqueue.auth.tokens import Tokens, parse_tokens
 from jobqueue.producer import Producer
@@ -55,31 +57,6 @@ def _scope(token: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def _call(app: Any, scope: dict[str, Any]) -> None:
-    answered = asyncio.Event()
-    received = 0
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        received += 1
-        if received == 1:
-            return {"type": "http.request", "body": BODY, "more_body": False}
-        await answered.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif not message.get("more_body", False):
-            answered.set()
-
-    await app(dict(scope), receive, send)
-    if status != 200:
-        raise RuntimeError(f"status {status}")
-
-
 async def _frames_per_call(app: Any, scope: dict[str, Any], calls: int) -> float:
     frames = 0
 
@@ -99,7 +76,7 @@ async def _frames_per_call(app: Any, scope: dict[str, Any], calls: int) -> float
 async def _per_call_us(app: Any, scope: dict[str, Any], calls: int) -> float:
     began = time.perf_counter()
     for start in range(0, calls, AT_ONCE):
-        await asyncio.gather(*(_call(app, scope) for _ in range(min(AT_ONCE, calls - start))))
+        await asyncio.gather(*(asgi_call(app, scope, BODY) for _ in range(min(AT_ONCE, calls - start))))
     return (time.perf_counter() - began) / calls * 1e6
 
 

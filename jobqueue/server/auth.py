@@ -37,6 +37,7 @@ from ..settings import Settings
 log = logging.getLogger("jobqueue.server.auth")
 
 GATED_PATHS = ("/metrics",)
+_UNDER_GATED = tuple(f"{path}/" for path in GATED_PATHS)
 LOG_EVERY_S = 1.0
 MISSING = "missing bearer token"
 INVALID = "invalid token"
@@ -164,7 +165,9 @@ class PathGate:
 
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         # Not a coroutine: it returns the app's, adding no frame to the request's task (see edge.py).
-        if scope["type"] == "http" and _gated(scope.get("path", "")):
+        path = scope.get("path", "")
+        # A gated path, or one under it (`/metrics/x`: whatever serves the path might serve it).
+        if scope["type"] == "http" and (path in GATED_PATHS or path.startswith(_UNDER_GATED)):
             authorization = None
             for name, value in scope["headers"]:
                 if name == b"authorization":
@@ -175,12 +178,6 @@ class PathGate:
             except ConnectError as refused:
                 return _unauthorized(send, refused.message)
         return self.app(scope, receive, send)  # type: ignore[no-any-return]
-
-
-def _gated(path: str) -> bool:
-    """A path in GATED_PATHS, or under one (`/metrics/`, `/metrics/x`): whatever serves
-    the path might serve those too."""
-    return any(path == gated or path.startswith(gated + "/") for gated in GATED_PATHS)
 
 
 async def _unauthorized(send: Any, reason: str) -> None:
