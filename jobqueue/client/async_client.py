@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
+from ..auth.roles import Caller
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
@@ -50,8 +51,9 @@ class Client:
         timeout_s: float = 30.0,
         json: bool = False,
         max_concurrent_calls: int = 32,
+        token: str | None = None,
     ) -> None:
-        self._calls = SyncClient(url, timeout_s=timeout_s, json=json)
+        self._calls = SyncClient(url, timeout_s=timeout_s, json=json, token=token)
         self.url = self._calls.url
         self.timeout_s = timeout_s
         self._threads = ThreadPoolExecutor(max_concurrent_calls, thread_name_prefix="jobqueue-client")
@@ -121,6 +123,10 @@ class Client:
     async def delete_jobs(self, job_filter: JobFilter, limit: int = 0, page_token: str = "") -> BulkOutcome:
         """DeleteJobs (see SyncClient.delete_jobs)."""
         return await self._run(self._calls.delete_jobs, job_filter, limit, page_token)
+
+    async def who_am_i(self) -> Caller:
+        """WhoAmI: the role this client's token grants and the methods it may call."""
+        return await self._run(self._calls.who_am_i)
 
     async def watch_job(self, job_id: str, cursor: str = "") -> AsyncEventStream:
         """WatchJob (see SyncClient.watch_job): `async for event in await client.watch_job(id)`."""
