@@ -108,6 +108,9 @@ def run_h2corn(settings: Settings) -> None:
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
         "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
         *h2corn_limits(settings),
+        # One process, whatever H2CORN_WORKERS says: /metrics then shows all of the
+        # server's counts (docs/metrics.md), and one scheduler and reaper run.
+        "--workers", "1",
     ], {**os.environ, **settings.to_env(), "JOBQUEUE_LOG_LEVEL": level})  # fmt: skip
 
 
