@@ -5,14 +5,13 @@ asserted follows from what the test did."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,12 @@ from jobqueue.model import Job, JobStatus
 from jobqueue.ports import AddressInUse, port_free
 from jobqueue.redis_server import free_port
 from jobqueue.settings import Settings
-from jobqueue.store.outcomes import Outcome, Result
 from jobqueue.worker import PermanentError, RetryAfter, Worker
 
 from .conftest import ROOT, eventually, jobqueue_server, status_is
 from .harness import Harness
 from .test_api import curl, grpcurl, grpcurl_json
+from .test_worker import make_worker, outliving_its_lease, running, take_over
 
 SERVICE = "mpataki.jobqueue.v1.JobService"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -82,17 +81,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def unique_type(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:6]}"
-
-
-@contextlib.asynccontextmanager
-async def serving(worker: Worker) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.serve(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def enqueue_json(server_url: str, job_type: str, payload: str, **fields: object) -> None:
@@ -151,7 +139,7 @@ async def test_server_and_worker_metrics_follow_what_happened(deployment: Deploy
     worker = Worker(
         ran, by_payload, settings=deployment.settings, run_reaper=False, metrics_port=metrics_port
     )
-    async with serving(worker):
+    async with running(worker):
 
         async def all_finished() -> bool:
             report = await store.store.stats.read(ran)
@@ -218,25 +206,13 @@ async def test_a_refused_stale_result_is_counted(private_store: Harness) -> None
     """A handler that outlives its lease cannot record its result: the worker counts it."""
     store = private_store
     started, taken_over = asyncio.Event(), asyncio.Event()
-
-    async def stubborn_first_time(job: Job) -> None:
-        if job.attempt > 1:
-            return
-        started.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
-        await taken_over.wait()
-
     port = free_port()
-    worker = Worker(
-        "t", stubborn_first_time, settings=store.settings, run_reaper=False, concurrency=1,
-        heartbeat_s=0.1, lease_s=5.0, metrics_port=port,
-    )  # fmt: skip
-    async with serving(worker):
+    handler = outliving_its_lease(started, taken_over)
+    worker = make_worker(store.settings, handler, run_reaper=False, concurrency=1, metrics_port=port)
+    async with running(worker):
         job = await store.enqueue("t", b"")
         await asyncio.wait_for(started.wait(), 10)
-        await store.redis.zadd(store.keys.queue("t").leases, {job.id: 0})
-        assert await store.transitions.recover("t", job.id) == Result(Outcome.RECOVERED)
+        await take_over(store, job)
         taken_over.set()
         await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="its second attempt")
 
@@ -261,8 +237,8 @@ async def test_workers_of_one_process_share_a_port_until_the_last_stops(private_
     first, second = (
         Worker(name, done, settings=store.settings, metrics_port=port) for name in ("first", "second")
     )
-    async with serving(first):
-        async with serving(second):
+    async with running(first):
+        async with running(second):
             jobs = [await store.enqueue(name, b"") for name in ("first", "second", "second")]
             for job in jobs:
                 await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="the jobs")
