@@ -5,7 +5,9 @@ asserted follows from what the test did."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -83,26 +85,16 @@ def unique_type(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
-async def enqueue_json(server_url: str, job_type: str, payload: str, **fields: object) -> None:
-    """EnqueueJob in the Connect protocol (JSON over HTTP/1.1, curl)."""
-    body = {"type": job_type, "payload": _base64(payload), **fields}
+async def enqueue_json(server_url: str, job_type: str, payload: str, **fields: object) -> str:
+    """EnqueueJob in the Connect protocol (JSON over HTTP/1.1, curl); the job's id."""
+    body = {"type": job_type, "payload": base64.b64encode(payload.encode()).decode(), **fields}
     reply = await curl(
-        "-X", "POST", "-H", "content-type: application/json", "--data-binary", _json(body),
+        "-X", "POST", "-H", "content-type: application/json", "--data-binary", json.dumps(body),
         f"{server_url}/{SERVICE}/EnqueueJob",
     )  # fmt: skip
     assert reply.status == 200, reply
-
-
-def _base64(text: str) -> str:
-    import base64  # noqa: PLC0415
-
-    return base64.b64encode(text.encode()).decode()
-
-
-def _json(value: object) -> str:
-    import json  # noqa: PLC0415
-
-    return json.dumps(value)
+    job_id: str = reply.json()["job"]["id"]
+    return job_id
 
 
 async def by_payload(job: Job) -> None:
@@ -120,8 +112,8 @@ async def test_server_and_worker_metrics_follow_what_happened(deployment: Deploy
     both expositions."""
     url, store = deployment.url, deployment.store
     ran, idle = unique_type("ran"), unique_type("idle")
-    for payload in ("ok", "ok", "ok", "permanent", "permanent", "flaky"):
-        await enqueue_json(url, ran, payload)
+    payloads = ("ok", "ok", "ok", "permanent", "permanent", "flaky")
+    ids = [await enqueue_json(url, ran, payload) for payload in payloads]
     for _ in range(2):  # the second is the first again (idempotency): not a new job
         await enqueue_json(url, ran, "ok", idempotencyKey="once")
     async with Client(url) as client:
@@ -165,6 +157,13 @@ async def test_server_and_worker_metrics_follow_what_happened(deployment: Deploy
                 return samples
             return None
 
+        async with Client(url) as client:  # a stream, counted as it ends: after the job's end
+            watched = [event async for event in await client.watch_job(ids[0])]
+            assert watched[-1].status is JobStatus.COMPLETED
+            with pytest.raises(ConnectError) as unknown:
+                async for _ in await client.watch_job(str(uuid.uuid4())):
+                    pass
+            assert unknown.value.code is Code.NOT_FOUND
         server = await eventually(recovered, what="the server's reaper recovers the lease")
         worker_samples = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
 
@@ -185,6 +184,8 @@ async def test_server_and_worker_metrics_follow_what_happened(deployment: Deploy
     assert rpcs("GetJob", "not_found") == 1
     assert rpcs("PauseQueue", "ok") == 1
     assert rpcs("GetQueueStats", "ok") == 1
+    assert rpcs("WatchJob", "ok") == 1
+    assert rpcs("WatchJob", "not_found") == 1
     duration = "jobqueue_rpc_duration_seconds_count"
     assert value(server, duration, service=SERVICE, method="EnqueueJob") == 10
     assert value(server, duration, service=SERVICE, method="GetJob") == 2
