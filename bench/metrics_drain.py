@@ -63,10 +63,13 @@ def main() -> int:
             server.stop()
     off, on = (statistics.median(rate for rate, _ in runs[m]) for m in (False, True))
     cpu_off, cpu_on = (statistics.median(cpu for _, cpu in runs[m]) for m in (False, True))
-    faster = sum(a[0] > b[0] for a, b in zip(runs[True], runs[False], strict=True))
+    pairs = list(zip(runs[True], runs[False], strict=True))
+    faster = sum(a[0] > b[0] for a, b in pairs)
+    ratio = statistics.median(a[0] / b[0] for a, b in pairs)
     print(
-        f"median drain: off {off:.0f} jobs/s, on {on:.0f} jobs/s (on/off {on / off:.3f}; on faster in "
-        f"{faster} of {args.pairs}); worker CPU per job: off {cpu_off:.0f} µs, on {cpu_on:.0f} µs"
+        f"median drain: off {off:.0f} jobs/s, on {on:.0f} jobs/s (on/off {on / off:.3f}, median of the "
+        f"pairs' ratios {ratio:.3f}; on faster in {faster} of {args.pairs}); worker CPU per job, "
+        f"median: off {cpu_off:.0f} µs, on {cpu_on:.0f} µs"
     )
     return 0
 
