@@ -54,8 +54,8 @@ def create_app(
     settings = producer.store.settings
     streams = streams or Streams()
     interceptors: list[Interceptor] = [streams, ErrorInterceptor(producer.store.outage)]
-    if metrics is not None:  # first: it sees every call's code (metrics/rpcs.py)
-        interceptors.insert(0, metrics.rpcs)
+    # Before every other, the role check too: it sees every call's code (metrics/rpcs.py).
+    counted: list[Interceptor] = [metrics.rpcs] if metrics is not None else []
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
     # the limit is refused by the store with a message that names the field.
@@ -68,9 +68,12 @@ def create_app(
     reflection = {**small, "interceptors": guard.reflection([StreamMessageLimit()])}
     router = Router([
         JobServiceASGIApplication(
-            jobs, interceptors=guard.jobs(interceptors), read_max_bytes=read_max_bytes, codecs=codecs()
+            jobs, interceptors=[*counted, *guard.jobs(interceptors)], read_max_bytes=read_max_bytes,
+            codecs=codecs(),
         ),
-        HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors, **small),
+        HealthASGIApplication(
+            HealthService(producer.store.redis), interceptors=[*counted, *interceptors], **small
+        ),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
         *([metrics] if metrics is not None else []),
