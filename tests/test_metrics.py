@@ -22,6 +22,7 @@ from connectrpc.errors import ConnectError
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from jobqueue.auth.tokens import file_line, new_token
 from jobqueue.client import Client
 from jobqueue.events import Event
 from jobqueue.model import Job, JobStatus
@@ -64,9 +65,9 @@ def deployment(deployment_server: tuple[str, str], redis: Redis, settings: Setti
     return Deployment(url, settings, Harness(redis, settings))
 
 
-async def scrape(url: str) -> Samples:
+async def scrape(url: str, *curl_args: str) -> Samples:
     """GET url; its samples by name and labels."""
-    reply = await curl(url)
+    reply = await curl(*curl_args, url)
     assert reply.status == 200, reply
     assert reply.headers["content-type"].startswith("text/plain; version="), reply.headers
     return {
@@ -353,3 +354,26 @@ async def test_h2corn_serves_the_metrics_of_its_one_process(redis_url: str, tmp_
                 await client.get(str(uuid.uuid4()))
         samples = await scrape(f"{url}/metrics")
     assert value(samples, "jobqueue_rpcs_total", service=SERVICE, method="GetJob", code="not_found") == 1
+
+
+async def test_with_auth_refused_calls_are_counted_and_a_scrape_needs_a_token(
+    redis_url: str, tmp_path: Path
+) -> None:
+    reader = new_token()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(file_line("reader", reader) + "\n")
+    prefix = f"metrics-auth-{uuid.uuid4().hex[:6]}"
+    env = {"JOBQUEUE_AUTH_TOKENS_FILE": str(tokens), "JOBQUEUE_PREFIX": prefix}
+    with jobqueue_server(redis_url, tmp_path / "server.log", **env) as url:
+        for credentials in ([], ["-H", f"Authorization: Bearer {reader}"]):  # none; a role without it
+            refused = await curl(
+                "-X", "POST", "-H", "content-type: application/json", *credentials, "--data-binary",
+                '{"type": "t"}', f"{url}/{SERVICE}/EnqueueJob",
+            )  # fmt: skip
+            assert refused.status in (401, 403), refused
+        assert (await curl(f"{url}/metrics")).status == 401
+        samples = await scrape(f"{url}/metrics", "-H", f"Authorization: Bearer {reader}")
+    for code in ("unauthenticated", "permission_denied"):
+        refusals = value(samples, "jobqueue_rpcs_total", service=SERVICE, method="EnqueueJob", code=code)
+        assert refusals == 1, code
+    assert value(samples, "jobqueue_jobs_enqueued_total", type="t") == 0
