@@ -23,6 +23,7 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
 from ..producer import Producer
 from .cors import CORSMiddleware
+from .dashboard import dashboard_apps
 from .edge import Edge
 from .errors import ErrorInterceptor
 from .grpc_trailers import GrpcNeedsTrailers
@@ -66,6 +67,7 @@ def create_app(
         HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors, **small),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
+        *dashboard_apps(),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     refusals = ExplainedRefusals(router.route, max_payload_bytes=settings.max_payload_bytes)
     app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=router.route)

@@ -1,0 +1,30 @@
+// Job events of every type (WatchJobs), so that the views refresh when something
+// happens rather than only on their timers. The stream is resumed from its last
+// cursor when it ends (a server restart) after a pause that grows to MAX_PAUSE_MS.
+import { api } from "./api";
+import { showError } from "./notices";
+import type { JobEvent } from "./gen/mpataki/jobqueue/v1/jobqueue_pb";
+
+const FIRST_PAUSE_MS = 500;
+const MAX_PAUSE_MS = 10_000;
+
+export async function followEvents(onEvent: (event: JobEvent) => void): Promise<void> {
+  let cursor = "";
+  let pause = FIRST_PAUSE_MS;
+  for (;;) {
+    try {
+      for await (const message of api.watchJobs({ cursor })) {
+        const event = message.event;
+        // Over HTTP/1.1 a quiet stream repeats its last event (a keepalive).
+        if (event === undefined || event.cursor === cursor) continue;
+        cursor = event.cursor;
+        pause = FIRST_PAUSE_MS;
+        onEvent(event);
+      }
+    } catch (error) {
+      showError("WatchJobs", error);
+    }
+    await new Promise((resolve) => window.setTimeout(resolve, pause));
+    pause = Math.min(MAX_PAUSE_MS, pause * 2);
+  }
+}

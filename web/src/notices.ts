@@ -1,0 +1,39 @@
+// What calls answered, shown at the top of the page: errors with their Connect code
+// and message, and the outcome of actions.
+import { describeError } from "./api";
+import { byId, h } from "./dom";
+
+const KEPT = 5;
+
+function show(kind: "error" | "info", text: string): void {
+  const list = byId("notices");
+  const item = h(
+    "li",
+    { class: `notice ${kind}`, "data-testid": `notice-${kind}` },
+    h("span", {}, text),
+    " ",
+  );
+  const dismiss = h("button", { type: "button", class: "link", title: "dismiss" }, "×");
+  dismiss.addEventListener("click", () => item.remove());
+  item.appendChild(dismiss);
+  list.prepend(item);
+  while (list.children.length > KEPT) list.lastElementChild?.remove();
+}
+
+export function showError(method: string, error: unknown): void {
+  show("error", describeError(method, error));
+}
+
+export function showInfo(text: string): void {
+  show("info", text);
+}
+
+// Runs a call, showing its error (if any) instead of throwing; undefined on error.
+export async function attempt<T>(method: string, call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (error) {
+    showError(method, error);
+    return undefined;
+  }
+}
