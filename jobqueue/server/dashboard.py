@@ -137,6 +137,8 @@ def _accepts_gzip(header: bytes) -> bool:
     return False
 
 
-async def _answer(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False) -> None:
+async def _answer(
+    send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False
+) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})

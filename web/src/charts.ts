@@ -67,8 +67,8 @@ export function drawChart(
     text.textContent = label(value);
     chart.appendChild(text);
   }
-  const minutes = Math.round(options.windowMs / 60_000);
-  for (const [t, text] of [[start, `−${minutes} min`], [options.now, "now"]] as const) {
+  const span = options.windowMs < 120_000 ? `−${Math.round(options.windowMs / 1000)} s` : `−${Math.round(options.windowMs / 60_000)} min`;
+  for (const [t, text] of [[start, span], [options.now, "now"]] as const) {
     const anchor = t === start ? "start" : "end";
     const element = svg("text", { x: x(t), y: HEIGHT - 4, "text-anchor": anchor, class: "axis" });
     element.textContent = text;

@@ -4,6 +4,8 @@ import { describeError } from "./api";
 import { byId, h } from "./dom";
 
 const KEPT = 5;
+// An outcome goes after a while; an error stays until dismissed.
+const INFO_SHOWN_MS = 20_000;
 
 function show(kind: "error" | "info", text: string): void {
   const list = byId("notices");
@@ -17,6 +19,7 @@ function show(kind: "error" | "info", text: string): void {
   dismiss.addEventListener("click", () => item.remove());
   item.appendChild(dismiss);
   list.prepend(item);
+  if (kind === "info") window.setTimeout(() => item.remove(), INFO_SHOWN_MS);
   while (list.children.length > KEPT) list.lastElementChild?.remove();
 }
 

@@ -11,7 +11,8 @@ import { attempt, showError, showInfo } from "./notices";
 const REFRESH_MS = 2_000;
 // After a job event: soon, but not for each event of a busy queue.
 const EVENT_REFRESH_MS = 300;
-const CHART_WINDOW_MS = 5 * 60_000;
+// The charts show the samples since the page opened, at least the first and at most the last.
+const CHART_WINDOW_MS = [30_000, 5 * 60_000] as const;
 const SAMPLES_KEPT = 1_000;
 // Pages of RetryJobs one bulk retry goes through at most (1,000 jobs each).
 const RETRY_PAGES = 1_000;
@@ -96,13 +97,20 @@ function seriesOf(pick: (s: Sample) => Map<string, number>): Series[] {
 }
 
 function drawCharts(now: number): void {
-  const rated = samples.filter((s) => s.rate.size > 0);
-  drawChart(byId("chart-throughput"), seriesOf((s) => s.rate).filter(() => rated.length > 0), {
-    windowMs: CHART_WINDOW_MS,
-    now,
-    unit: "jobs/s",
-  });
-  drawChart(byId("chart-depth"), seriesOf((s) => s.depth), { windowMs: CHART_WINDOW_MS, now, unit: "pending" });
+  const [shortest, longest] = CHART_WINDOW_MS;
+  const windowMs = Math.min(longest, Math.max(shortest, now - (samples[0]?.at ?? now)));
+  drawChart(byId("chart-throughput"), seriesOf((s) => s.rate), { windowMs, now, unit: "jobs/s" });
+  drawChart(byId("chart-depth"), seriesOf((s) => s.depth), { windowMs, now, unit: "pending" });
+}
+
+// Jobs finished in the last 60 s, estimated from the per-minute counts: the current
+// minute's, and the part of the previous minute's that is still within 60 s.
+function lastMinute(stats: QueueStats, readAt: number): number {
+  const count = stats.completedPerMinute.length;
+  const finished = (i: number): number =>
+    Number(stats.completedPerMinute[i] ?? 0n) + Number(stats.failedPerMinute[i] ?? 0n);
+  const intoMinute = (readAt % 60_000) / 60_000;
+  return Math.round(finished(count - 1) + finished(count - 2) * (1 - intoMinute));
 }
 
 async function retryDeadLetters(type: string, failed: number): Promise<void> {
@@ -162,14 +170,13 @@ function newRow(type: string): Row {
   return { row, cells, pause, resume, retry, spark };
 }
 
-function fill(row: Row, stats: QueueStats, rate: number | undefined): void {
+function fill(row: Row, stats: QueueStats, readAt: number, rate: number | undefined): void {
   for (const count of COUNTS) row.cells[count]!.textContent = String(stats[count]);
   row.cells.state!.textContent = stats.paused ? "paused" : "active";
   row.cells.state!.className = stats.paused ? "badge paused" : "badge active";
   row.cells.age!.textContent = stats.oldestReadyAgeMs === 0n ? "–" : duration(stats.oldestReadyAgeMs);
-  const lastMinute = Number(stats.completedPerMinute[stats.completedPerMinute.length - 2] ?? 0n);
   row.cells.throughput!.textContent =
-    `${lastMinute}/min` + (rate === undefined ? "" : ` · ${rate.toFixed(rate < 10 ? 1 : 0)}/s`);
+    `${lastMinute(stats, readAt)}/min` + (rate === undefined ? "" : ` · ${rate.toFixed(rate < 10 ? 1 : 0)}/s`);
   replaceChildren(row.spark, sparkline(stats.completedPerMinute));
   row.row.dataset.failed = String(stats.failed);
   row.row.dataset.paused = String(stats.paused);
@@ -223,7 +230,7 @@ export async function refresh(): Promise<void> {
         row = newRow(stats.type);
         rows.set(stats.type, row);
       }
-      fill(row, stats, taken.rate.get(stats.type));
+      fill(row, stats, readAt, taken.rate.get(stats.type));
     }
     // In the order GetQueueStats gives (by name); types that went away leave.
     replaceChildren(body, ...answer.queues.map((q) => rows.get(q.type)!.row));
