@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import ConsoleMessage, Dialog, Page, expect
+from playwright.async_api import ConsoleMessage, Dialog, Page, Request, expect
 from redis.asyncio import Redis
 
 from jobqueue.client import Client
@@ -28,6 +28,7 @@ from jobqueue.worker import PermanentError, Worker
 from .browser import chromium, needs_chromium
 from .conftest import ROOT, eventually, jobqueue_server, status_is
 from .harness import Harness
+from .test_api import SERVICE
 from .test_worker import running
 
 pytestmark = needs_chromium
@@ -36,6 +37,7 @@ pytestmark = needs_chromium
 SHOWN_MS = 20_000
 FAR_FUTURE_S = 3600
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100
+A_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +262,35 @@ async def test_an_error_shows_its_connect_code_and_message(page: Page, problems:
     await page.get_by_test_id("enqueue-at").fill("2030-01-01T00:00:00")
     await page.get_by_test_id("enqueue-submit").click()
     await expect(page.get_by_test_id("enqueue-problem")).to_have_text("give a delay or a time, not both")
+
+
+async def test_a_token_kept_for_the_session_goes_with_every_call_until_sign_out(page: Page) -> None:
+    # With auth off the server ignores the token; what is tested is the page's side:
+    # a token in sessionStorage (as the token form leaves it) goes with every call.
+    sent: list[str | None] = []
+
+    async def note(request: Request) -> None:
+        if request.method == "POST" and f"/{SERVICE}/" in request.url:
+            sent.append((await request.all_headers()).get("authorization"))
+
+    page.on("request", note)
+    await page.evaluate("sessionStorage.setItem('jobqueue.token', 's3cret')")
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=SHOWN_MS)
+    await expect(page.get_by_test_id("sign-out")).to_be_visible()
+    await expect(page.get_by_test_id("token-form")).to_be_hidden()
+    await expect(page.get_by_test_id("stats-read-at")).to_have_text(A_TIME, timeout=SHOWN_MS)
+
+    async def calls_noted() -> bool:  # WhoAmI, GetQueueStats, ListJobs, WatchJobs...
+        return len(sent) >= 4
+
+    await eventually(calls_noted, what="the page's first calls")
+    assert set(sent) == {"Bearer s3cret"}, sent
+
+    sent.clear()
+    await page.get_by_test_id("sign-out").click()
+    await expect(page.get_by_test_id("sign-out")).to_be_hidden(timeout=SHOWN_MS)
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=SHOWN_MS)
+    await expect(page.get_by_test_id("stats-read-at")).to_have_text(A_TIME, timeout=SHOWN_MS)
+    assert await page.evaluate("sessionStorage.getItem('jobqueue.token')") is None
+    assert sent and set(sent) == {None}, sent

@@ -130,6 +130,7 @@ async function follow(id: string, signal: AbortSignal): Promise<void> {
 
 function startWatch(id: string): void {
   watch?.abort();
+  if (!allowed("WatchJob")) return;
   watch = new AbortController();
   void follow(id, watch.signal);
 }

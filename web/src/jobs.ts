@@ -1,6 +1,7 @@
 // Jobs by state: ListJobs with the filters of the form, a page at a time (the
 // tokens of the pages before are kept for "previous"). The first page refreshes
 // after job events of the types it lists.
+import { allowed } from "./auth";
 import { api } from "./api";
 import { byId, h, replaceChildren, statusBadge, throttle, time } from "./dom";
 import { JobStatus, ListOrder, type Job, type JobEvent } from "./gen/mpataki/jobqueue/v1/jobqueue_pb";
@@ -77,6 +78,7 @@ const refreshFirstPage = throttle(EVENT_REFRESH_MS, () => {
 });
 
 export function jobsEvent(event: JobEvent): void {
+  if (!allowed("ListJobs")) return;
   if (filter.type === "" || filter.type === event.type) refreshFirstPage();
 }
 
@@ -85,7 +87,7 @@ export function showJobs(type: string, status: JobStatus): void {
   byId<HTMLInputElement>("filter-type").value = type;
   byId<HTMLSelectElement>("filter-status").value = String(status);
   byId<HTMLInputElement>("filter-error").value = "";
-  apply();
+  if (allowed("ListJobs")) apply();
 }
 
 function apply(): void {
@@ -123,5 +125,5 @@ export function startJobs(onOpenJob: (id: string) => void): void {
     tokens.push(nextToken);
     void load();
   });
-  apply();
+  if (allowed("ListJobs")) apply();
 }

@@ -1,5 +1,5 @@
 // The dashboard: signs in (auth.ts), then starts the views. See docs/dashboard.md.
-import { signIn, signOut } from "./auth";
+import { allowed, signIn, signOut } from "./auth";
 import { byId } from "./dom";
 import { startEnqueue } from "./enqueue";
 import { followEvents } from "./events";
@@ -23,10 +23,12 @@ async function main(): Promise<void> {
     void openJob(id);
     refreshSoon();
   });
-  void followEvents((event) => {
-    refreshSoon();
-    jobsEvent(event);
-  });
+  if (allowed("WatchJobs")) {
+    void followEvents((event) => {
+      refreshSoon();
+      jobsEvent(event);
+    });
+  }
   document.body.dataset.ready = "true";
 }
 

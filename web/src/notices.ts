@@ -9,9 +9,17 @@ const INFO_SHOWN_MS = 20_000;
 
 function show(kind: "error" | "info", text: string): void {
   const list = byId("notices");
+  // The same error again (a refresh that keeps failing) counts on the one shown.
+  const newest = list.firstElementChild as HTMLElement | null;
+  if (newest?.dataset.text === text) {
+    const repeats = Number(newest.dataset.repeats ?? "1") + 1;
+    newest.dataset.repeats = String(repeats);
+    newest.querySelector("span")!.textContent = `${text} (×${repeats})`;
+    return;
+  }
   const item = h(
     "li",
-    { class: `notice ${kind}`, "data-testid": `notice-${kind}` },
+    { class: `notice ${kind}`, "data-testid": `notice-${kind}`, "data-text": text },
     h("span", {}, text),
     " ",
   );

@@ -188,6 +188,7 @@ function fill(row: Row, stats: QueueStats, readAt: number, rate: number | undefi
 }
 
 async function refreshWorkers(): Promise<void> {
+  if (!allowed("ListWorkers")) return;
   const answer = await attempt("ListWorkers", () => api.listWorkers({}));
   if (answer === undefined) return;
   const body = byId("workers-body");
@@ -258,6 +259,7 @@ export const refreshSoon = throttle(EVENT_REFRESH_MS, () => void refresh());
 
 export function startQueues(onShowJobs: ShowJobs): void {
   showJobs = onShowJobs;
+  if (!allowed("GetQueueStats")) return;
   void refresh();
   window.setInterval(() => void refresh(), REFRESH_MS);
 }
