@@ -150,8 +150,8 @@ function newRow(type: string): Row {
   const name = h("a", { href: "#jobs", title: "list its unfinished jobs" }, type);
   name.addEventListener("click", () => showJobs(type, JobStatus.UNSPECIFIED));
   row.appendChild(h("th", { scope: "row" }, name));
-  cells.state = h("td", { "data-testid": "state" });
-  row.appendChild(cells.state);
+  cells.state = h("span", { "data-testid": "state" });
+  row.appendChild(h("td", {}, cells.state));
   for (const count of COUNTS) {
     const cell = countCell(count, type);
     cells[count] = cell;
