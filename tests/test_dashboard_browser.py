@@ -21,7 +21,7 @@ from playwright.async_api import ConsoleMessage, Dialog, Page, Request, expect
 from redis.asyncio import Redis
 
 from jobqueue.client import Client
-from jobqueue.model import Job, JobStatus
+from jobqueue.model import EnqueueRequest, Job, JobStatus
 from jobqueue.settings import Settings
 from jobqueue.worker import PermanentError, Worker
 
@@ -37,6 +37,7 @@ pytestmark = needs_chromium
 # How long the page may take to show a change: its counts refresh every 2 s.
 SHOWN_MS = 20_000
 FAR_FUTURE_S = 3600
+BATCH = 40
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100
 
 
@@ -151,6 +152,11 @@ async def test_enqueue_watch_cancel_and_bulk_retry_from_the_page(
         await expect(email_row.get_by_test_id("state")).to_have_text("active")
         await expect(page.get_by_test_id("worker")).to_contain_text(emails.worker_id, timeout=SHOWN_MS)
 
+        # A batch: the counts follow, and the throughput chart has something to show.
+        async with Client(api) as client:
+            await client.enqueue_many([EnqueueRequest("email", f"batch {i}".encode()) for i in range(BATCH)])
+        await expect(queue_count(page, "email", "completed")).to_have_text(str(1 + BATCH), timeout=SHOWN_MS)
+
         # Dead letters: jobs whose handler fails for good.
         async def refuse(job: Job) -> None:
             raise PermanentError("disk full")
@@ -198,10 +204,12 @@ async def test_enqueue_watch_cancel_and_bulk_retry_from_the_page(
         # The totals, and a chart line per type.
         total = page.get_by_test_id("queue-total")
         await expect(total.get_by_test_id("count-pending")).to_have_text("3")
-        await expect(total.get_by_test_id("count-completed")).to_have_text("1")
+        await expect(total.get_by_test_id("count-completed")).to_have_text(str(1 + BATCH))
         await expect(total.get_by_test_id("count-workers")).to_have_text("1")
         await expect(email_row.get_by_test_id("throughput")).to_have_text(re.compile(r"^\d+/min"))
-        await expect(email_row.locator("svg.sparkline rect")).to_have_count(1)  # this hour's completion
+        await expect(
+            email_row.locator("svg.sparkline rect").first
+        ).to_be_attached()  # this hour's completions
         legend = page.get_by_test_id("chart-depth").locator("li")
         await expect(legend.filter(has_text="reports:")).to_have_text("reports: 3 pending", timeout=SHOWN_MS)
         await expect(legend.filter(has_text="email:")).to_have_text("email: 0 pending")
