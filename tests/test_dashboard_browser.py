@@ -111,7 +111,7 @@ async def enqueue_in_form(page: Page, job_type: str, payload: str = "", delay_s:
     return job_id
 
 
-async def test_enqueue_watch_cancel_and_bulk_retry_from_the_page(
+async def test_enqueue_watch_cancel_retry_and_bulk_retry_from_the_page(
     page: Page, own: Harness, worker_settings: Settings, api: str, tmp_path: Path
 ) -> None:
     await expect(page.get_by_test_id("whoami")).to_have_text("role: admin (auth off)")
@@ -152,10 +152,17 @@ async def test_enqueue_watch_cancel_and_bulk_retry_from_the_page(
         await expect(email_row.get_by_test_id("state")).to_have_text("active")
         await expect(page.get_by_test_id("worker")).to_contain_text(emails.worker_id, timeout=SHOWN_MS)
 
+        # Retried with the button, it runs now, and the page follows it to its end.
+        await page.get_by_test_id("job-retry").click()
+        await expect(page.get_by_test_id("job-status")).to_have_text("COMPLETED", timeout=SHOWN_MS)
+        await eventually(status_is(own, later, JobStatus.COMPLETED), what="the retried job completed")
+        await expect(queue_count(page, "email", "cancelled")).to_have_text("0", timeout=SHOWN_MS)
+
         # A batch: the counts follow, and the throughput chart has something to show.
         async with Client(api) as client:
             await client.enqueue_many([EnqueueRequest("email", f"batch {i}".encode()) for i in range(BATCH)])
-        await expect(queue_count(page, "email", "completed")).to_have_text(str(1 + BATCH), timeout=SHOWN_MS)
+        completed = str(2 + BATCH)
+        await expect(queue_count(page, "email", "completed")).to_have_text(completed, timeout=SHOWN_MS)
 
         # Dead letters: jobs whose handler fails for good.
         async def refuse(job: Job) -> None:
@@ -204,7 +211,7 @@ async def test_enqueue_watch_cancel_and_bulk_retry_from_the_page(
         # The totals, and a chart line per type.
         total = page.get_by_test_id("queue-total")
         await expect(total.get_by_test_id("count-pending")).to_have_text("3")
-        await expect(total.get_by_test_id("count-completed")).to_have_text(str(1 + BATCH))
+        await expect(total.get_by_test_id("count-completed")).to_have_text(completed)
         await expect(total.get_by_test_id("count-workers")).to_have_text("1")
         await expect(email_row.get_by_test_id("throughput")).to_have_text(re.compile(r"^\d+/min"))
         await expect(
