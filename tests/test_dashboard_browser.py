@@ -324,3 +324,37 @@ async def test_a_token_kept_for_the_session_goes_with_every_call_until_sign_out(
     await calls_noted(3)
     assert set(sent) == {None}, sent
     await tab.close()
+
+
+SET_HIDDEN = """(hidden) => {
+  Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+async def test_a_hidden_tab_lets_go_of_its_streams_and_takes_them_again_when_shown(page: Page) -> None:
+    # A browser opens at most six HTTP/1.1 connections to a server for all its tabs:
+    # background tabs holding streams would leave none for the one in front.
+    started: list[str] = []
+    ended: list[str] = []
+    page.on("request", lambda request: started.append(request.url.rsplit("/", 1)[1]))
+    page.on("requestfailed", lambda request: ended.append(request.url.rsplit("/", 1)[1]))
+    page.on("requestfinished", lambda request: ended.append(request.url.rsplit("/", 1)[1]))
+    await enqueue_in_form(page, "hidden-tab", delay_s=FAR_FUTURE_S)  # watched while it waits
+
+    async def count(calls: list[str], method: str, at_least: int) -> None:
+        async def enough() -> bool:
+            return calls.count(method) >= at_least
+
+        await eventually(enough, timeout=SHOWN_MS / 1000, what=f"{at_least} {method} in {calls}")
+
+    await count(started, "WatchJob", 1)
+    assert ended.count("WatchJobs") == ended.count("WatchJob") == 0
+    watches = started.count("WatchJobs")
+    await page.evaluate(SET_HIDDEN, True)
+    await count(ended, "WatchJobs", 1)
+    await count(ended, "WatchJob", 1)
+    await page.evaluate(SET_HIDDEN, False)
+    await count(started, "WatchJobs", watches + 1)
+    await count(started, "WatchJob", 2)
+    await expect(page.get_by_test_id("job-status")).to_have_text("PENDING")

@@ -7,6 +7,7 @@ import { api, isConnectError } from "./api";
 import { byId, duration, h, replaceChildren, statusBadge, statusName, time } from "./dom";
 import { JobStatus, type Job, type JobEvent } from "./gen/mpataki/jobqueue/v1/jobqueue_pb";
 import { attempt, showError, showInfo } from "./notices";
+import { onShown } from "./visibility";
 
 type PayloadView = "text" | "hex" | "json";
 
@@ -186,5 +187,12 @@ export function startJob(): void {
     if (match?.[1] !== undefined && match[1] !== shown?.id) void openJob(match[1]);
   };
   window.addEventListener("hashchange", fromHash);
+  // A hidden tab holds no stream (visibility.ts); the job is read again when it shows.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) watch?.abort();
+  });
+  onShown(() => {
+    if (shown !== null) startWatch(shown.id);
+  });
   fromHash();
 }

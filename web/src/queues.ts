@@ -7,6 +7,7 @@ import { drawChart, sparkline, type Series } from "./charts";
 import { byId, duration, h, replaceChildren, throttle, time } from "./dom";
 import { JobStatus, type QueueStats } from "./gen/mpataki/jobqueue/v1/jobqueue_pb";
 import { attempt, showError, showInfo } from "./notices";
+import { onShown } from "./visibility";
 
 const REFRESH_MS = 2_000;
 // After a job event: soon, but not for each event of a busy queue.
@@ -261,5 +262,8 @@ export function startQueues(onShowJobs: ShowJobs): void {
   showJobs = onShowJobs;
   if (!allowed("GetQueueStats")) return;
   void refresh();
-  window.setInterval(() => void refresh(), REFRESH_MS);
+  window.setInterval(() => {
+    if (!document.hidden) void refresh();
+  }, REFRESH_MS);
+  onShown(() => void refresh());
 }
