@@ -49,7 +49,7 @@ function label(value: number): string {
 export function drawChart(
   container: HTMLElement,
   series: Series[],
-  options: { windowMs: number; now: number; unit: string },
+  options: { windowMs: number; now: number; unit: string; empty: string },
 ): void {
   // The busiest lines, when there are more types than colours.
   const peak = (s: Series): number => Math.max(0, ...s.points.map(([, v]) => v));
@@ -87,7 +87,7 @@ export function drawChart(
     swatch.appendChild(svg("rect", { width: 10, height: 10, fill: colourOf(line.name) }));
     legend.appendChild(h("li", {}, swatch, ` ${line.name}: ${label(last)} ${options.unit}`));
   }
-  if (shown.length === 0) legend.appendChild(h("li", { class: "muted" }, "no queues yet"));
+  if (shown.length === 0) legend.appendChild(h("li", { class: "muted" }, options.empty));
   replaceChildren(container, chart, legend);
 }
 

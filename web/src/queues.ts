@@ -100,8 +100,9 @@ function seriesOf(pick: (s: Sample) => Map<string, number>): Series[] {
 function drawCharts(now: number): void {
   const [shortest, longest] = CHART_WINDOW_MS;
   const windowMs = Math.min(longest, Math.max(shortest, now - (samples[0]?.at ?? now)));
-  drawChart(byId("chart-throughput"), seriesOf((s) => s.rate), { windowMs, now, unit: "jobs/s" });
-  drawChart(byId("chart-depth"), seriesOf((s) => s.depth), { windowMs, now, unit: "pending" });
+  const empty = samples.length < 2 ? "measured from the second read of the counts" : "no queues yet";
+  drawChart(byId("chart-throughput"), seriesOf((s) => s.rate), { windowMs, now, unit: "jobs/s", empty });
+  drawChart(byId("chart-depth"), seriesOf((s) => s.depth), { windowMs, now, unit: "pending", empty: "no queues yet" });
 }
 
 // Jobs finished in the last 60 s, estimated from the per-minute counts: the current
