@@ -36,6 +36,7 @@ pytestmark = needs_chromium
 
 # How long the page may take to show a change: its counts refresh every 2 s.
 SHOWN_MS = 20_000
+expect.set_options(timeout=SHOWN_MS)  # for every expect() of the module (only these tests use it)
 FAR_FUTURE_S = 3600
 BATCH = 40
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100
@@ -88,7 +89,7 @@ async def page(tmp_path: Path, api: str, problems: list[str]) -> AsyncIterator[P
         page.on("console", on_console)
         page.on("pageerror", lambda error: problems.append(str(error)))
         await page.goto(f"{api}/")
-        await expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=SHOWN_MS)
+        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
         yield page
         assert not problems, problems
 
@@ -104,10 +105,10 @@ async def enqueue_in_form(page: Page, job_type: str, payload: str = "", delay_s:
     await page.get_by_test_id("enqueue-delay").fill("" if delay_s is None else str(delay_s))
     previous = await page.get_by_test_id("enqueued-id").text_content()
     await page.get_by_test_id("enqueue-submit").click()
-    await expect(page.get_by_test_id("enqueued-id")).not_to_have_text(previous or "", timeout=SHOWN_MS)
+    await expect(page.get_by_test_id("enqueued-id")).not_to_have_text(previous or "")
     job_id = await page.get_by_test_id("enqueued-id").text_content()
     assert job_id is not None
-    await expect(page.get_by_test_id("job-id")).to_have_text(job_id, timeout=SHOWN_MS)
+    await expect(page.get_by_test_id("job-id")).to_have_text(job_id)
     return job_id
 
 
@@ -124,7 +125,7 @@ async def test_enqueue_watch_cancel_retry_and_bulk_retry_from_the_page(
     async with running(emails):
         # Enqueued through the form, it completes live in the page (WatchJob).
         done = await enqueue_in_form(page, "email", '{"to": "ada@example.com", "n": 1}')
-        await expect(page.get_by_test_id("job-status")).to_have_text("COMPLETED", timeout=SHOWN_MS)
+        await expect(page.get_by_test_id("job-status")).to_have_text("COMPLETED")
         assert (await own.get(done)).status is JobStatus.COMPLETED
         await expect(page.get_by_test_id("job-attempts")).to_have_text("1 of 3")
         await expect(page.get_by_test_id("job-worker")).to_have_text(emails.worker_id)
@@ -140,29 +141,29 @@ async def test_enqueue_watch_cancel_retry_and_bulk_retry_from_the_page(
         later = await enqueue_in_form(page, "email", "later", delay_s=FAR_FUTURE_S)
         await expect(page.get_by_test_id("job-status")).to_have_text("PENDING")
         await page.get_by_test_id("job-cancel").click()
-        await expect(page.get_by_test_id("job-status")).to_have_text("CANCELLED", timeout=SHOWN_MS)
+        await expect(page.get_by_test_id("job-status")).to_have_text("CANCELLED")
         await expect(page.get_by_test_id("job-cancel")).to_be_hidden()
         await expect(page.get_by_test_id("job-retry")).to_be_visible()
         await eventually(status_is(own, later, JobStatus.CANCELLED), what="the cancel stored")
 
         email_row = page.get_by_test_id("queue-email")
-        await expect(queue_count(page, "email", "completed")).to_have_text("1", timeout=SHOWN_MS)
-        await expect(queue_count(page, "email", "cancelled")).to_have_text("1", timeout=SHOWN_MS)
-        await expect(queue_count(page, "email", "workers")).to_have_text("1", timeout=SHOWN_MS)
+        await expect(queue_count(page, "email", "completed")).to_have_text("1")
+        await expect(queue_count(page, "email", "cancelled")).to_have_text("1")
+        await expect(queue_count(page, "email", "workers")).to_have_text("1")
         await expect(email_row.get_by_test_id("state")).to_have_text("active")
-        await expect(page.get_by_test_id("worker")).to_contain_text(emails.worker_id, timeout=SHOWN_MS)
+        await expect(page.get_by_test_id("worker")).to_contain_text(emails.worker_id)
 
         # Retried with the button, it runs now, and the page follows it to its end.
         await page.get_by_test_id("job-retry").click()
-        await expect(page.get_by_test_id("job-status")).to_have_text("COMPLETED", timeout=SHOWN_MS)
+        await expect(page.get_by_test_id("job-status")).to_have_text("COMPLETED")
         await eventually(status_is(own, later, JobStatus.COMPLETED), what="the retried job completed")
-        await expect(queue_count(page, "email", "cancelled")).to_have_text("0", timeout=SHOWN_MS)
+        await expect(queue_count(page, "email", "cancelled")).to_have_text("0")
 
         # A batch: the counts follow, and the throughput chart has something to show.
         async with Client(api) as client:
             await client.enqueue_many([EnqueueRequest("email", f"batch {i}".encode()) for i in range(BATCH)])
         completed = str(2 + BATCH)
-        await expect(queue_count(page, "email", "completed")).to_have_text(completed, timeout=SHOWN_MS)
+        await expect(queue_count(page, "email", "completed")).to_have_text(completed)
 
         # Dead letters: jobs whose handler fails for good.
         async def refuse(job: Job) -> None:
@@ -175,7 +176,7 @@ async def test_enqueue_watch_cancel_retry_and_bulk_retry_from_the_page(
             dead = [await client.enqueue("reports", f"report {i}") for i in range(3)]
             for job in dead:
                 await eventually(status_is(own, job.id, JobStatus.FAILED), what="a dead letter")
-        await expect(queue_count(page, "reports", "failed")).to_have_text("3", timeout=SHOWN_MS)
+        await expect(queue_count(page, "reports", "failed")).to_have_text("3")
 
         # Listed by the error filter...
         await page.get_by_test_id("filter-type").fill("reports")
@@ -183,11 +184,11 @@ async def test_enqueue_watch_cancel_retry_and_bulk_retry_from_the_page(
         await page.get_by_test_id("filter-error").fill("disk")
         await page.get_by_test_id("filter-apply").click()
         rows = page.get_by_test_id("job-row")
-        await expect(rows).to_have_count(3, timeout=SHOWN_MS)
+        await expect(rows).to_have_count(3)
         await expect(rows.first).to_contain_text("disk full")
         await page.get_by_test_id("filter-error").fill("no such error")
         await page.get_by_test_id("filter-apply").click()
-        await expect(rows).to_have_count(0, timeout=SHOWN_MS)
+        await expect(rows).to_have_count(0)
 
         # ... then retried in bulk, after the confirm.
         confirms: list[str] = []
@@ -198,8 +199,8 @@ async def test_enqueue_watch_cancel_retry_and_bulk_retry_from_the_page(
 
         page.on("dialog", accept)
         await page.get_by_test_id("retry-dead-reports").click()
-        await expect(queue_count(page, "reports", "failed")).to_have_text("0", timeout=SHOWN_MS)
-        await expect(queue_count(page, "reports", "pending")).to_have_text("3", timeout=SHOWN_MS)
+        await expect(queue_count(page, "reports", "failed")).to_have_text("0")
+        await expect(queue_count(page, "reports", "pending")).to_have_text("3")
         assert confirms == ["Retry the 3 dead letters (FAILED jobs) of reports?"]
         for job in dead:
             assert (await own.get(job.id)).status is JobStatus.PENDING
@@ -218,7 +219,7 @@ async def test_enqueue_watch_cancel_retry_and_bulk_retry_from_the_page(
             email_row.locator("svg.sparkline rect").first
         ).to_be_attached()  # this hour's completions
         legend = page.get_by_test_id("chart-depth").locator("li")
-        await expect(legend.filter(has_text="reports:")).to_have_text("reports: 3 pending", timeout=SHOWN_MS)
+        await expect(legend.filter(has_text="reports:")).to_have_text("reports: 3 pending")
         await expect(legend.filter(has_text="email:")).to_have_text("email: 0 pending")
         await expect(page.get_by_test_id("notice-error")).to_have_count(0)
 
@@ -231,15 +232,15 @@ async def test_pause_and_resume_from_the_page(page: Page, own: Harness, api: str
     async with Client(api) as client:
         await client.enqueue("paused-type", "x", execution_time_ms=FAR_FUTURE_MS)
     row = page.get_by_test_id("queue-paused-type")
-    await expect(row.get_by_test_id("state")).to_have_text("active", timeout=SHOWN_MS)
+    await expect(row.get_by_test_id("state")).to_have_text("active")
     await expect(page.get_by_test_id("resume-paused-type")).to_be_hidden()
     await page.get_by_test_id("pause-paused-type").click()
-    await expect(row.get_by_test_id("state")).to_have_text("paused", timeout=SHOWN_MS)
+    await expect(row.get_by_test_id("state")).to_have_text("paused")
     await expect(page.get_by_test_id("pause-paused-type")).to_be_hidden()
     async with Client(api) as client:
         assert (await client.stats("paused-type")).queues[0].paused
     await page.get_by_test_id("resume-paused-type").click()
-    await expect(row.get_by_test_id("state")).to_have_text("active", timeout=SHOWN_MS)
+    await expect(row.get_by_test_id("state")).to_have_text("active")
     async with Client(api) as client:
         assert not (await client.stats("paused-type")).queues[0].paused
 
@@ -253,26 +254,24 @@ async def test_jobs_come_a_page_at_a_time(page: Page, api: str) -> None:
     await page.get_by_test_id("filter-order").select_option("2")  # oldest first
     await page.get_by_test_id("filter-apply").click()
     rows = page.get_by_test_id("job-row")
-    await expect(rows).to_have_count(20, timeout=SHOWN_MS)
+    await expect(rows).to_have_count(20)
     await expect(page.get_by_test_id("jobs-prev")).to_be_disabled()
     await page.get_by_test_id("jobs-next").click()
-    await expect(rows).to_have_count(5, timeout=SHOWN_MS)
+    await expect(rows).to_have_count(5)
     await expect(page.get_by_test_id("jobs-page")).to_have_text("page 2")
     await expect(page.get_by_test_id("jobs-next")).to_be_disabled()
     await page.get_by_test_id("jobs-prev").click()
-    await expect(rows).to_have_count(20, timeout=SHOWN_MS)
+    await expect(rows).to_have_count(20)
     # A row opens the job's detail.
     await rows.first.get_by_test_id("job-link").click()
-    await expect(page.get_by_test_id("job-payload")).to_have_text("0", timeout=SHOWN_MS)
+    await expect(page.get_by_test_id("job-payload")).to_have_text("0")
 
 
 async def test_an_error_shows_its_connect_code_and_message(page: Page, problems: list[str]) -> None:
     await page.get_by_test_id("enqueue-type").fill("no spaces allowed")
     await page.get_by_test_id("enqueue-submit").click()
     error = page.get_by_test_id("notice-error").locator("span")
-    await expect(error).to_have_text(
-        re.compile(r"^EnqueueJob: invalid_argument: .*\btype\b"), timeout=SHOWN_MS
-    )
+    await expect(error).to_have_text(re.compile(r"^EnqueueJob: invalid_argument: .*\btype\b"))
     # Chromium logs the refused call (Connect answers invalid_argument as HTTP 400).
     assert problems == ["Failed to load resource: the server responded with a status of 400 ()"]
     problems.clear()
@@ -309,15 +308,15 @@ async def test_a_token_kept_for_the_session_goes_with_every_call_until_sign_out(
 
     tab.on("request", note)
     await tab.goto(f"{api}/")
-    await expect(tab.locator("body")).to_have_attribute("data-ready", "true", timeout=SHOWN_MS)
+    await expect(tab.locator("body")).to_have_attribute("data-ready", "true")
     await expect(tab.get_by_test_id("sign-out")).to_be_visible()
     await expect(tab.get_by_test_id("token-form")).to_be_hidden()
     await calls_noted(4)  # WhoAmI, GetQueueStats, ListJobs, WatchJobs...
     assert set(sent) == {"Bearer s3cret"}, sent
 
     await tab.get_by_test_id("sign-out").click()
-    await expect(tab.get_by_test_id("sign-out")).to_be_hidden(timeout=SHOWN_MS)
-    await expect(tab.locator("body")).to_have_attribute("data-ready", "true", timeout=SHOWN_MS)
+    await expect(tab.get_by_test_id("sign-out")).to_be_hidden()
+    await expect(tab.locator("body")).to_have_attribute("data-ready", "true")
     assert await tab.evaluate("sessionStorage.getItem('jobqueue.token')") is None
     # The calls of the reloaded page, every 2 s: none carries a token.
     sent.clear()
