@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -58,7 +59,7 @@ class StaticFile:
 
 def load_files() -> dict[str, StaticFile]:
     folder = resources.files("jobqueue").joinpath("dashboard")
-    files = {}
+    files: dict[str, StaticFile] = {}
     for name, content_type in CONTENT_TYPES.items():
         body = folder.joinpath(name).read_bytes()
         # mtime=0: the same bytes every time, like the ETag, which names the uncompressed body.
@@ -69,21 +70,19 @@ def load_files() -> dict[str, StaticFile]:
 
 
 class _Files:
-    """Serves the file a request names: `name_of` maps the path to a name (None: unknown)."""
+    """Serves the file `name_of` finds for a request's path (None: an unknown path)."""
 
-    def __init__(self, path: str, files: dict[str, StaticFile]) -> None:
+    def __init__(self, path: str, files: dict[str, StaticFile], name_of: Callable[[str], str | None]) -> None:
         self._path = path
         self._files = files
+        self._name_of = name_of
 
     @property
     def path(self) -> str:
         return self._path
 
-    def name_of(self, path: str) -> str | None:
-        raise NotImplementedError
-
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        name = self.name_of(scope.get("path", ""))
+        name = self._name_of(scope.get("path", ""))
         found = self._files.get(name) if name is not None else None
         if found is None:
             await _not_found(send)  # as for any unknown path
@@ -106,21 +105,19 @@ class _Files:
         await _answer(send, 200, headers, body, head=method == "HEAD")
 
 
-class _Page(_Files):
-    def name_of(self, path: str) -> str | None:
-        return PAGE if path == "/" else None
+def _page_name(path: str) -> str | None:
+    return PAGE if path == "/" else None
 
 
-class _Assets(_Files):
-    def name_of(self, path: str) -> str | None:
-        name = path.removeprefix(ASSETS_PATH + "/")
-        return name if name != PAGE else None
+def _asset_name(path: str) -> str | None:
+    name = path.removeprefix(ASSETS_PATH + "/")
+    return name if name != PAGE else None
 
 
 def dashboard_apps() -> list[ServiceApp]:
     """The router's apps for the page (path `/`) and its assets (under `/assets/`)."""
     files = load_files()
-    return [_Page("", files), _Assets(ASSETS_PATH, files)]
+    return [_Files("", files, _page_name), _Files(ASSETS_PATH, files, _asset_name)]
 
 
 def _matches(etag: bytes, if_none_match: bytes) -> bool:
