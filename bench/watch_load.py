@@ -2,7 +2,7 @@
 """What watchers cost a drain: S1-style drains with 0 and N WatchJobs watchers, alternating.
 
     python bench/watch_load.py [--watchers 100] [--jobs 20000] [--rounds 3] [--server-nice N]
-                               [--redis-url URL]
+                               [--max-batch N] [--redis-url URL]
 
 Starts a Redis of its own (or uses a loopback one) and a `jobqueue server`; in
 each round it drains `--jobs` no-op jobs with `bench/drain_once.py` (one worker
@@ -15,7 +15,9 @@ is), Redis' and the server's CPU seconds, and how many bytes of events the
 watchers got. With --server-nice the server runs at that niceness: on a machine
 with fewer cores than Redis, the worker and the server need, the server's
 fan-out (a message per event per watcher) then takes only CPU the drain leaves,
-as a server on a machine of its own would. Loopback Redis only; bounded in time.
+as a server on a machine of its own would. With --max-batch the watchers ask for
+up to N events a message (WatchJobs' max_batch, as the Python client does).
+Loopback Redis only; bounded in time.
 """
 
 from __future__ import annotations
@@ -80,9 +82,9 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float
 
 
 @contextlib.contextmanager
-def watchers(url: str, count: int, out_dir: Path, limit_s: float) -> Iterator[list[Path]]:
+def watchers(url: str, count: int, out_dir: Path, limit_s: float, max_batch: int) -> Iterator[list[Path]]:
     """`count` curl processes streaming WatchJobs for JOB_TYPE, each once it has its first message."""
-    body = json.dumps({"type": JOB_TYPE}).encode()
+    body = json.dumps({"type": JOB_TYPE, "maxBatch": max_batch}).encode()
     request = struct.pack(">BI", 0, len(body)) + body
     outputs = [out_dir / f"watcher{i}.out" for i in range(count)]
     processes = []
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace, redis_url: str) -> dict[str, object]:
             for count in order:
                 cpu_before, redis_before = cpu_seconds(pid), redis_cpu_s(client)
                 if count:
-                    with watchers(url, count, work, limit_s=900) as outputs:
+                    with watchers(url, count, work, limit_s=900, max_batch=args.max_batch) as outputs:
                         before = xread_calls(client)
                         rate = drain(redis_url, args.jobs)
                         xreads.append(xread_calls(client) - before)
@@ -185,6 +187,7 @@ def run(args: argparse.Namespace, redis_url: str) -> dict[str, object]:
         "watched_over_unwatched": round(watched / unwatched, 3),
         "xread_calls_per_watched_drain": xreads,
         "server_nice": args.server_nice,
+        "max_batch": args.max_batch,
         "server_cpu_s": {str(k): [round(s, 1) for s in v] for k, v in server_cpu.items()},
         "redis_cpu_s": {str(k): [round(s, 2) for s in v] for k, v in redis_cpu.items()},
         "median_bytes_a_watcher_got": received,
@@ -197,6 +200,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--server-nice", type=int, default=0, help="the server's niceness (0-19)")
+    parser.add_argument("--max-batch", type=int, default=0, help="events a message, at most (0: one)")
     parser.add_argument("--redis-url", help="a loopback Redis (default: one of its own)")
     args = parser.parse_args()
     if args.redis_url:

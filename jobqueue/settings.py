@@ -66,6 +66,13 @@ class Settings:
     # here) overrides it.
     max_depth: int = 0
     max_depth_by_type: tuple[tuple[str, int], ...] = ()
+    # Auth (docs/security.md). A file of token hashes (`ROLE sha256:HEX` lines): the
+    # API then needs a bearer token, and a role to call each method. Empty: auth
+    # off, every caller may call every method.
+    auth_tokens_file: str = ""
+    # With auth on, whether gRPC reflection answers without a token (True: it
+    # describes only the public API) or needs a valid one of any role.
+    auth_reflection_open: bool = True
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:

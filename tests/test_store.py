@@ -234,7 +234,7 @@ async def test_heartbeat_extends_held_leases_and_reports_lost_ones(
     second = await start(store, blocking, lease_ms=1_000)
     await store.cancel(second.id)
     held = [(first.id, first.lease_token), (second.id, second.lease_token)]
-    assert await store.transitions.heartbeat("t", "w1", held, 60_000, LIVENESS_MS) == [
+    assert (await store.transitions.heartbeat("t", "w1", held, 60_000, LIVENESS_MS)).lost == [
         (second.id, JobStatus.CANCELLED)
     ]
     lease = await store.redis.zscore(store.keys.queue("t").leases, first.id)
@@ -243,10 +243,10 @@ async def test_heartbeat_extends_held_leases_and_reports_lost_ones(
     assert await store.redis.smembers(queue.held("w1")) == {first.id.encode()}  # the lost one left
     alive_until = await store.redis.zscore(queue.workers, "w1")
     assert alive_until is not None and alive_until > first.started_at + LIVENESS_MS - 1000
-    assert await store.transitions.heartbeat(
-        "t", "w1", [(first.id, first.lease_token + 1)], 60_000, LIVENESS_MS
-    ) == [(first.id, JobStatus.RUNNING)]
-    assert await store.transitions.heartbeat("t", "w1", [], 1, LIVENESS_MS) == []
+    assert (
+        await store.transitions.heartbeat("t", "w1", [(first.id, first.lease_token + 1)], 60_000, LIVENESS_MS)
+    ).lost == [(first.id, JobStatus.RUNNING)]
+    assert (await store.transitions.heartbeat("t", "w1", [], 1, LIVENESS_MS)).lost == []
 
 
 async def test_complete_sets_retention_and_clears_the_lease(store: Harness, blocking: OwnConnection) -> None:
@@ -377,9 +377,11 @@ async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(
         assert (await store.get(job_id)).status is JobStatus.CANCELLED
         if isinstance(claimed, Job):  # the claim won: the run is fenced off
             assert await store.complete(claimed) != OK
-            assert await store.transitions.heartbeat(
-                "t", "w", [(job_id, claimed.lease_token)], LEASE_MS, LIVENESS_MS
-            ) == [(job_id, JobStatus.CANCELLED)]
+            assert (
+                await store.transitions.heartbeat(
+                    "t", "w", [(job_id, claimed.lease_token)], LEASE_MS, LIVENESS_MS
+                )
+            ).lost == [(job_id, JobStatus.CANCELLED)]
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
 
 
@@ -419,9 +421,9 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced_off(
     assert await store.complete(old) == Result(Outcome.STALE, JobStatus.RUNNING)
     assert await store.transitions.fail(old, "late", None) == Result(Outcome.STALE, JobStatus.RUNNING)
     assert await store.transitions.release(old) == Result(Outcome.STALE, JobStatus.RUNNING)
-    assert await store.transitions.heartbeat(
-        "t", "w1", [(old.id, old.lease_token)], LEASE_MS, LIVENESS_MS
-    ) == [(old.id, JobStatus.RUNNING)]
+    assert (
+        await store.transitions.heartbeat("t", "w1", [(old.id, old.lease_token)], LEASE_MS, LIVENESS_MS)
+    ).lost == [(old.id, JobStatus.RUNNING)]
     assert await store.complete(new) == OK
 
 

@@ -153,6 +153,14 @@ class Streamer:
                 events.append(event | {"gap": message.get("gap", False)})
         return events
 
+    def messages(self) -> list[dict[str, Any]]:
+        """The messages received, a message sent again (a keepalive) once."""
+        if self.kind == "grpc":
+            messages = json_documents(self.output().decode())
+        else:
+            messages = [json.loads(data) for flags, data in frames(self.output()) if flags == 0]
+        return [m for i, m in enumerate(messages) if i == 0 or m != messages[i - 1]]
+
     def end(self) -> dict[str, Any]:
         """A Connect stream's end-of-stream message."""
         flags, data = frames(self.output())[-1]
@@ -294,6 +302,45 @@ async def test_watch_jobs_of_a_type_through_grpcurl_and_curl(
         assert other.id not in {e["id"] for e in events}
 
 
+async def test_watch_jobs_sends_batches_of_up_to_max_batch_events(
+    server_url: str, client: SyncClient, streamers: list[Streamer], tmp_path: Path
+) -> None:
+    request = {"type": "batched", "maxBatch": "20"}
+    watches = [
+        await stream(kind, server_url, WATCH_JOBS, request, tmp_path / kind, max_time_s=30)
+        for kind in ("grpc", "connect-http1")
+    ]
+    streamers.extend(watches)
+    for watch in watches:
+        await started(watch)
+    jobs = client.enqueue_many(_requests("batched", 50))  # one entry of 50 events
+
+    async def sent(watch: Streamer, count: int) -> list[dict[str, Any]]:
+        async def enough() -> list[dict[str, Any]] | None:
+            messages = watch.messages()[1:]
+            return messages if sum(len(m.get("events", ())) for m in messages) >= count else None
+
+        found: list[dict[str, Any]] = await eventually(enough, timeout=20, what=f"{watch.kind}: {count}")
+        return found
+
+    for watch in watches:
+        assert [len(m["events"]) for m in await sent(watch, 50)] == [20, 20, 10], watch.kind
+    client.cancel(jobs[7].id)
+    for watch in watches:
+        messages = await sent(watch, 51)
+        assert [len(m["events"]) for m in messages] == [20, 20, 10, 1], watch.kind
+        assert not any("event" in m for m in messages)
+        events = [e for m in messages for e in m["events"]]
+        assert [(e["id"], e["status"]) for e in events] == [
+            *((j.id, "JOB_STATUS_PENDING") for j in jobs),
+            (jobs[7].id, "JOB_STATUS_CANCELLED"),
+        ]
+        assert len({e["cursor"] for e in events}) == 51
+    # Resuming from an event inside a batch starts right after it.
+    with client.watch_jobs("batched", cursor=events[30]["cursor"]) as resumed:
+        assert [next(resumed).id for _ in range(3)] == [j.id for j in jobs[31:34]]
+
+
 # -- the Python clients ------------------------------------------------------------------------
 
 
@@ -400,6 +447,8 @@ BAD = [
     Bad(WATCH_JOBS, {"type": "no spaces"}, "InvalidArgument", "invalid_argument", "type: "),
     Bad(WATCH_JOBS, {"type": "t", "cursor": "0000:1-0.x"}, INVALID, "invalid_argument", "cursor: "),
     Bad(WATCH_JOBS, {"type": "t", "cursor": "ffff:1-0"}, INVALID, "invalid_argument", "cursor: "),
+    Bad(WATCH_JOBS, {"type": "t", "maxBatch": "1001"}, INVALID, "invalid_argument", "max_batch: "),
+    Bad(WATCH_JOBS, {"maxBatch": "-1"}, INVALID, "invalid_argument", "max_batch: "),
 ]
 
 

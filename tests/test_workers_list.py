@@ -101,3 +101,28 @@ async def test_an_entry_without_a_live_heartbeat_is_not_listed(store: Harness) -
     await store.redis.hset(store.keys.workers, "garbage", b"not json")
     assert await registry.live() == []
     assert await registry.live("ghost-type") == []
+
+
+async def test_a_stalled_worker_forgotten_by_the_reaper_is_listed_again_when_it_wakes(
+    store: Harness, spawn: Spawn
+) -> None:
+    """SIGSTOP past its liveness: the reaper forgets it; SIGCONT: its next beat finds it
+    forgotten and writes its entry again."""
+    process = spawn()  # tests/worker_apps.py: `sleepy`, liveness 1 s
+
+    async def listed() -> list[str]:
+        return [w.id for w in await store.store.registry.live("sleepy") if w.pid == process.pid]
+
+    [worker_id] = await eventually(listed, timeout=30, what="the worker listed")
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        reaper = store.reaper(["sleepy"])
+
+        async def forgotten() -> bool:
+            await reaper.reap_once()
+            return not await store.redis.hexists(store.keys.workers, worker_id)
+
+        await eventually(forgotten, timeout=30, what="the stalled worker forgotten")
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    assert await eventually(listed, timeout=30, what="the worker listed again") == [worker_id]

@@ -18,7 +18,7 @@ from ..settings import Settings
 from .exits import CommandFailed, ExitCode, call_failure, check_url
 from .job_table import job_table, page_json
 from .job_view import job_json, job_view, local_time
-from .parser import BULK_PER_CALL, call_timeout_from, log_level_from
+from .parser import BULK_PER_CALL, call_timeout_from, log_level_from, token_from
 from .queue_view import stats_json, stats_table, workers_json, workers_table
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         cors_origins=tuple(cors_origins) if cors_origins else None,
         cors_allow_headers=tuple(getattr(args, "cors_allow_headers", None) or ()) or None,  # server only
         cors_allow_credentials=getattr(args, "cors_allow_credentials", None),
+        auth_tokens_file=getattr(args, "auth_tokens_file", None),  # server only
     )
 
 
@@ -274,7 +275,7 @@ def _call(args: argparse.Namespace, request: Callable[[SyncClient], R]) -> R:
     from ..client import SyncClient  # noqa: PLC0415
 
     try:
-        with SyncClient(url, timeout_s=timeout_s) as client:
+        with SyncClient(url, timeout_s=timeout_s, token=token_from(args.token)) as client:
             return request(client)
     except ConnectError as exc:
         raise call_failure(exc, url, timeout_s) from None
@@ -297,8 +298,38 @@ def _watch(args: argparse.Namespace) -> int:
     url = check_url(args.url)
     timeout_s = call_timeout_from(args.call_timeout)
     return watch(
-        url, timeout_s, job_id=args.id, job_type=args.job_type or "", cursor=args.cursor, as_json=args.json
+        url,
+        timeout_s,
+        token_from(args.token),
+        job_id=args.id,
+        job_type=args.job_type or "",
+        cursor=args.cursor,
+        as_json=args.json,
     )
+
+
+def _whoami(args: argparse.Namespace) -> int:
+    caller = _call(args, lambda client: client.who_am_i())
+    if args.json:
+        print(json.dumps(dataclasses.asdict(caller) | {"methods": list(caller.methods)}, indent=2))
+    elif caller.auth_enabled:
+        print(f"role {caller.role}: {', '.join(caller.methods)}")
+    else:
+        print("auth is off on this server: every caller may call every method")
+    return ExitCode.OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    from ..auth import file_line, new_token  # noqa: PLC0415
+
+    token = new_token()
+    line = file_line(args.role, token)
+    if args.json:
+        print(json.dumps({"token": token, "role": args.role, "line": line}))
+    else:
+        print(f"token (shown once; give it to the client, e.g. as JOBQUEUE_TOKEN): {token}")
+        print(f"line to add to the server's tokens file: {line}")
+    return ExitCode.OK
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -316,4 +347,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "delete": _delete,
     "list": _list,
     "watch": _watch,
+    "whoami": _whoami,
+    "token": _token,
 }

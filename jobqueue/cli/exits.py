@@ -42,6 +42,7 @@ class CommandFailed(Exception):
 
 
 SET_URL = "set --url or JOBQUEUE_URL"
+SET_TOKEN = "set --token or JOBQUEUE_TOKEN (the server has auth on)"
 
 
 def check_url(url: str) -> str:
@@ -100,4 +101,6 @@ def _answered(error: ConnectError, url: str) -> CommandFailed:
             f"{url} answered, but not as a jobqueue server ({code}: {error.message}): {SET_URL}",
             ExitCode.REFUSED,
         )
+    if error.code is Code.UNAUTHENTICATED:  # the server has auth on
+        return CommandFailed(f"{code}: {error.message}: {SET_TOKEN}", ExitCode.REFUSED)
     return CommandFailed(f"{code}: {error.message}", ExitCode.REFUSED)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from ..auth.roles import ROLES
 from ..settings import DEFAULT_API_URL
 from .exits import EXIT_CODES_HELP, CommandFailed, ExitCode
 
@@ -117,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--cors-allow-credentials", action="store_true", default=None,
                         help="let browsers send credentials (cookies); needs listed origins, not '*' "
                         "(JOBQUEUE_CORS_ALLOW_CREDENTIALS)")  # fmt: skip
+    server.add_argument(
+        "--auth-tokens", dest="auth_tokens_file", metavar="FILE",
+        help="turn auth on: calls need a bearer token listed in FILE, one `ROLE sha256:HEX` a line "
+        "(`jobqueue token new` makes them; JOBQUEUE_AUTH_TOKENS_FILE; default: auth off)",
+    )  # fmt: skip
     _redis_option(server)
     _log_level_option(server)
 
@@ -242,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_options(watch, prints_a_job=False)
     watch.add_argument("--json", action="store_true", help="print each event as a JSON document, one a line")
+
+    whoami = _command(commands, "whoami", "show the role the token grants and the methods it may call")
+    _client_options(whoami, prints_a_job=False)
+    whoami.add_argument("--json", action="store_true", help="print the API's WhoAmI reply as JSON")
+    token = _command(
+        commands, "token", "make a token for a server with auth on (docs/security.md)",
+        epilog="`token new` prints the token (shown once: give it to the client, e.g. as JOBQUEUE_TOKEN) "
+        "and the line to add to the server's tokens file (only the token's hash: the file lets no "
+        "one call the API). The server reads the file again within a second of a change.",
+    )  # fmt: skip
+    token.add_argument("action", choices=("new",), help="new: make a token")
+    token.add_argument("--role", required=True, choices=ROLES, help="what the token may do")
+    token.add_argument("--json", action="store_true", help='print {"token", "role", "line"} as JSON')
     return parser
 
 
@@ -340,6 +359,10 @@ def _client_options(parser: argparse.ArgumentParser, *, prints_a_job: bool, quie
         help=f"the server's URL (JOBQUEUE_URL, default {DEFAULT_API_URL})",
     )  # fmt: skip
     parser.add_argument(
+        "--token", metavar="TOKEN",
+        help="the bearer token for a server with auth on (JOBQUEUE_TOKEN, safer: not shown by ps)",
+    )  # fmt: skip
+    parser.add_argument(
         "--call-timeout", type=parse_duration_s, metavar="DURATION",
         help=f"how long to wait for the server's answer (JOBQUEUE_CALL_TIMEOUT, default "
         f"{DEFAULT_CALL_TIMEOUT_S:g}s)",
@@ -383,6 +406,11 @@ def log_level_from(option: str | None) -> int:
 def call_timeout_from(option: float | None) -> float:
     """The --call-timeout option, else JOBQUEUE_CALL_TIMEOUT, else the default."""
     return _from_env(option, "JOBQUEUE_CALL_TIMEOUT", parse_duration_s, DEFAULT_CALL_TIMEOUT_S)
+
+
+def token_from(option: str | None) -> str | None:
+    """The --token option, else JOBQUEUE_TOKEN, else None (no token)."""
+    return option or os.environ.get("JOBQUEUE_TOKEN", "").strip() or None
 
 
 def _from_env(option: T | None, variable: str, parse: Callable[[str], T], default: T) -> T:

@@ -43,13 +43,20 @@ def event_json(event: WatchEvent) -> str:
 
 
 def watch(
-    url: str, timeout_s: float, *, job_id: str | None, job_type: str, cursor: str, as_json: bool
+    url: str,
+    timeout_s: float,
+    token: str | None,
+    *,
+    job_id: str | None,
+    job_type: str,
+    cursor: str,
+    as_json: bool,
 ) -> int:
     from connectrpc.errors import ConnectError  # noqa: PLC0415 - keeps --help fast
 
     from ..client import SyncClient  # noqa: PLC0415
 
-    with SyncClient(url, timeout_s=timeout_s) as client:
+    with SyncClient(url, timeout_s=timeout_s, token=token) as client:
         try:
             stream = client.watch_job(job_id, cursor) if job_id else client.watch_jobs(job_type, cursor)
         except ConnectError as exc:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
+from ..auth.roles import Caller
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
@@ -25,7 +26,7 @@ from ..settings import DEFAULT_API_URL
 from ..wire import job_id_text
 from .endpoint import no_answer
 from .sync_client import SyncClient
-from .watch import AsyncEventStream
+from .watch import AsyncEventStream, watch_jobs_request
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,8 +51,9 @@ class Client:
         timeout_s: float = 30.0,
         json: bool = False,
         max_concurrent_calls: int = 32,
+        token: str | None = None,
     ) -> None:
-        self._calls = SyncClient(url, timeout_s=timeout_s, json=json)
+        self._calls = SyncClient(url, timeout_s=timeout_s, json=json, token=token)
         self.url = self._calls.url
         self.timeout_s = timeout_s
         self._threads = ThreadPoolExecutor(max_concurrent_calls, thread_name_prefix="jobqueue-client")
@@ -122,13 +124,17 @@ class Client:
         """DeleteJobs (see SyncClient.delete_jobs)."""
         return await self._run(self._calls.delete_jobs, job_filter, limit, page_token)
 
+    async def who_am_i(self) -> Caller:
+        """WhoAmI: the role this client's token grants and the methods it may call."""
+        return await self._run(self._calls.who_am_i)
+
     async def watch_job(self, job_id: str, cursor: str = "") -> AsyncEventStream:
         """WatchJob (see SyncClient.watch_job): `async for event in await client.watch_job(id)`."""
         return await self._watch(pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor))
 
     async def watch_jobs(self, job_type: str = "", cursor: str = "") -> AsyncEventStream:
         """WatchJobs (see SyncClient.watch_jobs); `aclose()` (or `async with`) ends it."""
-        return await self._watch(pb.WatchJobsRequest(type=job_type, cursor=cursor))
+        return await self._watch(watch_jobs_request(job_type, cursor))
 
     async def _watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> AsyncEventStream:
         if self._closed:

@@ -19,6 +19,7 @@ from pyqwest import SyncHTTPTransport
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
+from ..auth.roles import Caller
 from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
@@ -34,8 +35,9 @@ from ..wire import (
     type_text,
     worker_from_proto,
 )
+from .bearer import BearerToken
 from .endpoint import ServerUnreachable, check_url, no_answer
-from .watch import ClosableResponse, EventStream
+from .watch import ClosableResponse, EventStream, watch_jobs_request
 
 REQ = TypeVar("REQ")
 RES = TypeVar("RES")
@@ -54,10 +56,20 @@ class SyncClient:
     has connections of its own, released by `close()` (or the `with` block).
     """
 
-    def __init__(self, url: str = DEFAULT_API_URL, *, timeout_s: float = 30.0, json: bool = False) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_API_URL,
+        *,
+        timeout_s: float = 30.0,
+        json: bool = False,
+        token: str | None = None,
+    ) -> None:
+        """`token`: the bearer token sent with every call, for a server with auth on
+        (docs/security.md); None sends none."""
         self.url = check_url(url)
         self.timeout_s = timeout_s
         self._json = json
+        self._interceptors = (BearerToken(token),) if token is not None else ()
         # A transport of its own rather than pyqwest's shared one: close() then
         # really closes its connections. One made here trusts no CA unless told
         # to, and loading the system's costs each client milliseconds: only for
@@ -69,6 +81,7 @@ class SyncClient:
             timeout_ms=int(timeout_s * 1000),
             codec=proto_json_codec() if json else None,
             http_client=HTTPClient(self._transport),
+            interceptors=self._interceptors,
         )
         self._closed = False
 
@@ -152,6 +165,11 @@ class SyncClient:
         )
         return BulkOutcome(reply.count, reply.next_page_token)
 
+    def who_am_i(self) -> Caller:
+        """WhoAmI: the role this client's token grants and the methods it may call."""
+        reply = self._call(self._client.who_am_i, pb.WhoAmIRequest())
+        return Caller(reply.auth_enabled, reply.role, tuple(reply.methods))
+
     def watch_job(self, job_id: str, cursor: str = "") -> EventStream:
         """WatchJob: the job's current state (or, with `cursor`, what followed it), then
         each change, until it reaches a final state. Iterate it; `close()` ends it.
@@ -162,7 +180,7 @@ class SyncClient:
     def watch_jobs(self, job_type: str = "", cursor: str = "") -> EventStream:
         """WatchJobs: every change of the type's jobs (every type's if empty) from now on
         (or after `cursor`): what happens once it has returned, until `close()`."""
-        return self._open_watch(pb.WatchJobsRequest(type=job_type, cursor=cursor)).start()
+        return self._open_watch(watch_jobs_request(job_type, cursor)).start()
 
     def _open_watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> EventStream:
         """A watch with no deadline, not started; its abort() works from any thread."""
@@ -170,7 +188,10 @@ class SyncClient:
             raise RuntimeError("the client is closed")
         http = ClosableResponse(HTTPClient(self._transport))
         client = JobServiceClientSync(
-            self.url, codec=proto_json_codec() if self._json else None, http_client=cast(HTTPClient, http)
+            self.url,
+            codec=proto_json_codec() if self._json else None,
+            http_client=cast(HTTPClient, http),
+            interceptors=self._interceptors,
         )
         if isinstance(request, pb.WatchJobRequest):
             responses: Iterator[Any] = client.watch_job(request)

@@ -4,12 +4,15 @@ The server's stream may send a message again (over HTTP/1.1 it repeats its last
 one while quiet, so that it notices a client that has gone: server/streams.py),
 and WatchJobs opens with its starting position, an event with only a cursor.
 Neither is an event: both only move `cursor`, which is always where to resume
-from (pass it back as `cursor=` to a new watch of the same jobs).
+from (pass it back as `cursor=` to a new watch of the same jobs). The clients
+ask WatchJobs for batches (`max_batch`): a busy queue's events come many to a
+message, and are handed out one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import threading
@@ -20,8 +23,16 @@ from typing import Any
 from connectrpc.errors import ConnectError
 from pyqwest import SyncClient as HTTPClient
 
+from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..store.job_events import JobChange
 from ..wire import job_change_from_proto
+
+# The most events a WatchJobs message brings the clients.
+BATCH = 500
+
+
+def watch_jobs_request(job_type: str, cursor: str) -> pb.WatchJobsRequest:
+    return pb.WatchJobsRequest(type=job_type, cursor=cursor, max_batch=BATCH)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +59,8 @@ class EventStream:
         self._aborted = False
         self.cursor = ""
         self._started: list[Any] = []
+        # A message's events not handed out yet, with whether events were lost before each.
+        self._batch: collections.deque[tuple[Any, bool]] = collections.deque()
 
     def start(self) -> EventStream:
         """Waits for the stream's first message: from then on no event is missed (a
@@ -73,7 +86,15 @@ class EventStream:
 
     def __next__(self) -> WatchEvent:
         while True:
+            if self._batch:
+                event, gap = self._batch.popleft()
+                self.cursor = event.cursor
+                return WatchEvent(**job_change_from_proto(event), cursor=event.cursor, gap=gap)
             response = self._started.pop() if self._started else self._receive()
+            if getattr(response, "events", None):  # WatchJobs, batched
+                if response.events[-1].cursor != self.cursor:  # else a repeat of the last message
+                    self._batch.extend((e, response.gap and i == 0) for i, e in enumerate(response.events))
+                continue
             event = response.event
             if event is None or event.cursor == self.cursor:
                 continue

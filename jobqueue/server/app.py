@@ -22,6 +22,7 @@ from .._gen.grpc.health.v1.health_connect import HealthASGIApplication
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
 from ..producer import Producer
+from .auth import Guard
 from .cors import CORSMiddleware
 from .dashboard import dashboard_apps
 from .edge import Edge
@@ -56,13 +57,14 @@ def create_app(
     # the limit is refused by the store with a message that names the field.
     read_max_bytes = settings.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
     descriptors = (jobqueue_pb.desc(), health_pb.desc())
-    jobs = JobServiceHandler(producer)
+    guard = Guard.from_settings(settings)  # bearer tokens (server/auth.py); health stays open
+    jobs = JobServiceHandler(producer, guard)
     # Health and reflection requests are a name or two: no need for connectrpc's 4 MiB.
     small: dict[str, Any] = {"read_max_bytes": _ENVELOPE_BYTES, "codecs": codecs()}
-    reflection = {**small, "interceptors": [StreamMessageLimit()]}
+    reflection = {**small, "interceptors": guard.reflection([StreamMessageLimit()])}
     router = Router([
         JobServiceASGIApplication(
-            jobs, interceptors=interceptors, read_max_bytes=read_max_bytes, codecs=codecs()
+            jobs, interceptors=guard.jobs(interceptors), read_max_bytes=read_max_bytes, codecs=codecs()
         ),
         HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors, **small),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
@@ -70,7 +72,7 @@ def create_app(
         *dashboard_apps(),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     refusals = ExplainedRefusals(router.route, max_payload_bytes=settings.max_payload_bytes)
-    app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=router.route)
+    app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=guard.paths(router.route))
     if settings.cors_origins:
         app = CORSMiddleware(
             app,

@@ -18,6 +18,7 @@ from ..process import configure_logging, run_until_stopped
 from ..settings import Settings
 from . import h2corn_log, hypercorn_guard
 from .asgi import build
+from .auth import check_auth
 from .cors import check_cors
 from .streams import Streams, close_when
 
@@ -83,6 +84,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 def run_h2corn(settings: Settings) -> None:
     """Replaces this process with h2corn serving the same app (gRPC on, HTTP/1.1 on)."""
     check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
+    check_auth(settings)
     h2corn = shutil.which("h2corn")
     if h2corn is None:
         raise FileNotFoundError(
@@ -133,4 +135,5 @@ def h2corn_limits(settings: Settings) -> list[str]:
 def run(settings: Settings) -> None:
     """Serves until SIGINT or SIGTERM."""
     check_cors(settings.cors_origins, settings.cors_allow_headers, settings.cors_allow_credentials)
+    check_auth(settings)
     run_until_stopped(lambda stop: serve(settings, stop))

@@ -20,19 +20,18 @@ from ..wire import (
     stats_to_proto,
     worker_to_proto,
 )
+from .auth import Guard
 from .watch import Hubs, watch_job, watch_jobs
 
 MAX_BATCH = 10_000
-METHODS = tuple(
-    method.name for method in next(s for s in pb.desc().services if s.name == "JobService").methods
-)
 
 
 class JobServiceHandler(JobService):
     """The handlers; the generated base class answers `unimplemented` for any RPC not defined here."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, guard: Guard | None = None) -> None:
         self.producer = producer
+        self.guard = guard or Guard(None)
         self.hubs = Hubs(producer.store)
 
     async def enqueue_job(
@@ -120,8 +119,8 @@ class JobServiceHandler(JobService):
         return pb.DeleteJobsResponse(**await _bulk(self.producer.delete_jobs, request))
 
     async def who_am_i(self, request: pb.WhoAmIRequest, ctx: RequestContext[Any, Any]) -> pb.WhoAmIResponse:
-        # Without auth every caller is an admin.
-        return pb.WhoAmIResponse(auth_enabled=False, role="admin", methods=list(METHODS))
+        auth_enabled, role, methods = self.guard.who_am_i(ctx)
+        return pb.WhoAmIResponse(auth_enabled=auth_enabled, role=role, methods=list(methods))
 
     def watch_job(
         self, request: pb.WatchJobRequest, ctx: RequestContext[Any, Any]

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..errors import InvalidInput, JobNotFound
@@ -64,6 +64,8 @@ HUB_READ_COUNT = 500
 BLOCK_MS = 5_000
 # How often a watch of every type looks for new types, at most.
 TYPES_REFRESH_S = 2.0
+# The most events WatchJobs' `max_batch` may put in one message.
+MAX_BATCH = 1000
 
 
 class Hub:
@@ -270,9 +272,12 @@ def _event(event: JobEvent, partition: str) -> pb.JobEvent:
 
 async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[pb.WatchJobsResponse]:
     """WatchJobs: first the position it starts from (an event with only a cursor), then
-    every event of the type (or of every type) after it, in each partition's order."""
+    every event of the type (or of every type) after it, in each partition's order:
+    one a message, or with `max_batch` as many as there are, up to it."""
     job_type = check_job_type(request.type) if request.type else ""
     cursor = parse_cursor(request.cursor)
+    if not 0 <= request.max_batch <= MAX_BATCH:
+        raise InvalidInput("max_batch", f"{request.max_batch}; from 0 to {MAX_BATCH} (0 or 1: no batches)")
     if job_type:
         keys = {partition_of_type(job_type): hubs.store.keys.queue(job_type).events}
         _only(cursor, keys, f"type {job_type!r}")
@@ -285,41 +290,70 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
     watcher = Watcher(hubs, keys, cursor)
     try:
         yield pb.WatchJobsResponse(event=pb.JobEvent(cursor=watcher.cursor().text()))
-        gap = False  # events were lost before the next one sent
-        while True:
-            watcher.wake.clear()
-            moved = False
-            for partition in list(watcher.keys):
-                entries, lost = await watcher.entries(partition)
-                gap |= lost
-                before = watcher.positions[partition]
-                for entry in entries:
-                    position = watcher.positions[partition]
-                    if job_type and entry.type == job_type:
-                        first = entry.first_after(position)
-                        responses = watcher.hub(partition).responses(entry, partition)
-                        for event, response in zip(entry.all_events[first:], responses[first:], strict=True):
-                            watcher.positions[partition] = event.position
-                            yield pb.WatchJobsResponse(event=response.event, gap=True) if gap else response
-                            gap = False
-                    elif not job_type:
-                        for event in entry.events(position):
-                            watcher.positions[partition] = event.position
-                            yield pb.WatchJobsResponse(
-                                event=to_proto(event, watcher.cursor().text()), gap=gap
-                            )
-                            gap = False
-                    watcher.positions[partition] = Position(*entry.key)
-                moved |= watcher.positions[partition] != before
-            if not job_type:
-                for partition, key in (await hubs.partitions()).items():
-                    if partition not in watcher.keys:
-                        watcher.follow(partition, key, START)
-                        moved = True
-            if not moved:
-                await watcher.wait(None if job_type else TYPES_REFRESH_S)
+        changes = _changes(hubs, watcher, job_type)
+        if request.max_batch <= 1:
+            async for change in changes:
+                if change is not _SENT_ALL:
+                    yield change
+            return
+        batch: list[pb.JobEvent] = []
+        gap = False
+        async for change in changes:
+            if change is _SENT_ALL or (change.gap and batch):  # a gap is only ever its first event's
+                if batch:
+                    yield pb.WatchJobsResponse(events=batch, gap=gap)
+                    batch = []
+                if change is _SENT_ALL:
+                    continue
+            if not batch:
+                gap = change.gap
+            batch.append(cast(pb.JobEvent, change.event))  # _changes sends events only
+            if len(batch) == request.max_batch:
+                yield pb.WatchJobsResponse(events=batch, gap=gap)
+                batch = []
     finally:
         watcher.close()
+
+
+# What `_changes` yields when it has sent every event it has and is about to wait.
+_SENT_ALL = pb.WatchJobsResponse()
+
+
+async def _changes(hubs: Hubs, watcher: Watcher, job_type: str) -> AsyncIterator[pb.WatchJobsResponse]:
+    """The watch's events after its positions, one a message, moving them; _SENT_ALL
+    whenever it has none left to send, before it waits for more."""
+    gap = False  # events were lost before the next one sent
+    while True:
+        watcher.wake.clear()
+        moved = False
+        for partition in list(watcher.keys):
+            entries, lost = await watcher.entries(partition)
+            gap |= lost
+            before = watcher.positions[partition]
+            for entry in entries:
+                position = watcher.positions[partition]
+                if job_type and entry.type == job_type:
+                    first = entry.first_after(position)
+                    responses = watcher.hub(partition).responses(entry, partition)
+                    for event, response in zip(entry.all_events[first:], responses[first:], strict=True):
+                        watcher.positions[partition] = event.position
+                        yield pb.WatchJobsResponse(event=response.event, gap=True) if gap else response
+                        gap = False
+                elif not job_type:
+                    for event in entry.events(position):
+                        watcher.positions[partition] = event.position
+                        yield pb.WatchJobsResponse(event=to_proto(event, watcher.cursor().text()), gap=gap)
+                        gap = False
+                watcher.positions[partition] = Position(*entry.key)
+            moved |= watcher.positions[partition] != before
+        if not job_type:
+            for partition, key in (await hubs.partitions()).items():
+                if partition not in watcher.keys:
+                    watcher.follow(partition, key, START)
+                    moved = True
+        if not moved:
+            yield _SENT_ALL
+            await watcher.wait(None if job_type else TYPES_REFRESH_S)
 
 
 def _only(cursor: Cursor, keys: dict[str, str], what: str) -> None:

@@ -1,10 +1,10 @@
 """The workers' registry entries: what ListWorkers shows of a worker.
 
-A worker writes its entry (`P:workers`, worker id -> JSON) when it starts serving
+A worker writes its entry (`P:workers`, worker id -> JSON) after a heartbeat that
+joined it to its type's `workers` set (its first, or one after it was forgotten)
 and removes it when it leaves; a reaper removes a dead worker's when it forgets
 it (reaper.py). Whether a worker is live is not in the entry: it is its score in
-its types' `workers` sets (its liveness deadline, moved by every heartbeat), so
-an entry left by a worker that died before its first heartbeat is never shown.
+its types' `workers` sets (its liveness deadline, moved by every heartbeat).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class WorkerRegistry:
         started_at: int,
         liveness_ms: int,
     ) -> None:
-        """Writes the worker's entry (when it starts serving; again, the same, after an outage)."""
+        """Writes the worker's entry (after a heartbeat that joined it, so again after it was forgotten)."""
         entry = {
             "host": host, "pid": pid, "types": list(types), "concurrency": concurrency,
             "started_at": started_at, "liveness_ms": liveness_ms,

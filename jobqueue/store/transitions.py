@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..model import Job, JobStatus, check_job_id, partition_of_type
 from . import scripts
@@ -29,6 +29,17 @@ log = logging.getLogger("jobqueue.store")
 # A claimed job, or why the id was not claimed.
 Claim = Job | Result
 _LEASE_TOKEN = JOB_FIELDS.index(b"lease_token")
+
+
+class Beat(NamedTuple):
+    """What a heartbeat found."""
+
+    # The worker was not registered as alive: its first beat, or it was forgotten
+    # (a stall past its liveness, or Redis lost its data). Its ListWorkers entry may
+    # be gone.
+    joined: bool
+    # (id, its status; None if the job is gone) of each lease it lost.
+    lost: list[tuple[str, JobStatus | None]]
 
 
 class Transitions:
@@ -215,11 +226,8 @@ class Transitions:
 
     async def heartbeat(
         self, job_type: str, worker_id: str, held: Sequence[tuple[str, int]], lease_ms: int, liveness_ms: int
-    ) -> list[tuple[str, JobStatus | None]]:
-        """Marks the worker alive and extends the leases of `held` (id, lease token).
-
-        Returns (id, its status; None if the job is gone) of the leases it lost.
-        """
+    ) -> Beat:
+        """Marks the worker alive and extends the leases of `held` (id, lease token)."""
         script = self._scripts["heartbeat"]
         keys = script.keys(
             self.keys.queue(job_type), worker_id=worker_id, more=[self.keys.job(i) for i, _ in held]
@@ -227,8 +235,10 @@ class Transitions:
         args: list[str | int] = [lease_ms, worker_id, liveness_ms]
         for job_id, token in held:
             args += [job_id, token]
-        pairs = iter(await script.run(keys, args))
-        return [(job_id.decode(), status_of(status)) for job_id, status in zip(pairs, pairs, strict=True)]
+        joined, *reply = await script.run(keys, args)
+        pairs = iter(reply)
+        lost = [(job_id.decode(), status_of(status)) for job_id, status in zip(pairs, pairs, strict=True)]
+        return Beat(bool(joined), lost)
 
     async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> Result:
         """Records a failed run: RETRYING (attempts are left and `retry_delay_ms` is

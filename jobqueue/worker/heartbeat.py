@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from ..events import Event
 from ..model import JobStatus
@@ -26,7 +27,14 @@ from .slots import Slots
 
 class Heartbeat:
     def __init__(
-        self, context: Context, slots: Slots, completions: Completions, *, interval_s: float, liveness_ms: int
+        self,
+        context: Context,
+        slots: Slots,
+        completions: Completions,
+        *,
+        interval_s: float,
+        liveness_ms: int,
+        on_join: Callable[[], Awaitable[None]],
     ) -> None:
         self.context = context
         self.slots = slots
@@ -39,6 +47,10 @@ class Heartbeat:
         self._stale_after_s = liveness_ms / 2000
         self.stale_at = time.monotonic() + self._stale_after_s
         self._confirming: asyncio.Task[None] | None = None
+        # Called after a beat that found the worker unregistered (its first, or after it
+        # was forgotten), until it succeeds: writes what ListWorkers shows of it.
+        self.on_join = on_join
+        self._joined = False
 
     async def run(self) -> None:
         await repeat(self.beat, self.interval_s)
@@ -66,11 +78,13 @@ class Heartbeat:
         c = self.context
         began, began_in = time.monotonic(), c.outage.generation
         held = self.slots.leases() + self.completions.leases()
-        lost = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
+        beat = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
         self.stale_at = began + self._stale_after_s
         if c.outage.down:
             c.outage.back(began_in)
-        for job_id, status in lost:
+        if beat.joined:
+            self._joined = False
+        for job_id, status in beat.lost:
             run = self.slots.runs.get(job_id)
             if run is None or run.handler_done or run.interrupted is not None:
                 continue
@@ -81,3 +95,6 @@ class Heartbeat:
                 c.notify(run.interrupted, run.job, status)
             else:
                 run.task.cancel()
+        if not self._joined:
+            await self.on_join()
+            self._joined = True

@@ -216,8 +216,25 @@ class Worker:
         )
         completions = Completions(context)
         fetcher = Fetcher(context, slots, completions, self.block_timeout_s)
+        # What ListWorkers shows of it (store/registry.py), written by its first heartbeat
+        # and again by any beat that finds it forgotten; removed when it leaves.
+        enter = functools.partial(
+            store.registry.register,
+            self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            types=(self.job_type,),
+            concurrency=self.concurrency,
+            started_at=int(time.time() * 1000),
+            liveness_ms=self.liveness_ms,
+        )
         heartbeat = Heartbeat(
-            context, slots, completions, interval_s=self.heartbeat_s, liveness_ms=self.liveness_ms
+            context,
+            slots,
+            completions,
+            interval_s=self.heartbeat_s,
+            liveness_ms=self.liveness_ms,
+            on_join=enter,
         )
         serving = self._serving = _Serving(store, handlers_redis, slots, completions, fetcher, heartbeat)
         # The fetcher's round trips (pops included) go one after another on a connection of its own.
@@ -233,18 +250,6 @@ class Worker:
         # So that GetJob shows a pending job the attempts it will get (store/worker_defaults.py).
         register = functools.partial(store.worker_defaults.register, self.job_type, self.max_attempts)
         background.append(asyncio.create_task(supervise("defaults", register, outage)))
-        # What ListWorkers shows of it (store/registry.py); removed when it leaves.
-        enter = functools.partial(
-            store.registry.register,
-            self.worker_id,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            types=(self.job_type,),
-            concurrency=self.concurrency,
-            started_at=int(time.time() * 1000),
-            liveness_ms=self.liveness_ms,
-        )
-        background.append(asyncio.create_task(supervise("registry", enter, outage)))
         completer = asyncio.create_task(supervise("completer", completions.run, outage))
         # The reaper's and the scheduler's events go to the same observers, but are
         # not this worker's jobs: they are not counted in its stats.

@@ -23,6 +23,7 @@ export async function followEvents(onEvent: (event: JobEvent) => void): Promise<
         // Over HTTP/1.1 a quiet stream repeats its last event (a keepalive).
         if (event === undefined || event.cursor === cursor) continue;
         cursor = event.cursor;
+        if (event.id === "") continue; // the first message: where the watch starts, no job
         pause = FIRST_PAUSE_MS;
         onEvent(event);
       }

@@ -7,12 +7,14 @@
 -- include: common
 -- KEYS: leases, workers, held, ...the jobs held
 -- ARGV: lease_ms, worker_id, liveness_ms, id 1, token 1, ..., id N, token N
--- Returns {id, status, ...} for each lease the worker lost (the job was
--- cancelled, or its lease expired and it was recovered): those handlers must stop.
+-- Returns {joined, id, status, ...}: joined is 1 when the worker was not in the
+-- registry (its first beat, or it was forgotten after a stall, or Redis lost its
+-- data), so that it writes its ListWorkers entry again; then the id and status of
+-- each lease the worker lost (the job was cancelled, or its lease expired and it
+-- was recovered): those handlers must stop.
 local now = now_ms()
 local lease_until = int(now + tonumber(ARGV[1]))
-redis.call('ZADD', workers, int(now + tonumber(ARGV[3])), ARGV[2])
-local lost = {}
+local lost = {redis.call('ZADD', workers, int(now + tonumber(ARGV[3])), ARGV[2])}
 for i = 1, #KEYS - FIXED_KEYS do
   local id, token = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   local state = redis.call('HMGET', KEYS[FIXED_KEYS + i], 'status', 'lease_token')
