@@ -215,6 +215,7 @@ async function refreshWorkers(): Promise<void> {
 }
 
 export async function refresh(): Promise<void> {
+  if (!allowed("GetQueueStats")) return; // the view is hidden (auth.ts)
   if (refreshing) {
     again = true;
     return;
@@ -261,7 +262,6 @@ export const refreshSoon = throttle(EVENT_REFRESH_MS, () => void refresh());
 
 export function startQueues(onShowJobs: ShowJobs): void {
   showJobs = onShowJobs;
-  if (!allowed("GetQueueStats")) return;
   void refresh();
   window.setInterval(() => {
     if (!document.hidden) void refresh();
