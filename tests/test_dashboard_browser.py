@@ -357,3 +357,16 @@ async def test_a_hidden_tab_lets_go_of_its_streams_and_takes_them_again_when_sho
     await count(started, "WatchJobs", watches + 1)
     await count(started, "WatchJob", 2)
     await expect(page.get_by_test_id("job-status")).to_have_text("PENDING")
+
+
+async def test_the_job_list_follows_job_events(page: Page, api: str) -> None:
+    # The list has no timer: a job enqueued elsewhere shows through WatchJobs' events.
+    await page.get_by_test_id("filter-type").fill("followed")
+    await page.get_by_test_id("filter-apply").click()
+    await expect(page.get_by_test_id("jobs-body")).to_contain_text("no jobs on this page")
+    async with Client(api) as client:
+        job = await client.enqueue("followed", "x", execution_time_ms=FAR_FUTURE_MS)
+        await expect(page.locator(f'[data-testid=job-row][data-id="{job.id}"]')).to_contain_text("PENDING")
+        await client.cancel(job.id)
+    # Unfinished jobs only: the cancelled one leaves the list.
+    await expect(page.get_by_test_id("job-row")).to_have_count(0)

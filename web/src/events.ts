@@ -10,22 +10,27 @@ import type { JobEvent } from "./gen/mpataki/jobqueue/v1/jobqueue_pb";
 
 const FIRST_PAUSE_MS = 500;
 const MAX_PAUSE_MS = 10_000;
+// Events per message at most: the page wants to know that something happened, and a
+// busy queue's events in batches cost the server a message per batch, not per event.
+const MAX_BATCH = 1000;
 
-export async function followEvents(onEvent: (event: JobEvent) => void): Promise<void> {
+export async function followEvents(onEvents: (events: JobEvent[]) => void): Promise<void> {
   let cursor = "";
   let pause = FIRST_PAUSE_MS;
   for (;;) {
     await untilVisible();
     const hidden = whileVisible();
     try {
-      for await (const message of api.watchJobs({ cursor }, { signal: hidden.signal })) {
-        const event = message.event;
-        // Over HTTP/1.1 a quiet stream repeats its last event (a keepalive).
-        if (event === undefined || event.cursor === cursor) continue;
-        cursor = event.cursor;
-        if (event.id === "") continue; // the first message: where the watch starts, no job
+      for await (const message of api.watchJobs({ cursor, maxBatch: MAX_BATCH }, { signal: hidden.signal })) {
+        const events = message.events.length > 0 ? message.events : message.event ? [message.event] : [];
+        const last = events[events.length - 1];
+        // Over HTTP/1.1 a quiet stream repeats its last message (a keepalive).
+        if (last === undefined || last.cursor === cursor) continue;
+        cursor = last.cursor;
         pause = FIRST_PAUSE_MS;
-        onEvent(event);
+        // The first message says where the watch starts: a cursor, no job.
+        const jobs = events.filter((event) => event.id !== "");
+        if (jobs.length > 0) onEvents(jobs);
       }
     } catch (error) {
       if (hidden.signal.aborted) {

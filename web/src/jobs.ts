@@ -77,9 +77,9 @@ const refreshFirstPage = throttle(EVENT_REFRESH_MS, () => {
   if (tokens.length === 1) void load();
 });
 
-export function jobsEvent(event: JobEvent): void {
+export function jobsChanged(events: JobEvent[]): void {
   if (!allowed("ListJobs")) return;
-  if (filter.type === "" || filter.type === event.type) refreshFirstPage();
+  if (filter.type === "" || events.some((event) => event.type === filter.type)) refreshFirstPage();
 }
 
 // Lists a type's jobs in a status (from the queue table).

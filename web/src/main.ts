@@ -4,7 +4,7 @@ import { byId } from "./dom";
 import { startEnqueue } from "./enqueue";
 import { followEvents } from "./events";
 import { openJob, startJob } from "./job";
-import { jobsEvent, showJobs, startJobs } from "./jobs";
+import { jobsChanged, showJobs, startJobs } from "./jobs";
 import { showError } from "./notices";
 import { refreshSoon, startQueues } from "./queues";
 
@@ -24,9 +24,9 @@ async function main(): Promise<void> {
     refreshSoon();
   });
   if (allowed("WatchJobs")) {
-    void followEvents((event) => {
+    void followEvents((events) => {
       refreshSoon();
-      jobsEvent(event);
+      jobsChanged(events);
     });
   }
   document.body.dataset.ready = "true";
