@@ -15,6 +15,8 @@ const EVENT_REFRESH_MS = 300;
 // The charts show the samples since the page opened, at least the first and at most the last.
 const CHART_WINDOW_MS = [30_000, 5 * 60_000] as const;
 const SAMPLES_KEPT = 1_000;
+// The charts' samples are this far apart at least.
+const SAMPLE_EVERY_MS = 1_500;
 // Pages of RetryJobs one bulk retry goes through at most (1,000 jobs each).
 const RETRY_PAGES = 1_000;
 
@@ -224,9 +226,15 @@ export async function refresh(): Promise<void> {
   try {
     const answer = await api.getQueueStats({});
     const readAt = Number(answer.readAt);
-    const taken = sample(answer.queues, readAt);
-    samples.push(taken);
-    if (samples.length > SAMPLES_KEPT) samples.splice(0, samples.length - SAMPLES_KEPT);
+    // A read soon after the last sample (one an event asked for) shows its counts, and
+    // the charts keep their pace: a rate over a short interval is mostly noise.
+    const last = samples[samples.length - 1];
+    let taken = last;
+    if (last === undefined || readAt - last.at >= SAMPLE_EVERY_MS) {
+      taken = sample(answer.queues, readAt);
+      samples.push(taken);
+      if (samples.length > SAMPLES_KEPT) samples.splice(0, samples.length - SAMPLES_KEPT);
+    }
     const body = byId("queues-body");
     for (const stats of answer.queues) {
       let row = rows.get(stats.type);
@@ -234,7 +242,7 @@ export async function refresh(): Promise<void> {
         row = newRow(stats.type);
         rows.set(stats.type, row);
       }
-      fill(row, stats, readAt, taken.rate.get(stats.type));
+      fill(row, stats, readAt, taken?.rate.get(stats.type));
     }
     // In the order GetQueueStats gives (by name); types that went away leave.
     replaceChildren(body, ...answer.queues.map((q) => rows.get(q.type)!.row));
