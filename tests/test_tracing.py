@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -29,10 +31,12 @@ from jobqueue.redis_server import free_port
 from jobqueue.server import serve
 from jobqueue.settings import Settings
 from jobqueue.store.connection import OwnConnection
+from jobqueue.store.keys import Keyspace
 from jobqueue.worker import Worker
 
-from .conftest import ROOT, eventually
+from .conftest import ROOT, eventually, jobqueue_server_process
 from .harness import Harness
+from .test_api import SERVICE, curl, grpcurl_json, host_port, run, tool
 
 ENQUEUE = "mpataki.jobqueue.v1.JobService/EnqueueJob"
 _exporter = InMemorySpanExporter()
@@ -210,6 +214,41 @@ async def test_a_claim_returns_the_trace_context_only_to_a_tracing_worker(
     _, [claimed], _ = await on.transitions.round(kind, "w1", claim=taken, lease_ms=30_000)
     assert isinstance(claimed, Job) and claimed.id == jobs[2].id
     assert claimed.trace_context == stored[2]
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "h2corn"])
+async def test_a_server_continues_the_trace_of_a_w3c_caller_over_grpc_and_connect(
+    kind: str, redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """`jobqueue server` with JOBQUEUE_TRACING: the job stores the server's span, child of
+    the `traceparent` grpcurl or curl sent."""
+    if kind == "h2corn" and shutil.which("h2corn") is None:
+        pytest.skip("h2corn is not installed")
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    env = {"JOBQUEUE_PREFIX": prefix, "JOBQUEUE_TRACING": "1", "OTEL_TRACES_EXPORTER": "none"}
+    callers = {"grpcurl": uuid.uuid4().hex, "curl": uuid.uuid4().hex}  # a trace id each
+    caller_span = "00f067aa0ba902b7"
+    ids = {}
+    with jobqueue_server_process(redis_url, tmp_path / "server.log", server=kind, **env) as (url, _):
+        header = f"traceparent: 00-{callers['grpcurl']}-{caller_span}-01"
+        ran = await run(
+            tool("grpcurl"), "-plaintext", "-max-time", "20", "-H", header, "-d", '{"type": "traced-w3c"}',
+            host_port(url), f"{SERVICE}/EnqueueJob",
+        )  # fmt: skip
+        ids["grpcurl"] = grpcurl_json(ran)["job"]["id"]
+        reply = await curl(
+            "-H", "Content-Type: application/json", "-d", '{"type": "traced-w3c"}',
+            "-H", f"traceparent: 00-{callers['curl']}-{caller_span}-01", f"{url}/{SERVICE}/EnqueueJob",
+        )  # fmt: skip
+        assert reply.status == 200, reply
+        ids["curl"] = reply.json()["job"]["id"]
+    keys = Keyspace(prefix)
+    for client, job_id in ids.items():
+        stored = await redis.hget(keys.job(job_id), "trace_context")
+        assert stored is not None, client
+        version, trace_id, span_id, flags = stored.decode().split("-")
+        assert (version, trace_id, flags) == ("00", callers[client], "01"), client
+        assert span_id != caller_span  # the server's own span, the caller's child
 
 
 _MAIN = "from jobqueue.cli import main; sys.exit(main(sys.argv[1:]))"

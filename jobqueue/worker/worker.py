@@ -37,7 +37,7 @@ from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
 from ..log_lines import RUNNING_JOB
 from ..model import Backoff, Job, JobStatus, check_job_type, check_max_attempts
-from ..process import run_until_stopped
+from ..process import configure_logging, run_until_stopped
 from ..reaper import Reaper
 from ..scheduler import Scheduler
 from ..settings import Settings
@@ -459,8 +459,15 @@ def run_workers(*workers: Worker, settings: Settings | None = None) -> None:
     """Runs workers in one process until SIGINT or SIGTERM, then stops them gracefully.
 
     `settings`: for the workers built without their own (default: from the environment).
+    With tracing on, spans go to the program's TracerProvider, else to one made from the
+    OTEL_* variables (jobqueue.tracing.start).
     """
     settings = settings or Settings.from_env()
+    if settings.tracing:
+        configure_logging()  # first: the trace ids go into its lines
+        from ..tracing import start  # noqa: PLC0415 - only processes with tracing on import opentelemetry
+
+        start("jobqueue-worker")
 
     async def main(stop: asyncio.Event) -> None:
         await asyncio.gather(*(worker.serve(stop, settings=settings) for worker in workers))
