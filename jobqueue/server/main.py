@@ -107,6 +107,7 @@ def run_h2corn(settings: Settings) -> None:
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
         "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
+        "--log-format", log_format_in_use(),
         *h2corn_limits(settings),
     ], {**os.environ, **settings.to_env(), "JOBQUEUE_LOG_LEVEL": level,
         "JOBQUEUE_LOG_FORMAT": log_format_in_use()})  # fmt: skip
