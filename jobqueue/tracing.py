@@ -170,7 +170,7 @@ def start(service_name: str) -> None:
     own (OTEL_EXPORTER_OTLP_ENDPOINT...). Raises TracingUnavailable for an exporter
     that is not installed.
     """
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # none set yet
         exporters = [_exporter(name) for name in _exporter_names()]
         resource = Resource.create(
             {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}

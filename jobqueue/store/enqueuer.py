@@ -54,7 +54,7 @@ class Enqueuer:
         self._flushing = False
         # With tracing on, each job stores the trace context of the call that enqueued it.
         self._tracing = store.settings.tracing
-        self._trace_context: Callable[[], str] = str
+        self._trace_context: Callable[[], str] = lambda: ""
         self._traced: Callable[[Job], None] = lambda job: None
         if self._tracing:
             from .. import tracing  # noqa: PLC0415 - only processes with tracing on import opentelemetry
