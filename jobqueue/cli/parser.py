@@ -25,6 +25,7 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 DURATION_HELP = "a number and a unit: 1500ms, 30s, 5m, 2h, 1d"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 DEFAULT_CALL_TIMEOUT_S = 10.0
 
 
@@ -51,6 +52,13 @@ def parse_time_ms(text: str) -> int:
             f"{text!r} is neither Unix milliseconds nor an ISO 8601 time (e.g. 2030-01-31T09:00:00+01:00)"
         ) from None
     return int(when.astimezone().timestamp() * 1000)
+
+
+def parse_log_format(text: str) -> str:
+    name = text.strip().lower()
+    if name not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
+    return name
 
 
 def parse_log_level(text: str) -> str:
@@ -125,12 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _redis_option(server)
     _log_level_option(server)
+    _observability_options(server)
 
     worker = _command(commands, "worker", "run the workers a module defines")
     worker.add_argument("target", metavar="MODULE[:ATTR]", help="package.module or path/to/file.py; ATTR "
                         "is a Worker or a list of them (default: worker or workers)")  # fmt: skip
     _redis_option(worker)
     _log_level_option(worker)
+    _observability_options(worker)
 
     dev = _command(commands, "dev", "run Redis, the server and the example worker in one terminal")
     _server_options(dev)
@@ -141,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="workers to run instead of the example print worker "
                      "(jobqueue.examples.print_worker); repeatable")  # fmt: skip
     _log_level_option(dev)
+    _observability_options(dev)
 
     enqueue = _command(
         commands, "enqueue", "enqueue a job",
@@ -353,6 +364,19 @@ def _log_level_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _observability_options(parser: argparse.ArgumentParser) -> None:
+    """docs/observability.md."""
+    parser.add_argument(
+        "--log-format", type=parse_log_format, metavar="FORMAT",
+        help=f"{' or '.join(LOG_FORMATS)}: one JSON object a line (JOBQUEUE_LOG_FORMAT, default text)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracing", action="store_true", default=None,
+        help="OpenTelemetry traces, exported as the OTEL_* variables say (JOBQUEUE_TRACING; needs "
+        "the otel extra: pip install 'jobqueue[otel]')",
+    )  # fmt: skip
+
+
 def _client_options(parser: argparse.ArgumentParser, *, prints_a_job: bool, quiet: bool = True) -> None:
     parser.add_argument(
         "--url", default=os.environ.get("JOBQUEUE_URL", DEFAULT_API_URL),
@@ -401,6 +425,11 @@ def log_level_from(option: str | None) -> int:
     """The --log-level option, else JOBQUEUE_LOG_LEVEL, else INFO."""
     level = _from_env(option, "JOBQUEUE_LOG_LEVEL", parse_log_level, "info")
     return logging.getLevelNamesMapping()[level.upper()]
+
+
+def log_format_from(option: str | None) -> str:
+    """The --log-format option, else JOBQUEUE_LOG_FORMAT, else text."""
+    return _from_env(option, "JOBQUEUE_LOG_FORMAT", parse_log_format, "text")
 
 
 def call_timeout_from(option: float | None) -> float:
