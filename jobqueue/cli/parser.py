@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
     )
 
-    server = _command(commands, "server", "run the API server (Connect, gRPC, gRPC-Web)")
+    server = _command(commands, "server", "run the API server (Connect, gRPC, gRPC-Web; the dashboard at /)")
     _server_options(server)
     server.add_argument(
         "--server", choices=("hypercorn", "h2corn"), default=os.environ.get("JOBQUEUE_SERVER", "hypercorn"),

@@ -25,6 +25,7 @@ from ..producer import Producer
 from ..settings import Settings
 from .auth import Guard
 from .cors import CORSMiddleware
+from .dashboard import dashboard_apps
 from .edge import Edge
 from .errors import ErrorInterceptor
 from .grpc_trailers import GrpcNeedsTrailers
@@ -71,6 +72,7 @@ def create_app(
         HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors, **small),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
+        *dashboard_apps(),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     refusals = ExplainedRefusals(router.route, max_payload_bytes=settings.max_payload_bytes)
     app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=guard.paths(router.route))
