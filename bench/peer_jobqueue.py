@@ -35,6 +35,8 @@ from jobqueue.worker import Job, Worker  # noqa: E402
 CONCURRENCY = int(os.environ.get("BENCH_JQ_CONCURRENCY", "10"))
 PREFETCH = int(os.environ.get("BENCH_JQ_PREFETCH", "0"))
 VIA_RPC = os.environ.get("BENCH_JQ_VIA", "sdk") == "rpc"
+# The worker with tracing on (a span per run: docs/performance.md, "Tracing off and on").
+TRACING = os.environ.get("BENCH_JQ_TRACING", "") == "1"
 RPC_BATCH = 1000
 
 
@@ -52,7 +54,7 @@ worker = Worker(
     run_bench_job,
     concurrency=CONCURRENCY,
     prefetch=PREFETCH,
-    settings=Settings(redis_url=common.REDIS_URL),
+    settings=Settings(redis_url=common.REDIS_URL, tracing=TRACING),
 )
 
 

@@ -51,3 +51,7 @@ class QueueFull(JobQueueError):
         super().__init__(f"type {job_type!r} is full: its limit is {limit} pending jobs ({setting}){detail}")
         self.job_type = job_type
         self.limit = limit
+
+
+class TracingUnavailable(JobQueueError, ImportError):
+    """Tracing is on (JOBQUEUE_TRACING) but what it needs is not installed."""

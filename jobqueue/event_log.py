@@ -10,7 +10,9 @@ exception was unexpected; the routine steps of a job at DEBUG:
 
 A handler's ordinary exception is a bug of the handler's: its line is a WARNING
 with the traceback. PermanentError, RetryAfter and a timeout are expected: INFO,
-no traceback (a last attempt's failure is a WARNING all the same).
+no traceback (a last attempt's failure is a WARNING all the same). Each line
+about a job carries its `job_id` and `job_type` (log_lines.py), and a line about
+a queue its `job_type`.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ class LogObserver:
             self._about_queue(event, detail)
         elif event in _ROUTINE:
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("job %s (%s): %s, %s", job.id, job.type, event.value, _attempt(job))
+                log.debug(
+                    "job %s (%s): %s, %s", job.id, job.type, event.value, _attempt(job), extra=_about(job)
+                )
         elif isinstance(detail, Failure):
             self._failed(event, job, detail)
         else:
             level, text = _LINES[event]
-            log.log(level, "job %s (%s): %s", job.id, job.type, text.format(_described(detail)))
+            text = text.format(_described(detail))
+            log.log(level, "job %s (%s): %s", job.id, job.type, text, extra=_about(job))
 
     @staticmethod
     def _failed(event: Event, job: JobLike, failure: Failure) -> None:
@@ -72,6 +77,7 @@ class LogObserver:
             failure.error,
             then,
             exc_info=failure.exception,
+            extra=_about(job),
         )
 
     @staticmethod
@@ -82,16 +88,27 @@ class LogObserver:
                     "worker %s (%s) stopped heartbeating: its jobs were taken back",
                     detail.worker_id,
                     detail.job_type,
+                    extra={"job_type": detail.job_type},
                 )
             else:
                 log.warning(
-                    "%d %s job(s) popped but never claimed: back to ready", detail.count, detail.job_type
+                    "%d %s job(s) popped but never claimed: back to ready",
+                    detail.count,
+                    detail.job_type,
+                    extra={"job_type": detail.job_type},
                 )
         elif isinstance(detail, Call) and event is Event.PROMOTED and detail.moved:
-            log.debug("promoted %d %s job(s)", detail.moved, detail.job_type)
+            log.debug(
+                "promoted %d %s job(s)", detail.moved, detail.job_type, extra={"job_type": detail.job_type}
+            )
 
 
 _DEAD_LETTER = " (a dead letter: RetryJob runs it again)"
+
+
+def _about(job: JobLike) -> dict[str, str]:
+    """The fields of a line about `job` (log_lines.py: JSON lines carry them)."""
+    return {"job_id": job.id, "job_type": job.type}
 
 
 def _delay(failure: Failure) -> str:

@@ -98,6 +98,9 @@ class Job:
     # The fencing token of the current lease: it grows with every claim, and the
     # store accepts a result only with the token of the lease that is current.
     lease_token: int = 0
+    # The W3C trace context of its enqueue (jobqueue.tracing), as a worker with
+    # tracing on claims it; '' otherwise.
+    trace_context: str = ""
 
 
 def check_job_type(job_type: str) -> str:

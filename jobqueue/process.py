@@ -4,7 +4,8 @@ Every entry point (`jobqueue server`, `jobqueue worker`, `jobqueue dev`,
 `Worker.run()`) runs its main coroutine through `run_until_stopped`: SIGINT and
 SIGTERM set the `stop` event it is given, and the coroutine shuts down gracefully.
 The log level is the caller's (`jobqueue --log-level`), else JOBQUEUE_LOG_LEVEL,
-else INFO; whoever sets up logging first decides, and nothing later resets it.
+else INFO; the format likewise (`--log-format`, JOBQUEUE_LOG_FORMAT: text or json,
+log_lines.py); whoever sets up logging first decides, and nothing later resets it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import signal
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from .log_lines import JobFields, JsonLines, formatter
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 def log_level(level: int | str | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -35,11 +38,34 @@ def log_level(level: int | str | None = None, env: Mapping[str, str] | None = No
     return logging.getLevelNamesMapping()[name]
 
 
-def configure_logging(level: int | str | None = None) -> None:
-    """Logs to stderr at `level` (see `log_level`), unless logging is set up already
-    (by the program, or by an earlier call)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level(level), format=LOG_FORMAT)
+def log_format(name: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """`name` (one of LOG_FORMATS, any case), else JOBQUEUE_LOG_FORMAT, else text."""
+    where = "log format"
+    if name is None:
+        env = os.environ if env is None else env
+        name, where = env.get("JOBQUEUE_LOG_FORMAT") or "text", "JOBQUEUE_LOG_FORMAT"
+    if name.strip().lower() not in LOG_FORMATS:
+        raise ValueError(f"{where} {name!r} is not one of {', '.join(LOG_FORMATS)}")
+    return name.strip().lower()
+
+
+def configure_logging(level: int | str | None = None, log_format_name: str | None = None) -> None:
+    """Logs to stderr at `level` (see `log_level`) in a format (see `log_format`),
+    unless logging is set up already (by the program, or by an earlier call)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        chosen_level, chosen_format = log_level(level), log_format(log_format_name)
+        handler = logging.StreamHandler()
+        handler.setFormatter(formatter(chosen_format))
+        handler.addFilter(JobFields())
+        root.addHandler(handler)
+        root.setLevel(chosen_level)
+
+
+def log_format_in_use() -> str:
+    """The LOG_FORMATS name of the root logger's lines: json if a handler writes JSON lines."""
+    json_lines = any(isinstance(h.formatter, JsonLines) for h in logging.getLogger().handlers)
+    return "json" if json_lines else "text"
 
 
 def run_until_stopped(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:

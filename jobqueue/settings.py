@@ -73,6 +73,9 @@ class Settings:
     # With auth on, whether gRPC reflection answers without a token (True: it
     # describes only the public API) or needs a valid one of any role.
     auth_reflection_open: bool = True
+    # OpenTelemetry traces (the `otel` extra; docs/observability.md): RPC spans, the
+    # trace context stored with each job at enqueue, and a span per run continuing it.
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:

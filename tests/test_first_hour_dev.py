@@ -319,6 +319,7 @@ def test_dev_from_any_directory_runs_the_packaged_worker_and_says_where_redis_we
     assert moved and moved[1] == moved[2] != str(redis_port), output
     assert "workers: 'print' from jobqueue.examples.print_worker\n" in output
     assert f"API: http://127.0.0.1:{api} " in output
+    assert f"dashboard: http://127.0.0.1:{api}/\n" in output
     binary = Path(str(find_server_binary())).name
     assert (
         f"Redis: redis://127.0.0.1:{moved[1]}/0 ({binary}, data in {tmp_path / 'jobqueue' / 'redis'})"

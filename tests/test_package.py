@@ -15,12 +15,14 @@ import signal
 import subprocess
 import sys
 import tarfile
+import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from jobqueue.redis_server import free_port
+from jobqueue.server.dashboard import CONTENT_TYPES
 
 from .conftest import ROOT, until
 from .test_first_hour_dev import DEADLINE_S, Dev
@@ -95,7 +97,14 @@ def test_the_wheel_alone_outside_the_checkout_runs_dev_the_example_worker_and_th
     [wheel] = dist.glob("jobqueue-*-py3-none-any.whl")
     lua = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "jobqueue" / "store" / "lua").rglob("*.lua"))
     assert any("/include/" in name for name in lua)
-    needed = [*lua, "jobqueue/py.typed", "jobqueue/examples/print_worker.py", "jobqueue/cli/__init__.py"]
+    dashboard = [f"jobqueue/dashboard/{name}" for name in CONTENT_TYPES]
+    needed = [
+        *lua,
+        *dashboard,
+        "jobqueue/py.typed",
+        "jobqueue/examples/print_worker.py",
+        "jobqueue/cli/__init__.py",
+    ]
     with zipfile.ZipFile(wheel) as archive:
         in_wheel = set(archive.namelist())
     assert set(needed) <= in_wheel, sorted(set(needed) - in_wheel)
@@ -122,6 +131,8 @@ def test_the_wheel_alone_outside_the_checkout_runs_dev_the_example_worker_and_th
     dev = Dev(tmp_path / "dev.log", ["jobqueue", "dev", *args], env, tmp_path)
     try:
         dev.wait_serving(url)
+        with urllib.request.urlopen(f"{url}/assets/app.js", timeout=DEADLINE_S) as bundle:  # no build step
+            assert bundle.read() == (ROOT / "jobqueue" / "dashboard" / "app.js").read_bytes()
 
         def jobqueue(*command: str) -> str:
             return _run(["jobqueue", *command, "--url", url], cwd=tmp_path, env=env)

@@ -18,7 +18,7 @@ from ..settings import Settings
 from .exits import CommandFailed, ExitCode, call_failure, check_url
 from .job_table import job_table, page_json
 from .job_view import job_json, job_view, local_time
-from .parser import BULK_PER_CALL, call_timeout_from, log_level_from, token_from
+from .parser import BULK_PER_CALL, call_timeout_from, log_format_from, log_level_from, token_from
 from .queue_view import stats_json, stats_table, workers_json, workers_table
 
 if TYPE_CHECKING:
@@ -43,25 +43,34 @@ def _settings(args: argparse.Namespace) -> Settings:
         cors_allow_headers=tuple(getattr(args, "cors_allow_headers", None) or ()) or None,  # server only
         cors_allow_credentials=getattr(args, "cors_allow_credentials", None),
         auth_tokens_file=getattr(args, "auth_tokens_file", None),  # server only
+        tracing=getattr(args, "tracing", None),
     )
 
 
-def _configure_logging(args: argparse.Namespace) -> None:
+def _start_process(args: argparse.Namespace, service: str) -> Settings:
+    """Sets up a long-running command's logging and, if on, its tracing (as `service`);
+    returns its settings."""
     from ..process import configure_logging  # noqa: PLC0415 - keeps client commands light
 
-    configure_logging(log_level_from(args.log_level))
+    configure_logging(log_level_from(args.log_level), log_format_from(args.log_format))
+    settings = _settings(args)
+    if settings.tracing:
+        from ..tracing import start  # noqa: PLC0415 - only with tracing on
+
+        start(service)
+    return settings
 
 
 def _server(args: argparse.Namespace) -> int:
-    _configure_logging(args)
+    settings = _start_process(args, "jobqueue-server")
     from ..server import run, run_h2corn  # noqa: PLC0415
 
-    (run_h2corn if args.server == "h2corn" else run)(_settings(args))
+    (run_h2corn if args.server == "h2corn" else run)(settings)
     return ExitCode.OK
 
 
 def _worker(args: argparse.Namespace) -> int:
-    _configure_logging(args)
+    settings = _start_process(args, "jobqueue-worker")
     from ..loader import load_workers  # noqa: PLC0415
     from ..worker import run_workers  # noqa: PLC0415
 
@@ -69,17 +78,17 @@ def _worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         for worker in workers:  # one port for the process (exposition.py)
             worker.metrics_port, worker.metrics_host = args.metrics_port, args.metrics_host
-    run_workers(*workers, settings=_settings(args))
+    run_workers(*workers, settings=settings)
     return ExitCode.OK
 
 
 def _dev(args: argparse.Namespace) -> int:
-    _configure_logging(args)
+    settings = _start_process(args, "jobqueue-dev")
     from ..dev import run_dev  # noqa: PLC0415
 
     # On a developer's machine: loopback only, and browser calls from any origin.
     settings = dataclasses.replace(
-        _settings(args), host=args.host or "127.0.0.1", cors_origins=tuple(args.cors_origins or ("*",))
+        settings, host=args.host or "127.0.0.1", cors_origins=tuple(args.cors_origins or ("*",))
     )
     return run_dev(settings, worker_specs=args.workers, redis_port=args.redis_port)
 

@@ -25,6 +25,7 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 DURATION_HELP = "a number and a unit: 1500ms, 30s, 5m, 2h, 1d"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 DEFAULT_CALL_TIMEOUT_S = 10.0
 
 
@@ -57,6 +58,13 @@ def parse_port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return int(text)
+
+
+def parse_log_format(text: str) -> str:
+    name = text.strip().lower()
+    if name not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
+    return name
 
 
 def parse_log_level(text: str) -> str:
@@ -108,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
     )
 
-    server = _command(commands, "server", "run the API server (Connect, gRPC, gRPC-Web)")
+    server = _command(commands, "server", "run the API server (Connect, gRPC, gRPC-Web; the dashboard at /)")
     _server_options(server)
     server.add_argument(
         "--server", choices=("hypercorn", "h2corn"), default=os.environ.get("JOBQUEUE_SERVER", "hypercorn"),
@@ -131,12 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _redis_option(server)
     _log_level_option(server)
+    _observability_options(server)
 
     worker = _command(commands, "worker", "run the workers a module defines")
     worker.add_argument("target", metavar="MODULE[:ATTR]", help="package.module or path/to/file.py; ATTR "
                         "is a Worker or a list of them (default: worker or workers)")  # fmt: skip
     _redis_option(worker)
     _log_level_option(worker)
+    _observability_options(worker)
     worker.add_argument("--metrics-port", type=parse_port, metavar="PORT",
                         help="serve the workers' Prometheus metrics at http://HOST:PORT/metrics "
                         "(default: none)")  # fmt: skip
@@ -153,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="workers to run instead of the example print worker "
                      "(jobqueue.examples.print_worker); repeatable")  # fmt: skip
     _log_level_option(dev)
+    _observability_options(dev)
 
     enqueue = _command(
         commands, "enqueue", "enqueue a job",
@@ -365,6 +376,19 @@ def _log_level_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _observability_options(parser: argparse.ArgumentParser) -> None:
+    """docs/observability.md."""
+    parser.add_argument(
+        "--log-format", type=parse_log_format, metavar="FORMAT",
+        help=f"{' or '.join(LOG_FORMATS)}: one JSON object a line (JOBQUEUE_LOG_FORMAT, default text)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracing", action="store_true", default=None,
+        help="OpenTelemetry traces, exported as the OTEL_* variables say (JOBQUEUE_TRACING; needs "
+        "the otel extra: pip install 'jobqueue[otel]')",
+    )  # fmt: skip
+
+
 def _client_options(parser: argparse.ArgumentParser, *, prints_a_job: bool, quiet: bool = True) -> None:
     parser.add_argument(
         "--url", default=os.environ.get("JOBQUEUE_URL", DEFAULT_API_URL),
@@ -413,6 +437,11 @@ def log_level_from(option: str | None) -> int:
     """The --log-level option, else JOBQUEUE_LOG_LEVEL, else INFO."""
     level = _from_env(option, "JOBQUEUE_LOG_LEVEL", parse_log_level, "info")
     return logging.getLevelNamesMapping()[level.upper()]
+
+
+def log_format_from(option: str | None) -> str:
+    """The --log-format option, else JOBQUEUE_LOG_FORMAT, else text."""
+    return _from_env(option, "JOBQUEUE_LOG_FORMAT", parse_log_format, "text")
 
 
 def call_timeout_from(option: float | None) -> float:

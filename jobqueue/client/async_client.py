@@ -11,6 +11,7 @@ threads are Python's own: the interpreter joins them before it finalizes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,8 +53,12 @@ class Client:
         json: bool = False,
         max_concurrent_calls: int = 32,
         token: str | None = None,
+        tracing: bool = False,
     ) -> None:
-        self._calls = SyncClient(url, timeout_s=timeout_s, json=json, token=token)
+        """`tracing`: each call is a CLIENT span, child of the caller's current span,
+        whose context goes to the server (`traceparent`); needs the `otel` extra."""
+        self._calls = SyncClient(url, timeout_s=timeout_s, json=json, token=token, tracing=tracing)
+        self._tracing = tracing
         self.url = self._calls.url
         self.timeout_s = timeout_s
         self._threads = ThreadPoolExecutor(max_concurrent_calls, thread_name_prefix="jobqueue-client")
@@ -148,7 +153,10 @@ class Client:
         try:
             # The call has its own timeout; this one also bounds the wait for a thread.
             async with asyncio.timeout(self.timeout_s):
-                return await loop.run_in_executor(self._threads, functools.partial(call, *args, **kwargs))
+                work = functools.partial(call, *args, **kwargs)
+                if self._tracing:  # the caller's span, current in the thread too
+                    work = functools.partial(contextvars.copy_context().run, work)
+                return await loop.run_in_executor(self._threads, work)
         except TimeoutError:
             raise no_answer(self.url, self.timeout_s) from None
 

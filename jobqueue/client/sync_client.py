@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 from connectrpc.code import Code
 from connectrpc.codec import proto_json_codec
 from connectrpc.errors import ConnectError
+from connectrpc.interceptor import InterceptorSync
 from pyqwest import SyncClient as HTTPClient
 from pyqwest import SyncHTTPTransport
 
@@ -63,13 +64,17 @@ class SyncClient:
         timeout_s: float = 30.0,
         json: bool = False,
         token: str | None = None,
+        tracing: bool = False,
     ) -> None:
         """`token`: the bearer token sent with every call, for a server with auth on
-        (docs/security.md); None sends none."""
+        (docs/security.md); None sends none. `tracing`: each call is a CLIENT span,
+        child of the caller's current span, whose context goes to the server
+        (`traceparent`); needs the `otel` extra."""
         self.url = check_url(url)
         self.timeout_s = timeout_s
         self._json = json
-        self._interceptors = (BearerToken(token),) if token is not None else ()
+        bearer = (BearerToken(token),) if token is not None else ()
+        self._interceptors = (*_tracing_interceptors(tracing), *bearer)
         # A transport of its own rather than pyqwest's shared one: close() then
         # really closes its connections. One made here trusts no CA unless told
         # to, and loading the system's costs each client milliseconds: only for
@@ -233,3 +238,11 @@ def _job(job: pb.Job | None) -> Job:
     if job is None:
         raise ConnectError(Code.INTERNAL, "the server answered without a job")
     return job_from_proto(job)
+
+
+def _tracing_interceptors(tracing: bool) -> list[InterceptorSync]:
+    if not tracing:
+        return []
+    from ..tracing import client_interceptor  # noqa: PLC0415 - only with tracing on
+
+    return [client_interceptor()]

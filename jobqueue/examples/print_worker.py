@@ -17,9 +17,10 @@ async def print_payload(job: Job) -> None:
     try:
         text = job.payload.decode("utf-8")
     except UnicodeDecodeError:
-        log.info("job %s (attempt %d): %d bytes: %r", job.id, job.attempt, len(job.payload), job.payload)
+        log.info("%d bytes (attempt %d): %r", len(job.payload), job.attempt, job.payload)
     else:
-        log.info("job %s (attempt %d): %s", job.id, job.attempt, text)
+        # The line ends with the job's id and type: `hello (attempt 1) [job 7c66... print]`.
+        log.info("%s (attempt %d)", text, job.attempt)
 
 
 worker = Worker("print", print_payload)

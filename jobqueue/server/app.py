@@ -23,8 +23,10 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
 from ..metrics.exposition import ServerMetrics
 from ..producer import Producer
+from ..settings import Settings
 from .auth import Guard
 from .cors import CORSMiddleware
+from .dashboard import dashboard_apps
 from .edge import Edge
 from .errors import ErrorInterceptor
 from .grpc_trailers import GrpcNeedsTrailers
@@ -63,13 +65,14 @@ def create_app(
     descriptors = (jobqueue_pb.desc(), health_pb.desc())
     guard = Guard.from_settings(settings)  # bearer tokens (server/auth.py); health stays open
     jobs = JobServiceHandler(producer, guard)
+    # A span per JobService call (not health checks), outermost: it sees every error as its code.
+    job_interceptors = [*_tracing_interceptors(settings), *guard.jobs(interceptors)]
     # Health and reflection requests are a name or two: no need for connectrpc's 4 MiB.
     small: dict[str, Any] = {"read_max_bytes": _ENVELOPE_BYTES, "codecs": codecs()}
     reflection = {**small, "interceptors": guard.reflection([StreamMessageLimit()])}
     router = Router([
         JobServiceASGIApplication(
-            jobs, interceptors=[*counted, *guard.jobs(interceptors)], read_max_bytes=read_max_bytes,
-            codecs=codecs(),
+            jobs, interceptors=[*counted, *job_interceptors], read_max_bytes=read_max_bytes, codecs=codecs()
         ),
         HealthASGIApplication(
             HealthService(producer.store.redis), interceptors=[*counted, *interceptors], **small
@@ -77,6 +80,7 @@ def create_app(
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
         *([metrics] if metrics is not None else []),
+        *dashboard_apps(),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     refusals = ExplainedRefusals(router.route, max_payload_bytes=settings.max_payload_bytes)
     app: Any = _ByProtocol(grpc=GrpcWebText(GrpcNeedsTrailers(refusals)), connect=guard.paths(router.route))
@@ -93,6 +97,14 @@ def create_app(
         send_s=settings.send_timeout_s,
     )
     return Edge(app, slow, refusals)
+
+
+def _tracing_interceptors(settings: Settings) -> list[Interceptor]:
+    if not settings.tracing:
+        return []
+    from ..tracing import server_interceptor  # noqa: PLC0415 - only with tracing on
+
+    return [server_interceptor()]
 
 
 _GRPC = b"application/grpc"

@@ -34,6 +34,10 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
     if own_signals:  # a process of h2corn's: the level `jobqueue server` passed in its environment
         configure_logging()
         logging.getLogger().setLevel(log_level())
+        if settings.tracing:
+            from ..tracing import start  # noqa: PLC0415 - only with tracing on
+
+            start("jobqueue-server")
     streams = streams or Streams()
     store = Store.open(settings)
     metrics = ServerMetrics(store)

@@ -14,7 +14,7 @@ from hypercorn.config import Config
 
 from ..outage import redacted
 from ..ports import AddressInUse, check_port_free
-from ..process import configure_logging, run_until_stopped
+from ..process import configure_logging, log_format_in_use, run_until_stopped
 from ..settings import Settings
 from . import h2corn_log, hypercorn_guard
 from .asgi import build
@@ -101,17 +101,19 @@ def run_h2corn(settings: Settings) -> None:
     )
     h2corn_log.filter_stderr()
     # The new process's factory (asgi.build) reads the settings, and the log level
-    # (given by --log-level, maybe), back from its environment.
+    # and format (given by --log-level and --log-format, maybe), back from its environment.
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     os.execve(h2corn, [
         h2corn, "--factory", "jobqueue.server.asgi:build", "--grpc", "--http1",
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
         "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
+        "--log-format", log_format_in_use(),
         *h2corn_limits(settings),
         # One process, whatever H2CORN_WORKERS says: /metrics then shows all of the
         # server's counts (docs/metrics.md), and one scheduler and reaper run.
         "--workers", "1",
-    ], {**os.environ, **settings.to_env(), "JOBQUEUE_LOG_LEVEL": level})  # fmt: skip
+    ], {**os.environ, **settings.to_env(), "JOBQUEUE_LOG_LEVEL": level,
+        "JOBQUEUE_LOG_FORMAT": log_format_in_use()})  # fmt: skip
 
 
 def h2corn_limits(settings: Settings) -> list[str]:

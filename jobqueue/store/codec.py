@@ -46,6 +46,10 @@ JOB_FIELDS = (
     b"lease_token",
 )
 READ_FIELDS = (b"last_error_attempt",)
+# The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
+# on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
+# worker traces.
+TRACE_FIELD = "trace_context"
 
 
 def decode_job(fields: Mapping[bytes, bytes]) -> Job:

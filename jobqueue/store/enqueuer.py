@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, JobNotFound, PayloadTooLarge, QueueFull
@@ -30,7 +30,7 @@ from ..model import (
     new_job_ids,
     partition_of_type,
 )
-from .codec import NewJob, option_fields
+from .codec import TRACE_FIELD, NewJob, option_fields
 from .outcomes import Outcome
 
 if TYPE_CHECKING:
@@ -55,6 +55,14 @@ class Enqueuer:
         self._flusher: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
         # A batch is on its way (then every new call waits in _queued for the next).
         self._flushing = False
+        # With tracing on, each job stores the trace context of the call that enqueued it.
+        self._tracing = store.settings.tracing
+        self._trace_context: Callable[[], str] = lambda: ""
+        self._traced: Callable[[Job], None] = lambda job: None
+        if self._tracing:
+            from .. import tracing  # noqa: PLC0415 - only processes with tracing on import opentelemetry
+
+            self._trace_context, self._traced = tracing.stored_context, tracing.enqueued
 
     async def enqueue(
         self,
@@ -85,6 +93,8 @@ class Enqueuer:
         if new.full:
             raise self._full(job_type)
         assert new.job is not None
+        if self._tracing:
+            self._traced(new.job)
         return new.job
 
     async def _flush_queued(self) -> None:
@@ -179,9 +189,12 @@ class Enqueuer:
             if len(request.payload) > self.max_payload_bytes:
                 raise PayloadTooLarge(len(request.payload), self.max_payload_bytes)
             at = request.execution_time_ms
-            return NewJob(
-                request, "" if not at else str(check_execution_time(at)), option_fields(request.options)
-            )
+            fields = option_fields(request.options)
+            if self._tracing:  # from the caller's task: its span is current
+                context = self._trace_context()
+                if context:
+                    fields += [TRACE_FIELD, context]
+            return NewJob(request, "" if not at else str(check_execution_time(at)), fields)
         except InvalidInput as exc:
             if many:
                 exc.args = (f"jobs[{index}].{exc.args[0]}",)

@@ -39,6 +39,7 @@ class Store:
             self.keys,
             retention_ms=settings.retention_ms,
             idempotency_window_ms=settings.idempotency_window_ms,
+            trace_contexts=settings.tracing,
         )
         # What workers apply to jobs without their own options: they write it, reads show it.
         self.worker_defaults = WorkerDefaults(redis, self.keys)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..model import Job, JobStatus, check_job_id, partition_of_type
 from . import scripts
-from .codec import JOB_FIELDS, NewJob, decode_job_values, status_of
+from .codec import JOB_FIELDS, TRACE_FIELD, NewJob, decode_job_values, status_of
 from .outcomes import OK_CODE, Outcome, Result, decode, decode_all
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ log = logging.getLogger("jobqueue.store")
 # A claimed job, or why the id was not claimed.
 Claim = Job | Result
 _LEASE_TOKEN = JOB_FIELDS.index(b"lease_token")
+# With tracing on, a claim also returns the job's trace context, after JOB_FIELDS.
+_TRACED_FIELDS = (*JOB_FIELDS, TRACE_FIELD.encode())
+_TRACE_CONTEXT = 1 + len(JOB_FIELDS)  # its place in a claim's reply
 
 
 class Beat(NamedTuple):
@@ -44,13 +47,22 @@ class Beat(NamedTuple):
 
 class Transitions:
     def __init__(
-        self, redis: Redis, keys: Keyspace, *, retention_ms: int, idempotency_window_ms: int
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        *,
+        retention_ms: int,
+        idempotency_window_ms: int,
+        trace_contexts: bool = False,
     ) -> None:
-        """`redis` must return bytes (decode_responses=False): payloads are binary."""
+        """`redis` must return bytes (decode_responses=False): payloads are binary.
+        `trace_contexts`: claims return the jobs' trace contexts (tracing on)."""
         self.redis = redis
         self.keys = keys
         self.retention_ms = retention_ms
         self.idempotency_window_ms = idempotency_window_ms
+        self.trace_contexts = trace_contexts
+        self._claim_fields = _TRACED_FIELDS if trace_contexts else JOB_FIELDS
         self._scripts = scripts.load(redis)
 
     # -- producers and the API -------------------------------------------------
@@ -165,7 +177,7 @@ class Transitions:
             self.keys.queue(job_type), worker_id=worker_id, more=[*map(self.keys.job, job_ids)]
         )
         args: list[str | int | bytes] = [
-            worker_id, lease_ms, default_max_attempts, job_type, *job_ids, *JOB_FIELDS,
+            worker_id, lease_ms, default_max_attempts, job_type, *job_ids, *self._claim_fields,
         ]  # fmt: skip
         return await self._claimed(job_type, worker_id, job_ids, await script.run(keys, args, via))
 
@@ -197,7 +209,7 @@ class Transitions:
         for job in completed:
             args += [job.id, job.lease_token]
         if claim:
-            args += [*claim, *JOB_FIELDS]
+            args += [*claim, *self._claim_fields]
         records, taken, claims = await script.run(keys, args, via)
         return (
             decode_all(records),
@@ -216,12 +228,22 @@ class Transitions:
                 claims.append(decode(reply))
                 continue
             try:
-                claims.append(decode_job_values(reply[1:]))
+                job = decode_job_values(reply[1:_TRACE_CONTEXT])
             except ValueError as exc:
-                log.error("job %s: corrupt record (%s): failed for good", job_id, exc)  # noqa: TRY400
+                log.error(  # noqa: TRY400 - the cause is in the line; a traceback would add nothing
+                    "job %s (%s): corrupt record (%s): failed for good",
+                    job_id,
+                    job_type,
+                    exc,
+                    extra={"job_id": job_id, "job_type": job_type},
+                )
                 wreck = Job(job_id, job_type, b"", JobStatus.RUNNING, 0, 0, 0, worker_id=worker_id)
                 wreck.lease_token = int(reply[1 + _LEASE_TOKEN])
                 claims.append(await self.fail(wreck, f"corrupt job record: {exc}", None))
+                continue
+            if self.trace_contexts and reply[_TRACE_CONTEXT]:
+                job.trace_context = reply[_TRACE_CONTEXT].decode()
+            claims.append(job)
         return claims
 
     async def heartbeat(

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..events import Event
+from ..events import Event, Failure
 from ..model import Job, JobStatus
 
 
@@ -26,6 +26,7 @@ class Run:
     interrupted: Event | None = None
     status: JobStatus | None = None  # the job's status when its lease was found lost
     handler_done: bool = False
+    failure: Failure | None = None  # how its handler failed, if it did
 
 
 class Slots:

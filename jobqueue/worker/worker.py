@@ -27,16 +27,18 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 from redis.asyncio import Redis
 
 from ..event_log import LogObserver
 from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
+from ..log_lines import RUNNING_JOB
 from ..metrics.exposition import worker_ports
 from ..model import Backoff, Job, JobStatus, check_job_type, check_max_attempts
-from ..process import run_until_stopped
+from ..process import configure_logging, run_until_stopped
 from ..reaper import Reaper
 from ..scheduler import Scheduler
 from ..settings import Settings
@@ -231,9 +233,16 @@ class Worker:
             self.notify,
             store.outage,
         )
-        slots = Slots(
-            self.concurrency, self.prefetch, self.batch_size, lambda run: self._execute(serving, run)
-        )
+
+        def execute(run: Run) -> Coroutine[Any, Any, None]:
+            return self._execute(serving, run)
+
+        start: Callable[[Run], Coroutine[Any, Any, None]] = execute
+        if settings.tracing:
+            from .. import tracing  # noqa: PLC0415 - only processes with tracing on import opentelemetry
+
+            start = tracing.traced(execute)
+        slots = Slots(self.concurrency, self.prefetch, self.batch_size, start)
         completions = Completions(context)
         fetcher = Fetcher(context, slots, completions, self.block_timeout_s)
         # What ListWorkers shows of it (store/registry.py), written by its first heartbeat
@@ -305,6 +314,7 @@ class Worker:
 
     async def _execute(self, serving: _Serving, run: Run) -> None:
         job = run.job
+        RUNNING_JOB.set(job)  # the handler's log lines name its job (log_lines.py)
         transitions = serving.store.transitions
         try:
             timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
@@ -338,7 +348,7 @@ class Worker:
                 run.handler_done = True
                 if began:  # else it failed before its handler started (confirm: Redis down)
                     self.notify(Event.RAN, job, time.perf_counter() - began)
-                failure = self._failure(job, exc, deadline, timeout_s)
+                failure = run.failure = self._failure(job, exc, deadline, timeout_s)
                 fail = transitions.fail
                 await self._record(job, "failed", lambda: fail(job, failure.error, failure.delay_ms), failure)
             else:
@@ -476,8 +486,15 @@ def run_workers(*workers: Worker, settings: Settings | None = None) -> None:
     """Runs workers in one process until SIGINT or SIGTERM, then stops them gracefully.
 
     `settings`: for the workers built without their own (default: from the environment).
+    With tracing on, spans go to the program's TracerProvider, else to one made from the
+    OTEL_* variables (jobqueue.tracing.start).
     """
     settings = settings or Settings.from_env()
+    if settings.tracing:
+        configure_logging()  # first: the trace ids go into its lines
+        from ..tracing import start  # noqa: PLC0415 - only processes with tracing on import opentelemetry
+
+        start("jobqueue-worker")
 
     async def main(stop: asyncio.Event) -> None:
         await asyncio.gather(*(worker.serve(stop, settings=settings) for worker in workers))

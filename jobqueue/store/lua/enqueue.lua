@@ -11,7 +11,8 @@
 -- ARGV: type, channel, window_ms, N, max_depth (0: none), then per job: "at,stale,k,n" (at: execution
 --       time, '' = now; stale: an id an idempotency key may point at and count
 --       as absent, because that job expired; k: the KEYS index of its
---       idempotency key, 0 for none; n: option fields), payload, then n field,
+--       idempotency key, 0 for none; n: extra fields: the options set, and
+--       trace_context with tracing on), payload, then n field,
 --       value pairs. (Few, packed arguments: encoding them is most of the
 --       client's cost of a big batch.)
 -- Returns {created_at, then per job: its execution_time_ms (an integer) if it was
