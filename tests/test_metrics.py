@@ -328,15 +328,6 @@ async def test_the_cli_worker_serves_its_metrics_and_a_killed_one_is_recovered(
     assert (await store.get(long.id)).status is JobStatus.PENDING, log.read_text()
 
 
-def test_cli_refuses_a_bad_metrics_port() -> None:
-    ran = subprocess.run(
-        [sys.executable, "-m", "jobqueue.cli", "worker", "tests/worker_apps.py", "--metrics-port", "70000"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert ran.returncode == 2
-    assert "--metrics-port: '70000' is not a TCP port (1-65535)" in ran.stderr
-
-
 async def test_metrics_answer_get_only(server_url: str) -> None:
     refused = await curl("-X", "POST", f"{server_url}/metrics")
     assert (refused.status, refused.headers["allow"]) == (405, "GET, HEAD")
