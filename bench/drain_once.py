@@ -2,7 +2,7 @@
 """One S1 drain, for profiling and A/B comparisons of the worker's hot path.
 
     python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT | --instructions]
-                               [--one-way-delay-us US]
+                               [--one-way-delay-us US] [--metrics]
 
 Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
 `jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
@@ -13,6 +13,8 @@ not move. Two drains of different sizes give the instructions per job, start-up
 excluded: (I(5000) - I(1000)) / 4000.
 With --one-way-delay-us, the worker and the enqueue reach Redis through
 bench/net_delay.py: a round trip costs what it would over a network.
+With --metrics the worker serves its Prometheus metrics (`--metrics-port`), scraped
+once at the end (bench/metrics_drain.py alternates drains with and without).
 To compare two versions, alternate runs of two checkouts on one Redis, e.g.
 `cd OTHER && PYTHONPATH=$PWD python bench/drain_once.py URL`, several times each:
 this machine is noisy, so compare medians. Loopback Redis only; bounded in time.
@@ -30,10 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobqueue import EnqueueRequest, Producer, Settings
 from jobqueue.redis_server import free_port, is_loopback_url
@@ -66,6 +70,7 @@ def main() -> int:
     parser.add_argument("--instructions", action="store_true", help="count the worker's instructions")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--one-way-delay-us", type=float, help="through bench/net_delay.py")
+    parser.add_argument("--metrics", action="store_true", help="the worker serves its metrics (a free port)")
     args = parser.parse_args()
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
@@ -101,9 +106,27 @@ def wait_for_port(port: int, timeout_s: float) -> None:
             return
 
 
+def started_by_metrics(port: int | None) -> str:
+    """What the worker's metrics counted: proof that they were on."""
+    if port is None:
+        return ""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    started = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "jobqueue_jobs_started_total"
+    )
+    return f", metrics on ({started:.0f} started)"
+
+
 def drain(args: argparse.Namespace) -> int:
     asyncio.run(enqueue(args.redis_url, args.jobs))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+    metrics_port = free_port() if args.metrics else None
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port)]
     if args.py_spy:
         command = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", args.py_spy, "--", *command]
     counted = Path(tempfile.mkdtemp()) / "cachegrind.out" if args.instructions else None
@@ -132,7 +155,7 @@ def drain(args: argparse.Namespace) -> int:
         per_job = ""
         if cpu is not None and cpu_at_first is not None:
             per_job = f", worker CPU {(cpu - cpu_at_first) / (args.jobs - first) * 1e6:.0f} µs/job"
-        print(f"drain {rate:.0f} jobs/s{per_job}")
+        print(f"drain {rate:.0f} jobs/s{per_job}{started_by_metrics(metrics_port)}")
     finally:
         worker.send_signal(signal.SIGINT)
         try:

@@ -124,7 +124,7 @@ def _described(detail: object) -> str:
     return "gone" if detail is None else str(detail)
 
 
-_ROUTINE = frozenset({Event.CLAIMED, Event.STARTED, Event.COMPLETED})
+_ROUTINE = frozenset({Event.ENQUEUED, Event.CLAIMED, Event.STARTED, Event.RAN, Event.COMPLETED})
 _LINES: dict[Event, tuple[int, str]] = {
     Event.SKIPPED: (logging.INFO, "not claimed ({}), skipped"),
     Event.RELEASED: (logging.INFO, "released unfinished at shutdown: it runs again, the attempt not counted"),

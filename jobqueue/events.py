@@ -3,9 +3,10 @@
 The worker, the reaper and the scheduler (in worker and server processes alike)
 report each thing that happens as an `Event`, with the job it concerns and a
 detail (documented per event), and each is counted (a worker's in `Worker.stats`).
-Observers take them: the logs (event_log.py), the benchmark's timeline, metrics. An
-observer is called inline, on the worker's hot path: it must be quick. One that
-raises is logged and skipped; it never breaks the caller.
+Observers take them: the logs (event_log.py), the benchmark's timeline, the
+metrics (metrics/jobs.py). An observer is called inline, on the worker's hot
+path: it must be quick. One that raises is logged and skipped; it never breaks
+the caller.
 
     def on_event(event: Event, job: JobRef | Job | None, detail: object) -> None:
         if event is Event.DEAD_LETTERED:
@@ -29,6 +30,9 @@ log = logging.getLogger("jobqueue.events")
 class Event(enum.Enum):
     """What happened; the `detail` each event comes with is named in its comment."""
 
+    # A producer's (the server's) store (job: the Job).
+    ENQUEUED = "enqueued"  # None: stored as a new job (not one its idempotency key already named)
+
     # A worker's round trips (job None).
     POPPED = "popped"  # Call: the blocking pop of an idle worker (the id in `taken`)
     ROUND = "round"  # Call: a round trip (round.lua), or the claim of a popped id (claim.lua)
@@ -36,6 +40,7 @@ class Event(enum.Enum):
     CLAIMED = "claimed"  # None: running under this worker's lease (started, or waiting for a slot)
     SKIPPED = "skipped"  # Result: why a popped id was not claimed (job: a JobRef)
     STARTED = "started"  # None: its handler started
+    RAN = "ran"  # float: its handler returned or raised after running that many seconds
     COMPLETED = "completed"  # None: its completion is recorded
     RETRY_SCHEDULED = "retry scheduled"  # Failure: the run failed; the job runs again later
     # Failure (a worker's: its delay_ms None for a PermanentError, else it was the

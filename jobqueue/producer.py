@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from types import TracebackType
 
+from .events import Notify
 from .model import NO_OPTIONS, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .selection import (
     DEFAULT_PAGE_SIZE,
@@ -36,10 +37,11 @@ from .store.outcomes import refusal
 
 
 class Producer:
-    def __init__(self, store: Store) -> None:
-        """A producer on an open store (the caller closes it); see `connect`."""
+    def __init__(self, store: Store, notify: Notify | None = None) -> None:
+        """A producer on an open store (the caller closes it); see `connect`.
+        `notify`: told of each job it stores as new (Event.ENQUEUED)."""
         self.store = store
-        self._enqueuer = Enqueuer(store)
+        self._enqueuer = Enqueuer(store, notify)
         self._owns_store = False
 
     @classmethod

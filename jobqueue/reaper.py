@@ -21,6 +21,8 @@ from .store.outcomes import Outcome, Result
 from .supervise import repeat, supervise
 
 BATCH = 100  # expired leases or dead workers handled per read
+# RECOVERED's detail for a lease that expired (for a dead worker: "worker <id> died").
+LEASE_EXPIRED = "its lease expired"
 
 
 class Reaper:
@@ -78,7 +80,7 @@ class Reaper:
             expired = await self.store.inspect.expired_leases(job_type, BATCH)
             for job_id in expired:
                 result = await self.store.transitions.recover(job_type, job_id)
-                back += self._note(JobRef(job_id, job_type), result, "its lease expired")
+                back += self._note(JobRef(job_id, job_type), result, LEASE_EXPIRED)
             if len(expired) < BATCH:
                 return back
 

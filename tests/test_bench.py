@@ -51,6 +51,17 @@ def test_one_drain_for_profiling(redis_url: str, network: list[str]) -> None:
     assert float(ran.stdout.split()[1]) > 0, ran.stdout
 
 
+@pytest.mark.timeout(180)
+def test_the_drain_with_metrics_off_and_on() -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/metrics_drain.py", "--pairs", "1", "--jobs", "300"],
+        cwd=ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "metrics on (300 started)" in ran.stdout  # the worker's own count, scraped
+    assert "median drain: off" in ran.stdout, ran.stdout
+
+
 @pytest.mark.timeout(60)
 def test_the_network_delay_proxy_delays_a_round_trip(redis_url: str) -> None:
     port = urlsplit(redis_url).port

@@ -132,6 +132,10 @@ def test_a_duration_without_a_unit_is_refused(option: str) -> None:
         ),
         (["enqueue", "print", "--in", "1m", "--at", "1"], "argument --at: not allowed with argument --in"),
         (["get", MISSING_ID, "--quiet"], "unrecognized arguments: --quiet"),
+        (
+            ["worker", "tests/worker_apps.py", "--metrics-port", "70000"],
+            "argument --metrics-port: '70000' is not a TCP port (1-65535)",
+        ),
     ],
 )
 def test_usage_errors_show_the_commands_usage(args: list[str], complaint: str) -> None:

@@ -207,11 +207,9 @@ async def test_scheduled_job_starts_at_its_time_not_before(store: Harness, setti
     assert start >= job.execution_time_ms
 
 
-async def test_stale_result_is_refused_and_counted(
-    store: Harness, settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A handler that outlives its lease (and ignores cancellation) cannot record a result."""
-    started, taken_over = asyncio.Event(), asyncio.Event()
+def outliving_its_lease(started: asyncio.Event, taken_over: asyncio.Event) -> Handler:
+    """A handler whose first run outlives its lease: it ignores cancellation and returns
+    once `taken_over` is set. Later runs return at once."""
 
     async def stubborn_first_time(job: Job) -> None:
         if job.attempt > 1:
@@ -221,14 +219,27 @@ async def test_stale_result_is_refused_and_counted(
             await asyncio.Event().wait()
         await taken_over.wait()
 
-    worker = make_worker(settings, stubborn_first_time, run_reaper=False, concurrency=1)
+    return stubborn_first_time
+
+
+async def take_over(store: Harness, job: Job) -> None:
+    """The lease expires (as if the worker had stalled) and a reaper re-queues the job."""
+    await store.redis.zadd(store.keys.queue(job.type).leases, {job.id: 0})
+    assert await store.transitions.recover(job.type, job.id) == Result(Outcome.RECOVERED)
+
+
+async def test_stale_result_is_refused_and_counted(
+    store: Harness, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that outlives its lease (and ignores cancellation) cannot record a result."""
+    started, taken_over = asyncio.Event(), asyncio.Event()
+    handler = outliving_its_lease(started, taken_over)
+    worker = make_worker(settings, handler, run_reaper=False, concurrency=1)
     with caplog.at_level(logging.WARNING, logger="jobqueue.worker"):
         async with running(worker):
             job = await store.enqueue("t", b"")
             await asyncio.wait_for(started.wait(), 10)
-            # The lease expires (as if the worker had stalled) and a reaper re-queues the job.
-            await store.redis.zadd(store.keys.queue("t").leases, {job.id: 0})
-            assert await store.transitions.recover("t", job.id) == Result(Outcome.RECOVERED)
+            await take_over(store, job)
             taken_over.set()
 
             async def refused() -> bool:
@@ -405,7 +416,8 @@ async def test_routine_steps_are_logged_when_debug_is_on_as_the_worker_starts(
         r.getMessage() for r in caplog.records if r.name == "jobqueue.jobs" and queued.id in r.getMessage()
     ]
     if level == logging.DEBUG:
-        assert [line.split(": ")[1].split(",")[0] for line in routine] == ["claimed", "started", "completed"]
+        steps = [line.split(": ")[1].split(",")[0] for line in routine]
+        assert steps == ["claimed", "started", "ran", "completed"]
     else:
         assert routine == []
     # Other observers see every event either way.

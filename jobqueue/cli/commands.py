@@ -74,7 +74,11 @@ def _worker(args: argparse.Namespace) -> int:
     from ..loader import load_workers  # noqa: PLC0415
     from ..worker import run_workers  # noqa: PLC0415
 
-    run_workers(*load_workers(args.target), settings=settings)
+    workers = load_workers(args.target)
+    if args.metrics_port is not None:
+        for worker in workers:  # one port for the process (exposition.py)
+            worker.metrics_port, worker.metrics_host = args.metrics_port, args.metrics_host
+    run_workers(*workers, settings=settings)
     return ExitCode.OK
 
 

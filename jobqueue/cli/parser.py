@@ -54,6 +54,12 @@ def parse_time_ms(text: str) -> int:
     return int(when.astimezone().timestamp() * 1000)
 
 
+def parse_port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
 def parse_log_format(text: str) -> str:
     name = text.strip().lower()
     if name not in LOG_FORMATS:
@@ -141,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     _redis_option(worker)
     _log_level_option(worker)
     _observability_options(worker)
+    worker.add_argument("--metrics-port", type=parse_port, metavar="PORT",
+                        help="serve the workers' Prometheus metrics at http://HOST:PORT/metrics "
+                        "(default: none)")  # fmt: skip
+    worker.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                        help="address the metrics port listens on (default 127.0.0.1; 0.0.0.0: every "
+                        "interface)")  # fmt: skip
 
     dev = _command(commands, "dev", "run Redis, the server and the example worker in one terminal")
     _server_options(dev)

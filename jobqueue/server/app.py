@@ -21,6 +21,7 @@ from .._gen.grpc.health.v1 import health_pb
 from .._gen.grpc.health.v1.health_connect import HealthASGIApplication
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication
+from ..metrics.exposition import ServerMetrics
 from ..producer import Producer
 from ..settings import Settings
 from .auth import Guard
@@ -48,11 +49,15 @@ def create_app(
     streams: Streams | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> Any:
-    """The app on `producer`'s store, with its settings (CORS, bounds on slow clients)."""
+    """The app on `producer`'s store, with its settings (CORS, bounds on slow clients);
+    with `metrics`, its RPCs counted and GET /metrics served."""
     settings = producer.store.settings
     streams = streams or Streams()
     interceptors: list[Interceptor] = [streams, ErrorInterceptor(producer.store.outage)]
+    # Before every other, the role check too: it sees every call's code (metrics/rpcs.py).
+    counted: list[Interceptor] = [metrics.rpcs] if metrics is not None else []
     # A request is refused (resource_exhausted) before it is decoded when it could
     # not fit a payload under the limit even as base64 JSON; a payload just over
     # the limit is refused by the store with a message that names the field.
@@ -67,11 +72,14 @@ def create_app(
     reflection = {**small, "interceptors": guard.reflection([StreamMessageLimit()])}
     router = Router([
         JobServiceASGIApplication(
-            jobs, interceptors=job_interceptors, read_max_bytes=read_max_bytes, codecs=codecs()
+            jobs, interceptors=[*counted, *job_interceptors], read_max_bytes=read_max_bytes, codecs=codecs()
         ),
-        HealthASGIApplication(HealthService(producer.store.redis), interceptors=interceptors, **small),
+        HealthASGIApplication(
+            HealthService(producer.store.redis), interceptors=[*counted, *interceptors], **small
+        ),
         ServerReflectionASGIApplication(ServerReflectionService(*descriptors), **reflection),
         ServerReflectionAlphaASGIApplication(ServerReflectionAlphaService(*descriptors), **reflection),
+        *([metrics] if metrics is not None else []),
         *dashboard_apps(),
     ], on_startup=on_startup, on_shutdown=on_shutdown)  # fmt: skip
     refusals = ExplainedRefusals(router.route, max_payload_bytes=settings.max_payload_bytes)

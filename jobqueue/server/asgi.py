@@ -14,6 +14,7 @@ from typing import Any
 
 from ..event_log import LogObserver
 from ..events import Observers
+from ..metrics.exposition import ServerMetrics
 from ..process import configure_logging, log_level
 from ..producer import Producer
 from ..reaper import Reaper
@@ -39,7 +40,8 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
             start("jobqueue-server")
     streams = streams or Streams()
     store = Store.open(settings)
-    notify = Observers([LogObserver()]).notify
+    metrics = ServerMetrics(store)
+    notify = Observers([LogObserver(), metrics.jobs]).notify
     background: list[asyncio.Task[None]] = []
 
     async def startup() -> None:
@@ -55,4 +57,6 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
             await asyncio.wait(background, timeout=5)
         await store.aclose()
 
-    return create_app(Producer(store), streams=streams, on_startup=startup, on_shutdown=shutdown)
+    return create_app(
+        Producer(store, notify), streams=streams, on_startup=startup, on_shutdown=shutdown, metrics=metrics
+    )

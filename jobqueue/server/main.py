@@ -109,6 +109,9 @@ def run_h2corn(settings: Settings) -> None:
         "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
         "--log-format", log_format_in_use(),
         *h2corn_limits(settings),
+        # One process, whatever H2CORN_WORKERS says: /metrics then shows all of the
+        # server's counts (docs/metrics.md), and one scheduler and reaper run.
+        "--workers", "1",
     ], {**os.environ, **settings.to_env(), "JOBQUEUE_LOG_LEVEL": level,
         "JOBQUEUE_LOG_FORMAT": log_format_in_use()})  # fmt: skip
 

@@ -42,7 +42,9 @@ class Router:
             # an unknown method, and would answer `unknown` with a KeyError's text.
             scope = {**scope, "root_path": ""}
         path: str = scope.get("path", "")
-        prefix = path[: path.find("/", 1) + 1] if path.count("/") >= 2 else path
+        # `/Service/Method` goes to the app at `/Service`, `/page` (e.g. /metrics) to the
+        # app at `/page`, and `/` to the app at `` (the dashboard).
+        prefix = path[: path.find("/", 1) + 1] if path.count("/") >= 2 else path.rstrip("/") + "/"
         app = self.routes.get(prefix)
         if app is None:
             return _not_found(send)

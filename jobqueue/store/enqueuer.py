@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, JobNotFound, PayloadTooLarge, QueueFull
+from ..events import Event, Notify
 from ..model import (
     NO_OPTIONS,
     EnqueueRequest,
@@ -43,8 +44,10 @@ TYPE_REFRESH_S = 10.0
 
 
 class Enqueuer:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, notify: Notify | None = None) -> None:
+        """`notify`: told of each job stored as new (Event.ENQUEUED)."""
         self.store = store
+        self.notify = notify
         self.settings = store.settings
         self.max_payload_bytes = store.settings.max_payload_bytes
         self._registered: dict[str, float] = {}  # job type -> when to register it again
@@ -227,6 +230,8 @@ class Enqueuer:
                         idempotency_key=options.idempotency_key,
                         backoff=options.backoff,
                     )
+                    if self.notify is not None:
+                        self.notify(Event.ENQUEUED, new.job)
                     continue
                 existing = outcome.decode()
                 try:

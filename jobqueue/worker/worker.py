@@ -36,6 +36,7 @@ from ..event_log import LogObserver
 from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
 from ..log_lines import RUNNING_JOB
+from ..metrics.exposition import worker_ports
 from ..model import Backoff, Job, JobStatus, check_job_type, check_max_attempts
 from ..process import configure_logging, run_until_stopped
 from ..reaper import Reaper
@@ -105,6 +106,8 @@ class Worker:
         run_scheduler: bool = True,
         run_reaper: bool = True,
         observers: Iterable[Observer] = (),
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         """
         Args:
@@ -138,6 +141,10 @@ class Worker:
                 in this process (safe alongside any number of others).
             observers: called with every Event of this worker's jobs, besides the
                 log (jobqueue.events).
+            metrics_port, metrics_host: serve the Prometheus metrics of this
+                worker's jobs (and of its reaper) at http://metrics_host:metrics_port/metrics
+                while it serves (docs/metrics.md); None: no metrics. Workers of
+                one process given the same port share it.
         """
         self.job_type = check_job_type(job_type)
         self.handler = handler
@@ -149,6 +156,8 @@ class Worker:
             raise ValueError("heartbeat_s must be positive and under half of lease_s and of liveness_s")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be positive (or None: no limit)")
+        if metrics_port is not None and not 0 < metrics_port < 65536:
+            raise ValueError(f"metrics_port must be a TCP port (1-65535) or None, got {metrics_port}")
         self.concurrency = concurrency
         self.prefetch = prefetch
         self.max_attempts = check_max_attempts(max_attempts)
@@ -164,6 +173,8 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.run_scheduler = run_scheduler
         self.run_reaper = run_reaper
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
         # What happened to this worker's jobs, by event.
         self.stats = Counts()
         self.observers = list(observers)
@@ -195,9 +206,18 @@ class Worker:
         """Runs until `stop` is set or the task is cancelled; either way shuts down
         gracefully. `settings`: used unless the worker was built with its own."""
         settings = self.settings or settings or Settings.from_env()
+        observers: list[Observer] = [*self.observers, LogObserver()]
+        if self.metrics_port is not None:
+            observers.append(worker_ports.acquire(self.metrics_host, self.metrics_port))
+            log.info(
+                "worker %s: metrics on http://%s:%d/metrics",
+                self.worker_id,
+                self.metrics_host,
+                self.metrics_port,
+            )
         # Made again here, with the log: it takes its routine steps by the level it
         # has now, and a worker is often made before logging is set up.
-        self.notify = Observers([*self.observers, LogObserver()], counts=self.stats).notify
+        self.notify = Observers(observers, counts=self.stats).notify
         # Unbounded pools: the worker's own concurrency bounds its connections.
         store = Store.open(settings, max_connections=None)
         # Handlers' commands go through a pool of their own, without the command
@@ -262,7 +282,7 @@ class Worker:
         completer = asyncio.create_task(supervise("completer", completions.run, outage))
         # The reaper's and the scheduler's events go to the same observers, but are
         # not this worker's jobs: they are not counted in its stats.
-        about_queue = Observers([*self.observers, LogObserver()]).notify
+        about_queue = Observers(observers).notify
         if self.run_scheduler:
             background.append(asyncio.create_task(Scheduler(store, [self.job_type], about_queue).run()))
         if self.run_reaper:
@@ -287,6 +307,8 @@ class Worker:
             await store.aclose()
             await handlers_redis.aclose()
             self._serving = None
+            if self.metrics_port is not None:
+                await asyncio.to_thread(worker_ports.release, self.metrics_host, self.metrics_port)
 
     # -- running one job -------------------------------------------------------
 
@@ -298,12 +320,14 @@ class Worker:
             timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
             # No timeout context without a timeout: it costs a busy worker CPU.
             deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
+            began = 0.0
             try:
                 if time.monotonic() > serving.heartbeat.stale_at:
                     # The worker was paused, and may have counted as dead: it learns
                     # which of its leases are still its own before it starts a job.
                     await serving.heartbeat.confirm()
                 self.notify(Event.STARTED, job)
+                began = time.perf_counter()
                 if deadline is None:
                     await self.handler(job)
                 else:
@@ -322,11 +346,14 @@ class Worker:
                 return
             except Exception as exc:  # noqa: BLE001 - a handler's failure is the job's outcome
                 run.handler_done = True
+                if began:  # else it failed before its handler started (confirm: Redis down)
+                    self.notify(Event.RAN, job, time.perf_counter() - began)
                 failure = run.failure = self._failure(job, exc, deadline, timeout_s)
                 fail = transitions.fail
                 await self._record(job, "failed", lambda: fail(job, failure.error, failure.delay_ms), failure)
             else:
                 run.handler_done = True
+                self.notify(Event.RAN, job, time.perf_counter() - began)
                 crash_point("before_finish")
                 # Recorded in a batch by the next round; the slot is free already.
                 serving.completions.add(job)
