@@ -16,6 +16,7 @@ from ..outage import redacted
 from ..ports import AddressInUse, check_port_free
 from ..process import configure_logging, log_format_in_use, run_until_stopped
 from ..settings import Settings
+from ..store.redis_tls import check_tls_options
 from . import h2corn_log, hypercorn_guard, tls
 from .asgi import build
 from .auth import check_auth
@@ -100,6 +101,7 @@ def run_h2corn(settings: Settings) -> None:
             "(in a checkout: pip install -e '.[h2corn]')"
         )
     tls.check(settings)
+    check_tls_options(settings.redis_url)  # here, as h2corn's process would fail with a traceback
     check_port_free(settings.host, settings.port, IN_USE_HINT)
     configure_logging()
     log.info(
