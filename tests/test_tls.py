@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -218,6 +219,15 @@ def test_ca_file_mistakes_are_named(certs: Certs, tmp_path: Path) -> None:
         ExitCode.FAILED,
         f"jobqueue stats: CA file '{missing}': No such file or directory\n",
     )
+
+
+def test_a_client_that_never_starts_its_handshake_is_dropped(tls_url: str) -> None:
+    """Its connection is closed after the handshake timeout (5 s), not held for Hypercorn's 60 s."""
+    host, port = authority(tls_url).split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as idle:
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the server; a timeout here raises instead
+    assert time.monotonic() - started < 30
 
 
 # -- mutual TLS ------------------------------------------------------------------------------
