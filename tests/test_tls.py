@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -38,22 +40,30 @@ pytestmark = pytest.mark.timeout(300)
 CALL_S = 20.0
 
 
-def tls_env(certs: Certs, **more: str) -> dict[str, str]:
-    return {"JOBQUEUE_TLS_CERT": str(certs.server_cert), "JOBQUEUE_TLS_KEY": str(certs.server_key), **more}
+KINDS = ["hypercorn", "h2corn"]
 
 
-@pytest.fixture(scope="module", params=["hypercorn", "h2corn"])
+def tls_server(
+    request: pytest.FixtureRequest, redis_url: str, certs: Certs, folders: pytest.TempPathFactory, **env: str
+) -> Iterator[str]:
+    """`jobqueue server` of the kind `request` gives, with the test's server certificate,
+    and `env`: its https:// URL. It may log no ERROR, refused handshakes included."""
+    kind: str = request.param
+    name = f"{request.fixturename}-{kind}"
+    log = folders.mktemp(name) / "server.log"
+    env |= {"JOBQUEUE_TLS_CERT": str(certs.server_cert), "JOBQUEUE_TLS_KEY": str(certs.server_key)}
+    with jobqueue_server_process(redis_url, log, server=kind, JOBQUEUE_PREFIX=name, **env) as (url, process):
+        yield url.replace("http://", "https://")
+        assert process.poll() is None, f"the {kind} server died; log:\n{log.read_text()[-3000:]}"
+    assert " ERROR " not in log.read_text(), log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module", params=KINDS)
 def tls_url(
     request: pytest.FixtureRequest, redis_url: str, certs: Certs, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """A `jobqueue server --tls-cert --tls-key` of each kind: its https:// URL."""
-    kind: str = request.param
-    log = tmp_path_factory.mktemp(f"tls-{kind}") / "server.log"
-    env = tls_env(certs, JOBQUEUE_PREFIX=f"tls-{kind}")
-    with jobqueue_server_process(redis_url, log, server=kind, **env) as (url, process):
-        yield url.replace("http://", "https://")
-        assert process.poll() is None, f"the {kind} server died; log:\n{log.read_text()[-3000:]}"
-    assert " ERROR " not in log.read_text(), log.read_text()[-3000:]  # refused handshakes included
+    """A `jobqueue server --tls-cert --tls-key` of each kind."""
+    yield from tls_server(request, redis_url, certs, tmp_path_factory)
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -230,20 +240,32 @@ def test_a_client_that_never_starts_its_handshake_is_dropped(tls_url: str) -> No
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_client_idle_after_its_handshake_does_not_hold_the_shutdown(
+    kind: str, redis_url: str, certs: Certs, tmp_path: Path
+) -> None:
+    """It never answers the server's close_notify: Hypercorn would wait 30 s for it (and
+    then log an ERROR); the server stops within its shutdown grace (5 s) and a bit."""
+    log = tmp_path / "server.log"
+    env = {"JOBQUEUE_TLS_CERT": str(certs.server_cert), "JOBQUEUE_TLS_KEY": str(certs.server_key)}
+    with jobqueue_server_process(redis_url, log, server=kind, **env) as (url, process):
+        context = ssl.create_default_context(cafile=certs.ca)
+        host, port = authority(url.replace("http://", "https://")).split(":")
+        with context.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host):
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0, log.read_text()[-3000:]
+    assert " ERROR " not in log.read_text(), log.read_text()[-3000:]
+
+
 # -- mutual TLS ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["hypercorn", "h2corn"])
+@pytest.fixture(scope="module", params=KINDS)
 def mtls_url(
     request: pytest.FixtureRequest, redis_url: str, certs: Certs, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A server that also requires a client certificate the test CA signed."""
-    kind: str = request.param
-    log = tmp_path_factory.mktemp(f"mtls-{kind}") / "server.log"
-    env = tls_env(certs, JOBQUEUE_TLS_CLIENT_CA=str(certs.ca), JOBQUEUE_PREFIX=f"mtls-{kind}")
-    with jobqueue_server_process(redis_url, log, server=kind, **env) as (url, _):
-        yield url.replace("http://", "https://")
-    assert " ERROR " not in log.read_text(), log.read_text()[-3000:]
+    yield from tls_server(request, redis_url, certs, tmp_path_factory, JOBQUEUE_TLS_CLIENT_CA=str(certs.ca))
 
 
 def test_client_certificate_required_by_tls_client_ca(mtls_url: str, certs: Certs) -> None:
@@ -279,7 +301,7 @@ def server_refuses(*args: str, env: dict[str, str] | None = None) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("kind", ["hypercorn", "h2corn"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_bad_certificate_files_stop_the_server(kind: str, certs: Certs, tmp_path: Path) -> None:
     cert, key = str(certs.server_cert), str(certs.server_key)
     missing = str(tmp_path / "missing.pem")
