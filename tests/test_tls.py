@@ -257,6 +257,36 @@ def test_a_client_idle_after_its_handshake_does_not_hold_the_shutdown(
     assert " ERROR " not in log.read_text(), log.read_text()[-3000:]
 
 
+@pytest.fixture(scope="module", params=KINDS)
+def auth_tls_url(
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    certs: Certs,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str]]:
+    """A TLS server with auth on: its URL and a reader's token."""
+    made = jobqueue("token", "new", "--role", "reader", "--json")
+    assert made.returncode == 0, made
+    token = json.loads(made.stdout)
+    tokens = tmp_path_factory.mktemp("auth-tls") / "tokens"
+    tokens.write_text(token["line"] + "\n")
+    env = {"JOBQUEUE_AUTH_TOKENS_FILE": str(tokens)}
+    for url in tls_server(request, redis_url, certs, tmp_path_factory, **env):
+        yield url, token["token"]
+
+
+def test_bearer_tokens_over_tls(auth_tls_url: tuple[str, str], certs: Certs) -> None:
+    """The token and the CA go together, in the Python client and in the CLI."""
+    url, token = auth_tls_url
+    with SyncClient(url, timeout_s=CALL_S, ca_file=certs.ca, token=token) as client:
+        assert client.who_am_i().role == "reader"
+    ran = jobqueue("whoami", "--json", "--url", url, "--ca-file", str(certs.ca), "--token", token)
+    assert ran.returncode == 0, ran
+    assert json.loads(ran.stdout)["role"] == "reader"
+    refused = jobqueue("stats", "--url", url, "--ca-file", str(certs.ca))
+    assert one_line_error(refused, ExitCode.REFUSED).startswith("jobqueue: unauthenticated: ")
+
+
 # -- mutual TLS ------------------------------------------------------------------------------
 
 
