@@ -85,15 +85,23 @@ def test_server_and_worker_run_jobs_over_rediss(tls_redis: RedisServer, tmp_path
     assert f"job {job.id} (attempt 1): hello over TLS" in assert_no_password(worker_log)
 
 
-def test_dev_runs_jobs_over_rediss(tls_redis: RedisServer, tmp_path: Path) -> None:
+def test_dev_runs_jobs_over_rediss_and_serves_https(
+    tls_redis: RedisServer, certs: Certs, tmp_path: Path
+) -> None:
     port = free_port()
     log = tmp_path / "dev.log"
-    with jobqueue_process(["dev", "--port", str(port)], log, REDIS_URL=url_of(tls_redis)) as process:
+    env = {
+        "REDIS_URL": url_of(tls_redis),
+        "JOBQUEUE_TLS_CERT": str(certs.server_cert),
+        "JOBQUEUE_TLS_KEY": str(certs.server_key),
+    }
+    with jobqueue_process(["dev", "--port", str(port)], log, **env) as process:
         _wait_port(port, process)
-        with SyncClient(f"http://127.0.0.1:{port}", timeout_s=CALL_S) as client:
+        with SyncClient(f"https://127.0.0.1:{port}", timeout_s=CALL_S, ca_file=certs.ca) as client:
             job = client.enqueue("print", "dev over TLS")
             until(lambda: client.get(job.id).status is JobStatus.COMPLETED, "dev's job COMPLETED")
     text = assert_no_password(log)
+    assert f"API: https://127.0.0.1:{port} " in text
     assert "Redis: the one REDIS_URL names" in text
     assert f"rediss://{USER}:***@127.0.0.1:{tls_redis.port}" in text
 
