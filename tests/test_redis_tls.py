@@ -168,6 +168,23 @@ def test_a_missing_ca_file_stops_a_process_at_startup(
     )
 
 
+async def test_connections_share_one_tls_context(tls_redis: RedisServer) -> None:
+    """redis-py would load the system's CAs again for each new connection."""
+    client = connect(url_of(tls_redis), max_connections=None)
+    try:
+        pool = client.connection_pool
+        connections = [pool.make_connection() for _ in range(3)]  # type: ignore[no-untyped-call]
+        for connection in connections:
+            await connection.connect()
+            await connection.send_command("PING")
+            assert await connection.read_response() == b"PONG"
+        assert len({id(connection.ssl_context.get()) for connection in connections}) == 1
+        for connection in connections:
+            await connection.disconnect()
+    finally:
+        await client.aclose()
+
+
 def test_tls_options_are_checked_where_clients_are_made(certs: Certs) -> None:
     with pytest.raises(ValueError, match="ssl_ca_certs needs TLS: start the URL with rediss://"):
         connect(f"redis://127.0.0.1:1/0?ssl_ca_certs={certs.ca}")

@@ -15,7 +15,13 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    RedisSSLContext,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
@@ -203,7 +209,27 @@ class _LeanUnixConnection(_LeanConnection, UnixDomainSocketConnection):
 
 
 class _LeanSSLConnection(_LeanConnection, SSLConnection):
-    pass
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # redis-py builds an SSLContext per connection and loads the system's CAs into
+        # each: tens of ms of CPU on the event loop per new connection (`python
+        # bench/tls_cost.py`). Connections with the same TLS options share one.
+        self.ssl_context = _shared_ssl_context(self.ssl_context)
+
+
+_SSL_CONTEXTS: dict[tuple[object, ...], RedisSSLContext] = {}
+
+
+def _shared_ssl_context(context: RedisSSLContext) -> RedisSSLContext:
+    """The first context made with the same options as `context` (its files are read
+    once, when the first connection connects: a new CA file takes a restart)."""
+    options = tuple(
+        tuple(value) if isinstance(value, list) else value
+        for name in RedisSSLContext.__slots__
+        if name != "context"
+        for value in (getattr(context, name),)
+    )
+    return _SSL_CONTEXTS.setdefault(options, context)
 
 
 class _LeanTimedTCPConnection(_TimedWrites, _LeanTCPConnection):
