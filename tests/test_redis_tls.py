@@ -82,7 +82,7 @@ def test_server_and_worker_run_jobs_over_rediss(tls_redis: RedisServer, tmp_path
         assert client.get(later.id).status is JobStatus.CANCELLED
     shown = f"Redis rediss://{USER}:***@127.0.0.1:{tls_redis.port}/0?ssl_ca_certs="
     assert shown in assert_no_password(server_log)
-    assert f"job {job.id} (attempt 1): hello over TLS" in assert_no_password(worker_log)
+    assert f"hello over TLS (attempt 1) [job {job.id} print]" in assert_no_password(worker_log)
 
 
 def test_dev_runs_jobs_over_rediss_and_serves_https(
