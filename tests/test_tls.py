@@ -144,6 +144,16 @@ def test_curl_http1_connect_json(tls_url: str, certs: Certs) -> None:
     assert json.loads(reply)["job"]["payload"] == payload
 
 
+def test_the_dashboard_page_over_https(tls_url: str, certs: Certs) -> None:
+    """The browser's way in: the page at / over HTTP/2 and TLS (its calls are Connect's, above)."""
+    ran = run(tool("curl"), "-sS", "--max-time", "20", "--cacert", str(certs.ca), "--http2",
+              "-w", "\n%{http_version} %{http_code} %{content_type}", f"{tls_url}/")  # fmt: skip
+    assert ran.returncode == 0, ran
+    page, _, outcome = ran.stdout.rpartition("\n")
+    assert outcome == "2 200 text/html; charset=utf-8", outcome
+    assert "<html" in page.lower()
+
+
 # -- the Python client and the CLI ---------------------------------------------------------
 
 
