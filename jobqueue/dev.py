@@ -226,8 +226,9 @@ def _say_what_runs(
         log.info("workers: %s", described)
     else:
         log.info("workers: none (add some with --worker MODULE)")
-    log.info("API: http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
-    log.info("dashboard: http://%s:%d/", settings.host, settings.port)
+    scheme = "https" if settings.tls_cert else "http"  # JOBQUEUE_TLS_CERT reaches dev too
+    log.info("API: %s://%s:%d (Ctrl-C stops everything)", scheme, settings.host, settings.port)
+    log.info("dashboard: %s://%s:%d/", scheme, settings.host, settings.port)
     if redis_server is None:
         # Not the URL itself, which may hold a password: the server logs it without.
         named_by = next((v for v in REDIS_URL_VARIABLES if os.environ.get(v)), "the environment")

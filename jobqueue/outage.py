@@ -86,13 +86,37 @@ def duration(seconds: float) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL without its password, for logs."""
+    """The URL without its password, for logs: `rediss://jobqueue:***@db:6380/0`. The
+    user name stays (it says which ACL user); a password in the query (redis-py takes
+    `password` and `ssl_password` there too) goes as well."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}"
+    credentials = ""
+    if "@" in rest:
+        # Up to the last "@": a password may hold any character (an "@" in the query
+        # would hide more than the password, never less).
+        user, has_password, _ = rest.rsplit("@", 1)[0].partition(":")
+        credentials = f"{user}:***@" if user and has_password else "***@"
+        rest = rest.rsplit("@", 1)[1]
+    rest, question, query = rest.partition("?")
+    if question:
+        query = "&".join(_redacted_pair(pair) for pair in query.split("&"))
+    return f"{scheme}{sep}{credentials}{rest}{question}{query}"
+
+
+def _redacted_pair(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    return f"{name}=***" if equals and name.lower() in ("password", "ssl_password") else pair
 
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().rstrip(".")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text:  # no retry will fix it: say what will
+        reason += f"; {CERTIFICATE_HINT}"
+    return reason
+
+
+CERTIFICATE_HINT = (
+    "Redis' certificate is not trusted: give the CA that signed it as ?ssl_ca_certs=/path/to/ca.pem "
+    "in the rediss:// URL"
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -20,7 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import redis
 
@@ -123,13 +124,24 @@ def _die_with_parent() -> None:
         _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+@dataclasses.dataclass(frozen=True)
+class RedisTLS:
+    """A Redis that speaks TLS only: its certificate and key, and the CA that signed
+    them (PEM files). Clients need no certificate of their own."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class RedisServer:
     """One redis-server child on 127.0.0.1.
 
     `port=None` picks a free port (retrying if another process takes it first).
     With `appendonly=True` data survives restarts in `data_dir`. With
     `exclusive=True`, `start` refuses (DataDirInUse) a data directory another
-    exclusive RedisServer uses, and holds it until `stop`.
+    exclusive RedisServer uses, and holds it until `stop`. With `tls`, the port
+    takes TLS only (a build of Redis with TLS: Debian's has it).
     """
 
     def __init__(
@@ -141,6 +153,7 @@ class RedisServer:
         appendonly: bool = False,
         exclusive: bool = False,
         extra_args: Sequence[str] = (),
+        tls: RedisTLS | None = None,
     ) -> None:
         found = binary or find_server_binary()
         if not found:
@@ -152,11 +165,14 @@ class RedisServer:
         self.appendonly = appendonly
         self.exclusive = exclusive
         self.extra_args = list(extra_args)
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://{HOST}:{self.port}/0?ssl_ca_certs={quote(str(self.tls.ca))}"
         return f"redis://{HOST}:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> None:
@@ -193,7 +209,7 @@ class RedisServer:
         Call it from the main thread: PR_SET_PDEATHSIG follows the thread that forks."""
         args = [
             self.binary,
-            "--port", str(self.port),
+            *self._listen_args(),
             "--bind", HOST,
             "--dir", str(self.data_dir),
             "--daemonize", "no",
@@ -213,6 +229,15 @@ class RedisServer:
             preexec_fn=None if _PRCTL is None else _die_with_parent,  # noqa: PLW1509
         )
 
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0", "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
     @property
     def log_path(self) -> Path:
         return self.data_dir / "redis.log"
@@ -223,9 +248,14 @@ class RedisServer:
         return ""
 
     def ping(self) -> bool:
+        ca = None if self.tls is None else str(self.tls.ca)
         try:
-            with redis.Redis(host=HOST, port=self.port, socket_timeout=0.5) as client:
+            with redis.Redis(
+                host=HOST, port=self.port, socket_timeout=0.5, ssl=ca is not None, ssl_ca_certs=ca
+            ) as client:
                 return bool(client.ping())
+        except redis.AuthenticationError:
+            return True  # it answers: its users need a password (extra_args' --user)
         except redis.RedisError:
             return False
 

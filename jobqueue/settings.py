@@ -76,6 +76,13 @@ class Settings:
     # OpenTelemetry traces (the `otel` extra; docs/observability.md): RPC spans, the
     # trace context stored with each job at enqueue, and a span per run continuing it.
     tracing: bool = False
+    # TLS (server/tls.py): the server's certificate chain and private key, PEM files;
+    # with both, it serves HTTPS only (HTTP/2 and HTTP/1.1 by ALPN). Empty: plain HTTP.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # A PEM file of the CAs whose client certificates the server accepts: with it,
+    # every client must present one (mutual TLS). Empty: no client certificates.
+    tls_client_ca: str = ""
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:
@@ -93,6 +100,16 @@ class Settings:
                     "a job type and a limit >= 0 (e.g. email=1000,report=50)"
                 )
         object.__setattr__(self, "max_depth_by_type", pairs)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError(
+                "tls_cert (JOBQUEUE_TLS_CERT, --tls-cert) and tls_key (JOBQUEUE_TLS_KEY, --tls-key) "
+                "go together: give both for TLS, or neither"
+            )
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError(
+                "tls_client_ca (JOBQUEUE_TLS_CLIENT_CA, --tls-client-ca) needs TLS: give --tls-cert "
+                "and --tls-key too"
+            )
 
     def max_depth_of(self, job_type: str) -> int:
         """The most PENDING jobs `job_type` may hold (0: no limit)."""

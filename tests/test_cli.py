@@ -316,7 +316,7 @@ def test_a_peer_that_hangs_up_is_not_taken_for_a_server() -> None:
         thread.join(10)
     assert one_line_error(result, ExitCode.UNREACHABLE) == (
         f"jobqueue: {url} closed the connection or answered other than HTTP: is it the jobqueue server "
-        "(not Redis, say)? set --url or JOBQUEUE_URL"
+        "(not Redis, say), serving plain HTTP rather than HTTPS? set --url or JOBQUEUE_URL"
     )
 
 

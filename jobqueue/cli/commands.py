@@ -18,7 +18,14 @@ from ..settings import Settings
 from .exits import CommandFailed, ExitCode, call_failure, check_url
 from .job_table import job_table, page_json
 from .job_view import job_json, job_view, local_time
-from .parser import BULK_PER_CALL, call_timeout_from, log_format_from, log_level_from, token_from
+from .parser import (
+    BULK_PER_CALL,
+    ca_file_from,
+    call_timeout_from,
+    log_format_from,
+    log_level_from,
+    token_from,
+)
 from .queue_view import stats_json, stats_table, workers_json, workers_table
 
 if TYPE_CHECKING:
@@ -44,6 +51,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         cors_allow_credentials=getattr(args, "cors_allow_credentials", None),
         auth_tokens_file=getattr(args, "auth_tokens_file", None),  # server only
         tracing=getattr(args, "tracing", None),
+        tls_cert=getattr(args, "tls_cert", None),  # server only, as the two below
+        tls_key=getattr(args, "tls_key", None),
+        tls_client_ca=getattr(args, "tls_client_ca", None),
     )
 
 
@@ -283,12 +293,13 @@ def _call(args: argparse.Namespace, request: Callable[[SyncClient], R]) -> R:
     """Runs one call to the server; a failure becomes a CommandFailed that says what to do."""
     url = check_url(args.url)
     timeout_s = call_timeout_from(args.call_timeout)
+    ca_file = ca_file_from(args.ca_file, url)
     from connectrpc.errors import ConnectError  # noqa: PLC0415 - keeps --help fast
 
     from ..client import SyncClient  # noqa: PLC0415
 
     try:
-        with SyncClient(url, timeout_s=timeout_s, token=token_from(args.token)) as client:
+        with SyncClient(url, timeout_s=timeout_s, token=token_from(args.token), ca_file=ca_file) as client:
             return request(client)
     except ConnectError as exc:
         raise call_failure(exc, url, timeout_s) from None
@@ -314,6 +325,7 @@ def _watch(args: argparse.Namespace) -> int:
         url,
         timeout_s,
         token_from(args.token),
+        ca_file=ca_file_from(args.ca_file, url),
         job_id=args.id,
         job_type=args.job_type or "",
         cursor=args.cursor,

@@ -60,6 +60,8 @@ def call_failure(error: ConnectError, url: str, timeout_s: float) -> CommandFail
     """What a failed call means to the user: the server's refusal, or why it was not reached."""
     from pyqwest import ReadError, RemoteProtocolError, WriteError  # noqa: PLC0415 - only a failed call needs it
 
+    from ..client.endpoint import failure_reason  # noqa: PLC0415
+
     cause = error.__cause__
     if cause is None:  # the server (or something at that URL) answered with an error
         return _answered(error, url)
@@ -74,15 +76,24 @@ def call_failure(error: ConnectError, url: str, timeout_s: float) -> CommandFail
             f"cannot resolve the host name {urlsplit(url).hostname!r} of {url}: {SET_URL}",
             ExitCode.UNREACHABLE,
         )
+    if isinstance(cause, ConnectionError) and "certificate" in str(cause):
+        return CommandFailed(
+            f"the jobqueue server at {url} presented a certificate this client does not trust "
+            f"({failure_reason(str(cause))}): if a private CA signed it, give that CA's certificate with "
+            "--ca-file (or JOBQUEUE_CA_FILE)",
+            ExitCode.UNREACHABLE,
+        )
     if isinstance(cause, ConnectionError):
         return CommandFailed(
             f"cannot reach the jobqueue server at {url}: is it running? {SET_URL}", ExitCode.UNREACHABLE
         )
     if isinstance(cause, (RemoteProtocolError, ReadError, WriteError)):
         # Redis' port, given by mistake, answers an HTTP request by closing the connection.
+        # A TLS server reached with http:// also closes the connection.
+        plain = ", serving plain HTTP rather than HTTPS" if url.startswith("http://") else ""
         return CommandFailed(
             f"{url} closed the connection or answered other than HTTP: is it the jobqueue server "
-            f"(not Redis, say)? {SET_URL}",
+            f"(not Redis, say){plain}? {SET_URL}",
             ExitCode.UNREACHABLE,
         )
     # A kind of failure not met before: its text is all there is to go on.

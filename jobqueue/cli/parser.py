@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = _command(commands, "server", "run the API server (Connect, gRPC, gRPC-Web; the dashboard at /)")
     _server_options(server)
+    _tls_options(server)
     server.add_argument(
         "--server", choices=("hypercorn", "h2corn"), default=os.environ.get("JOBQUEUE_SERVER", "hypercorn"),
         help="the ASGI server: hypercorn (default) or h2corn, faster (JOBQUEUE_SERVER; h2corn needs the "
@@ -362,6 +363,20 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tls-cert", metavar="FILE",
+        help="serve HTTPS with this PEM certificate chain; needs --tls-key (JOBQUEUE_TLS_CERT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tls-key", metavar="FILE", help="the certificate's PEM private key, unencrypted (JOBQUEUE_TLS_KEY)"
+    )
+    parser.add_argument(
+        "--tls-client-ca", metavar="FILE",
+        help="require client certificates signed by these PEM CAs (mutual TLS; JOBQUEUE_TLS_CLIENT_CA)",
+    )  # fmt: skip
+
+
 def _redis_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
@@ -402,6 +417,11 @@ def _client_options(parser: argparse.ArgumentParser, *, prints_a_job: bool, quie
         "--call-timeout", type=parse_duration_s, metavar="DURATION",
         help=f"how long to wait for the server's answer (JOBQUEUE_CALL_TIMEOUT, default "
         f"{DEFAULT_CALL_TIMEOUT_S:g}s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ca-file", metavar="FILE",
+        help="for an https:// URL: trust the server's certificate if these PEM CAs signed it, instead "
+        "of the system's CAs (JOBQUEUE_CA_FILE)",
     )  # fmt: skip
     if prints_a_job:
         output = parser.add_mutually_exclusive_group()
@@ -452,6 +472,17 @@ def call_timeout_from(option: float | None) -> float:
 def token_from(option: str | None) -> str | None:
     """The --token option, else JOBQUEUE_TOKEN, else None (no token)."""
     return option or os.environ.get("JOBQUEUE_TOKEN", "").strip() or None
+
+
+def ca_file_from(option: str | None, url: str) -> str | None:
+    """The --ca-file option, else JOBQUEUE_CA_FILE for an https:// URL (a CA set for
+    a deployment's server does not stop calls to a local http:// one), else None."""
+    if option is not None:
+        if not url.startswith("https://"):
+            raise CommandFailed(f"--ca-file is for an https:// URL, not {url}", ExitCode.USAGE)
+        return option
+    from_env = os.environ.get("JOBQUEUE_CA_FILE", "").strip()
+    return from_env if from_env and url.startswith("https://") else None
 
 
 def _from_env(option: T | None, variable: str, parse: Callable[[str], T], default: T) -> T:

@@ -47,6 +47,7 @@ def watch(
     timeout_s: float,
     token: str | None,
     *,
+    ca_file: str | None = None,
     job_id: str | None,
     job_type: str,
     cursor: str,
@@ -56,7 +57,7 @@ def watch(
 
     from ..client import SyncClient  # noqa: PLC0415
 
-    with SyncClient(url, timeout_s=timeout_s, token=token) as client:
+    with SyncClient(url, timeout_s=timeout_s, token=token, ca_file=ca_file) as client:
         try:
             stream = client.watch_job(job_id, cursor) if job_id else client.watch_jobs(job_type, cursor)
         except ConnectError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -43,6 +44,7 @@ class Client:
     `max_concurrent_calls` calls are on their way at once; more wait their
     turn, within their `timeout_s`. A call whose caller is cancelled still
     completes in the background (an enqueue may so still create its job).
+    `ca_file`: as SyncClient's.
     """
 
     def __init__(
@@ -54,10 +56,13 @@ class Client:
         max_concurrent_calls: int = 32,
         token: str | None = None,
         tracing: bool = False,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """`tracing`: each call is a CLIENT span, child of the caller's current span,
         whose context goes to the server (`traceparent`); needs the `otel` extra."""
-        self._calls = SyncClient(url, timeout_s=timeout_s, json=json, token=token, tracing=tracing)
+        self._calls = SyncClient(
+            url, timeout_s=timeout_s, json=json, token=token, tracing=tracing, ca_file=ca_file
+        )
         self._tracing = tracing
         self.url = self._calls.url
         self.timeout_s = timeout_s

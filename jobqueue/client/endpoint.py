@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from connectrpc.code import Code
@@ -24,6 +27,24 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def tls_options(url: str, ca_file: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """pyqwest's TLS arguments for a transport to `url` (checked): the CAs in `ca_file`
+    only, else the system's for https. A transport trusts no CA unless told to, and
+    loading the system's costs each client milliseconds: only for https."""
+    https = url.startswith("https://")
+    if ca_file is None:
+        return {"tls_include_system_certs": https}
+    if not https:
+        raise ValueError(f"a CA file is for an https:// URL, not {url!r}")
+    try:
+        pem = Path(ca_file).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"CA file {os.fspath(ca_file)!r}: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError(f"CA file {os.fspath(ca_file)!r}: no PEM certificate in it")
+    return {"tls_ca_cert": pem}
+
+
 class ServerUnreachable(ConnectError):
     """No connection to the server could be made (refused, no route, unknown host...).
 
@@ -34,7 +55,7 @@ class ServerUnreachable(ConnectError):
     """
 
     def __init__(self, url: str, cause: ConnectionError) -> None:
-        super().__init__(Code.UNAVAILABLE, f"cannot reach {url}: {_reason(str(cause))}")
+        super().__init__(Code.UNAVAILABLE, f"cannot reach {url}: {failure_reason(str(cause))}")
         self.url = url
 
 
@@ -43,7 +64,8 @@ def no_answer(url: str, timeout_s: float) -> ConnectError:
     return ConnectError(Code.DEADLINE_EXCEEDED, f"no answer from {url} within {timeout_s:g} s")
 
 
-def _reason(text: str) -> str:
+def failure_reason(text: str) -> str:
+    """What went wrong, from the HTTP library's text of a failed connection."""
     # pyqwest's text is reqwest's error chain, "...(url): client error (Connect): <the
     # reason>". The reason alone reads better; should the wording change, the
     # whole text still says what happened.

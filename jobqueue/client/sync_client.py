@@ -7,6 +7,7 @@ calls into Python, so none can be inside Python when the interpreter finalizes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -37,7 +38,7 @@ from ..wire import (
     worker_from_proto,
 )
 from .bearer import BearerToken
-from .endpoint import ServerUnreachable, check_url, no_answer
+from .endpoint import ServerUnreachable, check_url, no_answer, tls_options
 from .watch import ClosableResponse, EventStream, watch_jobs_request
 
 REQ = TypeVar("REQ")
@@ -65,22 +66,22 @@ class SyncClient:
         json: bool = False,
         token: str | None = None,
         tracing: bool = False,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """`token`: the bearer token sent with every call, for a server with auth on
         (docs/security.md); None sends none. `tracing`: each call is a CLIENT span,
         child of the caller's current span, whose context goes to the server
-        (`traceparent`); needs the `otel` extra."""
+        (`traceparent`); needs the `otel` extra. `ca_file`: for an https:// URL, a PEM
+        file of the CAs to trust instead of the system's (a private CA's certificate,
+        say)."""
         self.url = check_url(url)
         self.timeout_s = timeout_s
         self._json = json
         bearer = (BearerToken(token),) if token is not None else ()
         self._interceptors = (*_tracing_interceptors(tracing), *bearer)
         # A transport of its own rather than pyqwest's shared one: close() then
-        # really closes its connections. One made here trusts no CA unless told
-        # to, and loading the system's costs each client milliseconds: only for
-        # https.
-        https = self.url.startswith("https://")
-        self._transport = SyncHTTPTransport(tls_include_system_certs=https)
+        # really closes its connections.
+        self._transport = SyncHTTPTransport(**tls_options(self.url, ca_file))
         self._client = JobServiceClientSync(
             self.url,
             timeout_ms=int(timeout_s * 1000),

@@ -19,6 +19,12 @@
    connection holds its tasks and buffers for the whole idle timeout. A client
    that opens and closes connections quickly grows the server by that much per
    connection. Here the timer stops once the client has gone.
+4. Closing a TLS connection waits for the client's answer to the server's
+   close_notify, for up to asyncio's SSL shutdown timeout (30 s); a client that
+   never reads (one idle since its handshake, say) holds the connection that long,
+   and a server that shuts down waits for it past its grace; then the timeout
+   escapes Hypercorn as an unhandled exception (an ERROR). Here the wait is
+   CLOSE_NOTIFY_TIMEOUT_S, and its timeout closes the connection quietly.
 
 `install()` makes Hypercorn use these classes in this process; `jobqueue
 server` calls it before serving.
@@ -26,6 +32,7 @@ server` calls it before serving.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -39,6 +46,7 @@ from hypercorn.protocol.h2 import H2Protocol
 log = logging.getLogger("jobqueue.server.edge")
 
 MAX_ACTIVE_FACTOR = 4
+CLOSE_NOTIFY_TIMEOUT_S = 2.0
 
 
 class _Discard:
@@ -93,11 +101,24 @@ class GuardedH2Protocol(H2Protocol):
 
 
 class GuardedTCPServer(TCPServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # asyncio's own bound on a TLS close (a private attribute: without it, the
+        # default stays, and only the wait is longer).
+        tls = getattr(self.writer.transport, "_ssl_protocol", None)
+        if tls is not None and hasattr(tls, "_ssl_shutdown_timeout"):
+            tls._ssl_shutdown_timeout = CLOSE_NOTIFY_TIMEOUT_S
+
     async def _read_data(self) -> None:
         await super()._read_data()
         # The client is gone: nothing is left to keep alive, and the connection's
         # task group (which the timer belongs to) would otherwise wait for it.
         await self.idle_task.stop()
+
+    async def _close(self) -> None:
+        # "SSL shutdown timed out": asyncio has closed the connection regardless.
+        with contextlib.suppress(TimeoutError):
+            await super()._close()
 
 
 def install() -> None:

@@ -16,7 +16,8 @@ from ..outage import redacted
 from ..ports import AddressInUse, check_port_free
 from ..process import configure_logging, log_format_in_use, run_until_stopped
 from ..settings import Settings
-from . import h2corn_log, hypercorn_guard
+from ..store.redis_tls import check_tls_options
+from . import h2corn_log, hypercorn_guard, tls
 from .asgi import build
 from .auth import check_auth
 from .cors import check_cors
@@ -58,14 +59,22 @@ def hypercorn_config(settings: Settings) -> Config:
     # stderr handler of its own, and each line then shows up twice).
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = settings.server_shutdown_grace_s
+    tls.configure_hypercorn(config, settings)
     return config
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serves on Hypercorn until `stop` is set. A port already taken raises AddressInUse
     before anything is logged as running."""
+    tls.check(settings)
     check_port_free(settings.host, settings.port, IN_USE_HINT)
-    log.info("jobqueue server on %s:%d, Redis %s", settings.host, settings.port, redacted(settings.redis_url))
+    log.info(
+        "jobqueue server on %s:%d%s, Redis %s",
+        settings.host,
+        settings.port,
+        " (TLS)" if tls.enabled(settings) else "",
+        redacted(settings.redis_url),
+    )
     hypercorn_guard.install()
     streams = Streams()
     # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
@@ -91,12 +100,15 @@ def run_h2corn(settings: Settings) -> None:
             "h2corn is not installed: pip install 'jobqueue[h2corn]' "
             "(in a checkout: pip install -e '.[h2corn]')"
         )
+    tls.check(settings)
+    check_tls_options(settings.redis_url)  # here, as h2corn's process would fail with a traceback
     check_port_free(settings.host, settings.port, IN_USE_HINT)
     configure_logging()
     log.info(
-        "jobqueue server on %s:%d (h2corn), Redis %s",
+        "jobqueue server on %s:%d (h2corn%s), Redis %s",
         settings.host,
         settings.port,
+        ", TLS" if tls.enabled(settings) else "",
         redacted(settings.redis_url),
     )
     h2corn_log.filter_stderr()
@@ -108,7 +120,7 @@ def run_h2corn(settings: Settings) -> None:
         "--host", settings.host, "--port", str(settings.port), "--no-access-log",
         "--timeout-graceful-shutdown", str(settings.server_shutdown_grace_s),
         "--log-format", log_format_in_use(),
-        *h2corn_limits(settings),
+        *h2corn_limits(settings), *tls.h2corn_options(settings),
         # One process, whatever H2CORN_WORKERS says: /metrics then shows all of the
         # server's counts (docs/metrics.md), and one scheduler and reaper run.
         "--workers", "1",

@@ -15,12 +15,20 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection, Connection, UnixDomainSocketConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    RedisSSLContext,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
+
+from .redis_tls import check_tls_options
 
 # Idle connections are probed after 10 s, every 5 s, 3 times; unacknowledged
 # writes give up after 30 s (Linux). A vanished Redis is noticed in about 30 s.
@@ -56,6 +64,7 @@ def connect(url: str, *, max_connections: int | None = 256, timeout_s: float | N
     on, redis-py 8 hands out pooled connections without checking that they
     survived a Redis restart, and the first commands after one fail.
     """
+    check_tls_options(url)
     pool = (BlockingConnectionPool if max_connections is not None else _UnboundedPool).from_url(
         url, **_pool_options(url, max_connections, timeout_s)
     )
@@ -68,6 +77,7 @@ def connection_factory(url: str) -> Callable[[], AbstractConnection]:
     """Makes connections like `connect`'s, outside any pool and without a timeout: for
     a caller that keeps one connection of its own and times its commands itself
     (store/connection.py: a blocking pop waits longer than any other command)."""
+    check_tls_options(url)
     pool = ConnectionPool.from_url(url, **_pool_options(url, None))
     connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
     kwargs = pool.connection_kwargs
@@ -198,6 +208,30 @@ class _LeanUnixConnection(_LeanConnection, UnixDomainSocketConnection):
     pass
 
 
+class _LeanSSLConnection(_LeanConnection, SSLConnection):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # redis-py builds an SSLContext per connection and loads the system's CAs into
+        # each: tens of ms of CPU on the event loop per new connection (`python
+        # bench/tls_cost.py`). Connections with the same TLS options share one.
+        self.ssl_context = _shared_ssl_context(self.ssl_context)
+
+
+_SSL_CONTEXTS: dict[tuple[object, ...], RedisSSLContext] = {}
+
+
+def _shared_ssl_context(context: RedisSSLContext) -> RedisSSLContext:
+    """The first context made with the same options as `context` (its files are read
+    once, when the first connection connects: a new CA file takes a restart)."""
+    options = tuple(
+        tuple(value) if isinstance(value, list) else value
+        for name in RedisSSLContext.__slots__
+        if name != "context"
+        for value in (getattr(context, name),)
+    )
+    return _SSL_CONTEXTS.setdefault(options, context)
+
+
 class _LeanTimedTCPConnection(_TimedWrites, _LeanTCPConnection):
     pass
 
@@ -206,13 +240,19 @@ class _LeanTimedUnixConnection(_TimedWrites, _LeanUnixConnection):
     pass
 
 
+class _LeanTimedSSLConnection(_TimedWrites, _LeanSSLConnection):
+    pass
+
+
 _LEAN: dict[type[AbstractConnection], type[AbstractConnection]] = {
     Connection: _LeanTCPConnection,
     UnixDomainSocketConnection: _LeanUnixConnection,
+    SSLConnection: _LeanSSLConnection,
 }
 # The same with the socket timeout's writes bounded by a timeout scope; only where
 # there is a timeout: the override costs a coroutine per command.
 _LEAN_TIMED: dict[type[AbstractConnection], type[AbstractConnection]] = {
     Connection: _LeanTimedTCPConnection,
     UnixDomainSocketConnection: _LeanTimedUnixConnection,
+    SSLConnection: _LeanTimedSSLConnection,
 }
