@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .model import JOB_TYPE_PATTERN
+from .outage import redacted
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_API_URL = "http://localhost:8080"  # where clients look for the API server by default
@@ -144,6 +145,16 @@ class Settings:
             values[field.name] = _parse(field.name, raw, field.type)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def __repr__(self) -> str:
+        # The Redis URL may hold a password: shown as the logs show it.
+        shown = (
+            f"{f.name}={redacted(self.redis_url)!r}"
+            if f.name == "redis_url"
+            else f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"Settings({', '.join(shown)})"
 
     def to_env(self) -> dict[str, str]:
         """The JOBQUEUE_* variables that `from_env` reads back: for a child process."""

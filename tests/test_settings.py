@@ -41,3 +41,11 @@ def test_settings_go_to_a_child_process_and_back() -> None:
         redis_url="redis://db:1/2", prefix="p", cors_origins=("https://a", "https://b"), port=1
     )
     assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_the_repr_hides_the_redis_password() -> None:
+    settings = Settings(redis_url="rediss://app:s3cret@db:6380/0?password=other&ssl_ca_certs=/ca.pem")
+    shown = repr(settings)
+    assert "s3cret" not in shown and "other" not in shown
+    assert "rediss://app:***@db:6380/0?password=***&ssl_ca_certs=/ca.pem" in shown
+    assert "prefix='jq'" in shown
