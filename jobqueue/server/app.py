@@ -1,9 +1,10 @@
-"""Builds the server's ASGI app: JobService, health, reflection, CORS, streams that
-end (streams.py), gRPC-Web text mode (grpc_web_text.py), the read of what is left
-of a refused request (drain.py), and the bounds on hostile or slow clients
-(limits.py, slow.py, quiet.py, grpc_trailers.py), and refusals that explain
-themselves (refusals.py). The bounds that see every message share one layer
-(edge.py), the outermost."""
+"""Builds the server's ASGI app: JobService, health, reflection, the dashboard
+(dashboard.py), /metrics (metrics/), bearer tokens and roles (auth.py), CORS,
+spans (tracing.py, when on), streams that end (streams.py), gRPC-Web text mode
+(grpc_web_text.py), the read of what is left of a refused request (drain.py), and
+the bounds on hostile or slow clients (limits.py, slow.py, quiet.py,
+grpc_trailers.py), and refusals that explain themselves (refusals.py). The bounds
+that see every message share one layer (edge.py), the outermost."""
 
 from __future__ import annotations
 
