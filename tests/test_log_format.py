@@ -78,7 +78,7 @@ async def test_json_lines_of_a_server_and_a_worker_name_the_job_and_its_trace(
     # The lines logged during a run, within its span (not its claim, nor the record of its completion).
     in_a_run = [line for line in about_the_job if not line["message"].endswith(("claimed, attempt 1/2",
                 "claimed, attempt 2/2", "completed, attempt 2/2"))]  # fmt: skip
-    assert len(in_a_run) == 5, in_a_run  # started, handling, failed; started, handling
+    assert len(in_a_run) == 7, in_a_run  # started, handling, ran, failed; started, handling, ran
     for line in in_a_run:
         assert line["trace_id"] == trace_id, line
         assert len(line["span_id"]) == 16, line
