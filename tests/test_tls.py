@@ -228,7 +228,7 @@ def test_ca_file_mistakes_are_named(certs: Certs, tmp_path: Path) -> None:
     not_pem.write_text("hello")
     with pytest.raises(ValueError, match=rf"CA file '{not_pem}': no PEM certificate in it"):
         SyncClient("https://127.0.0.1:1", ca_file=not_pem)
-    with pytest.raises(ValueError, match=r"a CA file is for an https:// URL, not 'http://127\.0\.0\.1:1'"):
+    with pytest.raises(ValueError, match=r"TLS files are for an https:// URL, not 'http://127\.0\.0\.1:1'"):
         SyncClient("http://127.0.0.1:1", ca_file=certs.ca)
     given = jobqueue("stats", "--url", "http://127.0.0.1:1", "--ca-file", str(certs.ca))
     assert one_line_error(given, ExitCode.USAGE) == (
@@ -324,6 +324,31 @@ def test_client_certificate_required_by_tls_client_ca(mtls_url: str, certs: Cert
                "-H", "Content-Type: application/json", f"{mtls_url}/{SERVICE}/GetQueueStats")  # fmt: skip
     # The handshake fails (curl's code depends on when it notices: 16, 35, 55, 56), not a timeout (28).
     assert curl.returncode not in (0, 28), curl
+
+
+def test_the_python_client_and_the_cli_present_a_client_certificate(mtls_url: str, certs: Certs) -> None:
+    identity = {"cert_file": certs.client_cert, "key_file": certs.client_key}
+    with SyncClient(mtls_url, timeout_s=CALL_S, ca_file=certs.ca, **identity) as client:
+        job = client.enqueue("mtls", b"with a client certificate")
+        assert client.get(job.id).payload == b"with a client certificate"
+    with SyncClient(mtls_url, timeout_s=CALL_S, ca_file=certs.ca) as client, pytest.raises(ConnectError):
+        client.get(job.id)  # refused in the handshake
+    options = ("--url", mtls_url, "--ca-file", str(certs.ca))
+    got = jobqueue("get", job.id, "--json", *options, "--cert-file", str(certs.client_cert),
+                   "--key-file", str(certs.client_key))  # fmt: skip
+    assert got.returncode == 0, got
+    assert json.loads(got.stdout)["id"] == job.id
+    env = dict(os.environ, JOBQUEUE_CERT_FILE=str(certs.client_cert), JOBQUEUE_KEY_FILE=str(certs.client_key))
+    assert jobqueue("get", job.id, *options, env=env).returncode == 0
+    assert jobqueue("get", job.id, *options).returncode == ExitCode.UNREACHABLE
+    alone = jobqueue("get", job.id, *options, "--cert-file", str(certs.client_cert))
+    assert one_line_error(alone, ExitCode.USAGE) == (
+        "jobqueue: a client certificate needs both --cert-file and --key-file"
+    )
+    with pytest.raises(ValueError, match="a client certificate needs both cert_file and key_file"):
+        SyncClient(mtls_url, cert_file=certs.client_cert)
+    with pytest.raises(ValueError, match=rf"key file '{certs.client_cert}': no PEM private key in it"):
+        SyncClient(mtls_url, cert_file=certs.client_cert, key_file=certs.client_cert)
 
 
 # -- startup errors ------------------------------------------------------------------------

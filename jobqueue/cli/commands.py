@@ -20,10 +20,10 @@ from .job_table import job_table, page_json
 from .job_view import job_json, job_view, local_time
 from .parser import (
     BULK_PER_CALL,
-    ca_file_from,
     call_timeout_from,
     log_format_from,
     log_level_from,
+    tls_files_from,
     token_from,
 )
 from .queue_view import stats_json, stats_table, workers_json, workers_table
@@ -293,13 +293,13 @@ def _call(args: argparse.Namespace, request: Callable[[SyncClient], R]) -> R:
     """Runs one call to the server; a failure becomes a CommandFailed that says what to do."""
     url = check_url(args.url)
     timeout_s = call_timeout_from(args.call_timeout)
-    ca_file = ca_file_from(args.ca_file, url)
+    tls = tls_files_from(args, url)
     from connectrpc.errors import ConnectError  # noqa: PLC0415 - keeps --help fast
 
     from ..client import SyncClient  # noqa: PLC0415
 
     try:
-        with SyncClient(url, timeout_s=timeout_s, token=token_from(args.token), ca_file=ca_file) as client:
+        with SyncClient(url, timeout_s=timeout_s, token=token_from(args.token), **tls) as client:
             return request(client)
     except ConnectError as exc:
         raise call_failure(exc, url, timeout_s) from None
@@ -325,7 +325,7 @@ def _watch(args: argparse.Namespace) -> int:
         url,
         timeout_s,
         token_from(args.token),
-        ca_file=ca_file_from(args.ca_file, url),
+        tls=tls_files_from(args, url),
         job_id=args.id,
         job_type=args.job_type or "",
         cursor=args.cursor,

@@ -9,7 +9,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from ..auth.roles import ROLES
 from ..settings import DEFAULT_API_URL
@@ -423,6 +423,14 @@ def _client_options(parser: argparse.ArgumentParser, *, prints_a_job: bool, quie
         help="for an https:// URL: trust the server's certificate if these PEM CAs signed it, instead "
         "of the system's CAs (JOBQUEUE_CA_FILE)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cert-file", metavar="FILE",
+        help="for an https:// server that requires a client certificate (mutual TLS): this PEM "
+        "certificate, with --key-file (JOBQUEUE_CERT_FILE)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--key-file", metavar="FILE", help="the PEM private key of --cert-file (JOBQUEUE_KEY_FILE)"
+    )
     if prints_a_job:
         output = parser.add_mutually_exclusive_group()
         output.add_argument("--json", action="store_true", help="print the job as protobuf JSON")
@@ -474,15 +482,30 @@ def token_from(option: str | None) -> str | None:
     return option or os.environ.get("JOBQUEUE_TOKEN", "").strip() or None
 
 
-def ca_file_from(option: str | None, url: str) -> str | None:
-    """The --ca-file option, else JOBQUEUE_CA_FILE for an https:// URL (a CA set for
-    a deployment's server does not stop calls to a local http:// one), else None."""
-    if option is not None:
-        if not url.startswith("https://"):
-            raise CommandFailed(f"--ca-file is for an https:// URL, not {url}", ExitCode.USAGE)
-        return option
-    from_env = os.environ.get("JOBQUEUE_CA_FILE", "").strip()
-    return from_env if from_env and url.startswith("https://") else None
+class TLSFiles(TypedDict):
+    """SyncClient's TLS arguments."""
+
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+
+
+def tls_files_from(args: argparse.Namespace, url: str) -> TLSFiles:
+    """The client's TLS files (SyncClient's ca_file, cert_file, key_file): each option,
+    else its JOBQUEUE_ variable for an https:// URL (files set for a deployment's
+    server do not stop calls to a local http:// one), else None."""
+    files = TLSFiles(ca_file=None, cert_file=None, key_file=None)
+    for name, variable in (("ca_file", "JOBQUEUE_CA_FILE"), ("cert_file", "JOBQUEUE_CERT_FILE"),
+                           ("key_file", "JOBQUEUE_KEY_FILE")):  # fmt: skip
+        option = getattr(args, name)
+        if option is not None and not url.startswith("https://"):
+            flag = "--" + name.replace("_", "-")
+            raise CommandFailed(f"{flag} is for an https:// URL, not {url}", ExitCode.USAGE)
+        from_env = os.environ.get(variable, "").strip()
+        files[name] = option or (from_env if from_env and url.startswith("https://") else None)  # type: ignore[literal-required]
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        raise CommandFailed("a client certificate needs both --cert-file and --key-file", ExitCode.USAGE)
+    return files
 
 
 def _from_env(option: T | None, variable: str, parse: Callable[[str], T], default: T) -> T:

@@ -20,6 +20,7 @@ from .job_view import escaped, local_time
 
 if TYPE_CHECKING:
     from ..client import EventStream, WatchEvent
+    from .parser import TLSFiles
 
 GAP_NOTE = "jobqueue: events were lost before the next one (the cursor was older than the events kept)"
 _END = object()
@@ -47,7 +48,7 @@ def watch(
     timeout_s: float,
     token: str | None,
     *,
-    ca_file: str | None = None,
+    tls: TLSFiles,
     job_id: str | None,
     job_type: str,
     cursor: str,
@@ -57,7 +58,7 @@ def watch(
 
     from ..client import SyncClient  # noqa: PLC0415
 
-    with SyncClient(url, timeout_s=timeout_s, token=token, ca_file=ca_file) as client:
+    with SyncClient(url, timeout_s=timeout_s, token=token, **tls) as client:
         try:
             stream = client.watch_job(job_id, cursor) if job_id else client.watch_jobs(job_type, cursor)
         except ConnectError as exc:

@@ -44,7 +44,7 @@ class Client:
     `max_concurrent_calls` calls are on their way at once; more wait their
     turn, within their `timeout_s`. A call whose caller is cancelled still
     completes in the background (an enqueue may so still create its job).
-    `ca_file`: as SyncClient's.
+    `ca_file`, `cert_file` and `key_file`: as SyncClient's.
     """
 
     def __init__(
@@ -57,11 +57,20 @@ class Client:
         token: str | None = None,
         tracing: bool = False,
         ca_file: str | os.PathLike[str] | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """`tracing`: each call is a CLIENT span, child of the caller's current span,
         whose context goes to the server (`traceparent`); needs the `otel` extra."""
         self._calls = SyncClient(
-            url, timeout_s=timeout_s, json=json, token=token, tracing=tracing, ca_file=ca_file
+            url,
+            timeout_s=timeout_s,
+            json=json,
+            token=token,
+            tracing=tracing,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
         )
         self._tracing = tracing
         self.url = self._calls.url

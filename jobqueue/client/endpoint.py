@@ -27,22 +27,42 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def tls_options(url: str, ca_file: str | os.PathLike[str] | None) -> dict[str, Any]:
+def tls_options(
+    url: str,
+    ca_file: str | os.PathLike[str] | None,
+    cert_file: str | os.PathLike[str] | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """pyqwest's TLS arguments for a transport to `url` (checked): the CAs in `ca_file`
-    only, else the system's for https. A transport trusts no CA unless told to, and
-    loading the system's costs each client milliseconds: only for https."""
+    only, else the system's for https; with `cert_file` and `key_file`, the client's
+    certificate for a server that asks for one (mutual TLS). A transport trusts no CA
+    unless told to, and loading the system's costs each client milliseconds: only for
+    https."""
     https = url.startswith("https://")
-    if ca_file is None:
-        return {"tls_include_system_certs": https}
-    if not https:
-        raise ValueError(f"a CA file is for an https:// URL, not {url!r}")
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs both cert_file and key_file")
+    for given in (ca_file, cert_file):
+        if given is not None and not https:
+            raise ValueError(f"TLS files are for an https:// URL, not {url!r}")
+    options: dict[str, Any] = {"tls_include_system_certs": https}
+    if ca_file is not None:
+        options = {"tls_ca_cert": _pem(ca_file, "CA file", b"-----BEGIN CERTIFICATE-----")}
+    if cert_file is not None and key_file is not None:
+        options["tls_cert"] = _pem(cert_file, "certificate file", b"-----BEGIN CERTIFICATE-----")
+        options["tls_key"] = _pem(key_file, "key file", b"PRIVATE KEY-----")
+    return options
+
+
+def _pem(path: str | os.PathLike[str], what: str, marker: bytes) -> bytes:
+    """The PEM file's bytes; a ValueError naming it if it cannot be read or lacks `marker`."""
     try:
-        pem = Path(ca_file).read_bytes()
+        pem = Path(path).read_bytes()
     except OSError as exc:
-        raise ValueError(f"CA file {os.fspath(ca_file)!r}: {exc.strerror or exc}") from None
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise ValueError(f"CA file {os.fspath(ca_file)!r}: no PEM certificate in it")
-    return {"tls_ca_cert": pem}
+        raise ValueError(f"{what} {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    if marker not in pem:
+        kind = "certificate" if b"CERTIFICATE" in marker else "private key"
+        raise ValueError(f"{what} {os.fspath(path)!r}: no PEM {kind} in it")
+    return pem
 
 
 class ServerUnreachable(ConnectError):

@@ -67,13 +67,16 @@ class SyncClient:
         token: str | None = None,
         tracing: bool = False,
         ca_file: str | os.PathLike[str] | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """`token`: the bearer token sent with every call, for a server with auth on
         (docs/security.md); None sends none. `tracing`: each call is a CLIENT span,
         child of the caller's current span, whose context goes to the server
         (`traceparent`); needs the `otel` extra. `ca_file`: for an https:// URL, a PEM
         file of the CAs to trust instead of the system's (a private CA's certificate,
-        say)."""
+        say). `cert_file` and `key_file`: PEM files of the client's certificate and
+        key, for a server that requires one (mutual TLS, `--tls-client-ca`)."""
         self.url = check_url(url)
         self.timeout_s = timeout_s
         self._json = json
@@ -81,7 +84,7 @@ class SyncClient:
         self._interceptors = (*_tracing_interceptors(tracing), *bearer)
         # A transport of its own rather than pyqwest's shared one: close() then
         # really closes its connections.
-        self._transport = SyncHTTPTransport(**tls_options(self.url, ca_file))
+        self._transport = SyncHTTPTransport(**tls_options(self.url, ca_file, cert_file, key_file))
         self._client = JobServiceClientSync(
             self.url,
             timeout_ms=int(timeout_s * 1000),
