@@ -37,7 +37,7 @@ class DecodeError(ValueError):
 class Codec:
     """Encodes objects into payload bytes and decodes them back.
 
-    Subclasses set `name` and implement `encode` and `_load` (bytes to plain
+    Subclasses set `name` and implement `encode` and `load` (bytes to plain
     data); `decode` shapes the plain data into the type asked for.
     """
 
@@ -51,14 +51,15 @@ class Codec:
         """`data` as an object of type `into` (None: the plain data); DecodeError if it is not one."""
         if into is not None and _is_pydantic_model(into):
             return self._validate_model(data, into)
-        return shape(self._load(data), into)
+        return shape(self.load(data), into)
 
-    def _load(self, data: bytes) -> Any:
+    def load(self, data: bytes) -> Any:
+        """`data` as plain data (dicts, lists, str, numbers...); DecodeError if it is not in this format."""
         raise NotImplementedError
 
     def _validate_model(self, data: bytes, model: Any) -> Any:
         try:
-            return model.model_validate(self._load(data))
+            return model.model_validate(self.load(data))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise DecodeError(str(exc)) from None
 
@@ -100,7 +101,7 @@ class JsonCodec(Codec):
             raise TypeError(f"payload cannot be encoded as json: {exc}") from None
         return dumped.encode()
 
-    def _load(self, data: bytes) -> Any:
+    def load(self, data: bytes) -> Any:
         try:
             return json.loads(data)
         except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
@@ -134,7 +135,7 @@ class MsgpackCodec(Codec):
             raise TypeError(f"payload cannot be encoded as msgpack: {exc}") from None
         return packed
 
-    def _load(self, data: bytes) -> Any:
+    def load(self, data: bytes) -> Any:
         try:
             return self._msgpack.unpackb(data, raw=False, strict_map_key=False)
         except (ValueError, TypeError, self._msgpack.UnpackException) as exc:
