@@ -18,9 +18,11 @@ a codec of one's own subclasses `Codec` and is passed as an instance.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import typing
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .model import payload_bytes
@@ -79,9 +81,6 @@ class BytesCodec(Codec):
         if into not in (None, bytes):
             raise TypeError(f"codec 'bytes' decodes into bytes, not {type_name(into)}")
         return data
-
-
-_COMPACT = (",", ":")
 
 
 class JsonCodec(Codec):
@@ -181,30 +180,44 @@ def shape(plain: Any, into: Any) -> Any:
     (its nested values stay plain: a pydantic model validates in depth), a
     TypedDict is an object with its required keys, dict and list (generics too)
     are checked at the top only."""
-    if into is None:
-        return plain
+    return plain if into is None else _shaper(into)(plain)
+
+
+@functools.lru_cache(maxsize=256)
+def _shaper(into: Any) -> Callable[[Any], Any]:
+    """How to shape plain data into `into`: worked out once per type, not per job."""
     origin = typing.get_origin(into) or into
     if origin is dict or typing.is_typeddict(into):
-        if not isinstance(plain, dict):
-            raise DecodeError(f"expected an object, got {_kind(plain)}")
-        missing = sorted(getattr(into, "__required_keys__", frozenset()) - plain.keys())
-        if missing:
-            raise DecodeError(f"missing keys: {', '.join(map(str, missing))}")
-        return plain
+        required = frozenset(getattr(into, "__required_keys__", ()))
+        return functools.partial(_object, required=required)
     if origin is list:
-        if not isinstance(plain, list):
-            raise DecodeError(f"expected an array, got {_kind(plain)}")
-        return plain
+        return _array
     if isinstance(into, type) and dataclasses.is_dataclass(into):
-        if not isinstance(plain, dict):
-            raise DecodeError(f"expected an object, got {_kind(plain)}")
-        try:
-            return into(**plain)
-        except TypeError as exc:  # a missing or unexpected field
-            raise DecodeError(str(exc)) from None
-    raise TypeError(
-        f"cannot decode into {type_name(into)} (a dataclass, TypedDict, pydantic model, dict or list)"
-    )
+        return functools.partial(_fields, into)
+    raise TypeError(f"cannot decode into {type_name(into)} ({PAYLOAD_TYPES})")
+
+
+def _object(plain: Any, required: frozenset[str]) -> Any:
+    if not isinstance(plain, dict):
+        raise DecodeError(f"expected an object, got {_kind(plain)}")
+    if required and not required <= plain.keys():
+        raise DecodeError(f"missing keys: {', '.join(sorted(required - plain.keys()))}")
+    return plain
+
+
+def _array(plain: Any) -> Any:
+    if not isinstance(plain, list):
+        raise DecodeError(f"expected an array, got {_kind(plain)}")
+    return plain
+
+
+def _fields(into: Callable[..., Any], plain: Any) -> Any:
+    if not isinstance(plain, dict):
+        raise DecodeError(f"expected an object, got {_kind(plain)}")
+    try:
+        return into(**plain)
+    except TypeError as exc:  # a missing or unexpected field
+        raise DecodeError(str(exc)) from None
 
 
 def type_name(into: Any) -> str:
@@ -217,12 +230,18 @@ def _is_pydantic_model(into: Any) -> bool:
 
 
 def _plain(obj: Any) -> Any:
-    """json's and msgpack's `default`: dataclass instances and pydantic models as plain data."""
+    """json's and msgpack's `default`: a dataclass instance or a pydantic model as plain data."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+        # One level: the encoder calls this again for the dataclasses inside
+        # (dataclasses.asdict would deep-copy every value first).
+        return {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
     if _is_pydantic_model(type(obj)):
         return obj.model_dump(mode="json")
     raise TypeError(f"{type(obj).__name__} is not encodable (a dict, list, str, number, dataclass or model)")
+
+
+# Made once: json.dumps with arguments makes an encoder per call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
 
 
 def _kind(plain: Any) -> str:

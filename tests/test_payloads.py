@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
@@ -22,7 +23,7 @@ from jobqueue.model import Job, JobStatus
 from jobqueue.settings import Settings
 from jobqueue.worker import Worker
 
-from .conftest import eventually, status_is
+from .conftest import ROOT, eventually, status_is
 from .harness import Harness
 from .test_api import b64, post_json
 from .test_worker import running
@@ -353,3 +354,13 @@ def test_objects_encode_at_any_depth_and_what_cannot_be_is_a_type_error() -> Non
         encode_payload({1, 2}, "msgpack")
     with pytest.raises(DecodeError, match=r"^not MessagePack: "):
         MsgpackCodec().decode(b"\xc1")
+
+
+def test_the_codec_benchmark_runs() -> None:
+    """bench/codec_cost.py at a tiny size (its figures are in docs/performance.md, not checked here)."""
+    ran = subprocess.run(
+        [sys.executable, "bench/codec_cost.py", "--calls", "20", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "pydantic, msgpack" in ran.stdout and "plain handler (baseline)" in ran.stdout
