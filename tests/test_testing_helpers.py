@@ -5,6 +5,7 @@ inline queue as its client (docs/testing.md shows the same)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,8 @@ from jobqueue.testing import InlineQueue, async_private_redis, drain, private_re
 from jobqueue.worker import Job, JobStatus, PermanentError, RetryAfter, Worker
 
 pytest_plugins = ["jobqueue.testing.pytest_plugin"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # -- the user's application -------------------------------------------------------------
 
@@ -334,16 +337,31 @@ def test_the_plugins_fixtures_in_a_users_project(tmp_path: Path) -> None:
             """
         )
     )
+    assert "3 passed" in run_pytest(tmp_path)
+
+
+def test_the_docs_example_project_passes(tmp_path: Path) -> None:
+    """docs/testing.md's complete example: its files, written out and run as they are."""
+    text = (ROOT / "docs" / "testing.md").read_text()
+    files = re.findall(r"```python\n# (\w+\.py)\n(.*?)```", text, flags=re.DOTALL)
+    assert [name for name, _ in files] == ["myapp.py", "conftest.py", "test_myapp.py"]
+    for name, body in files:
+        (tmp_path / name).write_text(body)
+    assert "3 passed" in run_pytest(tmp_path)
+
+
+def run_pytest(project: Path) -> str:
+    """Runs pytest in `project` as its own rootdir; returns its output, failing the test unless all pass."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
+        cwd=project,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    return result.stdout
 
 
 def test_jobqueue_testing_does_not_import_pytest() -> None:
