@@ -216,6 +216,28 @@ async def test_inline_cancel_of_a_running_job_drops_its_outcome() -> None:
     assert len(queue.runs) == 1
 
 
+def test_blocking_code_that_enqueues_is_tested_with_the_inline_sync_client() -> None:
+    queue = InlineQueue(Worker("welcome_email", send_welcome))
+    client = queue.sync()
+
+    def sign_up_blocking(email: str) -> str:  # as in a WSGI view, with a SyncClient
+        return client.enqueue("welcome_email", email, options=JobOptions(idempotency_key=email)).id
+
+    job_id = sign_up_blocking("a@example.com")
+    assert sign_up_blocking("a@example.com") == job_id
+    assert client.get(job_id).status is JobStatus.COMPLETED
+    assert SENT == [b"a@example.com"]
+    with pytest.raises(ConnectError) as caught:
+        client.cancel(job_id)
+    assert caught.value.code is Code.FAILED_PRECONDITION
+
+
+async def test_the_inline_sync_client_refuses_calls_from_a_coroutine() -> None:
+    client = InlineQueue().sync()
+    with pytest.raises(RuntimeError, match="called from a coroutine"):
+        client.enqueue("welcome_email", b"a@example.com")
+
+
 async def refusal(call: Awaitable[object]) -> tuple[Code, str]:
     with pytest.raises(ConnectError) as caught:
         await call

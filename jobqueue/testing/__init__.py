@@ -21,13 +21,14 @@ session's private Redis, flushed before each test) and `jobqueue_inline`.
 Nothing here imports pytest but the plugin.
 """
 
-from .inline import InlineQueue, InlineRun
+from .inline import InlineQueue, InlineRun, InlineSyncClient
 from .redis import async_private_redis, private_redis
 from .workers import RunningWorkers, drain, run_worker
 
 __all__ = [
     "InlineQueue",
     "InlineRun",
+    "InlineSyncClient",
     "RunningWorkers",
     "async_private_redis",
     "drain",

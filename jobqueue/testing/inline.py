@@ -5,8 +5,9 @@
     assert job.status is JobStatus.COMPLETED
 
 It has `Client`'s enqueue/get surface (enqueue, enqueue_many, get, cancel,
-retry), so code that takes a client can be given one. What differs from the
-real queue is listed in docs/testing.md ("What the inline queue does not do").
+retry), so code that takes a client can be given one (`queue.sync()`: one
+with SyncClient's). What differs from the real queue is listed in
+docs/testing.md ("What the inline queue does not do").
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import asyncio
 import dataclasses
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from connectrpc.errors import ConnectError
 
@@ -37,6 +39,9 @@ from ..outage import Outage
 from ..settings import Settings
 from ..store.codec import option_fields
 from ..worker import Worker
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 WORKER_ID = "inline"
 # The most runs one `run_pending` makes: handlers that enqueue forever end there.
@@ -131,6 +136,10 @@ class InlineQueue:
         if self.eager:
             await self._run_to_end(job)
         return self._snapshot(job)
+
+    def sync(self) -> InlineSyncClient:
+        """SyncClient's enqueue/get surface on this queue, for code that blocks."""
+        return InlineSyncClient(self)
 
     # -- for the test's assertions ---------------------------------------------
 
@@ -254,6 +263,50 @@ class InlineQueue:
     @staticmethod
     def _snapshot(job: Job) -> Job:
         return dataclasses.replace(job)
+
+
+class InlineSyncClient:
+    """An InlineQueue as a `SyncClient`: each call runs the queue's in an event loop
+    of its own (asyncio.run), handlers included. So it cannot be called from a
+    coroutine (RuntimeError), and a handler cannot keep loop-bound objects (an
+    asyncio client...) from one call to the next."""
+
+    def __init__(self, queue: InlineQueue) -> None:
+        self.queue = queue
+
+    def enqueue(
+        self,
+        job_type: str,
+        payload: bytes | str = b"",
+        execution_time_ms: int | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Job:
+        return _blocking(self.queue.enqueue, job_type, payload, execution_time_ms, options)
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        return _blocking(self.queue.enqueue_many, requests)
+
+    def get(self, job_id: str) -> Job:
+        return _blocking(self.queue.get, job_id)
+
+    def cancel(self, job_id: str) -> None:
+        _blocking(self.queue.cancel, job_id)
+
+    def retry(self, job_id: str) -> Job:
+        return _blocking(self.queue.retry, job_id)
+
+
+def _blocking(call: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Runs `call` in an event loop of its own; refused (before the coroutine is
+    made, so none is left unawaited) where a loop runs already."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(call(*args, **kwargs))
+    raise RuntimeError(
+        "InlineSyncClient called from a coroutine (an event loop is running): "
+        "await the InlineQueue's own calls there"
+    )
 
 
 async def _call(worker: Worker, job: Job, deadline: asyncio.Timeout | None) -> object:
