@@ -81,8 +81,10 @@ class RunningWorkers:
 
 @contextlib.asynccontextmanager
 async def run_worker(*workers: Worker, settings: Settings) -> AsyncIterator[RunningWorkers]:
-    """Serves `workers` (with `settings`, unless a worker has its own) for the block,
-    then stops them gracefully; a worker's failure is raised at the end."""
+    """Serves `workers` with `settings` for the block, then stops them gracefully; a
+    worker's failure is raised at the end. A worker built with settings of its own
+    serves with those: `drain` reads the queues with `settings`, so they must name
+    the same Redis and prefix."""
     if not workers:
         raise ValueError("run_worker: give at least one Worker")
     running = RunningWorkers(workers, settings)
