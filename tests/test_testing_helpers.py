@@ -5,6 +5,7 @@ inline queue as its client (docs/testing.md shows the same)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import subprocess
 import sys
@@ -72,6 +73,29 @@ async def test_inline_enqueue_runs_the_handler_and_returns_the_final_job() -> No
     assert SENT == [b"a@example.com"]
     assert [run.returned for run in queue.runs] == ["sent"]
     assert (await queue.get(job.id)).status is JobStatus.COMPLETED
+
+
+@dataclasses.dataclass
+class Invoice:
+    number: int
+    to: str
+
+
+async def test_inline_typed_handlers_get_their_payload_decoded_as_a_worker_does() -> None:
+    received: list[Invoice] = []
+
+    async def send_invoice(invoice: Invoice) -> None:
+        received.append(invoice)
+
+    queue = InlineQueue(Worker("invoice", send_invoice))
+    job = await queue.enqueue("invoice", Invoice(7, "b@example.com"), codec="json")
+    assert job.status is JobStatus.COMPLETED
+    assert received == [Invoice(7, "b@example.com")]
+    as_dict = await queue.enqueue("invoice", {"number": 8, "to": "c"}, codec="json")
+    assert as_dict.status is JobStatus.COMPLETED
+    assert received[-1] == Invoice(8, "c")
+    broken = await queue.enqueue("invoice", b"not json")
+    assert broken.status is JobStatus.FAILED and "PayloadDecodeError" in broken.last_error
 
 
 async def test_inline_failures_are_retried_by_the_workers_rules() -> None:

@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from connectrpc.errors import ConnectError
 
+from ..codecs import Codec, encode_payload
 from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
 from ..model import (
     NO_OPTIONS,
@@ -94,13 +95,16 @@ class InlineQueue:
     async def enqueue(
         self,
         job_type: str,
-        payload: bytes | str = b"",
+        payload: object = b"",
         execution_time_ms: int | None = None,
         options: JobOptions = NO_OPTIONS,
+        *,
+        codec: Codec | str | None = None,
     ) -> Job:
         """A new PENDING job (or the one its idempotency key names); with `eager`
-        and a handler for its type, run to its final state first."""
-        request = EnqueueRequest(job_type, payload_bytes(payload), execution_time_ms, options)
+        and a handler for its type, run to its final state first. The payload as
+        Client.enqueue takes it, encoded by `codec`."""
+        request = EnqueueRequest(job_type, encode_payload(payload, codec), execution_time_ms, options)
         job = self._add(self._checked(request))
         if self.eager:
             await self._run_to_end(job)
@@ -277,11 +281,13 @@ class InlineSyncClient:
     def enqueue(
         self,
         job_type: str,
-        payload: bytes | str = b"",
+        payload: object = b"",
         execution_time_ms: int | None = None,
         options: JobOptions = NO_OPTIONS,
+        *,
+        codec: Codec | str | None = None,
     ) -> Job:
-        return _blocking(self.queue.enqueue, job_type, payload, execution_time_ms, options)
+        return _blocking(self.queue.enqueue, job_type, payload, execution_time_ms, options, codec=codec)
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         return _blocking(self.queue.enqueue_many, requests)
