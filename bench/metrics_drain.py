@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """The drain with the worker's metrics off and on, in alternating pairs.
 
-    python bench/metrics_drain.py [--pairs 6] [--jobs 40000] [--flag --metrics|--sync]
+    python bench/metrics_drain.py [--pairs 6] [--jobs 40000] [--option metrics|sync]
 
 Starts a Redis of its own (no persistence), then runs `bench/drain_once.py`
 2 x PAIRS times on it, alternating without and with `--metrics` (the worker
 serving its Prometheus metrics, which count every job), the order flipped from
-one pair to the next. `--flag --sync` compares a sync handler (the worker's thread
+one pair to the next. `--option sync` compares a sync handler (the worker's thread
 pool) with the async one instead. Prints each drain, then the medians and their ratio: this
 machine is noisy, so only medians of several pairs say anything. Loopback only;
 every drain bounded in time.
@@ -34,9 +34,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=40_000)
-    parser.add_argument("--flag", choices=("--metrics", "--sync"), default="--metrics")
+    parser.add_argument("--option", choices=("metrics", "sync"), default="metrics", help="of drain_once.py")
     args = parser.parse_args()
-    name = args.flag.removeprefix("--")
+    name = args.option
     runs: dict[bool, list[tuple[int, int]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as workdir:
         server = RedisServer(Path(workdir) / "redis")
@@ -52,7 +52,7 @@ def main() -> int:
                         str(args.jobs),
                     ]
                     if metrics:
-                        command.append(args.flag)
+                        command.append(f"--{name}")
                     out = subprocess.run(
                         command, capture_output=True, text=True, timeout=600, check=True
                     ).stdout

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from jobqueue.events import Event
+from jobqueue.log_lines import RUNNING_JOB
 from jobqueue.model import Job, JobStatus
 from jobqueue.settings import Settings
 from jobqueue.worker import Backoff, PermanentError, Worker
@@ -52,16 +53,32 @@ def block_until(gate: threading.Event, *, busy: bool = False) -> None:
 
 
 async def test_a_sync_handler_runs_and_completes_the_job(store: Harness, settings: Settings) -> None:
-    seen: list[tuple[bytes, str]] = []
+    seen: list[tuple[bytes, str, Job | None]] = []
 
     def handler(job: Job) -> None:
-        seen.append((job.payload, threading.current_thread().name))
+        seen.append((job.payload, threading.current_thread().name, RUNNING_JOB.get(None)))
 
     async with running(make_worker(settings, handler)):
         queued = await store.enqueue("t", b"hello")
         await eventually(status_is(store, queued.id, JobStatus.COMPLETED), what="completion")
-    [(payload, thread)] = seen
+    [(payload, thread, running_job)] = seen
     assert payload == b"hello" and thread.startswith("jobqueue-t")  # in the worker's pool, not the loop's
+    assert running_job is not None and running_job.id == queued.id  # its log lines name its job
+
+
+async def test_a_plain_function_that_returns_a_coroutine_still_has_it_awaited(
+    store: Harness, settings: Settings
+) -> None:
+    """`lambda job: handle(job)` worked before sync handlers: it still does."""
+    awaited: list[bytes] = []
+
+    async def handle(job: Job) -> None:
+        awaited.append(job.payload)
+
+    async with running(make_worker(settings, lambda job: handle(job))):  # noqa: PLW0108 - the point
+        queued = await store.enqueue("t", b"wrapped")
+        await eventually(status_is(store, queued.id, JobStatus.COMPLETED), what="completion")
+    assert awaited == [b"wrapped"]
 
 
 async def test_a_blocking_sync_handler_keeps_its_lease_past_the_liveness_window(
