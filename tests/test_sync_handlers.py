@@ -9,8 +9,6 @@ import functools
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,9 +25,9 @@ from jobqueue.worker.sync_handlers import is_async
 
 from .conftest import eventually, status_is
 from .harness import Harness
+from .test_cli import serve_until_completed
 from .test_worker import make_worker, running
 
-ROOT = Path(__file__).resolve().parent.parent
 HELD_S = 30.0  # the longest a test's blocked handler waits to be let go (a bound, never reached)
 
 
@@ -262,7 +260,7 @@ async def test_the_process_executor_runs_calls_in_another_process_and_stops_time
     store: Harness, settings: Settings, tmp_path: Path
 ) -> None:
     worker = make_worker(
-        settings, pid_of_the_handler, executor="process", concurrency=1, timeout_s=2.0, max_attempts=1
+        settings, pid_of_the_handler, executor="process", concurrency=1, timeout_s=3.0, max_attempts=1
     )
     async with running(worker):
         hang = await store.enqueue("t", str(tmp_path / "hang").encode())
@@ -270,7 +268,7 @@ async def test_the_process_executor_runs_calls_in_another_process_and_stops_time
         # The hung process was ended: the one slot is free for the next job at once.
         done = await store.enqueue("t", str(tmp_path / "done").encode())
         await eventually(status_is(store, done.id, JobStatus.COMPLETED), what="the next job")
-    assert (await store.get(hang.id)).last_error == "timed out after 2 s"
+    assert (await store.get(hang.id)).last_error == "timed out after 3 s"
     hung_pid = int((tmp_path / "hang").read_text())
     assert {hung_pid, int((tmp_path / "done").read_text())}.isdisjoint({os.getpid()})
     await eventually(lambda: _true(not Path(f"/proc/{hung_pid}").exists()), what="the hung process gone")
@@ -322,21 +320,10 @@ async def test_jobqueue_worker_loads_a_module_with_a_sync_handler(
 ) -> None:
     module = tmp_path / "sync_worker.py"
     module.write_text(
-        "import time\n"
         "from jobqueue.worker import Job, Worker\n"
         "def crunch(job: Job) -> None:\n"
         "    sum(range(10_000))\n"
         "worker = Worker('cli-sync', crunch, heartbeat_s=0.2, threads=2)\n"
     )
     job = await store.enqueue("cli-sync")
-    worker = subprocess.Popen(  # noqa: ASYNC220 - starting it does not wait for it
-        [sys.executable, "-m", "jobqueue.cli", "worker", str(module), "--redis-url", redis_url],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        await eventually(status_is(store, job.id, JobStatus.COMPLETED), timeout=30, what="the job done")
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        output = (await asyncio.to_thread(worker.communicate, timeout=30))[0].decode()
-    assert worker.returncode == 0, output
-    assert "jobs: completed 1," in output
+    await serve_until_completed(module, redis_url, store, job.id)
