@@ -256,21 +256,31 @@ def pid_of_the_handler(job: Job) -> None:
         signal.pause()
 
 
-async def test_the_process_executor_runs_calls_in_another_process_and_stops_timed_out_ones(
-    store: Harness, settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("ended_by", ["timeout", "cancel"])
+async def test_the_process_executor_runs_calls_in_another_process_and_ends_those_given_up_on(
+    store: Harness, settings: Settings, tmp_path: Path, ended_by: str
 ) -> None:
+    timeout_s = 3.0 if ended_by == "timeout" else None
     worker = make_worker(
-        settings, pid_of_the_handler, executor="process", concurrency=1, timeout_s=3.0, max_attempts=1
+        settings, pid_of_the_handler, executor="process", concurrency=1, timeout_s=timeout_s, max_attempts=1
     )
+    hang_file = tmp_path / "hang"
     async with running(worker):
-        hang = await store.enqueue("t", str(tmp_path / "hang").encode())
-        await eventually(status_is(store, hang.id, JobStatus.FAILED), what="the timeout")
+        hang = await store.enqueue("t", str(hang_file).encode())
+        if ended_by == "cancel":
+            running_pid = lambda: _true(hang_file.exists() and hang_file.read_text() != "")  # noqa: E731
+            await eventually(running_pid, what="the call running")
+            await store.cancel(hang.id)
+            await eventually(status_is(store, hang.id, JobStatus.CANCELLED), what="the cancel")
+        else:
+            await eventually(status_is(store, hang.id, JobStatus.FAILED), what="the timeout")
         # The hung process was ended: the one slot is free for the next job at once.
         done = await store.enqueue("t", str(tmp_path / "done").encode())
         await eventually(status_is(store, done.id, JobStatus.COMPLETED), what="the next job")
-    assert (await store.get(hang.id)).last_error == "timed out after 3 s"
-    hung_pid = int((tmp_path / "hang").read_text())
-    assert {hung_pid, int((tmp_path / "done").read_text())}.isdisjoint({os.getpid()})
+    if ended_by == "timeout":
+        assert (await store.get(hang.id)).last_error == "timed out after 3 s"
+    hung_pid = int(hang_file.read_text())
+    assert os.getpid() not in {hung_pid, int((tmp_path / "done").read_text())}
     await eventually(lambda: _true(not Path(f"/proc/{hung_pid}").exists()), what="the hung process gone")
 
 
@@ -323,7 +333,10 @@ async def test_jobqueue_worker_loads_a_module_with_a_sync_handler(
         "from jobqueue.worker import Job, Worker\n"
         "def crunch(job: Job) -> None:\n"
         "    sum(range(10_000))\n"
-        "worker = Worker('cli-sync', crunch, heartbeat_s=0.2, threads=2)\n"
+        "workers = [\n"
+        "    Worker('cli-sync', crunch, heartbeat_s=0.2, threads=2),\n"
+        "    Worker('cli-sync-process', crunch, heartbeat_s=0.2, executor='process'),\n"
+        "]\n"
     )
-    job = await store.enqueue("cli-sync")
-    await serve_until_completed(module, redis_url, store, job.id)
+    jobs = [await store.enqueue(job_type) for job_type in ("cli-sync-process", "cli-sync")]
+    await serve_until_completed(module, redis_url, store, [job.id for job in jobs])
