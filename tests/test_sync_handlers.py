@@ -250,10 +250,13 @@ async def test_shutdown_hands_back_a_stuck_sync_run_without_waiting_for_its_thre
 
 
 def pid_of_the_handler(job: Job) -> None:
-    """Module-level, so that it pickles. Writes where it ran; 'hang' never returns."""
+    """Module-level, so that it pickles. Writes where it ran; 'hang' never returns,
+    'die' ends its process."""
     Path(job.payload.decode()).write_text(str(os.getpid()))
     if job.payload.endswith(b"hang"):
         signal.pause()
+    if job.payload.endswith(b"die"):
+        os._exit(3)
 
 
 @pytest.mark.parametrize("ended_by", ["timeout", "cancel"])
@@ -282,6 +285,19 @@ async def test_the_process_executor_runs_calls_in_another_process_and_ends_those
     hung_pid = int(hang_file.read_text())
     assert os.getpid() not in {hung_pid, int((tmp_path / "done").read_text())}
     await eventually(lambda: _true(not Path(f"/proc/{hung_pid}").exists()), what="the hung process gone")
+
+
+async def test_a_process_that_dies_fails_its_run_and_the_next_gets_a_new_one(
+    store: Harness, settings: Settings, tmp_path: Path
+) -> None:
+    worker = make_worker(settings, pid_of_the_handler, executor="process", concurrency=1, max_attempts=1)
+    async with running(worker):
+        dead = await store.enqueue("t", str(tmp_path / "die").encode())
+        await eventually(status_is(store, dead.id, JobStatus.FAILED), what="the failure")
+        done = await store.enqueue("t", str(tmp_path / "done").encode())
+        await eventually(status_is(store, done.id, JobStatus.COMPLETED), what="the next job")
+    assert "BrokenProcessPool" in (await store.get(dead.id)).last_error
+    assert (tmp_path / "die").read_text() != (tmp_path / "done").read_text()  # another process
 
 
 def test_the_process_executor_refuses_a_handler_that_does_not_pickle(settings: Settings) -> None:

@@ -120,7 +120,7 @@ class SyncRuns:
             lane.terminate()  # a process can be stopped: its slot frees now
             lane = _Lane()
             raise
-        except concurrent.futures.process.BrokenProcessPool:
+        except concurrent.futures.BrokenExecutor:
             lane = _Lane()  # the process died (killed, out of memory): the run fails, the lane is renewed
             raise
         finally:

@@ -151,10 +151,11 @@ class Worker:
                 worker's jobs (and of its reaper) at http://metrics_host:metrics_port/metrics
                 while it serves (docs/metrics.md); None: no metrics. Workers of
                 one process given the same port share it.
-            threads: for a sync handler (a plain function), the size of its pool
-                (default: concurrency). Python cannot stop a thread: a sync run
-                that times out or is cancelled is reported at once, but keeps its
-                slot until its function returns (sync_handlers.py).
+            threads: for a sync handler (a plain function), the size of its pool:
+                threads, or processes with executor="process" (default:
+                concurrency). Python cannot stop a thread: a sync run that times
+                out or is cancelled is reported at once, but keeps its slot until
+                its function returns (sync_handlers.py).
             executor: for a sync handler, "thread" (default), or "process": each
                 call runs in a process of its own (CPU-bound work escapes the GIL;
                 the handler must pickle: a module-level function), one that times
