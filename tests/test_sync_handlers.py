@@ -21,7 +21,7 @@ from jobqueue.log_lines import RUNNING_JOB
 from jobqueue.model import Job, JobStatus
 from jobqueue.settings import Settings
 from jobqueue.worker import Backoff, PermanentError, Worker
-from jobqueue.worker.sync_handlers import is_async
+from jobqueue.worker.sync_handlers import Executor, is_async
 
 from .conftest import eventually, status_is
 from .harness import Harness
@@ -330,6 +330,22 @@ def test_sync_and_async_handlers_are_told_apart_once_at_construction(settings: S
         assert not is_async(handler), handler
         assert Worker("t", handler, settings=settings).sync_runs is not None
     assert is_async(functools.partial(_AsyncCallable()))
+
+
+def _double(job: Job) -> bytes:
+    return job.payload * 2
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+async def test_a_workers_handler_awaited_on_its_own_returns_what_the_function_returns(
+    settings: Settings, executor: Executor
+) -> None:
+    """What the worker awaits for each job (and what a test of a handler may await)."""
+    worker = Worker("t", _double, settings=settings, executor=executor)
+    job = Job("j", "t", b"ab", JobStatus.RUNNING, 0, 0, 0)
+    assert await worker.handler(job) == b"abab"
+    assert worker.sync_runs is not None
+    worker.sync_runs.close()
 
 
 def test_bad_sync_options_are_refused(settings: Settings) -> None:

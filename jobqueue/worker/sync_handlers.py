@@ -81,8 +81,11 @@ class SyncRuns:
         self._abandoned = asyncio.Event()  # set at shutdown: no run waits for its call any more
 
     def open(self) -> None:
-        """Makes the pool (as the worker starts serving)."""
+        """Makes the pool, unless it is made (as the worker starts serving, or at the
+        first call of one awaited outside a worker: a test's)."""
         self._abandoned = asyncio.Event()
+        if self._threads is not None or self._lanes is not None:
+            return
         if self.executor == "thread":
             self._threads = concurrent.futures.ThreadPoolExecutor(
                 self.workers, thread_name_prefix=f"jobqueue-{self.job_type}"
@@ -93,10 +96,12 @@ class SyncRuns:
                 self._lanes.put_nowait(_Lane())
 
     async def __call__(self, job: Job) -> object:
+        """Calls the function with `job` in the pool; returns what it returns."""
+        if self._threads is None and self._lanes is None:
+            self.open()
         if self._lanes is not None:
             return await self._call_in_a_process(job)
-        if self._threads is None:
-            raise RuntimeError("the worker is not running")
+        assert self._threads is not None
         call = self._threads.submit(contextvars.copy_context().run, self.function, job)
         try:
             result = await asyncio.wrap_future(call)
