@@ -2,7 +2,7 @@
 """One S1 drain, for profiling and A/B comparisons of the worker's hot path.
 
     python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT | --instructions]
-                               [--one-way-delay-us US] [--metrics]
+                               [--one-way-delay-us US] [--metrics] [--sync [thread|process]]
 
 Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
 `jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
@@ -15,6 +15,8 @@ With --one-way-delay-us, the worker and the enqueue reach Redis through
 bench/net_delay.py: a round trip costs what it would over a network.
 With --metrics the worker serves its Prometheus metrics (`--metrics-port`), scraped
 once at the end (bench/metrics_drain.py alternates drains with and without).
+With --sync the worker's handler is a plain function (run in its thread pool, or with
+`--sync process` its process pool) doing the same no-op with a sync Redis client.
 To compare two versions, alternate runs of two checkouts on one Redis, e.g.
 `cd OTHER && PYTHONPATH=$PWD python bench/drain_once.py URL`, several times each:
 this machine is noisy, so compare medians. Loopback Redis only; bounded in time.
@@ -71,6 +73,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--one-way-delay-us", type=float, help="through bench/net_delay.py")
     parser.add_argument("--metrics", action="store_true", help="the worker serves its metrics (a free port)")
+    parser.add_argument("--sync", nargs="?", const="thread", choices=("thread", "process"))
     args = parser.parse_args()
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
@@ -134,6 +137,8 @@ def drain(args: argparse.Namespace) -> int:
         valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={counted}"]
         command = [*valgrind, *command]
     env = dict(os.environ, BENCH_REDIS_URL=args.redis_url)
+    if args.sync:
+        env["BENCH_JQ_SYNC"] = args.sync
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counter = redis.Redis.from_url(args.redis_url)
     try:

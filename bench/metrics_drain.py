@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The drain with the worker's metrics off and on, in alternating pairs.
 
-    python bench/metrics_drain.py [--pairs 6] [--jobs 40000]
+    python bench/metrics_drain.py [--pairs 6] [--jobs 40000] [--option metrics|sync]
 
 Starts a Redis of its own (no persistence), then runs `bench/drain_once.py`
 2 x PAIRS times on it, alternating without and with `--metrics` (the worker
 serving its Prometheus metrics, which count every job), the order flipped from
-one pair to the next. Prints each drain, then the medians and their ratio: this
+one pair to the next. `--option sync` compares a sync handler (the worker's thread
+pool) with the async one instead. Prints each drain, then the medians and their ratio: this
 machine is noisy, so only medians of several pairs say anything. Loopback only;
 every drain bounded in time.
 """
@@ -33,7 +34,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=40_000)
+    parser.add_argument("--option", choices=("metrics", "sync"), default="metrics", help="of drain_once.py")
     args = parser.parse_args()
+    name = args.option
     runs: dict[bool, list[tuple[int, int]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as workdir:
         server = RedisServer(Path(workdir) / "redis")
@@ -49,7 +52,7 @@ def main() -> int:
                         str(args.jobs),
                     ]
                     if metrics:
-                        command.append("--metrics")
+                        command.append(f"--{name}")
                     out = subprocess.run(
                         command, capture_output=True, text=True, timeout=600, check=True
                     ).stdout
@@ -58,7 +61,7 @@ def main() -> int:
                     if match is None:
                         raise SystemExit(f"unexpected output: {out!r}")
                     runs[metrics].append((int(match[1]), int(match[2] or 0)))
-                    print(f"pair {pair + 1} metrics {'on ' if metrics else 'off'}: {line}", flush=True)
+                    print(f"pair {pair + 1} {name} {'on ' if metrics else 'off'}: {line}", flush=True)
         finally:
             server.stop()
     off, on = (statistics.median(rate for rate, _ in runs[m]) for m in (False, True))
@@ -67,9 +70,9 @@ def main() -> int:
     faster = sum(a[0] > b[0] for a, b in pairs)
     ratio = statistics.median(a[0] / b[0] for a, b in pairs)
     print(
-        f"median drain: off {off:.0f} jobs/s, on {on:.0f} jobs/s (on/off {on / off:.3f}, median of the "
-        f"pairs' ratios {ratio:.3f}; on faster in {faster} of {args.pairs}); worker CPU per job, "
-        f"median: off {cpu_off:.0f} µs, on {cpu_on:.0f} µs"
+        f"{name}: median drain: off {off:.0f} jobs/s, on {on:.0f} jobs/s (on/off {on / off:.3f}, "
+        f"median of the pairs' ratios {ratio:.3f}; on faster in {faster} of {args.pairs}); "
+        f"worker CPU per job, median: off {cpu_off:.0f} µs, on {cpu_on:.0f} µs"
     )
     return 0
 

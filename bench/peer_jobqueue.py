@@ -37,6 +37,10 @@ PREFETCH = int(os.environ.get("BENCH_JQ_PREFETCH", "0"))
 VIA_RPC = os.environ.get("BENCH_JQ_VIA", "sdk") == "rpc"
 # The worker with tracing on (a span per run: docs/performance.md, "Tracing off and on").
 TRACING = os.environ.get("BENCH_JQ_TRACING", "") == "1"
+# "thread" or "process": a sync handler (a plain function, run in the worker's pool of
+# that kind) with the harness's sync job body: docs/performance.md, "Sync handlers and
+# the drain".
+SYNC = os.environ.get("BENCH_JQ_SYNC", "")
 RPC_BATCH = 1000
 
 
@@ -49,11 +53,19 @@ async def run_bench_job(job: Job) -> None:
         await common.ajob_lat(json.loads(job.payload)["t"], worker.redis)
 
 
+def run_bench_job_sync(job: Job) -> None:
+    if job.payload == b"noop":
+        common.sjob_noop()
+    else:
+        common.sjob_lat(json.loads(job.payload)["t"])
+
+
 worker = Worker(
     "bench",
-    run_bench_job,
+    run_bench_job_sync if SYNC else run_bench_job,
     concurrency=CONCURRENCY,
     prefetch=PREFETCH,
+    executor="process" if SYNC == "process" else "thread",
     settings=Settings(redis_url=common.REDIS_URL, tracing=TRACING),
 )
 

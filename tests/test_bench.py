@@ -51,6 +51,16 @@ def test_one_drain_for_profiling(redis_url: str, network: list[str]) -> None:
     assert float(ran.stdout.split()[1]) > 0, ran.stdout
 
 
+@pytest.mark.timeout(120)
+def test_one_drain_with_a_sync_handler(redis_url: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/drain_once.py", redis_url, "--jobs", "300", "--timeout", "60", "--sync"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert float(ran.stdout.split()[1]) > 0, ran.stdout
+
+
 @pytest.mark.timeout(180)
 def test_the_drain_with_metrics_off_and_on() -> None:
     ran = subprocess.run(

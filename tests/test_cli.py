@@ -486,17 +486,26 @@ async def test_a_worker_gets_its_settings_from_the_command_line(
     env["JOBQUEUE_PREFIX"] = "cli-prefix"
     prefixed = Harness(store.redis, dataclasses.replace(store.settings, prefix="cli-prefix"))
     job = await prefixed.enqueue("cli-settings")
+    await serve_until_completed(module, redis_url, prefixed, [job.id], env)
+
+
+async def serve_until_completed(
+    module: Path, redis_url: str, store: Harness, job_ids: list[str], env: dict[str, str] | None = None
+) -> None:
+    """Runs `jobqueue worker MODULE` until the jobs are COMPLETED, then stops it (SIGTERM):
+    it must exit 0, each of its workers having completed one job."""
     worker = subprocess.Popen(  # noqa: ASYNC220 - starting it does not wait for it
         [sys.executable, "-m", "jobqueue.cli", "worker", str(module), "--redis-url", redis_url],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        await eventually(status_is(prefixed, job.id, JobStatus.COMPLETED), timeout=30, what="the job done")
+        for job_id in job_ids:
+            await eventually(status_is(store, job_id, JobStatus.COMPLETED), timeout=30, what="the job done")
     finally:
         worker.send_signal(signal.SIGTERM)
         output = (await asyncio.to_thread(worker.communicate, timeout=30))[0].decode()
     assert worker.returncode == 0, output
-    assert "jobs: completed 1," in output
+    assert output.count("jobs: completed 1,") == len(job_ids), output
 
 
 def test_dev_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:

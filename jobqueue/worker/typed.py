@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from ..codecs import PAYLOAD_TYPES, Codec, DecodeError, get_codec, is_payload_type, type_name
 from ..model import Job
@@ -25,16 +25,22 @@ from .errors import PayloadDecodeError
 Handler = Callable[[Job], Awaitable[None]]
 # A plain Handler, or a typed one: (payload) or (payload, job).
 AnyHandler = Callable[..., Awaitable[None]]
+# How a handler is called: with the job, then its arguments (the job, or the payload
+# and maybe the job): sync_handlers.SyncRuns, which calls a plain function in a pool.
+Invoke = Callable[..., Awaitable[object]]
 
 _SUPPORTED = f"Job, bytes, or {PAYLOAD_TYPES}"
 
 
-def adapt(handler: AnyHandler, codec: Codec | str | None) -> tuple[Handler, Codec]:
+def adapt(
+    handler: Callable[..., object], codec: Codec | str | None, invoke: Invoke | None = None
+) -> tuple[Handler, Codec]:
     """The handler the worker calls with each Job, and the codec of the type's payloads.
 
     The codec is `codec` when given, else inferred: bytes for a handler of a Job
     or of bytes, json for one of a type. A TypeError or ValueError names the
-    handler and what does not fit.
+    handler and what does not fit. With `invoke`, the handler (a plain function)
+    is called through it: `invoke(job, *arguments)`.
     """
     chosen = get_codec(codec) if codec is not None else None
     name = getattr(handler, "__qualname__", None) or repr(handler)
@@ -46,13 +52,15 @@ def adapt(handler: AnyHandler, codec: Codec | str | None) -> tuple[Handler, Code
                 f"handler {name}: its first parameter takes the Job (payload bytes); annotate it with the "
                 f"payload's type ({_SUPPORTED}) to decode payloads with codec {chosen.name!r}"
             )
-        return handler, chosen or get_codec("bytes")
+        return cast(Handler, invoke or handler), chosen or get_codec("bytes")
     if first is bytes:
         if chosen is not None and chosen.name != "bytes":
             raise ValueError(
                 f"handler {name}: its payload parameter is bytes; codec {chosen.name!r} decodes objects"
             )
-        return _decoding(handler, parameters, get_codec("bytes"), bytes, name), get_codec("bytes")
+        return _decoding(handler, parameters, get_codec("bytes"), bytes, name, invoke=invoke), get_codec(
+            "bytes"
+        )
     if not is_payload_type(first):
         raise TypeError(
             f"handler {name}: its first parameter {parameters[0].name!r} is annotated {type_name(first)}; "
@@ -63,11 +71,17 @@ def adapt(handler: AnyHandler, codec: Codec | str | None) -> tuple[Handler, Code
             f"handler {name}: codec 'bytes' cannot decode into {type_name(first)}; use json or msgpack"
         )
     chosen = chosen or get_codec("json")
-    return _decoding(handler, parameters, chosen, first, name), chosen
+    return _decoding(handler, parameters, chosen, first, name, invoke=invoke), chosen
 
 
 def _decoding(
-    handler: AnyHandler, parameters: list[inspect.Parameter], codec: Codec, into: Any, name: str
+    handler: Callable[..., object],
+    parameters: list[inspect.Parameter],
+    codec: Codec,
+    into: Any,
+    name: str,
+    *,
+    invoke: Invoke | None,
 ) -> Handler:
     if len(parameters) > 2:
         raise TypeError(
@@ -85,16 +99,17 @@ def _decoding(
             raise PayloadDecodeError(
                 f"payload does not decode with codec {codec.name!r} into {into_name}: {exc}"
             ) from None
-        if passes_job:
-            await handler(payload, job)
+        arguments = (payload, job) if passes_job else (payload,)
+        if invoke is not None:
+            await invoke(job, *arguments)
         else:
-            await handler(payload)
+            await cast(AnyHandler, handler)(*arguments)
 
     decoding.__qualname__ = f"decoding({name})"
     return decoding
 
 
-def _positional_parameters(handler: AnyHandler, name: str) -> list[inspect.Parameter]:
+def _positional_parameters(handler: Callable[..., object], name: str) -> list[inspect.Parameter]:
     """The parameters a worker may pass positionally, their annotations resolved."""
     try:
         signature = inspect.signature(handler, eval_str=True)

@@ -4,7 +4,8 @@ The life of one job in a worker, each step in its own module:
 1. the fetcher (fetcher.py) pops or takes its id and claims it: RUNNING under
    a lease with a new fencing token (with `prefetch`, a claimed job may wait
    in slots.py for a free slot);
-2. the handler runs (`Worker._execute`, within the job's timeout) while the
+2. the handler runs (`Worker._execute`, within the job's timeout; a plain
+   function in a pool of threads or processes: sync_handlers.py) while the
    heartbeat (heartbeat.py) marks the worker alive and renews every held lease
    (one script for all of them); a lease found lost (the job was cancelled, or
    it went to another worker) cancels its handler;
@@ -28,7 +29,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -54,6 +55,7 @@ from .errors import PermanentError, RetryAfter
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
 from .slots import Run, Slots
+from .sync_handlers import Executor, SyncHandler, SyncRuns, is_async
 from .typed import AnyHandler, adapt
 
 log = logging.getLogger("jobqueue.worker")
@@ -88,12 +90,14 @@ class Worker:
     first parameter's annotation (bytes, a dataclass, TypedDict, pydantic model,
     dict or list) says what the payload is decoded into, and a second parameter,
     if any, gets the Job (`async def h(email: Email, job: Job)`; docs/payloads.md).
+    A plain (non-async) function is a handler too: it runs in a pool of threads
+    (or processes) of the worker's own, see `threads` and `executor`.
     """
 
     def __init__(
         self,
         job_type: str,
-        handler: AnyHandler,
+        handler: AnyHandler | SyncHandler,
         *,
         concurrency: int = 10,
         prefetch: int = 0,
@@ -114,6 +118,8 @@ class Worker:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
         codec: Codec | str | None = None,
+        threads: int | None = None,
+        executor: Executor = "thread",
     ) -> None:
         """
         Args:
@@ -155,10 +161,17 @@ class Worker:
                 'bytes' or a Codec (jobqueue.codecs); None: inferred from the
                 handler's first parameter (json for a type, bytes for a Job or bytes).
                 A payload that does not decode fails its job at once (no retry).
+            threads: for a sync handler (a plain function), the size of its pool:
+                threads, or processes with executor="process" (default:
+                concurrency). Python cannot stop a thread: a sync run that times
+                out or is cancelled is reported at once, but keeps its slot until
+                its function returns (sync_handlers.py).
+            executor: for a sync handler, "thread" (default), or "process": each
+                call runs in a process of its own (CPU-bound work escapes the GIL;
+                the handler must pickle: a module-level function), one that times
+                out or is cancelled is terminated.
         """
         self.job_type = check_job_type(job_type)
-        # A handler of a Job as the runs call it: a typed one wrapped in its decoding.
-        self.handler, self.codec = adapt(handler, codec)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if prefetch < 0:
@@ -169,6 +182,19 @@ class Worker:
             raise ValueError("timeout_s must be positive (or None: no limit)")
         if metrics_port is not None and not 0 < metrics_port < 65536:
             raise ValueError(f"metrics_port must be a TCP port (1-65535) or None, got {metrics_port}")
+        # Awaited for every job: the handler itself, or what runs a sync one in its pool.
+        self.handler: Callable[[Job], Awaitable[object]]
+        self.sync_runs: SyncRuns | None = None
+        if is_async(handler):
+            if threads is not None or executor != "thread":
+                raise ValueError("threads and executor are for a sync handler; this one is async")
+            # A typed handler wrapped in its decoding (typed.py).
+            self.handler, self.codec = adapt(cast(AnyHandler, handler), codec)
+        else:
+            pool_size = concurrency if threads is None else threads
+            self.sync_runs = SyncRuns(handler, self.job_type, pool_size, executor)
+            # Its payload decoded here, the function called in the pool with it.
+            self.handler, self.codec = adapt(handler, codec, invoke=self.sync_runs)
         self.concurrency = concurrency
         self.prefetch = prefetch
         self.max_attempts = check_max_attempts(max_attempts)
@@ -277,6 +303,8 @@ class Worker:
             on_join=enter,
         )
         serving = self._serving = _Serving(store, handlers_redis, slots, completions, fetcher, heartbeat)
+        if self.sync_runs is not None:
+            self.sync_runs.open()
         # The fetcher's round trips (pops included) go one after another on a connection of its own.
         fetching = store.own_connection()
         # A heartbeat that waits out a long backoff after a Redis outage would let the
@@ -369,7 +397,11 @@ class Worker:
                 # Recorded in a batch by the next round; the slot is free already.
                 serving.completions.add(job)
         finally:
-            serving.slots.finish(job.id)
+            try:
+                if self.sync_runs is not None:
+                    await self.sync_runs.settle(job)
+            finally:
+                serving.slots.finish(job.id)
 
     def _failure(
         self, job: Job, exc: Exception, deadline: asyncio.Timeout | None, timeout_s: float | None
@@ -458,6 +490,8 @@ class Worker:
                 _jobs(len(unfinished)),
                 grace,
             )
+        if self.sync_runs is not None:
+            self.sync_runs.close()  # the runs handed back wait no more for their threads
         leftovers = slots.tasks()
         if leftovers:
             await asyncio.wait(leftovers, timeout=self.lease_ms / 1000)
