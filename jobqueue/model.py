@@ -101,6 +101,9 @@ class Job:
     # The W3C trace context of its enqueue (jobqueue.tracing), as a worker with
     # tracing on claims it; '' otherwise.
     trace_context: str = ""
+    # What the handler returned, as bytes (worker/results.py), stored when the job
+    # COMPLETED; b"" if it returned nothing. Reads only: a claimed job has b"".
+    result: bytes = b""
 
 
 def check_job_type(job_type: str) -> str:

@@ -21,6 +21,7 @@ from ..wire import (
     worker_to_proto,
 )
 from .auth import Guard
+from .wait import wait_job
 from .watch import Hubs, watch_job, watch_jobs
 
 MAX_BATCH = 10_000
@@ -51,6 +52,9 @@ class JobServiceHandler(JobService):
 
     async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext[Any, Any]) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=job_to_proto(await self.producer.get(request.id)))
+
+    async def wait_job(self, request: pb.WaitJobRequest, ctx: RequestContext[Any, Any]) -> pb.WaitJobResponse:
+        return await wait_job(self.hubs, self.producer, request)
 
     async def cancel_job(
         self, request: pb.CancelJobRequest, ctx: RequestContext[Any, Any]

@@ -52,11 +52,13 @@ from .context import Context
 from .errors import PermanentError, RetryAfter
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
+from .results import result_bytes
 from .slots import Run, Slots
 
 log = logging.getLogger("jobqueue.worker")
 
-Handler = Callable[[Job], Awaitable[None]]
+# What it returns is the job's result (worker/results.py): bytes, str or None.
+Handler = Callable[[Job], Awaitable[object]]
 
 MAX_ERROR_CHARS = 4000
 
@@ -78,7 +80,8 @@ class Worker:
 
     Start it with `run()` (blocks; SIGINT/SIGTERM stop it gracefully) or
     `await serve()` inside your own event loop (cancel the task, or set `stop`,
-    to stop it gracefully). A handler signals failure by raising: the job is
+    to stop it gracefully). What a handler returns (bytes, str or None) is stored
+    as the job's `result`. A handler signals failure by raising: the job is
     retried with backoff while attempts are left (`RetryAfter` sets the delay,
     `PermanentError` fails it at once) and the error text is kept in the job.
     Cancellation of a handler means the job was cancelled, its lease was lost,
@@ -329,10 +332,12 @@ class Worker:
                 self.notify(Event.STARTED, job)
                 began = time.perf_counter()
                 if deadline is None:
-                    await self.handler(job)
+                    returned = await self.handler(job)
                 else:
                     async with deadline:
-                        await self.handler(job)
+                        returned = await self.handler(job)
+                if returned is not None:
+                    job.result = result_bytes(returned, serving.store.settings.max_result_bytes)
             except asyncio.CancelledError:
                 run.handler_done = True
                 if run.interrupted is None:

@@ -1,0 +1,45 @@
+"""WaitJob: a job once it is final, or as it is when the wait's timeout passes.
+
+The wait follows the job's events (WatchJob's: the partition's hub, one XREAD
+shared by every watcher of the partition), so a waiting call costs Redis nothing
+while it waits: no polling. Then one read of the job (GetJob's), which carries its
+result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
+from ..errors import InvalidInput
+from ..model import JobStatus, check_job_id
+from ..producer import Producer
+from ..wire import job_to_proto
+from .watch import Hubs, watch_job
+
+# The longest one call waits: a client that wants longer calls again (an open
+# request holds a connection's stream, and proxies cut long quiet requests).
+MAX_WAIT_MS = 60_000
+
+
+async def wait_job(hubs: Hubs, producer: Producer, request: pb.WaitJobRequest) -> pb.WaitJobResponse:
+    job_id = check_job_id(request.id)
+    if not 0 <= request.timeout_ms <= MAX_WAIT_MS:
+        raise InvalidInput("timeout_ms", f"{request.timeout_ms}; from 0 (answer at once) to {MAX_WAIT_MS}")
+    if request.timeout_ms:
+        await _until_final(hubs, job_id, request.timeout_ms / 1000)
+    job = await producer.get(job_id)
+    return pb.WaitJobResponse(job=job_to_proto(job), done=job.status.is_final)
+
+
+async def _until_final(hubs: Hubs, job_id: str, timeout_s: float) -> None:
+    """Returns when the job's events show a final status, or after `timeout_s`;
+    raises JobNotFound for a job that does not exist."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            events = watch_job(hubs, pb.WatchJobRequest(id=job_id))
+            async with contextlib.aclosing(events):
+                async for response in events:
+                    if response.event is not None and JobStatus(response.event.status).is_final:
+                        return
