@@ -196,6 +196,20 @@ def check_timeout_ms(timeout_ms: int) -> int:
     return timeout_ms
 
 
+# The longest one WaitJob call waits: a longer wait is several calls (an open request
+# holds a connection, and proxies cut long quiet requests).
+MAX_WAIT_MS = 60_000
+
+
+def check_wait_ms(timeout_ms: int) -> int:
+    """WaitJob's timeout: 0 answers at once."""
+    if not 0 <= timeout_ms <= MAX_WAIT_MS:
+        raise InvalidInput(
+            "timeout_ms", f"must be from 0 (answer at once) to {MAX_WAIT_MS} ms, got {timeout_ms}"
+        )
+    return timeout_ms
+
+
 def check_idempotency_key(key: str) -> str:
     if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
         raise InvalidInput("idempotency_key", f"is {len(key)} characters, over {MAX_IDEMPOTENCY_KEY_CHARS}")

@@ -94,7 +94,7 @@ async def test_a_workers_handler_returns_the_jobs_result(store: Harness, setting
         for job in jobs.values():
             await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
     results = {payload: (await store.get(job.id)).result for payload, job in jobs.items()}
-    assert results == {b"text": "texte".encode(), b"bytes": b"\x00\x01", b"none": b""}
+    assert results == {b"text": b"texte", b"bytes": b"\x00\x01", b"none": b""}
 
 
 async def test_a_result_over_the_limit_fails_the_run_for_good(store: Harness, settings: Settings) -> None:

@@ -12,22 +12,15 @@ import asyncio
 import contextlib
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from ..errors import InvalidInput
-from ..model import JobStatus, check_job_id
+from ..model import JobStatus, check_job_id, check_wait_ms
 from ..producer import Producer
 from ..wire import job_to_proto
 from .watch import Hubs, watch_job
 
-# The longest one call waits: a client that wants longer calls again (an open
-# request holds a connection's stream, and proxies cut long quiet requests).
-MAX_WAIT_MS = 60_000
-
 
 async def wait_job(hubs: Hubs, producer: Producer, request: pb.WaitJobRequest) -> pb.WaitJobResponse:
     job_id = check_job_id(request.id)
-    if not 0 <= request.timeout_ms <= MAX_WAIT_MS:
-        raise InvalidInput("timeout_ms", f"{request.timeout_ms}; from 0 (answer at once) to {MAX_WAIT_MS}")
-    if request.timeout_ms:
+    if check_wait_ms(request.timeout_ms):
         await _until_final(hubs, job_id, request.timeout_ms / 1000)
     job = await producer.get(job_id)
     return pb.WaitJobResponse(job=job_to_proto(job), done=job.status.is_final)
