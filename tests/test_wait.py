@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
+import time
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -14,7 +17,7 @@ from jobqueue.cli import ExitCode
 from jobqueue.client import Client, SyncClient, WaitTimeout
 from jobqueue.model import JobStatus
 
-from .conftest import eventually
+from .conftest import eventually, jobqueue_server_process
 from .harness import Harness
 from .test_api import (
     SERVICE,
@@ -196,3 +199,32 @@ async def test_the_cli_exits_5_for_a_failed_job_and_4_on_timeout(
     )
     missing = await asyncio.to_thread(jobqueue, "wait", UNKNOWN_ID, "--url", server_url)
     assert one_line_error(missing, ExitCode.REFUSED).startswith("jobqueue: not_found: ")
+
+
+async def test_a_server_shutting_down_answers_its_waits_at_once(
+    store: Harness, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """A wait in flight answers the job as it is (done = false) when the server shuts
+    down, rather than hold the shutdown up for its grace period."""
+    pending = await store.enqueue(new_type(), b"")
+    grace_s = 20.0
+    log = tmp_path / "server.log"
+    with jobqueue_server_process(redis_url, log, JOBQUEUE_SERVER_SHUTDOWN_GRACE_S=str(grace_s)) as (
+        url,
+        process,
+    ):
+        before = await xread_waiters(redis)
+        with SyncClient(url) as client:
+            waiting = asyncio.create_task(asyncio.to_thread(client.wait_once, pending.id, 60_000))
+
+            async def hub_reading() -> bool:
+                return await xread_waiters(redis) > before
+
+            await eventually(hub_reading, what="the wait's events reader")
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            job, done = await asyncio.wait_for(waiting, grace_s)
+            code = await asyncio.to_thread(process.wait, grace_s + 10)
+            took_s = time.monotonic() - started
+    assert (job.status, done) == (JobStatus.PENDING, False)
+    assert code == 0 and took_s < grace_s, took_s

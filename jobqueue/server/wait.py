@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..model import JobStatus, check_job_id, check_wait_ms
@@ -18,10 +19,23 @@ from ..wire import job_to_proto
 from .watch import Hubs, watch_job
 
 
-async def wait_job(hubs: Hubs, producer: Producer, request: pb.WaitJobRequest) -> pb.WaitJobResponse:
+async def wait_job(
+    hubs: Hubs, producer: Producer, request: pb.WaitJobRequest, shutdown: Callable[[], Awaitable[None]]
+) -> pb.WaitJobResponse:
+    """`shutdown` returns when the server shuts down: the wait then answers at once, with
+    the job as it is (the client calls again, on a server that is up)."""
     job_id = check_job_id(request.id)
     if check_wait_ms(request.timeout_ms):
-        await _until_final(hubs, job_id, request.timeout_ms / 1000)
+        final = asyncio.ensure_future(_until_final(hubs, job_id, request.timeout_ms / 1000))
+        closing = asyncio.ensure_future(shutdown())
+        try:
+            await asyncio.wait((final, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            final.cancel()
+            closing.cancel()
+            await asyncio.wait((final, closing))
+        if final.done() and not final.cancelled():
+            final.result()  # raises JobNotFound for a job that does not exist
     job = await producer.get(job_id)
     return pb.WaitJobResponse(job=job_to_proto(job), done=job.status.is_final)
 
