@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from types import TracebackType
 
+from .codecs import Codec, encode_payload
 from .events import Notify
 from .model import NO_OPTIONS, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .selection import (
@@ -55,19 +56,24 @@ class Producer:
     async def enqueue(
         self,
         job_type: str,
-        payload: bytes | str = b"",
+        payload: object = b"",
         execution_time_ms: int | None = None,
         options: JobOptions = NO_OPTIONS,
+        *,
+        codec: Codec | str | None = None,
     ) -> Job:
         """Stores a PENDING job, due at `execution_time_ms` (Unix ms; None: now).
 
-        The payload is bytes, or str (stored as UTF-8); anything else is a TypeError.
+        The payload is bytes, or str (stored as UTF-8); anything else is a TypeError
+        unless a `codec` ('json', 'msgpack' or a jobqueue.codecs.Codec) encodes it
+        (a dict, a list, a dataclass, a pydantic model...: docs/payloads.md).
 
         With an idempotency key already used for this type within the window,
         returns the job enqueued first instead of creating one. Concurrent calls
         share round trips to Redis.
         """
-        return await self._enqueuer.enqueue(job_type, payload_bytes(payload), execution_time_ms, options)
+        encoded = encode_payload(payload, codec)
+        return await self._enqueuer.enqueue(job_type, encoded, execution_time_ms, options)
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         """Stores many jobs, in request order; one bad request stores none.

@@ -9,11 +9,14 @@ import dataclasses
 
 import pytest
 
+from jobqueue.codecs import get_codec
 from jobqueue.model import Job, JobStatus
 from jobqueue.selection import JobFilter, ListOrder
 from jobqueue.settings import Settings
 from jobqueue.store.connection import OwnConnection
 from jobqueue.store.outcomes import OK, Outcome, Result
+from jobqueue.testing import InlineQueue
+from jobqueue.worker import Worker
 from jobqueue.worker.results import result_bytes
 
 from .conftest import eventually, status_is
@@ -75,14 +78,16 @@ async def test_a_list_returns_results_with_payloads_only(store: Harness, blockin
 
 
 def test_a_return_value_becomes_bytes_within_the_limit() -> None:
-    assert result_bytes(None, 4) == b""
-    assert result_bytes(b"abcd", 4) == b"abcd"
-    assert result_bytes("é", 4) == "é".encode()
-    assert result_bytes(bytearray(b"ab"), 4) == b"ab"
+    raw, json = get_codec("bytes"), get_codec("json")
+    assert result_bytes(None, 4, raw) == b""
+    assert result_bytes(b"abcd", 4, raw) == result_bytes(b"abcd", 4, json) == b"abcd"
+    assert result_bytes("é", 4, raw) == "é".encode()
+    assert result_bytes(bytearray(b"ab"), 4, raw) == b"ab"
+    assert result_bytes({"a": 1}, 8, json) == b'{"a":1}'
     with pytest.raises(Exception, match=r"result of 5 bytes is over the limit of 4 bytes \(max_result_bytes"):
-        result_bytes(b"abcde", 4)
-    with pytest.raises(Exception, match="returned dict; a result is bytes, str"):
-        result_bytes({"a": 1}, 4)
+        result_bytes(b"abcde", 4, raw)
+    with pytest.raises(Exception, match="returned dict, which codec 'bytes' cannot encode as its result"):
+        result_bytes({"a": 1}, 4, raw)
 
 
 async def test_a_workers_handler_returns_the_jobs_result(store: Harness, settings: Settings) -> None:
@@ -95,6 +100,21 @@ async def test_a_workers_handler_returns_the_jobs_result(store: Harness, setting
             await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
     results = {payload: (await store.get(job.id)).result for payload, job in jobs.items()}
     assert results == {b"text": b"texte", b"bytes": b"\x00\x01", b"none": b""}
+
+
+@dataclasses.dataclass
+class Greeting:
+    name: str
+
+
+async def test_a_typed_handlers_result_is_encoded_by_its_codec(store: Harness, settings: Settings) -> None:
+    async def greet(greeting: Greeting) -> dict[str, str]:
+        return {"hello": greeting.name}
+
+    async with running(make_worker(settings, greet)):
+        job = await store.enqueue("t", b'{"name": "Ada"}')
+        await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
+    assert (await store.get(job.id)).result == b'{"hello":"Ada"}'
 
 
 async def test_a_result_over_the_limit_fails_the_run_for_good(store: Harness, settings: Settings) -> None:
@@ -114,7 +134,7 @@ async def test_a_result_over_the_limit_fails_the_run_for_good(store: Harness, se
         "(max_result_bytes, JOBQUEUE_MAX_RESULT_BYTES)"
     )
     assert not await store.redis.hexists(store.keys.job(over.id), "result")
-    assert "returned dict" in (await store.get(unsupported.id)).last_error
+    assert "returned dict, which codec 'bytes' cannot encode" in (await store.get(unsupported.id)).last_error
     assert (await store.get(at_limit.id)).result == b"x" * 8
 
 
@@ -146,3 +166,20 @@ def test_a_negative_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="JOBQUEUE_MAX_RESULT_BYTES"):
         Settings(max_result_bytes=-1)
     assert Settings.from_env({"JOBQUEUE_MAX_RESULT_BYTES": "10"}).max_result_bytes == 10
+
+
+async def test_the_inline_queue_stores_results_as_a_worker_does() -> None:
+    async def greet(greeting: Greeting) -> dict[str, str]:
+        return {"hello": greeting.name}
+
+    async def too_much(job: Job) -> bytes:
+        return b"x" * 17
+
+    queue = InlineQueue(
+        Worker("greet", greet), Worker("big", too_much), settings=Settings(max_result_bytes=16)
+    )
+    job = await queue.enqueue("greet", {"name": "Ada"}, codec="json")
+    assert (job.status, (await queue.get(job.id)).result) == (JobStatus.COMPLETED, b'{"hello":"Ada"}')
+    big = await queue.enqueue("big")
+    assert (big.status, big.attempt, big.result) == (JobStatus.FAILED, 1, b"")
+    assert "result of 17 bytes is over the limit of 16 bytes" in big.last_error

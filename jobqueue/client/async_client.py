@@ -21,6 +21,7 @@ from typing import ParamSpec, TypeVar
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..auth.roles import Caller
+from ..codecs import Codec, encode_payload
 from ..model import MAX_WAIT_MS, NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
@@ -82,12 +83,16 @@ class Client:
     async def enqueue(
         self,
         job_type: str,
-        payload: bytes | str = b"",
+        payload: object = b"",
         execution_time_ms: int | None = None,
         options: JobOptions = NO_OPTIONS,
+        *,
+        codec: Codec | str | None = None,
     ) -> Job:
-        """A new PENDING job, due at `execution_time_ms` (Unix ms; None: now)."""
-        return await self._run(self._calls.enqueue, job_type, payload, execution_time_ms, options)
+        """A new PENDING job, due at `execution_time_ms` (Unix ms; None: now); the
+        payload as SyncClient.enqueue takes it, encoded here by `codec`."""
+        encoded = encode_payload(payload, codec)
+        return await self._run(self._calls.enqueue, job_type, encoded, execution_time_ms, options)
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         """EnqueueJobs: the jobs come back in request order, without their payloads."""

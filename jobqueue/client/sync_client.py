@@ -22,6 +22,7 @@ from pyqwest import SyncHTTPTransport
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
 from ..auth.roles import Caller
+from ..codecs import Codec, encode_payload
 from ..model import MAX_WAIT_MS, NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
@@ -98,12 +99,18 @@ class SyncClient:
     def enqueue(
         self,
         job_type: str,
-        payload: bytes | str = b"",
+        payload: object = b"",
         execution_time_ms: int | None = None,
         options: JobOptions = NO_OPTIONS,
+        *,
+        codec: Codec | str | None = None,
     ) -> Job:
-        """A new PENDING job, due at `execution_time_ms` (Unix ms; None: now)."""
-        request = enqueue_request(job_type, payload, execution_time_ms, options)
+        """A new PENDING job, due at `execution_time_ms` (Unix ms; None: now).
+
+        The payload is bytes, or str (sent as UTF-8); with a `codec` ('json',
+        'msgpack' or a jobqueue.codecs.Codec), any object it encodes: a dict, a
+        list, a dataclass, a pydantic model... (docs/payloads.md)."""
+        request = enqueue_request(job_type, encode_payload(payload, codec), execution_time_ms, options)
         return _job(self._call(self._client.enqueue_job, request).job)
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:

@@ -7,16 +7,20 @@
 
     Worker("send_email", send_email).run()   # until SIGINT/SIGTERM
 
+    async def send_email(email: Email, job: Job) -> None:   # typed: docs/payloads.md
+        ...  # Email (a dataclass, TypedDict, pydantic model...) decoded from JSON
+
 The worker's moving parts, one module each: fetcher.py (pops, claims, rounds),
 slots.py (running and prefetched jobs), completions.py (the completion buffer
 and its rounds), heartbeat.py (liveness and leases); worker.py keeps the
-options, `serve`, the run of one job and shutdown.
+options, `serve`, the run of one job and shutdown; typed.py decodes typed payloads.
 """
 
 from ..events import Event
 from ..model import Backoff, Job, JobStatus
-from .errors import PermanentError, RetryAfter
-from .worker import Handler, Worker, run_workers
+from .errors import PayloadDecodeError, PermanentError, RetryAfter
+from .typed import Handler
+from .worker import Worker, run_workers
 
 __all__ = [
     "Backoff",
@@ -24,6 +28,7 @@ __all__ = [
     "Handler",
     "Job",
     "JobStatus",
+    "PayloadDecodeError",
     "PermanentError",
     "RetryAfter",
     "Worker",

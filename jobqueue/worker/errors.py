@@ -16,3 +16,7 @@ class RetryAfter(Exception):
             raise ValueError("RetryAfter: seconds must be >= 0")
         super().__init__(reason or f"retry after {seconds:g} s")
         self.seconds = seconds
+
+
+class PayloadDecodeError(PermanentError):
+    """A typed handler's payload does not decode into its type: failed at once, not retried."""

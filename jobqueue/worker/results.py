@@ -1,11 +1,9 @@
-"""A handler's return value as the bytes stored with its job (`result`).
-
-One function turns a return value into bytes, so that a codec (typed payloads)
-can later encode other objects in one place.
-"""
+"""A handler's return value as the bytes stored with its job (`result`): one function,
+with the worker's codec (the one its payloads decode with)."""
 
 from __future__ import annotations
 
+from ..codecs import Codec
 from .errors import PermanentError
 
 SETTING = "max_result_bytes, JOBQUEUE_MAX_RESULT_BYTES"
@@ -20,28 +18,31 @@ class ResultTooLarge(PermanentError):
 
 
 class UnsupportedResult(PermanentError):
-    """The handler returned a value that is not bytes, str or None."""
+    """The handler returned a value its worker's codec cannot encode."""
 
-    def __init__(self, value: object) -> None:
+    def __init__(self, value: object, codec: Codec, why: TypeError) -> None:
         super().__init__(
-            f"the handler returned {type(value).__name__}; a result is bytes, str (stored as UTF-8) or None"
+            f"the handler returned {type(value).__name__}, which codec {codec.name!r} cannot encode "
+            f"as its result ({why})"
         )
 
 
-def result_bytes(value: object, limit: int) -> bytes:
-    """The bytes stored as a run's result: b"" for None (nothing stored), bytes as
-    they are, str as UTF-8. Raises UnsupportedResult for another type, and
-    ResultTooLarge above `limit` bytes."""
+def result_bytes(value: object, limit: int, codec: Codec) -> bytes:
+    """The bytes stored as a run's result: b"" for None (nothing stored), bytes as they
+    are, anything else as `codec` encodes it (the bytes codec: str as UTF-8). Raises
+    UnsupportedResult for a value the codec cannot encode, and ResultTooLarge above
+    `limit` bytes."""
     if value is None:
         return b""
     if isinstance(value, bytes):
         result = value
-    elif isinstance(value, str):
-        result = value.encode()
     elif isinstance(value, bytearray | memoryview):
         result = bytes(value)
     else:
-        raise UnsupportedResult(value)
+        try:
+            result = codec.encode(value)
+        except TypeError as exc:
+            raise UnsupportedResult(value, codec, exc) from None
     if len(result) > limit:
         raise ResultTooLarge(len(result), limit)
     return result

@@ -32,6 +32,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ..codecs import Codec
 from ..event_log import LogObserver
 from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
@@ -54,11 +55,9 @@ from .fetcher import Fetcher
 from .heartbeat import Heartbeat
 from .results import result_bytes
 from .slots import Run, Slots
+from .typed import AnyHandler, adapt
 
 log = logging.getLogger("jobqueue.worker")
-
-# What it returns is the job's result (worker/results.py): bytes, str or None.
-Handler = Callable[[Job], Awaitable[object]]
 
 MAX_ERROR_CHARS = 4000
 
@@ -80,18 +79,24 @@ class Worker:
 
     Start it with `run()` (blocks; SIGINT/SIGTERM stop it gracefully) or
     `await serve()` inside your own event loop (cancel the task, or set `stop`,
-    to stop it gracefully). What a handler returns (bytes, str or None) is stored
-    as the job's `result`. A handler signals failure by raising: the job is
-    retried with backoff while attempts are left (`RetryAfter` sets the delay,
+    to stop it gracefully). What a handler returns is stored as the job's
+    `result`: bytes as they are, None as nothing, anything else as its codec
+    encodes it. A handler signals failure by raising: the job is retried with
+    backoff while attempts are left (`RetryAfter` sets the delay,
     `PermanentError` fails it at once) and the error text is kept in the job.
     Cancellation of a handler means the job was cancelled, its lease was lost,
     its run took longer than its timeout, or the worker is shutting down.
+
+    A handler takes the Job (`async def h(job: Job)`), or a typed payload: its
+    first parameter's annotation (bytes, a dataclass, TypedDict, pydantic model,
+    dict or list) says what the payload is decoded into, and a second parameter,
+    if any, gets the Job (`async def h(email: Email, job: Job)`; docs/payloads.md).
     """
 
     def __init__(
         self,
         job_type: str,
-        handler: Handler,
+        handler: AnyHandler,
         *,
         concurrency: int = 10,
         prefetch: int = 0,
@@ -111,6 +116,7 @@ class Worker:
         observers: Iterable[Observer] = (),
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        codec: Codec | str | None = None,
     ) -> None:
         """
         Args:
@@ -148,9 +154,14 @@ class Worker:
                 worker's jobs (and of its reaper) at http://metrics_host:metrics_port/metrics
                 while it serves (docs/metrics.md); None: no metrics. Workers of
                 one process given the same port share it.
+            codec: how payloads are decoded for a typed handler: 'json', 'msgpack',
+                'bytes' or a Codec (jobqueue.codecs); None: inferred from the
+                handler's first parameter (json for a type, bytes for a Job or bytes).
+                A payload that does not decode fails its job at once (no retry).
         """
         self.job_type = check_job_type(job_type)
-        self.handler = handler
+        # A handler of a Job as the runs call it: a typed one wrapped in its decoding.
+        self.handler, self.codec = adapt(handler, codec)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if prefetch < 0:
@@ -337,7 +348,7 @@ class Worker:
                     async with deadline:
                         returned = await self.handler(job)
                 if returned is not None:
-                    job.result = result_bytes(returned, serving.store.settings.max_result_bytes)
+                    job.result = result_bytes(returned, serving.store.settings.max_result_bytes, self.codec)
             except asyncio.CancelledError:
                 run.handler_done = True
                 if run.interrupted is None:
