@@ -2,14 +2,15 @@
 """What the hot path's scripts cost Redis, counted in instructions: a figure that the
 machine's speed and load do not move.
 
-    python bench/redis_cost.py [--jobs 1000,5000] [--batch 5]
+    python bench/redis_cost.py [--jobs 1000,5000] [--batch 5] [--result-bytes N]
 
 For each size N it starts a private redis-server under valgrind (cachegrind, no
 cache simulation), enqueues N jobs and drives them through the scripts as a busy
 worker does, with a fixed batch (each round records the batch the last one claimed,
 claims the ids the one before took, and takes the next `batch`), then prints the
 instructions Redis executed. Two sizes give the instructions per job, start-up
-excluded: (I(5000) - I(1000)) / 4000. A real drain's batches follow its timing, so
+excluded: (I(5000) - I(1000)) / 4000. With --result-bytes each run returns a
+result of that size (stored by round.lua). A real drain's batches follow its timing, so
 its per-job figure moves with the load; these do not.
 To compare two versions, run it from each checkout (`cd OTHER && PYTHONPATH=$PWD
 python bench/redis_cost.py`). Loopback only; bounded in time.
@@ -35,8 +36,9 @@ from jobqueue.redis_server import find_server_binary, free_port
 JOB_TYPE = "bench"
 
 
-async def drive(url: str, jobs: int, batch: int) -> int:
-    """Enqueues `jobs` jobs and completes them in rounds of `batch`; returns how many completed."""
+async def drive(url: str, jobs: int, batch: int, result: bytes = b"") -> int:
+    """Enqueues `jobs` jobs and completes them in rounds of `batch`, each with `result`;
+    returns how many completed."""
     # Generous timeouts: Redis runs under valgrind, tens of times slower.
     async with Producer.connect(Settings(redis_url=url, redis_timeout_s=300)) as producer:
         await producer.enqueue_many([EnqueueRequest(JOB_TYPE, b"noop")] * jobs)
@@ -50,12 +52,14 @@ async def drive(url: str, jobs: int, batch: int) -> int:
             )
             completed += len(running)
             running = [claim for claim in claims if isinstance(claim, Job)]
+            for job in running:
+                job.result = result
             taken = taken_now
             if not running and not taken:
                 return completed
 
 
-def count(jobs: int, batch: int) -> int:
+def count(jobs: int, batch: int, result: bytes = b"") -> int:
     """Redis' instructions for enqueueing and completing `jobs` jobs."""
     binary = find_server_binary()
     if binary is None:
@@ -80,7 +84,7 @@ def count(jobs: int, batch: int) -> int:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch))
+        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch, result))
         assert completed == jobs, (completed, jobs)
         client.shutdown(nosave=True)
     except redis.ConnectionError:
@@ -97,9 +101,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", default="1000,5000", help="two sizes, comma-separated")
     parser.add_argument("--batch", type=int, default=5)
+    parser.add_argument(
+        "--result-bytes", type=int, default=0, help="each run's result, in bytes (default 0: none)"
+    )
     args = parser.parse_args()
     small, large = (int(n) for n in args.jobs.split(","))
-    counted = {n: count(n, args.batch) for n in (small, large)}
+    result = b"r" * args.result_bytes
+    counted = {n: count(n, args.batch, result) for n in (small, large)}
     for n, instructions in counted.items():
         print(f"{n} jobs: {instructions:,} instructions")
     print(f"Redis instructions per job: {(counted[large] - counted[small]) / (large - small):,.0f}")

@@ -101,6 +101,9 @@ class Job:
     # The W3C trace context of its enqueue (jobqueue.tracing), as a worker with
     # tracing on claims it; '' otherwise.
     trace_context: str = ""
+    # What the handler returned, as bytes (worker/results.py), stored when the job
+    # COMPLETED; b"" if it returned nothing. Reads only: a claimed job has b"".
+    result: bytes = b""
 
 
 def check_job_type(job_type: str) -> str:
@@ -190,6 +193,20 @@ def check_max_attempts(max_attempts: int) -> int:
 def check_timeout_ms(timeout_ms: int) -> int:
     if timeout_ms <= 0:
         raise InvalidInput("timeout_ms", f"must be > 0 ms, got {timeout_ms}")
+    return timeout_ms
+
+
+# The longest one WaitJob call waits: a longer wait is several calls (an open request
+# holds a connection, and proxies cut long quiet requests).
+MAX_WAIT_MS = 60_000
+
+
+def check_wait_ms(timeout_ms: int) -> int:
+    """WaitJob's timeout: 0 answers at once."""
+    if not 0 <= timeout_ms <= MAX_WAIT_MS:
+        raise InvalidInput(
+            "timeout_ms", f"must be from 0 (answer at once) to {MAX_WAIT_MS} ms, got {timeout_ms}"
+        )
     return timeout_ms
 
 

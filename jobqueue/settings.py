@@ -84,6 +84,9 @@ class Settings:
     # A PEM file of the CAs whose client certificates the server accepts: with it,
     # every client must present one (mutual TLS). Empty: no client certificates.
     tls_client_ca: str = ""
+    # Results (worker/results.py): the largest value a handler may return, in bytes;
+    # a larger one fails its run for good (PermanentError). Read by the workers.
+    max_result_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:
@@ -106,6 +109,9 @@ class Settings:
                 "tls_cert (JOBQUEUE_TLS_CERT, --tls-cert) and tls_key (JOBQUEUE_TLS_KEY, --tls-key) "
                 "go together: give both for TLS, or neither"
             )
+        if self.max_result_bytes < 0:
+            given = self.max_result_bytes
+            raise ValueError(f"max_result_bytes (JOBQUEUE_MAX_RESULT_BYTES) must be >= 0, got {given}")
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError(
                 "tls_client_ca (JOBQUEUE_TLS_CLIENT_CA, --tls-client-ca) needs TLS: give --tls-cert "

@@ -24,8 +24,11 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
         created_at=job.created_at,
         updated_at=job.updated_at,
     )
-    if with_payload and job.payload:
-        message.payload = job.payload
+    if with_payload:
+        if job.payload:
+            message.payload = job.payload
+        if job.result:
+            message.result = job.result
     for name in _SET_WHEN_NOT_ZERO:
         value = getattr(job, name)
         if value:
@@ -61,6 +64,7 @@ def job_from_proto(job: pb.Job) -> Job:
         timeout_ms=job.timeout_ms,
         idempotency_key=job.idempotency_key,
         backoff=backoff_from_proto(job.backoff),
+        result=job.result,
     )
 
 

@@ -217,7 +217,7 @@ async def test_grpcurl_describes_job_service(server_url: str) -> None:
     assert ran.code == 0, ran
     rpcs = {line.split()[1]: line for line in ran.out.splitlines() if line.strip().startswith("rpc ")}
     assert set(rpcs) == {
-        "EnqueueJob", "EnqueueJobs", "GetJob", "CancelJob", "RetryJob",
+        "EnqueueJob", "EnqueueJobs", "GetJob", "WaitJob", "CancelJob", "RetryJob",
         "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers",
         "PauseQueue", "ResumeQueue", "RetryJobs", "CancelJobs", "DeleteJobs", "WhoAmI",
     }  # fmt: skip
@@ -258,7 +258,7 @@ async def test_who_am_i_without_auth_is_an_admin_of_every_method(server_url: str
     assert over_grpc.get("authEnabled", False) is False
     assert over_grpc["role"] == "admin"
     assert {"EnqueueJob", "DeleteJobs", "WhoAmI"} <= set(over_grpc["methods"])
-    assert len(over_grpc["methods"]) == 16
+    assert len(over_grpc["methods"]) == 17
 
 
 # -- grpcio over h2c ---------------------------------------------------------------

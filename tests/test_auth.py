@@ -50,9 +50,10 @@ from .test_api import SERVICE, UNKNOWN_ID, Ran, curl, grpcurl_json, host_port, p
 # What the issue grants each role, written out here rather than read from
 # jobqueue/auth/roles.py, so that a change of the code's table fails this test.
 PRODUCER = {
-    "EnqueueJob", "EnqueueJobs", "GetJob", "CancelJob", "RetryJob", "WatchJob", "WatchJobs", "WhoAmI",
+    "EnqueueJob", "EnqueueJobs", "GetJob", "WaitJob", "CancelJob", "RetryJob", "WatchJob", "WatchJobs",
+    "WhoAmI",
 }  # fmt: skip
-READER = {"GetJob", "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers", "WhoAmI"}
+READER = {"GetJob", "WaitJob", "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers", "WhoAmI"}
 CALLERS = ("none", "wrong", "reader", "producer", "admin")
 REFUSALS = ("unauthenticated", "permission_denied")
 PREFIX = "auth-test"
@@ -149,6 +150,7 @@ def _requests(job_id: str) -> dict[str, Any]:
         "EnqueueJob": pb.EnqueueJobRequest(type=TABLE_TYPE, payload=b"x"),
         "EnqueueJobs": pb.EnqueueJobsRequest(jobs=[pb.EnqueueJobRequest(type=TABLE_TYPE)]),
         "GetJob": pb.GetJobRequest(id=job_id),
+        "WaitJob": pb.WaitJobRequest(id=job_id),  # no timeout: it answers at once
         "CancelJob": pb.CancelJobRequest(id=job_id),
         "RetryJob": pb.RetryJobRequest(id=job_id),
         "ListJobs": pb.ListJobsRequest(filter=job_filter),
@@ -169,12 +171,12 @@ def _requests(job_id: str) -> dict[str, Any]:
 
 REQUESTS = _requests(UNKNOWN_ID)
 # Calls that every caller allowed them must get through whole (a stream: its first message).
-ANSWERED = ("GetJob", "WatchJob", "WatchJobs", "WhoAmI", "GetQueueStats", "EnqueueJob")
+ANSWERED = ("GetJob", "WaitJob", "WatchJob", "WatchJobs", "WhoAmI", "GetQueueStats", "EnqueueJob")
 
 
 def test_the_table_covers_every_rpc() -> None:
     assert set(REQUESTS) == set(service_methods())
-    assert len(service_methods()) == 16  # a new RPC must join the table
+    assert len(service_methods()) == 17  # a new RPC must join the table
 
 
 # -- three protocols, each call answering its code's name (or "ok") ---------------------

@@ -16,10 +16,11 @@ ROLES = (ADMIN, PRODUCER, READER)
 # a later version adds included: the service's descriptor lists them.
 _LIMITED: dict[str, tuple[str, ...]] = {
     PRODUCER: (
-        "EnqueueJob", "EnqueueJobs", "GetJob", "CancelJob", "RetryJob", "WatchJob", "WatchJobs", "WhoAmI",
+        "EnqueueJob", "EnqueueJobs", "GetJob", "WaitJob", "CancelJob", "RetryJob", "WatchJob", "WatchJobs",
+        "WhoAmI",
     ),
     READER: (
-        "GetJob", "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers", "WhoAmI",
+        "GetJob", "WaitJob", "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers", "WhoAmI",
     ),
 }  # fmt: skip
 

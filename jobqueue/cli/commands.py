@@ -17,7 +17,7 @@ from ..selection import BulkOutcome, JobFilter, ListOrder, TimeField
 from ..settings import Settings
 from .exits import CommandFailed, ExitCode, call_failure, check_url
 from .job_table import job_table, page_json
-from .job_view import job_json, job_view, local_time
+from .job_view import escaped, job_json, job_view, local_time
 from .parser import (
     BULK_PER_CALL,
     call_timeout_from,
@@ -148,6 +148,27 @@ def _why(error: OSError) -> str:
 
 def _get(args: argparse.Namespace) -> int:
     return _print_job(args, _call(args, lambda client: client.get(args.id)))
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from ..client import WaitTimeout  # noqa: PLC0415 - keeps --help fast
+
+    if args.result and args.json:
+        raise CommandFailed("--result and --json: one or the other", ExitCode.USAGE)
+    try:
+        job = _call(args, lambda client: client.wait(args.id, args.timeout))
+    except WaitTimeout as exc:
+        raise CommandFailed(f"{exc} (--timeout sets the wait)", ExitCode.UNREACHABLE) from None
+    completed = job.status is JobStatus.COMPLETED
+    if not args.result:
+        _print_job(args, job)
+    elif completed:
+        sys.stdout.buffer.write(job.result)
+        sys.stdout.buffer.flush()
+    else:
+        error = f": {escaped(job.last_error)}" if job.last_error else ""
+        raise CommandFailed(f"job {job.id} ended {job.status.name}{error}", ExitCode.NOT_COMPLETED)
+    return ExitCode.OK if completed else ExitCode.NOT_COMPLETED
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -363,6 +384,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dev": _dev,
     "enqueue": _enqueue,
     "get": _get,
+    "wait": _wait,
     "cancel": _cancel,
     "retry": _retry,
     "stats": _stats,

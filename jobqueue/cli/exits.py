@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # argparse's own code for a wrong command line
     REFUSED = 3  # the server answered with an error
     UNREACHABLE = 4  # no answer: nothing listening, a host that does not resolve, no reply in time
+    NOT_COMPLETED = 5  # `wait`: the job ended FAILED or CANCELLED
 
 
 EXIT_CODES_HELP = """\
@@ -29,7 +30,9 @@ exit codes:
   2  a wrong command line (unknown option, bad duration or time, bad URL)
   3  the server refused the request (printed as "jobqueue: CODE: MESSAGE", e.g. not_found)
   4  the server is unreachable or did not answer in time (also its unavailable
-     and deadline_exceeded errors: trying again later may work)"""
+     and deadline_exceeded errors: trying again later may work; `wait`: the job was not
+     finished within --timeout)
+  5  `wait`: the job ended FAILED or CANCELLED"""
 
 
 class CommandFailed(Exception):

@@ -27,6 +27,7 @@ def job_view(job: Job) -> str:
         ("type", job.type),
         ("status", job.status.name),
         ("payload", payload_view(job.payload)),
+        *([("result", payload_view(job.result))] if job.result else []),
         ("attempts", _attempts(job)),
         ("run at", local_time(job.execution_time_ms)),
         ("created", local_time(job.created_at)),

@@ -206,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     get = _command(commands, "get", "show a job")
     get.add_argument("id", help="job id")
     _client_options(get, prints_a_job=True, quiet=False)
+    wait = _command(
+        commands, "wait", "wait for a job to finish and show it (with its result)",
+        epilog="Exits 0 once the job COMPLETED, 5 if it ended FAILED or CANCELLED, 4 if it is not "
+        "finished within --timeout.",
+    )  # fmt: skip
+    wait.add_argument("id", help="job id")
+    wait.add_argument(
+        "--timeout", type=parse_duration_s, default=30.0, metavar="DURATION",
+        help="how long to wait for the job to finish (default 30s)",
+    )  # fmt: skip
+    _client_options(wait, prints_a_job=True, quiet=False)
+    wait.add_argument(
+        "--result", action="store_true",
+        help="print only the result's bytes, as they are (a job that did not complete: nothing)",
+    )  # fmt: skip
     cancel = _bulk_command(
         commands, "cancel", "cancel a pending or running job", "cancels every unfinished job they select",
         statuses=("pending", "running"),

@@ -17,6 +17,7 @@ from ..settings import DEFAULT_API_URL
 from .async_client import Client
 from .endpoint import ServerUnreachable
 from .sync_client import SyncClient
+from .waiting import WaitTimeout
 from .watch import AsyncEventStream, EventStream, WatchEvent
 
 DEFAULT_URL = DEFAULT_API_URL
@@ -28,5 +29,6 @@ __all__ = [
     "EventStream",
     "ServerUnreachable",
     "SyncClient",
+    "WaitTimeout",
     "WatchEvent",
 ]

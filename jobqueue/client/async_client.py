@@ -22,13 +22,14 @@ from typing import ParamSpec, TypeVar
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..auth.roles import Caller
 from ..codecs import Codec, encode_payload
-from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..model import MAX_WAIT_MS, NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
 from ..settings import DEFAULT_API_URL
 from ..wire import job_id_text
 from .endpoint import no_answer
 from .sync_client import SyncClient
+from .waiting import WaitTimeout, deadline_of, next_wait_ms
 from .watch import AsyncEventStream, watch_jobs_request
 
 P = ParamSpec("P")
@@ -100,6 +101,20 @@ class Client:
     async def get(self, job_id: str) -> Job:
         return await self._run(self._calls.get, job_id)
 
+    async def wait(self, job_id: str, timeout_s: float = 30.0) -> Job:
+        """As SyncClient.wait: the job once final, with its `result`; `WaitTimeout`
+        when `timeout_s` passes first."""
+        deadline = deadline_of(timeout_s)
+        while True:
+            wait_ms = next_wait_ms(deadline)
+            job, done = await self._run_within(
+                wait_ms / 1000 + self.timeout_s, self._calls.wait_once, job_id, wait_ms
+            )
+            if done:
+                return job
+            if wait_ms < MAX_WAIT_MS:
+                raise WaitTimeout(job, timeout_s)
+
     async def cancel(self, job_id: str) -> None:
         await self._run(self._calls.cancel, job_id)
 
@@ -166,18 +181,21 @@ class Client:
         return await AsyncEventStream.start(self._calls._open_watch(request))
 
     async def _run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run_within(self.timeout_s, call, *args, **kwargs)
+
+    async def _run_within(self, limit_s: float, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._closed:
             raise RuntimeError("the client is closed")
         loop = asyncio.get_running_loop()
         try:
             # The call has its own timeout; this one also bounds the wait for a thread.
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(limit_s):
                 work = functools.partial(call, *args, **kwargs)
                 if self._tracing:  # the caller's span, current in the thread too
                     work = functools.partial(contextvars.copy_context().run, work)
                 return await loop.run_in_executor(self._threads, work)
         except TimeoutError:
-            raise no_answer(self.url, self.timeout_s) from None
+            raise no_answer(self.url, limit_s) from None
 
     async def close(self) -> None:
         """Waits for the calls on their way, then closes the connections."""

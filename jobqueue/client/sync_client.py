@@ -23,7 +23,7 @@ from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
 from ..auth.roles import Caller
 from ..codecs import Codec, encode_payload
-from ..model import NO_OPTIONS, EnqueueRequest, Job, JobOptions
+from ..model import MAX_WAIT_MS, NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
 from ..settings import DEFAULT_API_URL
@@ -40,6 +40,7 @@ from ..wire import (
 )
 from .bearer import BearerToken
 from .endpoint import ServerUnreachable, check_url, no_answer, tls_options
+from .waiting import WaitTimeout, deadline_of, next_wait_ms
 from .watch import ClosableResponse, EventStream, watch_jobs_request
 
 REQ = TypeVar("REQ")
@@ -119,6 +120,27 @@ class SyncClient:
 
     def get(self, job_id: str) -> Job:
         return _job(self._call(self._client.get_job, pb.GetJobRequest(id=job_id_text(job_id))).job)
+
+    def wait(self, job_id: str, timeout_s: float = 30.0) -> Job:
+        """The job once it reaches a final state (COMPLETED, FAILED or CANCELLED), with
+        its `result`: WaitJob, which answers when the job's final event arrives (one
+        call per minute of the wait). Raises `WaitTimeout` (a TimeoutError, whose `job`
+        is the job's state then) when `timeout_s` passes first."""
+        deadline = deadline_of(timeout_s)
+        while True:
+            wait_ms = next_wait_ms(deadline)
+            job, done = self.wait_once(job_id, wait_ms)
+            if done:
+                return job
+            if wait_ms < MAX_WAIT_MS:
+                raise WaitTimeout(job, timeout_s)
+
+    def wait_once(self, job_id: str, wait_ms: int) -> tuple[Job, bool]:
+        """One WaitJob call: (the job, whether it is final) within `wait_ms` (at most
+        MAX_WAIT_MS); the call's own timeout is the client's beyond it."""
+        request = pb.WaitJobRequest(id=job_id_text(job_id), timeout_ms=wait_ms)
+        reply = self._call(self._client.wait_job, request, timeout_ms=wait_ms + int(self.timeout_s * 1000))
+        return _job(reply.job), reply.done
 
     def cancel(self, job_id: str) -> None:
         self._call(self._client.cancel_job, pb.CancelJobRequest(id=job_id_text(job_id)))
@@ -215,11 +237,11 @@ class SyncClient:
             responses = client.watch_jobs(request)
         return EventStream(responses, self._translated, on_close=http.close)
 
-    def _call(self, method: Callable[[REQ], RES], request: REQ) -> RES:
+    def _call(self, method: Callable[..., RES], request: REQ, **options: Any) -> RES:
         if self._closed:
             raise RuntimeError("the client is closed")
         try:
-            return method(request)
+            return method(request, **options)
         except ConnectError as error:
             raise self._translated(error) from error.__cause__
 

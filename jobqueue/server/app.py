@@ -65,7 +65,7 @@ def create_app(
     read_max_bytes = settings.max_payload_bytes * 4 // 3 + _ENVELOPE_BYTES
     descriptors = (jobqueue_pb.desc(), health_pb.desc())
     guard = Guard.from_settings(settings)  # bearer tokens (server/auth.py); health stays open
-    jobs = JobServiceHandler(producer, guard)
+    jobs = JobServiceHandler(producer, guard, streams)
     # A span per JobService call (not health checks), outermost: it sees every error as its code.
     job_interceptors = [*_tracing_interceptors(settings), *guard.jobs(interceptors)]
     # Health and reflection requests are a name or two: no need for connectrpc's 4 MiB.

@@ -21,6 +21,8 @@ from ..wire import (
     worker_to_proto,
 )
 from .auth import Guard
+from .streams import Streams
+from .wait import wait_job
 from .watch import Hubs, watch_job, watch_jobs
 
 MAX_BATCH = 10_000
@@ -29,10 +31,13 @@ MAX_BATCH = 10_000
 class JobServiceHandler(JobService):
     """The handlers; the generated base class answers `unimplemented` for any RPC not defined here."""
 
-    def __init__(self, producer: Producer, guard: Guard | None = None) -> None:
+    def __init__(
+        self, producer: Producer, guard: Guard | None = None, streams: Streams | None = None
+    ) -> None:
         self.producer = producer
         self.guard = guard or Guard(None)
         self.hubs = Hubs(producer.store)
+        self.streams = streams or Streams()  # its shutdown ends waits (WaitJob)
 
     async def enqueue_job(
         self, request: pb.EnqueueJobRequest, ctx: RequestContext[Any, Any]
@@ -51,6 +56,9 @@ class JobServiceHandler(JobService):
 
     async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext[Any, Any]) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=job_to_proto(await self.producer.get(request.id)))
+
+    async def wait_job(self, request: pb.WaitJobRequest, ctx: RequestContext[Any, Any]) -> pb.WaitJobResponse:
+        return await wait_job(self.hubs, self.producer, request, self.streams.closing)
 
     async def cancel_job(
         self, request: pb.CancelJobRequest, ctx: RequestContext[Any, Any]

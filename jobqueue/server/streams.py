@@ -110,6 +110,15 @@ class Streams:
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
 
+    async def closing(self) -> None:
+        """Returns once `close` is called: a long unary call (WaitJob) then answers at once
+        rather than hold the shutdown up."""
+        if self._closing:
+            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed)
+
     async def wait_ended(self, timeout_s: float) -> bool:
         """Whether every stream ended within `timeout_s`."""
         if self._open == 0:

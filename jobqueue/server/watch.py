@@ -25,7 +25,7 @@ import bisect
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
@@ -362,7 +362,7 @@ def _only(cursor: Cursor, keys: dict[str, str], what: str) -> None:
         raise InvalidInput("cursor", f"not a cursor of a watch of {what} (pass back one such a watch sent)")
 
 
-async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncIterator[pb.WatchJobResponse]:
+async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncGenerator[pb.WatchJobResponse, None]:
     """WatchJob: the job's current state (without a cursor), then its changes; the
     stream ends after a final status."""
     job_id = check_job_id(request.id)

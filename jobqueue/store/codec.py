@@ -45,7 +45,7 @@ JOB_FIELDS = (
     b"backoff_cap_ms",
     b"lease_token",
 )
-READ_FIELDS = (b"last_error_attempt",)
+READ_FIELDS = (b"last_error_attempt", b"result")
 # The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
 # on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
 # worker traces.
@@ -56,6 +56,7 @@ def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     """The job of a stored hash (HGETALL). Raises ValueError for a record that is not one."""
     job = decode_job_values([fields.get(name) for name in JOB_FIELDS])
     job.last_error_attempt = int(fields.get(b"last_error_attempt") or 0)
+    job.result = fields.get(b"result") or b""
     return job
 
 

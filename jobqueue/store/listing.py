@@ -51,10 +51,10 @@ _INDEX_OF = {
 }
 _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 # What a list reads of each job: a claim's fields (JOB_FIELDS, decoded by position as
-# a claim's are) and last_error_attempt; the payload only when asked for.
-_FIELDS = (*JOB_FIELDS, b"last_error_attempt")
+# a claim's are) and last_error_attempt; the payload and the result only when asked for.
+_FIELDS = (*JOB_FIELDS, b"last_error_attempt", b"result")
 _PAYLOAD, _LAST_ERROR_ATTEMPT = _FIELDS.index(b"payload"), _FIELDS.index(b"last_error_attempt")
-_FIELDS_WITHOUT_PAYLOAD = tuple(f for f in _FIELDS if f != b"payload")
+_FIELDS_WITHOUT_PAYLOAD = tuple(f for f in _FIELDS if f not in (b"payload", b"result"))
 # With a scan filter, how many index entries a read takes at least (fewer round trips).
 _SCAN_CHUNK = 100
 
@@ -193,15 +193,17 @@ class Lister:
 
 
 def _decoded(job_id: str, values: Sequence[bytes | None], with_payloads: bool) -> Job | None:
-    """A job of its values in _FIELDS order (without the payload unless `with_payloads`)."""
+    """A job of its values in _FIELDS order (without the payload and the result unless
+    `with_payloads`)."""
     if values[0] is None:  # the id field: the job is gone
         return None
     try:
         if with_payloads:
             job = decode_job_values(values[:_LAST_ERROR_ATTEMPT])
+            job.result = values[-1] or b""
         else:
             job = decode_job_values([*values[:_PAYLOAD], None, *values[_PAYLOAD : _LAST_ERROR_ATTEMPT - 1]])
-        job.last_error_attempt = int(values[-1] or 0)
+        job.last_error_attempt = int(values[_LAST_ERROR_ATTEMPT - (0 if with_payloads else 1)] or 0)
     except ValueError as exc:
         log.warning("job %s: corrupt record (%s): left out of the list", job_id, exc)
         return None

@@ -207,7 +207,7 @@ class Transitions:
             self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts, job_type,
         ]  # fmt: skip
         for job in completed:
-            args += [job.id, job.lease_token]
+            args += [job.id, job.lease_token, job.result]
         if claim:
             args += [*claim, *self._claim_fields]
         records, taken, claims = await script.run(keys, args, via)

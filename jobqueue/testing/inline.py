@@ -40,6 +40,7 @@ from ..outage import Outage
 from ..settings import Settings
 from ..store.codec import option_fields
 from ..worker import Worker
+from ..worker.results import result_bytes
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -74,9 +75,10 @@ class InlineQueue:
     """
 
     def __init__(self, *workers: Worker, eager: bool = True, settings: Settings | None = None) -> None:
-        """`settings`: only its max_payload_bytes applies."""
+        """`settings`: only its max_payload_bytes and max_result_bytes apply."""
         self.eager = eager
         self.max_payload_bytes = (settings or Settings()).max_payload_bytes
+        self.max_result_bytes = (settings or Settings()).max_result_bytes
         self.runs: list[InlineRun] = []  # every run, in order
         self._workers: dict[str, Worker] = {}
         self._jobs: dict[str, Job] = {}  # in enqueue order
@@ -182,6 +184,7 @@ class InlineQueue:
         deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
         try:
             returned = await _call(worker, given, deadline)
+            result = result_bytes(returned, self.max_result_bytes, worker.codec)  # as a worker stores it
         except Exception as exc:  # noqa: BLE001 - a handler's failure is the job's outcome
             # The worker's own rules: the error text, and the delay (None: no retry).
             failure = worker._failure(job, exc, deadline, timeout_s)
@@ -199,6 +202,7 @@ class InlineQueue:
         else:
             self.runs.append(InlineRun(given, returned=returned))
             if _current(job, token):
+                job.result = result
                 self._finish(job, JobStatus.COMPLETED)
 
     # -- the jobs ----------------------------------------------------------------

@@ -3,7 +3,7 @@
     from jobqueue.worker import Job, Worker
 
     async def send_email(job: Job) -> None:
-        ...  # raise to fail the job
+        ...  # raise to fail the job; return bytes or str to store them as its result
 
     Worker("send_email", send_email).run()   # until SIGINT/SIGTERM
 

@@ -22,9 +22,10 @@ from ..codecs import PAYLOAD_TYPES, Codec, DecodeError, get_codec, is_payload_ty
 from ..model import Job
 from .errors import PayloadDecodeError
 
-Handler = Callable[[Job], Awaitable[None]]
+# What a handler returns is the job's result (worker/results.py).
+Handler = Callable[[Job], Awaitable[object]]
 # A plain Handler, or a typed one: (payload) or (payload, job).
-AnyHandler = Callable[..., Awaitable[None]]
+AnyHandler = Callable[..., Awaitable[object]]
 # How a handler is called: with the job, then its arguments (the job, or the payload
 # and maybe the job): sync_handlers.SyncRuns, which calls a plain function in a pool.
 Invoke = Callable[..., Awaitable[object]]
@@ -92,7 +93,7 @@ def _decoding(
     passes_job = len(parameters) == 2
     decode, into_name = codec.decode, type_name(into)
 
-    async def decoding(job: Job) -> None:
+    async def decoding(job: Job) -> object:
         try:
             payload = decode(job.payload, into)
         except DecodeError as exc:
@@ -101,9 +102,8 @@ def _decoding(
             ) from None
         arguments = (payload, job) if passes_job else (payload,)
         if invoke is not None:
-            await invoke(job, *arguments)
-        else:
-            await cast(AnyHandler, handler)(*arguments)
+            return await invoke(job, *arguments)
+        return await cast(AnyHandler, handler)(*arguments)
 
     decoding.__qualname__ = f"decoding({name})"
     return decoding

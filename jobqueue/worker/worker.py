@@ -54,6 +54,7 @@ from .context import Context
 from .errors import PermanentError, RetryAfter
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
+from .results import result_bytes
 from .slots import Run, Slots
 from .sync_handlers import Executor, SyncHandler, SyncRuns, is_async
 from .typed import AnyHandler, adapt
@@ -80,8 +81,10 @@ class Worker:
 
     Start it with `run()` (blocks; SIGINT/SIGTERM stop it gracefully) or
     `await serve()` inside your own event loop (cancel the task, or set `stop`,
-    to stop it gracefully). A handler signals failure by raising: the job is
-    retried with backoff while attempts are left (`RetryAfter` sets the delay,
+    to stop it gracefully). What a handler returns is stored as the job's
+    `result`: bytes as they are, None as nothing, anything else as its codec
+    encodes it. A handler signals failure by raising: the job is retried with
+    backoff while attempts are left (`RetryAfter` sets the delay,
     `PermanentError` fails it at once) and the error text is kept in the job.
     Cancellation of a handler means the job was cancelled, its lease was lost,
     its run took longer than its timeout, or the worker is shutting down.
@@ -368,10 +371,12 @@ class Worker:
                 self.notify(Event.STARTED, job)
                 began = time.perf_counter()
                 if deadline is None:
-                    await self.handler(job)
+                    returned = await self.handler(job)
                 else:
                     async with deadline:
-                        await self.handler(job)
+                        returned = await self.handler(job)
+                if returned is not None:
+                    job.result = result_bytes(returned, serving.store.settings.max_result_bytes, self.codec)
             except asyncio.CancelledError:
                 run.handler_done = True
                 if run.interrupted is None:

@@ -20,7 +20,8 @@ end with its attempt and fencing token, written by the workers) and checks:
 - every acknowledged enqueue reached a terminal state: none lost;
 - one job per acknowledged enqueue (the idempotency keys held through retries);
 - no job COMPLETED by a stale lease holder: the completing token is the one of a
-  run whose handler succeeded;
+  run whose handler succeeded, and the job's result is that run's (a result is
+  written only by the current lease holder; a job that did not complete has none);
 - every duplicate execution follows a fault that hit the earlier run (its worker
   was killed, paused or stopped, or Redis restarted);
 - jobs FAILED only when planned or when faults used up their attempts;
@@ -372,6 +373,11 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
             end = ends.get((chaos.acks[n], token))
             if end is None or not end["ok"]:
                 violations.append(f"job {n} COMPLETED with token {token}, whose run did not succeed")
+            # A result is written only by the current lease holder: that run's own.
+            elif job.get("result") != f"{token}:{end['pid']}".encode():
+                violations.append(f"job {n} COMPLETED with token {token} holds {job.get('result')!r}")
+        elif "result" in job:
+            violations.append(f"job {n} did not complete but holds a result")
 
     # 3. FAILED only when planned, or when faults used up the attempts.
     failed_by_faults = 0

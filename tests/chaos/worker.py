@@ -3,7 +3,8 @@
 Every run appends to a history file of its own process, unbuffered so that a
 SIGKILL loses nothing already written: a "start" line when the handler starts
 and an "end" line when it returns or raises on purpose. The payload says how
-long a run takes and how many first attempts fail.
+long a run takes and how many first attempts fail. A run's result names its
+fencing token and process, so the suite can tell whose result was stored.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def record(event: str, job: Job, **extra: object) -> None:
     os.write(_history_fd, (json.dumps({**line, **extra}) + "\n").encode())
 
 
-async def run_chaos_job(job: Job) -> None:
+async def run_chaos_job(job: Job) -> str:
     spec = json.loads(job.payload)
     record("start", job)
     if job.attempt <= spec["fails"]:
@@ -44,6 +45,8 @@ async def run_chaos_job(job: Job) -> None:
         raise RuntimeError(f"planned failure {job.attempt} of {spec['fails']}")
     await asyncio.sleep(spec["ms"] / 1000)
     record("end", job, ok=True)
+    # Which run this is: the result stored must be the current lease holder's.
+    return f"{job.lease_token}:{os.getpid()}"
 
 
 worker = Worker(

@@ -1,6 +1,6 @@
 // A job's detail: GetJob, then kept current through WatchJob (each event reads the
 // job again, for the fields events do not carry), with cancel and retry buttons.
-// The payload shows as text, hex or pretty JSON.
+// The payload shows as text, hex or pretty JSON; the result (if any) as text.
 import { Code } from "@connectrpc/connect";
 import { allowed } from "./auth";
 import { api, isConnectError } from "./api";
@@ -53,6 +53,15 @@ function renderPayload(): void {
   }
 }
 
+// A result's first characters, as text (the CLI's `wait --result` and GetJob give it whole).
+const RESULT_CHARS = 500;
+
+function resultText(bytes: Uint8Array): string {
+  if (bytes.length === 0) return "–";
+  const text = new TextDecoder().decode(bytes.subarray(0, RESULT_CHARS * 4));
+  return text.length > RESULT_CHARS ? `${text.slice(0, RESULT_CHARS)}… (${bytes.length} bytes)` : text;
+}
+
 function field(name: string, value: string | Node, testId: string): HTMLElement[] {
   return [h("dt", {}, name), h("dd", { "data-testid": testId }, value)];
 }
@@ -75,6 +84,7 @@ function render(job: Job): void {
     ...field("type", job.type, "job-type"),
     ...field("attempts", attempts, "job-attempts"),
     ...field("last error", error, "job-error"),
+    ...field("result", resultText(job.result), "job-result"),
     ...field("worker", job.workerId || "–", "job-worker"),
     ...field("created", time(job.createdAt), "job-created"),
     ...field("due", time(job.executionTimeMs), "job-due"),

@@ -19,7 +19,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import jobqueue_pb
-from .jobqueue_pb import CancelJobRequest, CancelJobResponse, CancelJobsRequest, CancelJobsResponse, DeleteJobsRequest, DeleteJobsResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, GetQueueStatsRequest, GetQueueStatsResponse, ListJobsRequest, ListJobsResponse, ListWorkersRequest, ListWorkersResponse, PauseQueueRequest, PauseQueueResponse, ResumeQueueRequest, ResumeQueueResponse, RetryJobRequest, RetryJobResponse, RetryJobsRequest, RetryJobsResponse, WatchJobRequest, WatchJobResponse, WatchJobsRequest, WatchJobsResponse, WhoAmIRequest, WhoAmIResponse
+from .jobqueue_pb import CancelJobRequest, CancelJobResponse, CancelJobsRequest, CancelJobsResponse, DeleteJobsRequest, DeleteJobsResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, GetQueueStatsRequest, GetQueueStatsResponse, ListJobsRequest, ListJobsResponse, ListWorkersRequest, ListWorkersResponse, PauseQueueRequest, PauseQueueResponse, ResumeQueueRequest, ResumeQueueResponse, RetryJobRequest, RetryJobResponse, RetryJobsRequest, RetryJobsResponse, WaitJobRequest, WaitJobResponse, WatchJobRequest, WatchJobResponse, WatchJobsRequest, WatchJobsResponse, WhoAmIRequest, WhoAmIResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -46,6 +46,14 @@ class JobService(Protocol):
     async def get_job(self, request: GetJobRequest, ctx: RequestContext[GetJobRequest, GetJobResponse], /) -> GetJobResponse:
         """
         Returns a job in its current state.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def wait_job(self, request: WaitJobRequest, ctx: RequestContext[WaitJobRequest, WaitJobResponse], /) -> WaitJobResponse:
+        """
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        returns it, with its result; when `timeout_ms` passes first, returns the job
+        as it is then, with done = false.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -180,6 +188,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WaitJob": Endpoint.unary(
+                    method=MethodInfo(
+                        name="WaitJob",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WaitJobRequest,
+                        output=WaitJobResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.wait_job,
                 ),
                 "/mpataki.jobqueue.v1.JobService/CancelJob": Endpoint.unary(
                     method=MethodInfo(
@@ -402,6 +421,33 @@ class JobServiceClient(ConnectClient):
                 service_name="mpataki.jobqueue.v1.JobService",
                 input=GetJobRequest,
                 output=GetJobResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def wait_job(
+        self,
+        request: WaitJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> WaitJobResponse:
+        """
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        returns it, with its result; when `timeout_ms` passes first, returns the job
+        as it is then, with done = false.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="WaitJob",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WaitJobRequest,
+                output=WaitJobResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),
@@ -739,6 +785,14 @@ class JobServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def wait_job(self, request: WaitJobRequest, ctx: RequestContext[WaitJobRequest, WaitJobResponse], /) -> WaitJobResponse:
+        """
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        returns it, with its result; when `timeout_ms` passes first, returns the job
+        as it is then, with done = false.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def cancel_job(self, request: CancelJobRequest, ctx: RequestContext[CancelJobRequest, CancelJobResponse], /) -> CancelJobResponse:
         """
         Cancels a pending or running job. A job that already finished cannot be
@@ -868,6 +922,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_job,
+                ),
+                "/mpataki.jobqueue.v1.JobService/WaitJob": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="WaitJob",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=WaitJobRequest,
+                        output=WaitJobResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.wait_job,
                 ),
                 "/mpataki.jobqueue.v1.JobService/CancelJob": EndpointSync.unary(
                     method=MethodInfo(
@@ -1090,6 +1155,33 @@ class JobServiceClientSync(ConnectClientSync):
                 service_name="mpataki.jobqueue.v1.JobService",
                 input=GetJobRequest,
                 output=GetJobResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def wait_job(
+        self,
+        request: WaitJobRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> WaitJobResponse:
+        """
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        returns it, with its result; when `timeout_ms` passes first, returns the job
+        as it is then, with done = false.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="WaitJob",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=WaitJobRequest,
+                output=WaitJobResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mpataki/jobqueue/v1/jobqueue.proto.
  */
 export const file_mpataki_jobqueue_v1_jobqueue: GenFile = /*@__PURE__*/
-  fileDesc("CiJtcGF0YWtpL2pvYnF1ZXVlL3YxL2pvYnF1ZXVlLnByb3RvEhNtcGF0YWtpLmpvYnF1ZXVlLnYxIpIDCgNKb2ISCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIPCgdwYXlsb2FkGAMgASgMEi4KBnN0YXR1cxgEIAEoDjIeLm1wYXRha2kuam9icXVldWUudjEuSm9iU3RhdHVzEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgDEhIKCmNyZWF0ZWRfYXQYBiABKAMSEgoKdXBkYXRlZF9hdBgHIAEoAxIPCgdhdHRlbXB0GAggASgFEhIKCmxhc3RfZXJyb3IYCSABKAkSEgoKc3RhcnRlZF9hdBgKIAEoAxITCgtmaW5pc2hlZF9hdBgLIAEoAxIRCgl3b3JrZXJfaWQYDCABKAkSFAoMbWF4X2F0dGVtcHRzGA0gASgFEhIKCnRpbWVvdXRfbXMYDiABKAMSFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEi0KB2JhY2tvZmYYECABKAsyHC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkJhY2tvZmYSGgoSbGFzdF9lcnJvcl9hdHRlbXB0GBEgASgFIjoKB0JhY2tvZmYSDwoHYmFzZV9tcxgBIAEoAxIOCgZmYWN0b3IYAiABKAESDgoGY2FwX21zGAMgASgDIoQCChFFbnF1ZXVlSm9iUmVxdWVzdBIMCgR0eXBlGAEgASgJEg8KB3BheWxvYWQYAiABKAwSHgoRZXhlY3V0aW9uX3RpbWVfbXMYAyABKANIAIgBARIZCgxtYXhfYXR0ZW1wdHMYBCABKAVIAYgBARIXCgp0aW1lb3V0X21zGAUgASgDSAKIAQESFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi0KB2JhY2tvZmYYByABKAsyHC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkJhY2tvZmZCFAoSX2V4ZWN1dGlvbl90aW1lX21zQg8KDV9tYXhfYXR0ZW1wdHNCDQoLX3RpbWVvdXRfbXMiOwoSRW5xdWV1ZUpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLm1wYXRha2kuam9icXVldWUudjEuSm9iIkoKEkVucXVldWVKb2JzUmVxdWVzdBI0CgRqb2JzGAEgAygLMiYubXBhdGFraS5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdCI9ChNFbnF1ZXVlSm9ic1Jlc3BvbnNlEiYKBGpvYnMYASADKAsyGC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYiIbCg1HZXRKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIjcKDkdldEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLm1wYXRha2kuam9icXVldWUudjEuSm9iIh4KEENhbmNlbEpvYlJlcXVlc3QSCgoCaWQYASABKAkiEwoRQ2FuY2VsSm9iUmVzcG9uc2UiHQoPUmV0cnlKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIjkKEFJldHJ5Sm9iUmVzcG9uc2USJQoDam9iGAEgASgLMhgubXBhdGFraS5qb2JxdWV1ZS52MS5Kb2Ii0QEKCUpvYkZpbHRlchIMCgR0eXBlGAEgASgJEi4KBnN0YXR1cxgCIAEoDjIeLm1wYXRha2kuam9icXVldWUudjEuSm9iU3RhdHVzEjUKCnRpbWVfZmllbGQYAyABKA4yIS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYlRpbWVGaWVsZBIPCgdmcm9tX21zGAQgASgDEg0KBXRvX21zGAUgASgDEhYKDmVycm9yX2NvbnRhaW5zGAYgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCSKuAQoPTGlzdEpvYnNSZXF1ZXN0Ei4KBmZpbHRlchgBIAEoCzIeLm1wYXRha2kuam9icXVldWUudjEuSm9iRmlsdGVyEi0KBW9yZGVyGAIgASgOMh4ubXBhdGFraS5qb2JxdWV1ZS52MS5MaXN0T3JkZXISEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSFQoNd2l0aF9wYXlsb2FkcxgFIAEoCCJTChBMaXN0Sm9ic1Jlc3BvbnNlEiYKBGpvYnMYASADKAsyGC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJAoUR2V0UXVldWVTdGF0c1JlcXVlc3QSDAoEdHlwZRgBIAEoCSKeAgoKUXVldWVTdGF0cxIMCgR0eXBlGAEgASgJEg8KB3BlbmRpbmcYAiABKAMSEQoJc2NoZWR1bGVkGAMgASgDEg0KBXJlYWR5GAQgASgDEg8KB3J1bm5pbmcYBSABKAMSEQoJY29tcGxldGVkGAYgASgDEg4KBmZhaWxlZBgHIAEoAxIRCgljYW5jZWxsZWQYCCABKAMSGwoTb2xkZXN0X3JlYWR5X2FnZV9tcxgJIAEoAxIcChRjb21wbGV0ZWRfcGVyX21pbnV0ZRgKIAMoAxIZChFmYWlsZWRfcGVyX21pbnV0ZRgLIAMoAxIPCgd3b3JrZXJzGAwgASgFEg4KBnBhdXNlZBgNIAEoCBIRCgltYXhfZGVwdGgYDiABKAMiiQEKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIvCgZxdWV1ZXMYASADKAsyHy5tcGF0YWtpLmpvYnF1ZXVlLnYxLlF1ZXVlU3RhdHMSLgoFdG90YWwYAiABKAsyHy5tcGF0YWtpLmpvYnF1ZXVlLnYxLlF1ZXVlU3RhdHMSDwoHcmVhZF9hdBgDIAEoAyKjAQoISm9iRXZlbnQSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIuCgZzdGF0dXMYAyABKA4yHi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAQgASgFEhEKCXdvcmtlcl9pZBgFIAEoCRINCgVlcnJvchgGIAEoCRIKCgJhdBgHIAEoAxIOCgZjdXJzb3IYCCABKAkiLQoPV2F0Y2hKb2JSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmN1cnNvchgCIAEoCSJNChBXYXRjaEpvYlJlc3BvbnNlEiwKBWV2ZW50GAEgASgLMh0ubXBhdGFraS5qb2JxdWV1ZS52MS5Kb2JFdmVudBILCgNnYXAYAiABKAgiQwoQV2F0Y2hKb2JzUmVxdWVzdBIMCgR0eXBlGAEgASgJEg4KBmN1cnNvchgCIAEoCRIRCgltYXhfYmF0Y2gYAyABKAUifQoRV2F0Y2hKb2JzUmVzcG9uc2USLAoFZXZlbnQYASABKAsyHS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYkV2ZW50EgsKA2dhcBgCIAEoCBItCgZldmVudHMYAyADKAsyHS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYkV2ZW50IpUBCgZXb3JrZXISCgoCaWQYASABKAkSDAoEaG9zdBgCIAEoCRILCgNwaWQYAyABKAUSDQoFdHlwZXMYBCADKAkSEwoLY29uY3VycmVuY3kYBSABKAUSEQoJam9ic19oZWxkGAYgASgFEhIKCnN0YXJ0ZWRfYXQYByABKAMSGQoRbGFzdF9oZWFydGJlYXRfYXQYCCABKAMiIgoSTGlzdFdvcmtlcnNSZXF1ZXN0EgwKBHR5cGUYASABKAkiQwoTTGlzdFdvcmtlcnNSZXNwb25zZRIsCgd3b3JrZXJzGAEgAygLMhsubXBhdGFraS5qb2JxdWV1ZS52MS5Xb3JrZXIiIQoRUGF1c2VRdWV1ZVJlcXVlc3QSDAoEdHlwZRgBIAEoCSIUChJQYXVzZVF1ZXVlUmVzcG9uc2UiIgoSUmVzdW1lUXVldWVSZXF1ZXN0EgwKBHR5cGUYASABKAkiFQoTUmVzdW1lUXVldWVSZXNwb25zZSJlChBSZXRyeUpvYnNSZXF1ZXN0Ei4KBmZpbHRlchgBIAEoCzIeLm1wYXRha2kuam9icXVldWUudjEuSm9iRmlsdGVyEg0KBWxpbWl0GAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiOwoRUmV0cnlKb2JzUmVzcG9uc2USDQoFY291bnQYASABKAUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImYKEUNhbmNlbEpvYnNSZXF1ZXN0Ei4KBmZpbHRlchgBIAEoCzIeLm1wYXRha2kuam9icXVldWUudjEuSm9iRmlsdGVyEg0KBWxpbWl0GAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiPAoSQ2FuY2VsSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgFEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJmChFEZWxldGVKb2JzUmVxdWVzdBIuCgZmaWx0ZXIYASABKAsyHi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYkZpbHRlchINCgVsaW1pdBgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIjwKEkRlbGV0ZUpvYnNSZXNwb25zZRINCgVjb3VudBgBIAEoBRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiDwoNV2hvQW1JUmVxdWVzdCJFCg5XaG9BbUlSZXNwb25zZRIUCgxhdXRoX2VuYWJsZWQYASABKAgSDAoEcm9sZRgCIAEoCRIPCgdtZXRob2RzGAMgAygJKqIBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKEkpPQl9TVEFUVVNfUEVORElORxABEhYKEkpPQl9TVEFUVVNfUlVOTklORxACEhgKFEpPQl9TVEFUVVNfQ09NUExFVEVEEAMSFQoRSk9CX1NUQVRVU19GQUlMRUQQBBIYChRKT0JfU1RBVFVTX0NBTkNFTExFRBAFKmcKDEpvYlRpbWVGaWVsZBIeChpKT0JfVElNRV9GSUVMRF9VTlNQRUNJRklFRBAAEhoKFkpPQl9USU1FX0ZJRUxEX0NSRUFURUQQARIbChdKT0JfVElNRV9GSUVMRF9GSU5JU0hFRBACKmEKCUxpc3RPcmRlchIaChZMSVNUX09SREVSX1VOU1BFQ0lGSUVEEAASGwoXTElTVF9PUkRFUl9ORVdFU1RfRklSU1QQARIbChdMSVNUX09SREVSX09MREVTVF9GSVJTVBACMocMCgpKb2JTZXJ2aWNlEl0KCkVucXVldWVKb2ISJi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0GicubXBhdGFraS5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVzcG9uc2USYAoLRW5xdWV1ZUpvYnMSJy5tcGF0YWtpLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVxdWVzdBooLm1wYXRha2kuam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXNwb25zZRJWCgZHZXRKb2ISIi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkdldEpvYlJlcXVlc3QaIy5tcGF0YWtpLmpvYnF1ZXVlLnYxLkdldEpvYlJlc3BvbnNlIgOQAgESXwoJQ2FuY2VsSm9iEiUubXBhdGFraS5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXF1ZXN0GiYubXBhdGFraS5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXNwb25zZSIDkAICElcKCFJldHJ5Sm9iEiQubXBhdGFraS5qb2JxdWV1ZS52MS5SZXRyeUpvYlJlcXVlc3QaJS5tcGF0YWtpLmpvYnF1ZXVlLnYxLlJldHJ5Sm9iUmVzcG9uc2USXAoITGlzdEpvYnMSJC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkxpc3RKb2JzUmVxdWVzdBolLm1wYXRha2kuam9icXVldWUudjEuTGlzdEpvYnNSZXNwb25zZSIDkAIBEmsKDUdldFF1ZXVlU3RhdHMSKS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GioubXBhdGFraS5qb2JxdWV1ZS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2UiA5ACARJZCghXYXRjaEpvYhIkLm1wYXRha2kuam9icXVldWUudjEuV2F0Y2hKb2JSZXF1ZXN0GiUubXBhdGFraS5qb2JxdWV1ZS52MS5XYXRjaEpvYlJlc3BvbnNlMAESXAoJV2F0Y2hKb2JzEiUubXBhdGFraS5qb2JxdWV1ZS52MS5XYXRjaEpvYnNSZXF1ZXN0GiYubXBhdGFraS5qb2JxdWV1ZS52MS5XYXRjaEpvYnNSZXNwb25zZTABEmUKC0xpc3RXb3JrZXJzEicubXBhdGFraS5qb2JxdWV1ZS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaKC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2UiA5ACARJiCgpQYXVzZVF1ZXVlEiYubXBhdGFraS5qb2JxdWV1ZS52MS5QYXVzZVF1ZXVlUmVxdWVzdBonLm1wYXRha2kuam9icXVldWUudjEuUGF1c2VRdWV1ZVJlc3BvbnNlIgOQAgISZQoLUmVzdW1lUXVldWUSJy5tcGF0YWtpLmpvYnF1ZXVlLnYxLlJlc3VtZVF1ZXVlUmVxdWVzdBooLm1wYXRha2kuam9icXVldWUudjEuUmVzdW1lUXVldWVSZXNwb25zZSIDkAICEloKCVJldHJ5Sm9icxIlLm1wYXRha2kuam9icXVldWUudjEuUmV0cnlKb2JzUmVxdWVzdBomLm1wYXRha2kuam9icXVldWUudjEuUmV0cnlKb2JzUmVzcG9uc2USXQoKQ2FuY2VsSm9icxImLm1wYXRha2kuam9icXVldWUudjEuQ2FuY2VsSm9ic1JlcXVlc3QaJy5tcGF0YWtpLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYnNSZXNwb25zZRJdCgpEZWxldGVKb2JzEiYubXBhdGFraS5qb2JxdWV1ZS52MS5EZWxldGVKb2JzUmVxdWVzdBonLm1wYXRha2kuam9icXVldWUudjEuRGVsZXRlSm9ic1Jlc3BvbnNlElYKBldob0FtSRIiLm1wYXRha2kuam9icXVldWUudjEuV2hvQW1JUmVxdWVzdBojLm1wYXRha2kuam9icXVldWUudjEuV2hvQW1JUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
+  fileDesc("CiJtcGF0YWtpL2pvYnF1ZXVlL3YxL2pvYnF1ZXVlLnByb3RvEhNtcGF0YWtpLmpvYnF1ZXVlLnYxIqIDCgNKb2ISCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIPCgdwYXlsb2FkGAMgASgMEi4KBnN0YXR1cxgEIAEoDjIeLm1wYXRha2kuam9icXVldWUudjEuSm9iU3RhdHVzEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgDEhIKCmNyZWF0ZWRfYXQYBiABKAMSEgoKdXBkYXRlZF9hdBgHIAEoAxIPCgdhdHRlbXB0GAggASgFEhIKCmxhc3RfZXJyb3IYCSABKAkSEgoKc3RhcnRlZF9hdBgKIAEoAxITCgtmaW5pc2hlZF9hdBgLIAEoAxIRCgl3b3JrZXJfaWQYDCABKAkSFAoMbWF4X2F0dGVtcHRzGA0gASgFEhIKCnRpbWVvdXRfbXMYDiABKAMSFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEi0KB2JhY2tvZmYYECABKAsyHC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkJhY2tvZmYSGgoSbGFzdF9lcnJvcl9hdHRlbXB0GBEgASgFEg4KBnJlc3VsdBgSIAEoDCI6CgdCYWNrb2ZmEg8KB2Jhc2VfbXMYASABKAMSDgoGZmFjdG9yGAIgASgBEg4KBmNhcF9tcxgDIAEoAyKEAgoRRW5xdWV1ZUpvYlJlcXVlc3QSDAoEdHlwZRgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEh4KEWV4ZWN1dGlvbl90aW1lX21zGAMgASgDSACIAQESGQoMbWF4X2F0dGVtcHRzGAQgASgFSAGIAQESFwoKdGltZW91dF9tcxgFIAEoA0gCiAEBEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRItCgdiYWNrb2ZmGAcgASgLMhwubXBhdGFraS5qb2JxdWV1ZS52MS5CYWNrb2ZmQhQKEl9leGVjdXRpb25fdGltZV9tc0IPCg1fbWF4X2F0dGVtcHRzQg0KC190aW1lb3V0X21zIjsKEkVucXVldWVKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYiJKChJFbnF1ZXVlSm9ic1JlcXVlc3QSNAoEam9icxgBIAMoCzImLm1wYXRha2kuam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiPQoTRW5xdWV1ZUpvYnNSZXNwb25zZRImCgRqb2JzGAEgAygLMhgubXBhdGFraS5qb2JxdWV1ZS52MS5Kb2IiGwoNR2V0Sm9iUmVxdWVzdBIKCgJpZBgBIAEoCSI3Cg5HZXRKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYiIwCg5XYWl0Sm9iUmVxdWVzdBIKCgJpZBgBIAEoCRISCgp0aW1lb3V0X21zGAIgASgDIkYKD1dhaXRKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYhIMCgRkb25lGAIgASgIIh4KEENhbmNlbEpvYlJlcXVlc3QSCgoCaWQYASABKAkiEwoRQ2FuY2VsSm9iUmVzcG9uc2UiHQoPUmV0cnlKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIjkKEFJldHJ5Sm9iUmVzcG9uc2USJQoDam9iGAEgASgLMhgubXBhdGFraS5qb2JxdWV1ZS52MS5Kb2Ii0QEKCUpvYkZpbHRlchIMCgR0eXBlGAEgASgJEi4KBnN0YXR1cxgCIAEoDjIeLm1wYXRha2kuam9icXVldWUudjEuSm9iU3RhdHVzEjUKCnRpbWVfZmllbGQYAyABKA4yIS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYlRpbWVGaWVsZBIPCgdmcm9tX21zGAQgASgDEg0KBXRvX21zGAUgASgDEhYKDmVycm9yX2NvbnRhaW5zGAYgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCSKuAQoPTGlzdEpvYnNSZXF1ZXN0Ei4KBmZpbHRlchgBIAEoCzIeLm1wYXRha2kuam9icXVldWUudjEuSm9iRmlsdGVyEi0KBW9yZGVyGAIgASgOMh4ubXBhdGFraS5qb2JxdWV1ZS52MS5MaXN0T3JkZXISEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSFQoNd2l0aF9wYXlsb2FkcxgFIAEoCCJTChBMaXN0Sm9ic1Jlc3BvbnNlEiYKBGpvYnMYASADKAsyGC5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJAoUR2V0UXVldWVTdGF0c1JlcXVlc3QSDAoEdHlwZRgBIAEoCSKeAgoKUXVldWVTdGF0cxIMCgR0eXBlGAEgASgJEg8KB3BlbmRpbmcYAiABKAMSEQoJc2NoZWR1bGVkGAMgASgDEg0KBXJlYWR5GAQgASgDEg8KB3J1bm5pbmcYBSABKAMSEQoJY29tcGxldGVkGAYgASgDEg4KBmZhaWxlZBgHIAEoAxIRCgljYW5jZWxsZWQYCCABKAMSGwoTb2xkZXN0X3JlYWR5X2FnZV9tcxgJIAEoAxIcChRjb21wbGV0ZWRfcGVyX21pbnV0ZRgKIAMoAxIZChFmYWlsZWRfcGVyX21pbnV0ZRgLIAMoAxIPCgd3b3JrZXJzGAwgASgFEg4KBnBhdXNlZBgNIAEoCBIRCgltYXhfZGVwdGgYDiABKAMiiQEKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIvCgZxdWV1ZXMYASADKAsyHy5tcGF0YWtpLmpvYnF1ZXVlLnYxLlF1ZXVlU3RhdHMSLgoFdG90YWwYAiABKAsyHy5tcGF0YWtpLmpvYnF1ZXVlLnYxLlF1ZXVlU3RhdHMSDwoHcmVhZF9hdBgDIAEoAyKjAQoISm9iRXZlbnQSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIuCgZzdGF0dXMYAyABKA4yHi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAQgASgFEhEKCXdvcmtlcl9pZBgFIAEoCRINCgVlcnJvchgGIAEoCRIKCgJhdBgHIAEoAxIOCgZjdXJzb3IYCCABKAkiLQoPV2F0Y2hKb2JSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmN1cnNvchgCIAEoCSJNChBXYXRjaEpvYlJlc3BvbnNlEiwKBWV2ZW50GAEgASgLMh0ubXBhdGFraS5qb2JxdWV1ZS52MS5Kb2JFdmVudBILCgNnYXAYAiABKAgiQwoQV2F0Y2hKb2JzUmVxdWVzdBIMCgR0eXBlGAEgASgJEg4KBmN1cnNvchgCIAEoCRIRCgltYXhfYmF0Y2gYAyABKAUifQoRV2F0Y2hKb2JzUmVzcG9uc2USLAoFZXZlbnQYASABKAsyHS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYkV2ZW50EgsKA2dhcBgCIAEoCBItCgZldmVudHMYAyADKAsyHS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYkV2ZW50IpUBCgZXb3JrZXISCgoCaWQYASABKAkSDAoEaG9zdBgCIAEoCRILCgNwaWQYAyABKAUSDQoFdHlwZXMYBCADKAkSEwoLY29uY3VycmVuY3kYBSABKAUSEQoJam9ic19oZWxkGAYgASgFEhIKCnN0YXJ0ZWRfYXQYByABKAMSGQoRbGFzdF9oZWFydGJlYXRfYXQYCCABKAMiIgoSTGlzdFdvcmtlcnNSZXF1ZXN0EgwKBHR5cGUYASABKAkiQwoTTGlzdFdvcmtlcnNSZXNwb25zZRIsCgd3b3JrZXJzGAEgAygLMhsubXBhdGFraS5qb2JxdWV1ZS52MS5Xb3JrZXIiIQoRUGF1c2VRdWV1ZVJlcXVlc3QSDAoEdHlwZRgBIAEoCSIUChJQYXVzZVF1ZXVlUmVzcG9uc2UiIgoSUmVzdW1lUXVldWVSZXF1ZXN0EgwKBHR5cGUYASABKAkiFQoTUmVzdW1lUXVldWVSZXNwb25zZSJlChBSZXRyeUpvYnNSZXF1ZXN0Ei4KBmZpbHRlchgBIAEoCzIeLm1wYXRha2kuam9icXVldWUudjEuSm9iRmlsdGVyEg0KBWxpbWl0GAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiOwoRUmV0cnlKb2JzUmVzcG9uc2USDQoFY291bnQYASABKAUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImYKEUNhbmNlbEpvYnNSZXF1ZXN0Ei4KBmZpbHRlchgBIAEoCzIeLm1wYXRha2kuam9icXVldWUudjEuSm9iRmlsdGVyEg0KBWxpbWl0GAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiPAoSQ2FuY2VsSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgFEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJmChFEZWxldGVKb2JzUmVxdWVzdBIuCgZmaWx0ZXIYASABKAsyHi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkpvYkZpbHRlchINCgVsaW1pdBgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIjwKEkRlbGV0ZUpvYnNSZXNwb25zZRINCgVjb3VudBgBIAEoBRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiDwoNV2hvQW1JUmVxdWVzdCJFCg5XaG9BbUlSZXNwb25zZRIUCgxhdXRoX2VuYWJsZWQYASABKAgSDAoEcm9sZRgCIAEoCRIPCgdtZXRob2RzGAMgAygJKqIBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKEkpPQl9TVEFUVVNfUEVORElORxABEhYKEkpPQl9TVEFUVVNfUlVOTklORxACEhgKFEpPQl9TVEFUVVNfQ09NUExFVEVEEAMSFQoRSk9CX1NUQVRVU19GQUlMRUQQBBIYChRKT0JfU1RBVFVTX0NBTkNFTExFRBAFKmcKDEpvYlRpbWVGaWVsZBIeChpKT0JfVElNRV9GSUVMRF9VTlNQRUNJRklFRBAAEhoKFkpPQl9USU1FX0ZJRUxEX0NSRUFURUQQARIbChdKT0JfVElNRV9GSUVMRF9GSU5JU0hFRBACKmEKCUxpc3RPcmRlchIaChZMSVNUX09SREVSX1VOU1BFQ0lGSUVEEAASGwoXTElTVF9PUkRFUl9ORVdFU1RfRklSU1QQARIbChdMSVNUX09SREVSX09MREVTVF9GSVJTVBACMuIMCgpKb2JTZXJ2aWNlEl0KCkVucXVldWVKb2ISJi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0GicubXBhdGFraS5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVzcG9uc2USYAoLRW5xdWV1ZUpvYnMSJy5tcGF0YWtpLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVxdWVzdBooLm1wYXRha2kuam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXNwb25zZRJWCgZHZXRKb2ISIi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkdldEpvYlJlcXVlc3QaIy5tcGF0YWtpLmpvYnF1ZXVlLnYxLkdldEpvYlJlc3BvbnNlIgOQAgESWQoHV2FpdEpvYhIjLm1wYXRha2kuam9icXVldWUudjEuV2FpdEpvYlJlcXVlc3QaJC5tcGF0YWtpLmpvYnF1ZXVlLnYxLldhaXRKb2JSZXNwb25zZSIDkAIBEl8KCUNhbmNlbEpvYhIlLm1wYXRha2kuam9icXVldWUudjEuQ2FuY2VsSm9iUmVxdWVzdBomLm1wYXRha2kuam9icXVldWUudjEuQ2FuY2VsSm9iUmVzcG9uc2UiA5ACAhJXCghSZXRyeUpvYhIkLm1wYXRha2kuam9icXVldWUudjEuUmV0cnlKb2JSZXF1ZXN0GiUubXBhdGFraS5qb2JxdWV1ZS52MS5SZXRyeUpvYlJlc3BvbnNlElwKCExpc3RKb2JzEiQubXBhdGFraS5qb2JxdWV1ZS52MS5MaXN0Sm9ic1JlcXVlc3QaJS5tcGF0YWtpLmpvYnF1ZXVlLnYxLkxpc3RKb2JzUmVzcG9uc2UiA5ACARJrCg1HZXRRdWV1ZVN0YXRzEikubXBhdGFraS5qb2JxdWV1ZS52MS5HZXRRdWV1ZVN0YXRzUmVxdWVzdBoqLm1wYXRha2kuam9icXVldWUudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlIgOQAgESWQoIV2F0Y2hKb2ISJC5tcGF0YWtpLmpvYnF1ZXVlLnYxLldhdGNoSm9iUmVxdWVzdBolLm1wYXRha2kuam9icXVldWUudjEuV2F0Y2hKb2JSZXNwb25zZTABElwKCVdhdGNoSm9icxIlLm1wYXRha2kuam9icXVldWUudjEuV2F0Y2hKb2JzUmVxdWVzdBomLm1wYXRha2kuam9icXVldWUudjEuV2F0Y2hKb2JzUmVzcG9uc2UwARJlCgtMaXN0V29ya2VycxInLm1wYXRha2kuam9icXVldWUudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GigubXBhdGFraS5qb2JxdWV1ZS52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlIgOQAgESYgoKUGF1c2VRdWV1ZRImLm1wYXRha2kuam9icXVldWUudjEuUGF1c2VRdWV1ZVJlcXVlc3QaJy5tcGF0YWtpLmpvYnF1ZXVlLnYxLlBhdXNlUXVldWVSZXNwb25zZSIDkAICEmUKC1Jlc3VtZVF1ZXVlEicubXBhdGFraS5qb2JxdWV1ZS52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaKC5tcGF0YWtpLmpvYnF1ZXVlLnYxLlJlc3VtZVF1ZXVlUmVzcG9uc2UiA5ACAhJaCglSZXRyeUpvYnMSJS5tcGF0YWtpLmpvYnF1ZXVlLnYxLlJldHJ5Sm9ic1JlcXVlc3QaJi5tcGF0YWtpLmpvYnF1ZXVlLnYxLlJldHJ5Sm9ic1Jlc3BvbnNlEl0KCkNhbmNlbEpvYnMSJi5tcGF0YWtpLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYnNSZXF1ZXN0GicubXBhdGFraS5qb2JxdWV1ZS52MS5DYW5jZWxKb2JzUmVzcG9uc2USXQoKRGVsZXRlSm9icxImLm1wYXRha2kuam9icXVldWUudjEuRGVsZXRlSm9ic1JlcXVlc3QaJy5tcGF0YWtpLmpvYnF1ZXVlLnYxLkRlbGV0ZUpvYnNSZXNwb25zZRJWCgZXaG9BbUkSIi5tcGF0YWtpLmpvYnF1ZXVlLnYxLldob0FtSVJlcXVlc3QaIy5tcGF0YWtpLmpvYnF1ZXVlLnYxLldob0FtSVJlc3BvbnNlIgOQAgFiBnByb3RvMw");
 
 /**
  * @generated from message mpataki.jobqueue.v1.Job
@@ -142,6 +142,15 @@ export type Job = Message<"mpataki.jobqueue.v1.Job"> & {
    * @generated from field: int32 last_error_attempt = 17;
    */
   lastErrorAttempt: number;
+
+  /**
+   * What the handler returned, as bytes (a COMPLETED job's; empty if it
+   * returned nothing). At most the workers' `max_result_bytes` (default 1 MiB):
+   * a larger one fails the run. ListJobs returns it only `with_payloads`.
+   *
+   * @generated from field: bytes result = 18;
+   */
+  result: Uint8Array;
 };
 
 /**
@@ -329,6 +338,57 @@ export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
   messageDesc(file_mpataki_jobqueue_v1_jobqueue, 7);
 
 /**
+ * @generated from message mpataki.jobqueue.v1.WaitJobRequest
+ */
+export type WaitJobRequest = Message<"mpataki.jobqueue.v1.WaitJobRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * How long to wait for the job to reach a final state (ms), from 0 (answer at
+   * once) to 60000; a longer wait is several calls.
+   *
+   * @generated from field: int64 timeout_ms = 2;
+   */
+  timeoutMs: bigint;
+};
+
+/**
+ * Describes the message mpataki.jobqueue.v1.WaitJobRequest.
+ * Use `create(WaitJobRequestSchema)` to create a new message.
+ */
+export const WaitJobRequestSchema: GenMessage<WaitJobRequest> = /*@__PURE__*/
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 8);
+
+/**
+ * @generated from message mpataki.jobqueue.v1.WaitJobResponse
+ */
+export type WaitJobResponse = Message<"mpataki.jobqueue.v1.WaitJobResponse"> & {
+  /**
+   * The job as it is when it reached a final state, or when the timeout passed.
+   *
+   * @generated from field: mpataki.jobqueue.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+
+  /**
+   * Whether the job is in a final state (COMPLETED, FAILED or CANCELLED).
+   *
+   * @generated from field: bool done = 2;
+   */
+  done: boolean;
+};
+
+/**
+ * Describes the message mpataki.jobqueue.v1.WaitJobResponse.
+ * Use `create(WaitJobResponseSchema)` to create a new message.
+ */
+export const WaitJobResponseSchema: GenMessage<WaitJobResponse> = /*@__PURE__*/
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 9);
+
+/**
  * @generated from message mpataki.jobqueue.v1.CancelJobRequest
  */
 export type CancelJobRequest = Message<"mpataki.jobqueue.v1.CancelJobRequest"> & {
@@ -343,7 +403,7 @@ export type CancelJobRequest = Message<"mpataki.jobqueue.v1.CancelJobRequest"> &
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 8);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 10);
 
 /**
  * @generated from message mpataki.jobqueue.v1.CancelJobResponse
@@ -356,7 +416,7 @@ export type CancelJobResponse = Message<"mpataki.jobqueue.v1.CancelJobResponse">
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 9);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 11);
 
 /**
  * @generated from message mpataki.jobqueue.v1.RetryJobRequest
@@ -373,7 +433,7 @@ export type RetryJobRequest = Message<"mpataki.jobqueue.v1.RetryJobRequest"> & {
  * Use `create(RetryJobRequestSchema)` to create a new message.
  */
 export const RetryJobRequestSchema: GenMessage<RetryJobRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 10);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 12);
 
 /**
  * @generated from message mpataki.jobqueue.v1.RetryJobResponse
@@ -390,7 +450,7 @@ export type RetryJobResponse = Message<"mpataki.jobqueue.v1.RetryJobResponse"> &
  * Use `create(RetryJobResponseSchema)` to create a new message.
  */
 export const RetryJobResponseSchema: GenMessage<RetryJobResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 11);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 13);
 
 /**
  * Which jobs a ListJobs call (or a bulk call) selects. Every filter is optional
@@ -465,7 +525,7 @@ export type JobFilter = Message<"mpataki.jobqueue.v1.JobFilter"> & {
  * Use `create(JobFilterSchema)` to create a new message.
  */
 export const JobFilterSchema: GenMessage<JobFilter> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 12);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 14);
 
 /**
  * @generated from message mpataki.jobqueue.v1.ListJobsRequest
@@ -509,7 +569,7 @@ export type ListJobsRequest = Message<"mpataki.jobqueue.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 13);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 15);
 
 /**
  * @generated from message mpataki.jobqueue.v1.ListJobsResponse
@@ -535,7 +595,7 @@ export type ListJobsResponse = Message<"mpataki.jobqueue.v1.ListJobsResponse"> &
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 14);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 16);
 
 /**
  * @generated from message mpataki.jobqueue.v1.GetQueueStatsRequest
@@ -554,7 +614,7 @@ export type GetQueueStatsRequest = Message<"mpataki.jobqueue.v1.GetQueueStatsReq
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 15);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 17);
 
 /**
  * @generated from message mpataki.jobqueue.v1.QueueStats
@@ -653,7 +713,7 @@ export type QueueStats = Message<"mpataki.jobqueue.v1.QueueStats"> & {
  * Use `create(QueueStatsSchema)` to create a new message.
  */
 export const QueueStatsSchema: GenMessage<QueueStats> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 16);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 18);
 
 /**
  * @generated from message mpataki.jobqueue.v1.GetQueueStatsResponse
@@ -686,7 +746,7 @@ export type GetQueueStatsResponse = Message<"mpataki.jobqueue.v1.GetQueueStatsRe
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 17);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 19);
 
 /**
  * One change of a job's state, as WatchJob and WatchJobs stream it.
@@ -750,7 +810,7 @@ export type JobEvent = Message<"mpataki.jobqueue.v1.JobEvent"> & {
  * Use `create(JobEventSchema)` to create a new message.
  */
 export const JobEventSchema: GenMessage<JobEvent> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 18);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 20);
 
 /**
  * @generated from message mpataki.jobqueue.v1.WatchJobRequest
@@ -775,7 +835,7 @@ export type WatchJobRequest = Message<"mpataki.jobqueue.v1.WatchJobRequest"> & {
  * Use `create(WatchJobRequestSchema)` to create a new message.
  */
 export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 19);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 21);
 
 /**
  * @generated from message mpataki.jobqueue.v1.WatchJobResponse
@@ -800,7 +860,7 @@ export type WatchJobResponse = Message<"mpataki.jobqueue.v1.WatchJobResponse"> &
  * Use `create(WatchJobResponseSchema)` to create a new message.
  */
 export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 20);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 22);
 
 /**
  * @generated from message mpataki.jobqueue.v1.WatchJobsRequest
@@ -836,7 +896,7 @@ export type WatchJobsRequest = Message<"mpataki.jobqueue.v1.WatchJobsRequest"> &
  * Use `create(WatchJobsRequestSchema)` to create a new message.
  */
 export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 21);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 23);
 
 /**
  * @generated from message mpataki.jobqueue.v1.WatchJobsResponse
@@ -871,7 +931,7 @@ export type WatchJobsResponse = Message<"mpataki.jobqueue.v1.WatchJobsResponse">
  * Use `create(WatchJobsResponseSchema)` to create a new message.
  */
 export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 22);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 24);
 
 /**
  * @generated from message mpataki.jobqueue.v1.Worker
@@ -931,7 +991,7 @@ export type Worker = Message<"mpataki.jobqueue.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 23);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 25);
 
 /**
  * @generated from message mpataki.jobqueue.v1.ListWorkersRequest
@@ -950,7 +1010,7 @@ export type ListWorkersRequest = Message<"mpataki.jobqueue.v1.ListWorkersRequest
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 24);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 26);
 
 /**
  * @generated from message mpataki.jobqueue.v1.ListWorkersResponse
@@ -969,7 +1029,7 @@ export type ListWorkersResponse = Message<"mpataki.jobqueue.v1.ListWorkersRespon
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 25);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 27);
 
 /**
  * @generated from message mpataki.jobqueue.v1.PauseQueueRequest
@@ -986,7 +1046,7 @@ export type PauseQueueRequest = Message<"mpataki.jobqueue.v1.PauseQueueRequest">
  * Use `create(PauseQueueRequestSchema)` to create a new message.
  */
 export const PauseQueueRequestSchema: GenMessage<PauseQueueRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 26);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 28);
 
 /**
  * @generated from message mpataki.jobqueue.v1.PauseQueueResponse
@@ -999,7 +1059,7 @@ export type PauseQueueResponse = Message<"mpataki.jobqueue.v1.PauseQueueResponse
  * Use `create(PauseQueueResponseSchema)` to create a new message.
  */
 export const PauseQueueResponseSchema: GenMessage<PauseQueueResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 27);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 29);
 
 /**
  * @generated from message mpataki.jobqueue.v1.ResumeQueueRequest
@@ -1016,7 +1076,7 @@ export type ResumeQueueRequest = Message<"mpataki.jobqueue.v1.ResumeQueueRequest
  * Use `create(ResumeQueueRequestSchema)` to create a new message.
  */
 export const ResumeQueueRequestSchema: GenMessage<ResumeQueueRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 28);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 30);
 
 /**
  * @generated from message mpataki.jobqueue.v1.ResumeQueueResponse
@@ -1029,7 +1089,7 @@ export type ResumeQueueResponse = Message<"mpataki.jobqueue.v1.ResumeQueueRespon
  * Use `create(ResumeQueueResponseSchema)` to create a new message.
  */
 export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 29);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 31);
 
 /**
  * The bulk calls (RetryJobs, CancelJobs, DeleteJobs) act on what ListJobs with
@@ -1065,7 +1125,7 @@ export type RetryJobsRequest = Message<"mpataki.jobqueue.v1.RetryJobsRequest"> &
  * Use `create(RetryJobsRequestSchema)` to create a new message.
  */
 export const RetryJobsRequestSchema: GenMessage<RetryJobsRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 30);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 32);
 
 /**
  * @generated from message mpataki.jobqueue.v1.RetryJobsResponse
@@ -1091,7 +1151,7 @@ export type RetryJobsResponse = Message<"mpataki.jobqueue.v1.RetryJobsResponse">
  * Use `create(RetryJobsResponseSchema)` to create a new message.
  */
 export const RetryJobsResponseSchema: GenMessage<RetryJobsResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 31);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 33);
 
 /**
  * @generated from message mpataki.jobqueue.v1.CancelJobsRequest
@@ -1118,7 +1178,7 @@ export type CancelJobsRequest = Message<"mpataki.jobqueue.v1.CancelJobsRequest">
  * Use `create(CancelJobsRequestSchema)` to create a new message.
  */
 export const CancelJobsRequestSchema: GenMessage<CancelJobsRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 32);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 34);
 
 /**
  * @generated from message mpataki.jobqueue.v1.CancelJobsResponse
@@ -1140,7 +1200,7 @@ export type CancelJobsResponse = Message<"mpataki.jobqueue.v1.CancelJobsResponse
  * Use `create(CancelJobsResponseSchema)` to create a new message.
  */
 export const CancelJobsResponseSchema: GenMessage<CancelJobsResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 33);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 35);
 
 /**
  * @generated from message mpataki.jobqueue.v1.DeleteJobsRequest
@@ -1167,7 +1227,7 @@ export type DeleteJobsRequest = Message<"mpataki.jobqueue.v1.DeleteJobsRequest">
  * Use `create(DeleteJobsRequestSchema)` to create a new message.
  */
 export const DeleteJobsRequestSchema: GenMessage<DeleteJobsRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 34);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 36);
 
 /**
  * @generated from message mpataki.jobqueue.v1.DeleteJobsResponse
@@ -1189,7 +1249,7 @@ export type DeleteJobsResponse = Message<"mpataki.jobqueue.v1.DeleteJobsResponse
  * Use `create(DeleteJobsResponseSchema)` to create a new message.
  */
 export const DeleteJobsResponseSchema: GenMessage<DeleteJobsResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 35);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 37);
 
 /**
  * @generated from message mpataki.jobqueue.v1.WhoAmIRequest
@@ -1202,7 +1262,7 @@ export type WhoAmIRequest = Message<"mpataki.jobqueue.v1.WhoAmIRequest"> & {
  * Use `create(WhoAmIRequestSchema)` to create a new message.
  */
 export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 36);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 38);
 
 /**
  * @generated from message mpataki.jobqueue.v1.WhoAmIResponse
@@ -1238,7 +1298,7 @@ export type WhoAmIResponse = Message<"mpataki.jobqueue.v1.WhoAmIResponse"> & {
  * Use `create(WhoAmIResponseSchema)` to create a new message.
  */
 export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
-  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 37);
+  messageDesc(file_mpataki_jobqueue_v1_jobqueue, 39);
 
 /**
  * The lifecycle of a job; see docs/design.md for the state machine.
@@ -1384,6 +1444,18 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof GetJobRequestSchema;
     output: typeof GetJobResponseSchema;
+  },
+  /**
+   * Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+   * returns it, with its result; when `timeout_ms` passes first, returns the job
+   * as it is then, with done = false.
+   *
+   * @generated from rpc mpataki.jobqueue.v1.JobService.WaitJob
+   */
+  waitJob: {
+    methodKind: "unary";
+    input: typeof WaitJobRequestSchema;
+    output: typeof WaitJobResponseSchema;
   },
   /**
    * Cancels a pending or running job. A job that already finished cannot be
