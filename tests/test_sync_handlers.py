@@ -405,3 +405,20 @@ async def test_jobqueue_worker_loads_a_module_with_a_sync_handler(
     )
     jobs = [await store.enqueue(job_type) for job_type in ("cli-sync-process", "cli-sync")]
     await serve_until_completed(module, redis_url, store, [job.id for job in jobs])
+
+
+def summarise(note: Note) -> dict[str, object]:
+    """A typed sync handler whose return value is stored as the job's result (JSON, its codec's)."""
+    return {"path": note.path, "length": len(note.text)}
+
+
+async def test_a_sync_handlers_return_value_is_the_jobs_result(store: Harness, settings: Settings) -> None:
+    async with running(make_worker(settings, _double)):
+        queued = await store.enqueue("t", b"ab")
+        await eventually(status_is(store, queued.id, JobStatus.COMPLETED), what="completion")
+    assert (await store.get(queued.id)).result == b"abab"
+    typed = Worker("typed-sync", summarise, settings=settings, heartbeat_s=0.1, lease_s=5.0)
+    async with running(typed):
+        queued = await store.enqueue("typed-sync", json.dumps({"path": "p", "text": "four"}).encode())
+        await eventually(status_is(store, queued.id, JobStatus.COMPLETED), what="completion")
+    assert json.loads((await store.get(queued.id)).result) == {"path": "p", "length": 4}
