@@ -149,3 +149,21 @@ async def total_when_empty(store: Harness, job_type: str) -> int | None:
     indexes trimmed to retention), else None."""
     total = await store.transitions.tidy(job_type)
     return total if total >= 0 else None
+
+
+async def test_a_paused_type_is_never_forgotten(soak_store: Harness) -> None:
+    """Of two idle types, the paused one stays (with its `paused`) after the other is forgotten."""
+    store, reaper = soak_store, every_pass(soak_store)
+    for job_type in ("paused", "unpaused"):
+        job = await store.enqueue(job_type, b"", later())
+        await store.cancel(job.id)
+    await store.store.controls.pause("paused")
+
+    async def unpaused_forgotten() -> bool:
+        await reaper.reap_once()
+        return not await store.redis.sismember(store.keys.types, "unpaused")
+
+    await eventually(unpaused_forgotten, timeout=30, what="the unpaused idle type forgotten")
+    assert await store.transitions.tidy("paused") == -1
+    assert await store.redis.sismember(store.keys.types, "paused")
+    assert await store.redis.hget(store.keys.queue("paused").stats, "paused") == b"1"

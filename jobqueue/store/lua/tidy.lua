@@ -2,7 +2,7 @@
 -- to retention (the scripts trim them only at a type's first finish of a
 -- minute, so a type that stopped finishing jobs would keep its expired ids),
 -- and tells whether the type holds anything at all: no job in any state, no
--- worker. With `forget`, an empty type whose `total_enqueued` is still the one
+-- worker, not paused. With `forget`, an empty type whose `total_enqueued` is still the one
 -- the caller saw when it found it empty (no enqueue since) loses its `stats`,
 -- `defaults` and `suspects`: the caller drops it from the types registry.
 -- include: common
@@ -24,7 +24,11 @@ end
 if redis.call('LLEN', ready) > 0 or redis.call('LLEN', popped) > 0 then
   return -1
 end
-local total = redis.call('HGET', stats, 'total_enqueued') or '0'
+local kept = redis.call('HMGET', stats, 'total_enqueued', 'paused')
+if kept[2] == '1' then
+  return -1  -- a paused type stays paused, and so registered
+end
+local total = kept[1] or '0'
 if forget ~= '1' then
   return tonumber(total)
 end
