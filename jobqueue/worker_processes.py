@@ -67,7 +67,13 @@ class Supervisor:
         quick_deaths = 0
         while not stop.is_set():
             started = clock()
-            child = await self._spawn(index)
+            try:
+                child = await self._spawn(index)
+            except OSError:  # the interpreter gone, no more processes...
+                log.exception("worker process %d could not start: stopping every worker process", index)
+                self.gave_up = True
+                stop.set()
+                return
             returncode = await child.wait()
             if stop.is_set():
                 return

@@ -12,12 +12,16 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobqueue.client import SyncClient
 from jobqueue.model import JobStatus
+from jobqueue.ports import port_free
+from jobqueue.redis_server import free_port
 
 from .conftest import ROOT, eventually, jobqueue_process, runs, status_is
 from .edge import error_lines
@@ -32,10 +36,10 @@ QUICK_REAPER = {
 
 
 def supervisor(
-    redis_url: str, log: Path, processes: int = 2
+    redis_url: str, log: Path, processes: int = 2, *options: str
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """`jobqueue worker tests/worker_apps.py --processes N`: it must exit 0 on SIGTERM."""
-    args = ["worker", "tests/worker_apps.py", "--processes", str(processes)]
+    args = ["worker", "tests/worker_apps.py", "--processes", str(processes), *options]
     return jobqueue_process(args, log, JOBQUEUE_REDIS_URL=redis_url, **QUICK_REAPER)
 
 
@@ -54,6 +58,17 @@ def alive(pid: int) -> bool:
     return status.exists() and status.read_text().split()[2] != "Z"
 
 
+def jobs_started(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "jobqueue_jobs_started_total"
+    )
+
+
 async def pids_that_ran(store: Harness) -> set[int]:
     return {pid for _, _, pid in await runs(store, "test:started")}
 
@@ -65,9 +80,12 @@ async def running_in_two(store: Harness) -> bool:
 async def test_two_processes_drain_the_jobs_and_both_take_work(
     tmp_path: Path, redis_url: str, store: Harness, server_url: str
 ) -> None:
-    """Both children run jobs; ListWorkers shows two workers, of two processes."""
-    log = tmp_path / "supervisor.log"
-    with supervisor(redis_url, log) as process:
+    """Both children run jobs; ListWorkers shows two workers, of two processes; each
+    serves its metrics on a port of its own, and together they count every job."""
+    log, port = tmp_path / "supervisor.log", free_port()
+    while not port_free("127.0.0.1", port + 1):
+        port = free_port()
+    with supervisor(redis_url, log, 2, "--metrics-port", str(port)) as process:
         # Long enough runs that one process (4 slots) cannot take them all at once.
         jobs = [await store.enqueue("sleepy", b"0.3") for _ in range(24)]
         for job in jobs:
@@ -77,6 +95,8 @@ async def test_two_processes_drain_the_jobs_and_both_take_work(
         assert len({w.id for w in workers}) == 2 and len({w.pid for w in workers}) == 2, workers
         assert {w.pid for w in workers} == children_of(process.pid)
         assert {w.pid for w in workers} == await pids_that_ran(store)
+        started = [await asyncio.to_thread(jobs_started, p) for p in (port, port + 1)]
+        assert sum(started) == 24 and all(started), started
     text = log.read_text()
     assert not error_lines(text), text
     assert text.count("worker process") >= 2 and "supervising 2 worker processes" in text, text
@@ -144,3 +164,26 @@ def test_processes_must_be_a_positive_number(tmp_path: Path) -> None:
 def _linux_only() -> None:
     if not Path("/proc/self/task").exists():
         pytest.skip("reads children from /proc")
+
+
+def test_a_crash_loop_is_bounded(tmp_path: Path, redis_url: str) -> None:
+    """Children that die as they start (the supervisor itself loads the module fine) are
+    restarted with growing delays, then the supervisor gives up: exit 1, no child left."""
+    module = tmp_path / "crashing_worker.py"
+    module.write_text(
+        "import sys\n"
+        "from jobqueue.worker import Job, Worker\n"
+        "if sys.argv[-2:] == ['--processes', '1']:  # a child\n"
+        "    raise ValueError('crashing on purpose')\n"
+        "async def noop(job: Job) -> None: ...\n"
+        "worker = Worker('crashing', noop)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "jobqueue.cli", "worker", str(module), "--processes", "2"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        env={**os.environ, "JOBQUEUE_REDIS_URL": redis_url},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "exited (exit status 1), 5 times in a row within 30 s of starting: giving up" in result.stderr
+    assert "restarting it in 4.0 s" in result.stderr  # the delays doubled: 0.5, 1, 2, 4 s
+    assert result.stderr.count("crashing on purpose") >= 5
