@@ -93,17 +93,8 @@ class JobqueuePeer(common.Peer):
         self.client: SyncClient | None = None
 
     def worker_cmds(self, scenario: str) -> list[list[str]]:
-        return [
-            [
-                sys.executable,
-                "-m",
-                "jobqueue.cli",
-                "worker",
-                str(HERE / "peer_jobqueue.py"),
-                "--processes",
-                "1",
-            ]
-        ]
+        command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+        return [[*command, "--processes", "1"]]  # one process a command, as before the option
 
     async def setup(self) -> None:
         if VIA_RPC:

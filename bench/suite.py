@@ -285,15 +285,8 @@ def s6(out: Path, smoke: bool) -> dict[str, Any]:
         env = dict(
             os.environ, BENCH_REDIS_URL=rs.url, PYTHONPATH=str(_peers_dir()), BENCH_JQ_CONCURRENCY="50"
         )
-        cmd = [
-            sys.executable,
-            "-m",
-            "jobqueue.cli",
-            "worker",
-            str(HERE / "peer_jobqueue.py"),
-            "--processes",
-            "1",
-        ]
+        cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+        cmd += ["--processes", "1"]  # one process, as before the option
         with process(cmd, Path(tmp) / "worker.log", env) as worker:
             _wait_count(client, sample)
             rss = {f"{sample:,}": _rss_mb(worker.pid)}

@@ -5,8 +5,8 @@ processes of the same workers module. The supervisor starts N children (each a
 `jobqueue worker ... --processes 1`: one process, as without a supervisor), and:
 
 - restarts a child that exits on its own (it crashed, or was killed), after a
-  delay that doubles with each quick death in a row (one within QUICK_DEATH_S of
-  its start). After QUICK_DEATHS_BEFORE_GIVING_UP in a row it gives up: it stops
+  delay that doubles with each quick death in a row (supervise.QuickDeaths: within
+  30 s of its start). After 5 in a row it gives up: it stops
   every child and exits 1, rather than fork a failing module forever. The jobs a
   dead child held come back as any dead worker's do (its reaper-visible liveness
   lapses, or its popped ids are swept).
@@ -30,11 +30,10 @@ from .process import run_until_stopped
 from .redis_server import describe_exit, dying_with_parent
 from .settings import Settings
 from .store.memory_policy import check_deployment
+from .supervise import QuickDeaths
 
 log = logging.getLogger("jobqueue.worker")
 
-QUICK_DEATH_S = 30.0
-QUICK_DEATHS_BEFORE_GIVING_UP = 5
 FIRST_RESTART_DELAY_S = 0.5
 # A child's own shutdown is bounded by its workers' shutdown_grace_s (10 s by default).
 STOP_DEADLINE_S = 60.0
@@ -64,7 +63,7 @@ class Supervisor:
     async def _keep(self, index: int, stop: asyncio.Event) -> None:
         """Runs child `index`, restarting it after each exit, until `stop`."""
         clock = asyncio.get_running_loop().time
-        quick_deaths = 0
+        deaths = QuickDeaths()
         while not stop.is_set():
             started = clock()
             try:
@@ -77,21 +76,20 @@ class Supervisor:
             returncode = await child.wait()
             if stop.is_set():
                 return
-            quick_deaths = quick_deaths + 1 if clock() - started < QUICK_DEATH_S else 1
             how = describe_exit(returncode)
-            if quick_deaths >= QUICK_DEATHS_BEFORE_GIVING_UP:
+            if deaths.died(clock() - started):
                 log.error(
                     "worker process %d exited (%s), %d times in a row within %.0f s of starting: "
                     "giving up, stopping every worker process",
                     index,
                     how,
-                    quick_deaths,
-                    QUICK_DEATH_S,
+                    deaths.count,
+                    deaths.quick_s,
                 )
                 self.gave_up = True
                 stop.set()
                 return
-            delay = FIRST_RESTART_DELAY_S * 2 ** (quick_deaths - 1)
+            delay = FIRST_RESTART_DELAY_S * 2 ** (deaths.count - 1)
             log.warning("worker process %d (pid %d) exited (%s); restarting it in %.1f s", index,
                         child.pid, how, delay)  # fmt: skip
             with contextlib.suppress(TimeoutError):
