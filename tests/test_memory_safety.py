@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,8 +58,11 @@ def server_args() -> list[str]:
     return ["server", "--host", "127.0.0.1", "--port", str(free_port())]
 
 
-def test_a_server_refuses_a_redis_that_evicts(lru_redis: str) -> None:
-    assert_refusal(refused(server_args(), lru_redis), "server")
+@pytest.mark.parametrize("server", ["hypercorn", "h2corn"])
+def test_a_server_refuses_a_redis_that_evicts(lru_redis: str, server: str) -> None:
+    if server == "h2corn" and shutil.which("h2corn") is None:
+        pytest.skip("h2corn is not installed")
+    assert_refusal(refused([*server_args(), "--server", server], lru_redis), "server")
 
 
 def test_a_worker_refuses_a_redis_that_evicts(lru_redis: str) -> None:
