@@ -60,14 +60,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _start_process(args: argparse.Namespace, service: str) -> Settings:
-    """Sets up a long-running command's logging and, if on, its tracing (as `service`);
-    returns its settings."""
+def _start_process(args: argparse.Namespace, service: str | None) -> Settings:
+    """Sets up a long-running command's logging and, if on, its tracing (as `service`;
+    None: a process that runs no jobs nor calls, a supervisor); returns its settings."""
     from ..process import configure_logging  # noqa: PLC0415 - keeps client commands light
 
     configure_logging(log_level_from(args.log_level), log_format_from(args.log_format))
     settings = _settings(args)
-    if settings.tracing:
+    if settings.tracing and service is not None:
         from ..tracing import start  # noqa: PLC0415 - only with tracing on
 
         start(service)
@@ -84,7 +84,7 @@ def _server(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     processes = processes_from(args.processes)
-    settings = _start_process(args, "jobqueue-worker" if processes == 1 else "jobqueue-supervisor")
+    settings = _start_process(args, "jobqueue-worker" if processes == 1 else None)
     from ..loader import load_workers  # noqa: PLC0415
     from ..worker import run_workers  # noqa: PLC0415
 
