@@ -8,7 +8,17 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode, payload_bytes
+from .model import (
+    NO_OPTIONS,
+    Backoff,
+    Enqueued,
+    EnqueueRequest,
+    Job,
+    JobOptions,
+    JobStatus,
+    UniqueMode,
+    payload_bytes,
+)
 from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
 from .selection import JobFilter, ListOrder, TimeField, enum_member
 from .store.job_events import JobChange
@@ -80,6 +90,13 @@ def _unique_mode(number: int) -> UniqueMode:
         return UniqueMode(number)
     except ValueError:
         return UniqueMode.NONE
+
+
+def enqueued_of(reply: pb.EnqueueJobResponse) -> Enqueued:
+    """What an EnqueueJob call did, from its reply's flags."""
+    if reply.debounced:
+        return Enqueued.DEBOUNCED
+    return Enqueued.EXISTING if reply.existing else Enqueued.CREATED
 
 
 def backoff_to_proto(backoff: Backoff | None) -> pb.Backoff | None:
