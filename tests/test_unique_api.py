@@ -9,11 +9,13 @@ import json
 import pytest
 from redis.asyncio import Redis
 
+from jobqueue.cli.exits import ExitCode
 from jobqueue.client import Client
 from jobqueue.model import Enqueued, EnqueueRequest, JobOptions, JobStatus, UniqueMode, partition_of_type
 
 from .harness import Harness
 from .test_api import assert_clean, b64, finish, grpcurl, grpcurl_json, new_type, post_json
+from .test_cli import jobqueue, one_line_error, view_rows
 
 ENQUEUE = "mpataki.jobqueue.v1.JobService/EnqueueJob"
 
@@ -91,3 +93,34 @@ async def test_bad_unique_options_are_invalid_argument_and_store_nothing(
     ran = await grpcurl(server_url, "mpataki.jobqueue.v1.JobService/EnqueueJobs", data=batch)
     assert ran.code != 0 and "Code: InvalidArgument" in ran.err and f"jobs[1].{names}" in ran.err, ran
     assert await redis.keys(f"jq:{{{partition_of_type(job_type)}}}:*{job_type}*") == []
+
+
+def test_cli_enqueue_with_a_unique_key_in_each_mode(server_url: str) -> None:
+    job_type = new_type()
+    debounced = [
+        "enqueue",
+        job_type,
+        "--unique-key",
+        "k",
+        "--unique",
+        "debounce",
+        "--in",
+        "1h",
+        "--url",
+        server_url,
+    ]
+    first = view_rows(jobqueue(*debounced, "v1").stdout)
+    assert first["unique key"] == "k (debounce)" and "enqueued" not in first
+    second = view_rows(jobqueue(*debounced, "v2").stdout)
+    assert (second["id"], second["payload"]) == (first["id"], "v2")
+    assert second["enqueued"].startswith("no: this pending job has the same key")
+    active = ["enqueue", job_type, "x", "--unique-key", "a", "--unique", "while-active", "--url", server_url]
+    created = view_rows(jobqueue(*active).stdout)
+    existing = view_rows(jobqueue(*active).stdout)
+    assert existing["id"] == created["id"] and existing["enqueued"].startswith(
+        "no: this job, enqueued before"
+    )
+    refused = jobqueue("enqueue", job_type, "--unique-key", "k", "--url", server_url)
+    assert one_line_error(refused, ExitCode.REFUSED).startswith("jobqueue: invalid_argument: unique_mode: ")
+    usage = jobqueue("enqueue", job_type, "--unique-key", "k", "--unique", "sometimes", "--url", server_url)
+    assert usage.returncode == ExitCode.USAGE and "while-active" in usage.stderr
