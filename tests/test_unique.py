@@ -14,6 +14,7 @@ from jobqueue.errors import InvalidInput
 from jobqueue.model import Enqueued, EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode
 from jobqueue.store.connection import OwnConnection
 from jobqueue.store.outcomes import Outcome, Result
+from jobqueue.testing import InlineQueue
 
 from .conftest import eventually
 from .harness import Harness
@@ -243,3 +244,38 @@ async def test_bad_unique_options_are_refused_before_anything_is_stored(
     with pytest.raises(InvalidInput, match=rf"^jobs\[1\]\.{field}"):
         await store.enqueue_many([EnqueueRequest("t"), EnqueueRequest("t", options=options)])
     assert await store.redis.keys(f"{store.settings.prefix}:*") == []
+
+
+async def _scenario(
+    enqueue: Callable[..., Awaitable[Job]], cancel: Callable[[str], Awaitable[object]]
+) -> list[tuple[Enqueued, int, bytes]]:
+    """Both modes' steps; each answer as (what the enqueue did, which job: 0 the first, ...)."""
+    ids: list[str] = []
+    seen = []
+    for payload, options, then_cancel in [
+        (b"a1", ACTIVE, False),
+        (b"a2", ACTIVE, True),  # cancelled: the key is free
+        (b"a3", ACTIVE, False),
+        (b"d1", debounce(60_000, "d"), False),
+        (b"d2", debounce(60_000, "d"), False),
+    ]:
+        job = await enqueue("t", payload, None, options)
+        if job.id not in ids:
+            ids.append(job.id)
+        seen.append((job.enqueued, ids.index(job.id), job.payload))
+        if then_cancel:
+            await cancel(job.id)
+    return seen
+
+
+async def test_the_inline_queue_has_the_same_semantics(store: Harness) -> None:
+    inline = InlineQueue(eager=False)
+    expected = [
+        (Enqueued.CREATED, 0, b"a1"),
+        (Enqueued.EXISTING, 0, b"a1"),
+        (Enqueued.CREATED, 1, b"a3"),
+        (Enqueued.CREATED, 2, b"d1"),
+        (Enqueued.DEBOUNCED, 2, b"d2"),
+    ]
+    assert await _scenario(inline.enqueue, inline.cancel) == expected
+    assert await _scenario(store.enqueue, store.cancel) == expected
