@@ -125,7 +125,8 @@ class Job:
     unique_key: str = ""
     unique_mode: UniqueMode = UniqueMode.NONE
     # What the enqueue that returned this job did (set by enqueue only; CREATED elsewhere).
-    enqueued: Enqueued = Enqueued.CREATED
+    # Not part of equality: it describes the call, not the job.
+    enqueued: Enqueued = dataclasses.field(default=Enqueued.CREATED, compare=False)
 
 
 def check_job_type(job_type: str) -> str:
