@@ -279,3 +279,16 @@ async def test_the_inline_queue_has_the_same_semantics(store: Harness) -> None:
     ]
     assert await _scenario(inline.enqueue, inline.cancel) == expected
     assert await _scenario(store.enqueue, store.cancel) == expected
+
+
+async def test_a_key_naming_a_final_or_vanished_job_counts_as_free(store: Harness) -> None:
+    """A release missed (a transition that forgot it, a job deleted by hand) does not
+    hold the key: enqueue reads the holder's status in the same call."""
+    done = await store.enqueue("t", b"")
+    assert await store.cancel(done.id) is JobStatus.PENDING
+    lock = store.keys.queue("t").unique("report:42")
+    for stale in (done.id, "0000" + done.id[4:]):  # final, then a job that is not stored
+        await store.redis.set(lock, stale)
+        job = await store.enqueue("t", b"", None, ACTIVE)
+        assert job.enqueued is Enqueued.CREATED and await holder(store) == job.id
+        assert await store.cancel(job.id) is JobStatus.PENDING
