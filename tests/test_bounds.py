@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from jobqueue.model import Job, JobOptions, JobStatus
+from jobqueue.model import Job, JobOptions, JobStatus, UniqueMode
 from jobqueue.reaper import Reaper
 from jobqueue.worker import PermanentError, Worker
 
@@ -87,11 +87,13 @@ async def test_the_keyspace_returns_to_its_baseline_after_retention(soak_store: 
         await store.enqueue("soak", b"ok", options=JobOptions(idempotency_key=f"k{i % 5}")) for i in range(10)
     ]
     assert len({job.id for job in keyed}) == 5
+    unique = JobOptions(unique_key="u", unique_mode=UniqueMode.WHILE_ACTIVE)
+    jobs += [await store.enqueue("soak", b"ok", now_ms + 300, unique) for _ in range(3)]  # one job
     cancelled = [await store.enqueue("soak", b"ok", now_ms + 3_600_000) for _ in range(10)]
     for job in cancelled:
         await store.cancel(job.id)
     during = await key_kinds(store)
-    assert during["job"] == 60 and during["idem"] == 5 and during["cancelled"] == 1, during
+    assert during["job"] == 61 and during["idem"] == 5 and during["unique"] == 1, during
     await run_until(store, "soak", lambda: finished(store, [j.id for j in jobs + keyed]))
     assert (await store.get(jobs[30].id)).status is JobStatus.FAILED
 
