@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
+from ..outage import Outage, of
 from ..supervise import REDIS_DOWN
 
 if TYPE_CHECKING:
@@ -56,14 +57,15 @@ async def eviction_policy(redis: Redis) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def check_eviction_policy(redis: Redis, *, allowed: bool) -> None:
+async def check_eviction_policy(redis: Redis, *, allowed: bool, outage: Outage) -> None:
     """Raises EvictionPolicyRefused if Redis may evict keys, unless `allowed` (then a
-    WARNING). A Redis that does not answer is not checked (a WARNING says so): the
-    process starts, and waits for it like for any outage."""
+    WARNING). A Redis that does not answer is not checked: the process starts, and
+    waits for it as for any outage (told once, by `outage`)."""
     try:
         policy = await eviction_policy(redis)
     except REDIS_DOWN as exc:
-        log.warning("could not check Redis's maxmemory-policy (Redis unavailable: %s)", exc)
+        outage.failed(exc)
+        log.debug("Redis's maxmemory-policy not checked: Redis unavailable")
         return
     if policy is None or policy == SAFE_POLICY:
         return
@@ -82,6 +84,6 @@ async def check_deployment(settings: Settings) -> None:
 
     redis = connect(settings.redis_url, max_connections=1, timeout_s=settings.redis_timeout_s)
     try:
-        await check_eviction_policy(redis, allowed=settings.allow_eviction)
+        await check_eviction_policy(redis, allowed=settings.allow_eviction, outage=of(settings.redis_url))
     finally:
         await redis.aclose()
