@@ -130,8 +130,11 @@ async def test_a_killed_process_is_restarted_and_its_jobs_run_again(
     assert not error_lines(text), text
 
 
-async def test_sigterm_stops_every_process_gracefully(tmp_path: Path, redis_url: str, store: Harness) -> None:
-    """SIGTERM to the supervisor: each child releases its running jobs (back to PENDING,
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_stop_signal_stops_every_process_gracefully(
+    tmp_path: Path, redis_url: str, store: Harness, stop_signal: signal.Signals
+) -> None:
+    """SIGTERM (or SIGINT) to the supervisor: each child releases its running jobs (back to PENDING,
     no attempt spent) and leaves; the supervisor exits 0 within the deadline; no ERROR."""
     log = tmp_path / "supervisor.log"
     with supervisor(redis_url, log) as process:
@@ -139,7 +142,7 @@ async def test_sigterm_stops_every_process_gracefully(tmp_path: Path, redis_url:
         await eventually(lambda: running_in_two(store), timeout=30, what="both processes running jobs")
         children = children_of(process.pid)
         assert len(children) == 2
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         code = await asyncio.to_thread(process.wait, 30)
     assert code == 0
     assert not any(alive(pid) for pid in children)
