@@ -312,6 +312,15 @@ class Transitions:
         keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
         return decode(await script.run(keys, [job_id, dead_worker or "lease", self.retention_ms]))
 
+    async def tidy(self, job_type: str, *, forget_if_total: int | None = None) -> int:
+        """Trims the type's finished indexes to retention. Returns -1 if the type holds a
+        job or a worker; else its total_enqueued, or (given `forget_if_total`, the total
+        seen when it was found empty) 1 once its stats, defaults and suspects are gone."""
+        script = self._scripts["tidy"]
+        forget = forget_if_total is not None
+        args = [self.retention_ms, int(forget), forget_if_total or 0]
+        return int(await script.run(script.keys(self.keys.queue(job_type)), args))
+
     async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
         """Returns ids popped but not claimed within `stall_ms` to the ready list;
         returns how many."""

@@ -142,7 +142,15 @@ class Deployment:
         return self._spawn(command, "server", self.env)
 
     def start_worker(self, crash_at: str = "") -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "jobqueue.cli", "worker", "tests/chaos/worker.py"]
+        command = [
+            sys.executable,
+            "-m",
+            "jobqueue.cli",
+            "worker",
+            "tests/chaos/worker.py",
+            "--processes",
+            "1",
+        ]
         process = self._spawn(command, "worker", dict(self.env, JOBQUEUE_CRASH_AT=crash_at))
         self.crash_points[process.pid] = crash_at
         return process
