@@ -42,6 +42,7 @@ _STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
 _SET_WHEN_NOT_ZERO = (
     "attempt", "last_error", "started_at", "finished_at",
     "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "last_error_attempt",
+    "progress", "progress_message", "progress_at",
 )  # fmt: skip
 
 
@@ -65,6 +66,9 @@ def job_from_proto(job: pb.Job) -> Job:
         idempotency_key=job.idempotency_key,
         backoff=backoff_from_proto(job.backoff),
         result=job.result,
+        progress=job.progress,
+        progress_message=job.progress_message,
+        progress_at=job.progress_at,
     )
 
 

@@ -273,6 +273,13 @@ class Transitions:
         ]  # fmt: skip
         return decode(await script.run(keys, args))
 
+    async def progress(self, job: Job, fraction: float, message: str) -> Result:
+        """Writes a running job's progress (set_progress): OK, or STALE (its lease was
+        lost, or the job is no longer RUNNING): nothing written."""
+        script = self._scripts["progress"]
+        keys = script.keys(None, job=self.keys.job(job.id))
+        return decode(await script.run(keys, [job.lease_token, repr(fraction), message]))
+
     async def release(self, job: Job) -> Result:
         """Hands a running job back to the front of the ready list (a worker's
         shutdown): OK, or STALE."""
