@@ -302,3 +302,20 @@ async def test_the_inline_queue_records_progress_on_the_job() -> None:
     )  # its own run's
     synced = await queue.enqueue("s")
     assert (synced.progress, synced.progress_message) == (1.0, "done in a thread")
+
+
+def report_in_a_process(job: Job) -> None:
+    """A handler for executor="process" (module-level: it pickles by name)."""
+    job.set_progress(0.5)
+
+
+async def test_a_handler_in_a_process_is_told_progress_cannot_reach_the_worker(
+    store: Harness, settings: Settings
+) -> None:
+    worker = make_worker(settings, report_in_a_process, executor="process", concurrency=1, max_attempts=1)
+    async with running(worker):
+        job = await store.enqueue("t", b"")
+        await eventually(status_is(store, job.id, JobStatus.FAILED), what="the failure")
+    failed = await store.get(job.id)
+    assert "set_progress is for the job a handler is running" in failed.last_error
+    assert "executor='process'" in failed.last_error
