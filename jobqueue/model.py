@@ -106,7 +106,8 @@ class Job:
     # COMPLETED; b"" if it returned nothing. Reads only: a claimed job has b"".
     result: bytes = b""
     # The last progress its current (or last) run reported with set_progress: a
-    # fraction 0..1, a message, when it was written (Unix ms; 0: none). Reads only.
+    # fraction 0..1, a message, when it was written (Unix ms; 0: none). On a job a
+    # worker runs, set when its run's last report goes with its completion.
     progress: float = 0.0
     progress_message: str = ""
     progress_at: int = 0
@@ -155,9 +156,12 @@ _PICKLED_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name != "_p
 
 def check_progress(fraction: float) -> float:
     """A progress fraction: a number from 0 to 1 (ValueError otherwise, NaN included)."""
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be a number from 0 to 1, got {fraction!r}")
-    return float(fraction)
+    kind = type(fraction)  # exact types first: handlers call it in tight loops
+    if (kind is float or kind is int) and 0 <= fraction <= 1:  # NaN is not
+        return float(fraction)
+    if kind is not bool and isinstance(fraction, int | float) and 0 <= fraction <= 1:
+        return float(fraction)  # a subclass (numpy.float64...)
+    raise ValueError(f"fraction must be a number from 0 to 1, got {fraction!r}")
 
 
 def check_job_type(job_type: str) -> str:

@@ -98,10 +98,16 @@ async def test_the_holder_writes_progress_and_a_stale_holder_cannot(
     shown = await store.get(new.id)
     assert (shown.progress, shown.progress_message) == (0.75, "new run")
     assert shown.progress_at >= shown.started_at > 0
+    # A completion carries the run's last progress (round.lua): not the stale holder's.
+    old.progress, old.progress_message, old.progress_at = 0.95, "stale", 1
+    assert await store.complete(old) == Result(Outcome.STALE, JobStatus.RUNNING)
+    new.progress, new.progress_message, new.progress_at = 0.875, "last", 1
     assert await store.complete(new) == OK
+    done = await store.get(new.id)
+    assert (done.progress, done.progress_message, done.progress_at) == (0.875, "last", done.finished_at)
     # Nor after the job completed, nor once cancelled.
     assert await store.transitions.progress(new, 1.0, "late") == Result(Outcome.STALE, JobStatus.COMPLETED)
-    assert (await store.get(new.id)).progress == 0.75
+    assert (await store.get(new.id)).progress == 0.875
     await store.enqueue("t", b"")
     cancelled = await start(store, blocking)
     await store.cancel(cancelled.id)
@@ -198,15 +204,38 @@ async def test_a_tight_loop_of_reports_costs_a_few_writes_and_the_last_one_is_wr
         async with running(make_worker(settings, handler)):
             await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
         writes = await progress_writes(store, seen)
-    # One at once, one per interval after it, and the last before the completion.
-    assert 1 <= writes <= 2 + took[0] / PROGRESS_INTERVAL_S, (writes, took)
+    # One at once, one per interval after it; the last goes with the completion.
+    assert 1 <= writes <= 1 + took[0] / PROGRESS_INTERVAL_S, (writes, took)
     done = await store.get(job.id)
     assert (done.progress, done.progress_message) == (1.0, f"item {CALLS}")
 
 
+async def test_a_run_that_never_yields_writes_its_progress_with_its_completion_only(
+    store: Harness, settings: Settings
+) -> None:
+    """The writer never got to run: the last value goes with the completion (round.lua)."""
+
+    async def handler(job: Job) -> None:
+        for i in range(1, CALLS + 1):
+            job.set_progress(i / CALLS, f"item {i}")
+
+    job = await store.enqueue("t", b"")
+    async with job_writes(store.redis, store.keys.job(job.id)) as seen:
+        async with running(make_worker(settings, handler)):
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
+        assert await progress_writes(store, seen) == 0
+    done = await store.get(job.id)
+    assert (done.progress, done.progress_message, done.progress_at) == (
+        1.0,
+        f"item {CALLS}",
+        done.finished_at,
+    )
+
+
 async def test_a_sync_handler_reports_from_its_thread(store: Harness, settings: Settings) -> None:
-    """From a pool thread, with an interval longer than the test: the first value and
-    the last are written, nothing in between."""
+    """From a pool thread, with an interval longer than the test: at most the first
+    value is written on its own (if the writer started before the loop ended), the last
+    with the completion, nothing in between."""
     threads: set[str] = set()
 
     def handler(job: Job) -> None:
@@ -219,7 +248,7 @@ async def test_a_sync_handler_reports_from_its_thread(store: Harness, settings: 
         async with running(make_worker(settings, handler, progress_interval_s=600)):
             await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
         writes = await progress_writes(store, seen)
-    assert 1 <= writes <= 2
+    assert writes <= 1
     assert threads != {threading.current_thread().name}
     done = await store.get(job.id)
     assert (done.progress, done.progress_message) == (1.0, f"item {CALLS}")

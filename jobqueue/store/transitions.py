@@ -207,7 +207,9 @@ class Transitions:
             self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts, job_type,
         ]  # fmt: skip
         for job in completed:
-            args += [job.id, job.lease_token, job.result]
+            # A run's last progress goes with its completion (worker/progress.py): progress_at set.
+            progress = repr(job.progress) if job.progress_at else ""
+            args += [job.id, job.lease_token, job.result, progress, job.progress_message]
         if claim:
             args += [*claim, *self._claim_fields]
         records, taken, claims = await script.run(keys, args, via)

@@ -3,8 +3,10 @@
 A call only keeps the value (the latest wins); a writer task of the job's run
 writes it with progress.lua, at once if the run wrote none within the last
 `interval_s`, else when that much has passed: a tight loop of calls costs Redis
-a write per interval, not one per call. Before the run's outcome is recorded,
-the value still waiting is written (`flush`), so the last one is not lost.
+a write per interval, not one per call. The last value is not lost: a completed
+run's goes with its completion (`hand_over`: round.lua writes it in the same
+HSET, no round trip of its own, so a run shorter than the interval costs no
+write at all), a failed run's is written before its failure (`flush`).
 
 Every write is fenced by the run's lease token: a worker that lost the job's
 lease (or whose job was cancelled or finished) writes nothing. A failed write
@@ -26,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import time
 
 from ..model import Job
 from ..store.transitions import Transitions
@@ -43,9 +46,11 @@ class _RunProgress:
 
     job: Job
     value: tuple[float, str] | None = None  # the latest value not yet written
+    last: tuple[float, str] = (0.0, "")  # the latest value
     next_at: float = 0.0  # the loop time from which the next write may go
     writing: bool = False  # a writer task runs, or is about to start (under the lock)
     writer: asyncio.Task[None] | None = None
+    in_flight: bool = False  # the writer waits for Redis' answer: not to be cancelled
     flushing: asyncio.Event | None = None  # set by flush: the writer skips its wait
     over: bool = False  # the run ended: nothing more is written
 
@@ -81,7 +86,7 @@ class ProgressWriter:
             run = self._runs.get(key)
             if run is None:
                 run = self._runs[key] = _RunProgress(job)
-            run.value = (fraction, message)
+            run.value = run.last = (fraction, message)
             if run.writing:
                 return
             run.writing = True
@@ -107,10 +112,14 @@ class ProgressWriter:
                         await run.flushing.wait()
             with self._lock:
                 value, run.value = run.value, None
-                if value is None:
+                if value is None or run.over:
                     run.writing = False
                     return
-            await self._write(run.job, *value)
+            run.in_flight = True
+            try:
+                await self._write(run.job, *value)
+            finally:
+                run.in_flight = False
             run.next_at = self._loop.time() + self.interval_s
 
     async def _write(self, job: Job, fraction: float, message: str) -> None:
@@ -125,6 +134,18 @@ class ProgressWriter:
     def reported(self, job: Job) -> bool:
         """Whether the job's run has reported progress (one dict lookup: every run asks)."""
         return (job.id, job.lease_token) in self._runs
+
+    def hand_over(self, job: Job) -> None:
+        """Puts the run's last value in the job, for its completion to write (round.lua),
+        and leaves the writer nothing more to write. A write still on its way lands
+        before the completion (which overwrites it) or after it (refused)."""
+        run = self._runs.get((job.id, job.lease_token))
+        if run is None:
+            return
+        with self._lock:
+            run.value = None
+            job.progress, job.progress_message = run.last
+        job.progress_at = int(time.time() * 1000)  # for round.lua: a value to write (it stamps its own)
 
     async def flush(self, job: Job) -> None:
         """Writes the run's last value now, if it is not written yet (before the run's
@@ -150,5 +171,5 @@ class ProgressWriter:
             run = self._runs.pop((job.id, job.lease_token), None)
             if run is not None:
                 run.over = True
-        if run is not None and run.writer is not None and not run.writer.done():
-            run.writer.cancel()
+        if run is not None and run.writer is not None and not run.writer.done() and not run.in_flight:
+            run.writer.cancel()  # a write on its way finishes (a cancelled command costs its connection)

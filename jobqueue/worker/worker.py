@@ -416,8 +416,8 @@ class Worker:
                 run.handler_done = True
                 self.notify(Event.RAN, job, time.perf_counter() - began)
                 crash_point("before_finish")
-                if progress.reported(job):  # its last value, before the job is COMPLETED
-                    await progress.flush(job)
+                if progress.reported(job):  # its last value goes with the completion
+                    progress.hand_over(job)
                 # Recorded in a batch by the next round; the slot is free already.
                 serving.completions.add(job)
         finally:
