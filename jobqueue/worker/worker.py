@@ -96,7 +96,9 @@ class Worker:
     dict or list) says what the payload is decoded into, and a second parameter,
     if any, gets the Job (`async def h(email: Email, job: Job)`; docs/payloads.md).
     A plain (non-async) function is a handler too: it runs in a pool of threads
-    (or processes) of the worker's own, see `threads` and `executor`.
+    (or processes) of the worker's own, see `threads` and `executor`. A handler
+    reports how far it is with `job.set_progress(fraction, message)` (see
+    `progress_interval_s`).
     """
 
     def __init__(
