@@ -123,7 +123,7 @@ class Job:
 
         Cheap to call in a tight loop, from the handler's coroutine or from a
         sync handler's thread: the worker writes the latest value at most every
-        `progress_interval_s` (and the last one before the run's outcome), only
+        `progress_interval_s` (and the last one with the run's outcome), only
         while the run holds the job's lease. Not available in a handler run with
         executor="process" (RuntimeError), nor on a job read from the store.
         """

@@ -178,10 +178,10 @@ class Worker:
                 call runs in a process of its own (CPU-bound work escapes the GIL;
                 the handler must pickle: a module-level function), one that times
                 out or is cancelled is terminated.
-            progress_interval_s: the shortest time between two writes of a job's
-                progress (`job.set_progress`): calls in between only keep the latest
-                value, written when the interval has passed, or before the run's
-                outcome (worker/progress.py).
+            progress_interval_s: how long after a run's first progress report
+                (`job.set_progress`) it is written, and the shortest time between
+                two writes: calls in between only keep the latest value. The last
+                one goes with the run's outcome (worker/progress.py).
         """
         self.job_type = check_job_type(job_type)
         if concurrency < 1:
