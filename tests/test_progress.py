@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from jobqueue.store.connection import OwnConnection
 from jobqueue.store.outcomes import OK, Outcome, Result
 from jobqueue.testing import InlineQueue
 from jobqueue.worker import Worker
+from jobqueue.worker.typed import Handler
 
 from .conftest import eventually, status_is
 from .harness import Harness
@@ -64,6 +66,19 @@ async def job_writes(redis: Redis, key: str) -> AsyncIterator[list[bytes]]:
         await asyncio.gather(listening, return_exceptions=True)
         await pubsub.aclose()
         await redis.config_set("notify-keyspace-events", "")
+
+
+async def run_counting_writes(
+    store: Harness, settings: Settings, handler: Handler, **options: Any
+) -> tuple[Job, int]:
+    """Runs one job to its completion by a worker with `options`; returns it as stored,
+    and how many progress writes of their own its run made."""
+    job = await store.enqueue("t", b"")
+    async with job_writes(store.redis, store.keys.job(job.id)) as seen:
+        async with running(make_worker(settings, handler, **options)):
+            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
+        writes = await progress_writes(store, seen)
+    return await store.get(job.id), writes
 
 
 async def progress_writes(store: Harness, seen: list[bytes]) -> int:
@@ -199,15 +214,10 @@ async def test_a_tight_loop_of_reports_costs_a_few_writes_and_the_last_one_is_wr
                 await asyncio.sleep(0.01)
         took.append(time.monotonic() - began)
 
-    job = await store.enqueue("t", b"")
-    async with job_writes(store.redis, store.keys.job(job.id)) as seen:
-        async with running(make_worker(settings, handler, progress_interval_s=interval_s)):
-            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
-        writes = await progress_writes(store, seen)
+    done, writes = await run_counting_writes(store, settings, handler, progress_interval_s=interval_s)
     # The first an interval after the first call, then one per interval at most; the
     # last goes with the completion.
     assert 1 <= writes <= took[0] / interval_s, (writes, took)
-    done = await store.get(job.id)
     assert (done.progress, done.progress_message) == (1.0, f"item {CALLS}")
 
 
@@ -221,12 +231,8 @@ async def test_a_run_that_never_yields_writes_its_progress_with_its_completion_o
         for i in range(1, CALLS + 1):
             job.set_progress(i / CALLS, f"item {i}")
 
-    job = await store.enqueue("t", b"")
-    async with job_writes(store.redis, store.keys.job(job.id)) as seen:
-        async with running(make_worker(settings, handler)):
-            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
-        assert await progress_writes(store, seen) == 0
-    done = await store.get(job.id)
+    done, writes = await run_counting_writes(store, settings, handler)
+    assert writes == 0
     assert (done.progress, done.progress_message, done.progress_at) == (
         1.0,
         f"item {CALLS}",
@@ -244,14 +250,9 @@ async def test_a_sync_handler_reports_from_its_thread(store: Harness, settings: 
         for i in range(1, CALLS + 1):
             job.set_progress(i / CALLS, f"item {i}")
 
-    job = await store.enqueue("t", b"")
-    async with job_writes(store.redis, store.keys.job(job.id)) as seen:
-        async with running(make_worker(settings, handler, progress_interval_s=600)):
-            await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
-        writes = await progress_writes(store, seen)
+    done, writes = await run_counting_writes(store, settings, handler, progress_interval_s=600)
     assert writes == 0
     assert threads != {threading.current_thread().name}
-    done = await store.get(job.id)
     assert (done.progress, done.progress_message) == (1.0, f"item {CALLS}")
 
 
