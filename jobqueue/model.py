@@ -134,9 +134,16 @@ class Job:
                 "from the store (or one whose handler ran with executor='process', where progress cannot "
                 "reach the worker)"
             )
-        if not isinstance(message, str):
-            raise TypeError(f"message must be a str, not {type(message).__name__}")
-        sink(self, check_progress(fraction), message[:MAX_PROGRESS_MESSAGE_CHARS])
+        kind = type(fraction)  # checked here first: handlers call it in tight loops
+        if not ((kind is float or kind is int) and 0 <= fraction <= 1):  # NaN is not
+            fraction = check_progress(fraction)
+        elif kind is int:
+            fraction = float(fraction)
+        if type(message) is not str:
+            if not isinstance(message, str):
+                raise TypeError(f"message must be a str, not {type(message).__name__}")
+            message = str(message)
+        sink(self, fraction, message[:MAX_PROGRESS_MESSAGE_CHARS])
 
     def __getstate__(self) -> dict[str, object]:
         # A pickled job (a process pool's) leaves its sink behind: it is the worker's.
@@ -156,11 +163,8 @@ _PICKLED_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name != "_p
 
 def check_progress(fraction: float) -> float:
     """A progress fraction: a number from 0 to 1 (ValueError otherwise, NaN included)."""
-    kind = type(fraction)  # exact types first: handlers call it in tight loops
-    if (kind is float or kind is int) and 0 <= fraction <= 1:  # NaN is not
+    if type(fraction) is not bool and isinstance(fraction, int | float) and 0 <= fraction <= 1:  # not NaN
         return float(fraction)
-    if kind is not bool and isinstance(fraction, int | float) and 0 <= fraction <= 1:
-        return float(fraction)  # a subclass (numpy.float64...)
     raise ValueError(f"fraction must be a number from 0 to 1, got {fraction!r}")
 
 

@@ -80,21 +80,30 @@ class ProgressWriter:
     def set(self, job: Job, fraction: float, message: str) -> None:
         """Keeps the latest value of the job's run (any thread); arms its timer if
         none is armed."""
-        with self._lock:
-            if job._progress_sink is not self._sink:
-                return  # its run ended meanwhile (end() detached it)
-            key = (job.id, job.lease_token)
-            run = self._runs.get(key)
-            if run is None:
-                run = self._runs[key] = _RunProgress(job)
-            run.value = run.last = (fraction, message)
-            if run.armed:
-                return
-            run.armed = True
         if threading.get_ident() == self._loop_thread:
-            self._arm(run)
-        else:
+            # No lock: whatever else touches the run on this side runs on this thread.
+            run = self._keep(job, (fraction, message))
+            if run is not None:
+                self._arm(run)
+            return
+        with self._lock:
+            run = self._keep(job, (fraction, message))
+        if run is not None:
             self._loop.call_soon_threadsafe(self._arm, run)
+
+    def _keep(self, job: Job, value: tuple[float, str]) -> _RunProgress | None:
+        """Keeps `value` for the job's run; returns the run if its timer is to be armed."""
+        if job._progress_sink is not self._sink:
+            return None  # its run ended meanwhile (end() detached it)
+        key = (job.id, job.lease_token)
+        run = self._runs.get(key)
+        if run is None:
+            run = self._runs[key] = _RunProgress(job)
+        run.value = run.last = value
+        if run.armed:
+            return None
+        run.armed = True
+        return run
 
     def _arm(self, run: _RunProgress) -> None:
         if run.over:
