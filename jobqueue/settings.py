@@ -87,6 +87,9 @@ class Settings:
     # Results (worker/results.py): the largest value a handler may return, in bytes;
     # a larger one fails its run for good (PermanentError). Read by the workers.
     max_result_bytes: int = 1 << 20
+    # Redis Cluster (docs/design.md, "Redis Cluster"): `redis_url` names any node of a
+    # cluster, and every process connects with the cluster client.
+    redis_cluster: bool = False
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:
