@@ -136,3 +136,24 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """`python -m jobqueue.redis_cluster [DIR]`: runs a local cluster until Ctrl-C (or
+    SIGTERM), its first master's URL on stdout (for benchmarks and trying things)."""
+    import signal  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="jobqueue-cluster-"))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with LocalCluster(data_dir) as cluster:
+        print(cluster.url, flush=True)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

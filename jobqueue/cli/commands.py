@@ -54,6 +54,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_cert=getattr(args, "tls_cert", None),  # server only, as the two below
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
+        redis_cluster=getattr(args, "redis_cluster", None),
     )
 
 

@@ -397,6 +397,10 @@ def _redis_option(parser: argparse.ArgumentParser) -> None:
         "--redis-url",
         help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
     )
+    parser.add_argument(
+        "--redis-cluster", action="store_true", default=None,
+        help="the URL names a node of a Redis Cluster: connect to the cluster (JOBQUEUE_REDIS_CLUSTER)",
+    )  # fmt: skip
 
 
 def _log_level_option(parser: argparse.ArgumentParser) -> None:
