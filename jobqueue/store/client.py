@@ -97,6 +97,13 @@ def connect_cluster(url: str, *, max_connections: int | None = 256, timeout_s: f
         max_connections=2**31 if max_connections is None else max_connections,
         require_full_coverage=True,
     )
+    # The lean connections (see `_LeanConnection`) for every node: the nodes made
+    # later, as the slot map is read, take their class from the same options.
+    kwargs = client.connection_kwargs
+    lean = (_LEAN_TIMED if timeout_s else _LEAN).get(kwargs["connection_class"], kwargs["connection_class"])
+    kwargs["connection_class"] = lean
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = lean
     return cast("Redis", client)
 
 

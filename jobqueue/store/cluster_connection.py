@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 # How many times one command may be redirected (MOVED, ASK) before the error stands:
 # a slot map settling after a failover takes one or two.
 MAX_REDIRECTS = 3
+# Routes remembered (first key -> node) before they are forgotten all at once.
+MAX_ROUTES = 1024
 
 
 def command_keys(command: Sequence[EncodableT]) -> Sequence[EncodableT]:
@@ -66,6 +68,7 @@ class ClusterConnection(OwnConnection):
         self._cluster = cluster
         self._make_for = make_connection
         self._nodes: dict[tuple[str, int], OwnConnection] = {}
+        self._routes: dict[EncodableT, OwnConnection] = {}  # first key -> its node's connection
 
     def _node(self, address: tuple[str, int]) -> OwnConnection:
         connection = self._nodes.get(address)
@@ -83,29 +86,40 @@ class ClusterConnection(OwnConnection):
             self._busy = False
 
     async def _routed(self, command: Sequence[EncodableT], blocks_s: float) -> Any:
-        cluster = self._cluster
-        await cluster.initialize()  # once: reads the slot map
         keys = command_keys(command)
-        slot = cluster.keyslot(keys[0]) if keys else 0
-        node = cluster.nodes_manager.get_node_from_slot(slot)
-        address = (node.host, int(node.port))
-        asking = False
+        route = keys[0] if keys else command[0]
+        connection = self._routes.get(route)
+        if connection is None:
+            connection = await self._route(route, keys)
         for _ in range(MAX_REDIRECTS):
-            connection = self._node(address)
             try:
-                if asking:
-                    await connection.execute("ASKING")
                 return await connection.execute(*command, blocks_s=blocks_s)
             except MovedError as moved:
                 # The slot has a new owner (a failover, a migration done): read the map again.
-                await cluster.nodes_manager.initialize()
-                address, asking = (moved.host, int(moved.port)), False
+                self._routes.clear()
+                await self._cluster.nodes_manager.initialize()
+                connection = self._node((moved.host, int(moved.port)))
             except AskError as ask:
-                address, asking = (ask.host, int(ask.port)), True
-        return await self._node(address).execute(*command, blocks_s=blocks_s)
+                # The slot is migrating and this key has left: ask its new node, this once.
+                asked = self._node((ask.host, int(ask.port)))
+                await asked.execute("ASKING")
+                return await asked.execute(*command, blocks_s=blocks_s)
+        return await connection.execute(*command, blocks_s=blocks_s)
+
+    async def _route(self, route: EncodableT, keys: Sequence[EncodableT]) -> OwnConnection:
+        """The connection to the master of `keys`' slot, remembered for `route` (the
+        first key: a fetcher or a hub sends the same few keys again and again)."""
+        cluster = self._cluster
+        await cluster.initialize()  # once: reads the slot map
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]) if keys else 0)
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        connection = self._routes[route] = self._node((node.host, int(node.port)))
+        return connection
 
     async def aclose(self) -> None:
         await super().aclose()
         nodes, self._nodes = self._nodes, {}
+        self._routes.clear()
         for connection in nodes.values():
             await connection.aclose()
