@@ -10,8 +10,10 @@ so ports are picked with both free.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -20,6 +22,10 @@ from .redis_server import HOST, RedisServer, free_port
 
 SLOTS = 16384
 BUS_OFFSET = 10000  # Redis Cluster's bus port is the node's port + 10000
+
+
+def _call(client: redis.Redis, *command: object) -> Any:
+    return client.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
 def _ready(info: dict[str, object]) -> bool:
@@ -93,24 +99,24 @@ class LocalCluster:
     def _form(self, deadline: float) -> None:
         clients = [redis.Redis(host=HOST, port=node.port, socket_timeout=5) for node in self.nodes]
         try:
-            ids = [client.execute_command("CLUSTER MYID").decode() for client in clients]
+            ids = [_call(client, "CLUSTER MYID").decode() for client in clients]
             per_master = SLOTS // self.masters_count
             for index, client in enumerate(clients[: self.masters_count]):
                 first = index * per_master
                 last = SLOTS - 1 if index == self.masters_count - 1 else first + per_master - 1
-                client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+                _call(client, "CLUSTER ADDSLOTSRANGE", first, last)
             for node in self.nodes[1:]:
-                clients[0].execute_command("CLUSTER MEET", HOST, node.port)
+                _call(clients[0], "CLUSTER MEET", HOST, node.port)
             self._until(deadline, "every node knows every other", lambda: all(
-                len(c.execute_command("CLUSTER NODES")) == len(clients)
+                len(_call(c, "CLUSTER NODES")) == len(clients)
                 for c in clients
             ))  # fmt: skip
             for index, client in enumerate(clients[self.masters_count :]):
-                client.execute_command("CLUSTER REPLICATE", ids[index % self.masters_count])
+                _call(client, "CLUSTER REPLICATE", ids[index % self.masters_count])
             self._until(deadline, "the cluster state is ok with its replicas", lambda: all(
-                _ready(c.execute_command("CLUSTER INFO")) for c in clients
+                _ready(_call(c, "CLUSTER INFO")) for c in clients
             ) and all(
-                len(c.execute_command("CLUSTER REPLICAS", ids[i])) == self.replicas_count
+                len(_call(c, "CLUSTER REPLICAS", ids[i])) == self.replicas_count
                 for i, c in enumerate(clients[: self.masters_count])
             ))  # fmt: skip
         finally:
@@ -149,10 +155,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with LocalCluster(data_dir) as cluster:
         print(cluster.url, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

@@ -75,7 +75,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def redis_env(redis_url: str) -> dict[str, str]:
     """What a jobqueue process needs to reach `redis_url` (a cluster's: the flag too)."""
-    return {"JOBQUEUE_REDIS_URL": redis_url, "JOBQUEUE_REDIS_CLUSTER": "1" if redis_url in CLUSTER_URLS else "0"}
+    return {
+        "JOBQUEUE_REDIS_URL": redis_url,
+        "JOBQUEUE_REDIS_CLUSTER": "1" if redis_url in CLUSTER_URLS else "0",
+    }
 
 
 def every_node(redis: Redis) -> dict[str, Any]:

@@ -36,10 +36,10 @@ from jobqueue.store.keys import Keyspace
 
 from .conftest import ROOT, Spawn, eventually, jobqueue_server_process, json_documents
 from .harness import Harness
-
-pytestmark = pytest.mark.redis_targets
 from .test_api import SERVICE, grpcurl, host_port, tool
 from .test_streams import SERVERS, assert_quiet, envelope, frames
+
+pytestmark = pytest.mark.redis_targets
 
 WATCH_JOB = f"{SERVICE}/WatchJob"
 WATCH_JOBS = f"{SERVICE}/WatchJobs"

@@ -101,7 +101,7 @@ def _dev(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(
         settings, host=args.host or "127.0.0.1", cors_origins=tuple(args.cors_origins or ("*",))
     )
-    return run_dev(settings, worker_specs=args.workers, redis_port=args.redis_port)
+    return run_dev(settings, worker_specs=args.workers, redis_port=args.redis_port, cluster=args.cluster)
 
 
 def _enqueue(args: argparse.Namespace) -> int:

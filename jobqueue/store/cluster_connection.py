@@ -42,7 +42,7 @@ def command_keys(command: Sequence[EncodableT]) -> Sequence[EncodableT]:
     XREVRANGE's stream...)."""
     name = str(command[0]).upper() if not isinstance(command[0], bytes) else command[0].decode().upper()
     if name in ("EVAL", "EVALSHA"):
-        return command[3 : 3 + int(command[2])]  # type: ignore[call-overload]
+        return command[3 : 3 + int(command[2])]
     if name == "XREAD":
         words = [str(word).upper() if isinstance(word, str) else word for word in command]
         start = words.index("STREAMS") + 1
