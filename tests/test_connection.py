@@ -86,3 +86,35 @@ async def test_two_callers_at_once_are_refused(blocking: OwnConnection) -> None:
         await blocking.execute("PING")
     assert await waiting is None
     assert await blocking.execute("PING") == b"PONG"
+
+
+async def test_a_cluster_connection_follows_a_slot_that_moves(
+    redis: Redis, blocking: OwnConnection, redis_target: str
+) -> None:
+    """A slot migrated to another master while a connection knows its old owner: during
+    the migration a key already gone answers ASK, after it every key answers MOVED."""
+    if redis_target != "cluster":
+        pytest.skip("a Redis Cluster's slots")
+    assert isinstance(redis, RedisCluster)
+    stays, arrives = "{moving}stays", "{moving}arrives"
+    await redis.rpush(stays, "a")
+    assert await blocking.execute("LLEN", stays) == 1  # the route to the old owner is known
+    slot = redis.keyslot(stays)
+    source = redis.get_node_from_key(stays)
+    target = next(node for node in redis.get_primaries() if node.name != source.name)
+    source_id, target_id = [
+        (await redis.execute_command("CLUSTER MYID", target_nodes=node)).decode() for node in (source, target)
+    ]
+    await redis.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id, target_nodes=target)
+    await redis.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id, target_nodes=source)
+    # A key the old owner does not have is asked for on the new one (ASK, then ASKING).
+    assert await blocking.execute("RPUSH", arrives, "b") == 1
+    await redis.execute_command(
+        "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", stays, target_nodes=source
+    )
+    for node in redis.get_primaries():
+        await redis.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id, target_nodes=node)
+    # Both keys now answer from the new owner (MOVED, then the map read again).
+    assert await blocking.execute("LLEN", stays) == 1
+    assert await blocking.execute("LRANGE", arrives, 0, -1) == [b"b"]
+    assert await redis.execute_command("CLUSTER COUNTKEYSINSLOT", slot, target_nodes=target) == 2
