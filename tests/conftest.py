@@ -87,6 +87,13 @@ def every_node(redis: Redis) -> dict[str, Any]:
     return {"target_nodes": RedisCluster.ALL_NODES} if isinstance(redis, RedisCluster) else {}
 
 
+async def clients(redis: Redis) -> list[dict[str, Any]]:
+    """CLIENT LIST: every connection to Redis (to every node of a cluster)."""
+    found: list[dict[str, Any]] | dict[Any, list[dict[str, Any]]]
+    found = await redis.client_list(**every_node(redis))
+    return [c for node in found.values() for c in node] if isinstance(found, dict) else found
+
+
 async def subscribers(redis: Redis, channel: str) -> int:
     """Subscribers of a (classic) Pub/Sub channel, on every node of a cluster."""
     [(_, count)] = await redis.pubsub_numsub(channel, **every_node(redis))
