@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
+from .model import DEFAULT_PRIORITY, NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
 from .selection import JobFilter, ListOrder, TimeField, enum_member
 from .store.job_events import JobChange
@@ -23,6 +23,7 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
         execution_time_ms=job.execution_time_ms,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        priority=job.priority,
     )
     if with_payload:
         if job.payload:
@@ -65,6 +66,7 @@ def job_from_proto(job: pb.Job) -> Job:
         idempotency_key=job.idempotency_key,
         backoff=backoff_from_proto(job.backoff),
         result=job.result,
+        priority=job.priority or DEFAULT_PRIORITY,
     )
 
 
@@ -85,9 +87,18 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
     max_attempts = request.max_attempts if _MAX_ATTEMPTS in request else None
     timeout_ms = request.timeout_ms if _TIMEOUT_MS in request else None
     backoff = request.backoff  # a message field: None when absent
+    priority = request.priority if _PRIORITY in request else None
     options = NO_OPTIONS
-    if max_attempts is not None or timeout_ms is not None or backoff is not None or request.idempotency_key:
-        options = JobOptions(max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key)
+    if (
+        max_attempts is not None
+        or timeout_ms is not None
+        or backoff is not None
+        or request.idempotency_key
+        or priority is not None
+    ):
+        options = JobOptions(
+            max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key, priority
+        )
     # 0 and absent both mean now: no presence check needed.
     return EnqueueRequest(request.type, request.payload, request.execution_time_ms or None, options)
 
@@ -97,6 +108,7 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
 # of a batch checks both).
 _REQUEST_FIELDS = {field.name: field for field in pb.EnqueueJobRequest.desc().fields}
 _MAX_ATTEMPTS, _TIMEOUT_MS = _REQUEST_FIELDS["max_attempts"], _REQUEST_FIELDS["timeout_ms"]
+_PRIORITY = _REQUEST_FIELDS["priority"]
 
 
 def enqueue_request(
@@ -119,6 +131,7 @@ def enqueue_request(
         timeout_ms=_integer(options.timeout_ms, f"{where}options.timeout_ms", _INT64),
         backoff=backoff_to_proto(_backoff(options.backoff, f"{where}options.backoff")),
         idempotency_key=_text(options.idempotency_key, f"{where}options.idempotency_key"),
+        priority=_integer(options.priority, f"{where}options.priority", _INT32),
     )
 
 

@@ -47,13 +47,10 @@ async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) ->
     the doc lists exactly those."""
     documented = re.search(r"the job: `([^`]+)`", DOC)
     assert documented is not None
-    options = JobOptions(max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k")
+    options = JobOptions(max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k", priority=9)
     job = await store.enqueue("T", b"", None, options)
-    blocking = store.own_connection()
-    try:
-        assert await store.pop(blocking, "T", 1) == job.id
-    finally:
-        await blocking.aclose()
+    _, _, taken = await store.transitions.round("T", "w", take=1)  # a priority's job: taken, not popped
+    assert taken == [job.id]
     running = await store.claimed("T", job.id, "w", 1000)
     await store.transitions.fail(running, "boom", None)
     fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from ..model import (
+    DEFAULT_PRIORITY,
     Backoff,
     EnqueueRequest,
     Job,
@@ -20,6 +21,7 @@ from ..model import (
     JobStatus,
     check_idempotency_key,
     check_max_attempts,
+    check_priority,
     check_timeout_ms,
 )
 
@@ -45,7 +47,8 @@ JOB_FIELDS = (
     b"backoff_cap_ms",
     b"lease_token",
 )
-READ_FIELDS = (b"last_error_attempt", b"result")
+# `priority` is stored only when it is not the default (enqueue.lua puts the job in line by it).
+READ_FIELDS = (b"last_error_attempt", b"result", b"priority")
 # The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
 # on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
 # worker traces.
@@ -57,6 +60,7 @@ def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     job = decode_job_values([fields.get(name) for name in JOB_FIELDS])
     job.last_error_attempt = int(fields.get(b"last_error_attempt") or 0)
     job.result = fields.get(b"result") or b""
+    job.priority = int(fields.get(b"priority") or DEFAULT_PRIORITY)
     return job
 
 
@@ -133,6 +137,8 @@ def option_fields(options: JobOptions) -> list[str | int | float]:
         fields += ["backoff_base_ms", b.base_ms, "backoff_factor", repr(b.factor), "backoff_cap_ms", b.cap_ms]
     if options.idempotency_key:
         fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
+    if options.priority is not None and check_priority(options.priority) != DEFAULT_PRIORITY:
+        fields += ["priority", options.priority]
     return fields
 
 

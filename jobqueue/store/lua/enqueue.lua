@@ -6,13 +6,14 @@
 -- one, atomically, however many duplicates arrive at once. A retried call
 -- (same ids) creates nothing new. With a maximum depth, a job that would make the
 -- type's pending jobs exceed it is refused (FULL), not stored.
--- include: common, outcomes, changes
--- KEYS: scheduled, ready, live, stats, events, ...the jobs, ...the idempotency keys in use
+-- include: common, outcomes, changes, priority
+-- KEYS: scheduled, ready, live, stats, events, prio, ...the jobs, ...the idempotency keys in use
 -- ARGV: type, channel, window_ms, N, max_depth (0: none), then per job: "at,stale,k,n" (at: execution
 --       time, '' = now; stale: an id an idempotency key may point at and count
 --       as absent, because that job expired; k: the KEYS index of its
 --       idempotency key, 0 for none; n: extra fields: the options set, and
---       trace_context with tracing on), payload, then n field,
+--       trace_context with tracing on; `priority` among them puts the job in
+--       line by it: include/priority.lua), payload, then n field,
 --       value pairs. (Few, packed arguments: encoding them is most of the
 --       client's cost of a big batch.)
 -- Returns {created_at, then per job: its execution_time_ms (an integer) if it was
@@ -34,6 +35,7 @@ local earliest = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')[2]
 earliest = earliest and tonumber(earliest)
 local wake = false
 local due = {}
+local l = lines(ready, prio)
 local a = 6
 for k = FIXED_KEYS + 1, FIXED_KEYS + count do
   local job = KEYS[k]
@@ -59,19 +61,25 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
       'id', id, 'type', job_type, 'payload', payload, 'status', PENDING,
       'execution_time_ms', int(execution_time), 'created_at', now_text, 'updated_at', now_text,
       'attempt', 0, 'lease_token', 0)
+    local priority = DEFAULT_PRIORITY
     for i = options, a - 1, 2 do
       redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+      if ARGV[i] == 'priority' then
+        priority = tonumber(ARGV[i + 1])
+      end
     end
     if idempotency then
       redis.call('SET', idempotency, id, 'PX', window_ms)
     end
-    if execution_time <= now then
-      due[#due + 1] = id
-    else
-      redis.call('ZADD', scheduled, int(execution_time), id)
+    if execution_time > now then
+      redis.call('ZADD', scheduled, scheduled_score(execution_time, priority), id)
       if not earliest or execution_time < earliest then
         earliest, wake = execution_time, true
       end
+    elseif priority == DEFAULT_PRIORITY then
+      due[#due + 1] = id
+    else
+      line_up(l, id, priority, false)
     end
     results[#results + 1] = execution_time
     c.enqueued = c.enqueued + 1
@@ -88,6 +96,7 @@ commit(c, events, job_type, '', '')
 if #due > 0 then
   redis.call('LPUSH', ready, unpack(due))
 end
+wake_idle(l)
 if wake then
   redis.call('PUBLISH', channel, job_type)
 end
