@@ -72,6 +72,7 @@ class Backoff:
 # band of scores; unset is the middle, so a job can be put above or below it.
 MIN_PRIORITY, DEFAULT_PRIORITY, MAX_PRIORITY = 1, 5, 9
 
+
 @dataclasses.dataclass(slots=True)
 class Job:
     """A job as stored: a snapshot (changing it changes nothing in Redis).
@@ -224,8 +225,8 @@ def check_priority(priority: int) -> int:
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise InvalidInput(
             "priority",
-            f"must be from {MIN_PRIORITY} to {MAX_PRIORITY} (higher runs first; {DEFAULT_PRIORITY} when not set), "
-            f"got {priority}",
+            f"must be from {MIN_PRIORITY} to {MAX_PRIORITY} (higher runs first; "
+            f"{DEFAULT_PRIORITY} when not set), got {priority}",
         )
     return priority
 

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from .model import DEFAULT_PRIORITY, NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
+from .model import (
+    DEFAULT_PRIORITY,
+    NO_OPTIONS,
+    Backoff,
+    EnqueueRequest,
+    Job,
+    JobOptions,
+    JobStatus,
+    payload_bytes,
+)
 from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
 from .selection import JobFilter, ListOrder, TimeField, enum_member
 from .store.job_events import JobChange

@@ -311,7 +311,7 @@ class Transitions:
         returns how many."""
         queue = self.keys.queue(job_type)
         # The script reads the priority of each id it sweeps: their keys must be declared.
-        popped: list[bytes] = await self.redis.lrange(queue.popped, 0, -1)  # type: ignore[misc]
+        popped = cast("list[bytes]", await self.redis.lrange(queue.popped, 0, -1))
         script = self._scripts["sweep_popped"]
         keys = script.keys(queue, more=[self.keys.job(job_id.decode()) for job_id in popped])
         return int(await script.run(keys, [stall_ms]))
