@@ -97,8 +97,9 @@ end
 
 -- Takes up to `limit` ready ids in the order they run: levels above the default
 -- (`prio`), the default (`ready`), then the levels below it once `ready` is
--- empty. The markers met are dropped; if one was and `prio` still holds ids, one
--- goes back, where it belongs. Returns the ids.
+-- empty. The markers met are dropped (and count for nothing); if one was and
+-- `prio` still holds ids, one goes back, where it belongs: a take never adds
+-- markers. Returns the ids.
 local function take(ready, prio, limit)
   local top = redis.call('ZRANGE', prio, 0, limit - 1, 'WITHSCORES')
   local taken, ranked = {}, {}
@@ -108,24 +109,26 @@ local function take(ready, prio, limit)
     ranked[#ranked + 1] = top[i]
     i = i + 2
   end
-  local dropped = false
-  if #taken < limit then
+  local dropped, marker = false, nil
+  -- A marker takes no place in the batch: pop again after one (each turn drops one at least).
+  while #taken < limit do
     local want = limit - #taken
     local ids = redis.call('RPOP', ready, want) or {}
-    local marker = #ids > 0 and marker_of(ready)
     for _, id in ipairs(ids) do
+      marker = marker or marker_of(ready)
       if id == marker then
         dropped = true
       else
         taken[#taken + 1] = id
       end
     end
-    if #ids < want then  -- the default level is empty
+    if #ids < want then  -- the default level is empty: the levels below it
       while i < #top and #taken < limit do
         taken[#taken + 1] = top[i]
         ranked[#ranked + 1] = top[i]
         i = i + 2
       end
+      break
     end
   end
   if #ranked > 0 then
