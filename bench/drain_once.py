@@ -3,6 +3,7 @@
 
     python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT | --instructions]
                                [--one-way-delay-us US] [--metrics] [--sync [thread|process]]
+                               [--priorities 1,5,9]
 
 Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
 `jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
@@ -17,6 +18,7 @@ With --metrics the worker serves its Prometheus metrics (`--metrics-port`), scra
 once at the end (bench/metrics_drain.py alternates drains with and without).
 With --sync the worker's handler is a plain function (run in its thread pool, or with
 `--sync process` its process pool) doing the same no-op with a sync Redis client.
+With --priorities the jobs get those priorities in turn (none: all of the default).
 To compare two versions, alternate runs of two checkouts on one Redis, e.g.
 `cd OTHER && PYTHONPATH=$PWD python bench/drain_once.py URL`, several times each:
 this machine is noisy, so compare medians. Loopback Redis only; bounded in time.
@@ -40,18 +42,19 @@ from urllib.parse import urlsplit
 
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+from redis_cost import requests  # bench/, this script's folder
 
-from jobqueue import EnqueueRequest, Producer, Settings
+from jobqueue import Producer, Settings
 from jobqueue.redis_server import free_port, is_loopback_url
 
 HERE = Path(__file__).resolve().parent
 COUNT_KEY = "bench:count"  # the harness's no-op job INCRs it
 
 
-async def enqueue(url: str, n: int) -> None:
+async def enqueue(url: str, n: int, priorities: list[int]) -> None:
     async with Producer.connect(Settings(redis_url=url)) as producer:
         await producer.store.redis.flushdb()
-        await producer.enqueue_many([EnqueueRequest("bench", b"noop")] * n)
+        await producer.enqueue_many(requests("bench", n, priorities))
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -74,6 +77,7 @@ def main() -> int:
     parser.add_argument("--one-way-delay-us", type=float, help="through bench/net_delay.py")
     parser.add_argument("--metrics", action="store_true", help="the worker serves its metrics (a free port)")
     parser.add_argument("--sync", nargs="?", const="thread", choices=("thread", "process"))
+    parser.add_argument("--priorities", default="", help="the jobs' priorities in turn, e.g. 1,5,9")
     args = parser.parse_args()
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
@@ -125,7 +129,7 @@ def started_by_metrics(port: int | None) -> str:
 
 
 def drain(args: argparse.Namespace) -> int:
-    asyncio.run(enqueue(args.redis_url, args.jobs))
+    asyncio.run(enqueue(args.redis_url, args.jobs, [int(p) for p in args.priorities.split(",") if p]))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
     metrics_port = free_port() if args.metrics else None
     if metrics_port is not None:

@@ -2,7 +2,7 @@
 """What the hot path's scripts cost Redis, counted in instructions: a figure that the
 machine's speed and load do not move.
 
-    python bench/redis_cost.py [--jobs 1000,5000] [--batch 5] [--result-bytes N]
+    python bench/redis_cost.py [--jobs 1000,5000] [--batch 5] [--result-bytes N] [--priorities 1,5,9]
 
 For each size N it starts a private redis-server under valgrind (cachegrind, no
 cache simulation), enqueues N jobs and drives them through the scripts as a busy
@@ -10,7 +10,8 @@ worker does, with a fixed batch (each round records the batch the last one claim
 claims the ids the one before took, and takes the next `batch`), then prints the
 instructions Redis executed. Two sizes give the instructions per job, start-up
 excluded: (I(5000) - I(1000)) / 4000. With --result-bytes each run returns a
-result of that size (stored by round.lua). A real drain's batches follow its timing, so
+result of that size (stored by round.lua). With --priorities the jobs get those
+priorities in turn (none: all of the default). A real drain's batches follow its timing, so
 its per-job figure moves with the load; these do not.
 To compare two versions, run it from each checkout (`cd OTHER && PYTHONPATH=$PWD
 python bench/redis_cost.py`). Loopback only; bounded in time.
@@ -25,23 +26,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 
 from jobqueue import EnqueueRequest, Producer, Settings
-from jobqueue.model import Job
+from jobqueue.model import Job, JobOptions
 from jobqueue.redis_server import find_server_binary, free_port
 
 JOB_TYPE = "bench"
 
 
-async def drive(url: str, jobs: int, batch: int, result: bytes = b"") -> int:
-    """Enqueues `jobs` jobs and completes them in rounds of `batch`, each with `result`;
-    returns how many completed."""
+async def drive(url: str, jobs: int, batch: int, result: bytes = b"", priorities: Sequence[int] = ()) -> int:
+    """Enqueues `jobs` jobs (of `priorities` in turn) and completes them in rounds of
+    `batch`, each with `result`; returns how many completed."""
     # Generous timeouts: Redis runs under valgrind, tens of times slower.
     async with Producer.connect(Settings(redis_url=url, redis_timeout_s=300)) as producer:
-        await producer.enqueue_many([EnqueueRequest(JOB_TYPE, b"noop")] * jobs)
+        await producer.enqueue_many(requests(JOB_TYPE, jobs, priorities))
         transitions = producer.store.transitions
         taken: list[str] = []
         running: list[Job] = []
@@ -59,7 +61,15 @@ async def drive(url: str, jobs: int, batch: int, result: bytes = b"") -> int:
                 return completed
 
 
-def count(jobs: int, batch: int, result: bytes = b"") -> int:
+def requests(job_type: str, jobs: int, priorities: Sequence[int]) -> list[EnqueueRequest]:
+    """`jobs` no-op jobs, of `priorities` in turn (none: the default)."""
+    if not priorities:
+        return [EnqueueRequest(job_type, b"noop")] * jobs
+    options = [JobOptions(priority=p) for p in priorities]
+    return [EnqueueRequest(job_type, b"noop", None, options[i % len(options)]) for i in range(jobs)]
+
+
+def count(jobs: int, batch: int, result: bytes = b"", priorities: Sequence[int] = ()) -> int:
     """Redis' instructions for enqueueing and completing `jobs` jobs."""
     binary = find_server_binary()
     if binary is None:
@@ -84,7 +94,7 @@ def count(jobs: int, batch: int, result: bytes = b"") -> int:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch, result))
+        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch, result, priorities))
         assert completed == jobs, (completed, jobs)
         client.shutdown(nosave=True)
     except redis.ConnectionError:
@@ -104,10 +114,12 @@ def main() -> int:
     parser.add_argument(
         "--result-bytes", type=int, default=0, help="each run's result, in bytes (default 0: none)"
     )
+    parser.add_argument("--priorities", default="", help="the jobs' priorities in turn, e.g. 1,5,9")
     args = parser.parse_args()
     small, large = (int(n) for n in args.jobs.split(","))
     result = b"r" * args.result_bytes
-    counted = {n: count(n, args.batch, result) for n in (small, large)}
+    priorities = [int(p) for p in args.priorities.split(",") if p]
+    counted = {n: count(n, args.batch, result, priorities) for n in (small, large)}
     for n, instructions in counted.items():
         print(f"{n} jobs: {instructions:,} instructions")
     print(f"Redis instructions per job: {(counted[large] - counted[small]) / (large - small):,.0f}")
