@@ -286,6 +286,10 @@ async def test_http_json_refuses_a_bad_priority_and_stores_nothing(server_url: s
     assert await store.redis.exists(store.keys.queue(job_type).prio) == 0
     ok = await post_json(server_url, "EnqueueJob", json.dumps({"type": job_type, "priority": 2}))
     assert ok.status == 200 and ok.json()["job"]["priority"] == 2
+    for with_payloads in (False, True):
+        body = {"filter": {"type": job_type}, "withPayloads": with_payloads}
+        listed = await post_json(server_url, "ListJobs", json.dumps(body))
+        assert [job["priority"] for job in listed.json()["jobs"]] == [2], listed.body
 
 
 async def test_python_client_priority(server_url: str) -> None:
