@@ -198,6 +198,7 @@ class Chaos:
         self.faults: list[Fault] = []
         self.unexpected_exits: list[str] = []  # processes that died without a fault: "no process exits"
         self.misplaced: list[str] = []  # jobs seen waiting in another priority's line
+        self.lines_sampled = 0  # ids seen waiting in `ready` and `prio` by those samples
         self.lock = threading.Lock()
 
     # -- load --------------------------------------------------------------------------
@@ -300,6 +301,8 @@ class Chaos:
                 break
             if beat % 5 == 0:
                 with contextlib.suppress(redis.RedisError):
+                    queue = Keyspace().queue(JOB_TYPE)
+                    self.lines_sampled += client.llen(queue.ready) + client.zcard(queue.prio)
                     self.misplaced += misplaced(client, Keyspace(), JOB_TYPE)
             killed = {f.pid for f in self.faults if f.pid is not None}
             for pid in self.d.revive_dead_workers():
@@ -475,6 +478,7 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         "failed (planned)": sum(1 for n in jobs if chaos.specs[n]["fails"] == 99),
         "failed (attempts used up by faults)": failed_by_faults,
         "duplicate executions": duplicates,
+        "waiting ids sampled for their priority's line": chaos.lines_sampled,
         "stale results refused": refused,
         "recovery after a kill (s)": recovery,
         "first start after Redis is back (s)": _back_to_work(chaos.faults, starts),
