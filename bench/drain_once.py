@@ -131,6 +131,7 @@ def started_by_metrics(port: int | None) -> str:
 def drain(args: argparse.Namespace) -> int:
     asyncio.run(enqueue(args.redis_url, args.jobs, [int(p) for p in args.priorities.split(",") if p]))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+    command += ["--processes", "1"]  # one process, as before the option
     metrics_port = free_port() if args.metrics else None
     if metrics_port is not None:
         command += ["--metrics-port", str(metrics_port)]

@@ -77,7 +77,7 @@ class JobqueuePeer(common.Peer):
             variant=os.environ.get("BENCH_JQ_VARIANT", "sdk"),
             version=__version__,
             settings={
-                "worker": "jobqueue worker bench/peer_jobqueue.py",
+                "worker": "jobqueue worker bench/peer_jobqueue.py --processes 1",
                 "concurrency": CONCURRENCY,
                 "prefetch": PREFETCH,
                 "enqueue_s1": "EnqueueJobs RPC, 1,000 jobs per call"
@@ -93,7 +93,8 @@ class JobqueuePeer(common.Peer):
         self.client: SyncClient | None = None
 
     def worker_cmds(self, scenario: str) -> list[list[str]]:
-        return [[sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]]
+        command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+        return [[*command, "--processes", "1"]]  # one process a command, as before the option
 
     async def setup(self) -> None:
         if VIA_RPC:

@@ -8,7 +8,8 @@ Three ways a job can be stranded, each repaired by one atomic script per job:
 - a worker popped its id from the ready list but never claimed it (it died in
   between): it is swept back after `claim_timeout_s` (sweep_popped.lua).
 A job taken back from a run that was its last attempt ends FAILED instead.
-Every server and worker process runs one; the scripts make that safe.
+Every server and worker process runs one; the scripts make that safe. Each pass
+also tidies its types (upkeep.py): the bounds of what idle types keep in Redis.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .events import Event, JobRef, Notify, Swept
 from .store import Store
 from .store.outcomes import Outcome, Result
 from .supervise import repeat, supervise
+from .upkeep import Upkeep
 
 BATCH = 100  # expired leases or dead workers handled per read
 # RECOVERED's detail for a lease that expired (for a dead worker: "worker <id> died").
@@ -35,6 +37,8 @@ class Reaper:
         self.claim_timeout_ms = int(settings.claim_timeout_s * 1000)
         self.restart_grace_s = settings.restart_grace_s
         self.notify = notify
+        # Trims each type's finished indexes; a reaper of every type also forgets idle types.
+        self.upkeep = Upkeep(store, may_forget=job_types is None)
 
     async def run(self) -> None:
         await supervise("reaper", lambda: repeat(self.reap_once, self.interval_s), self.store.outage)
@@ -58,6 +62,7 @@ class Reaper:
             if swept:
                 self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
                 back += swept
+        await self.upkeep.run_once(job_types)
         if self.store.outage.down:
             self.store.outage.back(began_in)
         return back

@@ -3,6 +3,7 @@ between the reads of queues (queues.py) and their messages."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -11,10 +12,12 @@ from .model import (
     DEFAULT_PRIORITY,
     NO_OPTIONS,
     Backoff,
+    Enqueued,
     EnqueueRequest,
     Job,
     JobOptions,
     JobStatus,
+    UniqueMode,
     payload_bytes,
 )
 from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
@@ -45,6 +48,9 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
             setattr(message, name, value)
     if job.backoff is not None:
         message.backoff = backoff_to_proto(job.backoff)
+    if job.unique_key:
+        message.unique_key = job.unique_key
+        message.unique_mode = pb.UniqueMode(int(job.unique_mode))
     return message
 
 
@@ -76,7 +82,24 @@ def job_from_proto(job: pb.Job) -> Job:
         backoff=backoff_from_proto(job.backoff),
         result=job.result,
         priority=job.priority or DEFAULT_PRIORITY,
+        unique_key=job.unique_key,
+        unique_mode=_unique_mode(int(job.unique_mode)),
     )
+
+
+def _unique_mode(number: int) -> UniqueMode:
+    """A job's mode as a server sends it (NONE for a number this client does not know)."""
+    try:
+        return UniqueMode(number)
+    except ValueError:
+        return UniqueMode.NONE
+
+
+def enqueued_of(reply: pb.EnqueueJobResponse) -> Enqueued:
+    """What an EnqueueJob call did, from its reply's flags."""
+    if reply.debounced:
+        return Enqueued.DEBOUNCED
+    return Enqueued.EXISTING if reply.existing else Enqueued.CREATED
 
 
 def backoff_to_proto(backoff: Backoff | None) -> pb.Backoff | None:
@@ -107,6 +130,12 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
     ):
         options = JobOptions(
             max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key, priority
+        )
+    if request.unique_key or request.unique_mode or request.debounce_ms:
+        # The number as sent (an unknown one is refused by the store's check, naming the field).
+        mode: Any = int(request.unique_mode)
+        options = dataclasses.replace(
+            options, unique_key=request.unique_key, unique_mode=mode, debounce_ms=request.debounce_ms
         )
     # 0 and absent both mean now: no presence check needed.
     return EnqueueRequest(request.type, request.payload, request.execution_time_ms or None, options)
@@ -141,6 +170,9 @@ def enqueue_request(
         backoff=backoff_to_proto(_backoff(options.backoff, f"{where}options.backoff")),
         idempotency_key=_text(options.idempotency_key, f"{where}options.idempotency_key"),
         priority=_integer(options.priority, f"{where}options.priority", _INT32),
+        unique_key=_text(options.unique_key, f"{where}options.unique_key"),
+        unique_mode=pb.UniqueMode(_integer(options.unique_mode, f"{where}options.unique_mode", _INT32) or 0),
+        debounce_ms=_integer(options.debounce_ms, f"{where}options.debounce_ms", _INT64) or 0,
     )
 
 

@@ -19,10 +19,12 @@ from ..model import (
     Job,
     JobOptions,
     JobStatus,
+    UniqueMode,
     check_idempotency_key,
     check_max_attempts,
     check_priority,
     check_timeout_ms,
+    check_unique,
 )
 
 # The job hash's fields, in the order a claim returns their values.
@@ -48,7 +50,7 @@ JOB_FIELDS = (
     b"lease_token",
 )
 # `priority` is stored only when it is not the default (enqueue.lua puts the job in line by it).
-READ_FIELDS = (b"last_error_attempt", b"result", b"priority")
+READ_FIELDS = (b"last_error_attempt", b"result", b"unique_key", b"unique_mode", b"priority")
 # The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
 # on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
 # worker traces.
@@ -61,6 +63,10 @@ def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     job.last_error_attempt = int(fields.get(b"last_error_attempt") or 0)
     job.result = fields.get(b"result") or b""
     job.priority = int(fields.get(b"priority") or DEFAULT_PRIORITY)
+    unique_key = fields.get(b"unique_key")
+    if unique_key:
+        job.unique_key = unique_key.decode(errors="replace")
+        job.unique_mode = UniqueMode(int(fields.get(b"unique_mode") or 0))
     return job
 
 
@@ -139,6 +145,9 @@ def option_fields(options: JobOptions) -> list[str | int | float]:
         fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
     if options.priority is not None and check_priority(options.priority) != DEFAULT_PRIORITY:
         fields += ["priority", options.priority]
+    if options.unique_key or options.unique_mode or options.debounce_ms:
+        mode = check_unique(options.unique_key, options.unique_mode, options.debounce_ms)
+        fields += ["unique_key", options.unique_key, "unique_mode", int(mode)]
     return fields
 
 
@@ -158,3 +167,4 @@ class NewJob:
     stale: str = ""  # an id its idempotency key may point at and count as absent (that job expired)
     job: Job | None = None  # the job stored, or the one its idempotency key points at
     full: bool = False  # refused: its type held its maximum depth of pending jobs
+    debounced: bool = False  # its unique key's PENDING job was updated instead (mode DEBOUNCE)

@@ -22,10 +22,12 @@ from ..events import Event, Notify
 from ..model import (
     DEFAULT_PRIORITY,
     NO_OPTIONS,
+    Enqueued,
     EnqueueRequest,
     Job,
     JobOptions,
     JobStatus,
+    UniqueMode,
     check_execution_time,
     check_job_type,
     new_job_ids,
@@ -231,15 +233,21 @@ class Enqueuer:
                         idempotency_key=options.idempotency_key,
                         backoff=options.backoff,
                         priority=options.priority or DEFAULT_PRIORITY,
+                        unique_key=options.unique_key,
+                        unique_mode=UniqueMode(options.unique_mode),  # checked by _prepare
                     )
                     if self.notify is not None:
                         self.notify(Event.ENQUEUED, new.job)
                     continue
-                existing = outcome.decode()
+                new.debounced = outcome.startswith(b"~")
+                existing = outcome.decode().removeprefix("~")
                 try:
                     new.job = await self.store.inspect.stored(existing)
                 except JobNotFound:
-                    new.stale = existing  # its key outlived the job (retention < window): replace it
+                    if new.request.options.idempotency_key:
+                        new.stale = existing  # its key outlived the job (retention < window): replace it
+                    continue  # (a unique key's job deleted since: the next round creates one)
+                new.job.enqueued = Enqueued.DEBOUNCED if new.debounced else Enqueued.EXISTING
         raise RuntimeError("idempotency keys keep pointing at vanished jobs")
 
     async def _register_type(self, job_type: str) -> None:

@@ -46,6 +46,7 @@ from ..scheduler import Scheduler
 from ..settings import Settings
 from ..store import Store
 from ..store.client import connect
+from ..store.memory_policy import check_deployment
 from ..store.outcomes import Outcome, Result
 from ..supervise import REDIS_DOWN, supervise
 from ..supervise import Backoff as ReconnectBackoff
@@ -246,6 +247,7 @@ class Worker:
         """Runs until `stop` is set or the task is cancelled; either way shuts down
         gracefully. `settings`: used unless the worker was built with its own."""
         settings = self.settings or settings or Settings.from_env()
+        await check_deployment(settings)  # a Redis that may evict keys would lose jobs
         observers: list[Observer] = [*self.observers, LogObserver()]
         if self.metrics_port is not None:
             observers.append(worker_ports.acquire(self.metrics_host, self.metrics_port))

@@ -26,7 +26,8 @@ end with its attempt and fencing token, written by the workers) and checks:
   was killed, paused or stopped, or Redis restarted);
 - jobs FAILED only when planned or when faults used up their attempts;
 - the stored sets agree with the job states (nothing left in schedule, ready,
-  prio, popped or leases; the failed index is exactly the FAILED jobs);
+  prio, popped or leases; the failed index is exactly the FAILED jobs), and no unique
+  key is held by a final job (a quarter of the jobs have one: tests/store_audit.py);
 - priorities hold after every redelivery: jobs have priorities 3, 5 and 7, and
   every job waiting in line (sampled about every second while faults go on, and
   at the end) waits in its own priority's line (store_audit.misplaced).
@@ -145,7 +146,15 @@ class Deployment:
         return self._spawn(command, "server", self.env)
 
     def start_worker(self, crash_at: str = "") -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "jobqueue.cli", "worker", "tests/chaos/worker.py"]
+        command = [
+            sys.executable,
+            "-m",
+            "jobqueue.cli",
+            "worker",
+            "tests/chaos/worker.py",
+            "--processes",
+            "1",
+        ]
         process = self._spawn(command, "worker", dict(self.env, JOBQUEUE_CRASH_AT=crash_at))
         self.crash_points[process.pid] = crash_at
         return process
@@ -222,6 +231,8 @@ class Chaos:
         priority = (7, None, 3, 5)[n % 4]  # None: unset (5); redeliveries must keep each
         if priority is not None:
             body["priority"] = priority
+        if n % 4 == 1:  # a unique key of its own: each final transition must release it
+            body["uniqueKey"], body["uniqueMode"] = f"chaos-u-{n}", "UNIQUE_MODE_WHILE_ACTIVE"
         if n % 10 == 0:  # scheduled 0.5 to 3 s ahead
             body["executionTimeMs"] = int((time.time() + 0.5 + self.rng.random() * 2.5) * 1000)
         deadline = time.monotonic() + 90

@@ -7,7 +7,7 @@
 -- attempt, so a job that kills its worker cannot loop forever); it keeps its
 -- priority (include/priority.lua). The old
 -- holder's token is dead either way.
--- include: common, outcomes, dead_letter, changes, priority
+-- include: common, outcomes, dead_letter, changes, unique, priority
 -- KEYS: job, leases, ready, failed, workers, live, stats, events, prio
 -- ARGV: id, mode ('lease' or a worker id), retention_ms
 -- Returns {RECOVERED} | {DEAD_LETTERED} | {ALIVE} | {MOVED} | {NOT_RUNNING}.
@@ -15,7 +15,8 @@ local id, mode, retention = ARGV[1], ARGV[2], ARGV[3]
 
 local c = changes(now_ms(), stats)
 local now = c.now
-local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type', 'priority')
+local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type', 'unique_lock',
+  'priority')
 local reason
 if mode == 'lease' then
   local expiry = redis.call('ZSCORE', leases, id)
@@ -42,12 +43,13 @@ local reply = {RECOVERED}
 if tonumber(attempt) >= tonumber(state[4] or 1) then
   reason = reason .. ' during its last attempt'
   dead_letter(c, job, live, failed, id, reason, attempt, retention)
+  release_unique(state[6], id)
   reply = {DEAD_LETTERED}
 else
   redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason,
     'last_error_attempt', attempt)
   local l = lines(ready, prio)
-  line_up(l, id, priority_of(state[6]), true)
+  line_up(l, id, priority_of(state[7]), true)
   wake_idle(l)
   c.running, c.pending = -1, 1
   changed(c, id, PENDING, attempt)

@@ -3,7 +3,8 @@
 -- attempts counted from zero; it leaves its
 -- finished index, is unfinished again in `live`, and no longer expires.
 -- last_error keeps the previous error, and last_error_attempt the attempt it
--- ended (now above `attempt`).
+-- ended (now above `attempt`). A job enqueued with a unique key does not take it
+-- again: it released it when it ended, and may have a successor that holds it.
 -- include: common, outcomes, changes, priority
 -- KEYS: job, failed, cancelled, ready, live, stats, events, prio
 -- ARGV: id
