@@ -15,7 +15,7 @@ from connectrpc.errors import ConnectError
 from redis.asyncio import Redis
 
 from jobqueue.client import Client
-from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus
+from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode
 from jobqueue.settings import Settings
 from jobqueue.store.outcomes import Outcome
 from jobqueue.testing import InlineQueue
@@ -224,6 +224,21 @@ async def test_redrive_keeps_the_priority(store: Harness) -> None:
     await store.cancel(job.id)
     await store.retry(job.id)
     assert flat(await take_everything(store, "t", 10)) == [job.id, d.id]
+
+
+async def test_a_debounce_keeps_the_priority(store: Harness, sync: redis.Redis) -> None:
+    """A debounced job moved from its level back into the schedule, then due again."""
+    queue = store.keys.queue("t")
+    options = JobOptions(unique_key="k", unique_mode=UniqueMode.DEBOUNCE, priority=8)
+    d = await store.enqueue("t", b"d")
+    first = await store.enqueue("t", b"1", None, options)  # due now: in its level
+    later = await store.enqueue("t", b"2", (await _redis_ms(store)) + 60_000, options)
+    assert later.id == first.id
+    assert await store.redis.zscore(queue.scheduled, first.id) % 1 == 8 / 16
+    assert misplaced(sync, store.keys, "t") == []
+    again = await store.enqueue("t", b"3", None, options)  # due now again: back in its level
+    assert again.id == first.id and await store.redis.zcard(queue.scheduled) == 0
+    assert flat(await take_everything(store, "t", 10)) == [first.id, d.id]
 
 
 async def test_queue_stats_count_every_level(store: Harness) -> None:
