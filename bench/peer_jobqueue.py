@@ -41,12 +41,17 @@ TRACING = os.environ.get("BENCH_JQ_TRACING", "") == "1"
 # that kind) with the harness's sync job body: docs/performance.md, "Sync handlers and
 # the drain".
 SYNC = os.environ.get("BENCH_JQ_SYNC", "")
+# Calls of job.set_progress each run makes before its job body, in a loop
+# (docs/performance.md, "Progress and the drain"); 0: none.
+PROGRESS_CALLS = int(os.environ.get("BENCH_JQ_PROGRESS", "0"))
 RPC_BATCH = 1000
 
 
 async def run_bench_job(job: Job) -> None:
     # The harness's job body on the worker's own client (Worker.redis), as arq's
     # peer passes ctx["redis"]; the other peers leave it to the harness's client.
+    for i in range(PROGRESS_CALLS):
+        job.set_progress(i / PROGRESS_CALLS, "working")
     if job.payload == b"noop":
         await common.ajob_noop(worker.redis)
     else:
@@ -66,7 +71,11 @@ worker = Worker(
     concurrency=CONCURRENCY,
     prefetch=PREFETCH,
     executor="process" if SYNC == "process" else "thread",
-    settings=Settings(redis_url=common.REDIS_URL, tracing=TRACING),
+    settings=Settings(
+        redis_url=common.REDIS_URL,
+        tracing=TRACING,
+        redis_cluster=os.environ.get("JOBQUEUE_REDIS_CLUSTER", "") == "1",  # drain_once.py --cluster
+    ),
 )
 
 

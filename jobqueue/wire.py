@@ -58,6 +58,7 @@ _STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
 _SET_WHEN_NOT_ZERO = (
     "attempt", "last_error", "started_at", "finished_at",
     "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "last_error_attempt",
+    "progress", "progress_message", "progress_at",
 )  # fmt: skip
 
 
@@ -84,6 +85,9 @@ def job_from_proto(job: pb.Job) -> Job:
         priority=job.priority or DEFAULT_PRIORITY,
         unique_key=job.unique_key,
         unique_mode=_unique_mode(int(job.unique_mode)),
+        progress=job.progress,
+        progress_message=job.progress_message,
+        progress_at=job.progress_at,
     )
 
 

@@ -214,7 +214,9 @@ class Transitions:
             self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts, job_type,
         ]  # fmt: skip
         for job in completed:
-            args += [job.id, job.lease_token, job.result]
+            # A run's last progress goes with its completion (worker/progress.py): progress_at set.
+            progress = repr(job.progress) if job.progress_at else ""
+            args += [job.id, job.lease_token, job.result, progress, job.progress_message]
         if claim:
             args += [*claim, *self._claim_fields]
         records, taken, claims = await script.run(keys, args, via)
@@ -279,6 +281,13 @@ class Transitions:
             job.id, job.lease_token, error, delay, self.retention_ms, self.keys.schedule_channel,
         ]  # fmt: skip
         return decode(await script.run(keys, args))
+
+    async def progress(self, job: Job, fraction: float, message: str) -> Result:
+        """Writes a running job's progress (set_progress): OK, or STALE (its lease was
+        lost, or the job is no longer RUNNING): nothing written."""
+        script = self._scripts["progress"]
+        keys = script.keys(None, job=self.keys.job(job.id))
+        return decode(await script.run(keys, [job.lease_token, repr(fraction), message]))
 
     async def release(self, job: Job) -> Result:
         """Hands a running job back to the front of the ready list (a worker's
