@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .model import (
+    DEFAULT_PRIORITY,
     NO_OPTIONS,
     Backoff,
     Enqueued,
@@ -34,6 +35,7 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
         execution_time_ms=job.execution_time_ms,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        priority=job.priority,
     )
     if with_payload:
         if job.payload:
@@ -80,6 +82,7 @@ def job_from_proto(job: pb.Job) -> Job:
         idempotency_key=job.idempotency_key,
         backoff=backoff_from_proto(job.backoff),
         result=job.result,
+        priority=job.priority or DEFAULT_PRIORITY,
         unique_key=job.unique_key,
         unique_mode=_unique_mode(int(job.unique_mode)),
         progress=job.progress,
@@ -120,9 +123,18 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
     max_attempts = request.max_attempts if _MAX_ATTEMPTS in request else None
     timeout_ms = request.timeout_ms if _TIMEOUT_MS in request else None
     backoff = request.backoff  # a message field: None when absent
+    priority = request.priority if _PRIORITY in request else None
     options = NO_OPTIONS
-    if max_attempts is not None or timeout_ms is not None or backoff is not None or request.idempotency_key:
-        options = JobOptions(max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key)
+    if (
+        max_attempts is not None
+        or timeout_ms is not None
+        or backoff is not None
+        or request.idempotency_key
+        or priority is not None
+    ):
+        options = JobOptions(
+            max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key, priority
+        )
     if request.unique_key or request.unique_mode or request.debounce_ms:
         # The number as sent (an unknown one is refused by the store's check, naming the field).
         mode: Any = int(request.unique_mode)
@@ -138,6 +150,7 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
 # of a batch checks both).
 _REQUEST_FIELDS = {field.name: field for field in pb.EnqueueJobRequest.desc().fields}
 _MAX_ATTEMPTS, _TIMEOUT_MS = _REQUEST_FIELDS["max_attempts"], _REQUEST_FIELDS["timeout_ms"]
+_PRIORITY = _REQUEST_FIELDS["priority"]
 
 
 def enqueue_request(
@@ -160,6 +173,7 @@ def enqueue_request(
         timeout_ms=_integer(options.timeout_ms, f"{where}options.timeout_ms", _INT64),
         backoff=backoff_to_proto(_backoff(options.backoff, f"{where}options.backoff")),
         idempotency_key=_text(options.idempotency_key, f"{where}options.idempotency_key"),
+        priority=_integer(options.priority, f"{where}options.priority", _INT32),
         unique_key=_text(options.unique_key, f"{where}options.unique_key"),
         unique_mode=pb.UniqueMode(_integer(options.unique_mode, f"{where}options.unique_mode", _INT32) or 0),
         debounce_ms=_integer(options.debounce_ms, f"{where}options.debounce_ms", _INT64) or 0,

@@ -150,6 +150,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout_ms=None if args.timeout is None else math.ceil(args.timeout * 1000),
         idempotency_key=args.idempotency_key,
+        priority=args.priority,
         unique_key=args.unique_key,
         unique_mode=UniqueMode[args.unique.upper().replace("-", "_")] if args.unique else UniqueMode.NONE,
     )

@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import json
 
-from ..model import Enqueued, Job
+from ..model import DEFAULT_PRIORITY, Enqueued, Job
 from ..wire import job_to_proto
 
 UNSET = "—"
@@ -44,6 +44,8 @@ def job_view(job: Job) -> str:
         rows.append(("backoff", f"{base}, x{job.backoff.factor:g} each time, at most {cap}"))
     if job.idempotency_key:
         rows.append(("idempotency key", escaped(job.idempotency_key)))
+    default = " (the default)" if job.priority == DEFAULT_PRIORITY else ""
+    rows.append(("priority", f"{job.priority}{default}"))
     if job.unique_key:
         mode = job.unique_mode.name.lower().replace("_", "-")
         rows.append(("unique key", f"{escaped(job.unique_key)} ({mode})"))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidInput, JobNotFound, PayloadTooLarge, QueueFull
 from ..events import Event, Notify
 from ..model import (
+    DEFAULT_PRIORITY,
     NO_OPTIONS,
     Enqueued,
     EnqueueRequest,
@@ -231,6 +232,7 @@ class Enqueuer:
                         timeout_ms=options.timeout_ms or 0,
                         idempotency_key=options.idempotency_key,
                         backoff=options.backoff,
+                        priority=options.priority or DEFAULT_PRIORITY,
                         unique_key=options.unique_key,
                         unique_mode=UniqueMode(options.unique_mode),  # checked by _prepare
                     )

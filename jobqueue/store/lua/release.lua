@@ -1,13 +1,13 @@
 -- release: a worker that shuts down hands a running job back.
--- The job becomes PENDING at the head of the ready list and the interrupted run
+-- The job becomes PENDING, next in line at its priority (include/priority.lua), and the interrupted run
 -- does not count as an attempt.
--- include: common, outcomes, changes
--- KEYS: job, leases, ready, held, stats, events
+-- include: common, outcomes, changes, priority
+-- KEYS: job, leases, ready, held, stats, events, prio
 -- ARGV: id, lease_token
 -- Returns {OK} | {STALE, the job's status or ''}.
 local id, token = ARGV[1], ARGV[2]
 
-local state = redis.call('HMGET', job, 'status', 'lease_token', 'type', 'worker_id')
+local state = redis.call('HMGET', job, 'status', 'lease_token', 'type', 'worker_id', 'priority')
 if state[1] ~= RUNNING or state[2] ~= token then
   return {STALE, state[1] or ''}
 end
@@ -16,7 +16,9 @@ redis.call('HSET', job, 'status', PENDING, 'updated_at', int(c.now))
 local attempt = redis.call('HINCRBY', job, 'attempt', -1)
 redis.call('ZREM', leases, id)
 redis.call('SREM', held, id)
-redis.call('RPUSH', ready, id)
+local l = lines(ready, prio)
+line_up(l, id, priority_of(state[5]), true)
+wake_idle(l)
 c.running, c.pending = -1, 1
 changed(c, id, PENDING, int(attempt))
 commit(c, events, state[3] or '', state[4] or '', '')
