@@ -21,12 +21,14 @@ from jobqueue.store.outcomes import Outcome
 from jobqueue.testing import InlineQueue
 from jobqueue.worker import Worker
 
-from .conftest import eventually, status_is
+from .conftest import CLUSTER_URLS, clients, eventually, status_is
 from .harness import Harness
 from .store_audit import audit, misplaced
 from .test_api import grpcurl, grpcurl_json, new_type, post_json
 from .test_cli import jobqueue, view_rows
 from .test_worker import make_worker, running
+
+pytestmark = pytest.mark.redis_targets
 
 
 def at(priority: int) -> JobOptions:
@@ -109,7 +111,7 @@ async def test_an_idle_worker_wakes_for_every_priority_and_takes_them_in_order(
 
 
 async def _blocked(redis: Redis) -> bool:
-    return int((await redis.info("clients"))["blocked_clients"]) >= 1
+    return any(c.get("cmd") == "blmove" for c in await clients(redis))
 
 
 async def test_a_busy_worker_runs_in_priority_order(store: Harness, settings: Settings) -> None:
@@ -263,7 +265,7 @@ async def _redis_ms(store: Harness) -> int:
 @pytest.fixture
 def sync(redis_url: str) -> Iterator[redis.Redis]:
     """A blocking client, for the audit."""
-    client = redis.Redis.from_url(redis_url)
+    client = (redis.RedisCluster if redis_url in CLUSTER_URLS else redis.Redis).from_url(redis_url)
     yield client
     client.close()
 
