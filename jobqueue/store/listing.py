@@ -102,6 +102,17 @@ class Cursor:
     id: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ask:
+    """One read of a selection's indexes: how many entries after which, in which order."""
+
+    job_filter: JobFilter
+    newest_first: bool
+    count: int
+    after: Cursor | None
+    with_payloads: bool
+
+
 # An index entry read with its job: (score, id, the job; None: gone or unreadable).
 Entry = tuple[int, str, Job | None]
 
@@ -143,10 +154,11 @@ class Lister:
         while True:
             wanted = count - len(jobs)
             chunk = min(examine - examined, max(wanted, _SCAN_CHUNK) if job_filter.scans else wanted)
-            read = self._read_one if len(types) == 1 else self._read_merged
-            entries, more = await read(
-                types, job_filter, newest_first, chunk, cursor, with_payloads=with_payloads
-            )
+            ask = _Ask(job_filter, newest_first, chunk, cursor, with_payloads)
+            if len(types) == 1:
+                entries, more = await self._read_one(types[0], ask)
+            else:
+                entries, more = await self._read_merged(types, ask)
             looked = 0
             for _, _, job in entries:
                 looked += 1
@@ -168,37 +180,26 @@ class Lister:
         members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
         return {t.decode() for t in members}
 
-    def _page_args(
-        self, job_filter: JobFilter, newest_first: bool, count: int, after: Cursor | None
-    ) -> list[EncodableT]:
+    def _page_args(self, ask: _Ask) -> list[EncodableT]:
         """page.lua's arguments up to its count (the index read alone)."""
+        status, after = ask.job_filter.status, ask.after
         return [
-            job_filter.from_ms or "",
-            job_filter.to_ms or "",
-            self.retention_ms if job_filter.status not in (JobStatus.UNSPECIFIED, *_UNFINISHED) else "",
+            ask.job_filter.from_ms or "",
+            ask.job_filter.to_ms or "",
+            self.retention_ms if status not in (JobStatus.UNSPECIFIED, *_UNFINISHED) else "",
             "" if after is None else after.score,
             "" if after is None else after.id,
-            int(newest_first),
-            count,
+            int(ask.newest_first),
+            ask.count,
         ]
 
-    async def _read_one(
-        self,
-        types: Sequence[str],
-        job_filter: JobFilter,
-        newest_first: bool,
-        count: int,
-        after: Cursor | None,
-        *,
-        with_payloads: bool,
-    ) -> tuple[list[Entry], bool]:
-        """The next `count` entries of one type's index with their jobs, in one call of
-        page.lua (it reads the jobs too); and whether any are left after them."""
-        [job_type] = types
-        index = getattr(self.keys.queue(job_type), _INDEX_OF[job_filter.status])
+    async def _read_one(self, job_type: str, ask: _Ask) -> tuple[list[Entry], bool]:
+        """The next entries of one type's index with their jobs, in one call of page.lua
+        (it reads the jobs too); and whether any are left after them."""
+        index = getattr(self.keys.queue(job_type), _INDEX_OF[ask.job_filter.status])
         prefix = self.keys.job_key_prefix(partition_of_type(job_type))
-        reading = _READING[with_payloads]
-        args = [*self._page_args(job_filter, newest_first, count, after), prefix, *reading.fields]
+        reading = _READING[ask.with_payloads]
+        args = [*self._page_args(ask), prefix, *reading.fields]
         more_flag, *flat = await self._page.run(self._page.keys(None, more=[index]), args)
         entries: list[Entry] = []
         type_bytes = job_type.encode()
@@ -207,21 +208,12 @@ class Lister:
             entries.append((int(float(score)), member.decode(), job))
         return entries, more_flag == 1
 
-    async def _read_merged(
-        self,
-        types: Sequence[str],
-        job_filter: JobFilter,
-        newest_first: bool,
-        count: int,
-        after: Cursor | None,
-        *,
-        with_payloads: bool,
-    ) -> tuple[list[Entry], bool]:
-        """The next `count` entries of the types' indexes, merged, with their jobs: the
-        indexes in one pipelined round trip, then the jobs the merge keeps; and whether
-        any entries are left after them."""
-        index = _INDEX_OF[job_filter.status]
-        args = self._page_args(job_filter, newest_first, count, after)
+    async def _read_merged(self, types: Sequence[str], ask: _Ask) -> tuple[list[Entry], bool]:
+        """The next entries of the types' indexes, merged, with their jobs: the indexes
+        in one pipelined round trip, then the jobs the merge keeps; and whether any
+        entries are left after them."""
+        index = _INDEX_OF[ask.job_filter.status]
+        args = self._page_args(ask)
         replies = await self._page.run_each(
             [(self._page.keys(None, more=[getattr(self.keys.queue(t), index)]), args) for t in types]
         )
@@ -233,11 +225,11 @@ class Lister:
                 [(int(float(s)), m.decode(), job_type) for m, s in zip(flat[::2], flat[1::2], strict=True)]
             )
         # (score, id) is unique: the type is never compared.
-        merged = list(heapq.merge(*runs, reverse=newest_first))
-        kept = merged[:count]
-        found = await self._jobs([(job_id, job_type) for _, job_id, job_type in kept], with_payloads)
+        merged = list(heapq.merge(*runs, reverse=ask.newest_first))
+        kept = merged[: ask.count]
+        found = await self._jobs([(job_id, job_type) for _, job_id, job_type in kept], ask.with_payloads)
         entries = [(score, job_id, job) for (score, job_id, _), job in zip(kept, found, strict=True)]
-        return entries, more or len(merged) > count
+        return entries, more or len(merged) > ask.count
 
     async def _jobs(self, ids: Sequence[tuple[str, str]], with_payloads: bool) -> list[Job | None]:
         """The jobs of these (id, type) (None where a job is gone): one read_jobs call per
