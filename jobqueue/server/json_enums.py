@@ -18,7 +18,7 @@ from typing import Any
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
-from protobuf._descriptors import (
+from protobuf import (
     DescEnum,
     DescFieldValueEnum,
     DescFieldValueList,
