@@ -2,6 +2,9 @@
 """ListJobs latency over a million stored jobs, through the real server.
 
     python bench/list_jobs.py [--jobs 1000000] [--completed 200000] [--pages 1000] [--runs 3]
+    python bench/list_jobs.py --trees TREE_A TREE_B [--runs 4] [--pages 500]
+    python bench/list_jobs.py --instructions TREE [TREE...] [--jobs 20000] [--completed 5000]
+        [--pages 200] [--call "pending, newest first"]
 
 Starts a Redis of its own (a temporary directory, a free loopback port) and a
 `jobqueue server` on it, loads `--jobs` jobs of one type with
@@ -17,19 +20,36 @@ them: Redis' own time per call (its command stats: the scripts a page runs,
 and SMEMBERS for every type) and the server process' CPU time per call
 (/proc). GetJob, called as often at the same time, gives the scale: what the
 machine makes of the cheapest call. Loopback only; every loop is bounded.
+
+With `--trees`, one server per tree (a checkout, e.g. a `git worktree` of another
+commit, its code first on PYTHONPATH) on the same Redis and jobs, walked in
+turn, each first in every other run: an A/B at the same moment of a shared
+machine's load.
+
+With `--instructions`, the figure the machine's load does not move: each tree
+(a checkout, e.g. a `git worktree` of another commit) runs its `jobqueue server`
+under valgrind (cachegrind, no cache simulation), once with a warm-up of
+`--warmup` pages and once with the warm-up and `--pages` more, of one selection
+(`--call`, or GetJob); the difference over the pages is the server's
+instructions per call (start-up and shutdown excluded). A page's cost does not
+grow with the jobs stored, so a small store will do (`--jobs 20000 --completed 5000`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from redis import Redis
@@ -44,6 +64,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.drain_once import cpu_seconds  # noqa: E402
+from bench.edge_ab import _free_port, _wait_listening  # noqa: E402
+from bench.edge_ab import _instructions as cachegrind_instructions  # noqa: E402
 from tests.conftest import jobqueue_server_process  # noqa: E402  (the suite's server subprocess)
 
 JOB_TYPE = "bench-list"
@@ -133,36 +155,114 @@ SELECTIONS = {
 }
 
 
+def calls_names() -> list[str]:
+    return ["GetJob (for scale)", *SELECTIONS]
+
+
+def calls_of(client: SyncClient) -> dict[str, Callable[[str], str]]:
+    """What is walked: GetJob (for scale: the cheapest call there is, one job by id),
+    then each selection page by page."""
+    some_job = client.list_jobs(JobFilter(type=JOB_TYPE), page_size=1).jobs[0].id
+    return {
+        "GetJob (for scale)": lambda _: client.get(some_job).id,
+        **{name: list_pages(client, selection) for name, selection in SELECTIONS.items()},
+    }
+
+
+def instructions(
+    trees: list[Path], redis_url: str, work: Path, *, name: str, pages: int, warmup: int
+) -> None:
+    """Per tree: the server's instructions per call of `name` under cachegrind."""
+    for tree in trees:
+        counts = []
+        for count in (warmup, warmup + pages):
+            out = work / f"cachegrind-{len(counts)}.out"
+            valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}"]
+            with (
+                server_under(valgrind, tree, redis_url, work / "server.log") as (url, _),
+                SyncClient(url, timeout_s=120) as client,
+            ):
+                call = calls_of(client)[name]
+                token = ""
+                for _ in range(count):
+                    token = call(token)
+            counts.append(cachegrind_instructions(out))
+        per_call = (counts[1] - counts[0]) / pages
+        print(f"{tree} {name}: {per_call:,.0f} instructions per call", flush=True)
+
+
+@contextlib.contextmanager
+def server_under(wrapper: list[str], tree: Path, redis_url: str, log: Path) -> Iterator[tuple[str, int]]:
+    """A `jobqueue server` of `tree`'s code, run by `wrapper`, until it is stopped: its URL
+    and process id."""
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(tree), JOBQUEUE_REDIS_URL=redis_url)
+    command = [*wrapper, sys.executable, "-m", "jobqueue.cli", "server", "--server", "hypercorn"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=tree, env=env, stdout=out, stderr=out
+        )
+    try:
+        _wait_listening(port, process)
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--completed", type=int, default=200_000)
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--trees", type=Path, nargs="+", metavar="TREE", help="time these trees, side by side"
+    )
+    parser.add_argument("--instructions", type=Path, nargs="+", metavar="TREE", help="count, in these trees")
+    parser.add_argument("--warmup", type=int, default=30, help="--instructions: pages before counting")
+    parser.add_argument("--call", default="pending, newest first", choices=calls_names())
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(tmp) as redis_server:
         loading = asyncio.run(load(redis_server.url, args.jobs, args.completed))
         print(json.dumps({"jobs": args.jobs, **loading}), flush=True)
-        log = Path(tmp) / "server.log"
-        with (
-            jobqueue_server_process(redis_server.url, log) as (url, server),
-            SyncClient(url) as client,
-            Redis.from_url(redis_server.url) as redis,
-        ):
-            some_job = client.list_jobs(JobFilter(type=JOB_TYPE), page_size=1).jobs[0].id
-            calls: dict[str, Callable[[str], str]] = {
-                # For scale: the cheapest call there is, one job by id, on the same machine at the same time.
-                "GetJob (for scale)": lambda _: client.get(some_job).id,
-                **{name: list_pages(client, selection) for name, selection in SELECTIONS.items()},
-            }
-            walk(redis, server.pid, calls["pending, newest first"], calls=20)  # warm up
-            results: dict[str, list[Walk]] = {name: [] for name in calls}
+        if args.instructions:
+            instructions(
+                args.instructions,
+                redis_server.url,
+                Path(tmp),
+                name=args.call,
+                pages=args.pages,
+                warmup=args.warmup,
+            )
+            return 0
+        with contextlib.ExitStack() as stack:
+            redis = stack.enter_context(Redis.from_url(redis_server.url))
+            servers: dict[str, tuple[dict[str, Callable[[str], str]], int]] = {}
+            for i, tree in enumerate(args.trees or [None]):
+                log = Path(tmp) / f"server-{i}.log"
+                if tree is None:
+                    url, process = stack.enter_context(jobqueue_server_process(redis_server.url, log))
+                    label, pid = "", process.pid
+                else:
+                    url, pid = stack.enter_context(server_under([], tree, redis_server.url, log))
+                    label = f"{tree} "
+                servers[label] = (calls_of(stack.enter_context(SyncClient(url))), pid)
+            for calls, pid in servers.values():
+                walk(redis, pid, calls["pending, newest first"], calls=20)  # warm up
+            results: dict[str, list[Walk]] = {}
             for run in range(args.runs):
-                for name, call in calls.items():
-                    done = walk(redis, server.pid, call, calls=args.pages)
-                    results[name].append(done)
-                    print(f"run {run + 1} {name}: {summary([done])}", flush=True)
-            for name, walks in results.items():
+                for name in calls_names():
+                    # With two trees, each walks first in every other run.
+                    for label, (calls, pid) in list(servers.items())[:: -1 if run % 2 else 1]:
+                        done = walk(redis, pid, calls[name], calls=args.pages)
+                        results.setdefault(f"{label}{name}", []).append(done)
+                        print(f"run {run + 1} {label}{name}: {summary([done])}", flush=True)
+            for name, walks in sorted(results.items()):
                 print(f"median of {args.runs} runs, {name}: {summary(walks)}")
     return 0
 

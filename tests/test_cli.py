@@ -204,6 +204,22 @@ def test_a_server_that_never_answers_exits_4_after_the_call_timeout() -> None:
     assert "did not answer within 1.5 s" in one_line_error(from_env, ExitCode.UNREACHABLE)
 
 
+def test_a_watch_of_a_server_that_never_answers_exits_4_after_the_call_timeout() -> None:
+    """A watch's first message comes at once (the position, or the job's state): it is
+    bounded by --call-timeout, the rest of the watch is not."""
+    with socket.socket() as silent:  # listening, never accepting: the kernel takes the request
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        of_type = jobqueue("watch", "--type", "t", "--call-timeout", "1s", "--url", url)
+        of_job = jobqueue("watch", MISSING_ID, "--call-timeout", "1s", "--url", url)
+    for result in (of_type, of_job):
+        assert one_line_error(result, ExitCode.UNREACHABLE) == (
+            f"jobqueue: the jobqueue server at {url} did not answer within 1 s: is it overloaded or stuck? "
+            "(--call-timeout sets the wait)"
+        )
+
+
 def test_a_host_that_does_not_resolve_exits_4() -> None:
     url = "http://no-such-host.invalid:8080"  # .invalid never resolves (RFC 2606)
     result = jobqueue("get", MISSING_ID, "--call-timeout", "30s", "--url", url)

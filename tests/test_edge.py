@@ -15,6 +15,7 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import http.client
 import os
 import random
 import socket
@@ -269,6 +270,30 @@ def test_a_unary_call_takes_one_message(server: EdgeServer) -> None:
     message = pb.GetJobRequest(id="00000000-0000-4000-8000-000000000000").to_binary()
     reply = h2_request(server.url, "POST", f"/{SERVICE}/GetJob", grpc_headers(), envelope(message) * 3)
     assert grpc_outcome(reply) == Outcome("unimplemented", "unary request has multiple messages")
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status"),
+    [
+        ("ListJobs", b'{"pageSize": 1}', 200),
+        ("GetJob", b'{"id": "00000000-0000-4000-8000-000000000000"}', 404),  # an error's answer
+    ],
+)
+def test_a_connect_unary_answer_has_its_length_over_http1(
+    server: EdgeServer, method: str, body: bytes, status: int
+) -> None:
+    """Sent with its content-length, not chunked: a write less per call (edge.py)."""
+    connection = http.client.HTTPConnection(*host_port(server.url), timeout=20)
+    try:
+        connection.request("POST", f"/{SERVICE}/{method}", body, {"Content-Type": "application/json"})
+        reply = connection.getresponse()
+        answer = reply.read()
+    finally:
+        connection.close()
+    assert reply.status == status, answer
+    assert not reply.chunked
+    lengths = [value for name, value in reply.getheaders() if name.lower() == "content-length"]
+    assert lengths == [str(len(answer))], reply.getheaders()
 
 
 def test_a_reflection_stream_takes_a_bounded_number_of_messages(server: EdgeServer) -> None:

@@ -311,6 +311,12 @@ BAD_REQUESTS = [
     pytest.param({"pageToken": "not a token"}, "page_token", id="token-garbage"),
     pytest.param({"pageToken": b64(b"[1, 2]")}, "page_token", id="token-not-an-object"),
     pytest.param({"pageToken": OTHER_TOKEN}, "page_token", id="token-of-another-filter"),
+    # Enum values the proto does not define: the JSON decoder (unknown fields ignored)
+    # would read them as UNSPECIFIED (every unfinished job) if the server did not look.
+    pytest.param({"filter": {"status": 99}}, "filter.status", id="status-undefined-number"),
+    pytest.param({"filter": {"status": "JOB_STATUS_DONE"}}, "filter.status", id="status-undefined-name"),
+    pytest.param({"filter": {"time_field": 7}}, "filter.time_field", id="time-field-undefined"),
+    pytest.param({"order": 7, "futureField": 1}, "order", id="order-undefined-with-unknown-field"),
 ]
 
 
@@ -326,8 +332,24 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
     assert_clean(error["message"])
 
 
-# Enum numbers the proto does not define: Connect JSON's decoder drops them (to
-# UNSPECIFIED) before the handler sees them; binary protobuf (grpcurl) keeps them.
+async def test_json_fields_the_server_does_not_know_are_still_ignored(server_url: str) -> None:
+    """The enum check does not make Connect JSON strict: a newer client's field passes."""
+    request = {"filter": {"status": "JOB_STATUS_FAILED", "futureField": 1}, "futureField": [1]}
+    reply = await post_json(server_url, "ListJobs", json.dumps(request))
+    assert reply.status == 200, reply
+    # CancelJobs with UNSPECIFIED cancels every unfinished job: 99 must not read as that.
+    bodies = [
+        {"filter": {"status": 99, "type": new_type()}},
+        {"filter": {"status": "JOB_STATUS_DONE", "type": new_type()}, "limit": 5},
+    ]
+    for body in bodies:
+        refused = await post_json(server_url, "CancelJobs", json.dumps(body))
+        assert refused.status == 400, refused
+        assert refused.json()["message"].startswith("filter.status: "), refused
+
+
+# Enum numbers the proto does not define, in binary protobuf (grpcurl): kept by the
+# decoder (proto3 enums are open), refused by the handler.
 @pytest.mark.parametrize(
     ("request_body", "message"),
     [

@@ -217,14 +217,19 @@ class SyncClient:
     def watch_job(self, job_id: str, cursor: str = "") -> EventStream:
         """WatchJob: the job's current state (or, with `cursor`, what followed it), then
         each change, until it reaches a final state. Iterate it; `close()` ends it.
-        It returns once the server has answered (a refusal raises here)."""
+        It returns once the server has answered (a refusal raises here), within the
+        client's `timeout_s` unless it resumes from a cursor."""
         request = pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor)
-        return self._open_watch(request).start()
+        # Its first message comes at once (the job's state), but not when it resumes
+        # from a cursor: then it is the job's next change, whenever that comes.
+        return self._open_watch(request).start(None if cursor else self.timeout_s)
 
     def watch_jobs(self, job_type: str = "", cursor: str = "") -> EventStream:
         """WatchJobs: every change of the type's jobs (every type's if empty) from now on
-        (or after `cursor`): what happens once it has returned, until `close()`."""
-        return self._open_watch(watch_jobs_request(job_type, cursor)).start()
+        (or after `cursor`): what happens once it has returned, until `close()`. It
+        returns once the server has answered (its first message, the position it starts
+        from, comes at once), within the client's `timeout_s`."""
+        return self._open_watch(watch_jobs_request(job_type, cursor)).start(self.timeout_s)
 
     def _open_watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> EventStream:
         """A watch with no deadline, not started; its abort() works from any thread."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from pyqwest import SyncClient as HTTPClient
 
@@ -62,14 +63,45 @@ class EventStream:
         # A message's events not handed out yet, with whether events were lost before each.
         self._batch: collections.deque[tuple[Any, bool]] = collections.deque()
 
-    def start(self) -> EventStream:
+    def start(self, within_s: float | None = None) -> EventStream:
         """Waits for the stream's first message: from then on no event is missed (a
-        WatchJobs without a cursor streams what happens after it starts)."""
+        WatchJobs without a cursor streams what happens after it starts). `within_s`:
+        how long the server has to send it, for a watch whose first message comes at
+        once; past that the stream is aborted and the wait fails as a call that got
+        no answer does (DEADLINE_EXCEEDED). The wait is then on a thread of its own,
+        since nothing ends a request whose answer has not begun: that thread ends
+        when the connection does."""
         try:
-            self._started = [self._receive()]
+            first = self._receive() if within_s is None else self._first_within(within_s)
         except StopIteration:  # it ended at once (WatchJob resumed after the job's last event)
             self._aborted = True
+        else:
+            self._started = [first]
         return self
+
+    def _first_within(self, within_s: float) -> Any:
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def receive() -> None:
+            try:
+                outcome.append(self._receive())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=receive, daemon=True, name="jobqueue-watch-start").start()
+        if not done.wait(within_s):
+            self.abort()
+            late = TimeoutError()
+            error = ConnectError(Code.DEADLINE_EXCEEDED, f"no first message within {within_s:g} s")
+            error.__cause__ = late
+            raise self._translate(error) from late
+        [first] = outcome
+        if isinstance(first, BaseException):
+            raise first
+        return first
 
     def _receive(self) -> Any:
         if self._aborted:

@@ -14,6 +14,11 @@ answer's start, and each keeps its rules in its own module:
   the client raised is recorded, and what the app raises because of it, or
   because of the client's deadline or disconnect, ends as a DEBUG line.
 
+It also sizes Connect's unary answers: connectrpc sends their start and then
+their one body without a length, which HTTP/1.1 sends chunked (a write for the
+start, one for the chunk, one for the last chunk). The start of an answer of a
+unary content type waits for its body and goes with its content-length.
+
 They share this layer, with one wrapper of `receive` and one of `send`, calling
 the concerns' hooks as plain functions. A layer per concern, each awaiting its
 app and wrapping both callables, was most of what the edge cost per call: each
@@ -53,6 +58,8 @@ class Edge:
                 await self.app(scope, exchange.receive, exchange.send)
                 if exchange.refused is not None:  # a start without a body: not one of connectrpc's refusals
                     await exchange.send_held()
+                if exchange.unsized is not None:  # a unary start without a body
+                    await exchange.send({"type": "http.response.body"})
             except BaseException:
                 await exchange.body.failed(exchange.send)
                 raise
@@ -70,7 +77,7 @@ class _Exchange:
 
     __slots__ = (
         "body", "call", "edge", "gone", "refusal_seen", "refused",
-        "scope", "send_error", "up_receive", "up_send",
+        "scope", "send_error", "sizing_seen", "unsized", "up_receive", "up_send",
     )  # fmt: skip
 
     def __init__(self, edge: Edge, scope: Any, body: UnreadBody, receive: Any, send: Any) -> None:
@@ -84,6 +91,8 @@ class _Exchange:
         self.send_error: BaseException | None = None
         self.refused: Any = None  # the start of a 415 or 429, until its body
         self.refusal_seen = False  # a start held once goes out as it is, or explained
+        self.unsized: Any = None  # the start of a unary answer, until its body
+        self.sizing_seen = False  # a start held once goes out, sized or not
 
     async def read(self) -> Any:
         """The server's next message, timed while the body is unfinished (slow.py)."""
@@ -117,6 +126,16 @@ class _Exchange:
             and not self.refusal_seen
         ):
             await self._refusal(message)
+            return
+        if self.unsized is not None:
+            start, self.unsized = self.unsized, None
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                length = (b"content-length", b"%d" % len(message.get("body", b"")))
+                start = {**start, "headers": [*start["headers"], length]}
+            await self.send(start)
+        elif message["type"] == "http.response.start" and not self.sizing_seen and _unary_unsized(message):
+            self.unsized = message
+            self.sizing_seen = True
             return
         # The rest of a refused body is read before the send is timed: a client
         # still sending it is not one that does not read its answer.
@@ -157,3 +176,17 @@ class _Exchange:
         """The app is done and a held start had no body: it goes as it is."""
         start, self.refused = self.refused, None
         await self.send(start)
+
+
+_UNARY_CONTENT_TYPES = (b"application/proto", b"application/json")
+
+
+def _unary_unsized(start: Any) -> bool:
+    """Whether an answer's start is Connect unary's (or its error's), without a length."""
+    unary = False
+    for name, value in start["headers"]:
+        if name == b"content-length":
+            return False
+        if name == b"content-type":
+            unary = value in _UNARY_CONTENT_TYPES
+    return unary

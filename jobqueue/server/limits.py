@@ -36,6 +36,8 @@ from connectrpc.codec import Codec, proto_binary_codec, proto_json_codec
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
+from .json_enums import check_enum_values
+
 # Deep enough for any message of our APIs (EnqueueJobs is 4 levels at most,
 # reflection 3), shallow enough that no decoder comes near its stack's end.
 MAX_JSON_DEPTH = 64
@@ -137,6 +139,7 @@ class BoundedJSONCodec:
                 Code.INVALID_ARGUMENT,
                 f"JSON nesting: arrays and objects nested deeper than {self.max_depth} levels",
             )
+        check_enum_values(data, message_class)
         try:
             return self._inner.decode(data, message_class)
         except Exception as exc:  # any decode failure is the input's fault

@@ -63,6 +63,12 @@ TRACE_FIELD = "trace_context"
 def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     """The job of a stored hash (HGETALL). Raises ValueError for a record that is not one."""
     job = decode_job_values([fields.get(name) for name in JOB_FIELDS])
+    set_read_fields(job, fields)
+    return job
+
+
+def set_read_fields(job: Job, fields: Mapping[bytes, bytes | None]) -> None:
+    """Sets a decoded job's READ_FIELDS from their stored values (a missing one: unset)."""
     job.last_error_attempt = int(fields.get(b"last_error_attempt") or 0)
     job.result = fields.get(b"result") or b""
     job.priority = int(fields.get(b"priority") or DEFAULT_PRIORITY)
@@ -71,7 +77,6 @@ def decode_job(fields: Mapping[bytes, bytes]) -> Job:
         job.unique_key = unique_key.decode(errors="replace")
         job.unique_mode = UniqueMode(int(fields.get(b"unique_mode") or 0))
     set_progress_fields(job, *(fields.get(name) for name in PROGRESS_FIELDS))
-    return job
 
 
 def set_progress_fields(

@@ -5,8 +5,10 @@ finished status' index (by finished_at), read in the order of (score, id) with
 lua/page.lua; no SCAN, and a page costs O(types * (log N + page)), not O(N).
 Every type's index is read for up to a page after the cursor and the reads are
 merged by (score, id), a total order across types (ids are unique), so one
-cursor serves them all. The page's jobs are then read in one pipelined round
-trip; an id whose job is gone (expired) or no longer matches is left out.
+cursor serves them all. One type's page is one call of page.lua, which reads
+the entries' jobs too; over several types, the indexes are read in one
+pipelined round trip and the jobs the merge keeps in a second. An id whose job
+is gone (expired) or no longer matches is left out.
 
 The page token is opaque to clients: urlsafe base64 of a small JSON object with
 the cursor (score, id) and a fingerprint of the filter and order, so that a
@@ -20,21 +22,24 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import heapq
 import json
 import logging
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
-from ..model import DEFAULT_PRIORITY, Job, JobStatus, partition_of_id
+from ..model import Job, JobStatus, partition_of_id, partition_of_type
 from ..selection import MAX_EXAMINED, JobFilter, TimeField
 from . import scripts
-from .codec import JOB_FIELDS, PROGRESS_FIELDS, decode_job_values, set_progress_fields
+from .codec import JOB_FIELDS, READ_FIELDS, decode_job_values, set_read_fields
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.typing import EncodableT
 
     from .keys import Keyspace
 
@@ -50,13 +55,43 @@ _INDEX_OF = {
     JobStatus.CANCELLED: "cancelled",
 }
 _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
-# What a list reads of each job: a claim's fields (JOB_FIELDS, decoded by position as
-# a claim's are), last_error_attempt, the progress and the priority; the payload and the
-# result only when asked for.
-_FIELDS = (*JOB_FIELDS, b"last_error_attempt", *PROGRESS_FIELDS, b"priority", b"result")
-_PAYLOAD, _LAST_ERROR_ATTEMPT = _FIELDS.index(b"payload"), _FIELDS.index(b"last_error_attempt")
-_PROGRESS, _PRIORITY = _FIELDS.index(PROGRESS_FIELDS[0]), _FIELDS.index(b"priority")
-_FIELDS_WITHOUT_PAYLOAD = tuple(f for f in _FIELDS if f not in (b"payload", b"result"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Reading:
+    """What a list reads of each job, and how its values go back in JOB_FIELDS order
+    for decode_job_values: the fields of JOB_FIELDS but those the index entry tells
+    (id, type), then the read fields (codec.READ_FIELDS: last_error_attempt, the
+    progress, the priority, the unique key...); the payload and the result only when
+    asked for. Every field read costs Redis a conversion each way in the script."""
+
+    fields: tuple[bytes, ...]
+    # (*values, id, type, None) -> the values in JOB_FIELDS order
+    in_job_order: Callable[[Sequence[bytes | None]], Sequence[bytes | None]]
+    status_at: int
+    # where the read fields start in `fields`, and their names
+    read_at: int
+    read_fields: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, with_payloads: bool) -> _Reading:
+        skipped = {b"id", b"type"} | (set() if with_payloads else {b"payload"})
+        read = [name for name in JOB_FIELDS if name not in skipped]
+        extra = tuple(name for name in READ_FIELDS if with_payloads or name != b"result")
+        fields = (*read, *extra)
+        known = {b"id": len(fields), b"type": len(fields) + 1}
+        unset = len(fields) + 2
+        positions = [read.index(name) if name in read else known.get(name, unset) for name in JOB_FIELDS]
+        return cls(
+            fields=fields,
+            in_job_order=operator.itemgetter(*positions),
+            status_at=fields.index(b"status"),
+            read_at=len(read),
+            read_fields=extra,
+        )
+
+
+_READING = {with_payloads: _Reading.of(with_payloads) for with_payloads in (False, True)}
 # With a scan filter, how many index entries a read takes at least (fewer round trips).
 _SCAN_CHUNK = 100
 
@@ -67,6 +102,21 @@ class Cursor:
 
     score: int
     id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ask:
+    """One read of a selection's indexes: how many entries after which, in which order."""
+
+    job_filter: JobFilter
+    newest_first: bool
+    count: int
+    after: Cursor | None
+    with_payloads: bool
+
+
+# An index entry read with its job: (score, id, the job; None: gone or unreadable).
+Entry = tuple[int, str, Job | None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,16 +156,23 @@ class Lister:
         while True:
             wanted = count - len(jobs)
             chunk = min(examine - examined, max(wanted, _SCAN_CHUNK) if job_filter.scans else wanted)
-            entries, more = await self._entries(types, job_filter, newest_first, chunk, cursor)
-            found = await self._jobs(entries, with_payloads)
-            for i, ((score, job_id), job) in enumerate(zip(entries, found, strict=True)):
-                examined += 1
-                cursor = Cursor(score, job_id)
+            ask = _Ask(job_filter, newest_first, chunk, cursor, with_payloads)
+            if len(types) == 1:
+                entries, more = await self._read_one(types[0], ask)
+            else:
+                entries, more = await self._read_merged(types, ask)
+            looked = 0
+            for _, _, job in entries:
+                looked += 1
                 if job is not None and _matches(job, job_filter):
                     jobs.append(job)
                     if len(jobs) == count:
-                        more = more or i < len(entries) - 1
+                        more = more or looked < len(entries)
                         break
+            if looked:
+                examined += looked
+                score, job_id, _ = entries[looked - 1]
+                cursor = Cursor(score, job_id)
             if not more:
                 return Selected(jobs, None)
             if len(jobs) == count or examined >= examine:
@@ -125,62 +182,80 @@ class Lister:
         members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
         return {t.decode() for t in members}
 
-    async def _entries(
-        self,
-        types: Sequence[str],
-        job_filter: JobFilter,
-        newest_first: bool,
-        count: int,
-        after: Cursor | None,
-    ) -> tuple[list[tuple[int, str]], bool]:
-        """The next `count` (score, id) entries of the types' indexes, merged; and whether
-        any are left after them."""
-        index = _INDEX_OF[job_filter.status]
-        args = [
-            job_filter.from_ms or "",
-            job_filter.to_ms or "",
-            self.retention_ms if job_filter.status not in (JobStatus.UNSPECIFIED, *_UNFINISHED) else "",
+    def _page_args(self, ask: _Ask) -> list[EncodableT]:
+        """page.lua's arguments up to its count (the index read alone)."""
+        status, after = ask.job_filter.status, ask.after
+        return [
+            ask.job_filter.from_ms or "",
+            ask.job_filter.to_ms or "",
+            self.retention_ms if status not in (JobStatus.UNSPECIFIED, *_UNFINISHED) else "",
             "" if after is None else after.score,
             "" if after is None else after.id,
-            int(newest_first),
-            count,
+            int(ask.newest_first),
+            ask.count,
         ]
-        replies = await asyncio.gather(
-            *(
-                self._page.run(self._page.keys(None, more=[getattr(self.keys.queue(t), index)]), args)
-                for t in types
-            )
-        )
-        runs: list[list[tuple[int, str]]] = []
-        more = False
-        for more_flag, *flat in replies:
-            more = more or more_flag == 1
-            runs.append([(int(float(s)), m.decode()) for m, s in zip(flat[::2], flat[1::2], strict=True)])
-        if len(runs) == 1:
-            return runs[0], more
-        merged = list(heapq.merge(*runs, reverse=newest_first))
-        return merged[:count], more or len(merged) > count
 
-    async def _jobs(self, entries: Sequence[tuple[int, str]], with_payloads: bool) -> list[Job | None]:
-        """The entries' jobs (None where a job is gone): one read_jobs call per partition
-        (one in all for one type), the calls at once."""
-        if not entries:
+    async def _read_one(self, job_type: str, ask: _Ask) -> tuple[list[Entry], bool]:
+        """The next entries of one type's index with their jobs, in one call of page.lua
+        (it reads the jobs too); and whether any are left after them."""
+        index = getattr(self.keys.queue(job_type), _INDEX_OF[ask.job_filter.status])
+        prefix = self.keys.job_key_prefix(partition_of_type(job_type))
+        reading = _READING[ask.with_payloads]
+        args = [*self._page_args(ask), prefix, *reading.fields]
+        more_flag, *flat = await self._page.run(self._page.keys(None, more=[index]), args)
+        entries: list[Entry] = []
+        type_bytes = job_type.encode()
+        for member, score, values in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
+            job = _decoded(member, type_bytes, values, reading)
+            entries.append((int(float(score)), member.decode(), job))
+        return entries, more_flag == 1
+
+    async def _read_merged(self, types: Sequence[str], ask: _Ask) -> tuple[list[Entry], bool]:
+        """The next entries of the types' indexes, merged, with their jobs: the indexes
+        in one pipelined round trip, then the jobs the merge keeps; and whether any
+        entries are left after them."""
+        index = _INDEX_OF[ask.job_filter.status]
+        args = self._page_args(ask)
+        replies = await self._page.run_each(
+            [(self._page.keys(None, more=[getattr(self.keys.queue(t), index)]), args) for t in types]
+        )
+        runs: list[list[tuple[int, str, str]]] = []
+        more = False
+        for job_type, (more_flag, *flat) in zip(types, replies, strict=True):
+            more = more or more_flag == 1
+            runs.append(
+                [(int(float(s)), m.decode(), job_type) for m, s in zip(flat[::2], flat[1::2], strict=True)]
+            )
+        # (score, id) is unique: the type is never compared.
+        merged = list(heapq.merge(*runs, reverse=ask.newest_first))
+        kept = merged[: ask.count]
+        found = await self._jobs([(job_id, job_type) for _, job_id, job_type in kept], ask.with_payloads)
+        entries = [(score, job_id, job) for (score, job_id, _), job in zip(kept, found, strict=True)]
+        return entries, more or len(merged) > ask.count
+
+    async def _jobs(self, ids: Sequence[tuple[str, str]], with_payloads: bool) -> list[Job | None]:
+        """The jobs of these (id, type) (None where a job is gone): one read_jobs call per
+        partition, the calls at once."""
+        if not ids:
             return []
-        by_partition: dict[str, list[str]] = {}
-        for _, job_id in entries:
-            by_partition.setdefault(partition_of_id(job_id), []).append(job_id)
-        fields = _FIELDS if with_payloads else _FIELDS_WITHOUT_PAYLOAD
+        by_partition: dict[str, list[tuple[str, str]]] = {}
+        for job_id, job_type in ids:
+            by_partition.setdefault(partition_of_id(job_id), []).append((job_id, job_type))
+        reading = _READING[with_payloads]
         replies = await asyncio.gather(
             *(
-                self._read_jobs.run(self._read_jobs.keys(None, more=[*map(self.keys.job, ids)]), fields)
-                for ids in by_partition.values()
+                self._read_jobs.run(
+                    self._read_jobs.keys(None, more=[self.keys.job(job_id) for job_id, _ in of_partition]),
+                    reading.fields,
+                )
+                for of_partition in by_partition.values()
             )
         )
         found: dict[str, Job | None] = {}
-        for ids, values in zip(by_partition.values(), replies, strict=True):
-            for job_id, job_values in zip(ids, values, strict=True):
-                found[job_id] = _decoded(job_id, job_values, with_payloads)
-        return [found[job_id] for _, job_id in entries]
+        for of_partition, values in zip(by_partition.values(), replies, strict=True):
+            for (job_id, job_type), job_values in zip(of_partition, values, strict=True):
+                found[job_id] = _decoded(job_id.encode(), job_type.encode(), job_values, reading)
+        return [found[job_id] for job_id, _ in ids]
 
     async def _by_idempotency_key(self, job_filter: JobFilter, with_payloads: bool) -> list[Job]:
         """The job the key points at (one lookup), if it matches the rest of the filter."""
@@ -188,29 +263,21 @@ class Lister:
         job_id: bytes | None = await self.redis.get(idem_key)  # type: ignore[assignment]
         if job_id is None:
             return []
-        [job] = await self._jobs([(0, job_id.decode())], with_payloads)
+        [job] = await self._jobs([(job_id.decode(), job_filter.type)], with_payloads)
         if job is None or not _matches(job, job_filter) or not _in_range(job, job_filter):
             return []
         return [job]
 
 
-def _decoded(job_id: str, values: Sequence[bytes | None], with_payloads: bool) -> Job | None:
-    """A job of its values in _FIELDS order (without the payload and the result unless
-    `with_payloads`)."""
-    if values[0] is None:  # the id field: the job is gone
+def _decoded(job_id: bytes, job_type: bytes, values: Sequence[bytes | None], reading: _Reading) -> Job | None:
+    """A job of its id, its type and its values of `reading.fields` (None: it is gone)."""
+    if values[reading.status_at] is None:  # every job has a status: the job is gone
         return None
     try:
-        if with_payloads:
-            job = decode_job_values(values[:_LAST_ERROR_ATTEMPT])
-            job.result = values[-1] or b""
-        else:
-            job = decode_job_values([*values[:_PAYLOAD], None, *values[_PAYLOAD : _LAST_ERROR_ATTEMPT - 1]])
-        shift = 0 if with_payloads else 1  # the payload's place
-        job.last_error_attempt = int(values[_LAST_ERROR_ATTEMPT - shift] or 0)
-        set_progress_fields(job, *values[_PROGRESS - shift : _PROGRESS - shift + len(PROGRESS_FIELDS)])
-        job.priority = int(values[_PRIORITY - shift] or DEFAULT_PRIORITY)
+        job = decode_job_values(reading.in_job_order((*values, job_id, job_type, None)))
+        set_read_fields(job, dict(zip(reading.read_fields, values[reading.read_at :], strict=True)))
     except ValueError as exc:
-        log.warning("job %s: corrupt record (%s): left out of the list", job_id, exc)
+        log.warning("job %s: corrupt record (%s): left out of the list", job_id.decode(errors="replace"), exc)
         return None
     return job
 
@@ -233,6 +300,7 @@ def _in_range(job: Job, job_filter: JobFilter) -> bool:
 # -- the page token ---------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)  # a page call checks a token and makes one: the same filter
 def fingerprint(job_filter: JobFilter, newest_first: bool) -> str:
     """What a token is bound to: a checked filter and the order."""
     fields: list[Any] = [*dataclasses.astuple(job_filter), newest_first]

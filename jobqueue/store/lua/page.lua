@@ -7,17 +7,25 @@
 -- and no member is skipped or repeated while the index does not change. Cost:
 -- O(log N) per rank lookup, the bisection within the cursor's score (only when
 -- its member left) O(log N * log ties), then O(log N + count).
+-- Given a job key prefix, it also reads the fields of each member's job (HMGET),
+-- so that a page of one type is one round trip (ListJobs). Those job hashes are
+-- read by keys built from the ids (they cannot be declared: the ids are known
+-- only here); they carry the index's hash tag, so they are on this script's slot.
 -- include: common
 -- KEYS: ...the index (a sorted set scored by Unix ms)
 -- ARGV: from (inclusive, '' none), to (exclusive, '' none), retention_ms ('': keep
 --   all; else scores older than now - retention, jobs expired already, are left
---   out), after_score ('' from the start), after_member, newest_first (1 or 0), count
--- Returns {more (1 or 0), member, score, member, score...} in the order asked;
--- more: members in the range are left after these.
+--   out), after_score ('' from the start), after_member, newest_first (1 or 0), count,
+--   then optionally the job key prefix ("P:{pppp}:job:") and the field names to read
+-- Returns {more (1 or 0), member, score, member, score...} in the order asked, or
+-- with a job key prefix {more, member, score, {the job's values}, ...} (values all
+-- nil: the job is gone); more: members in the range are left after these.
 local index = KEYS[FIXED_KEYS + 1]
 local from, to, retention = ARGV[1], ARGV[2], ARGV[3]
 local after_score, after_member = ARGV[4], ARGV[5]
 local newest_first, count = ARGV[6] == '1', tonumber(ARGV[7])
+local job_prefix = ARGV[8] or ''
+local fields = {unpack(ARGV, 9)}
 
 -- Whether a sorts after b byte by byte, as Redis orders members (Lua's own
 -- comparison of strings follows the server's locale).
@@ -85,14 +93,15 @@ if high < low then
 end
 local found = redis.call('ZRANGE', index, low, high, 'WITHSCORES')
 local reply = {more and 1 or 0}
+local first_entry, last_entry, step = 1, #found - 1, 2
 if newest_first then
-  for i = #found - 1, 1, -2 do
-    reply[#reply + 1] = found[i]
-    reply[#reply + 1] = found[i + 1]
-  end
-else
-  for i = 1, #found do
-    reply[#reply + 1] = found[i]
+  first_entry, last_entry, step = #found - 1, 1, -2
+end
+for i = first_entry, last_entry, step do
+  reply[#reply + 1] = found[i]
+  reply[#reply + 1] = found[i + 1]
+  if job_prefix ~= '' then
+    reply[#reply + 1] = redis.call('HMGET', job_prefix .. found[i], unpack(fields))
   end
 end
 return reply
