@@ -237,7 +237,7 @@ async def test_heartbeat_extends_held_leases_and_reports_lost_ones(
     await store.cancel(second.id)
     held = [(first.id, first.lease_token), (second.id, second.lease_token)]
     assert (await store.transitions.heartbeat("t", "w1", held, 60_000, LIVENESS_MS)).lost == [
-        (second.id, JobStatus.CANCELLED)
+        (second.id, second.lease_token, JobStatus.CANCELLED)
     ]
     lease = await store.redis.zscore(store.keys.queue("t").leases, first.id)
     assert lease is not None and lease > first.started_at + 50_000
@@ -247,7 +247,7 @@ async def test_heartbeat_extends_held_leases_and_reports_lost_ones(
     assert alive_until is not None and alive_until > first.started_at + LIVENESS_MS - 1000
     assert (
         await store.transitions.heartbeat("t", "w1", [(first.id, first.lease_token + 1)], 60_000, LIVENESS_MS)
-    ).lost == [(first.id, JobStatus.RUNNING)]
+    ).lost == [(first.id, first.lease_token + 1, JobStatus.RUNNING)]
     assert (await store.transitions.heartbeat("t", "w1", [], 1, LIVENESS_MS)).lost == []
 
 
@@ -383,7 +383,7 @@ async def test_cancel_racing_a_claim_never_runs_a_cancelled_job(
                 await store.transitions.heartbeat(
                     "t", "w", [(job_id, claimed.lease_token)], LEASE_MS, LIVENESS_MS
                 )
-            ).lost == [(job_id, JobStatus.CANCELLED)]
+            ).lost == [(job_id, claimed.lease_token, JobStatus.CANCELLED)]
     assert await store.redis.zcard(store.keys.queue("t").leases) == 0
 
 
@@ -425,7 +425,7 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced_off(
     assert await store.transitions.release(old) == Result(Outcome.STALE, JobStatus.RUNNING)
     assert (
         await store.transitions.heartbeat("t", "w1", [(old.id, old.lease_token)], LEASE_MS, LIVENESS_MS)
-    ).lost == [(old.id, JobStatus.RUNNING)]
+    ).lost == [(old.id, old.lease_token, JobStatus.RUNNING)]
     assert await store.complete(new) == OK
 
 

@@ -41,8 +41,9 @@ class Beat(NamedTuple):
     # (a stall past its liveness, or Redis lost its data). Its ListWorkers entry may
     # be gone.
     joined: bool
-    # (id, its status; None if the job is gone) of each lease it lost.
-    lost: list[tuple[str, JobStatus | None]]
+    # (id, the run's lease token, the job's status; None if the job is gone) of each
+    # lease it lost.
+    lost: list[tuple[str, int, JobStatus | None]]
 
 
 class Transitions:
@@ -267,8 +268,11 @@ class Transitions:
         for job_id, token in held:
             args += [job_id, token]
         joined, *reply = await script.run(keys, args)
-        pairs = iter(reply)
-        lost = [(job_id.decode(), status_of(status)) for job_id, status in zip(pairs, pairs, strict=True)]
+        triples = iter(reply)
+        lost = [
+            (job_id.decode(), int(token), status_of(status))
+            for job_id, token, status in zip(triples, triples, triples, strict=True)
+        ]
         return Beat(bool(joined), lost)
 
     async def fail(self, job: Job, error: str, retry_delay_ms: int | None) -> Result:

@@ -33,15 +33,18 @@ BATCH_LINGER_S = 0.005
 class Completions:
     def __init__(self, context: Context) -> None:
         self.context = context
-        self.pending: dict[str, Job] = {}  # handler done, completion not yet recorded
+        # Handler done, completion not yet recorded; by (id, lease token): a stale run
+        # of a job (its handler outlived its lease) and the job's current run may both
+        # be here, and each must be recorded (the stale one is refused) on its own.
+        self.pending: dict[tuple[str, int], Job] = {}
         self.hurry = False  # the fetcher is idle or gone: the completer sends at once
-        self._sending: set[str] = set()  # of those, the ids on their way to Redis
+        self._sending: set[tuple[str, int]] = set()  # of those, the ones on their way to Redis
         self._added = asyncio.Event()
         self._all_recorded = asyncio.Event()
         self._unreported: list[tuple[list[Job], list[Result], Call]] = []
 
     def add(self, job: Job) -> None:
-        self.pending[job.id] = job
+        self.pending[job.id, job.lease_token] = job
         self._all_recorded.clear()
         self._added.set()
 
@@ -56,14 +59,14 @@ class Completions:
         way, claims `claim` and takes up to `take` ready ids; returns (claims, ids
         taken). `via`: the fetcher's connection (the completer uses the pool)."""
         c = self.context
-        batch = [job for job in self.pending.values() if job.id not in self._sending]
+        batch = [job for key, job in self.pending.items() if key not in self._sending]
         if len(batch) > c.batch_size:
             batch = batch[: c.batch_size]
             self._added.set()
         if not batch and not take and not claim:
             return [], []
-        ids = [job.id for job in batch]
-        self._sending.update(ids)
+        keys = [(job.id, job.lease_token) for job in batch]
+        self._sending.update(keys)
         began, start, began_in = time.time(), time.perf_counter(), c.outage.generation
         try:
             records, claims, taken = await c.transitions.round(
@@ -81,12 +84,12 @@ class Completions:
                 self._added.set()  # not recorded (the fetcher stopped, or Redis is down): retry here
             raise
         finally:
-            self._sending.difference_update(ids)
+            self._sending.difference_update(keys)
         seconds = time.perf_counter() - start
         if c.outage.down:
             c.outage.back(began_in)
-        for job_id in ids:
-            del self.pending[job_id]
+        for key in keys:
+            del self.pending[key]
         if not self.pending:
             self._all_recorded.set()
         # Reported by `report`, once the caller has started the claimed jobs: the

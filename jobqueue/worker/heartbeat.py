@@ -84,8 +84,8 @@ class Heartbeat:
             c.outage.back(began_in)
         if beat.joined:
             self._joined = False
-        for job_id, status in beat.lost:
-            run = self.slots.runs.get(job_id)
+        for job_id, token, status in beat.lost:
+            run = self.slots.runs.get((job_id, token))
             if run is None or run.handler_done or run.interrupted is not None:
                 continue
             run.interrupted = Event.CANCELLED if status is JobStatus.CANCELLED else Event.LEASE_LOST

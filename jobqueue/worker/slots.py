@@ -40,7 +40,10 @@ class Slots:
         """`start`: runs one job (the task of a started Run)."""
         self.concurrency = concurrency
         self.capacity = concurrency + prefetch
-        self.runs: dict[str, Run] = {}  # every job held: running, or waiting
+        # Every job held, running or waiting, by (id, lease token): a handler that
+        # ignores its cancellation runs on after its lease was lost, and keeps its
+        # slot, while this worker may claim the same job again.
+        self.runs: dict[tuple[str, int], Run] = {}
         self.waiting: collections.deque[Run] = collections.deque()  # prefetched, not started
         self.freed = asyncio.Event()
         # A busy worker claims for this many free slots at once (see wait_for_a_batch).
@@ -54,7 +57,7 @@ class Slots:
     def hold(self, job: Job) -> None:
         """Holds a claimed job; it starts when a slot is free (start_waiting)."""
         run = Run(job)
-        self.runs[job.id] = run
+        self.runs[job.id, job.lease_token] = run
         self.waiting.append(run)
 
     def start_waiting(self) -> None:
@@ -63,16 +66,16 @@ class Slots:
             run = self.waiting.popleft()
             run.task = asyncio.create_task(self._start(run))
 
-    def finish(self, job_id: str) -> None:
+    def finish(self, job: Job) -> None:
         """Frees the slot of a run that ended, and starts the next waiting one."""
-        del self.runs[job_id]
+        del self.runs[job.id, job.lease_token]
         self.start_waiting()
         self.freed.set()
 
     def drop(self, run: Run) -> None:
         """Lets go of a waiting run that will not start (its lease was lost)."""
         self.waiting.remove(run)
-        del self.runs[run.job.id]
+        del self.runs[run.job.id, run.job.lease_token]
         self.freed.set()
 
     def take_waiting(self) -> list[Run]:
@@ -80,7 +83,7 @@ class Slots:
         waiting = list(self.waiting)
         self.waiting.clear()
         for run in waiting:
-            del self.runs[run.job.id]
+            del self.runs[run.job.id, run.job.lease_token]
         return waiting
 
     def leases(self) -> list[tuple[str, int]]:

@@ -430,7 +430,7 @@ class Worker:
                 if self.sync_runs is not None:
                     await self.sync_runs.settle(job)
             finally:
-                serving.slots.finish(job.id)
+                serving.slots.finish(job)
 
     def _failure(
         self, job: Job, exc: Exception, deadline: asyncio.Timeout | None, timeout_s: float | None

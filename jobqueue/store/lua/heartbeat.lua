@@ -7,11 +7,12 @@
 -- include: common
 -- KEYS: leases, workers, held, ...the jobs held
 -- ARGV: lease_ms, worker_id, liveness_ms, id 1, token 1, ..., id N, token N
--- Returns {joined, id, status, ...}: joined is 1 when the worker was not in the
--- registry (its first beat, or it was forgotten after a stall, or Redis lost its
--- data), so that it writes its ListWorkers entry again; then the id and status of
--- each lease the worker lost (the job was cancelled, or its lease expired and it
--- was recovered): those handlers must stop.
+-- Returns {joined, id, token, status, ...}: joined is 1 when the worker was not in
+-- the registry (its first beat, or it was forgotten after a stall, or Redis lost its
+-- data), so that it writes its ListWorkers entry again; then the id, token and status
+-- of each lease the worker lost (the job was cancelled, or its lease expired and it
+-- was recovered): those handlers must stop. The token tells which run: a handler that
+-- ignores its cancellation may still run when its worker claims the job again.
 local now = now_ms()
 local lease_until = int(now + tonumber(ARGV[1]))
 local lost = {redis.call('ZADD', workers, int(now + tonumber(ARGV[3])), ARGV[2])}
@@ -23,6 +24,7 @@ for i = 1, #KEYS - FIXED_KEYS do
   else
     redis.call('SREM', held, id)
     lost[#lost + 1] = id
+    lost[#lost + 1] = token
     lost[#lost + 1] = state[1] or ''
   end
 end
