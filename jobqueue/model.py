@@ -36,10 +36,11 @@ class JobStatus(enum.IntEnum):
     COMPLETED = 3
     FAILED = 4
     CANCELLED = 5
+    EXPIRED = 6  # not started by its expiry: it never ran
 
     @property
     def is_final(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,6 +105,8 @@ class Job:
     # What the handler returned, as bytes (worker/results.py), stored when the job
     # COMPLETED; b"" if it returned nothing. Reads only: a claimed job has b"".
     result: bytes = b""
+    # When the job expires unless it has started (Unix ms, Redis clock); 0: never.
+    expires_at_ms: int = 0
 
 
 def check_job_type(job_type: str) -> str:
@@ -149,6 +152,10 @@ class JobOptions:
     backoff: Backoff | None = None
     # The same key for the same type within the idempotency window returns the first job.
     idempotency_key: str = ""
+    # Expiry before start: absolute (Unix ms, Redis clock) or relative to the enqueue;
+    # at most one. A job not started by then ends EXPIRED (docs/design.md, "Expiry").
+    expires_at_ms: int | None = None
+    expires_in_ms: int | None = None
 
 
 NO_OPTIONS = JobOptions()
@@ -194,6 +201,24 @@ def check_timeout_ms(timeout_ms: int) -> int:
     if timeout_ms <= 0:
         raise InvalidInput("timeout_ms", f"must be > 0 ms, got {timeout_ms}")
     return timeout_ms
+
+
+def check_expiry(options: JobOptions, execution_time_ms: int | None) -> None:
+    """The checks of an expiry that need no clock; enqueue.lua checks it against now."""
+    at, within = options.expires_at_ms, options.expires_in_ms
+    if at is not None and within is not None:
+        raise InvalidInput("expires_at_ms", "and expires_in_ms are exclusive: give at most one")
+    if within is not None and not 0 < within <= MAX_TIME_MS:
+        raise InvalidInput("expires_in_ms", f"must be > 0 ms, got {within}")
+    if at is None:
+        return
+    if not 0 < at <= MAX_TIME_MS:
+        raise InvalidInput("expires_at_ms", f"must be Unix milliseconds > 0 up to the year 9999, got {at}")
+    if execution_time_ms and at <= execution_time_ms:
+        raise InvalidInput(
+            "expires_at_ms",
+            f"{at} is not after execution_time_ms {execution_time_ms}: the job could never start",
+        )
 
 
 # The longest one WaitJob call waits: a longer wait is several calls (an open request

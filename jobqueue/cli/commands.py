@@ -118,6 +118,8 @@ def _enqueue(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout_ms=None if args.timeout is None else math.ceil(args.timeout * 1000),
         idempotency_key=args.idempotency_key,
+        expires_at_ms=args.expires_at,
+        expires_in_ms=None if args.expires_in is None else math.ceil(args.expires_in * 1000),
     )
     return _print_job(args, _call(args, lambda client: client.enqueue(args.type, payload, at, options)))
 

@@ -43,6 +43,8 @@ def job_view(job: Job) -> str:
         rows.append(("backoff", f"{base}, x{job.backoff.factor:g} each time, at most {cap}"))
     if job.idempotency_key:
         rows.append(("idempotency key", escaped(job.idempotency_key)))
+    if job.expires_at_ms:
+        rows.append(("expires", f"{local_time(job.expires_at_ms)} (unless started by then)"))
     return "\n".join(_row(label, value) for label, value in rows)
 
 

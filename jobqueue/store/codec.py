@@ -44,6 +44,7 @@ JOB_FIELDS = (
     b"backoff_factor",
     b"backoff_cap_ms",
     b"lease_token",
+    b"expires_at_ms",
 )
 READ_FIELDS = (b"last_error_attempt", b"result")
 # The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
@@ -89,6 +90,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         backoff_factor,
         backoff_cap_ms,
         lease_token,
+        expires_at_ms,
     ) = values
     if job_id is None or job_type is None:
         raise ValueError("job record without id or type")
@@ -118,6 +120,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         idempotency_key=idempotency_key.decode(errors="replace") if idempotency_key else "",
         backoff=backoff,
         lease_token=int(lease_token or 0),
+        expires_at_ms=int(expires_at_ms or 0),
     )
 
 
@@ -133,6 +136,11 @@ def option_fields(options: JobOptions) -> list[str | int | float]:
         fields += ["backoff_base_ms", b.base_ms, "backoff_factor", repr(b.factor), "backoff_cap_ms", b.cap_ms]
     if options.idempotency_key:
         fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
+    # enqueue.lua stores either as `expires_at_ms`, the relative one from its clock.
+    if options.expires_at_ms is not None:
+        fields += ["expires_at_ms", options.expires_at_ms]
+    if options.expires_in_ms is not None:
+        fields += ["expires_in_ms", options.expires_in_ms]
     return fields
 
 
@@ -152,3 +160,5 @@ class NewJob:
     stale: str = ""  # an id its idempotency key may point at and count as absent (that job expired)
     job: Job | None = None  # the job stored, or the one its idempotency key points at
     full: bool = False  # refused: its type held its maximum depth of pending jobs
+    # Refused: its expiry was not after now (the Redis clock, this value) and its execution time.
+    expires_early_at: int = 0

@@ -48,6 +48,7 @@ _INDEX_OF = {
     JobStatus.COMPLETED: "completed",
     JobStatus.FAILED: "failed",
     JobStatus.CANCELLED: "cancelled",
+    JobStatus.EXPIRED: "expired",
 }
 _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 # What a list reads of each job: a claim's fields (JOB_FIELDS, decoded by position as

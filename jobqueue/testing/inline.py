@@ -30,6 +30,7 @@ from ..model import (
     JobOptions,
     JobStatus,
     check_execution_time,
+    check_expiry,
     check_job_id,
     check_job_type,
     new_job_id,
@@ -46,6 +47,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 WORKER_ID = "inline"
+EXPIRED_ERROR = "expired before start"  # lua/include/expire.lua's
 # The most runs one `run_pending` makes: handlers that enqueue forever end there.
 MAX_RUNS = 10_000
 
@@ -133,11 +135,12 @@ class InlineQueue:
         self._finish(job, JobStatus.CANCELLED)
 
     async def retry(self, job_id: str) -> Job:
-        """Runs a FAILED or CANCELLED job again from its first attempt (at once with `eager`)."""
+        """Runs a FAILED, CANCELLED or EXPIRED job again from its first attempt, without
+        its expiry (at once with `eager`)."""
         job = self._find(job_id)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED):
             raise _refusal(JobNotRetryable(job.id, job.status.name))
-        job.status, job.attempt, job.finished_at = JobStatus.PENDING, 0, 0
+        job.status, job.attempt, job.finished_at, job.expires_at_ms = JobStatus.PENDING, 0, 0, 0
         job.execution_time_ms = job.updated_at = _now_ms()
         if self.eager:
             await self._run_to_end(job)
@@ -156,7 +159,9 @@ class InlineQueue:
     async def run_pending(self, max_runs: int = MAX_RUNS) -> list[InlineRun]:
         """Runs PENDING jobs that have a handler, one attempt each, earliest
         execution time first (times are not waited for), until none is left:
-        retries and the jobs handlers enqueue included. Returns the runs made.
+        retries and the jobs handlers enqueue included. A job not started by its
+        expiry (by the clock, when its turn comes) ends EXPIRED instead, unrun.
+        Returns the runs made.
         Raises RuntimeError if jobs are still pending after `max_runs` runs."""
         first = len(self.runs)
         for _ in range(max_runs):
@@ -173,6 +178,10 @@ class InlineQueue:
             await self._run_once(job)
 
     async def _run_once(self, job: Job) -> None:
+        if job.expires_at_ms and not job.started_at and _now_ms() >= job.expires_at_ms:
+            job.last_error = EXPIRED_ERROR  # as a claim past the expiry does
+            self._finish(job, JobStatus.EXPIRED)
+            return
         worker = self._workers[job.type]
         job.status, job.attempt, job.worker_id = JobStatus.RUNNING, job.attempt + 1, WORKER_ID
         job.max_attempts = job.max_attempts or worker.max_attempts
@@ -221,6 +230,7 @@ class InlineQueue:
             if request.execution_time_ms:
                 check_execution_time(request.execution_time_ms)
             option_fields(request.options)  # checks them
+            _check_expiry(request)
         except InvalidInput as exc:
             if index is not None:  # as the server names it
                 exc.args = (f"jobs[{index}].{exc.args[0]}",)
@@ -245,6 +255,7 @@ class InlineQueue:
             timeout_ms=options.timeout_ms or 0,
             idempotency_key=options.idempotency_key,
             backoff=options.backoff,
+            expires_at_ms=options.expires_at_ms or now + (options.expires_in_ms or -now),
         )
         self._jobs[job.id] = job
         if options.idempotency_key:
@@ -271,6 +282,20 @@ class InlineQueue:
     @staticmethod
     def _snapshot(job: Job) -> Job:
         return dataclasses.replace(job)
+
+
+def _check_expiry(request: EnqueueRequest) -> None:
+    """The server's checks of an expiry, against this process' clock."""
+    options = request.options
+    if options.expires_at_ms is None and options.expires_in_ms is None:
+        return
+    check_expiry(options, request.execution_time_ms)
+    now = _now_ms()
+    at = request.execution_time_ms or now
+    if options.expires_at_ms is not None and options.expires_at_ms <= max(now, at):
+        raise InvalidInput("expires_at_ms", f"{options.expires_at_ms} is not after now ({now}) and {at}")
+    if options.expires_in_ms is not None and now + options.expires_in_ms <= at:
+        raise InvalidInput("expires_in_ms", f"{options.expires_in_ms} ms after now is not after {at}")
 
 
 class InlineSyncClient:

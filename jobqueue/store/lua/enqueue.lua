@@ -5,9 +5,12 @@
 -- first job enqueued with it (within the window) is returned instead of a new
 -- one, atomically, however many duplicates arrive at once. A retried call
 -- (same ids) creates nothing new. With a maximum depth, a job that would make the
--- type's pending jobs exceed it is refused (FULL), not stored.
+-- type's pending jobs exceed it is refused (FULL), not stored. A job with an
+-- expiry (option `expires_at_ms`, or `expires_in_ms` from now) stores it as
+-- `expires_at_ms` and goes into `expiring`; one not after now and its execution
+-- time is refused (EXPIRES_EARLY), not stored.
 -- include: common, outcomes, changes
--- KEYS: scheduled, ready, live, stats, events, ...the jobs, ...the idempotency keys in use
+-- KEYS: scheduled, ready, live, stats, events, expiring, ...the jobs, ...the idempotency keys in use
 -- ARGV: type, channel, window_ms, N, max_depth (0: none), then per job: "at,stale,k,n" (at: execution
 --       time, '' = now; stale: an id an idempotency key may point at and count
 --       as absent, because that job expired; k: the KEYS index of its
@@ -16,8 +19,21 @@
 --       value pairs. (Few, packed arguments: encoding them is most of the
 --       client's cost of a big batch.)
 -- Returns {created_at, then per job: its execution_time_ms (an integer) if it was
--- created, else the id of the existing job (a string), or FULL}: flat, since building and
+-- created, else the id of the existing job (a string), or FULL, or EXPIRES_EARLY}: flat, since building and
 -- parsing a nested reply per job costs more than the job's HSET.
+-- A job's expiry from its option pairs ARGV[first..last] (absolute, or relative
+-- to `now`), and the index of its option; nil without one.
+local function expiry_option(first, last, now)
+  for i = first, last, 2 do
+    if ARGV[i] == 'expires_at_ms' then
+      return tonumber(ARGV[i + 1]), i
+    elseif ARGV[i] == 'expires_in_ms' then
+      return now + tonumber(ARGV[i + 1]), i
+    end
+  end
+  return nil, nil
+end
+
 local job_type, channel, window_ms, count, max_depth =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 
@@ -34,6 +50,7 @@ local earliest = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')[2]
 earliest = earliest and tonumber(earliest)
 local wake = false
 local due = {}
+local expiring_scored = {}
 local a = 6
 for k = FIXED_KEYS + 1, FIXED_KEYS + count do
   local job = KEYS[k]
@@ -47,20 +64,32 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
   a = options + 2 * tonumber(n)
   local idempotency = KEYS[tonumber(key_index)]
   local existing = idempotency and redis.call('GET', idempotency)
+  local execution_time = tonumber(at) or now
+  local expires, expires_arg = nil, nil
+  if tonumber(n) ~= 0 then
+    expires, expires_arg = expiry_option(options, a - 1, now)
+  end
   if existing and existing ~= stale then
     results[#results + 1] = existing
   elseif redis.call('EXISTS', job) == 1 then
     results[#results + 1] = id
   elseif c.enqueued >= room then
     results[#results + 1] = FULL
+  elseif expires and (expires <= now or expires <= execution_time) then
+    results[#results + 1] = EXPIRES_EARLY
   else
-    local execution_time = tonumber(at) or now
     redis.call('HSET', job,
       'id', id, 'type', job_type, 'payload', payload, 'status', PENDING,
       'execution_time_ms', int(execution_time), 'created_at', now_text, 'updated_at', now_text,
       'attempt', 0, 'lease_token', 0)
     for i = options, a - 1, 2 do
-      redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+      if i == expires_arg then
+        redis.call('HSET', job, 'expires_at_ms', int(expires))
+        expiring_scored[#expiring_scored + 1] = int(expires)
+        expiring_scored[#expiring_scored + 1] = id
+      else
+        redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+      end
     end
     if idempotency then
       redis.call('SET', idempotency, id, 'PX', window_ms)
@@ -82,6 +111,9 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
 end
 if #live_scored > 0 then
   redis.call('ZADD', live, unpack(live_scored))
+end
+if #expiring_scored > 0 then
+  redis.call('ZADD', expiring, unpack(expiring_scored))
 end
 c.pending = c.enqueued
 commit(c, events, job_type, '', '')

@@ -9,10 +9,10 @@
 -- are known only here); they carry the type's hash tag, so they live on this
 -- script's slot.
 -- include: common
--- KEYS: stats, scheduled, ready, completed, failed, cancelled, workers
+-- KEYS: stats, scheduled, ready, completed, failed, cancelled, workers, expired
 -- ARGV: retention_ms, job key prefix ("P:{pppp}:job:"), look
 -- Returns {now, {stats as HGETALL has it}, scheduled, completed, failed,
--- cancelled, oldest_ready_age_ms, {live worker ids}}.
+-- cancelled, oldest_ready_age_ms, {live worker ids}, expired}.
 local now = now_ms()
 local since = '(' .. int(now - tonumber(ARGV[1]))
 local prefix, look = ARGV[2], tonumber(ARGV[3])
@@ -37,4 +37,5 @@ return {
   redis.call('ZCOUNT', cancelled, since, '+inf'),
   oldest,
   redis.call('ZRANGE', workers, '(' .. int(now), '+inf', 'BYSCORE'),
+  redis.call('ZCOUNT', expired, since, '+inf'),
 }
