@@ -157,6 +157,12 @@ class JobOptions:
     expires_at_ms: int | None = None
     expires_in_ms: int | None = None
 
+    def expiry_from(self, enqueued_at: int) -> int:
+        """The expiry stored for a job enqueued at `enqueued_at` (the Redis clock); 0: none."""
+        if self.expires_in_ms is not None:
+            return enqueued_at + self.expires_in_ms
+        return self.expires_at_ms or 0
+
 
 NO_OPTIONS = JobOptions()
 

@@ -259,6 +259,7 @@ class Enqueuer:
                         timeout_ms=options.timeout_ms or 0,
                         idempotency_key=options.idempotency_key,
                         backoff=options.backoff,
+                        expires_at_ms=options.expiry_from(created_at),
                     )
                     if self.notify is not None:
                         self.notify(Event.ENQUEUED, new.job)

@@ -255,7 +255,7 @@ class InlineQueue:
             timeout_ms=options.timeout_ms or 0,
             idempotency_key=options.idempotency_key,
             backoff=options.backoff,
-            expires_at_ms=options.expires_at_ms or now + (options.expires_in_ms or -now),
+            expires_at_ms=options.expiry_from(now),
         )
         self._jobs[job.id] = job
         if options.idempotency_key:
