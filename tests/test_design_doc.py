@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import re
 
 from jobqueue.model import Backoff, JobOptions, new_job_id, partition_of_type
@@ -49,8 +47,9 @@ async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) ->
     the doc lists exactly those."""
     documented = re.search(r"the job: `([^`]+)`", DOC)
     assert documented is not None
-    options = JobOptions(max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k")
-    options = dataclasses.replace(options, expires_in_ms=60_000)
+    options = JobOptions(
+        max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k", expires_in_ms=60_000
+    )
     job = await store.enqueue("T", b"", None, options)
     blocking = store.own_connection()
     try:
