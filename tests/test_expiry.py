@@ -55,11 +55,11 @@ def expiring(ms: int = EXPIRES_IN_MS) -> JobOptions:
     return JobOptions(expires_in_ms=ms)
 
 
-async def assert_expired(store: Harness, job_id: str) -> Job:
+async def assert_expired(store: Harness, job_id: str, *, claimed_once: bool = False) -> Job:
+    """`claimed_once`: a run was handed back (its started_at stays)."""
     job = await store.get(job_id)
-    assert (job.status, job.last_error, job.attempt, job.started_at) == (
-        JobStatus.EXPIRED, EXPIRED_ERROR, 0, 0,
-    )  # fmt: skip
+    assert (job.status, job.last_error, job.attempt) == (JobStatus.EXPIRED, EXPIRED_ERROR, 0)
+    assert bool(job.started_at) is claimed_once
     assert job.finished_at >= job.expires_at_ms > 0
     assert 0 < await store.redis.pttl(store.keys.job(job_id)) <= store.settings.retention_ms
     return job
@@ -359,3 +359,18 @@ def test_the_cli_enqueues_with_an_expiry_lists_and_counts_expired_jobs(server_ur
     assert row.split()[header.split().index("EXPIRED")] == "1", stats.stdout
     both = jobqueue("enqueue", job_type, "--expires-in", "1m", "--expires-at", "1", "--url", server_url)
     assert both.returncode == ExitCode.USAGE and "not allowed with" in both.stderr, both
+
+
+async def test_a_run_handed_back_at_shutdown_does_not_count_as_a_start(
+    store: Harness, blocking: OwnConnection
+) -> None:
+    """As for attempts: a released run never happened, so the expiry applies again."""
+    queued = await store.enqueue("t", b"", None, expiring())
+    job = await start(store, blocking)
+    await until_past(store, job.expires_at_ms)
+    await store.reaper(["t"]).reap_once()  # running: not expired, its entry dropped
+    assert (await store.get(queued.id)).status is JobStatus.RUNNING
+    assert (await store.transitions.release(job)).ok
+    assert await store.redis.zscore(store.keys.queue("t").expiring, queued.id) == job.expires_at_ms
+    await store.reaper(["t"]).reap_once()
+    await assert_expired(store, queued.id, claimed_once=True)

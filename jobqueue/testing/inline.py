@@ -178,7 +178,7 @@ class InlineQueue:
             await self._run_once(job)
 
     async def _run_once(self, job: Job) -> None:
-        if job.expires_at_ms and not job.started_at and _now_ms() >= job.expires_at_ms:
+        if job.expires_at_ms and job.attempt == 0 and _now_ms() >= job.expires_at_ms:
             job.last_error = EXPIRED_ERROR  # as a claim past the expiry does
             self._finish(job, JobStatus.EXPIRED)
             return

@@ -5,8 +5,8 @@
 -- already swept back is GONE; a cancelled, finished, expired or not-yet-due job is
 -- skipped, so a stale id never blocks the queue. A job enqueued without
 -- max_attempts gets the worker's default here. While the type is paused, the id
--- goes back to `ready`, next in line, unclaimed. A job never started and past its
--- `expires_at_ms` is not started: it ends EXPIRED (include/expire.lua).
+-- goes back to `ready`, next in line, unclaimed. A job past its `expires_at_ms`
+-- and at attempt 0 is not started: it ends EXPIRED (include/expire.lua).
 -- `w`: what `claimer` returns; `claimed(w)` writes the batch's leases and held ids
 -- once the batch is claimed. Returns {OK, the job's values of the claimer's
 -- `fields`, as they are after the claim (false where not set)} | {GONE} |
@@ -37,7 +37,7 @@ local function claim_popped(w, job, id)
   if tonumber(values[at.execution_time_ms] or 0) > tonumber(w.started) then
     return {NOT_DUE}  -- a stale copy of a job that waits in the schedule (a retry)
   end
-  if past_expiry(values[at.expires_at_ms], values[at.started_at], w.started) then
+  if past_expiry(values[at.expires_at_ms], values[at.attempt], w.started) then
     expire(w.changes, job, w.live, w.expired, id, values[at.attempt], w.retention)
     return {TOO_LATE}
   end

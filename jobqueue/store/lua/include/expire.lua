@@ -6,10 +6,11 @@
 local EXPIRED_ERROR = 'expired before start'
 
 -- Whether a job with these stored values may no longer start at `now`: it has an
--- expiry, it is past, and the job never started (a retry after a run is not
--- expiry's business: the job did start in time).
-local function past_expiry(expires_at, started_at, now)
-  return expires_at and not started_at and tonumber(expires_at) <= tonumber(now)
+-- expiry, it is past, and no run of the job has counted as an attempt yet (a
+-- retry after a failed or crashed run is not expiry's business: the job did start
+-- in time; a run handed back at shutdown does not count, as for attempts).
+local function past_expiry(expires_at, attempt, now)
+  return expires_at and (tonumber(attempt) or 0) == 0 and tonumber(expires_at) <= tonumber(now)
 end
 
 local function expire(c, job, live, expired, id, attempt, retention)
