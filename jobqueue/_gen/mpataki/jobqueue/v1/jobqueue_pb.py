@@ -144,8 +144,9 @@ class Job(Message[_JobFields]):
         expires_at_ms:
             When the job expires if it has not started by then (Unix ms, the Redis
             clock); 0: never. A job past it is never started: it ends EXPIRED. Only the
-            first start counts: a job that started once runs its retries whatever the
-            time. RetryJob clears it.
+            first start counts: a job whose run counted as an attempt (it failed or
+            crashed) runs its retries whatever the time; a run handed back at shutdown
+            does not count. RetryJob clears it.
 
             ```proto
             int64 expires_at_ms = 23;
