@@ -374,3 +374,27 @@ async def test_a_run_handed_back_at_shutdown_does_not_count_as_a_start(
     assert await store.redis.zscore(store.keys.queue("t").expiring, queued.id) == job.expires_at_ms
     await store.reaper(["t"]).reap_once()
     await assert_expired(store, queued.id, claimed_once=True)
+
+
+async def test_a_job_claimed_ahead_is_handed_back_if_its_slot_frees_after_its_expiry(
+    store: Harness,
+) -> None:
+    seen: list[bytes] = []
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen.append(job.payload)
+        if job.payload == b"long":
+            await release.wait()
+
+    worker = make_worker(store.settings, handler, concurrency=1, prefetch=1, run_reaper=False)
+    async with running(worker):
+        long = await store.enqueue("t", b"long")
+        await eventually(status_is(store, long.id, JobStatus.RUNNING), what="the long job running")
+        late = await store.enqueue("t", b"late", None, expiring(2_000))
+        await eventually(status_is(store, late.id, JobStatus.RUNNING), what="the late job claimed ahead")
+        await until_past(store, late.created_at + 2_000)
+        release.set()
+        await eventually(status_is(store, late.id, JobStatus.EXPIRED), what="the late job expired")
+    assert seen == [b"long"]
+    await assert_expired(store, late.id, claimed_once=True)
