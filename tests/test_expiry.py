@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -240,8 +241,9 @@ async def test_an_expired_job_can_be_deleted(store: Harness) -> None:
 # -- a worker ------------------------------------------------------------------------------
 
 
-async def test_a_busy_worker_never_starts_a_job_past_its_expiry(store: Harness) -> None:
-    """The worker's one slot is taken until after the expiry: the job ends EXPIRED, unrun."""
+def holding_the_long_job() -> tuple[Callable[[Job], Awaitable[None]], list[bytes], asyncio.Event]:
+    """A handler that records each payload it runs and holds the job `long` until the
+    event is set; the payloads it ran."""
     seen: list[bytes] = []
     release = asyncio.Event()
 
@@ -250,6 +252,12 @@ async def test_a_busy_worker_never_starts_a_job_past_its_expiry(store: Harness) 
         if job.payload == b"long":
             await release.wait()
 
+    return handler, seen, release
+
+
+async def test_a_busy_worker_never_starts_a_job_past_its_expiry(store: Harness) -> None:
+    """The worker's one slot is taken until after the expiry: the job ends EXPIRED, unrun."""
+    handler, seen, release = holding_the_long_job()
     metrics = JobMetrics()
     worker = make_worker(store.settings, handler, concurrency=1, run_reaper=False, observers=[metrics])
     async with running(worker):
@@ -379,14 +387,7 @@ async def test_a_run_handed_back_at_shutdown_does_not_count_as_a_start(
 async def test_a_job_claimed_ahead_is_handed_back_if_its_slot_frees_after_its_expiry(
     store: Harness,
 ) -> None:
-    seen: list[bytes] = []
-    release = asyncio.Event()
-
-    async def handler(job: Job) -> None:
-        seen.append(job.payload)
-        if job.payload == b"long":
-            await release.wait()
-
+    handler, seen, release = holding_the_long_job()
     worker = make_worker(store.settings, handler, concurrency=1, prefetch=1, run_reaper=False)
     async with running(worker):
         long = await store.enqueue("t", b"long")
