@@ -5,7 +5,7 @@ from jobqueue.worker import Worker       # run jobs
 from jobqueue.client import Client       # call the API server
 """
 
-from .model import Backoff, EnqueueRequest, Job, JobOptions, JobStatus
+from .model import Backoff, Enqueued, EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode
 from .producer import Producer
 from .settings import Settings
 
@@ -13,10 +13,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Backoff",
     "EnqueueRequest",
+    "Enqueued",
     "Job",
     "JobOptions",
     "JobStatus",
     "Producer",
     "Settings",
+    "UniqueMode",
     "__version__",
 ]

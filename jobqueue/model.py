@@ -43,6 +43,24 @@ class JobStatus(enum.IntEnum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
 
+class UniqueMode(enum.IntEnum):
+    """Same numbers as the proto enum `UniqueMode`: what a job's unique key means."""
+
+    NONE = 0
+    # A second enqueue of the key while its job is PENDING or RUNNING returns that job.
+    WHILE_ACTIVE = 1
+    # A second enqueue of the key while its job is PENDING updates that job's payload and time.
+    DEBOUNCE = 2
+
+
+class Enqueued(enum.Enum):
+    """What an enqueue did: the job it returns is new, one enqueued before, or a pending one updated."""
+
+    CREATED = "created"
+    EXISTING = "existing"  # an idempotency key within its window, or a WHILE_ACTIVE unique key
+    DEBOUNCED = "debounced"  # a DEBOUNCE unique key: the pending job's payload and time replaced
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff between attempts, with "equal jitter".
@@ -105,6 +123,11 @@ class Job:
     # What the handler returned, as bytes (worker/results.py), stored when the job
     # COMPLETED; b"" if it returned nothing. Reads only: a claimed job has b"".
     result: bytes = b""
+    unique_key: str = ""
+    unique_mode: UniqueMode = UniqueMode.NONE
+    # What the enqueue that returned this job did (set by enqueue only; CREATED elsewhere).
+    # Not part of equality: it describes the call, not the job.
+    enqueued: Enqueued = dataclasses.field(default=Enqueued.CREATED, compare=False)
     # When the job expires unless it has started (Unix ms, Redis clock); 0: never.
     expires_at_ms: int = 0
 
@@ -152,6 +175,11 @@ class JobOptions:
     backoff: Backoff | None = None
     # The same key for the same type within the idempotency window returns the first job.
     idempotency_key: str = ""
+    # A key unique per type while its job is active, and what it means (docs/design.md, "Uniqueness").
+    unique_key: str = ""
+    unique_mode: UniqueMode = UniqueMode.NONE
+    # DEBOUNCE without an execution time: the job runs this long after the last enqueue of its key.
+    debounce_ms: int = 0
     # Expiry before start: absolute (Unix ms, Redis clock) or relative to the enqueue;
     # at most one. A job not started by then ends EXPIRED (docs/design.md, "Expiry").
     expires_at_ms: int | None = None
@@ -245,6 +273,26 @@ def check_idempotency_key(key: str) -> str:
     if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
         raise InvalidInput("idempotency_key", f"is {len(key)} characters, over {MAX_IDEMPOTENCY_KEY_CHARS}")
     return key
+
+
+def check_unique(key: str, mode: int, debounce_ms: int) -> UniqueMode:
+    """The unique options' rules: a key needs a mode and a mode a key; debounce_ms only with DEBOUNCE."""
+    try:
+        unique_mode = UniqueMode(mode)
+    except ValueError:
+        raise InvalidInput("unique_mode", f"{mode} is not a mode (1: WHILE_ACTIVE, 2: DEBOUNCE)") from None
+    if unique_mode is UniqueMode.NONE:
+        if key:
+            raise InvalidInput("unique_mode", "must be set with a unique_key (WHILE_ACTIVE or DEBOUNCE)")
+    elif not key:
+        raise InvalidInput("unique_key", f"must not be empty with unique_mode {unique_mode.name}")
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidInput("unique_key", f"is {len(key)} characters, over {MAX_IDEMPOTENCY_KEY_CHARS}")
+    if debounce_ms and unique_mode is not UniqueMode.DEBOUNCE:
+        raise InvalidInput("debounce_ms", "is for unique_mode DEBOUNCE only")
+    if not 0 <= debounce_ms <= MAX_TIME_MS:
+        raise InvalidInput("debounce_ms", f"must be >= 0 ms, got {debounce_ms}")
+    return unique_mode
 
 
 @functools.lru_cache(maxsize=4096)

@@ -69,8 +69,10 @@ class Producer:
         (a dict, a list, a dataclass, a pydantic model...: docs/payloads.md).
 
         With an idempotency key already used for this type within the window,
-        returns the job enqueued first instead of creating one. Concurrent calls
-        share round trips to Redis.
+        returns the job enqueued first instead of creating one; with a unique key
+        (`options.unique_mode`), the key's active job, or its pending job updated
+        (DEBOUNCE): `job.enqueued` says which. Concurrent calls share round trips
+        to Redis.
         """
         encoded = encode_payload(payload, codec)
         return await self._enqueuer.enqueue(job_type, encoded, execution_time_ms, options)

@@ -3,11 +3,22 @@ between the reads of queues (queues.py) and their messages."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
-from .model import NO_OPTIONS, Backoff, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
+from .model import (
+    NO_OPTIONS,
+    Backoff,
+    Enqueued,
+    EnqueueRequest,
+    Job,
+    JobOptions,
+    JobStatus,
+    UniqueMode,
+    payload_bytes,
+)
 from .queues import MINUTES, QueueStats, StatsReport, WorkerInfo, field_names
 from .selection import JobFilter, ListOrder, TimeField, enum_member
 from .store.job_events import JobChange
@@ -35,6 +46,9 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
             setattr(message, name, value)
     if job.backoff is not None:
         message.backoff = backoff_to_proto(job.backoff)
+    if job.unique_key:
+        message.unique_key = job.unique_key
+        message.unique_mode = pb.UniqueMode(int(job.unique_mode))
     return message
 
 
@@ -67,7 +81,24 @@ def job_from_proto(job: pb.Job) -> Job:
         backoff=backoff_from_proto(job.backoff),
         result=job.result,
         expires_at_ms=job.expires_at_ms,
+        unique_key=job.unique_key,
+        unique_mode=_unique_mode(int(job.unique_mode)),
     )
+
+
+def _unique_mode(number: int) -> UniqueMode:
+    """A job's mode as a server sends it (NONE for a number this client does not know)."""
+    try:
+        return UniqueMode(number)
+    except ValueError:
+        return UniqueMode.NONE
+
+
+def enqueued_of(reply: pb.EnqueueJobResponse) -> Enqueued:
+    """What an EnqueueJob call did, from its reply's flags."""
+    if reply.debounced:
+        return Enqueued.DEBOUNCED
+    return Enqueued.EXISTING if reply.existing else Enqueued.CREATED
 
 
 def backoff_to_proto(backoff: Backoff | None) -> pb.Backoff | None:
@@ -90,22 +121,16 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
     expires_at_ms = request.expires_at_ms if _EXPIRES_AT_MS in request else None
     expires_in_ms = request.expires_in_ms if _EXPIRES_IN_MS in request else None
     options = NO_OPTIONS
-    if (
-        max_attempts is not None
-        or timeout_ms is not None
-        or backoff is not None
-        or request.idempotency_key
-        or expires_at_ms is not None
-        or expires_in_ms is not None
-    ):
-        options = JobOptions(
-            max_attempts,
-            timeout_ms,
-            backoff_from_proto(backoff),
-            request.idempotency_key,
-            expires_at_ms=expires_at_ms,
-            expires_in_ms=expires_in_ms,
+    if max_attempts is not None or timeout_ms is not None or backoff is not None or request.idempotency_key:
+        options = JobOptions(max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key)
+    if request.unique_key or request.unique_mode or request.debounce_ms:
+        # The number as sent (an unknown one is refused by the store's check, naming the field).
+        mode: Any = int(request.unique_mode)
+        options = dataclasses.replace(
+            options, unique_key=request.unique_key, unique_mode=mode, debounce_ms=request.debounce_ms
         )
+    if expires_at_ms is not None or expires_in_ms is not None:
+        options = dataclasses.replace(options, expires_at_ms=expires_at_ms, expires_in_ms=expires_in_ms)
     # 0 and absent both mean now: no presence check needed.
     return EnqueueRequest(request.type, request.payload, request.execution_time_ms or None, options)
 
@@ -140,6 +165,9 @@ def enqueue_request(
         idempotency_key=_text(options.idempotency_key, f"{where}options.idempotency_key"),
         expires_at_ms=_integer(options.expires_at_ms, f"{where}options.expires_at_ms", _INT64),
         expires_in_ms=_integer(options.expires_in_ms, f"{where}options.expires_in_ms", _INT64),
+        unique_key=_text(options.unique_key, f"{where}options.unique_key"),
+        unique_mode=pb.UniqueMode(_integer(options.unique_mode, f"{where}options.unique_mode", _INT32) or 0),
+        debounce_ms=_integer(options.debounce_ms, f"{where}options.debounce_ms", _INT64) or 0,
     )
 
 

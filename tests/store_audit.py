@@ -2,7 +2,8 @@
 
 The scripts keep `stats` (pending, running) and the `live`, `completed`, `failed`,
 `cancelled` and `expired` indexes beside every change of a job (docs/design.md, "Counts,
-indexes and events"). This reads every job of the type (a SCAN: fine for a test
+indexes and events"), and release a unique key when its job ends: no unique key
+is held by a final (or vanished) job. This reads every job of the type (a SCAN: fine for a test
 or the fault suite's end, never for the product) and lists each disagreement.
 """
 
@@ -45,6 +46,12 @@ def audit(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
                 f"{index} index: {len(members - expected)} ids too many {sorted(members - expected)[:3]}, "
                 f"{len(expected - members)} missing {sorted(expected - members)[:3]}"
             )
+    unique_keys = queue.unique("").rsplit(":", 1)[0] + ":*"
+    for key in client.scan_iter(match=unique_keys, count=1000):
+        holder = client.get(key)
+        status = statuses.get(holder.decode()) if holder else None
+        if holder and status not in (b"1", b"2"):
+            problems.append(f"unique key {key.decode()} held by {holder.decode()}, status {status!r}")
     problems += _expiring_problems(client, queue.expiring, statuses, keys)
     return problems
 

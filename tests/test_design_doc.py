@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from jobqueue.model import Backoff, JobOptions, new_job_id, partition_of_type
+from jobqueue.model import Backoff, JobOptions, UniqueMode, new_job_id, partition_of_type
 from jobqueue.store.codec import JOB_FIELDS, READ_FIELDS
 from jobqueue.store.keys import Keyspace
 from jobqueue.store.scripts import script_names
@@ -32,6 +32,7 @@ def test_key_table_matches_the_keyspace() -> None:
         *queue.named().values(),
         queue.held("W"),
         queue.idempotency("K").rsplit(":", 1)[0] + ":SHA256",
+        queue.unique("K").rsplit(":", 1)[0] + ":SHA256",
     }
     normalised = {k.replace(job_id, "ID").replace(partition_of_type("T"), "pppp") for k in actual}
     assert normalised == documented_keys()
@@ -48,8 +49,9 @@ async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) ->
     documented = re.search(r"the job: `([^`]+)`", DOC)
     assert documented is not None
     options = JobOptions(
-        max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k", expires_in_ms=60_000
-    )
+        max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k",
+        unique_key="u", unique_mode=UniqueMode.WHILE_ACTIVE, expires_in_ms=60_000,
+    )  # fmt: skip
     job = await store.enqueue("T", b"", None, options)
     blocking = store.own_connection()
     try:
@@ -61,7 +63,8 @@ async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) ->
     fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}
     assert fields == set(documented[1].split())
     # What a claim or a read returns; `result` only a completed run writes (test_results.py).
-    assert fields == {name.decode() for name in (*JOB_FIELDS, *READ_FIELDS)} - {"result"}
+    # `unique_lock` (its unique key's name) only the scripts that release the key read.
+    assert fields == {name.decode() for name in (*JOB_FIELDS, *READ_FIELDS)} - {"result"} | {"unique_lock"}
 
 
 def test_where_the_code_lives_names_every_module() -> None:

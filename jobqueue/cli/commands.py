@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..model import JobOptions, JobStatus
+from ..model import JobOptions, JobStatus, UniqueMode
 from ..selection import BulkOutcome, JobFilter, ListOrder, TimeField
 from ..settings import Settings
 from .exits import CommandFailed, ExitCode, call_failure, check_url
@@ -120,6 +120,8 @@ def _enqueue(args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key,
         expires_at_ms=args.expires_at,
         expires_in_ms=None if args.expires_in is None else math.ceil(args.expires_in * 1000),
+        unique_key=args.unique_key,
+        unique_mode=UniqueMode[args.unique.upper().replace("-", "_")] if args.unique else UniqueMode.NONE,
     )
     return _print_job(args, _call(args, lambda client: client.enqueue(args.type, payload, at, options)))
 

@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import json
 
-from ..model import Job
+from ..model import Enqueued, Job
 from ..wire import job_to_proto
 
 UNSET = "—"
@@ -45,7 +45,18 @@ def job_view(job: Job) -> str:
         rows.append(("idempotency key", escaped(job.idempotency_key)))
     if job.expires_at_ms:
         rows.append(("expires", f"{local_time(job.expires_at_ms)} (unless started by then)"))
+    if job.unique_key:
+        mode = job.unique_mode.name.lower().replace("_", "-")
+        rows.append(("unique key", f"{escaped(job.unique_key)} ({mode})"))
+    if job.enqueued is not Enqueued.CREATED:
+        rows.append(("enqueued", _ENQUEUED[job.enqueued]))
     return "\n".join(_row(label, value) for label, value in rows)
+
+
+_ENQUEUED = {
+    Enqueued.EXISTING: "no: this job, enqueued before, has the same key",
+    Enqueued.DEBOUNCED: "no: this pending job has the same key and took the new payload and time",
+}
 
 
 def local_time(ms: int) -> str:

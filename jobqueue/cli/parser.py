@@ -26,6 +26,7 @@ DURATION_HELP = "a number and a unit: 1500ms, 30s, 5m, 2h, 1d"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+UNIQUE_MODES = ("while-active", "debounce")  # `enqueue --unique`: UniqueMode WHILE_ACTIVE, DEBOUNCE
 DEFAULT_CALL_TIMEOUT_S = 10.0
 
 
@@ -200,6 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enqueue.add_argument(
         "--idempotency-key", default="", metavar="KEY", help="enqueue at most one job per key and type"
+    )
+    enqueue.add_argument(
+        "--unique-key",
+        default="",
+        metavar="KEY",
+        help="a key unique per type while its job is active (with --unique)",
+    )
+    enqueue.add_argument(
+        "--unique",
+        choices=UNIQUE_MODES,
+        help="while-active: a job with --unique-key still pending or running is returned instead; "
+        "debounce: its pending job gets this payload and time (--at, --in or now)",
     )
     expiry = enqueue.add_mutually_exclusive_group()
     expiry.add_argument(

@@ -31,6 +31,7 @@ from ..wire import (
     bulk_request,
     enqueue_jobs_request,
     enqueue_request,
+    enqueued_of,
     job_from_proto,
     job_id_text,
     list_jobs_request,
@@ -109,9 +110,14 @@ class SyncClient:
 
         The payload is bytes, or str (sent as UTF-8); with a `codec` ('json',
         'msgpack' or a jobqueue.codecs.Codec), any object it encodes: a dict, a
-        list, a dataclass, a pydantic model... (docs/payloads.md)."""
+        list, a dataclass, a pydantic model... (docs/payloads.md). With an idempotency
+        or unique key, the job's `enqueued` says whether it is new, one enqueued
+        before, or a pending one debounced."""
         request = enqueue_request(job_type, encode_payload(payload, codec), execution_time_ms, options)
-        return _job(self._call(self._client.enqueue_job, request).job)
+        reply = self._call(self._client.enqueue_job, request)
+        job = _job(reply.job)
+        job.enqueued = enqueued_of(reply)
+        return job
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         """EnqueueJobs: the jobs come back in request order, without their payloads."""

@@ -10,6 +10,7 @@ from connectrpc.request import RequestContext
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobService
 from ..errors import InvalidInput
+from ..model import Enqueued
 from ..producer import Producer
 from ..selection import BulkOutcome, JobFilter
 from ..wire import (
@@ -44,7 +45,11 @@ class JobServiceHandler(JobService):
     ) -> pb.EnqueueJobResponse:
         r = enqueue_request_from_proto(request)
         job = await self.producer.enqueue(r.job_type, r.payload, r.execution_time_ms, r.options)
-        return pb.EnqueueJobResponse(job=job_to_proto(job))
+        return pb.EnqueueJobResponse(
+            job=job_to_proto(job),
+            existing=job.enqueued is Enqueued.EXISTING,
+            debounced=job.enqueued is Enqueued.DEBOUNCED,
+        )
 
     async def enqueue_jobs(
         self, request: pb.EnqueueJobsRequest, ctx: RequestContext[Any, Any]

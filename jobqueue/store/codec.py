@@ -18,9 +18,11 @@ from ..model import (
     Job,
     JobOptions,
     JobStatus,
+    UniqueMode,
     check_idempotency_key,
     check_max_attempts,
     check_timeout_ms,
+    check_unique,
 )
 
 # The job hash's fields, in the order a claim returns their values.
@@ -46,7 +48,7 @@ JOB_FIELDS = (
     b"lease_token",
     b"expires_at_ms",
 )
-READ_FIELDS = (b"last_error_attempt", b"result")
+READ_FIELDS = (b"last_error_attempt", b"result", b"unique_key", b"unique_mode")
 # The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
 # on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
 # worker traces.
@@ -58,6 +60,10 @@ def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     job = decode_job_values([fields.get(name) for name in JOB_FIELDS])
     job.last_error_attempt = int(fields.get(b"last_error_attempt") or 0)
     job.result = fields.get(b"result") or b""
+    unique_key = fields.get(b"unique_key")
+    if unique_key:
+        job.unique_key = unique_key.decode(errors="replace")
+        job.unique_mode = UniqueMode(int(fields.get(b"unique_mode") or 0))
     return job
 
 
@@ -141,6 +147,9 @@ def option_fields(options: JobOptions) -> list[str | int | float]:
         fields += ["expires_at_ms", options.expires_at_ms]
     if options.expires_in_ms is not None:
         fields += ["expires_in_ms", options.expires_in_ms]
+    if options.unique_key or options.unique_mode or options.debounce_ms:
+        mode = check_unique(options.unique_key, options.unique_mode, options.debounce_ms)
+        fields += ["unique_key", options.unique_key, "unique_mode", int(mode)]
     return fields
 
 
@@ -162,3 +171,4 @@ class NewJob:
     full: bool = False  # refused: its type held its maximum depth of pending jobs
     # Refused: its expiry was not after now (the Redis clock, this value) and its execution time.
     expires_early_at: int = 0
+    debounced: bool = False  # its unique key's PENDING job was updated instead (mode DEBOUNCE)

@@ -21,10 +21,12 @@ from ..errors import InvalidInput, JobNotFound, PayloadTooLarge, QueueFull
 from ..events import Event, Notify
 from ..model import (
     NO_OPTIONS,
+    Enqueued,
     EnqueueRequest,
     Job,
     JobOptions,
     JobStatus,
+    UniqueMode,
     check_execution_time,
     check_expiry,
     check_job_type,
@@ -260,15 +262,21 @@ class Enqueuer:
                         idempotency_key=options.idempotency_key,
                         backoff=options.backoff,
                         expires_at_ms=options.expiry_from(created_at),
+                        unique_key=options.unique_key,
+                        unique_mode=UniqueMode(options.unique_mode),  # checked by _prepare
                     )
                     if self.notify is not None:
                         self.notify(Event.ENQUEUED, new.job)
                     continue
-                existing = outcome.decode()
+                new.debounced = outcome.startswith(b"~")
+                existing = outcome.decode().removeprefix("~")
                 try:
                     new.job = await self.store.inspect.stored(existing)
                 except JobNotFound:
-                    new.stale = existing  # its key outlived the job (retention < window): replace it
+                    if new.request.options.idempotency_key:
+                        new.stale = existing  # its key outlived the job (retention < window): replace it
+                    continue  # (a unique key's job deleted since: the next round creates one)
+                new.job.enqueued = Enqueued.DEBOUNCED if new.debounced else Enqueued.EXISTING
         raise RuntimeError("idempotency keys keep pointing at vanished jobs")
 
     async def _register_type(self, job_type: str) -> None:

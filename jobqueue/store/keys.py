@@ -52,6 +52,10 @@ class QueueKeys:
         """STRING: the id of the job enqueued with `key`, for the idempotency window."""
         return f"{self._base}:idem:{self._type}:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    def unique(self, key: str) -> str:
+        """STRING: the id of the job that holds unique key `key` (while it is active)."""
+        return f"{self._base}:unique:{self._type}:{hashlib.sha256(key.encode()).hexdigest()}"
+
 
 class Keyspace:
     def __init__(self, prefix: str = "jq") -> None:

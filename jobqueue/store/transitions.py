@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from ..model import Job, JobStatus, check_job_id, partition_of_type
+from ..model import Job, JobStatus, UniqueMode, check_job_id, partition_of_type
 from . import scripts
 from .codec import JOB_FIELDS, TRACE_FIELD, NewJob, decode_job_values, status_of
 from .outcomes import OK_CODE, Outcome, Result, decode, decode_all
@@ -73,9 +73,10 @@ class Transitions:
         """Stores new PENDING jobs of one type (enqueue.lua); the ids are set.
 
         Returns (created_at, per job: its execution time if it was created, else
-        the id of the job its idempotency key points at, or b"full": refused, the
-        type already holds `max_depth` pending jobs (0: no limit), or
-        b"expires_early": refused, its expiry is not after now and its execution time).
+        the id of the job its idempotency key (or unique key) points at, b"~" and the
+        id of a PENDING job debounced, or b"full": refused, the type already holds
+        `max_depth` pending jobs (0: no limit), or b"expires_early": refused, its
+        expiry is not after now and its execution time).
         """
         queue = self.keys.queue(job_type)
         job_key = self.keys.job_key_prefix(partition_of_type(job_type))
@@ -85,11 +86,17 @@ class Transitions:
         ]  # fmt: skip
         for new in jobs:
             key_index = 0
-            if new.request.options.idempotency_key:
-                keys.append(queue.idempotency(new.request.options.idempotency_key))
+            options = new.request.options
+            if options.idempotency_key:
+                keys.append(queue.idempotency(options.idempotency_key))
                 key_index = len(keys)  # Lua indexes from 1
+            unique = ""
+            if options.unique_key:
+                keys.append(queue.unique(options.unique_key))
+                mode = "a" if options.unique_mode == UniqueMode.WHILE_ACTIVE else options.debounce_ms
+                unique = f",{len(keys)},{mode}"
             args += [
-                f"{new.at},{new.stale},{key_index},{len(new.fields) // 2}",
+                f"{new.at},{new.stale},{key_index},{len(new.fields) // 2}{unique}",
                 new.request.payload,
                 *new.fields,
             ]

@@ -25,10 +25,12 @@ from ..codecs import Codec, encode_payload
 from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
 from ..model import (
     NO_OPTIONS,
+    Enqueued,
     EnqueueRequest,
     Job,
     JobOptions,
     JobStatus,
+    UniqueMode,
     check_execution_time,
     check_expiry,
     check_job_id,
@@ -85,6 +87,7 @@ class InlineQueue:
         self._workers: dict[str, Worker] = {}
         self._jobs: dict[str, Job] = {}  # in enqueue order
         self._keys: dict[tuple[str, str], str] = {}  # (type, idempotency key) -> job id
+        self._unique: dict[tuple[str, str], str] = {}  # (type, unique key) -> the job that took it last
         for worker in workers:
             self.register(worker)
 
@@ -105,19 +108,21 @@ class InlineQueue:
         *,
         codec: Codec | str | None = None,
     ) -> Job:
-        """A new PENDING job (or the one its idempotency key names); with `eager`
-        and a handler for its type, run to its final state first. The payload as
-        Client.enqueue takes it, encoded by `codec`."""
+        """A new PENDING job (or the one its idempotency or unique key names: its
+        `enqueued` says which); with `eager` and a handler for its type, run to its
+        final state first. The payload as Client.enqueue takes it, encoded by `codec`."""
         request = EnqueueRequest(job_type, encode_payload(payload, codec), execution_time_ms, options)
-        job = self._add(self._checked(request))
+        job, enqueued = self._add(self._checked(request))
         if self.eager:
             await self._run_to_end(job)
-        return self._snapshot(job)
+        snapshot = self._snapshot(job)
+        snapshot.enqueued = enqueued
+        return snapshot
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         """Checks every request first (one bad request stores none), then enqueues each."""
         checked = [self._checked(request, i) for i, request in enumerate(requests)]
-        jobs = [self._add(request) for request in checked]
+        jobs = [self._add(request)[0] for request in checked]
         if self.eager:
             for job in jobs:
                 await self._run_to_end(job)
@@ -237,18 +242,36 @@ class InlineQueue:
             raise _refusal(exc) from None
         return request
 
-    def _add(self, request: EnqueueRequest) -> Job:
+    def _add(self, request: EnqueueRequest) -> tuple[Job, Enqueued]:
         options = request.options
         key = (request.job_type, options.idempotency_key)
         if options.idempotency_key and key in self._keys:
-            return self._jobs[self._keys[key]]
+            return self._jobs[self._keys[key]], Enqueued.EXISTING
         now = _now_ms()
+        unique = (request.job_type, options.unique_key)
+        holder = self._jobs.get(self._unique.get(unique, "")) if options.unique_key else None
+        # As enqueue.lua: a key is free once its job is final (or ran, for a debounce).
+        if (
+            holder is not None
+            and options.unique_mode == UniqueMode.WHILE_ACTIVE
+            and not holder.status.is_final
+        ):
+            return holder, Enqueued.EXISTING
+        if (
+            holder is not None
+            and options.unique_mode == UniqueMode.DEBOUNCE
+            and holder.status is JobStatus.PENDING
+        ):
+            holder.payload = bytes(request.payload)
+            holder.execution_time_ms = request.execution_time_ms or now + options.debounce_ms
+            holder.updated_at = now
+            return holder, Enqueued.DEBOUNCED
         job = Job(
             id=new_job_id(partition_of_type(request.job_type)),
             type=request.job_type,
             payload=bytes(request.payload),
             status=JobStatus.PENDING,
-            execution_time_ms=request.execution_time_ms or now,
+            execution_time_ms=request.execution_time_ms or now + options.debounce_ms,
             created_at=now,
             updated_at=now,
             max_attempts=options.max_attempts or 0,
@@ -256,11 +279,15 @@ class InlineQueue:
             idempotency_key=options.idempotency_key,
             backoff=options.backoff,
             expires_at_ms=options.expiry_from(now),
+            unique_key=options.unique_key,
+            unique_mode=UniqueMode(options.unique_mode),
         )
         self._jobs[job.id] = job
         if options.idempotency_key:
             self._keys[key] = job.id
-        return job
+        if options.unique_key:
+            self._unique[unique] = job.id
+        return job, Enqueued.CREATED
 
     def _handles(self, job: Job) -> bool:
         return job.type in self._workers

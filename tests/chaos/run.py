@@ -27,7 +27,8 @@ end with its attempt and fencing token, written by the workers) and checks:
   was killed, paused or stopped, or Redis restarted);
 - jobs FAILED only when planned or when faults used up their attempts;
 - the stored sets agree with the job states (nothing left in schedule, ready,
-  popped or leases; the failed index is exactly the FAILED jobs);
+  popped or leases; the failed index is exactly the FAILED jobs), and no unique
+  key is held by a final job (a quarter of the jobs have one: tests/store_audit.py);
 - an expired job never starts after its expiry: every first run (attempt 1) was
   claimed before its job's expires_at_ms, and an EXPIRED job has no attempt.
 It prints the figures and exits 1 if any check fails. Only loopback addresses are
@@ -221,6 +222,8 @@ class Chaos:
         }
         if spec["fails"] == 99:
             body["maxAttempts"] = 3
+        if n % 4 == 1:  # a unique key of its own: each final transition must release it
+            body["uniqueKey"], body["uniqueMode"] = f"chaos-u-{n}", "UNIQUE_MODE_WHILE_ACTIVE"
         if n % 10 == 0:  # scheduled 0.5 to 3 s ahead
             body["executionTimeMs"] = int((time.time() + 0.5 + self.rng.random() * 2.5) * 1000)
         if "expires_in" in spec:

@@ -3,13 +3,13 @@
 -- claim skips it. A running job loses its lease: the worker's next heartbeat
 -- reports it lost, the handler is cancelled, and its result is refused.
 -- Cancelling a cancelled job is a no-op, so retries are safe.
--- include: common, outcomes, changes
+-- include: common, outcomes, changes, unique
 -- KEYS: job, scheduled, leases, live, cancelled, stats, events
 -- ARGV: id, retention_ms
 -- Returns {OK, previous status} | {NOT_FOUND} | {WRONG_STATE, status}.
 local id, retention = ARGV[1], ARGV[2]
 
-local state = redis.call('HMGET', job, 'status', 'type', 'attempt')
+local state = redis.call('HMGET', job, 'status', 'type', 'attempt', 'unique_lock')
 local status = state[1]
 if not status then
   return {NOT_FOUND}
@@ -27,6 +27,7 @@ redis.call('ZREM', leases, id)
 redis.call('HSET', job, 'status', CANCELLED, 'finished_at', now, 'updated_at', now)
 redis.call('PEXPIRE', job, retention)
 finished(c, live, cancelled, {id}, retention)
+release_unique(state[4], id)
 if status == PENDING then
   c.pending = -1
 else

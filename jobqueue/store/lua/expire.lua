@@ -15,9 +15,9 @@ local done = {}
 local ended = {}
 for i = 1, #KEYS - FIXED_KEYS do
   local job, id = KEYS[FIXED_KEYS + i], ARGV[2 + i]
-  local state = redis.call('HMGET', job, 'status', 'expires_at_ms', 'attempt')
+  local state = redis.call('HMGET', job, 'status', 'expires_at_ms', 'attempt', 'unique_lock')
   if state[1] == PENDING and past_expiry(state[2], state[3], c.now) then
-    expire(c, job, live, expired, id, state[3], retention)
+    expire(c, job, live, expired, id, state[3], retention, state[4] or nil)
     ended[#ended + 1] = id
     done[#done + 1] = id
   elseif not (state[1] == PENDING and state[2] and (tonumber(state[3]) or 0) == 0) then

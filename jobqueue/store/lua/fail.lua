@@ -4,7 +4,7 @@
 -- ended in last_error_attempt (as when it ends FAILED). Otherwise (no
 -- attempts left, or delay -1: a permanent error) it ends FAILED in the failed
 -- index. Fenced like round.lua's records; a replay of the same call changes nothing.
--- include: common, outcomes, schedule, dead_letter, changes
+-- include: common, outcomes, schedule, dead_letter, changes, unique
 -- KEYS: job, leases, held, scheduled, failed, live, stats, events
 -- ARGV: id, lease_token, error, retry delay ms (-1: do not retry), retention_ms, channel
 -- Returns {RETRYING, execution_time_ms} | {DEAD_LETTERED} | {STALE, the job's status or ''}.
@@ -12,7 +12,7 @@ local id, token, err, delay, retention, channel =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
 local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt', 'max_attempts', 'type',
-  'last_error', 'execution_time_ms', 'worker_id')
+  'last_error', 'execution_time_ms', 'worker_id', 'unique_lock')
 if state[2] == token and state[6] == err then
   if state[1] == FAILED then
     return {DEAD_LETTERED}
@@ -39,6 +39,7 @@ if delay >= 0 and tonumber(attempt) < tonumber(state[4] or 1) then
   reply = {RETRYING, at}
 else
   dead_letter(c, job, live, failed, id, err, attempt, retention)
+  release_unique(state[9], id)
 end
 commit(c, events, state[5] or '', state[8] or '', err)
 return reply

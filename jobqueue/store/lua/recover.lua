@@ -6,7 +6,7 @@
 -- ready list; one that used its last attempt ends FAILED (a crash counts as an
 -- attempt, so a job that kills its worker cannot loop forever). The old
 -- holder's token is dead either way.
--- include: common, outcomes, dead_letter, changes
+-- include: common, outcomes, dead_letter, changes, unique
 -- KEYS: job, leases, ready, failed, workers, live, stats, events
 -- ARGV: id, mode ('lease' or a worker id), retention_ms
 -- Returns {RECOVERED} | {DEAD_LETTERED} | {ALIVE} | {MOVED} | {NOT_RUNNING}.
@@ -14,7 +14,7 @@ local id, mode, retention = ARGV[1], ARGV[2], ARGV[3]
 
 local c = changes(now_ms(), stats)
 local now = c.now
-local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type')
+local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type', 'unique_lock')
 local reason
 if mode == 'lease' then
   local expiry = redis.call('ZSCORE', leases, id)
@@ -41,6 +41,7 @@ local reply = {RECOVERED}
 if tonumber(attempt) >= tonumber(state[4] or 1) then
   reason = reason .. ' during its last attempt'
   dead_letter(c, job, live, failed, id, reason, attempt, retention)
+  release_unique(state[6], id)
   reply = {DEAD_LETTERED}
 else
   redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason,

@@ -3,7 +3,8 @@
 -- finished index, is unfinished again in `live`, and no longer expires (neither
 -- its hash nor its expiry before start: a redrive is a deliberate new start).
 -- last_error keeps the previous error, and last_error_attempt the attempt it
--- ended (now above `attempt`).
+-- ended (now above `attempt`). A job enqueued with a unique key does not take it
+-- again: it released it when it ended, and may have a successor that holds it.
 -- include: common, outcomes, changes
 -- KEYS: job, failed, cancelled, ready, live, stats, events, expired
 -- ARGV: id

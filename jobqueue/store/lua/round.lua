@@ -11,7 +11,7 @@
 -- token is a no-op, so a caller may retry after losing the reply. Claiming: as
 -- claim.lua (claim_popped). Ids taken by a worker that dies, or never claims
 -- them, are swept back by sweep_popped.
--- include: claim_popped, changes
+-- include: claim_popped, changes, unique
 -- KEYS: leases, held, ready, popped, suspects, live, completed, stats, events, expired, ...the jobs run, ...the jobs to claim
 -- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts, type,
 --       id 1, lease_token 1, result 1, ..., id N, lease_token N, result N (a result:
@@ -27,7 +27,7 @@ local records = {}
 local done = {}
 for i = 1, runs do
   local job, id, token, result = KEYS[FIXED_KEYS + i], ARGV[5 + 3 * i], ARGV[6 + 3 * i], ARGV[7 + 3 * i]
-  local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt')
+  local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt', 'unique_lock')
   if state[2] == token and (state[1] == RUNNING or state[1] == COMPLETED) then
     if state[1] == RUNNING then
       if result == '' then  -- the handler returned nothing: no field
@@ -36,6 +36,7 @@ for i = 1, runs do
         redis.call('HSET', job, 'status', COMPLETED, 'finished_at', now, 'updated_at', now, 'result', result)
       end
       redis.call('PEXPIRE', job, retention)
+      release_unique(state[4], id)
       done[#done + 1] = id
       changed(c, id, COMPLETED, state[3])
     end

@@ -38,7 +38,9 @@ local function claim_popped(w, job, id)
     return {NOT_DUE}  -- a stale copy of a job that waits in the schedule (a retry)
   end
   if past_expiry(values[at.expires_at_ms], values[at.attempt], w.started) then
-    expire(w.changes, job, w.live, w.expired, id, values[at.attempt], w.retention)
+    -- The unique lock is read here only: a claim's fields leave it out (the hot path).
+    local lock = redis.call('HGET', job, 'unique_lock')
+    expire(w.changes, job, w.live, w.expired, id, values[at.attempt], w.retention, lock or nil)
     return {TOO_LATE}
   end
   -- One write for the whole change. A counter that is not a number counts as 0:
