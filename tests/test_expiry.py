@@ -14,7 +14,7 @@ from jobqueue.cli.exits import ExitCode
 from jobqueue.errors import InvalidInput, JobAlreadyFinished
 from jobqueue.events import Event
 from jobqueue.metrics.jobs import JobMetrics
-from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus
+from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode
 from jobqueue.selection import JobFilter
 from jobqueue.store.connection import OwnConnection
 from jobqueue.store.outcomes import Outcome, Result
@@ -399,3 +399,24 @@ async def test_a_job_claimed_ahead_is_handed_back_if_its_slot_frees_after_its_ex
         await eventually(status_is(store, late.id, JobStatus.EXPIRED), what="the late job expired")
     assert seen == [b"long"]
     await assert_expired(store, late.id, claimed_once=True)
+
+
+async def test_an_expired_job_frees_its_unique_key(store: Harness, blocking: OwnConnection) -> None:
+    """EXPIRED is final: its unique key is free again, whether the claim or the reaper ended it."""
+    unique = JobOptions(unique_key="k", unique_mode=UniqueMode.WHILE_ACTIVE, expires_in_ms=EXPIRES_IN_MS)
+    by_reaper = await store.enqueue("t", b"", None, unique)
+    await until_past(store, by_reaper.created_at + EXPIRES_IN_MS)
+    await store.reaper(["t"]).reap_once()
+    await assert_expired(store, by_reaper.id)
+    lock = store.keys.queue("t").unique("k")
+    assert await store.redis.exists(lock) == 0
+    by_claim = await store.enqueue("t", b"", None, unique)
+    assert by_claim.id != by_reaper.id
+    await store.redis.delete(store.keys.queue("t").ready)  # the first job's stale copy
+    await store.redis.lpush(store.keys.queue("t").ready, by_claim.id)
+    job_id = await store.pop(blocking, "t", 1)
+    await until_past(store, by_claim.created_at + EXPIRES_IN_MS)
+    assert await store.claim("t", job_id or "", "w1", 30_000) == Result(Outcome.TOO_LATE)
+    await assert_expired(store, by_claim.id)
+    assert await store.redis.exists(lock) == 0
+    assert (await store.enqueue("t", b"", None, unique)).id not in (by_reaper.id, by_claim.id)
