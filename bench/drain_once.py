@@ -3,6 +3,7 @@
 
     python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT | --instructions]
                                [--one-way-delay-us US] [--metrics] [--sync [thread|process]]
+                               [--progress [CALLS]]
 
 Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
 `jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
@@ -17,6 +18,9 @@ With --metrics the worker serves its Prometheus metrics (`--metrics-port`), scra
 once at the end (bench/metrics_drain.py alternates drains with and without).
 With --sync the worker's handler is a plain function (run in its thread pool, or with
 `--sync process` its process pool) doing the same no-op with a sync Redis client.
+With --progress the handler calls `job.set_progress` CALLS times (default 100) in a
+loop before its no-op (bench/metrics_drain.py --option progress alternates drains
+with and without).
 To compare two versions, alternate runs of two checkouts on one Redis, e.g.
 `cd OTHER && PYTHONPATH=$PWD python bench/drain_once.py URL`, several times each:
 this machine is noisy, so compare medians. Loopback Redis only; bounded in time.
@@ -74,6 +78,7 @@ def main() -> int:
     parser.add_argument("--one-way-delay-us", type=float, help="through bench/net_delay.py")
     parser.add_argument("--metrics", action="store_true", help="the worker serves its metrics (a free port)")
     parser.add_argument("--sync", nargs="?", const="thread", choices=("thread", "process"))
+    parser.add_argument("--progress", nargs="?", const=100, type=int, metavar="CALLS")
     args = parser.parse_args()
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
@@ -127,6 +132,7 @@ def started_by_metrics(port: int | None) -> str:
 def drain(args: argparse.Namespace) -> int:
     asyncio.run(enqueue(args.redis_url, args.jobs))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+    command += ["--processes", "1"]  # one process, as before the option
     metrics_port = free_port() if args.metrics else None
     if metrics_port is not None:
         command += ["--metrics-port", str(metrics_port)]
@@ -139,6 +145,8 @@ def drain(args: argparse.Namespace) -> int:
     env = dict(os.environ, BENCH_REDIS_URL=args.redis_url)
     if args.sync:
         env["BENCH_JQ_SYNC"] = args.sync
+    if args.progress:
+        env["BENCH_JQ_PROGRESS"] = str(args.progress)
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counter = redis.Redis.from_url(args.redis_url)
     try:

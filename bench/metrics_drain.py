@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """The drain with the worker's metrics off and on, in alternating pairs.
 
-    python bench/metrics_drain.py [--pairs 6] [--jobs 40000] [--option metrics|sync]
+    python bench/metrics_drain.py [--pairs 6] [--jobs 40000] [--option metrics|sync|progress]
 
 Starts a Redis of its own (no persistence), then runs `bench/drain_once.py`
 2 x PAIRS times on it, alternating without and with `--metrics` (the worker
 serving its Prometheus metrics, which count every job), the order flipped from
 one pair to the next. `--option sync` compares a sync handler (the worker's thread
-pool) with the async one instead. Prints each drain, then the medians and their ratio: this
-machine is noisy, so only medians of several pairs say anything. Loopback only;
-every drain bounded in time.
+pool) with the async one instead; `--option progress`, a handler that calls
+`job.set_progress` 100 times a job with one that does not. Prints each drain, then
+the medians and their ratio: this machine is noisy, so only medians of several
+pairs say anything. Loopback only; every drain bounded in time.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=40_000)
-    parser.add_argument("--option", choices=("metrics", "sync"), default="metrics", help="of drain_once.py")
+    parser.add_argument(
+        "--option", choices=("metrics", "sync", "progress"), default="metrics", help="of drain_once.py"
+    )
+    parser.add_argument("--value", nargs="*", default=[], help="given to the option (progress: CALLS)")
     args = parser.parse_args()
     name = args.option
     runs: dict[bool, list[tuple[int, int]]] = {False: [], True: []}
@@ -52,7 +56,7 @@ def main() -> int:
                         str(args.jobs),
                     ]
                     if metrics:
-                        command.append(f"--{name}")
+                        command += [f"--{name}", *args.value]
                     out = subprocess.run(
                         command, capture_output=True, text=True, timeout=600, check=True
                     ).stdout

@@ -41,12 +41,17 @@ TRACING = os.environ.get("BENCH_JQ_TRACING", "") == "1"
 # that kind) with the harness's sync job body: docs/performance.md, "Sync handlers and
 # the drain".
 SYNC = os.environ.get("BENCH_JQ_SYNC", "")
+# Calls of job.set_progress each run makes before its job body, in a loop
+# (docs/performance.md, "Progress and the drain"); 0: none.
+PROGRESS_CALLS = int(os.environ.get("BENCH_JQ_PROGRESS", "0"))
 RPC_BATCH = 1000
 
 
 async def run_bench_job(job: Job) -> None:
     # The harness's job body on the worker's own client (Worker.redis), as arq's
     # peer passes ctx["redis"]; the other peers leave it to the harness's client.
+    for i in range(PROGRESS_CALLS):
+        job.set_progress(i / PROGRESS_CALLS, "working")
     if job.payload == b"noop":
         await common.ajob_noop(worker.redis)
     else:
@@ -77,7 +82,7 @@ class JobqueuePeer(common.Peer):
             variant=os.environ.get("BENCH_JQ_VARIANT", "sdk"),
             version=__version__,
             settings={
-                "worker": "jobqueue worker bench/peer_jobqueue.py",
+                "worker": "jobqueue worker bench/peer_jobqueue.py --processes 1",
                 "concurrency": CONCURRENCY,
                 "prefetch": PREFETCH,
                 "enqueue_s1": "EnqueueJobs RPC, 1,000 jobs per call"
@@ -93,7 +98,8 @@ class JobqueuePeer(common.Peer):
         self.client: SyncClient | None = None
 
     def worker_cmds(self, scenario: str) -> list[list[str]]:
-        return [[sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]]
+        command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+        return [[*command, "--processes", "1"]]  # one process a command, as before the option
 
     async def setup(self) -> None:
         if VIA_RPC:

@@ -2,7 +2,7 @@
 """What the hot path's scripts cost Redis, counted in instructions: a figure that the
 machine's speed and load do not move.
 
-    python bench/redis_cost.py [--jobs 1000,5000] [--batch 5] [--result-bytes N]
+    python bench/redis_cost.py [--jobs 1000,5000] [--batch 5] [--result-bytes N] [--progress]
 
 For each size N it starts a private redis-server under valgrind (cachegrind, no
 cache simulation), enqueues N jobs and drives them through the scripts as a busy
@@ -10,7 +10,9 @@ worker does, with a fixed batch (each round records the batch the last one claim
 claims the ids the one before took, and takes the next `batch`), then prints the
 instructions Redis executed. Two sizes give the instructions per job, start-up
 excluded: (I(5000) - I(1000)) / 4000. With --result-bytes each run returns a
-result of that size (stored by round.lua). A real drain's batches follow its timing, so
+result of that size (stored by round.lua); with --progress each run's completion
+carries a last progress report, as a worker's does for a run that reported one (round.lua
+writes it in the completion's HSET). A real drain's batches follow its timing, so
 its per-job figure moves with the load; these do not.
 To compare two versions, run it from each checkout (`cd OTHER && PYTHONPATH=$PWD
 python bench/redis_cost.py`). Loopback only; bounded in time.
@@ -36,7 +38,7 @@ from jobqueue.redis_server import find_server_binary, free_port
 JOB_TYPE = "bench"
 
 
-async def drive(url: str, jobs: int, batch: int, result: bytes = b"") -> int:
+async def drive(url: str, jobs: int, batch: int, result: bytes = b"", progress: bool = False) -> int:
     """Enqueues `jobs` jobs and completes them in rounds of `batch`, each with `result`;
     returns how many completed."""
     # Generous timeouts: Redis runs under valgrind, tens of times slower.
@@ -54,12 +56,14 @@ async def drive(url: str, jobs: int, batch: int, result: bytes = b"") -> int:
             running = [claim for claim in claims if isinstance(claim, Job)]
             for job in running:
                 job.result = result
+                if progress:  # as worker/progress.py's hand_over puts it
+                    job.progress, job.progress_message, job.progress_at = 0.5, "working", 1
             taken = taken_now
             if not running and not taken:
                 return completed
 
 
-def count(jobs: int, batch: int, result: bytes = b"") -> int:
+def count(jobs: int, batch: int, result: bytes = b"", progress: bool = False) -> int:
     """Redis' instructions for enqueueing and completing `jobs` jobs."""
     binary = find_server_binary()
     if binary is None:
@@ -84,7 +88,7 @@ def count(jobs: int, batch: int, result: bytes = b"") -> int:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch, result))
+        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch, result, progress))
         assert completed == jobs, (completed, jobs)
         client.shutdown(nosave=True)
     except redis.ConnectionError:
@@ -104,10 +108,11 @@ def main() -> int:
     parser.add_argument(
         "--result-bytes", type=int, default=0, help="each run's result, in bytes (default 0: none)"
     )
+    parser.add_argument("--progress", action="store_true", help="each completion carries a progress report")
     args = parser.parse_args()
     small, large = (int(n) for n in args.jobs.split(","))
     result = b"r" * args.result_bytes
-    counted = {n: count(n, args.batch, result) for n in (small, large)}
+    counted = {n: count(n, args.batch, result, args.progress) for n in (small, large)}
     for n, instructions in counted.items():
         print(f"{n} jobs: {instructions:,} instructions")
     print(f"Redis instructions per job: {(counted[large] - counted[small]) / (large - small):,.0f}")

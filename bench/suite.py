@@ -9,8 +9,9 @@
   h2corn when it is installed. Three runs each (server and ceiling alternating):
   the median rate with min-max, latency percentiles of the median run from
   h2load's per-request log; every run checks that Redis holds exactly the jobs sent.
-- S5 scaling: drain of N no-op jobs with 1, 2 and 4 worker processes, and Redis
-  CPU time per job (INFO cpu, before and after).
+- S5 scaling: drain of N no-op jobs with 1, 2 and 4 worker processes (one
+  `jobqueue worker --processes N`), and Redis CPU time per job (INFO cpu, before
+  and after).
 - S6 memory: worker RSS after 100k and 1M jobs (it must stay flat), and Redis
   bytes per pending and per finished job (INFO memory deltas over many jobs).
 
@@ -219,29 +220,22 @@ def s5(out: Path, smoke: bool) -> dict[str, Any]:
                 client.flushdb()
                 asyncio.run(_enqueue(rs.url, n))
                 cpu_before = _redis_cpu(client)
-                cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
-                logs = [Path(tmp) / f"w{workers}-{run}-{i}.log" for i in range(workers)]
-                procs = [
-                    subprocess.Popen(
-                        cmd,
-                        stdout=log.open("wb"),
-                        stderr=subprocess.STDOUT,
-                        cwd=ROOT,
-                        env=env,
-                        start_new_session=True,
-                    )
-                    for log in logs
-                ]
+                # One supervisor of N worker processes: `jobqueue worker --processes N`.
+                cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py"),
+                       "--processes", str(workers)]  # fmt: skip
+                log = Path(tmp) / f"w{workers}-{run}.log"
+                supervisor = subprocess.Popen(
+                    cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env
+                )
                 try:
                     deadline = time.monotonic() + 300
                     while int(client.get("bench:count") or 0) < n and time.monotonic() < deadline:
                         time.sleep(0.005)
                     done_at = time.time()
                 finally:
-                    for p in procs:
-                        os.killpg(p.pid, signal.SIGTERM)
-                    for p in procs:
-                        p.wait(20)
+                    supervisor.send_signal(signal.SIGTERM)  # it stops its children gracefully
+                    if supervisor.wait(90) != 0:
+                        raise RuntimeError(f"the supervisor exited {supervisor.returncode}: see {log}")
                 first = float(client.get("bench:t_first") or done_at)
                 count = int(client.get("bench:count") or 0)
                 rates.append(count / (done_at - first))
@@ -292,6 +286,7 @@ def s6(out: Path, smoke: bool) -> dict[str, Any]:
             os.environ, BENCH_REDIS_URL=rs.url, PYTHONPATH=str(_peers_dir()), BENCH_JQ_CONCURRENCY="50"
         )
         cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
+        cmd += ["--processes", "1"]  # one process, as before the option
         with process(cmd, Path(tmp) / "worker.log", env) as worker:
             _wait_count(client, sample)
             rss = {f"{sample:,}": _rss_mb(worker.pid)}

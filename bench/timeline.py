@@ -201,7 +201,7 @@ def main() -> int:
             TIMELINE_CONCURRENCY=str(args.concurrency),
             TIMELINE_PREFETCH=str(args.prefetch),
         )
-        command = [sys.executable, "-m", "jobqueue.cli", "worker", __file__]
+        command = [sys.executable, "-m", "jobqueue.cli", "worker", __file__, "--processes", "1"]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             enqueued = asyncio.run(drive(args.redis_url, args.scenario, jobs))

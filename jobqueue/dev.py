@@ -31,6 +31,7 @@ from .redis_server import (
     redis_port_free,
 )
 from .settings import Settings
+from .supervise import QuickDeaths
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -152,19 +153,18 @@ class RedisKeeper:
 
     async def run(self, stop: asyncio.Event) -> None:
         clock = asyncio.get_running_loop().time
-        started, quick_deaths = clock(), 0
+        started, deaths = clock(), QuickDeaths(QUICK_DEATH_S, QUICK_DEATHS_BEFORE_GIVING_UP)
         while True:
             returncode = await self._exit(stop)
             if returncode is None:
                 return
-            quick_deaths = quick_deaths + 1 if clock() - started < QUICK_DEATH_S else 1
             how = describe_exit(returncode)
-            if quick_deaths >= QUICK_DEATHS_BEFORE_GIVING_UP:
+            if deaths.died(clock() - started):
                 log.error(
                     "Redis exited (%s), %d times in a row within %.0f s of starting: giving up, "
                     "stopping everything (Redis' log: %s)",
                     how,
-                    quick_deaths,
+                    deaths.count,
                     QUICK_DEATH_S,
                     self.server.log_path,
                 )
@@ -174,7 +174,7 @@ class RedisKeeper:
             log.warning("Redis exited (%s); restarting it on port %d", how, self.server.port)
             # Each quick death in a row waits a second longer, so a Redis that cannot
             # start is not restarted in a tight loop.
-            if await _stopped_within(stop, quick_deaths - 1):
+            if await _stopped_within(stop, deaths.count - 1):
                 return
             self.server.launch()
             started = clock()

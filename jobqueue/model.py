@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import zlib
+from collections.abc import Callable
 
 from .errors import InvalidInput
 
@@ -130,6 +131,67 @@ class Job:
     enqueued: Enqueued = dataclasses.field(default=Enqueued.CREATED, compare=False)
     # When the job expires unless it has started (Unix ms, Redis clock); 0: never.
     expires_at_ms: int = 0
+    # The last progress its current (or last) run reported with set_progress: a
+    # fraction 0..1, a message, when it was written (Unix ms; 0: none). On a job a
+    # worker runs, set when its run's last report goes with its completion.
+    progress: float = 0.0
+    progress_message: str = ""
+    progress_at: int = 0
+    # Where set_progress hands its values: set by what runs the job (a worker, the
+    # inline queue) for the run; None on a job read from the store.
+    _progress_sink: ProgressSink | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def set_progress(self, fraction: float, message: str = "") -> None:
+        """Reports how far the handler running this job is: `fraction` from 0 to 1
+        (else ValueError), and a message (cut to MAX_PROGRESS_MESSAGE_CHARS).
+
+        Cheap to call in a tight loop, from the handler's coroutine or from a
+        sync handler's thread: the worker writes the latest value at most every
+        `progress_interval_s` (and the last one with the run's outcome), only
+        while the run holds the job's lease. Not available in a handler run with
+        executor="process" (RuntimeError), nor on a job read from the store.
+        """
+        sink = self._progress_sink
+        if sink is None:
+            raise RuntimeError(
+                f"job {self.id}: set_progress is for the job a handler is running; this one is a copy read "
+                "from the store (or one whose handler ran with executor='process', where progress cannot "
+                "reach the worker)"
+            )
+        kind = type(fraction)  # checked here first: handlers call it in tight loops
+        if not ((kind is float or kind is int) and 0 <= fraction <= 1):  # NaN is not
+            fraction = check_progress(fraction)
+        elif kind is int:
+            fraction = float(fraction)
+        if type(message) is not str:
+            if not isinstance(message, str):
+                raise TypeError(f"message must be a str, not {type(message).__name__}")
+            message = str(message)
+        sink(self, fraction, message[:MAX_PROGRESS_MESSAGE_CHARS])
+
+    def __getstate__(self) -> dict[str, object]:
+        # A pickled job (a process pool's) leaves its sink behind: it is the worker's.
+        return {name: getattr(self, name) for name in _PICKLED_FIELDS}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self._progress_sink = None
+
+
+# set_progress's values go to it: (the job, the fraction, the message).
+ProgressSink = Callable[[Job, float, str], None]
+MAX_PROGRESS_MESSAGE_CHARS = 1000
+_PICKLED_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name != "_progress_sink")
+
+
+def check_progress(fraction: float) -> float:
+    """A progress fraction: a number from 0 to 1 (ValueError otherwise, NaN included)."""
+    if type(fraction) is not bool and isinstance(fraction, int | float) and 0 <= fraction <= 1:  # not NaN
+        return float(fraction)
+    raise ValueError(f"fraction must be a number from 0 to 1, got {fraction!r}")
 
 
 def check_job_type(job_type: str) -> str:

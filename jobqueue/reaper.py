@@ -10,7 +10,8 @@ Three ways a job can be stranded, each repaired by one atomic script per job:
 A job taken back from a run that was its last attempt ends FAILED instead.
 It also ends the PENDING jobs not started by their expiry (expire.lua), so they
 do not wait for a worker that may never come; a claim checks the expiry too.
-Every server and worker process runs one; the scripts make that safe.
+Every server and worker process runs one; the scripts make that safe. Each pass
+also tidies its types (upkeep.py): the bounds of what idle types keep in Redis.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .events import EXPIRED_BY_REAPER, Event, JobRef, Notify, Swept
 from .store import Store
 from .store.outcomes import Outcome, Result
 from .supervise import repeat, supervise
+from .upkeep import Upkeep
 
 BATCH = 100  # expired leases, dead workers or jobs past their expiry handled per read
 EXPIRE_BATCHES = 10  # at most this many batches of jobs past their expiry per type and pass
@@ -38,6 +40,8 @@ class Reaper:
         self.claim_timeout_ms = int(settings.claim_timeout_s * 1000)
         self.restart_grace_s = settings.restart_grace_s
         self.notify = notify
+        # Trims each type's finished indexes; a reaper of every type also forgets idle types.
+        self.upkeep = Upkeep(store, may_forget=job_types is None)
 
     async def run(self) -> None:
         await supervise("reaper", lambda: repeat(self.reap_once, self.interval_s), self.store.outage)
@@ -62,6 +66,7 @@ class Reaper:
             if swept:
                 self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
                 back += swept
+        await self.upkeep.run_once(job_types)
         if self.store.outage.down:
             self.store.outage.back(began_in)
         return back

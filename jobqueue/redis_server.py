@@ -119,6 +119,12 @@ _SETPRIV = shutil.which("setpriv") if sys.platform == "linux" else None
 _PRCTL = ctypes.CDLL("libc.so.6").prctl if sys.platform == "linux" and _SETPRIV is None else None
 
 
+def dying_with_parent(args: Sequence[str]) -> list[str]:
+    """A command line whose process gets SIGTERM when its parent dies (Linux, with
+    util-linux's setpriv); elsewhere `args` as they are."""
+    return [_SETPRIV, "--pdeathsig", "TERM", *args] if _SETPRIV is not None else list(args)
+
+
 def _die_with_parent() -> None:
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -218,8 +224,7 @@ class RedisServer:
             "--logfile", str(self.log_path),
             *self.extra_args,
         ]  # fmt: skip
-        if _SETPRIV is not None:
-            args = [_SETPRIV, "--pdeathsig", "TERM", *args]
+        args = dying_with_parent(args)
         self.process = subprocess.Popen(
             args,
             stdout=subprocess.DEVNULL,

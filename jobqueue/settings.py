@@ -87,6 +87,12 @@ class Settings:
     # Results (worker/results.py): the largest value a handler may return, in bytes;
     # a larger one fails its run for good (PermanentError). Read by the workers.
     max_result_bytes: int = 1 << 20
+    # Memory safety (store/memory_policy.py): start on a Redis whose maxmemory-policy
+    # may evict keys (anything but noeviction), with a warning, instead of refusing.
+    allow_eviction: bool = False
+    # How long a type with no job left (retention passed) and no worker stays in the
+    # types registry before reapers forget it, with its counts (reaper.py).
+    type_idle_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:

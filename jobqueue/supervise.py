@@ -54,6 +54,22 @@ class Backoff:
         self.failures = 0
 
 
+class QuickDeaths:
+    """Counts the deaths in a row of a child process that its keeper restarts, each
+    within `quick_s` of its start (a death after a longer run counts as the first):
+    a child that dies that soon again and again dies of something a restart does not
+    cure (a bad file, a port taken...), and after `limit` of them its keeper gives up
+    rather than restart it forever."""
+
+    def __init__(self, quick_s: float = 30.0, limit: int = 5) -> None:
+        self.quick_s, self.limit, self.count = quick_s, limit, 0
+
+    def died(self, ran_s: float) -> bool:
+        """Counts a death after `ran_s` of life; whether to give up."""
+        self.count = self.count + 1 if ran_s < self.quick_s else 1
+        return self.count >= self.limit
+
+
 def raise_if_cancelled() -> None:
     """Re-raises a cancellation of the current task that a library swallowed.
 

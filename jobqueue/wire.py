@@ -57,6 +57,7 @@ _SET_WHEN_NOT_ZERO = (
     "attempt", "last_error", "started_at", "finished_at",
     "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "last_error_attempt",
     "expires_at_ms",
+    "progress", "progress_message", "progress_at",
 )  # fmt: skip
 
 
@@ -83,6 +84,9 @@ def job_from_proto(job: pb.Job) -> Job:
         expires_at_ms=job.expires_at_ms,
         unique_key=job.unique_key,
         unique_mode=_unique_mode(int(job.unique_mode)),
+        progress=job.progress,
+        progress_message=job.progress_message,
+        progress_at=job.progress_at,
     )
 
 

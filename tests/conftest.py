@@ -37,6 +37,11 @@ from .harness import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# `jobqueue worker` runs one process per core by default; the suite's tests of a worker
+# process (kill it, read its log, count its workers) mean one process. The tests of
+# --processes (test_worker_processes.py) give it.
+os.environ.setdefault("JOBQUEUE_WORKER_PROCESSES", "1")
+
 
 def _docker_redis_url() -> Iterator[str] | None:
     try:

@@ -59,6 +59,7 @@ async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) ->
     finally:
         await blocking.aclose()
     running = await store.claimed("T", job.id, "w", 1000)
+    await store.transitions.progress(running, 0.5, "half")
     await store.transitions.fail(running, "boom", None)
     fields = {f.decode() for f in await store.redis.hkeys(store.keys.job(job.id))}
     assert fields == set(documented[1].split())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -23,6 +24,7 @@ from .parser import (
     call_timeout_from,
     log_format_from,
     log_level_from,
+    processes_from,
     tls_files_from,
     token_from,
 )
@@ -54,17 +56,18 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_cert=getattr(args, "tls_cert", None),  # server only, as the two below
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
+        allow_eviction=getattr(args, "allow_eviction", None),  # server and worker
     )
 
 
-def _start_process(args: argparse.Namespace, service: str) -> Settings:
-    """Sets up a long-running command's logging and, if on, its tracing (as `service`);
-    returns its settings."""
+def _start_process(args: argparse.Namespace, service: str | None) -> Settings:
+    """Sets up a long-running command's logging and, if on, its tracing (as `service`;
+    None: a process that runs no jobs nor calls, a supervisor); returns its settings."""
     from ..process import configure_logging  # noqa: PLC0415 - keeps client commands light
 
     configure_logging(log_level_from(args.log_level), log_format_from(args.log_format))
     settings = _settings(args)
-    if settings.tracing:
+    if settings.tracing and service is not None:
         from ..tracing import start  # noqa: PLC0415 - only with tracing on
 
         start(service)
@@ -80,16 +83,38 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    settings = _start_process(args, "jobqueue-worker")
+    processes = processes_from(args.processes)
+    settings = _start_process(args, "jobqueue-worker" if processes == 1 else None)
     from ..loader import load_workers  # noqa: PLC0415
     from ..worker import run_workers  # noqa: PLC0415
 
-    workers = load_workers(args.target)
+    workers = load_workers(args.target)  # with a supervisor too: a module that does not load stops it here
+    if processes > 1:
+        from ..worker_processes import run_processes  # noqa: PLC0415
+
+        return run_processes(functools.partial(_worker_child, args), processes, settings)
     if args.metrics_port is not None:
         for worker in workers:  # one port for the process (exposition.py)
             worker.metrics_port, worker.metrics_host = args.metrics_port, args.metrics_host
     run_workers(*workers, settings=settings)
     return ExitCode.OK
+
+
+def _worker_child(args: argparse.Namespace, index: int) -> list[str]:
+    """The command line of the supervisor's child `index`: this command's options, in one process."""
+    from ..worker_processes import worker_command  # noqa: PLC0415
+
+    options = [args.target, "--metrics-host", args.metrics_host]
+    for name, value in (("--redis-url", args.redis_url), ("--log-level", args.log_level),
+                        ("--log-format", args.log_format)):  # fmt: skip
+        if value is not None:
+            options += [name, value]
+    if args.metrics_port is not None:  # a port per process: each serves its own workers' metrics
+        options += ["--metrics-port", str(args.metrics_port + index)]
+    options += [
+        flag for flag, on in (("--tracing", args.tracing), ("--allow-eviction", args.allow_eviction)) if on
+    ]
+    return worker_command(options)
 
 
 def _dev(args: argparse.Namespace) -> int:

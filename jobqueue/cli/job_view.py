@@ -28,6 +28,7 @@ def job_view(job: Job) -> str:
         ("status", job.status.name),
         ("payload", payload_view(job.payload)),
         *([("result", payload_view(job.result))] if job.result else []),
+        *([("progress", _progress(job))] if job.progress_at else []),
         ("attempts", _attempts(job)),
         ("run at", local_time(job.execution_time_ms)),
         ("created", local_time(job.created_at)),
@@ -100,6 +101,12 @@ def _last_error(job: Job) -> str:
     if job.last_error_attempt:
         return f"(attempt {job.last_error_attempt}) {escaped(job.last_error)}"
     return escaped(job.last_error)
+
+
+def _progress(job: Job) -> str:
+    """'40% copying part 4 (at <time>)': the last report of the current (or last) run."""
+    message = f" {escaped(job.progress_message)}" if job.progress_message else ""
+    return f"{job.progress:.0%}{message} (at {local_time(job.progress_at)})"
 
 
 def _duration(ms: int) -> str:

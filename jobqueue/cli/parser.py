@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _redis_option(server)
     _log_level_option(server)
     _observability_options(server)
+    _memory_option(server)
 
     worker = _command(commands, "worker", "run the workers a module defines")
     worker.add_argument("target", metavar="MODULE[:ATTR]", help="package.module or path/to/file.py; ATTR "
@@ -155,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                         help="address the metrics port listens on (default 127.0.0.1; 0.0.0.0: every "
                         "interface)")  # fmt: skip
+    _memory_option(worker)
+    worker.add_argument(
+        "--processes", type=parse_processes, metavar="N",
+        help="run the workers in N processes, restarted if they crash (JOBQUEUE_WORKER_PROCESSES; "
+        "default: one per core; 1: one process, no supervisor). With --metrics-port P, process i "
+        "serves its metrics on port P+i",
+    )  # fmt: skip
 
     dev = _command(commands, "dev", "run Redis, the server and the example worker in one terminal")
     _server_options(dev)
@@ -424,6 +432,25 @@ def _redis_option(parser: argparse.ArgumentParser) -> None:
         "--redis-url",
         help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
     )
+
+
+def _memory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-eviction", action="store_true", default=None,
+        help="start even if Redis's maxmemory-policy may evict keys (and lose jobs): a warning instead "
+        "of a refusal (JOBQUEUE_ALLOW_EVICTION; default: only noeviction is accepted)",
+    )  # fmt: skip
+
+
+def parse_processes(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
+    return int(text)
+
+
+def processes_from(option: int | None) -> int:
+    """The --processes option, else JOBQUEUE_WORKER_PROCESSES, else one per core."""
+    return _from_env(option, "JOBQUEUE_WORKER_PROCESSES", parse_processes, os.cpu_count() or 1)
 
 
 def _log_level_option(parser: argparse.ArgumentParser) -> None:

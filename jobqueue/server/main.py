@@ -16,6 +16,7 @@ from ..outage import redacted
 from ..ports import AddressInUse, check_port_free
 from ..process import configure_logging, log_format_in_use, run_until_stopped
 from ..settings import Settings
+from ..store.memory_policy import check_deployment
 from ..store.redis_tls import check_tls_options
 from . import h2corn_log, hypercorn_guard, tls
 from .asgi import build
@@ -68,6 +69,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     before anything is logged as running."""
     tls.check(settings)
     check_port_free(settings.host, settings.port, IN_USE_HINT)
+    await check_deployment(settings)
     log.info(
         "jobqueue server on %s:%d%s, Redis %s",
         settings.host,
@@ -103,6 +105,7 @@ def run_h2corn(settings: Settings) -> None:
     tls.check(settings)
     check_tls_options(settings.redis_url)  # here, as h2corn's process would fail with a traceback
     check_port_free(settings.host, settings.port, IN_USE_HINT)
+    asyncio.run(check_deployment(settings))
     configure_logging()
     log.info(
         "jobqueue server on %s:%d (h2corn%s), Redis %s",

@@ -48,7 +48,10 @@ JOB_FIELDS = (
     b"lease_token",
     b"expires_at_ms",
 )
-READ_FIELDS = (b"last_error_attempt", b"result", b"unique_key", b"unique_mode")
+# A run's progress (progress.lua), read by GetJob and ListJobs; progress_token is the
+# lease token of the run that wrote it.
+PROGRESS_FIELDS = (b"progress", b"progress_message", b"progress_at", b"progress_token")
+READ_FIELDS = (b"last_error_attempt", b"result", b"unique_key", b"unique_mode", *PROGRESS_FIELDS)
 # The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
 # on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
 # worker traces.
@@ -64,7 +67,22 @@ def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     if unique_key:
         job.unique_key = unique_key.decode(errors="replace")
         job.unique_mode = UniqueMode(int(fields.get(b"unique_mode") or 0))
+    set_progress_fields(job, *(fields.get(name) for name in PROGRESS_FIELDS))
     return job
+
+
+def set_progress_fields(
+    job: Job, progress: bytes | None, message: bytes | None, at: bytes | None, token: bytes | None
+) -> None:
+    """Sets a read job's progress from its stored fields if its current (or last) run
+    wrote them: their token is the job's lease token. A retry or a redrive does not
+    clear them (that would cost every claim a write); the claim of the next run, a
+    new token, hides them."""
+    if token is None or int(token) != job.lease_token:
+        return
+    job.progress = float(progress or 0)
+    job.progress_message = message.decode(errors="replace") if message else ""
+    job.progress_at = int(at or 0)
 
 
 _STATUS_OF = {str(status.value).encode(): status for status in JobStatus}

@@ -217,7 +217,9 @@ class Transitions:
             self.retention_ms, take, len(completed), worker_id, lease_ms, default_max_attempts, job_type,
         ]  # fmt: skip
         for job in completed:
-            args += [job.id, job.lease_token, job.result]
+            # A run's last progress goes with its completion (worker/progress.py): progress_at set.
+            progress = repr(job.progress) if job.progress_at else ""
+            args += [job.id, job.lease_token, job.result, progress, job.progress_message]
         if claim:
             args += [*claim, *self._claim_fields]
         records, taken, claims = await script.run(keys, args, via)
@@ -283,6 +285,13 @@ class Transitions:
         ]  # fmt: skip
         return decode(await script.run(keys, args))
 
+    async def progress(self, job: Job, fraction: float, message: str) -> Result:
+        """Writes a running job's progress (set_progress): OK, or STALE (its lease was
+        lost, or the job is no longer RUNNING): nothing written."""
+        script = self._scripts["progress"]
+        keys = script.keys(None, job=self.keys.job(job.id))
+        return decode(await script.run(keys, [job.lease_token, repr(fraction), message]))
+
     async def release(self, job: Job) -> Result:
         """Hands a running job back to the front of the ready list (a worker's
         shutdown): OK, or STALE."""
@@ -322,6 +331,15 @@ class Transitions:
         keys = script.keys(self.keys.queue(job_type), more=[*map(self.keys.job, job_ids)])
         ended = await script.run(keys, [self.retention_ms, job_type, *job_ids])
         return [job_id.decode() for job_id in ended]
+
+    async def tidy(self, job_type: str, *, forget_if_total: int | None = None) -> int:
+        """Trims the type's finished indexes to retention. Returns -1 if the type holds a
+        job or a worker; else its total_enqueued, or (given `forget_if_total`, the total
+        seen when it was found empty) 1 once its stats, defaults and suspects are gone."""
+        script = self._scripts["tidy"]
+        forget = forget_if_total is not None
+        args = [self.retention_ms, int(forget), forget_if_total or 0]
+        return int(await script.run(script.keys(self.keys.queue(job_type)), args))
 
     async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
         """Returns ids popped but not claimed within `stall_ms` to the ready list;

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -192,8 +193,10 @@ class InlineQueue:
         job.max_attempts = job.max_attempts or worker.max_attempts
         job.lease_token += 1
         job.started_at = job.updated_at = _now_ms()
+        job.progress, job.progress_message, job.progress_at = 0.0, "", 0  # a run shows its own
         given = self._snapshot(job)
         token = job.lease_token
+        given._progress_sink = functools.partial(_record_progress, job, token)
         timeout_s = job.timeout_ms / 1000 if job.timeout_ms else worker.timeout_s
         deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
         try:
@@ -381,6 +384,13 @@ async def _call(worker: Worker, job: Job, deadline: asyncio.Timeout | None) -> o
         return await outcome
     async with deadline:
         return await outcome
+
+
+def _record_progress(job: Job, token: int, given: Job, fraction: float, message: str) -> None:
+    """set_progress of a run: recorded on the queue's job at once (no rate limit) while
+    the run is current, as a worker writes it only while it holds the lease."""
+    if _current(job, token):
+        job.progress, job.progress_message, job.progress_at = fraction, message, _now_ms()
 
 
 def _current(job: Job, token: int) -> bool:

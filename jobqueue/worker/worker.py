@@ -46,6 +46,7 @@ from ..scheduler import Scheduler
 from ..settings import Settings
 from ..store import Store
 from ..store.client import connect
+from ..store.memory_policy import check_deployment
 from ..store.outcomes import Outcome, Result
 from ..supervise import REDIS_DOWN, supervise
 from ..supervise import Backoff as ReconnectBackoff
@@ -54,6 +55,7 @@ from .context import Context
 from .errors import PermanentError, RetryAfter
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
+from .progress import PROGRESS_INTERVAL_S, ProgressWriter
 from .results import result_bytes
 from .slots import Run, Slots
 from .sync_handlers import Executor, SyncHandler, SyncRuns, is_async
@@ -74,6 +76,7 @@ class _Serving:
     completions: Completions
     fetcher: Fetcher
     heartbeat: Heartbeat
+    progress: ProgressWriter
 
 
 class Worker:
@@ -94,7 +97,9 @@ class Worker:
     dict or list) says what the payload is decoded into, and a second parameter,
     if any, gets the Job (`async def h(email: Email, job: Job)`; docs/payloads.md).
     A plain (non-async) function is a handler too: it runs in a pool of threads
-    (or processes) of the worker's own, see `threads` and `executor`.
+    (or processes) of the worker's own, see `threads` and `executor`. A handler
+    reports how far it is with `job.set_progress(fraction, message)` (see
+    `progress_interval_s`).
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class Worker:
         codec: Codec | str | None = None,
         threads: int | None = None,
         executor: Executor = "thread",
+        progress_interval_s: float = PROGRESS_INTERVAL_S,
     ) -> None:
         """
         Args:
@@ -173,6 +179,10 @@ class Worker:
                 call runs in a process of its own (CPU-bound work escapes the GIL;
                 the handler must pickle: a module-level function), one that times
                 out or is cancelled is terminated.
+            progress_interval_s: how long after a run's first progress report
+                (`job.set_progress`) it is written, and the shortest time between
+                two writes: calls in between only keep the latest value. The last
+                one goes with the run's outcome (worker/progress.py).
         """
         self.job_type = check_job_type(job_type)
         if concurrency < 1:
@@ -183,6 +193,8 @@ class Worker:
             raise ValueError("heartbeat_s must be positive and under half of lease_s and of liveness_s")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be positive (or None: no limit)")
+        if progress_interval_s < 0:
+            raise ValueError("progress_interval_s must be >= 0")
         if metrics_port is not None and not 0 < metrics_port < 65536:
             raise ValueError(f"metrics_port must be a TCP port (1-65535) or None, got {metrics_port}")
         # Awaited for every job: the handler itself, or what runs a sync one in its pool.
@@ -215,6 +227,7 @@ class Worker:
         self.run_reaper = run_reaper
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
+        self.progress_interval_s = progress_interval_s
         # What happened to this worker's jobs, by event.
         self.stats = Counts()
         self.observers = list(observers)
@@ -246,6 +259,7 @@ class Worker:
         """Runs until `stop` is set or the task is cancelled; either way shuts down
         gracefully. `settings`: used unless the worker was built with its own."""
         settings = self.settings or settings or Settings.from_env()
+        await check_deployment(settings)  # a Redis that may evict keys would lose jobs
         observers: list[Observer] = [*self.observers, LogObserver()]
         if self.metrics_port is not None:
             observers.append(worker_ports.acquire(self.metrics_host, self.metrics_port))
@@ -305,7 +319,10 @@ class Worker:
             liveness_ms=self.liveness_ms,
             on_join=enter,
         )
-        serving = self._serving = _Serving(store, handlers_redis, slots, completions, fetcher, heartbeat)
+        progress = ProgressWriter(store.transitions, self.progress_interval_s)
+        serving = self._serving = _Serving(
+            store, handlers_redis, slots, completions, fetcher, heartbeat, progress
+        )
         if self.sync_runs is not None:
             self.sync_runs.open()
         # The fetcher's round trips (pops included) go one after another on a connection of its own.
@@ -358,6 +375,8 @@ class Worker:
         job = run.job
         RUNNING_JOB.set(job)  # the handler's log lines name its job (log_lines.py)
         transitions = serving.store.transitions
+        progress = serving.progress
+        progress.attach(job)
         try:
             timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
             # No timeout context without a timeout: it costs a busy worker CPU.
@@ -399,15 +418,20 @@ class Worker:
                 if began:  # else it failed before its handler started (confirm: Redis down)
                     self.notify(Event.RAN, job, time.perf_counter() - began)
                 failure = run.failure = self._failure(job, exc, deadline, timeout_s)
+                if progress.reported(job):
+                    await progress.flush(job)
                 fail = transitions.fail
                 await self._record(job, "failed", lambda: fail(job, failure.error, failure.delay_ms), failure)
             else:
                 run.handler_done = True
                 self.notify(Event.RAN, job, time.perf_counter() - began)
                 crash_point("before_finish")
+                if progress.reported(job):  # its last value goes with the completion
+                    progress.hand_over(job)
                 # Recorded in a batch by the next round; the slot is free already.
                 serving.completions.add(job)
         finally:
+            progress.end(job)
             try:
                 if self.sync_runs is not None:
                     await self.sync_runs.settle(job)

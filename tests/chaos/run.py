@@ -22,7 +22,9 @@ end with its attempt and fencing token, written by the workers) and checks:
 - one job per acknowledged enqueue (the idempotency keys held through retries);
 - no job COMPLETED by a stale lease holder: the completing token is the one of a
   run whose handler succeeded, and the job's result is that run's (a result is
-  written only by the current lease holder; a job that did not complete has none);
+  written only by the current lease holder; a job that did not complete has none),
+  and so is its last progress; any job's progress was written by the run whose
+  token it carries (a stale holder's progress is refused);
 - every duplicate execution follows a fault that hit the earlier run (its worker
   was killed, paused or stopped, or Redis restarted);
 - jobs FAILED only when planned or when faults used up their attempts;
@@ -147,7 +149,15 @@ class Deployment:
         return self._spawn(command, "server", self.env)
 
     def start_worker(self, crash_at: str = "") -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "jobqueue.cli", "worker", "tests/chaos/worker.py"]
+        command = [
+            sys.executable,
+            "-m",
+            "jobqueue.cli",
+            "worker",
+            "tests/chaos/worker.py",
+            "--processes",
+            "1",
+        ]
         process = self._spawn(command, "worker", dict(self.env, JOBQUEUE_CRASH_AT=crash_at))
         self.crash_points[process.pid] = crash_at
         return process
@@ -384,15 +394,20 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
     # 2. COMPLETED only by the holder of the current lease, after its handler succeeded.
     for n, job in jobs.items():
         if job.get("status") == b"3":
-            token = int(job["lease_token"])
+            token, token_bytes = int(job["lease_token"]), job["lease_token"]
             end = ends.get((chaos.acks[n], token))
             if end is None or not end["ok"]:
                 violations.append(f"job {n} COMPLETED with token {token}, whose run did not succeed")
             # A result is written only by the current lease holder: that run's own.
             elif job.get("result") != f"{token}:{end['pid']}".encode():
                 violations.append(f"job {n} COMPLETED with token {token} holds {job.get('result')!r}")
+            elif (job.get("progress_message"), job.get("progress_token")) != (job["result"], token_bytes):
+                violations.append(f"job {n} COMPLETED with token {token} shows another run's progress")
         elif "result" in job:
             violations.append(f"job {n} did not complete but holds a result")
+        # Progress is written only by the holder of the lease its token names.
+        if "progress_message" in job and job["progress_message"].split(b":")[0] != job.get("progress_token"):
+            violations.append(f"job {n} holds progress {job['progress_message']!r} of another run")
 
     # 3. FAILED only when planned, or when faults used up the attempts.
     failed_by_faults = 0

@@ -3,8 +3,9 @@
 Every run appends to a history file of its own process, unbuffered so that a
 SIGKILL loses nothing already written: a "start" line when the handler starts
 and an "end" line when it returns or raises on purpose. The payload says how
-long a run takes and how many first attempts fail. A run's result names its
-fencing token and process, so the suite can tell whose result was stored.
+long a run takes and how many first attempts fail. A run's result, and its
+progress messages, name its fencing token and process, so the suite can tell
+whose result and progress were stored.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ async def run_chaos_job(job: Job) -> str:
     # The expiry and the claim's time (both the Redis clock): run.py checks a first
     # run was claimed before its job's expiry.
     record("start", job, x=job.expires_at_ms, sa=job.started_at)
+    job.set_progress(0.0, f"{job.lease_token}:{os.getpid()}")
     if job.attempt <= spec["fails"]:
         record("end", job, ok=False)
         raise RuntimeError(f"planned failure {job.attempt} of {spec['fails']}")
     await asyncio.sleep(spec["ms"] / 1000)
     record("end", job, ok=True)
-    # Which run this is: the result stored must be the current lease holder's.
+    # Which run this is: the result (and last progress) stored must be the current lease holder's.
+    job.set_progress(1.0, f"{job.lease_token}:{os.getpid()}")
     return f"{job.lease_token}:{os.getpid()}"
 
 

@@ -62,6 +62,13 @@ function resultText(bytes: Uint8Array): string {
   return text.length > RESULT_CHARS ? `${text.slice(0, RESULT_CHARS)}… (${bytes.length} bytes)` : text;
 }
 
+// The last progress its run reported: "40% copying part 4 (at 12:00:01)", or "–".
+function progressText(job: Job): string {
+  if (job.progressAt === 0n) return "–";
+  const percent = `${Math.round(job.progress * 1000) / 10}%`;
+  return `${percent}${job.progressMessage ? ` ${job.progressMessage}` : ""} (at ${time(job.progressAt)})`;
+}
+
 function field(name: string, value: string | Node, testId: string): HTMLElement[] {
   return [h("dt", {}, name), h("dd", { "data-testid": testId }, value)];
 }
@@ -85,6 +92,7 @@ function render(job: Job): void {
     ...field("attempts", attempts, "job-attempts"),
     ...field("last error", error, "job-error"),
     ...field("result", resultText(job.result), "job-result"),
+    ...field("progress", progressText(job), "job-progress"),
     ...field("worker", job.workerId || "–", "job-worker"),
     ...field("created", time(job.createdAt), "job-created"),
     ...field("due", time(job.executionTimeMs), "job-due"),

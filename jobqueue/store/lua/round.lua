@@ -7,16 +7,18 @@
 -- id is. Only an idle worker blocks (BLMOVE), then claims the id alone (claim.lua).
 -- Recording: from the lease holder only. The fencing token must be the current
 -- one: a worker whose lease expired and was taken over, or whose job was
--- cancelled, cannot overwrite the outcome, nor write its result. Recording one twice with the same
+-- cancelled, cannot overwrite the outcome, nor write its result or progress. Recording one twice with the same
 -- token is a no-op, so a caller may retry after losing the reply. Claiming: as
 -- claim.lua (claim_popped). Ids taken by a worker that dies, or never claims
 -- them, are swept back by sweep_popped.
 -- include: claim_popped, changes, unique
 -- KEYS: leases, held, ready, popped, suspects, live, completed, stats, events, expired, ...the jobs run, ...the jobs to claim
 -- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts, type,
---       id 1, lease_token 1, result 1, ..., id N, lease_token N, result N (a result:
---       the handler's return value, '' for none), id 1, ..., id M, then the
---       names of the job hash fields a claim returns (only with M > 0)
+--       id 1, lease_token 1, result 1, progress 1, progress message 1, ..., (the
+--       same for run N) (a result: the handler's return value, '' for none; a
+--       progress: the run's last set_progress, as progress.lua writes it, '' for
+--       none), id 1, ..., id M, then the names of the job hash fields a claim
+--       returns (only with M > 0)
 -- Returns {records, taken ids, claims}: a record per run, {OK} | {STALE, the
 -- job's status or ''}; a claim per id, as claim_popped's. A paused type's round
 -- takes nothing.
@@ -26,14 +28,25 @@ local now = int(c.now)
 local records = {}
 local done = {}
 for i = 1, runs do
-  local job, id, token, result = KEYS[FIXED_KEYS + i], ARGV[5 + 3 * i], ARGV[6 + 3 * i], ARGV[7 + 3 * i]
+  local job, id, token, result = KEYS[FIXED_KEYS + i], ARGV[3 + 5 * i], ARGV[4 + 5 * i], ARGV[5 + 5 * i]
+  local progress = ARGV[6 + 5 * i]
   local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt', 'unique_lock')
   if state[2] == token and (state[1] == RUNNING or state[1] == COMPLETED) then
     if state[1] == RUNNING then
-      if result == '' then  -- the handler returned nothing: no field
+      if result == '' and progress == '' then  -- the handler returned nothing, reported nothing
         redis.call('HSET', job, 'status', COMPLETED, 'finished_at', now, 'updated_at', now)
       else
-        redis.call('HSET', job, 'status', COMPLETED, 'finished_at', now, 'updated_at', now, 'result', result)
+        local fields = {'status', COMPLETED, 'finished_at', now, 'updated_at', now}
+        if result ~= '' then
+          fields[#fields + 1], fields[#fields + 2] = 'result', result
+        end
+        if progress ~= '' then  -- as progress.lua writes it
+          for _, v in ipairs({'progress', progress, 'progress_message', ARGV[7 + 5 * i], 'progress_at', now,
+              'progress_token', token}) do
+            fields[#fields + 1] = v
+          end
+        end
+        redis.call('HSET', job, unpack(fields))
       end
       redis.call('PEXPIRE', job, retention)
       release_unique(state[4], id)
@@ -56,7 +69,7 @@ local claims = {}
 local first_claim = FIXED_KEYS + 1 + runs
 if #KEYS >= first_claim then
   local count = #KEYS - first_claim + 1
-  local ids = 8 + 3 * runs
+  local ids = 8 + 5 * runs
   local w = claimer(c, popped, suspects, leases, held, ready, worker_id, ARGV[5], ARGV[6],
     {unpack(ARGV, ids + count)}, live, expired, retention)
   for i = 0, count - 1 do
