@@ -4,6 +4,7 @@ ends EXPIRED (the claim's check, the reaper's pass), counted, listed and told.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -420,3 +421,30 @@ async def test_an_expired_job_frees_its_unique_key(store: Harness, blocking: Own
     await assert_expired(store, by_claim.id)
     assert await store.redis.exists(lock) == 0
     assert (await store.enqueue("t", b"", None, unique)).id not in (by_reaper.id, by_claim.id)
+
+
+async def test_an_idle_type_is_forgotten_with_its_expired_and_expiring_ids(store: Harness) -> None:
+    """The bounds: expired jobs leave with retention; an id that waits in `expiring` for
+    the expiry of a job cancelled long before goes when the idle type is forgotten."""
+    short = Harness(store.redis, dataclasses.replace(store.settings, retention_s=1.0, type_idle_s=0.5))
+    reaper = short.reaper()
+    reaper.upkeep.interval_s = 0.0
+    now = await redis_now_ms(short)
+    scheduled = await short.enqueue("idle", b"", now + 100, JobOptions(expires_at_ms=now + EXPIRES_IN_MS))
+    cancelled = await short.enqueue("idle", b"", now + 3_600_000, JobOptions(expires_in_ms=7_200_000))
+    await short.cancel(cancelled.id)
+    await until_past(short, now + EXPIRES_IN_MS)
+    await reaper.reap_once()
+    await assert_expired(short, scheduled.id)
+    queue = short.keys.queue("idle")
+    assert await short.redis.zrange(queue.expiring, 0, -1) == [cancelled.id.encode()]
+
+    async def forgotten() -> bool:
+        await reaper.reap_once()
+        return (
+            await short.redis.exists(queue.expiring, queue.expired, queue.stats, short.keys.job(scheduled.id))
+            == 0
+        )
+
+    await eventually(forgotten, timeout=30, interval=0.1, what="the idle type forgotten")
+    assert not await short.redis.sismember(short.keys.types, "idle")
