@@ -4,6 +4,7 @@
     python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT | --instructions]
                                [--one-way-delay-us US] [--metrics] [--sync [thread|process]]
                                [--progress [CALLS]]
+                               [--cluster]
 
 Enqueues N no-op jobs (the shared harness's job body, as in S1), starts one
 `jobqueue worker bench/peer_jobqueue.py` process and prints its drain rate.
@@ -21,6 +22,8 @@ With --sync the worker's handler is a plain function (run in its thread pool, or
 With --progress the handler calls `job.set_progress` CALLS times (default 100) in a
 loop before its no-op (bench/metrics_drain.py --option progress alternates drains
 with and without).
+With --cluster, REDIS_URL names a node of a Redis Cluster (`python -m
+jobqueue.redis_cluster` starts a local one) and every client is a cluster client.
 To compare two versions, alternate runs of two checkouts on one Redis, e.g.
 `cd OTHER && PYTHONPATH=$PWD python bench/drain_once.py URL`, several times each:
 this machine is noisy, so compare medians. Loopback Redis only; bounded in time.
@@ -52,8 +55,8 @@ HERE = Path(__file__).resolve().parent
 COUNT_KEY = "bench:count"  # the harness's no-op job INCRs it
 
 
-async def enqueue(url: str, n: int) -> None:
-    async with Producer.connect(Settings(redis_url=url)) as producer:
+async def enqueue(url: str, n: int, cluster: bool) -> None:
+    async with Producer.connect(Settings(redis_url=url, redis_cluster=cluster)) as producer:
         await producer.store.redis.flushdb()
         await producer.enqueue_many([EnqueueRequest("bench", b"noop")] * n)
 
@@ -79,6 +82,7 @@ def main() -> int:
     parser.add_argument("--metrics", action="store_true", help="the worker serves its metrics (a free port)")
     parser.add_argument("--sync", nargs="?", const="thread", choices=("thread", "process"))
     parser.add_argument("--progress", nargs="?", const=100, type=int, metavar="CALLS")
+    parser.add_argument("--cluster", action="store_true", help="REDIS_URL names a node of a Redis Cluster")
     args = parser.parse_args()
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
@@ -130,7 +134,7 @@ def started_by_metrics(port: int | None) -> str:
 
 
 def drain(args: argparse.Namespace) -> int:
-    asyncio.run(enqueue(args.redis_url, args.jobs))
+    asyncio.run(enqueue(args.redis_url, args.jobs, args.cluster))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
     command += ["--processes", "1"]  # one process, as before the option
     metrics_port = free_port() if args.metrics else None
@@ -142,13 +146,13 @@ def drain(args: argparse.Namespace) -> int:
     if counted is not None:
         valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={counted}"]
         command = [*valgrind, *command]
-    env = dict(os.environ, BENCH_REDIS_URL=args.redis_url)
+    env = dict(os.environ, BENCH_REDIS_URL=args.redis_url, JOBQUEUE_REDIS_CLUSTER=str(int(args.cluster)))
     if args.sync:
         env["BENCH_JQ_SYNC"] = args.sync
     if args.progress:
         env["BENCH_JQ_PROGRESS"] = str(args.progress)
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    counter = redis.Redis.from_url(args.redis_url)
+    counter = (redis.RedisCluster if args.cluster else redis.Redis).from_url(args.redis_url)
     try:
         started = first = cpu_at_first = None
         deadline = time.monotonic() + args.timeout

@@ -71,7 +71,11 @@ worker = Worker(
     concurrency=CONCURRENCY,
     prefetch=PREFETCH,
     executor="process" if SYNC == "process" else "thread",
-    settings=Settings(redis_url=common.REDIS_URL, tracing=TRACING),
+    settings=Settings(
+        redis_url=common.REDIS_URL,
+        tracing=TRACING,
+        redis_cluster=os.environ.get("JOBQUEUE_REDIS_CLUSTER", "") == "1",  # drain_once.py --cluster
+    ),
 )
 
 

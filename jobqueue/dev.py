@@ -15,13 +15,16 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .ports import AddressInUse, check_port_free
 from .process import configure_logging, run_until_stopped
+from .redis_cluster import LocalCluster
 from .redis_server import (
     HOW_TO_GET_REDIS,
     DataDirInUse,
@@ -55,10 +58,14 @@ def user_data_dir() -> Path:
     return Path(base) / "jobqueue"
 
 
-def run_dev(settings: Settings, *, worker_specs: Sequence[str] | None, redis_port: int = 6379) -> int:
+def run_dev(
+    settings: Settings, *, worker_specs: Sequence[str] | None, redis_port: int = 6379, cluster: bool = False
+) -> int:
     """Runs the server and the workers of `worker_specs` (None: the packaged example
     worker; empty: none) on `settings`, with a Redis of its own unless the environment
-    names one. Returns the process's exit code."""
+    names one. With `cluster`, that Redis is a Redis Cluster: a local one of its own
+    (throwaway: its data go with it), or the one the environment names. Returns the
+    process's exit code."""
     configure_logging()
     own_redis = not any(os.environ.get(v) for v in REDIS_URL_VARIABLES)
     binary = find_server_binary() if own_redis else None
@@ -73,12 +80,13 @@ def run_dev(settings: Settings, *, worker_specs: Sequence[str] | None, redis_por
     # Imported and loaded before Redis starts: a worker module that fails to load
     # leaves nothing behind.
     from .loader import load_workers  # noqa: PLC0415
-    from .server import serve  # noqa: PLC0415
 
     specs = [EXAMPLE_WORKER] if worker_specs is None else list(worker_specs)
     loaded = [(spec, load_workers(spec)) for spec in specs]
     workers = [worker for _, spec_workers in loaded for worker in spec_workers]
 
+    if cluster:
+        return _run_on_a_cluster(dataclasses.replace(settings, redis_cluster=True), loaded, binary)
     redis_server: RedisServer | None = None
     if binary is not None:
         redis_server = _start_redis(binary, redis_port)
@@ -92,9 +100,7 @@ def run_dev(settings: Settings, *, worker_specs: Sequence[str] | None, redis_por
         async def main(stop: asyncio.Event) -> None:
             keeping = None if keeper is None else asyncio.create_task(keeper.run(stop))
             try:
-                await asyncio.gather(
-                    serve(settings, stop), *(w.serve(stop, settings=settings) for w in workers)
-                )
+                await _serve_all(settings, workers, stop)
             finally:
                 if keeping is not None:
                     keeping.cancel()
@@ -106,6 +112,48 @@ def run_dev(settings: Settings, *, worker_specs: Sequence[str] | None, redis_por
             redis_server.stop()
             log.info("Redis stopped")
     return 1 if keeper is not None and keeper.gave_up else 0
+
+
+async def _serve_all(settings: Settings, workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    from .server import serve  # noqa: PLC0415
+
+    await asyncio.gather(serve(settings, stop), *(w.serve(stop, settings=settings) for w in workers))
+
+
+def _run_on_a_cluster(
+    settings: Settings, loaded: Sequence[tuple[str, Sequence[Worker]]], binary: str | None
+) -> int:
+    """`run_dev` on a Redis Cluster: a local one (3 masters with a replica each, in a
+    temporary directory, removed at the end; a node that dies is not restarted), or,
+    with `binary` None, the one the environment names."""
+    workers = [worker for _, spec_workers in loaded for worker in spec_workers]
+    local: LocalCluster | None = None
+    if binary is not None:
+        local = LocalCluster(tempfile.mkdtemp(prefix="jobqueue-dev-cluster-"), binary=binary)
+        try:
+            local.start()
+        except (RuntimeError, OSError) as exc:
+            print(f"jobqueue dev: the Redis Cluster did not start: {exc}", file=sys.stderr)
+            shutil.rmtree(local.data_dir, ignore_errors=True)
+            return 1
+        settings = dataclasses.replace(settings, redis_url=local.url)
+    _say_what_runs(settings, loaded, None)
+    if local is not None:
+        ports = ", ".join(str(node.port) for node in local.nodes)
+        log.info(
+            "Redis Cluster: %s (nodes on ports %s; data in %s; --redis-cluster for other processes)",
+            local.url,
+            ports,
+            local.data_dir,
+        )
+    try:
+        run_until_stopped(lambda stop: _serve_all(settings, workers, stop))
+    finally:
+        if local is not None:
+            local.stop()
+            shutil.rmtree(local.data_dir, ignore_errors=True)
+            log.info("Redis Cluster stopped")
+    return 0
 
 
 def _start_redis(binary: str, port: int) -> RedisServer | None:
@@ -229,6 +277,8 @@ def _say_what_runs(
     scheme = "https" if settings.tls_cert else "http"  # JOBQUEUE_TLS_CERT reaches dev too
     log.info("API: %s://%s:%d (Ctrl-C stops everything)", scheme, settings.host, settings.port)
     log.info("dashboard: %s://%s:%d/", scheme, settings.host, settings.port)
+    if redis_server is None and settings.redis_cluster:
+        return  # the caller says which cluster
     if redis_server is None:
         # Not the URL itself, which may hold a password: the server logs it without.
         named_by = next((v for v in REDIS_URL_VARIABLES if os.environ.get(v)), "the environment")

@@ -47,6 +47,9 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         woken: set[str] = set()
         wake = asyncio.Event()
+        # A cluster client learns the slot map on its first command; its Pub/Sub needs it
+        # first (the node it subscribes on). On a cluster, PUBLISH reaches every node.
+        await self.store.redis.initialize()
         pubsub = self.store.redis.pubsub()
         # Subscribe before the first full pass, so no wake-up falls in between.
         await pubsub.subscribe(self.store.keys.schedule_channel)

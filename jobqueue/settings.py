@@ -93,6 +93,9 @@ class Settings:
     # How long a type with no job left (retention passed) and no worker stays in the
     # types registry before reapers forget it, with its counts (reaper.py).
     type_idle_s: float = 3600.0
+    # Redis Cluster (docs/design.md, "Redis Cluster"): `redis_url` names any node of a
+    # cluster, and every process connects with the cluster client.
+    redis_cluster: bool = False
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:

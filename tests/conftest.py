@@ -25,11 +25,14 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from jobqueue.model import JobStatus
+from jobqueue.redis_cluster import LocalCluster
 from jobqueue.redis_server import RedisServer, find_server_binary, free_port
 from jobqueue.settings import Settings
-from jobqueue.store.client import connect, connection_factory
+from jobqueue.store import Store
+from jobqueue.store.client import connect
 from jobqueue.store.connection import OwnConnection
 
 from .edge import error_lines
@@ -60,8 +63,55 @@ def _docker_redis_url() -> Iterator[str] | None:
     return run()
 
 
+# -- the Redis targets: a single Redis, and a local Redis Cluster ---------------------------
+# A module runs against both with `pytestmark = pytest.mark.redis_targets`: its tests get
+# the `redis_target` parameter ("single", "cluster"), and `redis_url`, `redis`, `settings`,
+# `server_url` and `spawn` follow it. Other modules run against the single Redis only.
+TARGETS = ("single", "cluster")
+# The URLs of the suite's clusters: a process started on one is told so
+# (JOBQUEUE_REDIS_CLUSTER=1, `redis_env`).
+CLUSTER_URLS: set[str] = set()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_target" in metafunc.fixturenames and metafunc.definition.get_closest_marker("redis_targets"):
+        metafunc.parametrize("redis_target", TARGETS, indirect=True, scope="session")
+
+
+def redis_env(redis_url: str) -> dict[str, str]:
+    """What a jobqueue process needs to reach `redis_url` (a cluster's: the flag too)."""
+    return {
+        "JOBQUEUE_REDIS_URL": redis_url,
+        "JOBQUEUE_REDIS_CLUSTER": "1" if redis_url in CLUSTER_URLS else "0",
+    }
+
+
+def every_node(redis: Redis) -> dict[str, Any]:
+    """Options that send a node-local command (PUBSUB NUMSUB, CLIENT KILL...) to every
+    node of a cluster, whose replies redis-py then merges; none for a single Redis."""
+    return {"target_nodes": RedisCluster.ALL_NODES} if isinstance(redis, RedisCluster) else {}
+
+
+async def clients(redis: Redis) -> list[dict[str, Any]]:
+    """CLIENT LIST: every connection to Redis (to every node of a cluster)."""
+    found: list[dict[str, Any]] | dict[Any, list[dict[str, Any]]]
+    found = await redis.client_list(**every_node(redis))
+    return [c for node in found.values() for c in node] if isinstance(found, dict) else found
+
+
+async def subscribers(redis: Redis, channel: str) -> int:
+    """Subscribers of a (classic) Pub/Sub channel, on every node of a cluster."""
+    [(_, count)] = await redis.pubsub_numsub(channel, **every_node(redis))
+    return int(count)
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_target(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture(scope="session")
+def single_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if find_server_binary() is None:
         containers = _docker_redis_url()
         if containers is None:
@@ -72,9 +122,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session")
+def cluster_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local Redis Cluster: 3 masters with a replica each (jobqueue/redis_cluster.py)."""
+    if find_server_binary() is None:
+        pytest.skip("the cluster target needs redis-server")
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        CLUSTER_URLS.add(cluster.url)
+        yield cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_target: str, request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{redis_target}_redis_url")
+    return url
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
+    client = connect(redis_url, cluster=redis_url in CLUSTER_URLS)
     await client.flushall()
     yield client
     await client.aclose()
@@ -83,13 +149,19 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     """Short reaper timings, so recovery tests finish quickly."""
-    return Settings(redis_url=redis_url, reaper_interval_s=0.2, claim_timeout_s=1.0, restart_grace_s=0.0)
+    return Settings(
+        redis_url=redis_url,
+        reaper_interval_s=0.2,
+        claim_timeout_s=1.0,
+        restart_grace_s=0.0,
+        redis_cluster=redis_url in CLUSTER_URLS,
+    )
 
 
 @pytest.fixture
-async def blocking(redis_url: str) -> AsyncIterator[OwnConnection]:
+async def blocking(redis: Redis, settings: Settings) -> AsyncIterator[OwnConnection]:
     """A connection of its own for blocking pops (BLMOVE holds it while it waits)."""
-    connection = OwnConnection(connection_factory(redis_url))
+    connection = Store(redis, settings).own_connection()
     yield connection
     await connection.aclose()
 
@@ -183,7 +255,7 @@ def jobqueue_server_process(
     """`jobqueue_server`, with its process (to be stopped by the test, or else at the end)."""
     port = free_port()
     args = ["server", "--server", server, "--host", "127.0.0.1", "--port", str(port)]
-    with jobqueue_process(args, log, REDIS_URL=redis_url, **env) as process:
+    with jobqueue_process(args, log, **{**redis_env(redis_url), **env}) as process:
         _wait_port(port, process)
         yield f"http://127.0.0.1:{port}", process
 
@@ -206,14 +278,30 @@ PROVOKED_ERRORS = ("GetJob: unexpected error", "ValueError: 'garbage' is not a v
 
 
 @pytest.fixture(scope="session")
-def server_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The suite's shared server (CORS allowed for https://app.example). Whatever
-    the suite does to it, it may log no error but the one provoked on purpose."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
+def server_url(redis_target: str, request: pytest.FixtureRequest) -> str:
+    """The suite's shared server on the test's Redis target (`single_server_url`)."""
+    url: str = request.getfixturevalue(f"{redis_target}_server_url")
+    return url
+
+
+def _shared_server(redis_url: str, log: Path) -> Iterator[str]:
     with jobqueue_server(redis_url, log, JOBQUEUE_CORS_ORIGINS="https://app.example") as url:
         yield url
     errors = error_lines(log.read_text(errors="replace"), PROVOKED_ERRORS)
     assert not errors, "the shared server logged errors:\n" + "\n---\n".join(errors[:10])
+
+
+@pytest.fixture(scope="session")
+def single_server_url(single_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The suite's shared server (CORS allowed for https://app.example). Whatever
+    the suite does to it, it may log no error but the one provoked on purpose."""
+    yield from _shared_server(single_redis_url, tmp_path_factory.mktemp("server") / "server.log")
+
+
+@pytest.fixture(scope="session")
+def cluster_server_url(cluster_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same on the local Redis Cluster."""
+    yield from _shared_server(cluster_redis_url, tmp_path_factory.mktemp("cluster-server") / "server.log")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +352,7 @@ def spawn(redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
     def start(crash_at: str = "", target: str = "tests/worker_apps.py") -> subprocess.Popen[bytes]:
         env = dict(
             os.environ,
-            JOBQUEUE_REDIS_URL=redis_url,
+            **redis_env(redis_url),
             JOBQUEUE_REAPER_INTERVAL_S="0.2",
             JOBQUEUE_CLAIM_TIMEOUT_S="1",
             JOBQUEUE_RESTART_GRACE_S="0",  # the suite's Redis is young

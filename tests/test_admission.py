@@ -28,6 +28,8 @@ from .conftest import ROOT, jobqueue_server
 from .harness import Harness
 from .test_api import SERVICE, assert_clean, claim, grpcurl, grpcurl_json, post_json
 
+pytestmark = pytest.mark.redis_targets
+
 PREFIX = "admission"
 LIMITED, UNLIMITED = "adm-small", "adm-free"
 

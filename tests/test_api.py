@@ -44,6 +44,8 @@ from jobqueue.store.outcomes import OK, Outcome, Result
 from .conftest import ROOT, eventually
 from .harness import Harness
 
+pytestmark = pytest.mark.redis_targets
+
 SERVICE = "mpataki.jobqueue.v1.JobService"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 BINARY = bytes(range(256))

@@ -20,6 +20,8 @@ from .harness import Harness
 from .test_api import SERVICE, assert_clean, finish, grpcurl, grpcurl_json, new_type, post_json
 from .test_list_jobs import harness
 
+pytestmark = pytest.mark.redis_targets
+
 Call = Callable[[JobFilter, int, str], Awaitable[BulkOutcome]]
 
 

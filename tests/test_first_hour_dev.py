@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from jobqueue.redis_server import find_server_binary, free_port
 
@@ -365,3 +366,32 @@ def test_dev_on_a_redis_the_environment_names_starts_none_and_says_whose(
     assert "INFO jobqueue.dev: Redis: the one REDIS_URL names\n" in output
     assert "on a named Redis" in output and "Redis stopped" not in output
     assert not (tmp_path / "jobqueue").exists()
+
+
+def test_dev_cluster_runs_everything_on_a_local_redis_cluster_and_removes_it(tmp_path: Path) -> None:
+    api = free_port()
+    base = f"http://127.0.0.1:{api}"
+    with dev(tmp_path, "dev", ["--port", str(api), "--cluster"], env=dev_env(tmp_path)) as cluster_dev:
+        cluster_dev.wait_serving(base)
+        found = re.search(
+            r"Redis Cluster: (\S+) \(nodes on ports ([\d, ]+); data in (\S+);", cluster_dev.output()
+        )
+        assert found, cluster_dev.output()
+        ports = [int(port) for port in found[2].split(", ")]
+        assert len(ports) == 6
+        nodes = redis.RedisCluster.from_url(found[1])
+        try:
+            info = nodes.cluster_info()
+            assert (info["cluster_state"], info["cluster_size"]) == ("ok", "3")  # 3 masters
+            # Jobs of types whose partitions lie on different masters all run.
+            ids = [enqueue(base, "print", b"on a cluster")]
+            ids += [enqueue(base, job_type) for job_type in ("a", "b", "c")]
+            assert len({nodes.get_node_from_key(f"{{{job_id[:4]}}}").name for job_id in ids}) > 1
+            wait_completed(base, ids[0])
+        finally:
+            nodes.close()
+        assert Path(found[3]).is_dir()
+        assert cluster_dev.stop() == 0, cluster_dev.output()
+    assert "Redis Cluster stopped" in cluster_dev.output()
+    assert not any(listening(port) for port in ports)
+    assert not Path(found[3]).exists()

@@ -21,6 +21,8 @@ from .conftest import eventually
 from .harness import Harness
 from .test_api import SERVICE, assert_clean, b64, finish, grpcurl, grpcurl_json, new_type, post_json
 
+pytestmark = pytest.mark.redis_targets
+
 NEWEST, OLDEST = ListOrder.NEWEST_FIRST, ListOrder.OLDEST_FIRST
 
 

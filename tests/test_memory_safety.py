@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from jobqueue.redis_server import RedisServer, find_server_binary, free_port
 
@@ -97,3 +98,17 @@ def test_allowed_eviction_starts_with_a_warning(tmp_path: Path, lru_redis: str) 
         text = log.read_text()
         assert text.count("WARNING") == 1 and "maxmemory-policy is allkeys-lru" in text, text
         assert not error_lines(text), text
+
+
+def test_on_a_cluster_one_master_that_evicts_is_refused(cluster_redis_url: str) -> None:
+    """Every master of a Redis Cluster is checked: here the last one evicts."""
+    with redis.RedisCluster.from_url(cluster_redis_url) as cluster:
+        host, port = [(node.host, int(node.port)) for node in cluster.get_primaries()][-1]
+    last = redis.Redis(host=host, port=port)
+    last.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        result = refused([*WORKER, "--redis-cluster"], cluster_redis_url)
+        assert_refusal(result, "worker")
+    finally:
+        last.config_set("maxmemory-policy", "noeviction")
+        last.close()

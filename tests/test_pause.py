@@ -17,6 +17,8 @@ from .harness import Harness
 from .test_api import SERVICE, grpcurl, grpcurl_json, new_type
 from .test_worker import running
 
+pytestmark = pytest.mark.redis_targets
+
 PAUSED_LINE = "is paused: claiming none of its jobs"
 RESUMED_LINE = "was resumed: claiming its jobs again"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from jobqueue.cli.job_view import job_view
 from jobqueue.client import Client
@@ -32,6 +33,8 @@ from .test_api import SERVICE, grpcurl, grpcurl_json, post_json
 from .test_store import start
 from .test_worker import make_worker, running, take_over
 
+pytestmark = pytest.mark.redis_targets
+
 CALLS = 10_000
 
 
@@ -48,6 +51,10 @@ def progress_of(store: Harness, job_id: str, fraction: float) -> object:
 async def job_writes(redis: Redis, key: str) -> AsyncIterator[list[bytes]]:
     """The commands that change `key`, as Redis tells them (keyspace notifications: no
     MONITOR), in order, until the block ends."""
+    store_redis = redis
+    if isinstance(redis, RedisCluster):  # notifications are told on the key's own node only
+        node = redis.get_node_from_key(key)
+        redis = Redis(host=node.host, port=node.port)
     await redis.config_set("notify-keyspace-events", "Kgh")
     pubsub = redis.pubsub()
     await pubsub.psubscribe(f"__keyspace@*__:{key}")
@@ -66,6 +73,8 @@ async def job_writes(redis: Redis, key: str) -> AsyncIterator[list[bytes]]:
         await asyncio.gather(listening, return_exceptions=True)
         await pubsub.aclose()
         await redis.config_set("notify-keyspace-events", "")
+        if redis is not store_redis:
+            await redis.aclose()
 
 
 async def run_counting_writes(

@@ -12,8 +12,10 @@ import pytest
 from jobqueue.events import Event
 from jobqueue.model import JobStatus
 
-from .conftest import eventually
+from .conftest import eventually, every_node, subscribers
 from .harness import Harness
+
+pytestmark = pytest.mark.redis_targets
 
 
 @pytest.fixture
@@ -58,8 +60,7 @@ async def test_an_earlier_job_wakes_a_sleeping_scheduler(store: Harness) -> None
 
         async def sleeping() -> bool:
             # The scheduler has subscribed once it is asleep on the channel.
-            counts = await store.redis.pubsub_numsub(store.keys.schedule_channel)
-            return counts[0][1] == 1
+            return await subscribers(store.redis, store.keys.schedule_channel) == 1
 
         await eventually(sleeping, what="scheduler subscribed")
         soon = await store.enqueue("t", b"", now + 500)
@@ -89,10 +90,10 @@ async def test_scheduler_survives_a_redis_connection_kill(store: Harness) -> Non
     async with background(store.scheduler(refresh_s=0.5).run()):
 
         async def subscribed() -> bool:
-            return (await store.redis.pubsub_numsub(store.keys.schedule_channel))[0][1] == 1
+            return await subscribers(store.redis, store.keys.schedule_channel) == 1
 
         await eventually(subscribed, what="subscription")
-        await store.redis.client_kill_filter(_type="pubsub")
+        await store.redis.client_kill_filter(_type="pubsub", **every_node(store.redis))
         job = await store.enqueue("t", b"", now + 300)
         await eventually(lambda: _contains(store, job.id), what="promotion after reconnect")
 

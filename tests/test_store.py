@@ -19,6 +19,8 @@ from jobqueue.store.outcomes import OK, Outcome, Result
 from .conftest import eventually
 from .harness import Harness
 
+pytestmark = pytest.mark.redis_targets
+
 
 @pytest.fixture
 def store(private_store: Harness) -> Harness:
@@ -429,7 +431,7 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced_off(
 
 async def test_recover_drops_a_lease_without_a_running_job(store: Harness) -> None:
     leases = store.keys.queue("t").leases
-    await store.redis.zadd(leases, {"0000" + str(uuid.uuid4())[4:]: 1})
+    await store.redis.zadd(leases, {partition_of_type("t") + str(uuid.uuid4())[4:]: 1})
     [orphan] = await store.inspect.expired_leases("t")
     assert await store.transitions.recover("t", orphan) == Result(Outcome.NOT_RUNNING)
     assert await store.redis.zcard(leases) == 0

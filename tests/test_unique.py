@@ -16,9 +16,11 @@ from jobqueue.store.connection import OwnConnection
 from jobqueue.store.outcomes import Outcome, Result
 from jobqueue.testing import InlineQueue
 
-from .conftest import eventually
+from .conftest import CLUSTER_URLS, eventually
 from .harness import Harness
 from .store_audit import audit
+
+pytestmark = pytest.mark.redis_targets
 
 
 @pytest.fixture
@@ -30,6 +32,8 @@ def store(private_store: Harness) -> Harness:
 @pytest.fixture
 def sync(redis_url: str) -> redis.Redis:
     """For the audit (tests/store_audit.py), which reads with a blocking client."""
+    if redis_url in CLUSTER_URLS:
+        return redis.RedisCluster.from_url(redis_url)
     return redis.Redis.from_url(redis_url)
 
 

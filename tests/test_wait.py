@@ -17,7 +17,7 @@ from jobqueue.cli import ExitCode
 from jobqueue.client import Client, SyncClient, WaitTimeout
 from jobqueue.model import JobStatus
 
-from .conftest import eventually, jobqueue_server_process
+from .conftest import clients, eventually, jobqueue_server_process
 from .harness import Harness
 from .test_api import (
     SERVICE,
@@ -34,6 +34,8 @@ from .test_api import (
 )
 from .test_api_errors import HTTP_STATUS, UNKNOWN_ID
 from .test_cli import jobqueue, one_line_error, view_rows
+
+pytestmark = pytest.mark.redis_targets
 
 RESULT = b"the answer \x00\xff"
 
@@ -74,7 +76,7 @@ async def test_list_jobs_returns_results_with_payloads_only(
 
 async def xread_waiters(redis: Redis) -> int:
     """Connections blocked in XREAD: an events hub's reader among them."""
-    return sum(1 for c in await redis.client_list() if c["cmd"] == "xread" and "b" in c["flags"])
+    return sum(1 for c in await clients(redis) if c["cmd"] == "xread" and "b" in c["flags"])
 
 
 async def test_wait_job_answers_when_the_job_finishes(

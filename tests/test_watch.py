@@ -39,6 +39,8 @@ from .harness import Harness
 from .test_api import SERVICE, grpcurl, host_port, tool
 from .test_streams import SERVERS, assert_quiet, envelope, frames
 
+pytestmark = pytest.mark.redis_targets
+
 WATCH_JOB = f"{SERVICE}/WatchJob"
 WATCH_JOBS = f"{SERVICE}/WatchJobs"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"

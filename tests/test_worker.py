@@ -19,6 +19,8 @@ from jobqueue.worker import Handler, Worker
 from .conftest import eventually, status_is
 from .harness import Harness
 
+pytestmark = pytest.mark.redis_targets
+
 
 @contextlib.asynccontextmanager
 async def running(worker: Worker) -> AsyncIterator[asyncio.Event]:

@@ -9,6 +9,8 @@ import signal
 import socket
 import time
 
+import pytest
+
 from jobqueue.client import Client
 from jobqueue.model import Job, JobStatus
 from jobqueue.settings import Settings
@@ -18,6 +20,8 @@ from .conftest import Spawn, eventually, status_is
 from .harness import Harness
 from .test_api import SERVICE, grpcurl, grpcurl_json, new_type
 from .test_worker import running
+
+pytestmark = pytest.mark.redis_targets
 
 
 async def test_a_live_worker_is_listed_with_its_jobs_held(

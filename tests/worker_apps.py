@@ -13,6 +13,7 @@ import os
 from redis.asyncio import Redis
 
 from jobqueue.settings import Settings
+from jobqueue.store.client import connect
 from jobqueue.worker import Job, Worker
 
 _redis: Redis | None = None
@@ -21,7 +22,8 @@ _redis: Redis | None = None
 async def _report(key: str, job: Job) -> None:
     global _redis  # noqa: PLW0603 - one client per process, made lazily inside the loop
     if _redis is None:
-        _redis = Redis.from_url(Settings.from_env().redis_url)
+        settings = Settings.from_env()
+        _redis = connect(settings.redis_url, cluster=settings.redis_cluster)
     await _redis.rpush(key, f"{job.id} {job.attempt} {os.getpid()}")
 
 

@@ -57,6 +57,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
         allow_eviction=getattr(args, "allow_eviction", None),  # server and worker
+        redis_cluster=getattr(args, "redis_cluster", None),
     )
 
 
@@ -112,7 +113,13 @@ def _worker_child(args: argparse.Namespace, index: int) -> list[str]:
     if args.metrics_port is not None:  # a port per process: each serves its own workers' metrics
         options += ["--metrics-port", str(args.metrics_port + index)]
     options += [
-        flag for flag, on in (("--tracing", args.tracing), ("--allow-eviction", args.allow_eviction)) if on
+        flag
+        for flag, on in (
+            ("--tracing", args.tracing),
+            ("--allow-eviction", args.allow_eviction),
+            ("--redis-cluster", args.redis_cluster),
+        )
+        if on
     ]
     return worker_command(options)
 
@@ -125,7 +132,7 @@ def _dev(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(
         settings, host=args.host or "127.0.0.1", cors_origins=tuple(args.cors_origins or ("*",))
     )
-    return run_dev(settings, worker_specs=args.workers, redis_port=args.redis_port)
+    return run_dev(settings, worker_specs=args.workers, redis_port=args.redis_port, cluster=args.cluster)
 
 
 def _enqueue(args: argparse.Namespace) -> int:

@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--redis-port", type=int, default=6379,
                      help="port of the Redis that dev starts (default 6379; if it is taken, dev says so "
                      "and uses another; 0: any)")  # fmt: skip
+    dev.add_argument("--cluster", action="store_true",
+                     help="run on a Redis Cluster: a local one of its own (3 masters with a replica "
+                     "each, throwaway), or, with REDIS_URL set, that one")  # fmt: skip
     dev.add_argument("--worker", dest="workers", action="append", metavar="MODULE[:ATTR]",
                      help="workers to run instead of the example print worker "
                      "(jobqueue.examples.print_worker); repeatable")  # fmt: skip
@@ -432,6 +435,10 @@ def _redis_option(parser: argparse.ArgumentParser) -> None:
         "--redis-url",
         help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
     )
+    parser.add_argument(
+        "--redis-cluster", action="store_true", default=None,
+        help="the URL names a node of a Redis Cluster: connect to the cluster (JOBQUEUE_REDIS_CLUSTER)",
+    )  # fmt: skip
 
 
 def _memory_option(parser: argparse.ArgumentParser) -> None:

@@ -11,10 +11,11 @@ import asyncio
 import functools
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -44,7 +45,9 @@ _KEEPALIVE: dict[int, int] = {
 }
 
 
-def connect(url: str, *, max_connections: int | None = 256, timeout_s: float | None = None) -> Redis:
+def connect(
+    url: str, *, max_connections: int | None = 256, timeout_s: float | None = None, cluster: bool = False
+) -> Redis:
     """A client that returns bytes; a command whose reply takes over `timeout_s` fails
     with redis' TimeoutError (None: it waits as long as Redis takes).
 
@@ -63,8 +66,12 @@ def connect(url: str, *, max_connections: int | None = 256, timeout_s: float | N
     Maintenance notifications (a Redis Enterprise feature) are off: while they are
     on, redis-py 8 hands out pooled connections without checking that they
     survived a Redis restart, and the first commands after one fail.
+
+    `cluster`: `url` names any node of a Redis Cluster (`connect_cluster`).
     """
     check_tls_options(url)
+    if cluster:
+        return connect_cluster(url, max_connections=max_connections, timeout_s=timeout_s)
     pool = (BlockingConnectionPool if max_connections is not None else _UnboundedPool).from_url(
         url, **_pool_options(url, max_connections, timeout_s)
     )
@@ -73,14 +80,45 @@ def connect(url: str, *, max_connections: int | None = 256, timeout_s: float | N
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
-def connection_factory(url: str) -> Callable[[], AbstractConnection]:
+def connect_cluster(url: str, *, max_connections: int | None = 256, timeout_s: float | None = None) -> Redis:
+    """A Redis Cluster client (redis-py's) with `connect`'s options, for the cluster
+    `url`'s node belongs to: it learns the slot map from that node, sends each command
+    to the master of its key's slot, and follows MOVED and ASK itself.
+
+    It pools connections per node, up to `max_connections` each (None: no bound);
+    redis-py's cluster pool fails a command when a node's are all in use rather than
+    wait. Typed as `Redis`: it has the same commands with the same signatures, and
+    jobqueue uses no other (no SELECT, no KEYS, no command over several slots)."""
+    options = _pool_options(url, None, timeout_s)
+    options.pop("health_check_interval")  # redis-py's cluster nodes do not take it per node
+    client = RedisCluster.from_url(
+        url,
+        **options,
+        max_connections=2**31 if max_connections is None else max_connections,
+        require_full_coverage=True,
+    )
+    # The lean connections (see `_LeanConnection`) for every node: the nodes made
+    # later, as the slot map is read, take their class from the same options.
+    kwargs = client.connection_kwargs
+    lean = (_LEAN_TIMED if timeout_s else _LEAN).get(kwargs["connection_class"], kwargs["connection_class"])
+    kwargs["connection_class"] = lean
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = lean
+    return cast("Redis", client)
+
+
+def connection_factory(url: str, address: tuple[str, int] | None = None) -> Callable[[], AbstractConnection]:
     """Makes connections like `connect`'s, outside any pool and without a timeout: for
     a caller that keeps one connection of its own and times its commands itself
-    (store/connection.py: a blocking pop waits longer than any other command)."""
+    (store/connection.py: a blocking pop waits longer than any other command).
+    `address`: (host, port) of another node of the same deployment (a cluster's),
+    with the URL's credentials and TLS options."""
     check_tls_options(url)
     pool = ConnectionPool.from_url(url, **_pool_options(url, None))
     connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
     kwargs = pool.connection_kwargs
+    if address is not None:
+        kwargs = {**kwargs, "host": address[0], "port": address[1]}
     return lambda: connection_class(**kwargs)
 
 

@@ -10,8 +10,9 @@ with `noeviction`, a full Redis refuses writes instead, and enqueues fail loudly
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ResponseError
 
 from ..outage import Outage, of
@@ -42,7 +43,16 @@ class EvictionPolicyRefused(ValueError):
 
 async def eviction_policy(redis: Redis) -> str | None:
     """Redis's `maxmemory-policy`: CONFIG GET, else (CONFIG disabled or renamed, as
-    managed Redis services do) INFO memory's `maxmemory_policy`; None if neither tells."""
+    managed Redis services do) INFO memory's `maxmemory_policy`; None if neither tells.
+    On a Redis Cluster, every master's: the first one that may evict, if any."""
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()  # the masters, from the slot map
+        policies = [
+            await eviction_policy(cast("Redis", _OneNode(redis, node))) for node in redis.get_primaries()
+        ]
+        return next(
+            (p for p in policies if p is not None and p != SAFE_POLICY), policies[0] if policies else None
+        )
     try:
         reply = await redis.config_get("maxmemory-policy")
         value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")  # type: ignore[call-overload]
@@ -55,6 +65,19 @@ async def eviction_policy(redis: Redis) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _OneNode:
+    """A cluster client's commands sent to one node (what `eviction_policy` asks)."""
+
+    def __init__(self, cluster: RedisCluster, node: ClusterNode) -> None:
+        self._cluster, self._node = cluster, node
+
+    async def config_get(self, name: str) -> Any:
+        return await self._cluster.config_get(name, target_nodes=self._node)
+
+    async def info(self, section: str) -> Any:
+        return await self._cluster.info(section, target_nodes=self._node)
 
 
 async def check_eviction_policy(redis: Redis, *, allowed: bool, outage: Outage) -> None:
@@ -82,7 +105,12 @@ async def check_deployment(settings: Settings) -> None:
     """`check_eviction_policy` on the Redis of `settings`, over a client of its own."""
     from .client import connect  # noqa: PLC0415 - keeps this module's import light
 
-    redis = connect(settings.redis_url, max_connections=1, timeout_s=settings.redis_timeout_s)
+    redis = connect(
+        settings.redis_url,
+        max_connections=1,
+        timeout_s=settings.redis_timeout_s,
+        cluster=settings.redis_cluster,
+    )
     try:
         await check_eviction_policy(redis, allowed=settings.allow_eviction, outage=of(settings.redis_url))
     finally:

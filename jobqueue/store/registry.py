@@ -61,7 +61,9 @@ class WorkerRegistry:
             if (entry := _entry(value)) is not None and (not job_type or job_type in entry["types"])
         )
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
+            # As a command: redis-py's cluster pipeline refuses its `time` method. On a
+            # cluster it is one master's clock (the deadlines come from each partition's).
+            pipe.execute_command("TIME")
             for worker_id, entry in entries:
                 for name in entry["types"]:
                     queue = self.keys.queue(name)

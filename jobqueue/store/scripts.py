@@ -120,7 +120,9 @@ class Script:
         for _ in range(2):
             async with redis.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
-                    pipe.evalsha(self.registered.sha, len(keys), *keys, *args)
+                    # As a command: redis-py's cluster pipeline refuses its `evalsha` method
+                    # (it cannot tell the keys), not the command, which it routes by its keys.
+                    pipe.execute_command("EVALSHA", self.registered.sha, len(keys), *keys, *args)
                 try:
                     return await pipe.execute()
                 except NoScriptError:

@@ -8,12 +8,13 @@ deployment's settings: the server, a worker and a Producer each open one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .. import outage
 from ..settings import Settings
 from .bulk import Bulk
 from .client import connect, connection_factory
+from .cluster_connection import ClusterConnection
 from .connection import OwnConnection
 from .controls import QueueControls
 from .inspect import Inspector
@@ -26,6 +27,7 @@ from .worker_defaults import WorkerDefaults
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 
 class Store:
@@ -61,13 +63,21 @@ class Store:
         """A store on a new client for `settings.redis_url` (see client.connect for
         `max_connections`); `aclose()` closes it."""
         redis = connect(
-            settings.redis_url, max_connections=max_connections, timeout_s=settings.redis_timeout_s
+            settings.redis_url,
+            max_connections=max_connections,
+            timeout_s=settings.redis_timeout_s,
+            cluster=settings.redis_cluster,
         )
         return cls(redis, settings)
 
     def own_connection(self) -> OwnConnection:
-        """A connection of the caller's own, outside the pool (for blocking pops)."""
-        return OwnConnection(connection_factory(self.settings.redis_url), self.settings.redis_timeout_s)
+        """A connection of the caller's own, outside the pool (for blocking pops); on a
+        cluster, one per node, each command sent to its slot's master."""
+        url, timeout_s = self.settings.redis_url, self.settings.redis_timeout_s
+        if self.settings.redis_cluster:
+            cluster = cast("RedisCluster", self.redis)
+            return ClusterConnection(cluster, lambda address: connection_factory(url, address), timeout_s)
+        return OwnConnection(connection_factory(url), timeout_s)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

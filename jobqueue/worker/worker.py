@@ -276,7 +276,7 @@ class Worker:
         store = Store.open(settings, max_connections=None)
         # Handlers' commands go through a pool of their own, without the command
         # timeout: a timer per command would cost a busy worker CPU on every job.
-        handlers_redis = connect(settings.redis_url, max_connections=None)
+        handlers_redis = connect(settings.redis_url, max_connections=None, cluster=settings.redis_cluster)
         context = Context(
             store.transitions,
             self.job_type,

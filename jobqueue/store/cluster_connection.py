@@ -1,0 +1,125 @@
+"""ClusterConnection: a caller's own connection (store/connection.py) on a Redis Cluster.
+
+A worker's fetcher and a watch hub send one command at a time on a connection of
+their own, outside any pool. On a cluster the node depends on the command's keys:
+this keeps one `OwnConnection` per node, sends each command to the master of its
+keys' slot (from the cluster client's slot map), and, when the map is out of date,
+follows the node's answer: MOVED (the slot moved for good: the map is read again,
+and the command goes to the new owner) or ASK (the slot is migrating: that once,
+ASKING then the command on the node named). Every command sent through it names
+its keys where `command_keys` finds them, all on one slot, as jobqueue's keys are
+(one hash tag each).
+
+The cluster client's own routing would serve too, but it takes a pooled connection
+per command, applies its socket timeout to the blocking pop, and adds its retry
+and observability wrappers per command; this keeps `OwnConnection`'s costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import AskError, MovedError
+
+from .connection import OwnConnection
+
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.connection import AbstractConnection
+    from redis.typing import EncodableT
+
+# How many times one command may be redirected (MOVED, ASK) before the error stands:
+# a slot map settling after a failover takes one or two.
+MAX_REDIRECTS = 3
+# Routes remembered (first key -> node) before they are forgotten all at once.
+MAX_ROUTES = 1024
+
+
+def command_keys(command: Sequence[EncodableT]) -> Sequence[EncodableT]:
+    """The keys of a command as jobqueue sends them on its own connections: EVAL and
+    EVALSHA's declared keys, XREAD's streams, else the first argument (BLMOVE's source,
+    XREVRANGE's stream...)."""
+    name = str(command[0]).upper() if not isinstance(command[0], bytes) else command[0].decode().upper()
+    if name in ("EVAL", "EVALSHA"):
+        return command[3 : 3 + int(command[2])]
+    if name == "XREAD":
+        words = [str(word).upper() if isinstance(word, str) else word for word in command]
+        start = words.index("STREAMS") + 1
+        streams = command[start:]
+        return streams[: len(streams) // 2]
+    return command[1:2]
+
+
+def _per_node_only() -> AbstractConnection:
+    raise RuntimeError("a ClusterConnection connects to each node through its own OwnConnection")
+
+
+class ClusterConnection(OwnConnection):
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        make_connection: Callable[[tuple[str, int]], Callable[[], AbstractConnection]],
+        timeout_s: float | None = None,
+    ) -> None:
+        """`cluster`: the client whose slot map routes the commands; `make_connection`:
+        a connection factory for a node's (host, port) (client.connection_factory)."""
+        super().__init__(_per_node_only, timeout_s)
+        self._cluster = cluster
+        self._make_for = make_connection
+        self._nodes: dict[tuple[str, int], OwnConnection] = {}
+        self._routes: dict[EncodableT, OwnConnection] = {}  # first key -> its node's connection
+
+    def _node(self, address: tuple[str, int]) -> OwnConnection:
+        connection = self._nodes.get(address)
+        if connection is None:
+            connection = self._nodes[address] = OwnConnection(self._make_for(address), self.timeout_s)
+        return connection
+
+    async def execute(self, *command: EncodableT, blocks_s: float = 0) -> Any:
+        if self._busy:
+            raise RuntimeError("OwnConnection is for one caller at a time")
+        self._busy = True
+        try:
+            return await self._routed(command, blocks_s)
+        finally:
+            self._busy = False
+
+    async def _routed(self, command: Sequence[EncodableT], blocks_s: float) -> Any:
+        keys = command_keys(command)
+        route = keys[0] if keys else command[0]
+        connection = self._routes.get(route)
+        if connection is None:
+            connection = await self._route(route, keys)
+        for _ in range(MAX_REDIRECTS):
+            try:
+                return await connection.execute(*command, blocks_s=blocks_s)
+            except MovedError as moved:
+                # The slot has a new owner (a failover, a migration done): read the map again.
+                self._routes.clear()
+                await self._cluster.nodes_manager.initialize()
+                connection = self._node((moved.host, int(moved.port)))
+            except AskError as ask:
+                # The slot is migrating and this key has left: ask its new node, this once.
+                asked = self._node((ask.host, int(ask.port)))
+                await asked.execute("ASKING")
+                return await asked.execute(*command, blocks_s=blocks_s)
+        return await connection.execute(*command, blocks_s=blocks_s)
+
+    async def _route(self, route: EncodableT, keys: Sequence[EncodableT]) -> OwnConnection:
+        """The connection to the master of `keys`' slot, remembered for `route` (the
+        first key: a fetcher or a hub sends the same few keys again and again)."""
+        cluster = self._cluster
+        await cluster.initialize()  # once: reads the slot map
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]) if keys else 0)
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        connection = self._routes[route] = self._node((node.host, int(node.port)))
+        return connection
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        nodes, self._nodes = self._nodes, {}
+        self._routes.clear()
+        for connection in nodes.values():
+            await connection.aclose()
