@@ -29,6 +29,8 @@ from .test_cli import jobqueue, view_rows
 from .test_store import start
 from .test_worker import make_worker, running
 
+pytestmark = pytest.mark.redis_targets
+
 EXPIRES_IN_MS = 300
 EXPIRED_ERROR = "expired before start"
 
