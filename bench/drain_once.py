@@ -3,6 +3,7 @@
 
     python bench/drain_once.py REDIS_URL [--jobs N] [--py-spy OUT | --instructions]
                                [--one-way-delay-us US] [--metrics] [--sync [thread|process]]
+                               [--priorities 1,5,9]
                                [--progress [CALLS]]
                                [--cluster]
 
@@ -19,6 +20,7 @@ With --metrics the worker serves its Prometheus metrics (`--metrics-port`), scra
 once at the end (bench/metrics_drain.py alternates drains with and without).
 With --sync the worker's handler is a plain function (run in its thread pool, or with
 `--sync process` its process pool) doing the same no-op with a sync Redis client.
+With --priorities the jobs get those priorities in turn (none: all of the default).
 With --progress the handler calls `job.set_progress` CALLS times (default 100) in a
 loop before its no-op (bench/metrics_drain.py --option progress alternates drains
 with and without).
@@ -47,18 +49,19 @@ from urllib.parse import urlsplit
 
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+from redis_cost import requests  # bench/, this script's folder
 
-from jobqueue import EnqueueRequest, Producer, Settings
+from jobqueue import Producer, Settings
 from jobqueue.redis_server import free_port, is_loopback_url
 
 HERE = Path(__file__).resolve().parent
 COUNT_KEY = "bench:count"  # the harness's no-op job INCRs it
 
 
-async def enqueue(url: str, n: int, cluster: bool) -> None:
+async def enqueue(url: str, n: int, cluster: bool, priorities: list[int]) -> None:
     async with Producer.connect(Settings(redis_url=url, redis_cluster=cluster)) as producer:
         await producer.store.redis.flushdb()
-        await producer.enqueue_many([EnqueueRequest("bench", b"noop")] * n)
+        await producer.enqueue_many(requests("bench", n, priorities))
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -81,6 +84,7 @@ def main() -> int:
     parser.add_argument("--one-way-delay-us", type=float, help="through bench/net_delay.py")
     parser.add_argument("--metrics", action="store_true", help="the worker serves its metrics (a free port)")
     parser.add_argument("--sync", nargs="?", const="thread", choices=("thread", "process"))
+    parser.add_argument("--priorities", default="", help="the jobs' priorities in turn, e.g. 1,5,9")
     parser.add_argument("--progress", nargs="?", const=100, type=int, metavar="CALLS")
     parser.add_argument("--cluster", action="store_true", help="REDIS_URL names a node of a Redis Cluster")
     args = parser.parse_args()
@@ -134,7 +138,8 @@ def started_by_metrics(port: int | None) -> str:
 
 
 def drain(args: argparse.Namespace) -> int:
-    asyncio.run(enqueue(args.redis_url, args.jobs, args.cluster))
+    priorities = [int(p) for p in args.priorities.split(",") if p]
+    asyncio.run(enqueue(args.redis_url, args.jobs, args.cluster, priorities))
     command = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py")]
     command += ["--processes", "1"]  # one process, as before the option
     metrics_port = free_port() if args.metrics else None

@@ -3,6 +3,7 @@
 machine's speed and load do not move.
 
     python bench/redis_cost.py [--jobs 1000,5000] [--batch 5] [--result-bytes N] [--progress]
+                               [--priorities 1,5,9]
 
 For each size N it starts a private redis-server under valgrind (cachegrind, no
 cache simulation), enqueues N jobs and drives them through the scripts as a busy
@@ -12,7 +13,8 @@ instructions Redis executed. Two sizes give the instructions per job, start-up
 excluded: (I(5000) - I(1000)) / 4000. With --result-bytes each run returns a
 result of that size (stored by round.lua); with --progress each run's completion
 carries a last progress report, as a worker's does for a run that reported one (round.lua
-writes it in the completion's HSET). A real drain's batches follow its timing, so
+writes it in the completion's HSET). With --priorities the jobs get those priorities in
+turn (none: all of the default). A real drain's batches follow its timing, so
 its per-job figure moves with the load; these do not.
 To compare two versions, run it from each checkout (`cd OTHER && PYTHONPATH=$PWD
 python bench/redis_cost.py`). Loopback only; bounded in time.
@@ -27,23 +29,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 
 from jobqueue import EnqueueRequest, Producer, Settings
-from jobqueue.model import Job
+from jobqueue.model import Job, JobOptions
 from jobqueue.redis_server import find_server_binary, free_port
 
 JOB_TYPE = "bench"
 
 
-async def drive(url: str, jobs: int, batch: int, result: bytes = b"", progress: bool = False) -> int:
-    """Enqueues `jobs` jobs and completes them in rounds of `batch`, each with `result`;
-    returns how many completed."""
+async def drive(
+    url: str,
+    jobs: int,
+    batch: int,
+    result: bytes = b"",
+    *,
+    progress: bool = False,
+    priorities: Sequence[int] = (),
+) -> int:
+    """Enqueues `jobs` jobs (of `priorities` in turn) and completes them in rounds of
+    `batch`, each with `result`; returns how many completed."""
     # Generous timeouts: Redis runs under valgrind, tens of times slower.
     async with Producer.connect(Settings(redis_url=url, redis_timeout_s=300)) as producer:
-        await producer.enqueue_many([EnqueueRequest(JOB_TYPE, b"noop")] * jobs)
+        await producer.enqueue_many(requests(JOB_TYPE, jobs, priorities))
         transitions = producer.store.transitions
         taken: list[str] = []
         running: list[Job] = []
@@ -63,7 +74,17 @@ async def drive(url: str, jobs: int, batch: int, result: bytes = b"", progress: 
                 return completed
 
 
-def count(jobs: int, batch: int, result: bytes = b"", progress: bool = False) -> int:
+def requests(job_type: str, jobs: int, priorities: Sequence[int]) -> list[EnqueueRequest]:
+    """`jobs` no-op jobs, of `priorities` in turn (none: the default)."""
+    if not priorities:
+        return [EnqueueRequest(job_type, b"noop")] * jobs
+    options = [JobOptions(priority=p) for p in priorities]
+    return [EnqueueRequest(job_type, b"noop", None, options[i % len(options)]) for i in range(jobs)]
+
+
+def count(
+    jobs: int, batch: int, result: bytes = b"", progress: bool = False, priorities: Sequence[int] = ()
+) -> int:
     """Redis' instructions for enqueueing and completing `jobs` jobs."""
     binary = find_server_binary()
     if binary is None:
@@ -88,7 +109,11 @@ def count(jobs: int, batch: int, result: bytes = b"", progress: bool = False) ->
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        completed = asyncio.run(drive(f"redis://127.0.0.1:{port}/0", jobs, batch, result, progress))
+        completed = asyncio.run(
+            drive(
+                f"redis://127.0.0.1:{port}/0", jobs, batch, result, progress=progress, priorities=priorities
+            )
+        )
         assert completed == jobs, (completed, jobs)
         client.shutdown(nosave=True)
     except redis.ConnectionError:
@@ -109,10 +134,12 @@ def main() -> int:
         "--result-bytes", type=int, default=0, help="each run's result, in bytes (default 0: none)"
     )
     parser.add_argument("--progress", action="store_true", help="each completion carries a progress report")
+    parser.add_argument("--priorities", default="", help="the jobs' priorities in turn, e.g. 1,5,9")
     args = parser.parse_args()
     small, large = (int(n) for n in args.jobs.split(","))
     result = b"r" * args.result_bytes
-    counted = {n: count(n, args.batch, result, args.progress) for n in (small, large)}
+    priorities = [int(p) for p in args.priorities.split(",") if p]
+    counted = {n: count(n, args.batch, result, args.progress, priorities) for n in (small, large)}
     for n, instructions in counted.items():
         print(f"{n} jobs: {instructions:,} instructions")
     print(f"Redis instructions per job: {(counted[large] - counted[small]) / (large - small):,.0f}")

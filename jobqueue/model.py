@@ -87,6 +87,12 @@ class Backoff:
         return int(full / 2 + jitter * full / 2)
 
 
+# Job priorities (lua/include/priority.lua): nine levels, enough to say "before" and
+# "after" the ordinary jobs in a few steps each, few enough that each has its own
+# band of scores; unset is the middle, so a job can be put above or below it.
+MIN_PRIORITY, DEFAULT_PRIORITY, MAX_PRIORITY = 1, 5, 9
+
+
 @dataclasses.dataclass(slots=True)
 class Job:
     """A job as stored: a snapshot (changing it changes nothing in Redis).
@@ -124,6 +130,8 @@ class Job:
     # What the handler returned, as bytes (worker/results.py), stored when the job
     # COMPLETED; b"" if it returned nothing. Reads only: a claimed job has b"".
     result: bytes = b""
+    # MIN_PRIORITY..MAX_PRIORITY, higher taken first. Reads only: a claimed job has the default.
+    priority: int = DEFAULT_PRIORITY
     unique_key: str = ""
     unique_mode: UniqueMode = UniqueMode.NONE
     # What the enqueue that returned this job did (set by enqueue only; CREATED elsewhere).
@@ -237,6 +245,9 @@ class JobOptions:
     backoff: Backoff | None = None
     # The same key for the same type within the idempotency window returns the first job.
     idempotency_key: str = ""
+    # MIN_PRIORITY..MAX_PRIORITY; None: DEFAULT_PRIORITY. Within a type, a ready job of a
+    # higher priority is always taken first; equal priorities go in FIFO order.
+    priority: int | None = None
     # A key unique per type while its job is active, and what it means (docs/design.md, "Uniqueness").
     unique_key: str = ""
     unique_mode: UniqueMode = UniqueMode.NONE
@@ -329,6 +340,16 @@ def check_wait_ms(timeout_ms: int) -> int:
             "timeout_ms", f"must be from 0 (answer at once) to {MAX_WAIT_MS} ms, got {timeout_ms}"
         )
     return timeout_ms
+
+
+def check_priority(priority: int) -> int:
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidInput(
+            "priority",
+            f"must be from {MIN_PRIORITY} to {MAX_PRIORITY} (higher runs first; "
+            f"{DEFAULT_PRIORITY} when not set), got {priority}",
+        )
+    return priority
 
 
 def check_idempotency_key(key: str) -> str:

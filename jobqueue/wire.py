@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from ._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .model import (
+    DEFAULT_PRIORITY,
     NO_OPTIONS,
     Backoff,
     Enqueued,
@@ -34,6 +35,7 @@ def job_to_proto(job: Job, *, with_payload: bool = True) -> pb.Job:
         execution_time_ms=job.execution_time_ms,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        priority=job.priority,
     )
     if with_payload:
         if job.payload:
@@ -82,6 +84,7 @@ def job_from_proto(job: pb.Job) -> Job:
         backoff=backoff_from_proto(job.backoff),
         result=job.result,
         expires_at_ms=job.expires_at_ms,
+        priority=job.priority or DEFAULT_PRIORITY,
         unique_key=job.unique_key,
         unique_mode=_unique_mode(int(job.unique_mode)),
         progress=job.progress,
@@ -124,9 +127,18 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
     backoff = request.backoff  # a message field: None when absent
     expires_at_ms = request.expires_at_ms if _EXPIRES_AT_MS in request else None
     expires_in_ms = request.expires_in_ms if _EXPIRES_IN_MS in request else None
+    priority = request.priority if _PRIORITY in request else None
     options = NO_OPTIONS
-    if max_attempts is not None or timeout_ms is not None or backoff is not None or request.idempotency_key:
-        options = JobOptions(max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key)
+    if (
+        max_attempts is not None
+        or timeout_ms is not None
+        or backoff is not None
+        or request.idempotency_key
+        or priority is not None
+    ):
+        options = JobOptions(
+            max_attempts, timeout_ms, backoff_from_proto(backoff), request.idempotency_key, priority
+        )
     if request.unique_key or request.unique_mode or request.debounce_ms:
         # The number as sent (an unknown one is refused by the store's check, naming the field).
         mode: Any = int(request.unique_mode)
@@ -145,6 +157,7 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
 _REQUEST_FIELDS = {field.name: field for field in pb.EnqueueJobRequest.desc().fields}
 _MAX_ATTEMPTS, _TIMEOUT_MS = _REQUEST_FIELDS["max_attempts"], _REQUEST_FIELDS["timeout_ms"]
 _EXPIRES_AT_MS, _EXPIRES_IN_MS = _REQUEST_FIELDS["expires_at_ms"], _REQUEST_FIELDS["expires_in_ms"]
+_PRIORITY = _REQUEST_FIELDS["priority"]
 
 
 def enqueue_request(
@@ -169,6 +182,7 @@ def enqueue_request(
         idempotency_key=_text(options.idempotency_key, f"{where}options.idempotency_key"),
         expires_at_ms=_integer(options.expires_at_ms, f"{where}options.expires_at_ms", _INT64),
         expires_in_ms=_integer(options.expires_in_ms, f"{where}options.expires_in_ms", _INT64),
+        priority=_integer(options.priority, f"{where}options.priority", _INT32),
         unique_key=_text(options.unique_key, f"{where}options.unique_key"),
         unique_mode=pb.UniqueMode(_integer(options.unique_mode, f"{where}options.unique_mode", _INT32) or 0),
         debounce_ms=_integer(options.debounce_ms, f"{where}options.debounce_ms", _INT64) or 0,

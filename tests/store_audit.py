@@ -5,6 +5,11 @@ The scripts keep `stats` (pending, running) and the `live`, `completed`, `failed
 indexes and events"), and release a unique key when its job ends: no unique key
 is held by a final (or vanished) job. This reads every job of the type (a SCAN: fine for a test
 or the fault suite's end, never for the product) and lists each disagreement.
+
+`misplaced` checks that every job waiting in line waits in its priority's line
+(lua/include/priority.lua): a job's priority never changes, so the check holds
+at any moment, not only when the type is quiet (the fault suite samples it while
+it breaks things: priorities hold after every redelivery).
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import collections
 
 import redis
 
-from jobqueue.model import partition_of_type
-from jobqueue.store.keys import Keyspace
+from jobqueue.model import DEFAULT_PRIORITY, partition_of_type
+from jobqueue.store.keys import Keyspace, wake_marker
 
 _INDEXES = {
     "live": (b"1", b"2"), "completed": (b"3",), "failed": (b"4",), "cancelled": (b"5",), "expired": (b"6",),
@@ -53,6 +58,42 @@ def audit(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
         if holder and status not in (b"1", b"2"):
             problems.append(f"unique key {key.decode()} held by {holder.decode()}, status {status!r}")
     problems += _expiring_problems(client, queue.expiring, statuses, keys)
+    problems += misplaced(client, keys, job_type)
+    return problems
+
+
+def _band(score: float) -> int:
+    """The priority whose band of `prio` scores holds `score` (bands of 2**48 around (9 - p) * 2**48)."""
+    return 9 - round(score / 2**48)
+
+
+def misplaced(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
+    """Ids of PENDING jobs waiting in another priority's line than their job's.
+
+    An id whose job is gone or not PENDING is a stale copy (cancel leaves them) and
+    is skipped. Reads are not atomic with one another: only what holds at every
+    moment is checked (a job keeps its priority for life).
+    """
+    queue = keys.queue(job_type)
+    marker = wake_marker(job_type).encode()
+    ready = [i for i in client.lrange(queue.ready, 0, -1) if i != marker]
+    lines: dict[bytes, list[tuple[str, int]]] = collections.defaultdict(list)
+    for job_id in ready:
+        lines[job_id].append(("ready", DEFAULT_PRIORITY))
+    for job_id, score in client.zrange(queue.prio, 0, -1, withscores=True):
+        lines[job_id].append(("prio", _band(score)))
+    for job_id, score in client.zrange(queue.scheduled, 0, -1, withscores=True):
+        fraction = round((score % 1) * 16)
+        lines[job_id].append(("scheduled", fraction or DEFAULT_PRIORITY))
+    problems = []
+    for job_id, places in lines.items():
+        status, stored = client.hmget(keys.job(job_id.decode()), "status", "priority")
+        if status != b"1":
+            continue
+        priority = int(stored or DEFAULT_PRIORITY)
+        wrong = [f"{name} as {p}" for name, p in places if p != priority]
+        if wrong:
+            problems.append(f"job {job_id.decode()} of priority {priority} waits in {', '.join(wrong)}")
     return problems
 
 

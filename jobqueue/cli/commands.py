@@ -152,6 +152,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key,
         expires_at_ms=args.expires_at,
         expires_in_ms=None if args.expires_in is None else math.ceil(args.expires_in * 1000),
+        priority=args.priority,
         unique_key=args.unique_key,
         unique_mode=UniqueMode[args.unique.upper().replace("-", "_")] if args.unique else UniqueMode.NONE,
     )

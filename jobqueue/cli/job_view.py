@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import json
 
-from ..model import Enqueued, Job
+from ..model import DEFAULT_PRIORITY, Enqueued, Job
 from ..wire import job_to_proto
 
 UNSET = "—"
@@ -46,6 +46,8 @@ def job_view(job: Job) -> str:
         rows.append(("idempotency key", escaped(job.idempotency_key)))
     if job.expires_at_ms:
         rows.append(("expires", f"{local_time(job.expires_at_ms)} (unless started by then)"))
+    default = " (the default)" if job.priority == DEFAULT_PRIORITY else ""
+    rows.append(("priority", f"{job.priority}{default}"))
     if job.unique_key:
         mode = job.unique_mode.name.lower().replace("_", "-")
         rows.append(("unique key", f"{escaped(job.unique_key)} ({mode})"))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypedDict, TypeVar
 
 from ..auth.roles import ROLES
+from ..model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from ..settings import DEFAULT_API_URL
 from .exits import EXIT_CODES_HELP, CommandFailed, ExitCode
 
@@ -212,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enqueue.add_argument(
         "--idempotency-key", default="", metavar="KEY", help="enqueue at most one job per key and type"
+    )
+    enqueue.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help=f"{MIN_PRIORITY} to {MAX_PRIORITY}, higher runs first (default: {DEFAULT_PRIORITY})",
     )
     enqueue.add_argument(
         "--unique-key",

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from ..model import (
+    DEFAULT_PRIORITY,
     Backoff,
     EnqueueRequest,
     Job,
@@ -21,6 +22,7 @@ from ..model import (
     UniqueMode,
     check_idempotency_key,
     check_max_attempts,
+    check_priority,
     check_timeout_ms,
     check_unique,
 )
@@ -51,7 +53,8 @@ JOB_FIELDS = (
 # A run's progress (progress.lua), read by GetJob and ListJobs; progress_token is the
 # lease token of the run that wrote it.
 PROGRESS_FIELDS = (b"progress", b"progress_message", b"progress_at", b"progress_token")
-READ_FIELDS = (b"last_error_attempt", b"result", b"unique_key", b"unique_mode", *PROGRESS_FIELDS)
+# `priority` is stored only when it is not the default (enqueue.lua puts the job in line by it).
+READ_FIELDS = (b"last_error_attempt", b"result", b"unique_key", b"unique_mode", *PROGRESS_FIELDS, b"priority")
 # The W3C trace context of the enqueue (jobqueue.tracing): stored only with tracing
 # on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
 # worker traces.
@@ -63,6 +66,7 @@ def decode_job(fields: Mapping[bytes, bytes]) -> Job:
     job = decode_job_values([fields.get(name) for name in JOB_FIELDS])
     job.last_error_attempt = int(fields.get(b"last_error_attempt") or 0)
     job.result = fields.get(b"result") or b""
+    job.priority = int(fields.get(b"priority") or DEFAULT_PRIORITY)
     unique_key = fields.get(b"unique_key")
     if unique_key:
         job.unique_key = unique_key.decode(errors="replace")
@@ -165,6 +169,8 @@ def option_fields(options: JobOptions) -> list[str | int | float]:
         fields += ["expires_at_ms", options.expires_at_ms]
     if options.expires_in_ms is not None:
         fields += ["expires_in_ms", options.expires_in_ms]
+    if options.priority is not None and check_priority(options.priority) != DEFAULT_PRIORITY:
+        fields += ["priority", options.priority]
     if options.unique_key or options.unique_mode or options.debounce_ms:
         mode = check_unique(options.unique_key, options.unique_mode, options.debounce_ms)
         fields += ["unique_key", options.unique_key, "unique_mode", int(mode)]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidInput, JobNotFound, PayloadTooLarge, QueueFull
 from ..events import Event, Notify
 from ..model import (
+    DEFAULT_PRIORITY,
     NO_OPTIONS,
     Enqueued,
     EnqueueRequest,
@@ -262,6 +263,7 @@ class Enqueuer:
                         idempotency_key=options.idempotency_key,
                         backoff=options.backoff,
                         expires_at_ms=options.expiry_from(created_at),
+                        priority=options.priority or DEFAULT_PRIORITY,
                         unique_key=options.unique_key,
                         unique_mode=UniqueMode(options.unique_mode),  # checked by _prepare
                     )

@@ -32,6 +32,7 @@ class QueueKeys:
     expired: str  # ZSET id -> finished_at (ms): EXPIRED jobs, trimmed to retention
     expiring: str  # ZSET id -> expires_at_ms: jobs enqueued with an expiry, for the reaper to end
     events: str  # STREAM of the partition's state changes, capped (WatchJob, WatchJobs)
+    prio: str  # ZSET id -> place in line: due jobs of priorities other than the default
     _base: str  # "P:{pppp}", for the keys below
     _type: str
 
@@ -55,6 +56,12 @@ class QueueKeys:
     def unique(self, key: str) -> str:
         """STRING: the id of the job that holds unique key `key` (while it is active)."""
         return f"{self._base}:unique:{self._type}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def wake_marker(job_type: str) -> str:
+    """The id lua/include/priority.lua pushes into a type's `ready` list to wake an idle
+    worker for a job of another priority: a UUID of version 0, which no job has."""
+    return partition_of_type(job_type) + "0000-0000-0000-0000-000000000000"
 
 
 class Keyspace:
@@ -108,6 +115,7 @@ class Keyspace:
             expired=f"{base}:expired:{job_type}",
             expiring=f"{base}:expiring:{job_type}",
             events=self.events(partition_of_type(job_type)),
+            prio=f"{base}:prio:{job_type}",
             _base=base,
             _type=job_type,
         )

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
-from ..model import Job, JobStatus, partition_of_id
+from ..model import DEFAULT_PRIORITY, Job, JobStatus, partition_of_id
 from ..selection import MAX_EXAMINED, JobFilter, TimeField
 from . import scripts
 from .codec import JOB_FIELDS, PROGRESS_FIELDS, decode_job_values, set_progress_fields
@@ -52,11 +52,11 @@ _INDEX_OF = {
 }
 _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 # What a list reads of each job: a claim's fields (JOB_FIELDS, decoded by position as
-# a claim's are), last_error_attempt and the progress; the payload and the result only
-# when asked for.
-_FIELDS = (*JOB_FIELDS, b"last_error_attempt", *PROGRESS_FIELDS, b"result")
+# a claim's are), last_error_attempt, the progress and the priority; the payload and the
+# result only when asked for.
+_FIELDS = (*JOB_FIELDS, b"last_error_attempt", *PROGRESS_FIELDS, b"priority", b"result")
 _PAYLOAD, _LAST_ERROR_ATTEMPT = _FIELDS.index(b"payload"), _FIELDS.index(b"last_error_attempt")
-_PROGRESS = _FIELDS.index(PROGRESS_FIELDS[0])
+_PROGRESS, _PRIORITY = _FIELDS.index(PROGRESS_FIELDS[0]), _FIELDS.index(b"priority")
 _FIELDS_WITHOUT_PAYLOAD = tuple(f for f in _FIELDS if f not in (b"payload", b"result"))
 # With a scan filter, how many index entries a read takes at least (fewer round trips).
 _SCAN_CHUNK = 100
@@ -209,6 +209,7 @@ def _decoded(job_id: str, values: Sequence[bytes | None], with_payloads: bool) -
         shift = 0 if with_payloads else 1  # the payload's place
         job.last_error_attempt = int(values[_LAST_ERROR_ATTEMPT - shift] or 0)
         set_progress_fields(job, *values[_PROGRESS - shift : _PROGRESS - shift + len(PROGRESS_FIELDS)])
+        job.priority = int(values[_PRIORITY - shift] or DEFAULT_PRIORITY)
     except ValueError as exc:
         log.warning("job %s: corrupt record (%s): left out of the list", job_id, exc)
         return None

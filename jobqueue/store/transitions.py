@@ -305,7 +305,8 @@ class Transitions:
         """Returns taken, unclaimed ids (oldest first) to the front of the ready queue;
         returns how many were still the caller's to give."""
         script = self._scripts["give_back"]
-        return int(await script.run(script.keys(self.keys.queue(job_type)), job_ids, via))
+        keys = script.keys(self.keys.queue(job_type), more=[*map(self.keys.job, job_ids)])
+        return int(await script.run(keys, job_ids, via))
 
     async def forget_worker(self, job_type: str, worker_id: str, *, leaving: bool = False) -> Result:
         """Drops a dead worker (or, `leaving`, one that shuts down) from the registry:
@@ -344,5 +345,9 @@ class Transitions:
     async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
         """Returns ids popped but not claimed within `stall_ms` to the ready list;
         returns how many."""
+        queue = self.keys.queue(job_type)
+        # The script reads the priority of each id it sweeps: their keys must be declared.
+        popped = cast("list[bytes]", await self.redis.lrange(queue.popped, 0, -1))
         script = self._scripts["sweep_popped"]
-        return int(await script.run(script.keys(self.keys.queue(job_type)), [stall_ms]))
+        keys = script.keys(queue, more=[self.keys.job(job_id.decode()) for job_id in popped])
+        return int(await script.run(keys, [stall_ms]))

@@ -25,6 +25,7 @@ from connectrpc.errors import ConnectError
 from ..codecs import Codec, encode_payload
 from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
 from ..model import (
+    DEFAULT_PRIORITY,
     NO_OPTIONS,
     Enqueued,
     EnqueueRequest,
@@ -124,8 +125,8 @@ class InlineQueue:
         """Checks every request first (one bad request stores none), then enqueues each."""
         checked = [self._checked(request, i) for i, request in enumerate(requests)]
         jobs = [self._add(request)[0] for request in checked]
-        if self.eager:
-            for job in jobs:
+        if self.eager:  # as workers would take them: higher priorities first
+            for job in sorted(jobs, key=_run_order):
                 await self._run_to_end(job)
         return [self._snapshot(job) for job in jobs]
 
@@ -163,8 +164,9 @@ class InlineQueue:
         return [self._snapshot(j) for j in self._jobs.values() if job_type in (None, j.type)]
 
     async def run_pending(self, max_runs: int = MAX_RUNS) -> list[InlineRun]:
-        """Runs PENDING jobs that have a handler, one attempt each, earliest
-        execution time first (times are not waited for), until none is left:
+        """Runs PENDING jobs that have a handler, one attempt each, higher priority
+        first, then earliest execution time (times are not waited for), then
+        enqueue order, until none is left:
         retries and the jobs handlers enqueue included. A job not started by its
         expiry (by the clock, when its turn comes) ends EXPIRED instead, unrun.
         Returns the runs made.
@@ -174,7 +176,7 @@ class InlineQueue:
             due = [j for j in self._jobs.values() if j.status is JobStatus.PENDING and self._handles(j)]
             if not due:
                 return self.runs[first:]
-            await self._run_once(min(due, key=lambda j: j.execution_time_ms))
+            await self._run_once(min(due, key=_run_order))
         raise RuntimeError(f"jobs still pending after {max_runs} runs (do handlers enqueue without end?)")
 
     # -- the runs ---------------------------------------------------------------
@@ -282,6 +284,7 @@ class InlineQueue:
             idempotency_key=options.idempotency_key,
             backoff=options.backoff,
             expires_at_ms=options.expiry_from(now),
+            priority=options.priority or DEFAULT_PRIORITY,
             unique_key=options.unique_key,
             unique_mode=UniqueMode(options.unique_mode),
         )
@@ -408,3 +411,9 @@ def _refusal(exc: Exception) -> ConnectError:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _run_order(job: Job) -> tuple[int, int]:
+    """Which of the pending jobs runs first (min): the higher priority, then the earlier
+    time; ties keep enqueue order (min and sorted keep the first)."""
+    return -job.priority, job.execution_time_ms

@@ -8,6 +8,11 @@ and the popped id is claimed at once, alone (claim.lua): the smallest call, for
 the latency of an idle worker. Ids taken for the next round go back to the
 queue when no slot frees within BATCH_LINGER_S: with long jobs they would wait
 here while an idle worker could run them.
+
+Jobs of a priority other than the default wait outside the list the pop blocks
+on (lua/include/priority.lua); what wakes an idle worker for them is the type's
+marker, pushed into that list. A popped marker is claimed (to drop it) in a
+round that takes the ready ids in priority order.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..events import EXPIRED_BY_CLAIM, Call, Event, JobRef
 from ..faults import crash_point
 from ..model import Job
 from ..store.connection import OwnConnection
+from ..store.keys import wake_marker
 from ..store.outcomes import Outcome, Result
 from ..store.transitions import Claim
 from ..supervise import raise_if_cancelled
@@ -45,6 +51,7 @@ class Fetcher:
         self.taken: list[str] = []
         # The last claim found the type paused (logged once, and once when it is over).
         self.paused = False
+        self.marker = wake_marker(context.job_type)
 
     async def run(self, connection: OwnConnection) -> None:
         slots = self.slots
@@ -88,6 +95,9 @@ class Fetcher:
             c.outage.back(began_in)
         if job_id is None:
             return
+        if job_id == self.marker:  # a job of another priority: the next round takes in order
+            self.taken = [job_id]
+            return
         popped = time.perf_counter()
         crash_point("after_pop")
         claims = await c.transitions.claim(
@@ -126,7 +136,7 @@ class Fetcher:
                     paused = True
                 elif isinstance(claim, Result) and claim.outcome is Outcome.TOO_LATE:
                     notify(Event.EXPIRED, JobRef(job_id, self.context.job_type), EXPIRED_BY_CLAIM)
-                elif not isinstance(claim, Job):
+                elif not isinstance(claim, Job) and job_id != self.marker:
                     notify(Event.SKIPPED, JobRef(job_id, self.context.job_type), claim)
         return paused
 

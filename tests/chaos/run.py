@@ -29,8 +29,11 @@ end with its attempt and fencing token, written by the workers) and checks:
   was killed, paused or stopped, or Redis restarted);
 - jobs FAILED only when planned or when faults used up their attempts;
 - the stored sets agree with the job states (nothing left in schedule, ready,
-  popped or leases; the failed index is exactly the FAILED jobs), and no unique
+  prio, popped or leases; the failed index is exactly the FAILED jobs), and no unique
   key is held by a final job (a quarter of the jobs have one: tests/store_audit.py);
+- priorities hold after every redelivery: jobs have priorities 3, 5 and 7, and
+  every job waiting in line (sampled about every second while faults go on, and
+  at the end) waits in its own priority's line (store_audit.misplaced).
 - an expired job never starts after its expiry: every first run (attempt 1) was
   claimed before its job's expires_at_ms, and an EXPIRED job has no attempt.
 It prints the figures and exits 1 if any check fails. Only loopback addresses are
@@ -42,6 +45,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -65,8 +69,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
-from jobqueue.store.keys import Keyspace  # noqa: E402
-from tests.store_audit import audit  # noqa: E402
+from jobqueue.store.keys import Keyspace, wake_marker  # noqa: E402
+from tests.store_audit import audit, misplaced  # noqa: E402
 
 JOB_TYPE = "chaos"
 FINAL = (b"3", b"4", b"6")  # COMPLETED, FAILED, EXPIRED
@@ -209,6 +213,8 @@ class Chaos:
         self.enqueue_failures = 0
         self.faults: list[Fault] = []
         self.unexpected_exits: list[str] = []  # processes that died without a fault: "no process exits"
+        self.misplaced: list[str] = []  # jobs seen waiting in another priority's line
+        self.lines_sampled = 0  # ids seen waiting in `ready` and `prio` by those samples
         self.lock = threading.Lock()
 
     # -- load --------------------------------------------------------------------------
@@ -232,6 +238,9 @@ class Chaos:
         }
         if spec["fails"] == 99:
             body["maxAttempts"] = 3
+        priority = (7, None, 3, 5)[n % 4]  # None: unset (5); redeliveries must keep each
+        if priority is not None:
+            body["priority"] = priority
         if n % 4 == 1:  # a unique key of its own: each final transition must release it
             body["uniqueKey"], body["uniqueMode"] = f"chaos-u-{n}", "UNIQUE_MODE_WHILE_ACTIVE"
         if n % 10 == 0:  # scheduled 0.5 to 3 s ahead
@@ -307,8 +316,17 @@ class Chaos:
             self.d.paused.discard(process.pid)
 
     def supervise(self, stop: threading.Event) -> None:
-        """Restarts dead workers. A worker may die on its own only at its crash point."""
-        while not stop.wait(0.2):
+        """Restarts dead workers. A worker may die on its own only at its crash point.
+        Samples where the waiting jobs wait, about every second."""
+        client = redis.Redis.from_url(self.d.redis.url, socket_timeout=2)
+        for beat in itertools.count():
+            if stop.wait(0.2):
+                break
+            if beat % 5 == 0:
+                with contextlib.suppress(redis.RedisError):
+                    queue = Keyspace().queue(JOB_TYPE)
+                    self.lines_sampled += client.llen(queue.ready) + client.zcard(queue.prio)
+                    self.misplaced += misplaced(client, Keyspace(), JOB_TYPE)
             killed = {f.pid for f in self.faults if f.pid is not None}
             for pid in self.d.revive_dead_workers():
                 if pid in killed:
@@ -451,9 +469,11 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
 
     # 5. The stored sets agree with the states.
     queue = keys.queue(JOB_TYPE)
+    marker = wake_marker(JOB_TYPE).encode()  # a stale one may wait for an idle worker to drop it
     leftovers = {
         "scheduled": client.zcard(queue.scheduled),
-        "ready": client.llen(queue.ready),
+        "ready": sum(1 for i in client.lrange(queue.ready, 0, -1) if i != marker),
+        "prio": client.zcard(queue.prio),
         "popped": client.llen(queue.popped),
         "leases": client.zcard(queue.leases),
     }
@@ -467,7 +487,12 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
     # The counters and indexes the scripts keep agree with the jobs, after every fault.
     violations += [f"counts: {problem}" for problem in audit(client, keys, JOB_TYPE)]
 
-    # 6. An expired job never starts after its expiry (the Redis clock): a first run was
+    # 6. Priorities hold after redeliveries: no job ever seen waiting in another's line.
+    if chaos.misplaced:
+        seen = chaos.misplaced
+        violations.append(f"{len(seen)} jobs seen out of their priority's line: {seen[:3]}")
+
+    # 7. An expired job never starts after its expiry (the Redis clock): a first run was
     # claimed before it, and an EXPIRED job has no attempt. A first run claimed ahead
     # (prefetch) may begin its handler after the expiry: counted, not a violation.
     late_handlers = 0
@@ -511,6 +536,7 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         "with an expiry": sum(1 for spec in chaos.specs.values() if "expires_in" in spec),
         "expired": len(expired),
         "first runs claimed ahead that began after their expiry": late_handlers,
+        "waiting ids sampled for their priority's line": chaos.lines_sampled,
         "stale results refused": refused,
         "recovery after a kill (s)": recovery,
         "first start after Redis is back (s)": _back_to_work(chaos.faults, starts),

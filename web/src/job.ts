@@ -101,6 +101,7 @@ function render(job: Job): void {
     ...field("updated", time(job.updatedAt), "job-updated"),
     ...field("timeout", job.timeoutMs === 0n ? "the worker's default" : duration(job.timeoutMs), "job-timeout"),
     ...field("idempotency key", job.idempotencyKey || "–", "job-idempotency-key"),
+    ...field("priority", String(job.priority), "job-priority"),
     ...field("expires", job.expiresAtMs === 0n ? "never" : `${time(job.expiresAtMs)} unless started by then`, "job-expires"),
   );
   const unfinished = job.status === JobStatus.PENDING || job.status === JobStatus.RUNNING;

@@ -12,13 +12,14 @@
 -- with an expiry (option `expires_at_ms`, or `expires_in_ms` from now) stores it
 -- as `expires_at_ms` and goes into `expiring`; one not after now and its
 -- execution time is refused (EXPIRES_EARLY), not stored.
--- include: common, outcomes, changes, unique
--- KEYS: scheduled, ready, live, stats, events, expiring, ...the jobs, ...the idempotency and unique keys in use
+-- include: common, outcomes, changes, unique, priority
+-- KEYS: scheduled, ready, live, stats, events, prio, expiring, ...the jobs, ...the idempotency and unique keys in use
 -- ARGV: type, channel, window_ms, N, max_depth (0: none), then per job: "at,stale,k,n" (at: execution
 --       time, '' = now; stale: an id an idempotency key may point at and count
 --       as absent, because that job expired; k: the KEYS index of its
 --       idempotency key, 0 for none; n: extra fields: the options set, and
---       trace_context with tracing on), and with a unique key ",u,m" (u: its KEYS
+--       trace_context with tracing on; `priority` among them puts the job in
+--       line by it: include/priority.lua), and with a unique key ",u,m" (u: its KEYS
 --       index; m: 'a' for WHILE_ACTIVE, or the debounce delay in ms), payload, then n field,
 --       value pairs. (Few, packed arguments: encoding them is most of the
 --       client's cost of a big batch.)
@@ -56,6 +57,7 @@ earliest = earliest and tonumber(earliest)
 local wake = false
 local due = {}
 local expiring_scored = {}
+local l = lines(ready, prio)
 local job_prefix = nil  -- 'P:{pppp}:job:', named from the first job's key when a unique key needs it
 local a = 6
 
@@ -68,14 +70,19 @@ local function debounce(holder_key, holder, lock, new_payload, execution_time)
     'updated_at', now_text)
   hold_unique(lock, holder, execution_time, now)
   local scheduled_at = redis.call('ZSCORE', scheduled, holder)
+  local priority = priority_of(redis.call('HGET', holder_key, 'priority'))
   if execution_time > now then
-    redis.call('ZADD', scheduled, int(execution_time), holder)
+    redis.call('ZADD', scheduled, scheduled_score(execution_time, priority), holder)
     if not earliest or execution_time < earliest then
       earliest, wake = execution_time, true
     end
   elseif scheduled_at then
     redis.call('ZREM', scheduled, holder)
-    due[#due + 1] = holder
+    if priority == DEFAULT_PRIORITY then
+      due[#due + 1] = holder
+    else
+      line_up(l, holder, priority, false)
+    end
   end
 end
 for k = FIXED_KEYS + 1, FIXED_KEYS + count do
@@ -123,6 +130,7 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
       'id', id, 'type', job_type, 'payload', payload, 'status', PENDING,
       'execution_time_ms', int(execution_time), 'created_at', now_text, 'updated_at', now_text,
       'attempt', 0, 'lease_token', 0)
+    local priority = DEFAULT_PRIORITY
     for i = options, a - 1, 2 do
       if i == expires_arg then
         redis.call('HSET', job, 'expires_at_ms', int(expires))
@@ -130,6 +138,9 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
         expiring_scored[#expiring_scored + 1] = id
       else
         redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+      end
+      if ARGV[i] == 'priority' then
+        priority = tonumber(ARGV[i + 1])
       end
     end
     if idempotency then
@@ -139,13 +150,15 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
       redis.call('HSET', job, 'unique_lock', lock)
       hold_unique(lock, id, execution_time, now)
     end
-    if execution_time <= now then
-      due[#due + 1] = id
-    else
-      redis.call('ZADD', scheduled, int(execution_time), id)
+    if execution_time > now then
+      redis.call('ZADD', scheduled, scheduled_score(execution_time, priority), id)
       if not earliest or execution_time < earliest then
         earliest, wake = execution_time, true
       end
+    elseif priority == DEFAULT_PRIORITY then
+      due[#due + 1] = id
+    else
+      line_up(l, id, priority, false)
     end
     results[#results + 1] = execution_time
     c.enqueued = c.enqueued + 1
@@ -165,6 +178,7 @@ commit(c, events, job_type, '', '')
 if #due > 0 then
   redis.call('LPUSH', ready, unpack(due))
 end
+wake_idle(l)
 if wake then
   redis.call('PUBLISH', channel, job_type)
 end

@@ -12,7 +12,7 @@ local id, token, err, delay, retention, channel =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
 local state = redis.call('HMGET', job, 'status', 'lease_token', 'attempt', 'max_attempts', 'type',
-  'last_error', 'execution_time_ms', 'worker_id', 'unique_lock')
+  'last_error', 'execution_time_ms', 'worker_id', 'unique_lock', 'priority')
 if state[2] == token and state[6] == err then
   if state[1] == FAILED then
     return {DEAD_LETTERED}
@@ -33,7 +33,7 @@ if delay >= 0 and tonumber(attempt) < tonumber(state[4] or 1) then
   local at = c.now + delay
   redis.call('HSET', job, 'status', PENDING, 'last_error', err, 'last_error_attempt', attempt,
     'execution_time_ms', int(at), 'updated_at', int(c.now))
-  schedule(scheduled, id, at, channel, state[5])
+  schedule(scheduled, id, at, channel, state[5], priority_of(state[10]))
   c.running, c.pending, c.retried = -1, 1, 1
   changed(c, id, PENDING, attempt)
   reply = {RETRYING, at}

@@ -4,17 +4,19 @@
 -- Both are checked again here, atomically, since a heartbeat may have come in
 -- since the reaper looked. A job with attempts left goes to the head of the
 -- ready list; one that used its last attempt ends FAILED (a crash counts as an
--- attempt, so a job that kills its worker cannot loop forever). The old
+-- attempt, so a job that kills its worker cannot loop forever); it keeps its
+-- priority (include/priority.lua). The old
 -- holder's token is dead either way.
--- include: common, outcomes, dead_letter, changes, unique
--- KEYS: job, leases, ready, failed, workers, live, stats, events
+-- include: common, outcomes, dead_letter, changes, unique, priority
+-- KEYS: job, leases, ready, failed, workers, live, stats, events, prio
 -- ARGV: id, mode ('lease' or a worker id), retention_ms
 -- Returns {RECOVERED} | {DEAD_LETTERED} | {ALIVE} | {MOVED} | {NOT_RUNNING}.
 local id, mode, retention = ARGV[1], ARGV[2], ARGV[3]
 
 local c = changes(now_ms(), stats)
 local now = c.now
-local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type', 'unique_lock')
+local state = redis.call('HMGET', job, 'status', 'worker_id', 'attempt', 'max_attempts', 'type', 'unique_lock',
+  'priority')
 local reason
 if mode == 'lease' then
   local expiry = redis.call('ZSCORE', leases, id)
@@ -46,7 +48,9 @@ if tonumber(attempt) >= tonumber(state[4] or 1) then
 else
   redis.call('HSET', job, 'status', PENDING, 'updated_at', int(now), 'last_error', reason,
     'last_error_attempt', attempt)
-  redis.call('RPUSH', ready, id)
+  local l = lines(ready, prio)
+  line_up(l, id, priority_of(state[7]), true)
+  wake_idle(l)
   c.running, c.pending = -1, 1
   changed(c, id, PENDING, attempt)
 end

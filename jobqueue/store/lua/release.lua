@@ -1,14 +1,14 @@
 -- release: a worker that shuts down hands a running job back.
--- The job becomes PENDING at the head of the ready list and the interrupted run
+-- The job becomes PENDING, next in line at its priority (include/priority.lua), and the interrupted run
 -- does not count as an attempt. Back at attempt 0, a job with an expiry is
 -- subject to it again (include/expire.lua): its id goes back into `expiring`.
--- include: common, outcomes, changes
--- KEYS: job, leases, ready, held, stats, events, expiring
+-- include: common, outcomes, changes, priority
+-- KEYS: job, leases, ready, held, stats, events, prio, expiring
 -- ARGV: id, lease_token
 -- Returns {OK} | {STALE, the job's status or ''}.
 local id, token = ARGV[1], ARGV[2]
 
-local state = redis.call('HMGET', job, 'status', 'lease_token', 'type', 'worker_id')
+local state = redis.call('HMGET', job, 'status', 'lease_token', 'type', 'worker_id', 'priority')
 if state[1] ~= RUNNING or state[2] ~= token then
   return {STALE, state[1] or ''}
 end
@@ -23,7 +23,9 @@ if attempt == 0 then
 end
 redis.call('ZREM', leases, id)
 redis.call('SREM', held, id)
-redis.call('RPUSH', ready, id)
+local l = lines(ready, prio)
+line_up(l, id, priority_of(state[5]), true)
+wake_idle(l)
 c.running, c.pending = -1, 1
 changed(c, id, PENDING, int(attempt))
 commit(c, events, state[3] or '', state[4] or '', '')

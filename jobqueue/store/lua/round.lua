@@ -1,6 +1,7 @@
 -- round: a busy worker's round trip. It records the worker's successful runs,
 -- claims the ids it took in its previous round, then takes up to `take` ready ids
--- into `popped`, oldest first, for the round after. A busy worker so makes one
+-- into `popped`, in the order they run (include/priority.lua's `take`: higher
+-- priorities first, FIFO within one), for the round after. A busy worker so makes one
 -- round trip per batch of jobs; with `take` 0 it only records (and claims), with
 -- no runs it only claims and takes. Taken ids are claimed one round later because
 -- a script may touch only the keys it declares, and a job's key is known once its
@@ -11,8 +12,8 @@
 -- token is a no-op, so a caller may retry after losing the reply. Claiming: as
 -- claim.lua (claim_popped). Ids taken by a worker that dies, or never claims
 -- them, are swept back by sweep_popped.
--- include: claim_popped, changes, unique
--- KEYS: leases, held, ready, popped, suspects, live, completed, stats, events, expired, ...the jobs run, ...the jobs to claim
+-- include: claim_popped, changes, unique, priority
+-- KEYS: leases, held, ready, popped, suspects, live, completed, stats, events, prio, expired, ...the jobs run, ...the jobs to claim
 -- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts, type,
 --       id 1, lease_token 1, result 1, progress 1, progress message 1, ..., (the
 --       same for run N) (a result: the handler's return value, '' for none; a
@@ -71,7 +72,7 @@ if #KEYS >= first_claim then
   local count = #KEYS - first_claim + 1
   local ids = 8 + 5 * runs
   local w = claimer(c, popped, suspects, leases, held, ready, worker_id, ARGV[5], ARGV[6],
-    {unpack(ARGV, ids + count)}, live, expired, retention)
+    {unpack(ARGV, ids + count)}, prio, live, expired, retention)
   for i = 0, count - 1 do
     claims[#claims + 1] = claim_popped(w, KEYS[first_claim + i], ARGV[ids + i])
   end
@@ -79,7 +80,7 @@ if #KEYS >= first_claim then
 end
 local taken = {}
 if limit > 0 and not c.paused then
-  taken = redis.call('RPOP', ready, limit) or {}
+  taken = take(ready, prio, limit)
   if #taken > 0 then
     redis.call('LPUSH', popped, unpack(taken))
   end

@@ -7,7 +7,7 @@
 -- `defaults` and `suspects`, and `expiring` (with no unfinished job, its ids name
 -- only jobs that ran, ended or are gone): the caller drops it from the types registry.
 -- include: common
--- KEYS: scheduled, ready, popped, suspects, leases, failed, workers, defaults, stats, live, completed, cancelled, expired, expiring
+-- KEYS: scheduled, ready, popped, suspects, leases, failed, workers, defaults, stats, live, completed, cancelled, prio, expired, expiring
 -- ARGV: retention_ms, forget ('1' or '0'), total_enqueued the caller saw (with forget)
 -- Returns -1 if the type holds something; else, without forget, its total_enqueued
 -- (0 when it has no stats); with forget, 1 once forgotten, -1 if it changed.
@@ -17,7 +17,7 @@ local past = '(' .. int(now_ms() - retention)
 for _, index in ipairs({failed, completed, cancelled, expired}) do
   redis.call('ZREMRANGEBYSCORE', index, '-inf', past)
 end
-for _, sorted in ipairs({scheduled, leases, failed, workers, live, completed, cancelled, expired}) do
+for _, sorted in ipairs({scheduled, leases, failed, workers, live, completed, cancelled, prio, expired}) do
   if redis.call('ZCARD', sorted) > 0 then
     return -1
   end

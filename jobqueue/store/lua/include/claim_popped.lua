@@ -5,13 +5,14 @@
 -- already swept back is GONE; a cancelled, finished, expired or not-yet-due job is
 -- skipped, so a stale id never blocks the queue. A job enqueued without
 -- max_attempts gets the worker's default here. While the type is paused, the id
--- goes back to `ready`, next in line, unclaimed. A job past its `expires_at_ms`
--- and at attempt 0 is not started: it ends EXPIRED (include/expire.lua).
+-- goes back in line (`ready`, or `prio` by its priority), next, unclaimed. A job
+-- past its `expires_at_ms` and at attempt 0 is not started: it ends EXPIRED
+-- (include/expire.lua).
 -- `w`: what `claimer` returns; `claimed(w)` writes the batch's leases and held ids
 -- once the batch is claimed. Returns {OK, the job's values of the claimer's
 -- `fields`, as they are after the claim (false where not set)} | {GONE} |
 -- {NOT_FOUND} | {WRONG_STATE, status} | {NOT_DUE} | {PAUSED} | {TOO_LATE}.
--- include: common, outcomes, changes, expire
+-- include: common, outcomes, changes, priority, expire
 local function claim_popped(w, job, id)
   if redis.call('LREM', w.popped, 1, id) == 0 then
     return {GONE}
@@ -20,7 +21,9 @@ local function claim_popped(w, job, id)
     redis.call('HDEL', w.suspects, id)
   end
   if w.paused then
-    redis.call('RPUSH', w.ready, id)
+    local l = lines(w.ready, w.prio)
+    line_up(l, id, priority_of(redis.call('HGET', job, 'priority')), true)
+    wake_idle(l)
     return {PAUSED}
   end
   -- One read for the checks and the reply: the caller's fields include the ones
@@ -67,10 +70,11 @@ end
 
 -- The claim context of claim_popped for a worker, at the time of `c`, the call's
 -- changes (which know whether the type is paused). `fields`: the job hash fields a
--- claim returns; they must include those a claim reads or writes (`at`). `live`,
--- `expired`, `retention`: where a job past its expiry goes.
+-- claim returns; they must include those a claim reads or writes (`at`). `prio`:
+-- the type's other priority levels (include/priority.lua). `live`, `expired`,
+-- `retention`: where a job past its expiry goes.
 local function claimer(c, popped, suspects, leases, held, ready, worker_id, lease_ms, default_attempts,
-    fields, live, expired, retention)
+    fields, prio, live, expired, retention)
   local at = {}
   for i, name in ipairs(fields) do
     at[name] = i
@@ -79,7 +83,8 @@ local function claimer(c, popped, suspects, leases, held, ready, worker_id, leas
     paused = c.paused, worker_id = worker_id, changes = c, fields = fields, at = at,
     suspects_kept = redis.call('EXISTS', suspects) == 1, leased = {}, held_ids = {},
     started = int(c.now), lease_until = int(c.now + tonumber(lease_ms)),
-    default_attempts = default_attempts, live = live, expired = expired, retention = retention}
+    default_attempts = default_attempts, prio = prio, live = live, expired = expired,
+    retention = retention}
 end
 
 -- The leases and held ids of the jobs claim_popped claimed, in one write each.
