@@ -38,7 +38,9 @@ class JobAlreadyFinished(JobQueueError):
 
 class JobNotRetryable(JobQueueError):
     def __init__(self, job_id: str, status_name: str) -> None:
-        super().__init__(f"job {job_id} is {status_name}: only FAILED or CANCELLED jobs can be retried")
+        super().__init__(
+            f"job {job_id} is {status_name}: only FAILED, CANCELLED or EXPIRED jobs can be retried"
+        )
         self.job_id = job_id
 
 

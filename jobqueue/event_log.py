@@ -137,4 +137,5 @@ _LINES: dict[Event, tuple[int, str]] = {
     ),
     Event.RECOVERED: (logging.WARNING, "{}: taken back, next in line"),
     Event.DEAD_LETTERED: (logging.WARNING, "{} during its last attempt: failed for good"),
+    Event.EXPIRED: (logging.INFO, "not started by its expiry: ended EXPIRED (by the {})"),
 }

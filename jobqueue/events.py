@@ -57,12 +57,18 @@ class Event(enum.Enum):
     RECOVERED = "recovered"  # str: why it was taken back from its holder; it is next in line
     SWEPT = "swept"  # Swept: ids popped but never claimed, returned to the ready list (job None)
     WORKER_LOST = "worker lost"  # Swept: a worker that stopped heartbeating was forgotten (job None)
+    # The reaper or a worker's claim (job: a JobRef): not started by its expiry.
+    EXPIRED = "expired"  # str: who ended it EXPIRED ("claim" or "reaper")
     # The scheduler (job None).
     PROMOTED = "promoted"  # Call: due jobs moved to the ready list (their number in `moved`)
 
     # Members are singletons, so identity is their hash: C's, where Enum's own is
     # Python code that every observer's lookup of an event would run.
     __hash__ = object.__hash__
+
+
+# Event.EXPIRED's detail: who found the job past its expiry.
+EXPIRED_BY_CLAIM, EXPIRED_BY_REAPER = "claim", "reaper"
 
 
 class JobRef(NamedTuple):
@@ -165,6 +171,7 @@ OUTCOMES: dict[Event, str] = {
     Event.STALE_RESULT: "result refused",
     Event.SKIPPED: "skipped",
     Event.NOT_RECORDED: "not recorded",
+    Event.EXPIRED: "expired",
 }
 _ALWAYS = 5
 

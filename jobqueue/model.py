@@ -37,10 +37,11 @@ class JobStatus(enum.IntEnum):
     COMPLETED = 3
     FAILED = 4
     CANCELLED = 5
+    EXPIRED = 6  # not started by its expiry: it never ran
 
     @property
     def is_final(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
 
 class UniqueMode(enum.IntEnum):
@@ -136,6 +137,8 @@ class Job:
     # What the enqueue that returned this job did (set by enqueue only; CREATED elsewhere).
     # Not part of equality: it describes the call, not the job.
     enqueued: Enqueued = dataclasses.field(default=Enqueued.CREATED, compare=False)
+    # When the job expires unless it has started (Unix ms, Redis clock); 0: never.
+    expires_at_ms: int = 0
     # The last progress its current (or last) run reported with set_progress: a
     # fraction 0..1, a message, when it was written (Unix ms; 0: none). On a job a
     # worker runs, set when its run's last report goes with its completion.
@@ -250,6 +253,16 @@ class JobOptions:
     unique_mode: UniqueMode = UniqueMode.NONE
     # DEBOUNCE without an execution time: the job runs this long after the last enqueue of its key.
     debounce_ms: int = 0
+    # Expiry before start: absolute (Unix ms, Redis clock) or relative to the enqueue;
+    # at most one. A job not started by then ends EXPIRED (docs/design.md, "Expiry").
+    expires_at_ms: int | None = None
+    expires_in_ms: int | None = None
+
+    def expiry_from(self, enqueued_at: int) -> int:
+        """The expiry stored for a job enqueued at `enqueued_at` (the Redis clock); 0: none."""
+        if self.expires_in_ms is not None:
+            return enqueued_at + self.expires_in_ms
+        return self.expires_at_ms or 0
 
 
 NO_OPTIONS = JobOptions()
@@ -295,6 +308,24 @@ def check_timeout_ms(timeout_ms: int) -> int:
     if timeout_ms <= 0:
         raise InvalidInput("timeout_ms", f"must be > 0 ms, got {timeout_ms}")
     return timeout_ms
+
+
+def check_expiry(options: JobOptions, execution_time_ms: int | None) -> None:
+    """The checks of an expiry that need no clock; enqueue.lua checks it against now."""
+    at, within = options.expires_at_ms, options.expires_in_ms
+    if at is not None and within is not None:
+        raise InvalidInput("expires_at_ms", "and expires_in_ms are exclusive: give at most one")
+    if within is not None and not 0 < within <= MAX_TIME_MS:
+        raise InvalidInput("expires_in_ms", f"must be > 0 ms, got {within}")
+    if at is None:
+        return
+    if not 0 < at <= MAX_TIME_MS:
+        raise InvalidInput("expires_at_ms", f"must be Unix milliseconds > 0 up to the year 9999, got {at}")
+    if execution_time_ms and at <= execution_time_ms:
+        raise InvalidInput(
+            "expires_at_ms",
+            f"{at} is not after execution_time_ms {execution_time_ms}: the job could never start",
+        )
 
 
 # The longest one WaitJob call waits: a longer wait is several calls (an open request

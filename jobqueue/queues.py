@@ -22,6 +22,7 @@ class QueueStats:
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    expired: int = 0
     # How long the next ready job has waited since it became due; 0: none.
     oldest_ready_age_ms: int = 0
     # Jobs completed, and failed for good, in each of the last MINUTES minutes, oldest first.
@@ -55,7 +56,7 @@ def total_of(queues: list[QueueStats], distinct_workers: int) -> QueueStats:
     return total
 
 
-_SUMMED = ("pending", "scheduled", "ready", "running", "completed", "failed", "cancelled")
+_SUMMED = ("pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "expired")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ Three ways a job can be stranded, each repaired by one atomic script per job:
 - a worker popped its id from the ready list but never claimed it (it died in
   between): it is swept back after `claim_timeout_s` (sweep_popped.lua).
 A job taken back from a run that was its last attempt ends FAILED instead.
+It also ends the PENDING jobs not started by their expiry (expire.lua), so they
+do not wait for a worker that may never come; a claim checks the expiry too.
 Every server and worker process runs one; the scripts make that safe. Each pass
 also tidies its types (upkeep.py): the bounds of what idle types keep in Redis.
 """
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .events import Event, JobRef, Notify, Swept
+from .events import EXPIRED_BY_REAPER, Event, JobRef, Notify, Swept
 from .store import Store
 from .store.outcomes import Outcome, Result
 from .supervise import repeat, supervise
 from .upkeep import Upkeep
 
-BATCH = 100  # expired leases or dead workers handled per read
+BATCH = 100  # expired leases, dead workers or jobs past their expiry handled per read
+EXPIRE_BATCHES = 10  # at most this many batches of jobs past their expiry per type and pass
 # RECOVERED's detail for a lease that expired (for a dead worker: "worker <id> died").
 LEASE_EXPIRED = "its lease expired"
 
@@ -58,6 +61,7 @@ class Reaper:
             if not just_restarted:
                 back += await self._recover_from_dead_workers(job_type)
                 back += await self._recover_expired(job_type)
+            await self._expire_late(job_type)
             swept = await self.store.transitions.sweep_popped(job_type, self.claim_timeout_ms)
             if swept:
                 self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
@@ -88,6 +92,17 @@ class Reaper:
                 back += self._note(JobRef(job_id, job_type), result, LEASE_EXPIRED)
             if len(expired) < BATCH:
                 return back
+
+    async def _expire_late(self, job_type: str) -> None:
+        """Ends the type's PENDING jobs past their expiry as EXPIRED, a bounded number
+        per pass (the next pass goes on)."""
+        for _ in range(EXPIRE_BATCHES):
+            due = await self.store.inspect.past_expiry(job_type, BATCH)
+            if due:
+                for job_id in await self.store.transitions.expire(job_type, due):
+                    self.notify(Event.EXPIRED, JobRef(job_id, job_type), EXPIRED_BY_REAPER)
+            if len(due) < BATCH:
+                return
 
     def _note(self, job: JobRef, result: Result, why: str) -> int:
         if result.outcome is Outcome.RECOVERED:

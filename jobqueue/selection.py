@@ -23,7 +23,7 @@ MAX_ERROR_CONTAINS_CHARS = 1024
 
 E = TypeVar("E", bound=enum.IntEnum)
 
-FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 UNFINISHED = (JobStatus.UNSPECIFIED, JobStatus.PENDING, JobStatus.RUNNING)
 
 
@@ -104,7 +104,8 @@ def check_filter(job_filter: JobFilter) -> JobFilter:
         time_field = TimeField.FINISHED if finished else TimeField.CREATED
     elif time_field is TimeField.FINISHED and not finished:
         raise InvalidInput(
-            "filter.time_field", "FINISHED needs a finished filter.status (COMPLETED, FAILED or CANCELLED)"
+            "filter.time_field",
+            "FINISHED needs a finished filter.status (COMPLETED, FAILED, CANCELLED or EXPIRED)",
         )
     elif time_field is TimeField.CREATED and finished:
         raise InvalidInput(

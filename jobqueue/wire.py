@@ -58,6 +58,7 @@ _STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
 _SET_WHEN_NOT_ZERO = (
     "attempt", "last_error", "started_at", "finished_at",
     "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "last_error_attempt",
+    "expires_at_ms",
     "progress", "progress_message", "progress_at",
 )  # fmt: skip
 
@@ -82,6 +83,7 @@ def job_from_proto(job: pb.Job) -> Job:
         idempotency_key=job.idempotency_key,
         backoff=backoff_from_proto(job.backoff),
         result=job.result,
+        expires_at_ms=job.expires_at_ms,
         priority=job.priority or DEFAULT_PRIORITY,
         unique_key=job.unique_key,
         unique_mode=_unique_mode(int(job.unique_mode)),
@@ -123,6 +125,8 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
     max_attempts = request.max_attempts if _MAX_ATTEMPTS in request else None
     timeout_ms = request.timeout_ms if _TIMEOUT_MS in request else None
     backoff = request.backoff  # a message field: None when absent
+    expires_at_ms = request.expires_at_ms if _EXPIRES_AT_MS in request else None
+    expires_in_ms = request.expires_in_ms if _EXPIRES_IN_MS in request else None
     priority = request.priority if _PRIORITY in request else None
     options = NO_OPTIONS
     if (
@@ -141,6 +145,8 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
         options = dataclasses.replace(
             options, unique_key=request.unique_key, unique_mode=mode, debounce_ms=request.debounce_ms
         )
+    if expires_at_ms is not None or expires_in_ms is not None:
+        options = dataclasses.replace(options, expires_at_ms=expires_at_ms, expires_in_ms=expires_in_ms)
     # 0 and absent both mean now: no presence check needed.
     return EnqueueRequest(request.type, request.payload, request.execution_time_ms or None, options)
 
@@ -150,6 +156,7 @@ def enqueue_request_from_proto(request: pb.EnqueueJobRequest) -> EnqueueRequest:
 # of a batch checks both).
 _REQUEST_FIELDS = {field.name: field for field in pb.EnqueueJobRequest.desc().fields}
 _MAX_ATTEMPTS, _TIMEOUT_MS = _REQUEST_FIELDS["max_attempts"], _REQUEST_FIELDS["timeout_ms"]
+_EXPIRES_AT_MS, _EXPIRES_IN_MS = _REQUEST_FIELDS["expires_at_ms"], _REQUEST_FIELDS["expires_in_ms"]
 _PRIORITY = _REQUEST_FIELDS["priority"]
 
 
@@ -173,6 +180,8 @@ def enqueue_request(
         timeout_ms=_integer(options.timeout_ms, f"{where}options.timeout_ms", _INT64),
         backoff=backoff_to_proto(_backoff(options.backoff, f"{where}options.backoff")),
         idempotency_key=_text(options.idempotency_key, f"{where}options.idempotency_key"),
+        expires_at_ms=_integer(options.expires_at_ms, f"{where}options.expires_at_ms", _INT64),
+        expires_in_ms=_integer(options.expires_in_ms, f"{where}options.expires_in_ms", _INT64),
         priority=_integer(options.priority, f"{where}options.priority", _INT32),
         unique_key=_text(options.unique_key, f"{where}options.unique_key"),
         unique_mode=pb.UniqueMode(_integer(options.unique_mode, f"{where}options.unique_mode", _INT32) or 0),

@@ -1,7 +1,7 @@
 """Checks that a type's counters and indexes agree with its stored jobs.
 
-The scripts keep `stats` (pending, running) and the `live`, `completed`, `failed`
-and `cancelled` indexes beside every change of a job (docs/design.md, "Counts,
+The scripts keep `stats` (pending, running) and the `live`, `completed`, `failed`,
+`cancelled` and `expired` indexes beside every change of a job (docs/design.md, "Counts,
 indexes and events"), and release a unique key when its job ends: no unique key
 is held by a final (or vanished) job. This reads every job of the type (a SCAN: fine for a test
 or the fault suite's end, never for the product) and lists each disagreement.
@@ -21,7 +21,9 @@ import redis
 from jobqueue.model import DEFAULT_PRIORITY, partition_of_type
 from jobqueue.store.keys import Keyspace, wake_marker
 
-_INDEXES = {"live": (b"1", b"2"), "completed": (b"3",), "failed": (b"4",), "cancelled": (b"5",)}
+_INDEXES = {
+    "live": (b"1", b"2"), "completed": (b"3",), "failed": (b"4",), "cancelled": (b"5",), "expired": (b"6",),
+}  # fmt: skip
 
 
 def audit(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
@@ -55,6 +57,7 @@ def audit(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
         status = statuses.get(holder.decode()) if holder else None
         if holder and status not in (b"1", b"2"):
             problems.append(f"unique key {key.decode()} held by {holder.decode()}, status {status!r}")
+    problems += _expiring_problems(client, queue.expiring, statuses, keys)
     problems += misplaced(client, keys, job_type)
     return problems
 
@@ -91,4 +94,20 @@ def misplaced(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
         wrong = [f"{name} as {p}" for name, p in places if p != priority]
         if wrong:
             problems.append(f"job {job_id.decode()} of priority {priority} waits in {', '.join(wrong)}")
+    return problems
+
+
+def _expiring_problems(
+    client: redis.Redis, expiring: str, statuses: dict[str, bytes], keys: Keyspace
+) -> list[str]:
+    """Every PENDING job with an expiry and no attempt counted is in `expiring` (at its
+    expiry): the reaper ends such jobs only from there."""
+    scores = {m.decode(): s for m, s in client.zrange(expiring, 0, -1, withscores=True)}
+    problems = []
+    for job_id, status in statuses.items():
+        if status != b"1":
+            continue
+        expires_at, attempt = client.hmget(keys.job(job_id), "expires_at_ms", "attempt")
+        if expires_at is not None and attempt == b"0" and scores.get(job_id) != float(expires_at):
+            problems.append(f"expiring index: job {job_id} (expires at {expires_at.decode()}) missing")
     return problems

@@ -58,7 +58,7 @@ async def test_stats_table_and_json(server_url: str, store: Harness) -> None:
     assert read_at.startswith("read at ") and is_iso_time(read_at.removeprefix("read at "))
     assert [name for name, _ in spans(header)] == [
         "TYPE", "STATE", "PENDING", "SCHEDULED", "READY", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
-        "OLDEST READY", "DONE 1H", "FAILED 1H", "WORKERS", "MAX DEPTH",
+        "EXPIRED", "OLDEST READY", "DONE 1H", "FAILED 1H", "WORKERS", "MAX DEPTH",
     ]  # fmt: skip
     cells = columns(header, row)
     assert cells["TYPE"] == job_type and cells["STATE"] == "active"

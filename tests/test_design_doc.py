@@ -50,7 +50,7 @@ async def test_job_hash_fields_are_documented(store: Harness, redis_url: str) ->
     assert documented is not None
     options = JobOptions(
         max_attempts=1, timeout_ms=5, backoff=Backoff(), idempotency_key="k",
-        unique_key="u", unique_mode=UniqueMode.WHILE_ACTIVE, priority=9,
+        unique_key="u", unique_mode=UniqueMode.WHILE_ACTIVE, priority=9, expires_in_ms=60_000,
     )  # fmt: skip
     job = await store.enqueue("T", b"", None, options)
     _, _, taken = await store.transitions.round("T", "w", take=1)  # a priority's job: taken, not popped

@@ -44,12 +44,12 @@ def test_each_script_declares_its_keys_and_its_includes_exist() -> None:
 
 def test_declared_keys_become_the_scripts_locals() -> None:
     text, keys = assembled("release")
-    assert keys == ("job", "leases", "ready", "held", "stats", "events", "prio")
+    assert keys == ("job", "leases", "ready", "held", "stats", "events", "prio", "expiring")
     locals_line = (
-        "local job, leases, ready, held, stats, events, prio = "
-        "KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]"
+        "local job, leases, ready, held, stats, events, prio, expiring = "
+        "KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]"
     )
-    assert f"{locals_line}\nlocal FIXED_KEYS = 7\n" in text
+    assert f"{locals_line}\nlocal FIXED_KEYS = 8\n" in text
     assert text.index("local function now_ms") < text.index("local job, leases")  # includes first
     assert text.count("local function now_ms") == 1  # common.lua once, though two includes need it
 

@@ -150,6 +150,8 @@ def _enqueue(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout_ms=None if args.timeout is None else math.ceil(args.timeout * 1000),
         idempotency_key=args.idempotency_key,
+        expires_at_ms=args.expires_at,
+        expires_in_ms=None if args.expires_in is None else math.ceil(args.expires_in * 1000),
         priority=args.priority,
         unique_key=args.unique_key,
         unique_mode=UniqueMode[args.unique.upper().replace("-", "_")] if args.unique else UniqueMode.NONE,

@@ -20,7 +20,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # argparse's own code for a wrong command line
     REFUSED = 3  # the server answered with an error
     UNREACHABLE = 4  # no answer: nothing listening, a host that does not resolve, no reply in time
-    NOT_COMPLETED = 5  # `wait`: the job ended FAILED or CANCELLED
+    NOT_COMPLETED = 5  # `wait`: the job ended FAILED, CANCELLED or EXPIRED
 
 
 EXIT_CODES_HELP = """\
@@ -32,7 +32,7 @@ exit codes:
   4  the server is unreachable or did not answer in time (also its unavailable
      and deadline_exceeded errors: trying again later may work; `wait`: the job was not
      finished within --timeout)
-  5  `wait`: the job ended FAILED or CANCELLED"""
+  5  `wait`: the job ended FAILED, CANCELLED or EXPIRED"""
 
 
 class CommandFailed(Exception):

@@ -44,6 +44,8 @@ def job_view(job: Job) -> str:
         rows.append(("backoff", f"{base}, x{job.backoff.factor:g} each time, at most {cap}"))
     if job.idempotency_key:
         rows.append(("idempotency key", escaped(job.idempotency_key)))
+    if job.expires_at_ms:
+        rows.append(("expires", f"{local_time(job.expires_at_ms)} (unless started by then)"))
     default = " (the default)" if job.priority == DEFAULT_PRIORITY else ""
     rows.append(("priority", f"{job.priority}{default}"))
     if job.unique_key:

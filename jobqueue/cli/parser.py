@@ -232,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="while-active: a job with --unique-key still pending or running is returned instead; "
         "debounce: its pending job gets this payload and time (--at, --in or now)",
     )
+    expiry = enqueue.add_mutually_exclusive_group()
+    expiry.add_argument(
+        "--expires-in",
+        type=parse_duration_s,
+        metavar="DURATION",
+        help="never start the job after this long from the enqueue (it ends EXPIRED): 10m, 1h",
+    )
+    expiry.add_argument(
+        "--expires-at",
+        type=parse_time_ms,
+        metavar="TIME",
+        help="never start the job after this time (it ends EXPIRED): Unix ms or ISO 8601",
+    )
     _client_options(enqueue, prints_a_job=True)
 
     get = _command(commands, "get", "show a job")
@@ -239,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(get, prints_a_job=True, quiet=False)
     wait = _command(
         commands, "wait", "wait for a job to finish and show it (with its result)",
-        epilog="Exits 0 once the job COMPLETED, 5 if it ended FAILED or CANCELLED, 4 if it is not "
+        epilog="Exits 0 once the job COMPLETED, 5 if it ended FAILED, CANCELLED or EXPIRED, 4 if it is not "
         "finished within --timeout.",
     )  # fmt: skip
     wait.add_argument("id", help="job id")
@@ -259,15 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(cancel, prints_a_job=False)
     _count_output(cancel)
     retry = _bulk_command(
-        commands, "retry", "run a FAILED or CANCELLED job again",
-        "retries every job they select (--status failed unless given)", statuses=("failed", "cancelled"),
+        commands, "retry", "run a FAILED, CANCELLED or EXPIRED job again",
+        "retries every job they select (--status failed unless given)",
+        statuses=("failed", "cancelled", "expired"),
     )  # fmt: skip
     _client_options(retry, prints_a_job=True)
     delete = _command(
         commands, "delete", "delete the finished jobs that filter options select",
         epilog=f"Deletes every job selected, {BULK_PER_CALL:,} a call until none is left. {FILTER_EPILOG}",
     )  # fmt: skip
-    _filter_options(delete, statuses=("completed", "failed", "cancelled"), status_required=True)
+    _filter_options(delete, statuses=("completed", "failed", "cancelled", "expired"), status_required=True)
     _client_options(delete, prints_a_job=False)
     _count_output(delete)
     listing = _command(
@@ -334,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+STATUSES = ("pending", "running", "completed", "failed", "cancelled", "expired")
 BULK_PER_CALL = 1000
 FILTER_EPILOG = (
     "--since and --until take a time (Unix ms, ISO 8601) or a duration before now (30m, 2h, 7d); "

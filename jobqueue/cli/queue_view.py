@@ -13,7 +13,7 @@ from .job_view import UNSET, local_time
 
 STATS_COLUMNS = (
     "TYPE", "STATE", "PENDING", "SCHEDULED", "READY", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
-    "OLDEST READY", "DONE 1H", "FAILED 1H", "WORKERS", "MAX DEPTH",
+    "EXPIRED", "OLDEST READY", "DONE 1H", "FAILED 1H", "WORKERS", "MAX DEPTH",
 )  # fmt: skip
 WORKER_COLUMNS = ("ID", "HOST", "PID", "TYPES", "CONCURRENCY", "HELD", "STARTED", "LAST HEARTBEAT")
 
@@ -31,7 +31,7 @@ def _stats_row(name: str, queue: QueueStats, *, total: bool = False) -> list[str
         name,
         UNSET if total else ("paused" if queue.paused else "active"),
         *(str(n) for n in (queue.pending, queue.scheduled, queue.ready, queue.running)),
-        *(str(n) for n in (queue.completed, queue.failed, queue.cancelled)),
+        *(str(n) for n in (queue.completed, queue.failed, queue.cancelled, queue.expired)),
         age(queue.oldest_ready_age_ms),
         str(sum(queue.completed_per_minute)),
         str(sum(queue.failed_per_minute)),

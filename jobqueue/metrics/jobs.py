@@ -36,6 +36,11 @@ _COUNTERS = (
         "Outcomes refused because the job's lease had been lost (not to a cancel).",
         "stale_results",
     ),
+    (
+        "jobqueue_jobs_expired",
+        "Jobs this process's claims or reaper ended EXPIRED: not started by their expiry.",
+        "expired",
+    ),
 )
 WORKER_DEATH, LEASE_EXPIRY = "worker_death", "lease_expiry"
 
@@ -47,6 +52,7 @@ class TypeCounts:
         "completed",
         "dead_lettered",
         "enqueued",
+        "expired",
         "failed",
         "handler_s",
         "recovered_lease_expiry",
@@ -59,7 +65,7 @@ class TypeCounts:
 
     def __init__(self) -> None:
         self.enqueued = self.started = self.completed = self.failed = self.retried = 0
-        self.dead_lettered = self.stale_results = 0
+        self.dead_lettered = self.stale_results = self.expired = 0
         self.recovered_worker_death = self.recovered_lease_expiry = 0
         self.handler_s = Histogram(DURATION_BUCKETS_S)
         self.wait_s = Histogram(WAIT_BUCKETS_S)
@@ -80,6 +86,7 @@ class JobMetrics:
             Event.DEAD_LETTERED: _dead_lettered,
             Event.RECOVERED: _recovered,
             Event.STALE_RESULT: _stale_result,
+            Event.EXPIRED: _expired,
         }
 
     def wants(self, event: Event) -> bool:
@@ -167,3 +174,7 @@ def _recovered(counts: TypeCounts, job: JobLike, detail: object) -> None:
 
 def _stale_result(counts: TypeCounts, job: JobLike, detail: object) -> None:
     counts.stale_results += 1
+
+
+def _expired(counts: TypeCounts, job: JobLike, detail: object) -> None:
+    counts.expired += 1

@@ -33,8 +33,8 @@ class Bulk:
         self.transitions = transitions
 
     async def retry(self, job_filter: JobFilter, limit: int, page_token: str) -> BulkOutcome:
-        """Redrives the FAILED or CANCELLED jobs selected (RetryJob each)."""
-        check_bulk_status(job_filter, (JobStatus.FAILED, JobStatus.CANCELLED), "RetryJobs")
+        """Redrives the FAILED, CANCELLED or EXPIRED jobs selected (RetryJob each)."""
+        check_bulk_status(job_filter, (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED), "RetryJobs")
         return await self._each(job_filter, limit, page_token, self.transitions.redrive, _changed)
 
     async def cancel(self, job_filter: JobFilter, limit: int, page_token: str) -> BulkOutcome:

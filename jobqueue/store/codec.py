@@ -48,6 +48,7 @@ JOB_FIELDS = (
     b"backoff_factor",
     b"backoff_cap_ms",
     b"lease_token",
+    b"expires_at_ms",
 )
 # A run's progress (progress.lua), read by GetJob and ListJobs; progress_token is the
 # lease token of the run that wrote it.
@@ -122,6 +123,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         backoff_factor,
         backoff_cap_ms,
         lease_token,
+        expires_at_ms,
     ) = values
     if job_id is None or job_type is None:
         raise ValueError("job record without id or type")
@@ -151,6 +153,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         idempotency_key=idempotency_key.decode(errors="replace") if idempotency_key else "",
         backoff=backoff,
         lease_token=int(lease_token or 0),
+        expires_at_ms=int(expires_at_ms or 0),
     )
 
 
@@ -166,6 +169,11 @@ def option_fields(options: JobOptions) -> list[str | int | float]:
         fields += ["backoff_base_ms", b.base_ms, "backoff_factor", repr(b.factor), "backoff_cap_ms", b.cap_ms]
     if options.idempotency_key:
         fields += ["idempotency_key", check_idempotency_key(options.idempotency_key)]
+    # enqueue.lua stores either as `expires_at_ms`, the relative one from its clock.
+    if options.expires_at_ms is not None:
+        fields += ["expires_at_ms", options.expires_at_ms]
+    if options.expires_in_ms is not None:
+        fields += ["expires_in_ms", options.expires_in_ms]
     if options.priority is not None and check_priority(options.priority) != DEFAULT_PRIORITY:
         fields += ["priority", options.priority]
     if options.unique_key or options.unique_mode or options.debounce_ms:
@@ -190,4 +198,6 @@ class NewJob:
     stale: str = ""  # an id its idempotency key may point at and count as absent (that job expired)
     job: Job | None = None  # the job stored, or the one its idempotency key points at
     full: bool = False  # refused: its type held its maximum depth of pending jobs
+    # Refused: its expiry was not after now (the Redis clock, this value) and its execution time.
+    expires_early_at: int = 0
     debounced: bool = False  # its unique key's PENDING job was updated instead (mode DEBOUNCE)

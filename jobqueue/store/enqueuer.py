@@ -29,6 +29,7 @@ from ..model import (
     JobStatus,
     UniqueMode,
     check_execution_time,
+    check_expiry,
     check_job_type,
     new_job_ids,
     partition_of_type,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 ENQUEUE_BATCH = 1000  # jobs per script call: keeps each call (Redis is single-threaded) short
 ENQUEUE_IN_FLIGHT = 4
 FULL = Outcome.FULL.value.encode()  # enqueue.lua's refusal of a job over the type's maximum depth
+# enqueue.lua's refusal of a job whose expiry is not after now and its execution time.
+EXPIRES_EARLY = Outcome.EXPIRES_EARLY.value.encode()
 # How long a process trusts that a type it registered is still in the registry.
 TYPE_REFRESH_S = 10.0
 
@@ -95,6 +98,8 @@ class Enqueuer:
                     self._flusher = asyncio.create_task(self._flush_queued())
         if new.full:
             raise self._full(job_type)
+        if new.expires_early_at:
+            raise expires_early(new)
         assert new.job is not None
         if self._tracing:
             self._traced(new.job)
@@ -126,11 +131,30 @@ class Enqueuer:
         """
         batch = [self._prepare(i, r, len(requests) > 1) for i, r in enumerate(requests)]
         await self._admit(batch)
+        await self._check_expiries(batch)
         await self._store(batch)
         refused = next((new for new in batch if new.full), None)
         if refused is not None:  # filled by concurrent enqueues since _admit: see docs/design.md
             raise self._full(refused.request.job_type)
+        for i, new in enumerate(batch):  # its expiry passed since _check_expiries: a race of a ms
+            if new.expires_early_at:
+                raise expires_early(new, f"jobs[{i}]." if len(batch) > 1 else "")
         return [new.job for new in batch if new.job is not None]
+
+    async def _check_expiries(self, batch: list[NewJob]) -> None:
+        """Refuses the whole call, before anything is stored, when a job of several
+        would expire before it could start, by the Redis clock (enqueue.lua checks each
+        again, atomically). One TIME call, only for a batch with such expiries."""
+        if len(batch) < 2 or not any(_expiry_needs_clock(new) for new in batch):
+            return
+        seconds, micros = await self.store.redis.time()
+        now = seconds * 1000 + micros // 1000
+        for i, new in enumerate(batch):
+            options = new.request.options
+            expires = options.expires_at_ms or now + (options.expires_in_ms or 0)
+            if _expiry_needs_clock(new) and expires <= max(now, int(new.at or 0)):
+                new.expires_early_at = now
+                raise expires_early(new, f"jobs[{i}].")
 
     async def _admit(self, batch: list[NewJob]) -> None:
         """Refuses the whole call, before anything is stored, when a type would go over
@@ -192,7 +216,10 @@ class Enqueuer:
             if len(request.payload) > self.max_payload_bytes:
                 raise PayloadTooLarge(len(request.payload), self.max_payload_bytes)
             at = request.execution_time_ms
-            fields = option_fields(request.options)
+            options = request.options
+            if options.expires_at_ms is not None or options.expires_in_ms is not None:
+                check_expiry(options, at)
+            fields = option_fields(options)
             if self._tracing:  # from the caller's task: its span is current
                 context = self._trace_context()
                 if context:
@@ -208,7 +235,7 @@ class Enqueuer:
         for new, job_id in zip(jobs, new_job_ids(partition_of_type(job_type), len(jobs)), strict=True):
             new.job_id = job_id  # kept by the retry rounds below
         for _ in range(3):
-            todo = [new for new in jobs if new.job is None and not new.full]
+            todo = [new for new in jobs if new.job is None and not new.full and not new.expires_early_at]
             if not todo:
                 return
             created_at, outcomes = await self.store.transitions.enqueue(
@@ -217,6 +244,9 @@ class Enqueuer:
             for new, outcome in zip(todo, outcomes, strict=True):
                 if outcome == FULL:
                     new.full = True
+                    continue
+                if outcome == EXPIRES_EARLY:
+                    new.expires_early_at = created_at
                     continue
                 if isinstance(outcome, int):
                     options = new.request.options
@@ -232,6 +262,7 @@ class Enqueuer:
                         timeout_ms=options.timeout_ms or 0,
                         idempotency_key=options.idempotency_key,
                         backoff=options.backoff,
+                        expires_at_ms=options.expiry_from(created_at),
                         priority=options.priority or DEFAULT_PRIORITY,
                         unique_key=options.unique_key,
                         unique_mode=UniqueMode(options.unique_mode),  # checked by _prepare
@@ -263,3 +294,26 @@ class Enqueuer:
             return
         await self.store.redis.sadd(self.store.keys.types, job_type)
         self._registered[job_type] = now + TYPE_REFRESH_S
+
+
+def _expiry_needs_clock(new: NewJob) -> bool:
+    """Whether only the clock can tell the job's expiry too early: an absolute one, or
+    a relative one with an execution time of its own."""
+    options = new.request.options
+    return options.expires_at_ms is not None or (options.expires_in_ms is not None and bool(new.at))
+
+
+def expires_early(new: NewJob, where: str = "") -> InvalidInput:
+    """The refusal of a job whose expiry is not after now (new.expires_early_at, by the
+    Redis clock) and its execution time: it could never start."""
+    options, now = new.request.options, new.expires_early_at
+    due = f" and its execution time {new.at}" if new.at else ""
+    if options.expires_at_ms is not None:
+        return InvalidInput(
+            f"{where}expires_at_ms", f"{options.expires_at_ms} is not after now ({now}, the Redis clock){due}"
+        )
+    return InvalidInput(
+        f"{where}expires_in_ms",
+        f"{options.expires_in_ms} ms after now ({now}, the Redis clock) "
+        f"is not after its execution time {new.at}",
+    )

@@ -63,6 +63,11 @@ class Inspector:
         """Running jobs whose lease expired, by the Redis clock."""
         return await self._past_due(self.keys.queue(job_type).leases, limit)
 
+    async def past_expiry(self, job_type: str, limit: int = 100) -> list[str]:
+        """Ids in the type's `expiring` index whose expiry passed, by the Redis clock
+        (their jobs may have started or finished since: expire.lua checks)."""
+        return await self._past_due(self.keys.queue(job_type).expiring, limit)
+
     async def dead_workers(self, job_type: str, limit: int = 100) -> list[str]:
         """Workers of the type whose liveness deadline passed, by the Redis clock."""
         return await self._past_due(self.keys.queue(job_type).workers, limit)

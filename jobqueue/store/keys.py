@@ -29,6 +29,8 @@ class QueueKeys:
     live: str  # ZSET id -> created_at (ms): the unfinished jobs (PENDING, RUNNING)
     completed: str  # ZSET id -> finished_at (ms): COMPLETED jobs, trimmed to retention
     cancelled: str  # ZSET id -> finished_at (ms): CANCELLED jobs, trimmed to retention
+    expired: str  # ZSET id -> finished_at (ms): EXPIRED jobs, trimmed to retention
+    expiring: str  # ZSET id -> expires_at_ms: jobs enqueued with an expiry, for the reaper to end
     events: str  # STREAM of the partition's state changes, capped (WatchJob, WatchJobs)
     prio: str  # ZSET id -> place in line: due jobs of priorities other than the default
     _base: str  # "P:{pppp}", for the keys below
@@ -110,6 +112,8 @@ class Keyspace:
             live=f"{base}:live:{job_type}",
             completed=f"{base}:completed:{job_type}",
             cancelled=f"{base}:cancelled:{job_type}",
+            expired=f"{base}:expired:{job_type}",
+            expiring=f"{base}:expiring:{job_type}",
             events=self.events(partition_of_type(job_type)),
             prio=f"{base}:prio:{job_type}",
             _base=base,

@@ -53,6 +53,7 @@ _INDEX_OF = {
     JobStatus.COMPLETED: "completed",
     JobStatus.FAILED: "failed",
     JobStatus.CANCELLED: "cancelled",
+    JobStatus.EXPIRED: "expired",
 }
 _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 

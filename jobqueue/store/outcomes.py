@@ -33,6 +33,8 @@ class Outcome(enum.StrEnum):
     NOT_RUNNING = "not_running"
     PAUSED = "paused"
     FULL = "full"
+    TOO_LATE = "too_late"
+    EXPIRES_EARLY = "expires_early"
 
 
 @dataclass(frozen=True, slots=True)

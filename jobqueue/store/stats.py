@@ -66,7 +66,7 @@ class StatsReader:
         return StatsReport(queues, total_of(queues, len(workers)), read_at)
 
     def _queue(self, job_type: str, reply: Sequence[Any]) -> tuple[QueueStats, list[bytes]]:
-        now, raw, scheduled, completed, failed, cancelled, oldest, live = reply
+        now, raw, scheduled, completed, failed, cancelled, oldest, live, expired = reply
         counters = dict(zip(raw[::2], raw[1::2], strict=True))
         pending = int(counters.get(b"pending", 0))
         done, dead = per_minute(counters, now // 60_000)
@@ -80,6 +80,7 @@ class StatsReader:
             completed=completed,
             failed=failed,
             cancelled=cancelled,
+            expired=expired,
             oldest_ready_age_ms=oldest,
             completed_per_minute=done,
             failed_per_minute=dead,

@@ -76,7 +76,8 @@ class Transitions:
         Returns (created_at, per job: its execution time if it was created, else
         the id of the job its idempotency key (or unique key) points at, b"~" and the
         id of a PENDING job debounced, or b"full": refused, the type already holds
-        `max_depth` pending jobs (0: no limit)).
+        `max_depth` pending jobs (0: no limit), or b"expires_early": refused, its
+        expiry is not after now and its execution time).
         """
         queue = self.keys.queue(job_type)
         job_key = self.keys.job_key_prefix(partition_of_type(job_type))
@@ -110,7 +111,8 @@ class Transitions:
         return await self._on_job("cancel", job_id, [job_id, self.retention_ms])
 
     async def redrive(self, job_id: str) -> Result:
-        """Runs a FAILED or CANCELLED job again, due now, attempts from zero (RetryJob):
+        """Runs a FAILED, CANCELLED or EXPIRED job again, due now, attempts from zero, no
+        expiry (RetryJob):
         OK, NOT_FOUND or WRONG_STATE."""
         job_id = check_job_id(job_id)
         return await self._on_job("redrive", job_id, [job_id])
@@ -185,7 +187,8 @@ class Transitions:
             self.keys.queue(job_type), worker_id=worker_id, more=[*map(self.keys.job, job_ids)]
         )
         args: list[str | int | bytes] = [
-            worker_id, lease_ms, default_max_attempts, job_type, *job_ids, *self._claim_fields,
+            worker_id, lease_ms, default_max_attempts, job_type, self.retention_ms, *job_ids,
+            *self._claim_fields,
         ]  # fmt: skip
         return await self._claimed(job_type, worker_id, job_ids, await script.run(keys, args, via))
 
@@ -325,6 +328,14 @@ class Transitions:
         script = self._scripts["recover"]
         keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
         return decode(await script.run(keys, [job_id, dead_worker or "lease", self.retention_ms]))
+
+    async def expire(self, job_type: str, job_ids: Sequence[str]) -> list[str]:
+        """Ends the jobs of `job_ids` (from `expiring`, past their expiry) that are still
+        PENDING and never started as EXPIRED (expire.lua); returns their ids."""
+        script = self._scripts["expire"]
+        keys = script.keys(self.keys.queue(job_type), more=[*map(self.keys.job, job_ids)])
+        ended = await script.run(keys, [self.retention_ms, job_type, *job_ids])
+        return [job_id.decode() for job_id in ended]
 
     async def tidy(self, job_type: str, *, forget_if_total: int | None = None) -> int:
         """Trims the type's finished indexes to retention. Returns -1 if the type holds a

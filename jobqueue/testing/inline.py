@@ -34,6 +34,7 @@ from ..model import (
     JobStatus,
     UniqueMode,
     check_execution_time,
+    check_expiry,
     check_job_id,
     check_job_type,
     new_job_id,
@@ -50,6 +51,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 WORKER_ID = "inline"
+EXPIRED_ERROR = "expired before start"  # lua/include/expire.lua's
 # The most runs one `run_pending` makes: handlers that enqueue forever end there.
 MAX_RUNS = 10_000
 
@@ -140,11 +142,12 @@ class InlineQueue:
         self._finish(job, JobStatus.CANCELLED)
 
     async def retry(self, job_id: str) -> Job:
-        """Runs a FAILED or CANCELLED job again from its first attempt (at once with `eager`)."""
+        """Runs a FAILED, CANCELLED or EXPIRED job again from its first attempt, without
+        its expiry (at once with `eager`)."""
         job = self._find(job_id)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED):
             raise _refusal(JobNotRetryable(job.id, job.status.name))
-        job.status, job.attempt, job.finished_at = JobStatus.PENDING, 0, 0
+        job.status, job.attempt, job.finished_at, job.expires_at_ms = JobStatus.PENDING, 0, 0, 0
         job.execution_time_ms = job.updated_at = _now_ms()
         if self.eager:
             await self._run_to_end(job)
@@ -164,7 +167,9 @@ class InlineQueue:
         """Runs PENDING jobs that have a handler, one attempt each, higher priority
         first, then earliest execution time (times are not waited for), then
         enqueue order, until none is left:
-        retries and the jobs handlers enqueue included. Returns the runs made.
+        retries and the jobs handlers enqueue included. A job not started by its
+        expiry (by the clock, when its turn comes) ends EXPIRED instead, unrun.
+        Returns the runs made.
         Raises RuntimeError if jobs are still pending after `max_runs` runs."""
         first = len(self.runs)
         for _ in range(max_runs):
@@ -181,6 +186,10 @@ class InlineQueue:
             await self._run_once(job)
 
     async def _run_once(self, job: Job) -> None:
+        if job.expires_at_ms and job.attempt == 0 and _now_ms() >= job.expires_at_ms:
+            job.last_error = EXPIRED_ERROR  # as a claim past the expiry does
+            self._finish(job, JobStatus.EXPIRED)
+            return
         worker = self._workers[job.type]
         job.status, job.attempt, job.worker_id = JobStatus.RUNNING, job.attempt + 1, WORKER_ID
         job.max_attempts = job.max_attempts or worker.max_attempts
@@ -231,6 +240,7 @@ class InlineQueue:
             if request.execution_time_ms:
                 check_execution_time(request.execution_time_ms)
             option_fields(request.options)  # checks them
+            _check_expiry(request)
         except InvalidInput as exc:
             if index is not None:  # as the server names it
                 exc.args = (f"jobs[{index}].{exc.args[0]}",)
@@ -273,6 +283,7 @@ class InlineQueue:
             timeout_ms=options.timeout_ms or 0,
             idempotency_key=options.idempotency_key,
             backoff=options.backoff,
+            expires_at_ms=options.expiry_from(now),
             priority=options.priority or DEFAULT_PRIORITY,
             unique_key=options.unique_key,
             unique_mode=UniqueMode(options.unique_mode),
@@ -304,6 +315,20 @@ class InlineQueue:
     @staticmethod
     def _snapshot(job: Job) -> Job:
         return dataclasses.replace(job)
+
+
+def _check_expiry(request: EnqueueRequest) -> None:
+    """The server's checks of an expiry, against this process' clock."""
+    options = request.options
+    if options.expires_at_ms is None and options.expires_in_ms is None:
+        return
+    check_expiry(options, request.execution_time_ms)
+    now = _now_ms()
+    at = request.execution_time_ms or now
+    if options.expires_at_ms is not None and options.expires_at_ms <= max(now, at):
+        raise InvalidInput("expires_at_ms", f"{options.expires_at_ms} is not after now ({now}) and {at}")
+    if options.expires_in_ms is not None and now + options.expires_in_ms <= at:
+        raise InvalidInput("expires_in_ms", f"{options.expires_in_ms} ms after now is not after {at}")
 
 
 class InlineSyncClient:

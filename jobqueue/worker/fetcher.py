@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 
-from ..events import Call, Event, JobRef
+from ..events import EXPIRED_BY_CLAIM, Call, Event, JobRef
 from ..faults import crash_point
 from ..model import Job
 from ..store.connection import OwnConnection
@@ -134,6 +134,8 @@ class Fetcher:
             for job_id, claim in zip(job_ids, claims, strict=True):
                 if isinstance(claim, Result) and claim.outcome is Outcome.PAUSED:
                     paused = True
+                elif isinstance(claim, Result) and claim.outcome is Outcome.TOO_LATE:
+                    notify(Event.EXPIRED, JobRef(job_id, self.context.job_type), EXPIRED_BY_CLAIM)
                 elif not isinstance(claim, Job) and job_id != self.marker:
                     notify(Event.SKIPPED, JobRef(job_id, self.context.job_type), claim)
         return paused

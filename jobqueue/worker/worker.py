@@ -382,6 +382,12 @@ class Worker:
             # No timeout context without a timeout: it costs a busy worker CPU.
             deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
             began = 0.0
+            if job.expires_at_ms and job.attempt == 1 and time.time() * 1000 >= job.expires_at_ms:
+                # Claimed ahead (prefetch) before its expiry, its slot free only after it:
+                # handed back unstarted (the attempt not counted), its next claim ends it
+                # EXPIRED (docs/design.md, "Expiry before start").
+                await self._record(job, "was released", lambda: transitions.release(job))
+                return
             try:
                 if time.monotonic() > serving.heartbeat.stale_at:
                     # The worker was paused, and may have counted as dead: it learns

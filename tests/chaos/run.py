@@ -8,7 +8,8 @@ It starts a redis-server (AOF, fsync on every write) on a free loopback port, a
 `jobqueue server` and K `jobqueue worker tests/chaos/worker.py` processes, and
 enqueues N jobs through the server's HTTP + JSON API (each with an idempotency
 key, retried until acknowledged): random durations, some scheduled ahead, some
-failing on their first attempts, a few failing on every attempt. Meanwhile it
+failing on their first attempts, a few failing on every attempt, some with a short
+expiry before start (expires_in_ms). Meanwhile it
 injects faults at random moments: SIGKILL of a worker, a worker killed by itself
 at a named point (JOBQUEUE_CRASH_AT: between pop and claim, between claim and
 handler, between handler and acknowledgement), SIGSTOP past the liveness
@@ -33,6 +34,8 @@ end with its attempt and fencing token, written by the workers) and checks:
 - priorities hold after every redelivery: jobs have priorities 3, 5 and 7, and
   every job waiting in line (sampled about every second while faults go on, and
   at the end) waits in its own priority's line (store_audit.misplaced).
+- an expired job never starts after its expiry: every first run (attempt 1) was
+  claimed before its job's expires_at_ms, and an EXPIRED job has no attempt.
 It prints the figures and exits 1 if any check fails. Only loopback addresses are
 used; every loop is bounded in count and time.
 """
@@ -70,6 +73,8 @@ from jobqueue.store.keys import Keyspace, wake_marker  # noqa: E402
 from tests.store_audit import audit, misplaced  # noqa: E402
 
 JOB_TYPE = "chaos"
+FINAL = (b"3", b"4", b"6")  # COMPLETED, FAILED, EXPIRED
+EXPIRED_ERROR = b"expired before start"
 CRASH_POINTS = ("after_pop", "after_claim", "before_finish")
 FAULT_WEIGHTS = {
     "kill_worker": 4,
@@ -218,7 +223,10 @@ class Chaos:
         roll = self.rng.random()
         fails = 99 if roll < 0.03 else (self.rng.randint(1, 2) if roll < 0.15 else 0)
         ms = int(self.rng.choice([0, 5, 20, 50, 100, 200, 500, 1000, 2000]))
-        return {"n": n, "ms": ms, "fails": fails}
+        spec = {"n": n, "ms": ms, "fails": fails}
+        if n % 5 == 2 and fails != 99:  # an expiry before start; a scheduled one's is past its time
+            spec["expires_in"] = int(self.rng.choice([30, 100, 300, 1000, 5000] if n % 10 else [3500, 5000]))
+        return spec
 
     def enqueue(self, n: int, start_at: float) -> None:
         time.sleep(max(0.0, start_at - time.monotonic()))
@@ -237,6 +245,8 @@ class Chaos:
             body["uniqueKey"], body["uniqueMode"] = f"chaos-u-{n}", "UNIQUE_MODE_WHILE_ACTIVE"
         if n % 10 == 0:  # scheduled 0.5 to 3 s ahead
             body["executionTimeMs"] = int((time.time() + 0.5 + self.rng.random() * 2.5) * 1000)
+        if "expires_in" in spec:
+            body["expiresInMs"] = spec["expires_in"]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -362,7 +372,9 @@ class Chaos:
             except redis.RedisError:
                 time.sleep(0.5)
                 continue
-            if all(s in (b"3", b"4") for s in states):
+            queue = keys.queue(JOB_TYPE)
+            # The ids of jobs a reaper expired stay in `ready` until a worker skips them.
+            if all(s in FINAL for s in states) and client.llen(queue.ready) + client.llen(queue.popped) == 0:
                 return
             self.d.revive_dead_workers()
             time.sleep(0.5)
@@ -389,7 +401,7 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         jobs[n] = {k.decode(): v for k, v in fields.items()}
 
     # 1. Nothing lost; one job per acknowledged enqueue.
-    lost = [n for n, job in jobs.items() if job.get("status") not in (b"3", b"4")]
+    lost = [n for n, job in jobs.items() if job.get("status") not in FINAL]
     if lost:
         violations.append(f"{len(lost)} acknowledged jobs not finished: {lost[:10]}")
     stored = {k.decode().rsplit(":", 1)[1] for k in client.scan_iter(match=keys.job("*"), count=1000)}
@@ -480,6 +492,31 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         seen = chaos.misplaced
         violations.append(f"{len(seen)} jobs seen out of their priority's line: {seen[:3]}")
 
+    # 7. An expired job never starts after its expiry (the Redis clock): a first run was
+    # claimed before it, and an EXPIRED job has no attempt. A first run claimed ahead
+    # (prefetch) may begin its handler after the expiry: counted, not a violation.
+    late_handlers = 0
+    for runs in starts.values():
+        for run in runs:
+            expires_at = run.get("x")
+            if expires_at and run["a"] == 1:
+                if run["sa"] >= expires_at:
+                    violations.append(f"job {run['id']} claimed at {run['sa']}, past its expiry {expires_at}")
+                elif run["t"] * 1000 >= expires_at:
+                    late_handlers += 1
+    expired = {n: job for n, job in jobs.items() if job.get("status") == b"6"}
+    for n, job in expired.items():
+        if "expires_in" not in chaos.specs[n]:
+            violations.append(f"job {n} without an expiry ended EXPIRED")
+            continue
+        in_time = int(job["finished_at"]) >= int(job["expires_at_ms"])
+        if (job["attempt"], job.get("last_error"), in_time) != (b"0", EXPIRED_ERROR, True):
+            violations.append(f"job {n} EXPIRED at attempt {job['attempt']!r}, {job.get('last_error')!r}")
+    for n, job in jobs.items():
+        stored = int(job.get("expires_at_ms", 0)) - int(job.get("created_at", 0))
+        if stored != chaos.specs[n].get("expires_in", stored):
+            violations.append(f"job {n} stores an expiry {stored} ms after its creation, not as enqueued")
+
     if chaos.unexpected_exits:
         violations.append(f"processes exited without a fault: {chaos.unexpected_exits}")
 
@@ -496,6 +533,9 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         "failed (planned)": sum(1 for n in jobs if chaos.specs[n]["fails"] == 99),
         "failed (attempts used up by faults)": failed_by_faults,
         "duplicate executions": duplicates,
+        "with an expiry": sum(1 for spec in chaos.specs.values() if "expires_in" in spec),
+        "expired": len(expired),
+        "first runs claimed ahead that began after their expiry": late_handlers,
         "waiting ids sampled for their priority's line": chaos.lines_sampled,
         "stale results refused": refused,
         "recovery after a kill (s)": recovery,

@@ -40,7 +40,9 @@ def record(event: str, job: Job, **extra: object) -> None:
 
 async def run_chaos_job(job: Job) -> str:
     spec = json.loads(job.payload)
-    record("start", job)
+    # The expiry and the claim's time (both the Redis clock): run.py checks a first
+    # run was claimed before its job's expiry.
+    record("start", job, x=job.expires_at_ms, sa=job.started_at)
     job.set_progress(0.0, f"{job.lease_token}:{os.getpid()}")
     if job.attempt <= spec["fails"]:
         record("end", job, ok=False)

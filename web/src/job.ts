@@ -102,9 +102,11 @@ function render(job: Job): void {
     ...field("timeout", job.timeoutMs === 0n ? "the worker's default" : duration(job.timeoutMs), "job-timeout"),
     ...field("idempotency key", job.idempotencyKey || "–", "job-idempotency-key"),
     ...field("priority", String(job.priority), "job-priority"),
+    ...field("expires", job.expiresAtMs === 0n ? "never" : `${time(job.expiresAtMs)} unless started by then`, "job-expires"),
   );
   const unfinished = job.status === JobStatus.PENDING || job.status === JobStatus.RUNNING;
-  const finishedBadly = job.status === JobStatus.FAILED || job.status === JobStatus.CANCELLED;
+  const finishedBadly =
+    job.status === JobStatus.FAILED || job.status === JobStatus.CANCELLED || job.status === JobStatus.EXPIRED;
   byId("job-cancel").hidden = !allowed("CancelJob") || !unfinished;
   byId("job-retry").hidden = !allowed("RetryJob") || !finishedBadly;
   renderPayload();

@@ -106,6 +106,7 @@ export function startJobs(onOpenJob: (id: string) => void): void {
     [JobStatus.COMPLETED, "COMPLETED"],
     [JobStatus.FAILED, "FAILED"],
     [JobStatus.CANCELLED, "CANCELLED"],
+    [JobStatus.EXPIRED, "EXPIRED"],
   ];
   statuses.replaceChildren(...names.map(([value, name]) => h("option", { value }, name)));
   byId("jobs-filter").addEventListener("submit", (event) => {

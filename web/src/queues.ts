@@ -37,7 +37,9 @@ interface Row {
   spark: HTMLElement;
 }
 
-const COUNTS = ["pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "workers"] as const;
+const COUNTS = [
+  "pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "expired", "workers",
+] as const;
 // Which jobs a click on a count lists.
 const COUNT_STATUS: Partial<Record<(typeof COUNTS)[number], JobStatus>> = {
   pending: JobStatus.PENDING,
@@ -45,6 +47,7 @@ const COUNT_STATUS: Partial<Record<(typeof COUNTS)[number], JobStatus>> = {
   completed: JobStatus.COMPLETED,
   failed: JobStatus.FAILED,
   cancelled: JobStatus.CANCELLED,
+  expired: JobStatus.EXPIRED,
 };
 
 const rows = new Map<string, Row>();

@@ -3,7 +3,7 @@
 -- key may be used again at once), and its unique key likewise. A job not finished is refused; no counter
 -- changes (the finished counts are the indexes' sizes) and no event is written.
 -- include: common, outcomes, unique
--- KEYS: job, completed, failed, cancelled, ...its idempotency key (when it has one)
+-- KEYS: job, completed, failed, cancelled, expired, ...its idempotency key (when it has one)
 -- ARGV: id
 -- Returns {OK, status} | {NOT_FOUND} | {WRONG_STATE, status}.
 local id = ARGV[1]
@@ -13,7 +13,8 @@ local status = state[1]
 if not status then
   return {NOT_FOUND}
 end
-local index = ({[COMPLETED] = completed, [FAILED] = failed, [CANCELLED] = cancelled})[status]
+local index = ({[COMPLETED] = completed, [FAILED] = failed, [CANCELLED] = cancelled,
+  [EXPIRED] = expired})[status]
 if not index then
   return {WRONG_STATE, status}
 end

@@ -8,9 +8,12 @@
 -- type's pending jobs exceed it is refused (FULL), not stored. With a unique key
 -- (include/unique.lua) held by an active job: mode WHILE_ACTIVE returns that job;
 -- DEBOUNCE, if it is PENDING, replaces its payload and moves its execution time
--- (else a new job takes the key). Duplicates in one call see each other.
+-- (else a new job takes the key). Duplicates in one call see each other. A job
+-- with an expiry (option `expires_at_ms`, or `expires_in_ms` from now) stores it
+-- as `expires_at_ms` and goes into `expiring`; one not after now and its
+-- execution time is refused (EXPIRES_EARLY), not stored.
 -- include: common, outcomes, changes, unique, priority
--- KEYS: scheduled, ready, live, stats, events, prio, ...the jobs, ...the idempotency and unique keys in use
+-- KEYS: scheduled, ready, live, stats, events, prio, expiring, ...the jobs, ...the idempotency and unique keys in use
 -- ARGV: type, channel, window_ms, N, max_depth (0: none), then per job: "at,stale,k,n" (at: execution
 --       time, '' = now; stale: an id an idempotency key may point at and count
 --       as absent, because that job expired; k: the KEYS index of its
@@ -22,8 +25,21 @@
 --       client's cost of a big batch.)
 -- Returns {created_at, then per job: its execution_time_ms (an integer) if it was
 -- created, else the id of the existing job (a string; '~' and the id: a PENDING job
--- debounced), or FULL}: flat, since building and
+-- debounced), or FULL, or EXPIRES_EARLY}: flat, since building and
 -- parsing a nested reply per job costs more than the job's HSET.
+-- A job's expiry from its option pairs ARGV[first..last] (absolute, or relative
+-- to `now`), and the index of its option; nil without one.
+local function expiry_option(first, last, now)
+  for i = first, last, 2 do
+    if ARGV[i] == 'expires_at_ms' then
+      return tonumber(ARGV[i + 1]), i
+    elseif ARGV[i] == 'expires_in_ms' then
+      return now + tonumber(ARGV[i + 1]), i
+    end
+  end
+  return nil, nil
+end
+
 local job_type, channel, window_ms, count, max_depth =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 
@@ -40,6 +56,7 @@ local earliest = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')[2]
 earliest = earliest and tonumber(earliest)
 local wake = false
 local due = {}
+local expiring_scored = {}
 local l = lines(ready, prio)
 local job_prefix = nil  -- 'P:{pppp}:job:', named from the first job's key when a unique key needs it
 local a = 6
@@ -90,6 +107,11 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
       holder_status = redis.call('HGET', job_prefix .. holder, 'status')
     end
   end
+  local execution_time = tonumber(at) or now + (tonumber(mode) or 0)
+  local expires, expires_arg = nil, nil
+  if tonumber(n) ~= 0 then
+    expires, expires_arg = expiry_option(options, a - 1, now)
+  end
   if existing and existing ~= stale then
     results[#results + 1] = existing
   elseif redis.call('EXISTS', job) == 1 then
@@ -101,15 +123,22 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
     results[#results + 1] = '~' .. holder
   elseif c.enqueued >= room then
     results[#results + 1] = FULL
+  elseif expires and (expires <= now or expires <= execution_time) then
+    results[#results + 1] = EXPIRES_EARLY
   else
-    local execution_time = tonumber(at) or now + (tonumber(mode) or 0)
     redis.call('HSET', job,
       'id', id, 'type', job_type, 'payload', payload, 'status', PENDING,
       'execution_time_ms', int(execution_time), 'created_at', now_text, 'updated_at', now_text,
       'attempt', 0, 'lease_token', 0)
     local priority = DEFAULT_PRIORITY
     for i = options, a - 1, 2 do
-      redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+      if i == expires_arg then
+        redis.call('HSET', job, 'expires_at_ms', int(expires))
+        expiring_scored[#expiring_scored + 1] = int(expires)
+        expiring_scored[#expiring_scored + 1] = id
+      else
+        redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+      end
       if ARGV[i] == 'priority' then
         priority = tonumber(ARGV[i + 1])
       end
@@ -140,6 +169,9 @@ for k = FIXED_KEYS + 1, FIXED_KEYS + count do
 end
 if #live_scored > 0 then
   redis.call('ZADD', live, unpack(live_scored))
+end
+if #expiring_scored > 0 then
+  redis.call('ZADD', expiring, unpack(expiring_scored))
 end
 c.pending = c.enqueued
 commit(c, events, job_type, '', '')

@@ -11,10 +11,10 @@
 -- The other priority levels (`prio`, include/priority.lua) are looked at the
 -- same way, from the front of each level; the oldest of all counts.
 -- include: common, priority
--- KEYS: stats, scheduled, ready, completed, failed, cancelled, workers, prio
+-- KEYS: stats, scheduled, ready, completed, failed, cancelled, workers, prio, expired
 -- ARGV: retention_ms, job key prefix ("P:{pppp}:job:"), look
 -- Returns {now, {stats as HGETALL has it}, scheduled, completed, failed,
--- cancelled, oldest_ready_age_ms, {live worker ids}}.
+-- cancelled, oldest_ready_age_ms, {live worker ids}, expired}.
 local now = now_ms()
 local since = '(' .. int(now - tonumber(ARGV[1]))
 local prefix, look = ARGV[2], tonumber(ARGV[3])
@@ -53,4 +53,5 @@ return {
   redis.call('ZCOUNT', cancelled, since, '+inf'),
   oldest,
   redis.call('ZRANGE', workers, '(' .. int(now), '+inf', 'BYSCORE'),
+  redis.call('ZCOUNT', expired, since, '+inf'),
 }

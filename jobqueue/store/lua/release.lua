@@ -1,8 +1,9 @@
 -- release: a worker that shuts down hands a running job back.
 -- The job becomes PENDING, next in line at its priority (include/priority.lua), and the interrupted run
--- does not count as an attempt.
+-- does not count as an attempt. Back at attempt 0, a job with an expiry is
+-- subject to it again (include/expire.lua): its id goes back into `expiring`.
 -- include: common, outcomes, changes, priority
--- KEYS: job, leases, ready, held, stats, events, prio
+-- KEYS: job, leases, ready, held, stats, events, prio, expiring
 -- ARGV: id, lease_token
 -- Returns {OK} | {STALE, the job's status or ''}.
 local id, token = ARGV[1], ARGV[2]
@@ -14,6 +15,12 @@ end
 local c = changes(now_ms(), stats)
 redis.call('HSET', job, 'status', PENDING, 'updated_at', int(c.now))
 local attempt = redis.call('HINCRBY', job, 'attempt', -1)
+if attempt == 0 then
+  local expires = redis.call('HGET', job, 'expires_at_ms')
+  if expires then
+    redis.call('ZADD', expiring, expires, id)
+  end
+end
 redis.call('ZREM', leases, id)
 redis.call('SREM', held, id)
 local l = lines(ready, prio)

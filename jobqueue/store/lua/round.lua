@@ -13,7 +13,7 @@
 -- claim.lua (claim_popped). Ids taken by a worker that dies, or never claims
 -- them, are swept back by sweep_popped.
 -- include: claim_popped, changes, unique, priority
--- KEYS: leases, held, ready, popped, suspects, live, completed, stats, events, prio, ...the jobs run, ...the jobs to claim
+-- KEYS: leases, held, ready, popped, suspects, live, completed, stats, events, prio, expired, ...the jobs run, ...the jobs to claim
 -- ARGV: retention_ms, take, N, worker_id, lease_ms, default max_attempts, type,
 --       id 1, lease_token 1, result 1, progress 1, progress message 1, ..., (the
 --       same for run N) (a result: the handler's return value, '' for none; a
@@ -72,7 +72,7 @@ if #KEYS >= first_claim then
   local count = #KEYS - first_claim + 1
   local ids = 8 + 5 * runs
   local w = claimer(c, popped, suspects, leases, held, ready, worker_id, ARGV[5], ARGV[6],
-    {unpack(ARGV, ids + count)}, prio)
+    {unpack(ARGV, ids + count)}, prio, live, expired, retention)
   for i = 0, count - 1 do
     claims[#claims + 1] = claim_popped(w, KEYS[first_claim + i], ARGV[ids + i])
   end

@@ -18,7 +18,8 @@ local function changes(now, stats)
     pending_was = tonumber(stored[1]) or 0, running_was = tonumber(stored[2]) or 0,
     minute = int(minute), slot = slot, bucket = stored[4], completed_was = tonumber(stored[5]) or 0,
     failed_was = tonumber(stored[6]) or 0,
-    pending = 0, running = 0, enqueued = 0, completed = 0, failed = 0, retried = 0, cancelled = 0}
+    pending = 0, running = 0, enqueued = 0, completed = 0, failed = 0, retried = 0, cancelled = 0,
+    expired = 0}
 end
 
 -- A job's status and attempt after the change, for its event.
@@ -85,6 +86,7 @@ local function commit(c, events, job_type, worker, err)
   add(stats, 'total_enqueued', c.enqueued)
   add(stats, 'total_retried', c.retried)
   add(stats, 'total_cancelled', c.cancelled)
+  add(stats, 'total_expired', c.expired)
   if #c.jobs > 0 then
     local entry = {'XADD', events, 'MAXLEN', '~', EVENTS_KEPT, '*', 'type', job_type,
       'jobs', table.concat(c.jobs, ' ')}

@@ -5,12 +5,14 @@
 -- already swept back is GONE; a cancelled, finished, expired or not-yet-due job is
 -- skipped, so a stale id never blocks the queue. A job enqueued without
 -- max_attempts gets the worker's default here. While the type is paused, the id
--- goes back in line (`ready`, or `prio` by its priority), next, unclaimed.
+-- goes back in line (`ready`, or `prio` by its priority), next, unclaimed. A job
+-- past its `expires_at_ms` and at attempt 0 is not started: it ends EXPIRED
+-- (include/expire.lua).
 -- `w`: what `claimer` returns; `claimed(w)` writes the batch's leases and held ids
 -- once the batch is claimed. Returns {OK, the job's values of the claimer's
 -- `fields`, as they are after the claim (false where not set)} | {GONE} |
--- {NOT_FOUND} | {WRONG_STATE, status} | {NOT_DUE} | {PAUSED}.
--- include: common, outcomes, changes, priority
+-- {NOT_FOUND} | {WRONG_STATE, status} | {NOT_DUE} | {PAUSED} | {TOO_LATE}.
+-- include: common, outcomes, changes, priority, expire
 local function claim_popped(w, job, id)
   if redis.call('LREM', w.popped, 1, id) == 0 then
     return {GONE}
@@ -38,6 +40,12 @@ local function claim_popped(w, job, id)
   if tonumber(values[at.execution_time_ms] or 0) > tonumber(w.started) then
     return {NOT_DUE}  -- a stale copy of a job that waits in the schedule (a retry)
   end
+  if past_expiry(values[at.expires_at_ms], values[at.attempt], w.started) then
+    -- The unique lock is read here only: a claim's fields leave it out (the hot path).
+    local lock = redis.call('HGET', job, 'unique_lock')
+    expire(w.changes, job, w.live, w.expired, id, values[at.attempt], w.retention, lock or nil)
+    return {TOO_LATE}
+  end
   -- One write for the whole change. A counter that is not a number counts as 0:
   -- the job runs rather than failing the script, and with it the whole batch.
   local attempt = int((tonumber(values[at.attempt]) or 0) + 1)
@@ -63,9 +71,10 @@ end
 -- The claim context of claim_popped for a worker, at the time of `c`, the call's
 -- changes (which know whether the type is paused). `fields`: the job hash fields a
 -- claim returns; they must include those a claim reads or writes (`at`). `prio`:
--- the type's other priority levels (include/priority.lua).
+-- the type's other priority levels (include/priority.lua). `live`, `expired`,
+-- `retention`: where a job past its expiry goes.
 local function claimer(c, popped, suspects, leases, held, ready, worker_id, lease_ms, default_attempts,
-    fields, prio)
+    fields, prio, live, expired, retention)
   local at = {}
   for i, name in ipairs(fields) do
     at[name] = i
@@ -74,7 +83,8 @@ local function claimer(c, popped, suspects, leases, held, ready, worker_id, leas
     paused = c.paused, worker_id = worker_id, changes = c, fields = fields, at = at,
     suspects_kept = redis.call('EXISTS', suspects) == 1, leased = {}, held_ids = {},
     started = int(c.now), lease_until = int(c.now + tonumber(lease_ms)),
-    default_attempts = default_attempts, prio = prio}
+    default_attempts = default_attempts, prio = prio, live = live, expired = expired,
+    retention = retention}
 end
 
 -- The leases and held ids of the jobs claim_popped claimed, in one write each.

@@ -1,6 +1,6 @@
 -- common: what every script shares: the job statuses and the clock.
 -- Job statuses as stored in the job hash (the proto enum's numbers).
-local PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = '1', '2', '3', '4', '5'
+local PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, EXPIRED = '1', '2', '3', '4', '5', '6'
 
 -- All times come from the Redis server's clock, so that servers and workers on
 -- different machines agree on when a job is due and when a lease expires.

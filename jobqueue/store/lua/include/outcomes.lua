@@ -15,3 +15,5 @@ local MOVED = 'moved'                  -- the job is no longer that worker's
 local NOT_RUNNING = 'not_running'      -- no running job behind the lease: the entry was dropped
 local PAUSED = 'paused'                -- the type is paused: the id went back to `ready`, unclaimed
 local FULL = 'full'                    -- the type holds its maximum of pending jobs: not enqueued
+local TOO_LATE = 'too_late'            -- not started by its expiry: the job ended EXPIRED
+local EXPIRES_EARLY = 'expires_early'  -- its expiry is not after now and its execution time: not enqueued

@@ -51,7 +51,7 @@ class JobService(Protocol):
 
     async def wait_job(self, request: WaitJobRequest, ctx: RequestContext[WaitJobRequest, WaitJobResponse], /) -> WaitJobResponse:
         """
-        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED, EXPIRED) and
         returns it, with its result; when `timeout_ms` passes first, returns the job
         as it is then, with done = false.
         """
@@ -66,8 +66,9 @@ class JobService(Protocol):
 
     async def retry_job(self, request: RetryJobRequest, ctx: RequestContext[RetryJobRequest, RetryJobResponse], /) -> RetryJobResponse:
         """
-        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
-        now, with its attempts counted from zero. Other states: failed_precondition.
+        Runs a FAILED, CANCELLED or EXPIRED job again (redrive): it becomes
+        PENDING, due now, with its attempts counted from zero and no expiry.
+        Other states: failed_precondition.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -115,7 +116,7 @@ class JobService(Protocol):
 
     async def retry_jobs(self, request: RetryJobsRequest, ctx: RequestContext[RetryJobsRequest, RetryJobsResponse], /) -> RetryJobsResponse:
         """
-        RetryJob for each FAILED or CANCELLED job the filter selects.
+        RetryJob for each FAILED, CANCELLED or EXPIRED job the filter selects.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -127,7 +128,7 @@ class JobService(Protocol):
 
     async def delete_jobs(self, request: DeleteJobsRequest, ctx: RequestContext[DeleteJobsRequest, DeleteJobsResponse], /) -> DeleteJobsResponse:
         """
-        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED, EXPIRED) the filter selects.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -437,7 +438,7 @@ class JobServiceClient(ConnectClient):
         use_get: bool = False,
     ) -> WaitJobResponse:
         """
-        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED, EXPIRED) and
         returns it, with its result; when `timeout_ms` passes first, returns the job
         as it is then, with done = false.
         """
@@ -487,8 +488,9 @@ class JobServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> RetryJobResponse:
         """
-        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
-        now, with its attempts counted from zero. Other states: failed_precondition.
+        Runs a FAILED, CANCELLED or EXPIRED job again (redrive): it becomes
+        PENDING, due now, with its attempts counted from zero and no expiry.
+        Other states: failed_precondition.
         """
         return await self.execute_unary(
             request=request,
@@ -678,7 +680,7 @@ class JobServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> RetryJobsResponse:
         """
-        RetryJob for each FAILED or CANCELLED job the filter selects.
+        RetryJob for each FAILED, CANCELLED or EXPIRED job the filter selects.
         """
         return await self.execute_unary(
             request=request,
@@ -724,7 +726,7 @@ class JobServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> DeleteJobsResponse:
         """
-        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED, EXPIRED) the filter selects.
         """
         return await self.execute_unary(
             request=request,
@@ -787,7 +789,7 @@ class JobServiceSync(Protocol):
 
     def wait_job(self, request: WaitJobRequest, ctx: RequestContext[WaitJobRequest, WaitJobResponse], /) -> WaitJobResponse:
         """
-        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED, EXPIRED) and
         returns it, with its result; when `timeout_ms` passes first, returns the job
         as it is then, with done = false.
         """
@@ -802,8 +804,9 @@ class JobServiceSync(Protocol):
 
     def retry_job(self, request: RetryJobRequest, ctx: RequestContext[RetryJobRequest, RetryJobResponse], /) -> RetryJobResponse:
         """
-        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
-        now, with its attempts counted from zero. Other states: failed_precondition.
+        Runs a FAILED, CANCELLED or EXPIRED job again (redrive): it becomes
+        PENDING, due now, with its attempts counted from zero and no expiry.
+        Other states: failed_precondition.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -851,7 +854,7 @@ class JobServiceSync(Protocol):
 
     def retry_jobs(self, request: RetryJobsRequest, ctx: RequestContext[RetryJobsRequest, RetryJobsResponse], /) -> RetryJobsResponse:
         """
-        RetryJob for each FAILED or CANCELLED job the filter selects.
+        RetryJob for each FAILED, CANCELLED or EXPIRED job the filter selects.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -863,7 +866,7 @@ class JobServiceSync(Protocol):
 
     def delete_jobs(self, request: DeleteJobsRequest, ctx: RequestContext[DeleteJobsRequest, DeleteJobsResponse], /) -> DeleteJobsResponse:
         """
-        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED, EXPIRED) the filter selects.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1171,7 +1174,7 @@ class JobServiceClientSync(ConnectClientSync):
         use_get: bool = False,
     ) -> WaitJobResponse:
         """
-        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED) and
+        Waits until a job reaches a final state (COMPLETED, FAILED, CANCELLED, EXPIRED) and
         returns it, with its result; when `timeout_ms` passes first, returns the job
         as it is then, with done = false.
         """
@@ -1221,8 +1224,9 @@ class JobServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> RetryJobResponse:
         """
-        Runs a FAILED or CANCELLED job again (redrive): it becomes PENDING, due
-        now, with its attempts counted from zero. Other states: failed_precondition.
+        Runs a FAILED, CANCELLED or EXPIRED job again (redrive): it becomes
+        PENDING, due now, with its attempts counted from zero and no expiry.
+        Other states: failed_precondition.
         """
         return self.execute_unary(
             request=request,
@@ -1412,7 +1416,7 @@ class JobServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> RetryJobsResponse:
         """
-        RetryJob for each FAILED or CANCELLED job the filter selects.
+        RetryJob for each FAILED, CANCELLED or EXPIRED job the filter selects.
         """
         return self.execute_unary(
             request=request,
@@ -1458,7 +1462,7 @@ class JobServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> DeleteJobsResponse:
         """
-        Deletes finished jobs (COMPLETED, FAILED, CANCELLED) the filter selects.
+        Deletes finished jobs (COMPLETED, FAILED, CANCELLED, EXPIRED) the filter selects.
         """
         return self.execute_unary(
             request=request,

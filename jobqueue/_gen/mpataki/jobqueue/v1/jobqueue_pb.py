@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from protobuf import DescFile
 
 
-_JobFields: TypeAlias = Literal["id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "last_error_attempt", "result", "progress", "progress_message", "progress_at", "priority", "unique_key", "unique_mode"]
+_JobFields: TypeAlias = Literal["id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "last_error_attempt", "result", "expires_at_ms", "progress", "progress_message", "progress_at", "priority", "unique_key", "unique_mode"]
 
 class Job(Message[_JobFields]):
     """
@@ -141,6 +141,16 @@ class Job(Message[_JobFields]):
             ```proto
             bytes result = 18;
             ```
+        expires_at_ms:
+            When the job expires if it has not started by then (Unix ms, the Redis
+            clock); 0: never. A job past it is never started: it ends EXPIRED. Only the
+            first start counts: a job whose run counted as an attempt (it failed or
+            crashed) runs its retries whatever the time; a run handed back at shutdown
+            does not count. RetryJob clears it.
+
+            ```proto
+            int64 expires_at_ms = 23;
+            ```
         progress:
             How far the current (or last) run got, as its handler last reported it
             (set_progress): a fraction from 0 to 1, written at most every
@@ -186,7 +196,7 @@ class Job(Message[_JobFields]):
             ```
     """
 
-    __slots__ = ("id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "last_error_attempt", "result", "progress", "progress_message", "progress_at", "priority", "unique_key", "unique_mode")
+    __slots__ = ("id", "type", "payload", "status", "execution_time_ms", "created_at", "updated_at", "attempt", "last_error", "started_at", "finished_at", "worker_id", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "last_error_attempt", "result", "expires_at_ms", "progress", "progress_message", "progress_at", "priority", "unique_key", "unique_mode")
 
     if TYPE_CHECKING:
 
@@ -211,6 +221,7 @@ class Job(Message[_JobFields]):
             backoff: Backoff | None = None,
             last_error_attempt: int = 0,
             result: bytes = b"",
+            expires_at_ms: int = 0,
             progress: float = 0,
             progress_message: str = "",
             progress_at: int = 0,
@@ -238,6 +249,7 @@ class Job(Message[_JobFields]):
         backoff: Backoff | None
         last_error_attempt: int
         result: bytes
+        expires_at_ms: int
         progress: float
         progress_message: str
         progress_at: int
@@ -288,7 +300,7 @@ class Backoff(Message[_BackoffFields]):
         factor: float
         cap_ms: int
 
-_EnqueueJobRequestFields: TypeAlias = Literal["type", "payload", "execution_time_ms", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "priority", "unique_key", "unique_mode", "debounce_ms"]
+_EnqueueJobRequestFields: TypeAlias = Literal["type", "payload", "execution_time_ms", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "priority", "expires_at_ms", "expires_in_ms", "unique_key", "unique_mode", "debounce_ms"]
 
 class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
     """
@@ -342,6 +354,20 @@ class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
             ```proto
             optional int32 priority = 8;
             ```
+        expires_at_ms:
+            The job expires (ends EXPIRED, never started) if no worker has started it
+            by this time (Unix ms, the Redis clock). Must be after the execution time
+            and not already past. At most one of expires_at_ms and expires_in_ms.
+
+            ```proto
+            optional int64 expires_at_ms = 9;
+            ```
+        expires_in_ms:
+            As expires_at_ms, relative to the enqueue (ms, > 0).
+
+            ```proto
+            optional int64 expires_in_ms = 10;
+            ```
         unique_key:
             A key unique per type while its job is active (1 to 256 characters); needs
             `unique_mode`.
@@ -364,7 +390,7 @@ class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
             ```
     """
 
-    __slots__ = ("type", "payload", "execution_time_ms", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "priority", "unique_key", "unique_mode", "debounce_ms")
+    __slots__ = ("type", "payload", "execution_time_ms", "max_attempts", "timeout_ms", "idempotency_key", "backoff", "priority", "expires_at_ms", "expires_in_ms", "unique_key", "unique_mode", "debounce_ms")
 
     if TYPE_CHECKING:
 
@@ -379,6 +405,8 @@ class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
             idempotency_key: str = "",
             backoff: Backoff | None = None,
             priority: int | None = None,
+            expires_at_ms: int | None = None,
+            expires_in_ms: int | None = None,
             unique_key: str = "",
             unique_mode: UniqueMode | None = None,
             debounce_ms: int = 0,
@@ -393,6 +421,8 @@ class EnqueueJobRequest(Message[_EnqueueJobRequestFields]):
         idempotency_key: str
         backoff: Backoff | None
         priority: int
+        expires_at_ms: int
+        expires_in_ms: int
         unique_key: str
         unique_mode: UniqueMode
         debounce_ms: int
@@ -612,7 +642,7 @@ class WaitJobResponse(Message[_WaitJobResponseFields]):
             optional mpataki.jobqueue.v1.Job job = 1;
             ```
         done:
-            Whether the job is in a final state (COMPLETED, FAILED or CANCELLED).
+            Whether the job is in a final state (COMPLETED, FAILED, CANCELLED or EXPIRED).
 
             ```proto
             bool done = 2;
@@ -758,7 +788,7 @@ class JobFilter(Message[_JobFilterFields]):
             ```
         status:
             One status; UNSPECIFIED: the unfinished jobs (PENDING and RUNNING).
-            A finished status (COMPLETED, FAILED, CANCELLED) lists that status' index,
+            A finished status (COMPLETED, FAILED, CANCELLED, EXPIRED) lists that status' index,
             which keeps each job for the retention period. PENDING or RUNNING alone
             reads the unfinished jobs and keeps those in that status: a scan, bounded
             as `error_contains` is.
@@ -955,7 +985,7 @@ class GetQueueStatsRequest(Message[_GetQueueStatsRequestFields]):
 
         type: str
 
-_QueueStatsFields: TypeAlias = Literal["type", "pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "oldest_ready_age_ms", "completed_per_minute", "failed_per_minute", "workers", "paused", "max_depth"]
+_QueueStatsFields: TypeAlias = Literal["type", "pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "expired", "oldest_ready_age_ms", "completed_per_minute", "failed_per_minute", "workers", "paused", "max_depth"]
 
 class QueueStats(Message[_QueueStatsFields]):
     """
@@ -1002,6 +1032,12 @@ class QueueStats(Message[_QueueStatsFields]):
             ```proto
             int64 cancelled = 8;
             ```
+        expired:
+            EXPIRED jobs still retained (they were not started by their expiry).
+
+            ```proto
+            int64 expired = 15;
+            ```
         oldest_ready_age_ms:
             How long the next ready job has waited since it became due (ms); 0: none.
 
@@ -1039,7 +1075,7 @@ class QueueStats(Message[_QueueStatsFields]):
             ```
     """
 
-    __slots__ = ("type", "pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "oldest_ready_age_ms", "completed_per_minute", "failed_per_minute", "workers", "paused", "max_depth")
+    __slots__ = ("type", "pending", "scheduled", "ready", "running", "completed", "failed", "cancelled", "expired", "oldest_ready_age_ms", "completed_per_minute", "failed_per_minute", "workers", "paused", "max_depth")
 
     if TYPE_CHECKING:
 
@@ -1054,6 +1090,7 @@ class QueueStats(Message[_QueueStatsFields]):
             completed: int = 0,
             failed: int = 0,
             cancelled: int = 0,
+            expired: int = 0,
             oldest_ready_age_ms: int = 0,
             completed_per_minute: list[int] | None = None,
             failed_per_minute: list[int] | None = None,
@@ -1071,6 +1108,7 @@ class QueueStats(Message[_QueueStatsFields]):
         completed: int
         failed: int
         cancelled: int
+        expired: int
         oldest_ready_age_ms: int
         completed_per_minute: list[int]
         failed_per_minute: list[int]
@@ -1615,8 +1653,8 @@ class RetryJobsRequest(Message[_RetryJobsRequestFields]):
     the same filter lists, oldest first, examining at most `limit` jobs per call:
     call again with `next_page_token` to go on. Their requests and replies have
     the same fields. A filter status the call cannot act on is invalid_argument
-    (RetryJobs: FAILED or CANCELLED; CancelJobs: UNSPECIFIED, PENDING or RUNNING;
-    DeleteJobs: COMPLETED, FAILED or CANCELLED).
+    (RetryJobs: FAILED, CANCELLED or EXPIRED; CancelJobs: UNSPECIFIED, PENDING or RUNNING;
+    DeleteJobs: COMPLETED, FAILED, CANCELLED or EXPIRED).
 
     ```proto
     message mpataki.jobqueue.v1.RetryJobsRequest
@@ -1952,6 +1990,13 @@ class JobStatus(Enum):
             ```proto
             JOB_STATUS_CANCELLED = 5
             ```
+        EXPIRED:
+            Not started by its `expires_at_ms`: it never ran (`last_error` says so).
+            Kept for the retention period.
+
+            ```proto
+            JOB_STATUS_EXPIRED = 6
+            ```
     """
 
     UNSPECIFIED = 0
@@ -1960,6 +2005,7 @@ class JobStatus(Enum):
     COMPLETED = 3
     FAILED = 4
     CANCELLED = 5
+    EXPIRED = 6
 
 class UniqueMode(Enum):
     """
@@ -2055,7 +2101,7 @@ class ListOrder(Enum):
 
 
 _DESC = file_desc(
-    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xc9\x06\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12,\n\x12last_error_attempt\x18\x11 \x01(\x05R\x10lastErrorAttempt\x12\x16\n\x06result\x18\x12 \x01(\x0cR\x06result\x12\x1a\n\x08progress\x18\x13 \x01(\x01R\x08progress\x12)\n\x10progress_message\x18\x14 \x01(\tR\x0fprogressMessage\x12\x1f\n\x0bprogress_at\x18\x15 \x01(\x03R\nprogressAt\x12\x1a\n\x08priority\x18\x16 \x01(\x05R\x08priority\x12\x1d\n\nunique_key\x18\x18 \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x19 \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\x85\x04\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12\x1f\n\x08priority\x18\x08 \x01(\x05H\x03R\x08priority\x88\x01\x01\x12\x1d\n\nunique_key\x18\x0b \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x0c \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode\x12\x1f\n\x0bdebounce_ms\x18\r \x01(\x03R\ndebounceMsB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_msB\x0b\n\t_priority"z\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x1a\n\x08existing\x18\x02 \x01(\x08R\x08existing\x12\x1c\n\tdebounced\x18\x03 \x01(\x08R\tdebounced"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"?\n\x0eWaitJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\ntimeout_ms\x18\x02 \x01(\x03R\ttimeoutMs"Q\n\x0fWaitJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x12\n\x04done\x18\x02 \x01(\x08R\x04done""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"\x97\x02\n\tJobFilter\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x126\n\x06status\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12@\n\ntime_field\x18\x03 \x01(\x0e2!.mpataki.jobqueue.v1.JobTimeFieldR\ttimeField\x12\x17\n\x07from_ms\x18\x04 \x01(\x03R\x06fromMs\x12\x13\n\x05to_ms\x18\x05 \x01(\x03R\x04toMs\x12%\n\x0eerror_contains\x18\x06 \x01(\tR\rerrorContains\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey"\xe0\x01\n\x0fListJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x124\n\x05order\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.ListOrderR\x05order\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12#\n\rwith_payloads\x18\x05 \x01(\x08R\x0cwithPayloads"h\n\x10ListJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"*\n\x14GetQueueStatsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\xb8\x03\n\nQueueStats\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07pending\x18\x02 \x01(\x03R\x07pending\x12\x1c\n\tscheduled\x18\x03 \x01(\x03R\tscheduled\x12\x14\n\x05ready\x18\x04 \x01(\x03R\x05ready\x12\x18\n\x07running\x18\x05 \x01(\x03R\x07running\x12\x1c\n\tcompleted\x18\x06 \x01(\x03R\tcompleted\x12\x16\n\x06failed\x18\x07 \x01(\x03R\x06failed\x12\x1c\n\tcancelled\x18\x08 \x01(\x03R\tcancelled\x12-\n\x13oldest_ready_age_ms\x18\t \x01(\x03R\x10oldestReadyAgeMs\x120\n\x14completed_per_minute\x18\n \x03(\x03R\x12completedPerMinute\x12*\n\x11failed_per_minute\x18\x0b \x03(\x03R\x0ffailedPerMinute\x12\x18\n\x07workers\x18\x0c \x01(\x05R\x07workers\x12\x16\n\x06paused\x18\r \x01(\x08R\x06paused\x12\x1b\n\tmax_depth\x18\x0e \x01(\x03R\x08maxDepth"\xa0\x01\n\x15GetQueueStatsResponse\x127\n\x06queues\x18\x01 \x03(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x06queues\x125\n\x05total\x18\x02 \x01(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x05total\x12\x17\n\x07read_at\x18\x03 \x01(\x03R\x06readAt"\xdb\x01\n\x08JobEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x126\n\x06status\x18\x03 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12\x18\n\x07attempt\x18\x04 \x01(\x05R\x07attempt\x12\x1b\n\tworker_id\x18\x05 \x01(\tR\x08workerId\x12\x14\n\x05error\x18\x06 \x01(\tR\x05error\x12\x0e\n\x02at\x18\x07 \x01(\x03R\x02at\x12\x16\n\x06cursor\x18\x08 \x01(\tR\x06cursor"9\n\x0fWatchJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor"Y\n\x10WatchJobResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap"[\n\x10WatchJobsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1b\n\tmax_batch\x18\x03 \x01(\x05R\x08maxBatch"\x91\x01\n\x11WatchJobsResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap\x125\n\x06events\x18\x03 \x03(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x06events"\xde\x01\n\x06Worker\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x10\n\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x14\n\x05types\x18\x04 \x03(\tR\x05types\x12 \n\x0bconcurrency\x18\x05 \x01(\x05R\x0bconcurrency\x12\x1b\n\tjobs_held\x18\x06 \x01(\x05R\x08jobsHeld\x12\x1d\n\nstarted_at\x18\x07 \x01(\x03R\tstartedAt\x12*\n\x11last_heartbeat_at\x18\x08 \x01(\x03R\x0flastHeartbeatAt"(\n\x12ListWorkersRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"L\n\x13ListWorkersResponse\x125\n\x07workers\x18\x01 \x03(\x0b2\x1b.mpataki.jobqueue.v1.WorkerR\x07workers"\'\n\x11PauseQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x14\n\x12PauseQueueResponse"(\n\x12ResumeQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x15\n\x13ResumeQueueResponse"\x7f\n\x10RetryJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"Q\n\x11RetryJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11CancelJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12CancelJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11DeleteJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12DeleteJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x0f\n\rWhoAmIRequest"a\n\x0eWhoAmIResponse\x12!\n\x0cauth_enabled\x18\x01 \x01(\x08R\x0bauthEnabled\x12\x12\n\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n\x07methods\x18\x03 \x03(\tR\x07methods*\xa2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*a\n\nUniqueMode\x12\x1b\n\x17UNIQUE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18UNIQUE_MODE_WHILE_ACTIVE\x10\x01\x12\x18\n\x14UNIQUE_MODE_DEBOUNCE\x10\x02*g\n\x0cJobTimeField\x12\x1e\n\x1aJOB_TIME_FIELD_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOB_TIME_FIELD_CREATED\x10\x01\x12\x1b\n\x17JOB_TIME_FIELD_FINISHED\x10\x02*a\n\tListOrder\x12\x1a\n\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17LIST_ORDER_NEWEST_FIRST\x10\x01\x12\x1b\n\x17LIST_ORDER_OLDEST_FIRST\x10\x022\xe2\x0c\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12Y\n\x07WaitJob\x12#.mpataki.jobqueue.v1.WaitJobRequest\x1a$.mpataki.jobqueue.v1.WaitJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponse\x12\\\n\x08ListJobs\x12$.mpataki.jobqueue.v1.ListJobsRequest\x1a%.mpataki.jobqueue.v1.ListJobsResponse"\x03\x90\x02\x01\x12k\n\rGetQueueStats\x12).mpataki.jobqueue.v1.GetQueueStatsRequest\x1a*.mpataki.jobqueue.v1.GetQueueStatsResponse"\x03\x90\x02\x01\x12Y\n\x08WatchJob\x12$.mpataki.jobqueue.v1.WatchJobRequest\x1a%.mpataki.jobqueue.v1.WatchJobResponse0\x01\x12\\\n\tWatchJobs\x12%.mpataki.jobqueue.v1.WatchJobsRequest\x1a&.mpataki.jobqueue.v1.WatchJobsResponse0\x01\x12e\n\x0bListWorkers\x12\'.mpataki.jobqueue.v1.ListWorkersRequest\x1a(.mpataki.jobqueue.v1.ListWorkersResponse"\x03\x90\x02\x01\x12b\n\nPauseQueue\x12&.mpataki.jobqueue.v1.PauseQueueRequest\x1a\'.mpataki.jobqueue.v1.PauseQueueResponse"\x03\x90\x02\x02\x12e\n\x0bResumeQueue\x12\'.mpataki.jobqueue.v1.ResumeQueueRequest\x1a(.mpataki.jobqueue.v1.ResumeQueueResponse"\x03\x90\x02\x02\x12Z\n\tRetryJobs\x12%.mpataki.jobqueue.v1.RetryJobsRequest\x1a&.mpataki.jobqueue.v1.RetryJobsResponse\x12]\n\nCancelJobs\x12&.mpataki.jobqueue.v1.CancelJobsRequest\x1a\'.mpataki.jobqueue.v1.CancelJobsResponse\x12]\n\nDeleteJobs\x12&.mpataki.jobqueue.v1.DeleteJobsRequest\x1a\'.mpataki.jobqueue.v1.DeleteJobsResponse\x12V\n\x06WhoAmI\x12".mpataki.jobqueue.v1.WhoAmIRequest\x1a#.mpataki.jobqueue.v1.WhoAmIResponse"\x03\x90\x02\x01b\x06proto3',
+    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xed\x06\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12,\n\x12last_error_attempt\x18\x11 \x01(\x05R\x10lastErrorAttempt\x12\x16\n\x06result\x18\x12 \x01(\x0cR\x06result\x12"\n\rexpires_at_ms\x18\x17 \x01(\x03R\x0bexpiresAtMs\x12\x1a\n\x08progress\x18\x13 \x01(\x01R\x08progress\x12)\n\x10progress_message\x18\x14 \x01(\tR\x0fprogressMessage\x12\x1f\n\x0bprogress_at\x18\x15 \x01(\x03R\nprogressAt\x12\x1a\n\x08priority\x18\x16 \x01(\x05R\x08priority\x12\x1d\n\nunique_key\x18\x18 \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x19 \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xfb\x04\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12\x1f\n\x08priority\x18\x08 \x01(\x05H\x03R\x08priority\x88\x01\x01\x12\'\n\rexpires_at_ms\x18\t \x01(\x03H\x04R\x0bexpiresAtMs\x88\x01\x01\x12\'\n\rexpires_in_ms\x18\n \x01(\x03H\x05R\x0bexpiresInMs\x88\x01\x01\x12\x1d\n\nunique_key\x18\x0b \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x0c \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode\x12\x1f\n\x0bdebounce_ms\x18\r \x01(\x03R\ndebounceMsB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_msB\x0b\n\t_priorityB\x10\n\x0e_expires_at_msB\x10\n\x0e_expires_in_ms"z\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x1a\n\x08existing\x18\x02 \x01(\x08R\x08existing\x12\x1c\n\tdebounced\x18\x03 \x01(\x08R\tdebounced"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"?\n\x0eWaitJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\ntimeout_ms\x18\x02 \x01(\x03R\ttimeoutMs"Q\n\x0fWaitJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x12\n\x04done\x18\x02 \x01(\x08R\x04done""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"\x97\x02\n\tJobFilter\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x126\n\x06status\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12@\n\ntime_field\x18\x03 \x01(\x0e2!.mpataki.jobqueue.v1.JobTimeFieldR\ttimeField\x12\x17\n\x07from_ms\x18\x04 \x01(\x03R\x06fromMs\x12\x13\n\x05to_ms\x18\x05 \x01(\x03R\x04toMs\x12%\n\x0eerror_contains\x18\x06 \x01(\tR\rerrorContains\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey"\xe0\x01\n\x0fListJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x124\n\x05order\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.ListOrderR\x05order\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12#\n\rwith_payloads\x18\x05 \x01(\x08R\x0cwithPayloads"h\n\x10ListJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"*\n\x14GetQueueStatsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\xd2\x03\n\nQueueStats\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07pending\x18\x02 \x01(\x03R\x07pending\x12\x1c\n\tscheduled\x18\x03 \x01(\x03R\tscheduled\x12\x14\n\x05ready\x18\x04 \x01(\x03R\x05ready\x12\x18\n\x07running\x18\x05 \x01(\x03R\x07running\x12\x1c\n\tcompleted\x18\x06 \x01(\x03R\tcompleted\x12\x16\n\x06failed\x18\x07 \x01(\x03R\x06failed\x12\x1c\n\tcancelled\x18\x08 \x01(\x03R\tcancelled\x12\x18\n\x07expired\x18\x0f \x01(\x03R\x07expired\x12-\n\x13oldest_ready_age_ms\x18\t \x01(\x03R\x10oldestReadyAgeMs\x120\n\x14completed_per_minute\x18\n \x03(\x03R\x12completedPerMinute\x12*\n\x11failed_per_minute\x18\x0b \x03(\x03R\x0ffailedPerMinute\x12\x18\n\x07workers\x18\x0c \x01(\x05R\x07workers\x12\x16\n\x06paused\x18\r \x01(\x08R\x06paused\x12\x1b\n\tmax_depth\x18\x0e \x01(\x03R\x08maxDepth"\xa0\x01\n\x15GetQueueStatsResponse\x127\n\x06queues\x18\x01 \x03(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x06queues\x125\n\x05total\x18\x02 \x01(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x05total\x12\x17\n\x07read_at\x18\x03 \x01(\x03R\x06readAt"\xdb\x01\n\x08JobEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x126\n\x06status\x18\x03 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12\x18\n\x07attempt\x18\x04 \x01(\x05R\x07attempt\x12\x1b\n\tworker_id\x18\x05 \x01(\tR\x08workerId\x12\x14\n\x05error\x18\x06 \x01(\tR\x05error\x12\x0e\n\x02at\x18\x07 \x01(\x03R\x02at\x12\x16\n\x06cursor\x18\x08 \x01(\tR\x06cursor"9\n\x0fWatchJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor"Y\n\x10WatchJobResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap"[\n\x10WatchJobsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1b\n\tmax_batch\x18\x03 \x01(\x05R\x08maxBatch"\x91\x01\n\x11WatchJobsResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap\x125\n\x06events\x18\x03 \x03(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x06events"\xde\x01\n\x06Worker\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x10\n\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x14\n\x05types\x18\x04 \x03(\tR\x05types\x12 \n\x0bconcurrency\x18\x05 \x01(\x05R\x0bconcurrency\x12\x1b\n\tjobs_held\x18\x06 \x01(\x05R\x08jobsHeld\x12\x1d\n\nstarted_at\x18\x07 \x01(\x03R\tstartedAt\x12*\n\x11last_heartbeat_at\x18\x08 \x01(\x03R\x0flastHeartbeatAt"(\n\x12ListWorkersRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"L\n\x13ListWorkersResponse\x125\n\x07workers\x18\x01 \x03(\x0b2\x1b.mpataki.jobqueue.v1.WorkerR\x07workers"\'\n\x11PauseQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x14\n\x12PauseQueueResponse"(\n\x12ResumeQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x15\n\x13ResumeQueueResponse"\x7f\n\x10RetryJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"Q\n\x11RetryJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11CancelJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12CancelJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11DeleteJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12DeleteJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x0f\n\rWhoAmIRequest"a\n\x0eWhoAmIResponse\x12!\n\x0cauth_enabled\x18\x01 \x01(\x08R\x0bauthEnabled\x12\x12\n\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n\x07methods\x18\x03 \x03(\tR\x07methods*\xba\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x12\x16\n\x12JOB_STATUS_EXPIRED\x10\x06*a\n\nUniqueMode\x12\x1b\n\x17UNIQUE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18UNIQUE_MODE_WHILE_ACTIVE\x10\x01\x12\x18\n\x14UNIQUE_MODE_DEBOUNCE\x10\x02*g\n\x0cJobTimeField\x12\x1e\n\x1aJOB_TIME_FIELD_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOB_TIME_FIELD_CREATED\x10\x01\x12\x1b\n\x17JOB_TIME_FIELD_FINISHED\x10\x02*a\n\tListOrder\x12\x1a\n\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17LIST_ORDER_NEWEST_FIRST\x10\x01\x12\x1b\n\x17LIST_ORDER_OLDEST_FIRST\x10\x022\xe2\x0c\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12Y\n\x07WaitJob\x12#.mpataki.jobqueue.v1.WaitJobRequest\x1a$.mpataki.jobqueue.v1.WaitJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponse\x12\\\n\x08ListJobs\x12$.mpataki.jobqueue.v1.ListJobsRequest\x1a%.mpataki.jobqueue.v1.ListJobsResponse"\x03\x90\x02\x01\x12k\n\rGetQueueStats\x12).mpataki.jobqueue.v1.GetQueueStatsRequest\x1a*.mpataki.jobqueue.v1.GetQueueStatsResponse"\x03\x90\x02\x01\x12Y\n\x08WatchJob\x12$.mpataki.jobqueue.v1.WatchJobRequest\x1a%.mpataki.jobqueue.v1.WatchJobResponse0\x01\x12\\\n\tWatchJobs\x12%.mpataki.jobqueue.v1.WatchJobsRequest\x1a&.mpataki.jobqueue.v1.WatchJobsResponse0\x01\x12e\n\x0bListWorkers\x12\'.mpataki.jobqueue.v1.ListWorkersRequest\x1a(.mpataki.jobqueue.v1.ListWorkersResponse"\x03\x90\x02\x01\x12b\n\nPauseQueue\x12&.mpataki.jobqueue.v1.PauseQueueRequest\x1a\'.mpataki.jobqueue.v1.PauseQueueResponse"\x03\x90\x02\x02\x12e\n\x0bResumeQueue\x12\'.mpataki.jobqueue.v1.ResumeQueueRequest\x1a(.mpataki.jobqueue.v1.ResumeQueueResponse"\x03\x90\x02\x02\x12Z\n\tRetryJobs\x12%.mpataki.jobqueue.v1.RetryJobsRequest\x1a&.mpataki.jobqueue.v1.RetryJobsResponse\x12]\n\nCancelJobs\x12&.mpataki.jobqueue.v1.CancelJobsRequest\x1a\'.mpataki.jobqueue.v1.CancelJobsResponse\x12]\n\nDeleteJobs\x12&.mpataki.jobqueue.v1.DeleteJobsRequest\x1a\'.mpataki.jobqueue.v1.DeleteJobsResponse\x12V\n\x06WhoAmI\x12".mpataki.jobqueue.v1.WhoAmIRequest\x1a#.mpataki.jobqueue.v1.WhoAmIResponse"\x03\x90\x02\x01b\x06proto3',
     [],
     {
         "Job": Job,
