@@ -99,6 +99,11 @@ async def test_a_resumed_worker_does_not_start_a_job_it_claimed_before_its_pause
     first = await store.enqueue("prefetching", b"2")
     ahead = await store.enqueue("prefetching", b"0")
     await eventually(status_is(store, ahead.id, JobStatus.RUNNING), timeout=30, what="the job claimed ahead")
+
+    async def first_started() -> bool:
+        return (tmp_path / "starts").exists() and first.id in (tmp_path / "starts").read_text()
+
+    await eventually(first_started, timeout=30, what="the first job's handler started")
     paused.send_signal(signal.SIGSTOP)
     try:
         spawn(target=prefetching)
