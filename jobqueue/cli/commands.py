@@ -253,6 +253,13 @@ def _resume(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _partitions(args: argparse.Namespace) -> int:
+    covered = _call(args, lambda client: client.set_partitions(args.type, args.partitions))
+    kept = f"; its workers still cover {covered} (the most it had)" if covered > args.partitions else ""
+    print(f"{args.type}: enqueues go to {args.partitions} partition{'s' * (args.partitions != 1)}{kept}")
+    return ExitCode.OK
+
+
 def _delete(args: argparse.Namespace) -> int:
     return _bulk(args, _job_filter(args), "deleted", lambda client: client.delete_jobs)
 
@@ -428,6 +435,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "workers": _workers,
     "pause": _pause,
     "resume": _resume,
+    "partitions": _partitions,
     "delete": _delete,
     "list": _list,
     "watch": _watch,
