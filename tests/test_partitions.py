@@ -255,3 +255,17 @@ def test_the_cli_sets_the_count(server_url: str) -> None:
     assert json.loads(stats.stdout)["queues"][0].get("partitions", 0) == 1
     refused = jobqueue("partitions", job_type, "0", "--url", server_url)
     assert refused.returncode == 3 and "invalid_argument: partitions:" in refused.stderr, refused
+
+
+async def test_a_watch_of_a_spread_type_sees_every_partition(server_url: str) -> None:
+    job_type = new_type()
+    async with Client(server_url) as client:
+        await client.set_partitions(job_type, 3)
+        async with await client.watch_jobs(job_type) as watch:
+            jobs = [await client.enqueue(job_type, b"") for _ in range(6)]
+            seen: set[str] = set()
+            async with asyncio.timeout(20):
+                while len(seen) < len(jobs):
+                    seen.add((await anext(watch)).id)
+        assert seen == {job.id for job in jobs}
+        assert len({partition_of_id(job.id) for job in jobs}) == 3
