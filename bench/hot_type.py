@@ -8,12 +8,13 @@ Starts a local cluster (`jobqueue.redis_cluster`, no replicas), gives the benchm
 type ("bench") N partitions (default: the smallest N >= masters whose tags' slots put
 the same number of partitions on every master; the tags are fixed by the type's name,
 model.partitions_of_type, so N is what chooses where they land), enqueues the jobs
-(Producer.enqueue_many: each script call's worth to the next partition) and drains
-them with one `jobqueue worker bench/peer_jobqueue.py` process. Per master it reads
-INFO's main-thread CPU and INFO commandstats before and after the drain, and prints
-each master's share of the queue's Redis CPU (commandstats' usec of every command but
-the harness's counter, INCR and GET: the no-op job INCRs one key, which lives on one
-master), the drain's rate, and jobs per Redis core-second (jobs / the masters' summed
+(Producer.enqueue_many: each script call's worth to the next partition; give a
+multiple of N x 1,000 jobs for equal partitions) and drains them with one worker of
+CONCURRENCY slots and a no-op handler (in this process: the harness's job body INCRs
+one key, which would load one master). Per master
+it reads INFO's main-thread CPU and INFO commandstats before and after the drain, and
+prints each master's commands' time (commandstats' usec) as a multiple of a fair
+share, the drain's rate, and jobs per Redis core-second (jobs / the masters' summed
 main-thread CPU).
 
 With --idle (on a single local Redis) it measures what partitions cost an idle
@@ -26,11 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,9 +41,8 @@ from jobqueue.redis_cluster import LocalCluster
 from jobqueue.redis_server import RedisServer
 from jobqueue.worker import Worker
 
-HERE = Path(__file__).resolve().parent
 JOB_TYPE = "bench"  # peer_jobqueue.py's
-COUNTER_COMMANDS = ("cmdstat_incr", "cmdstat_get")  # the harness's, not the queue's
+CONCURRENCY = 32
 
 
 def master_of(slot_ranges: list[tuple[int, int, int]], tag: str) -> int:
@@ -63,7 +59,7 @@ def balanced_count(slot_ranges: list[tuple[int, int, int]], masters: int) -> int
 
 
 def usage(port: int) -> tuple[float, float]:
-    """(main-thread CPU s, the queue's commands' usec) of one master."""
+    """(main-thread CPU s, its commands' time in s) of one master."""
     node = redis.Redis(port=port)
     try:
         cpu = node.info("cpu")
@@ -71,56 +67,38 @@ def usage(port: int) -> tuple[float, float]:
     finally:
         node.close()
     main = float(cpu["used_cpu_sys_main_thread"]) + float(cpu["used_cpu_user_main_thread"])
-    queue = sum(float(v["usec"]) for k, v in stats.items() if k not in COUNTER_COMMANDS)
+    queue = sum(float(v["usec"]) for v in stats.values())
     return main, queue / 1e6
 
 
-async def load(url: str, partitions: int, jobs: int) -> None:
-    async with Producer.connect(Settings(redis_url=url, redis_cluster=True)) as producer:
+async def drain_once(url: str, partitions: int, jobs: int, ports: list[int], timeout_s: float) -> str:
+    """Loads the jobs, then drains them with one worker (a no-op handler, in this
+    process) while the masters' counters run."""
+    settings = Settings(redis_url=url, redis_cluster=True)
+    async with Producer.connect(settings) as producer:
         await producer.store.partitions.set(JOB_TYPE, partitions)
         await producer.enqueue_many(requests(JOB_TYPE, jobs, ()))
+        before = {port: usage(port) for port in ports}
 
+        ran = 0
+        all_ran = asyncio.Event()
 
-def drain(cluster: LocalCluster, ports: list[int], partitions: int, jobs: int, timeout_s: float) -> str:
-    for port in ports:
-        node = redis.Redis(port=port)
-        node.flushall()
-        node.config_resetstat()
-        node.close()
-    asyncio.run(load(cluster.url, partitions, jobs))
-    before = {port: usage(port) for port in ports}
-    env = dict(os.environ, BENCH_REDIS_URL=cluster.url, JOBQUEUE_REDIS_CLUSTER="1")
-    command = [
-        sys.executable,
-        "-m",
-        "jobqueue.cli",
-        "worker",
-        str(HERE / "peer_jobqueue.py"),
-        "--processes",
-        "1",
-    ]
-    worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    counter = redis.RedisCluster.from_url(cluster.url)
-    try:
-        started = None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            done = int(counter.get("bench:count") or 0)  # type: ignore[arg-type]
-            if done and started is None:
-                started = time.monotonic()
-            if done >= jobs:
-                break
-            time.sleep(0.01)
-        else:
-            raise SystemExit(f"timed out after {timeout_s:g} s")
-        seconds = time.monotonic() - (started or time.monotonic())
-    finally:
-        worker.send_signal(signal.SIGINT)
+        async def noop(job: Job) -> None:
+            nonlocal ran
+            ran += 1
+            if ran >= jobs:
+                all_ran.set()
+
+        stop = asyncio.Event()
+        worker = Worker(JOB_TYPE, noop, settings=settings, concurrency=CONCURRENCY)
+        serving = asyncio.create_task(worker.serve(stop))
+        began = time.monotonic()
         try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        counter.close()
+            await asyncio.wait_for(all_ran.wait(), timeout_s)
+            seconds = time.monotonic() - began
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 30)
     after = {port: usage(port) for port in ports}
     main = {port: after[port][0] - before[port][0] for port in ports}
     queue = {port: after[port][1] - before[port][1] for port in ports}
@@ -128,9 +106,18 @@ def drain(cluster: LocalCluster, ports: list[int], partitions: int, jobs: int, t
     shares = " ".join(f"{queue[p] / total_queue * len(ports):.2f}" for p in ports)
     cpu = " ".join(f"{main[p]:.2f}" for p in ports)
     return (
-        f"drain {jobs / seconds:.0f} jobs/s; per master, the queue's commands as a multiple of a "
-        f"fair share: {shares}; main-thread CPU s: {cpu}; {jobs / total_main:.0f} jobs per Redis core-second"
+        f"drain {jobs / seconds:.0f} jobs/s; per master, its commands' time as a multiple of a "
+        f"third: {shares}; main-thread CPU s: {cpu}; {jobs / total_main:.0f} jobs per Redis core-second"
     )
+
+
+def drain(ports: list[int], url: str, partitions: int, jobs: int, timeout_s: float) -> str:
+    for port in ports:
+        node = redis.Redis(port=port)
+        node.flushall()
+        node.config_resetstat()
+        node.close()
+    return asyncio.run(drain_once(url, partitions, jobs, ports, timeout_s))
 
 
 def hot(args: argparse.Namespace) -> None:
@@ -140,16 +127,15 @@ def hot(args: argparse.Namespace) -> None:
     ):
         ports = [node.port for node in cluster.masters]
         client = redis.Redis(port=ports[0])
-        slot_ranges = [
-            (int(r[0]), int(r[1]), int(r[2][1])) for r in client.execute_command("CLUSTER", "SLOTS")
-        ]
+        owners = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        slot_ranges = [(int(r[0]), int(r[1]), int(r[2][1])) for r in owners]
         client.close()
         partitions = args.partitions or balanced_count(slot_ranges, args.masters)
         tags = partitions_of_type(JOB_TYPE, partitions)
         placed = ", ".join(f"{tag}->{ports.index(master_of(slot_ranges, tag))}" for tag in tags)
         print(f"{args.masters} masters, {partitions} partitions of {JOB_TYPE!r} (tag->master: {placed})")
         for _ in range(args.runs):
-            print(drain(cluster, ports, partitions, args.jobs, args.timeout), flush=True)
+            print(drain(ports, cluster.url, partitions, args.jobs, args.timeout), flush=True)
 
 
 async def idle_latency(url: str, partitions: int, samples: int) -> list[float]:
@@ -204,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--masters", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=0, help="default: the smallest balanced count")
-    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--jobs", type=int, default=24_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--idle", action="store_true", help="an idle worker's latency, 1 vs 4 partitions")

@@ -7,6 +7,7 @@ Python client, grpcurl, HTTP+JSON and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from jobqueue.client import Client
+from jobqueue.errors import QueueFull
 from jobqueue.model import (
     MAX_PARTITIONS,
     EnqueueRequest,
@@ -26,8 +28,10 @@ from jobqueue.model import (
     partition_of_type,
     partitions_of_type,
 )
+from jobqueue.producer import Producer
 from jobqueue.selection import JobFilter
 from jobqueue.settings import Settings
+from jobqueue.store import Store
 from jobqueue.worker import Worker
 
 from .conftest import eventually, status_is
@@ -269,3 +273,18 @@ async def test_a_watch_of_a_spread_type_sees_every_partition(server_url: str) ->
                     seen.add((await anext(watch)).id)
         assert seen == {job.id for job in jobs}
         assert len({partition_of_id(job.id) for job in jobs}) == 3
+
+
+async def test_the_maximum_depth_counts_every_partition(redis: Redis, settings: Settings) -> None:
+    store = Store(redis, dataclasses.replace(settings, max_depth=4))
+    producer = Producer(store)
+    job_type = new_type()
+    await store.partitions.set(job_type, 3)
+    jobs = [await producer.enqueue(job_type, b"") for _ in range(4)]
+    assert len({partition_of_id(job.id) for job in jobs}) == 3  # no partition holds 4
+    with pytest.raises(QueueFull):
+        await producer.enqueue(job_type, b"")
+    with pytest.raises(QueueFull):
+        await producer.enqueue_many([EnqueueRequest(job_type, b"")])
+    [queue] = (await store.stats.read(job_type)).queues
+    assert queue.pending == 4
