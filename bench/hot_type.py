@@ -155,6 +155,7 @@ async def idle_latency(url: str, partitions: int, samples: int) -> list[float]:
             await producer.enqueue("idle", b"")  # the first: connections made
             await asyncio.wait_for(started.wait(), 10)
             latencies = []
+            before = await producer.store.redis.info("commandstats")
             for _ in range(samples):
                 started.clear()
                 await asyncio.sleep(0.01)  # idle: every lane blocked on its pop
@@ -162,6 +163,14 @@ async def idle_latency(url: str, partitions: int, samples: int) -> list[float]:
                 await producer.enqueue("idle", b"")
                 await asyncio.wait_for(started.wait(), 10)
                 latencies.append((time.perf_counter() - began) * 1000)
+            after = await producer.store.redis.info("commandstats")
+            calls = {k: v["calls"] - before.get(k, {"calls": 0})["calls"] for k, v in after.items()}
+            print(
+                f"{partitions} partition(s), Redis commands per job: "
+                + ", ".join(
+                    f"{k.removeprefix('cmdstat_')} {n / samples:.2f}" for k, n in sorted(calls.items()) if n
+                )
+            )
             return latencies
         finally:
             stop.set()
