@@ -118,6 +118,11 @@ async def test_a_count_changed_while_jobs_flow_loses_none(
     worker = Worker(job_type, handler, settings=settings, heartbeat_s=0.1, concurrency=4)
     enqueued: list[Job] = []
     async with Client(server_url) as client, running(worker):
+
+        async def serving() -> bool:  # listed: it runs with the one partition it found
+            return bool(await client.workers(job_type))
+
+        await eventually(serving, what="the worker serving")
         for count in (4, 2, 4):
             await client.set_partitions(job_type, count)
             enqueued += [await client.enqueue(job_type, b"") for _ in range(12)]
