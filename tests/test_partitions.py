@@ -293,3 +293,30 @@ async def test_the_maximum_depth_counts_every_partition(redis: Redis, settings: 
         await producer.enqueue_many([EnqueueRequest(job_type, b"")])
     [queue] = (await store.stats.read(job_type)).queues
     assert queue.pending == 4
+
+
+async def test_list_workers_counts_the_jobs_held_in_every_partition(
+    settings: Settings, server_url: str
+) -> None:
+    job_type = new_type()
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        await release.wait()
+
+    worker = Worker(job_type, handler, settings=settings, heartbeat_s=0.1, concurrency=3)
+    async with Client(server_url) as client:
+        await client.set_partitions(job_type, 3)
+        jobs = [await client.enqueue(job_type, b"") for _ in range(3)]
+        assert len({partition_of_id(job.id) for job in jobs}) == 3
+        async with running(worker):
+
+            async def held() -> int:
+                listed = await client.workers(job_type)
+                return listed[0].jobs_held if listed else 0
+
+            async def holds_all() -> bool:
+                return await held() == 3
+
+            await eventually(holds_all, what="the worker holding a job of each partition")
+            release.set()

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .keys import Keyspace
+    from .partitions import Partitions
 
 
 class WorkerRegistry:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, partitions: Partitions) -> None:
         self.redis = redis
         self.keys = keys
+        self.partitions = partitions
 
     async def register(
         self,
@@ -60,20 +62,23 @@ class WorkerRegistry:
             for worker_id, value in raw.items()
             if (entry := _entry(value)) is not None and (not job_type or job_type in entry["types"])
         )
+        # A worker of a type spread over partitions is alive, and holds jobs, in each.
+        covered = {t: await self.partitions.covered(t) for _, entry in entries for t in entry["types"]}
         async with self.redis.pipeline(transaction=False) as pipe:
             # As a command: redis-py's cluster pipeline refuses its `time` method. On a
             # cluster it is one master's clock (the deadlines come from each partition's).
             pipe.execute_command("TIME")
             for worker_id, entry in entries:
                 for name in entry["types"]:
-                    queue = self.keys.queue(name)
-                    pipe.zscore(queue.workers, worker_id)
-                    pipe.scard(queue.held(worker_id))
+                    for partition in covered[name]:
+                        queue = self.keys.queue(name, partition)
+                        pipe.zscore(queue.workers, worker_id)
+                        pipe.scard(queue.held(worker_id))
             (seconds, micros), *replies = await pipe.execute()
         now = seconds * 1000 + micros // 1000
         workers, at = [], 0
         for worker_id, entry in entries:
-            n = len(entry["types"])
+            n = sum(len(covered[name]) for name in entry["types"])
             deadlines, held = replies[at : at + 2 * n : 2], replies[at + 1 : at + 2 * n : 2]
             at += 2 * n
             deadline = max((int(d) for d in deadlines if d is not None), default=0)

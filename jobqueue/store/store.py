@@ -57,7 +57,7 @@ class Store:
             retention_ms=settings.retention_ms,
             max_depth_of=settings.max_depth_of,
         )
-        self.registry = WorkerRegistry(redis, self.keys)
+        self.registry = WorkerRegistry(redis, self.keys, self.partitions)
         self.controls = QueueControls(redis, self.keys, self.partitions)
         # ListJobs' pages over the indexes, and the bulk calls that act on them.
         self.lister = Lister(redis, self.keys, self.partitions, retention_ms=settings.retention_ms)
