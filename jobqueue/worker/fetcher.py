@@ -63,7 +63,11 @@ class Fetcher:
             claim, self.taken = self.taken[:free], self.taken[free:]
             # Enough for the free slots, and the next batch of slots to free.
             take = min(self.context.batch_size, max(0, free - len(claim) + slots.batch - len(self.taken)))
-            claims, taken = await self.completions.round(claim=claim, take=take, via=connection)
+            slots.reserved += len(claim)
+            try:
+                claims, taken = await self.completions.round(claim=claim, take=take, via=connection)
+            finally:
+                slots.unreserve(len(claim))  # no await from here to _accept's hold
             self.taken += taken
             if taken:
                 crash_point("after_pop")  # taken, as popped: in the popped list, not claimed
