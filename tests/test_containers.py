@@ -263,11 +263,18 @@ def test_server_healthcheck_passes_on_a_serving_server(
     assert done.returncode != 0, "the healthcheck passed with no server listening"
 
 
+@pytest.mark.parametrize("target", ["single", "cluster"])
 def test_worker_healthcheck_follows_redis(
-    dockerfile: tuple[dict[str, str], list[Stage]], redis_url: str, tmp_path: Path
+    dockerfile: tuple[dict[str, str], list[Stage]],
+    target: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
+    """On a Redis, and on a node of a cluster as compose.cluster.yaml names one."""
+    redis_url = request.getfixturevalue(f"{target}_redis_url")
     command = healthcheck_command(dockerfile[1], "worker")
-    done = _run_check(command, {"REDIS_URL": redis_url}, tmp_path)
+    cluster_flag = "1" if target == "cluster" else "0"
+    done = _run_check(command, {"REDIS_URL": redis_url, "JOBQUEUE_REDIS_CLUSTER": cluster_flag}, tmp_path)
     assert done.returncode == 0, done.stderr
     done = _run_check(command, {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, tmp_path)
     assert done.returncode != 0, "the healthcheck passed with no Redis answering"
