@@ -18,7 +18,8 @@ READS = {
     "page",
     "queue_stats",
     "read_jobs",
-}  # read-only scripts (store/inspect.py, store/listing.py, store/stats.py), not transitions
+    "worker_held",
+}  # read-only scripts (store/inspect.py, listing.py, stats.py, registry.py), not transitions
 MAINTENANCE = {"rebuild_jobs", "rebuild_counts"}  # `jobqueue rebuild` (store/rebuild.py): not transitions
 
 
