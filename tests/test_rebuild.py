@@ -40,10 +40,9 @@ def store(private_store: Harness) -> Harness:
 
 @pytest.fixture
 def sync(redis_url: str) -> redis.Redis:
-    """For the audit, which reads with a blocking client."""
-    if redis_url in CLUSTER_URLS:
-        return redis.RedisCluster.from_url(redis_url)
-    return redis.Redis.from_url(redis_url)
+    """The audit's blocking client."""
+    client_class = redis.RedisCluster if redis_url in CLUSTER_URLS else redis.Redis
+    return client_class.from_url(redis_url)
 
 
 def rebuild(store: Harness, redis_url: str, *options: str) -> dict[str, object]:
