@@ -169,6 +169,9 @@ def test_bad_options_are_refused_naming_them() -> None:
     assert bad_type.returncode == 2 and "--type" in bad_type.stderr, bad_type
     bad_count = jobqueue("rebuild", "--count", "0")
     assert bad_count.returncode == 2 and "--count" in bad_count.stderr, bad_count
+    nobody = jobqueue("rebuild", "--redis-url", "redis://:secret@127.0.0.1:1/0")
+    assert nobody.returncode == 1 and "jobqueue: Redis at redis://" in nobody.stderr, nobody
+    assert "secret" not in nobody.stderr and "Traceback" not in nobody.stderr
 
 
 @contextlib.asynccontextmanager

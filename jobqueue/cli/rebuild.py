@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from ..errors import InvalidInput
 from ..model import check_job_type
+from ..outage import redacted
 from ..store.client import connect
 from ..store.keys import Keyspace
 from ..store.rebuild import INDEXES, Rebuilder, TypeRebuild
@@ -34,7 +35,7 @@ def run_rebuild(settings: Settings, *, job_type: str, count: int, dry_run: bool,
     try:
         reports = asyncio.run(_rebuild(settings, job_type=job_type, count=count, dry_run=dry_run))
     except RedisError as exc:
-        raise CommandFailed(f"Redis at {settings.redis_url}: {exc}", ExitCode.FAILED) from None
+        raise CommandFailed(f"Redis at {redacted(settings.redis_url)}: {exc}", ExitCode.FAILED) from None
     if as_json:
         print(json.dumps({"dry_run": dry_run, "types": [r.as_json() for r in reports]}))
     else:
