@@ -23,7 +23,7 @@ from .exits import CommandFailed, ExitCode
 if TYPE_CHECKING:
     from ..settings import Settings
 
-PROGRESS_EVERY_S = 1.0  # at most one progress line a second per pass, and one at its end
+PROGRESS_EVERY_S = 1.0  # a progress line as each pass starts, then at most one a second
 
 
 def run_rebuild(settings: Settings, *, job_type: str, count: int, dry_run: bool, as_json: bool) -> int:
@@ -61,7 +61,7 @@ async def _rebuild(settings: Settings, *, job_type: str, count: int, dry_run: bo
 
 
 class _Progress:
-    """Prints `rebuild TYPE: PASS N ids` on stderr, at most once a second per pass."""
+    """Prints `rebuild TYPE: PASS: N ids read` on stderr (see PROGRESS_EVERY_S)."""
 
     def __init__(self) -> None:
         self._last = 0.0

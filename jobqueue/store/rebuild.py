@@ -53,12 +53,6 @@ class TypeRebuild:
     stored: tuple[int, int] = (0, 0)  # pending, running in `stats` before
     counted: tuple[int, int] = (0, 0)  # pending, running set (dry run: the jobs seen)
 
-    @property
-    def changes(self) -> int:
-        """Index entries added, removed or rescored, and counters set, by this rebuild."""
-        fixed = sum(self.added.values()) + sum(self.removed.values()) + self.rescored
-        return fixed + sum(a != b for a, b in zip(self.stored, self.counted, strict=True))
-
     def as_json(self) -> dict[str, Any]:
         return {
             "type": self.job_type,
