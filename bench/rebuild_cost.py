@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What `jobqueue rebuild` costs: its pace, and how long each of its script calls holds Redis.
 
-    python bench/rebuild_cost.py [--jobs 200000] [--count 500] [--runs 3] [--json OUT]
+    python bench/rebuild_cost.py [--jobs 200000] [--count 500] [--runs 3]
 
 Stores `--jobs` PENDING jobs of one type (and as many of another type of the same
 partition, which the pass over the job keys reads too), deletes the type's `stats`
@@ -87,14 +87,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200_000)
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, metavar="OUT")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:
         result = asyncio.run(measure(server.url, args.jobs, args.count, args.runs))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
