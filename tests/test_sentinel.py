@@ -7,6 +7,7 @@ sentinel URL; the failover is a SENTINEL FAILOVER, awaited as a polled condition
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import redis as sync_redis
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from jobqueue import JobOptions
 from jobqueue.client import SyncClient
@@ -70,6 +72,17 @@ def test_url_forms() -> None:
         with pytest.raises(ValueError, match=says) as caught:
             parse_sentinel_url(url)
         assert "pw" not in str(caught.value)  # the password is redacted
+
+
+def test_replica_acks_settings_are_checked() -> None:
+    assert Settings(replica_acks=" AUTO ").replica_acks == "auto"
+    assert Settings.from_env({"JOBQUEUE_REPLICA_ACKS": "2"}).replica_acks == "2"
+    with pytest.raises(ValueError, match="replica_acks \\(JOBQUEUE_REPLICA_ACKS\\) must be auto or a number"):
+        Settings(replica_acks="all")
+    with pytest.raises(ValueError, match="replica_ack_timeout_s"):
+        Settings(replica_ack_timeout_s=0)
+    with pytest.raises(ValueError, match="not supported on a Redis Cluster yet"):
+        Store(connect("redis://127.0.0.1:1/0"), Settings(redis_cluster=True, replica_acks="1"))
 
 
 async def test_replica_acks_auto_follows_the_replicas(master: Redis, redis: Redis) -> None:
@@ -129,14 +142,19 @@ def _enqueue_acked(client: SyncClient, key: str, deadline: float, **kwargs: obje
             time.sleep(0.05)
 
 
-def test_failover_during_a_run_loses_no_acknowledged_job(
+async def test_failover_during_a_run_loses_no_acknowledged_job(
     deployment: LocalSentinel, master: Redis, tmp_path: Path
 ) -> None:
     """SENTINEL FAILOVER while jobs flow: the server, the worker and the scheduler follow
     the new master; every acknowledged job completes (none lost), the type's counts and
-    indexes agree with its jobs, and no process logs an ERROR."""
+    indexes agree with its jobs, and no process logs an ERROR. A client's pool moves to
+    the new master before Sentinel demotes the old one (which keeps accepting writes
+    until then)."""
     url = deployment.url
     deadline = time.monotonic() + 45
+    probe = connect(url, timeout_s=2)  # a pool whose connections are on the old master
+    await probe.ping()
+    moved = False
     with (
         jobqueue_server(url, tmp_path / "server.log") as server_url,
         jobqueue_process(WORKER, tmp_path / "worker.log", JOBQUEUE_REDIS_URL=url),
@@ -148,6 +166,8 @@ def test_failover_during_a_run_loses_no_acknowledged_job(
         # Enqueues go on through the switch, until the old master serves as a replica.
         while not deployment.failed_over(old):
             acked.append(_enqueue_acked(client, f"during-{len(acked)}", deadline)[0].id)
+            with contextlib.suppress(RedisError):
+                moved = moved or int((await probe.info("server"))["tcp_port"]) != old[1]
             assert time.monotonic() < deadline, "the failover did not end in time"
         # Due later: the scheduler must promote them on the new master.
         due = int(time.time() * 1000) + 300
@@ -155,6 +175,8 @@ def test_failover_during_a_run_loses_no_acknowledged_job(
             acked.append(_enqueue_acked(client, f"after-{i}", deadline, execution_time_ms=due)[0].id)
         for job_id in acked:
             assert client.wait(job_id, max(1.0, deadline - time.monotonic())).status is JobStatus.COMPLETED
+    await probe.aclose()
+    assert moved, "the pool stayed on the old master until Sentinel demoted it"
     host, port = deployment.master_address()
     with sync_redis.Redis(host=host, port=port) as new_master:
         assert audit(new_master, Keyspace("jq"), "quick") == []

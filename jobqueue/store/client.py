@@ -8,8 +8,11 @@ Everything that opens a connection to Redis goes through here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -251,11 +254,43 @@ class _UnboundedPool(ConnectionPool):
         self._available_connections.append(connection)
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+# How often a sentinel pool in use asks the sentinels where the master is.
+MASTER_CHECK_S = 1.0
+
+
+class _FollowsTheMaster(SentinelConnectionPool):
+    """A sentinel pool that asks the sentinels where the master is at most every
+    MASTER_CHECK_S while it hands out connections, and drops a connection to any other
+    Redis as it comes back: after a failover that left the old master running
+    (SENTINEL FAILOVER, a partition), redis-py's own pool would keep writing to it
+    until Sentinel demotes it, and those writes would be lost. The connections in use
+    then (a blocking pop's) learn of it when they fail."""
+
+    _checked_at = -math.inf
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        now = time.monotonic()
+        if now - self._checked_at >= MASTER_CHECK_S:
+            self._checked_at = now
+            # Sentinels out of reach: the connections open stay as they are.
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        connection: AbstractConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        master = self.master_address
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if master is not None and connection.is_connected and address != master:
+            await connection.disconnect()
+
+
+class _BlockingSentinelPool(_FollowsTheMaster, BlockingConnectionPool):
     """`connect`'s waiting pool, its connections to the master the sentinels name."""
 
 
-class _UnboundedSentinelPool(SentinelConnectionPool, _UnboundedPool):
+class _UnboundedSentinelPool(_FollowsTheMaster, _UnboundedPool):
     """`_UnboundedPool`, its connections to the master the sentinels name."""
 
 
