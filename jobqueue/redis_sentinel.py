@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from .redis_server import HOST, RedisServer, free_port
+from .redis_server import HOST, RedisServer, free_port, serve_until_stopped
 
 MASTER_NAME = "mymaster"
 
@@ -203,16 +203,7 @@ def _info(server: RedisServer, section: str) -> dict[str, object]:
 def main() -> None:
     """`python -m jobqueue.redis_sentinel [DIR]`: runs a master, a replica and three
     sentinels until Ctrl-C (or SIGTERM), the redis+sentinel:// URL on stdout."""
-    import signal  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="jobqueue-sentinel-"))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with LocalSentinel(data_dir) as deployment:
-        print(deployment.url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+    serve_until_stopped(LocalSentinel, "jobqueue-sentinel-")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,8 @@ prefetching = Worker(
 )
 
 
-async def nothing(job: Job) -> None:
+async def no_op(job: Job) -> None:
     """Does nothing: a handler that never talks to Redis (the failover tests)."""
 
 
-quick = Worker("quick", nothing, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)
+quick = Worker("quick", no_op, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)
