@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -53,7 +54,9 @@ class LocalSentinel:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 5000,
         master_name: str = MASTER_NAME,
+        password: str = "",
     ) -> None:
+        """`password`: the nodes' (requirepass); the sentinels take none."""
         self.data_dir = Path(data_dir)
         self.replicas_count = replicas
         self.sentinels_count = sentinels
@@ -61,6 +64,7 @@ class LocalSentinel:
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.master_name = master_name
+        self.password = password
         self.nodes: list[RedisServer] = []  # the first master first, then its replicas
         self.sentinels: list[RedisServer] = []
 
@@ -68,7 +72,8 @@ class LocalSentinel:
     def url(self) -> str:
         """redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,.../mymaster/0"""
         hosts = ",".join(f"{HOST}:{sentinel.port}" for sentinel in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.master_name}/0"
+        credentials = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis+sentinel://{credentials}{hosts}/{self.master_name}/0"
 
     def start(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -76,6 +81,8 @@ class LocalSentinel:
             # A replica's first sync starts at once (diskless, its default 5 s delay is for
             # several replicas to share one).
             quick_sync = ["--repl-diskless-sync-delay", "0"]
+            if self.password:
+                quick_sync += ["--requirepass", self.password, "--masterauth", self.password]
             master = RedisServer(self.data_dir / "node0", binary=self.binary, extra_args=quick_sync)
             master.start()
             self.nodes.append(master)
@@ -88,7 +95,7 @@ class LocalSentinel:
                 replica.start()
                 self.nodes.append(replica)
             self._until(deadline, "the replicas are in sync", lambda: all(
-                _info(node, "replication").get("master_link_status") == "up" for node in self.nodes[1:]
+                self._info(node, "replication").get("master_link_status") == "up" for node in self.nodes[1:]
             ))  # fmt: skip
             for sentinel in self._sentinel_processes(master.port):
                 sentinel.start()
@@ -110,6 +117,7 @@ class LocalSentinel:
             f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
             f"sentinel parallel-syncs {name} 1",
             *(f"sentinel known-replica {name} {HOST} {node.port}" for node in self.nodes[1:]),
+            *([f"sentinel auth-pass {name} {self.password}"] if self.password else []),
         ]
         processes = []
         for index, (port, own_id) in enumerate(zip(ports, ids, strict=True)):
@@ -161,14 +169,18 @@ class LocalSentinel:
         if len(addresses) != 1 or old in addresses:
             return False
         (_, port), *_ = addresses
-        if _info(self.node_at(port), "replication").get("role") != "master":
+        if self._info(self.node_at(port), "replication").get("role") != "master":
             return False
         return all(
-            _info(node, "replication").get("master_link_status") == "up"
-            and int(str(_info(node, "replication").get("master_port"))) == port
+            self._info(node, "replication").get("master_link_status") == "up"
+            and int(str(self._info(node, "replication").get("master_port"))) == port
             for node in self.nodes
             if node.port != port and node.process is not None and node.process.poll() is None
         )
+
+    def _info(self, node: RedisServer, section: str) -> dict[str, object]:
+        with _client(node, self.password) as client:
+            return dict(client.info(section))
 
     def _until(self, deadline: float, what: str, check: Callable[[], bool]) -> None:
         while time.monotonic() < deadline:
@@ -191,13 +203,10 @@ class LocalSentinel:
         self.stop()
 
 
-def _client(server: RedisServer) -> redis.Redis:
-    return redis.Redis(host=HOST, port=server.port, socket_timeout=5, decode_responses=True)
-
-
-def _info(server: RedisServer, section: str) -> dict[str, object]:
-    with _client(server) as client:
-        return dict(client.info(section))
+def _client(server: RedisServer, password: str = "") -> redis.Redis:
+    return redis.Redis(
+        host=HOST, port=server.port, socket_timeout=5, decode_responses=True, password=password or None
+    )
 
 
 def main() -> None:

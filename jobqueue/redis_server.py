@@ -26,6 +26,8 @@ from typing import Protocol
 from urllib.parse import quote, urlparse
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .ports import port_free
 
@@ -257,8 +259,15 @@ class RedisServer:
     def ping(self) -> bool:
         ca = None if self.tls is None else str(self.tls.ca)
         try:
+            # No retry: the caller polls, and redis-py would retry a refused password
+            # (an AuthenticationError is a ConnectionError) with seconds of backoff.
             with redis.Redis(
-                host=HOST, port=self.port, socket_timeout=0.5, ssl=ca is not None, ssl_ca_certs=ca
+                host=HOST,
+                port=self.port,
+                socket_timeout=0.5,
+                ssl=ca is not None,
+                ssl_ca_certs=ca,
+                retry=Retry(NoBackoff(), 0),
             ) as client:
                 return bool(client.ping())
         except redis.AuthenticationError:

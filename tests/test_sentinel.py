@@ -182,3 +182,22 @@ async def test_failover_during_a_run_loses_no_acknowledged_job(
         assert audit(new_master, Keyspace("jq"), "quick") == []
     for log in ("server.log", "worker.log"):
         assert not error_lines((tmp_path / log).read_text(errors="replace")), log
+
+
+async def test_a_password_reaches_the_master_through_the_sentinels(tmp_path: Path) -> None:
+    """The URL's password is the master's: the pool and a connection of the store's own
+    (a worker's blocking pops) authenticate with it; the sentinels need none."""
+    with LocalSentinel(tmp_path, password="p@ss:w/rd") as deployment:
+        assert ":p%40ss%3Aw%2Frd@" in deployment.url
+        client = connect(deployment.url)
+        store = Store(client, Settings(redis_url=deployment.url))
+        own = store.own_connection()
+        try:
+            job = await Enqueuer(store).enqueue("quick", b"x")  # auto: waits for the replica
+            assert await own.execute(
+                "HGET", store.keys.job_key_prefix(partition_of_type("quick")) + job.id, "type"
+            )
+            assert await client.exists(store.keys.job_key_prefix(partition_of_type("quick")) + job.id)
+        finally:
+            await own.aclose()
+            await client.aclose()
