@@ -404,6 +404,15 @@ def _whoami(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    from .rebuild import run_rebuild  # noqa: PLC0415 - only this command reaches Redis itself
+
+    settings = _settings(args)
+    return run_rebuild(
+        settings, job_type=args.type, count=args.count, dry_run=args.dry_run, as_json=args.json
+    )
+
+
 def _token(args: argparse.Namespace) -> int:
     from ..auth import file_line, new_token  # noqa: PLC0415
 
@@ -435,4 +444,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "watch": _watch,
     "whoami": _whoami,
     "token": _token,
+    "rebuild": _rebuild,
 }

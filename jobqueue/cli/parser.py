@@ -334,6 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(watch, prints_a_job=False)
     watch.add_argument("--json", action="store_true", help="print each event as a JSON document, one a line")
 
+    rebuild = _command(
+        commands, "rebuild", "recompute the job counters and indexes from the stored jobs (on Redis itself)",
+        epilog="For a store written before the counters existed, or damaged: for every registered type (or "
+        "--type), puts each stored job in the index its status names and in no other, drops index entries "
+        "whose job is gone, then sets the pending and running counts. Reads Redis with SCAN, COUNT ids a "
+        "step; safe beside running workers and servers, and to run again. Totals and per-minute counts "
+        "are history and stay as they are. Progress goes to stderr.",
+    )  # fmt: skip
+    rebuild.add_argument("--type", default="", metavar="TYPE", help="only this type (default: every type)")
+    rebuild.add_argument("--dry-run", action="store_true", help="change nothing: print what would be fixed")
+    rebuild.add_argument(
+        "--count", type=parse_count, default=500, metavar="N", help="ids per step, 1 to 1000 (default 500)"
+    )
+    rebuild.add_argument("--json", action="store_true", help="print what was fixed as JSON")
+    _redis_option(rebuild)
+
     whoami = _command(commands, "whoami", "show the role the token grants and the methods it may call")
     _client_options(whoami, prints_a_job=False)
     whoami.add_argument("--json", action="store_true", help="print the API's WhoAmI reply as JSON")
@@ -474,6 +490,12 @@ def _memory_option(parser: argparse.ArgumentParser) -> None:
 def parse_processes(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
+    return int(text)
+
+
+def parse_count(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of ids per step (1 to 1000)")
     return int(text)
 
 
