@@ -58,6 +58,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_client_ca=getattr(args, "tls_client_ca", None),
         allow_eviction=getattr(args, "allow_eviction", None),  # server and worker
         redis_cluster=getattr(args, "redis_cluster", None),
+        replica_acks=getattr(args, "replica_acks", None),  # server only, as the one below
+        replica_ack_timeout_s=getattr(args, "replica_ack_timeout_s", None),
     )
 
 

@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(`jobqueue token new` makes them; JOBQUEUE_AUTH_TOKENS_FILE; default: auth off)",
     )  # fmt: skip
     _redis_option(server)
+    _replica_acks_option(server)
     _log_level_option(server)
     _observability_options(server)
     _memory_option(server)
@@ -456,11 +457,25 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
 def _redis_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
-        help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
+        help="redis://, rediss://, unix:// or redis+sentinel://HOST:PORT,HOST:PORT/MASTER_NAME[/DB] URL "
+        "(default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
     )
     parser.add_argument(
         "--redis-cluster", action="store_true", default=None,
         help="the URL names a node of a Redis Cluster: connect to the cluster (JOBQUEUE_REDIS_CLUSTER)",
+    )  # fmt: skip
+
+
+def _replica_acks_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--replica-acks",
+        metavar="N|auto",
+        help="an enqueue answers once N replicas have it (WAIT), else unavailable; auto: 1 if the master "
+        "has a replica, else 0 (JOBQUEUE_REPLICA_ACKS; default auto)",
+    )
+    parser.add_argument(
+        "--replica-ack-timeout-s", type=float, metavar="SECONDS",
+        help="how long an enqueue waits for its replicas (JOBQUEUE_REPLICA_ACK_TIMEOUT_S; default 1)",
     )  # fmt: skip
 
 
