@@ -52,3 +52,10 @@ async def nap(job: Job) -> None:
 prefetching = Worker(
     "prefetching", nap, lease_s=30.0, liveness_s=1.0, heartbeat_s=0.2, concurrency=1, prefetch=1
 )
+
+
+async def no_op(job: Job) -> None:
+    """Does nothing: a handler that never talks to Redis (the failover tests)."""
+
+
+quick = Worker("quick", no_op, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)

@@ -22,6 +22,7 @@ from .keys import Keyspace
 from .listing import Lister
 from .partitions import Partitions
 from .registry import WorkerRegistry
+from .replication import ReplicaAcks
 from .stats import StatsReader
 from .transitions import Transitions
 from .worker_defaults import WorkerDefaults
@@ -45,6 +46,9 @@ class Store:
             retention_ms=settings.retention_ms,
             idempotency_window_ms=settings.idempotency_window_ms,
             trace_contexts=settings.tracing,
+            replica_acks=ReplicaAcks(
+                redis, settings.replica_acks, settings.replica_ack_timeout_s, cluster=settings.redis_cluster
+            ),
         )
         # What workers apply to jobs without their own options: they write it, reads show it.
         self.worker_defaults = WorkerDefaults(redis, self.keys)
@@ -84,7 +88,7 @@ class Store:
         if self.settings.redis_cluster:
             cluster = cast("RedisCluster", self.redis)
             return ClusterConnection(cluster, lambda address: connection_factory(url, address), timeout_s)
-        return OwnConnection(connection_factory(url), timeout_s)
+        return OwnConnection(connection_factory(url, client=self.redis), timeout_s)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
