@@ -32,6 +32,7 @@ from jobqueue.producer import Producer
 from jobqueue.selection import JobFilter
 from jobqueue.settings import Settings
 from jobqueue.store import Store
+from jobqueue.store.rebuild import Rebuilder
 from jobqueue.worker import Worker
 
 from .conftest import eventually, status_is
@@ -320,3 +321,18 @@ async def test_list_workers_counts_the_jobs_held_in_every_partition(
 
             await eventually(holds_all, what="the worker holding a job of each partition")
             release.set()
+
+
+async def test_a_rebuild_repairs_every_partition_of_a_spread_type(store: Harness) -> None:
+    job_type = new_type()
+    await store.store.partitions.set(job_type, 3)
+    jobs = [await store.enqueue(job_type, b"") for _ in range(6)]
+    for tag in partitions_of_type(job_type, 3):  # counters and the live index lost
+        queue = store.keys.queue(job_type, tag)
+        await store.redis.delete(queue.stats, queue.live)
+    report = await Rebuilder(store.redis, store.keys).rebuild(job_type)
+    assert report.added["live"] == 6 and report.counted == (6, 0)
+    [queue] = (await store.store.stats.read(job_type)).queues
+    assert queue.pending == 6
+    page = await store.store.lister.select(JobFilter(type=job_type), newest_first=True, count=10)
+    assert sorted(job.id for job in page.jobs) == sorted(job.id for job in jobs)
