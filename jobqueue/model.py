@@ -389,6 +389,39 @@ def partition_of_type(job_type: str) -> str:
     return f"{zlib.crc32(job_type.encode()) & 0xFFFF:04x}"
 
 
+# The most partitions a type may have (SetQueuePartitions; docs/design.md, "Partitions of a type").
+MAX_PARTITIONS = 64
+
+
+def check_partitions(partitions: int) -> int:
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise InvalidInput("partitions", f"must be 1 to {MAX_PARTITIONS}, got {partitions}")
+    return partitions
+
+
+@functools.lru_cache(maxsize=1024)
+def partitions_of_type(job_type: str, count: int) -> tuple[str, ...]:
+    """The hash tags of a type's first `count` partitions: the first is
+    partition_of_type's; partition k > 0 is crc32 of the type and k, the next salt
+    taken when it would repeat an earlier tag, so every partition is distinct and
+    every process computes the same ones."""
+    tags = [partition_of_type(job_type)]
+    salt = 1
+    while len(tags) < count:
+        tag = f"{zlib.crc32(f'{job_type}#{salt}'.encode()) & 0xFFFF:04x}"
+        salt += 1
+        if tag not in tags:
+            tags.append(tag)
+    return tuple(tags)
+
+
+def partition_of_key(key: str, count: int) -> int:
+    """Which of `count` partitions a job with this unique or idempotency key goes to:
+    every enqueue with the key lands on the same one, so its deduplication stays one
+    script's (while the count does not change)."""
+    return zlib.crc32(key.encode()) % count
+
+
 def partition_of_id(job_id: str) -> str:
     """The partition a job lives in, read from its id: GetJob needs no type."""
     return job_id[:4]

@@ -31,6 +31,7 @@ class QueueStats:
     workers: int = 0  # live workers of the type
     paused: bool = False
     max_depth: int = 0  # most PENDING jobs the type accepts; 0: no limit
+    partitions: int = 1  # how many partitions its enqueues go to (SetQueuePartitions)
 
 
 @dataclass(slots=True)
@@ -45,7 +46,7 @@ class StatsReport:
 def total_of(queues: list[QueueStats], distinct_workers: int) -> QueueStats:
     """The sums over `queues`: counts add up, the oldest ready job is the oldest of all,
     workers are counted once however many types they serve; no pause, no limit."""
-    total = QueueStats(workers=distinct_workers)
+    total = QueueStats(workers=distinct_workers, partitions=0)
     if not queues:
         return total
     for name in _SUMMED:

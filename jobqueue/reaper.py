@@ -58,48 +58,57 @@ class Reaper:
         just_restarted = grace > 0 and await inspect.redis_uptime_s() <= grace
         back = 0
         for job_type in job_types:
-            if not just_restarted:
-                back += await self._recover_from_dead_workers(job_type)
-                back += await self._recover_expired(job_type)
-            await self._expire_late(job_type)
-            swept = await self.store.transitions.sweep_popped(job_type, self.claim_timeout_ms)
-            if swept:
-                self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
-                back += swept
+            # Every partition the type has or had (a shrink leaves jobs in the others).
+            for partition in await self.store.partitions.covered(job_type):
+                back += await self._reap(job_type, partition, just_restarted)
         await self.upkeep.run_once(job_types)
         if self.store.outage.down:
             self.store.outage.back(began_in)
         return back
 
-    async def _recover_from_dead_workers(self, job_type: str) -> int:
+    async def _reap(self, job_type: str, partition: str, just_restarted: bool) -> int:
+        back = 0
+        if not just_restarted:
+            back += await self._recover_from_dead_workers(job_type, partition)
+            back += await self._recover_expired(job_type, partition)
+        await self._expire_late(job_type, partition)
+        swept = await self.store.transitions.sweep_popped(
+            job_type, self.claim_timeout_ms, partition=partition
+        )
+        if swept:
+            self.notify(Event.SWEPT, None, Swept(job_type, count=swept))
+            back += swept
+        return back
+
+    async def _recover_from_dead_workers(self, job_type: str, partition: str) -> int:
         back = 0
         inspect, transitions = self.store.inspect, self.store.transitions
-        for worker_id in await inspect.dead_workers(job_type, BATCH):
-            for job_id in await inspect.held_by(job_type, worker_id):
+        for worker_id in await inspect.dead_workers(job_type, BATCH, partition=partition):
+            for job_id in await inspect.held_by(job_type, worker_id, partition=partition):
                 result = await transitions.recover(job_type, job_id, worker_id)
                 back += self._note(JobRef(job_id, job_type), result, f"worker {worker_id} died")
-            if (await transitions.forget_worker(job_type, worker_id)).ok:
+            if (await transitions.forget_worker(job_type, worker_id, partition=partition)).ok:
                 await self.store.registry.remove(worker_id)
                 self.notify(Event.WORKER_LOST, None, Swept(job_type, worker_id=worker_id))
         return back
 
-    async def _recover_expired(self, job_type: str) -> int:
+    async def _recover_expired(self, job_type: str, partition: str) -> int:
         back = 0
         while True:
-            expired = await self.store.inspect.expired_leases(job_type, BATCH)
+            expired = await self.store.inspect.expired_leases(job_type, BATCH, partition=partition)
             for job_id in expired:
                 result = await self.store.transitions.recover(job_type, job_id)
                 back += self._note(JobRef(job_id, job_type), result, LEASE_EXPIRED)
             if len(expired) < BATCH:
                 return back
 
-    async def _expire_late(self, job_type: str) -> None:
+    async def _expire_late(self, job_type: str, partition: str) -> None:
         """Ends the type's PENDING jobs past their expiry as EXPIRED, a bounded number
         per pass (the next pass goes on)."""
         for _ in range(EXPIRE_BATCHES):
-            due = await self.store.inspect.past_expiry(job_type, BATCH)
+            due = await self.store.inspect.past_expiry(job_type, BATCH, partition=partition)
             if due:
-                for job_id in await self.store.transitions.expire(job_type, due):
+                for job_id in await self.store.transitions.expire(job_type, due, partition=partition):
                     self.notify(Event.EXPIRED, JobRef(job_id, job_type), EXPIRED_BY_REAPER)
             if len(due) < BATCH:
                 return

@@ -55,7 +55,10 @@ class Scheduler:
         await pubsub.subscribe(self.store.keys.schedule_channel)
         listener = asyncio.create_task(self._listen(pubsub, woken, wake))
         try:
-            due: dict[str, float] = {}  # job type -> loop time of its next promotion
+            # (job type, partition) -> loop time of its next promotion; a type spread over
+            # partitions has a schedule in each (its wake-up names the type: all of them).
+            due: dict[tuple[str, str], float] = {}
+            covered = self.store.partitions.covered
             refresh_at = 0.0
             while True:
                 raise_if_cancelled()
@@ -63,14 +66,16 @@ class Scheduler:
                 now = loop.time()
                 if now >= refresh_at:
                     for job_type in await self._types():
-                        due[job_type] = now
+                        for partition in await covered(job_type):
+                            due[job_type, partition] = now
                     refresh_at = now + self.refresh_s
                 for job_type in woken:
-                    due[job_type] = now
+                    for partition in await covered(job_type):
+                        due[job_type, partition] = now
                 woken.clear()
-                for job_type, when in list(due.items()):
+                for (job_type, partition), when in list(due.items()):
                     if when <= now:
-                        due[job_type] = await self._promote(job_type)
+                        due[job_type, partition] = await self._promote(job_type, partition)
                 if woken:
                     continue
                 deadline = min(min(due.values(), default=math.inf), refresh_at)
@@ -83,10 +88,11 @@ class Scheduler:
     async def _types(self) -> Collection[str]:
         return self.job_types if self.job_types is not None else await self.store.inspect.job_types()
 
-    async def _promote(self, job_type: str) -> float:
-        """Promotes what is due; returns the loop time to look at this type again."""
+    async def _promote(self, job_type: str, partition: str) -> float:
+        """Promotes what is due; returns the loop time to look at this type (in this
+        partition) again."""
         began, start, began_in = time.time(), time.perf_counter(), self.store.outage.generation
-        moved, delay_ms = await self.store.transitions.promote(job_type, self.batch)
+        moved, delay_ms = await self.store.transitions.promote(job_type, self.batch, partition=partition)
         if self.store.outage.down:
             self.store.outage.back(began_in)
         self.notify(

@@ -49,8 +49,13 @@ class Upkeep:
             if self._due.get(job_type, 0.0) > now:
                 continue
             self._due[job_type] = now + self.interval_s
+            # A type spread over partitions is tidied in each, and never forgotten: its
+            # partition count is an operator's setting (docs/design.md, "Bounds").
+            partitions = await self.store.partitions.covered(job_type)
+            for partition in partitions[1:]:
+                await self.store.transitions.tidy(job_type, partition=partition)
             total = await self.store.transitions.tidy(job_type)
-            if total < 0 or not self.may_forget:
+            if total < 0 or not self.may_forget or len(partitions) > 1:
                 self._empty.pop(job_type, None)
                 continue
             since, seen = self._empty.setdefault(job_type, (now, total))

@@ -221,7 +221,7 @@ async def test_grpcurl_describes_job_service(server_url: str) -> None:
     assert set(rpcs) == {
         "EnqueueJob", "EnqueueJobs", "GetJob", "WaitJob", "CancelJob", "RetryJob",
         "ListJobs", "GetQueueStats", "WatchJob", "WatchJobs", "ListWorkers",
-        "PauseQueue", "ResumeQueue", "RetryJobs", "CancelJobs", "DeleteJobs", "WhoAmI",
+        "PauseQueue", "ResumeQueue", "SetQueuePartitions", "RetryJobs", "CancelJobs", "DeleteJobs", "WhoAmI",
     }  # fmt: skip
     assert "returns ( stream .mpataki.jobqueue.v1.WatchJobResponse )" in rpcs["WatchJob"]
     assert "returns ( .mpataki.jobqueue.v1.GetJobResponse )" in rpcs["GetJob"]
@@ -260,7 +260,7 @@ async def test_who_am_i_without_auth_is_an_admin_of_every_method(server_url: str
     assert over_grpc.get("authEnabled", False) is False
     assert over_grpc["role"] == "admin"
     assert {"EnqueueJob", "DeleteJobs", "WhoAmI"} <= set(over_grpc["methods"])
-    assert len(over_grpc["methods"]) == 17
+    assert len(over_grpc["methods"]) == 18
 
 
 # -- grpcio over h2c ---------------------------------------------------------------

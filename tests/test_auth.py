@@ -160,6 +160,7 @@ def _requests(job_id: str) -> dict[str, Any]:
         "ListWorkers": pb.ListWorkersRequest(type=TABLE_TYPE),
         "PauseQueue": pb.PauseQueueRequest(type=TABLE_TYPE),
         "ResumeQueue": pb.ResumeQueueRequest(type=TABLE_TYPE),
+        "SetQueuePartitions": pb.SetQueuePartitionsRequest(type=TABLE_TYPE, partitions=1),
         "RetryJobs": pb.RetryJobsRequest(filter=job_filter),
         "CancelJobs": pb.CancelJobsRequest(filter=job_filter),
         "DeleteJobs": pb.DeleteJobsRequest(
@@ -176,7 +177,7 @@ ANSWERED = ("GetJob", "WaitJob", "WatchJob", "WatchJobs", "WhoAmI", "GetQueueSta
 
 def test_the_table_covers_every_rpc() -> None:
     assert set(REQUESTS) == set(service_methods())
-    assert len(service_methods()) == 17  # a new RPC must join the table
+    assert len(service_methods()) == 18  # a new RPC must join the table
 
 
 # -- three protocols, each call answering its code's name (or "ok") ---------------------

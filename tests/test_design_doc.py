@@ -29,6 +29,8 @@ def test_key_table_matches_the_keyspace() -> None:
         keys.types,
         keys.schedule_channel,
         keys.workers,
+        keys.partitions,
+        keys.partitions_covered,
         *queue.named().values(),
         queue.held("W"),
         queue.idempotency("K").rsplit(":", 1)[0] + ":SHA256",

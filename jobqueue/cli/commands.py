@@ -255,6 +255,13 @@ def _resume(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _partitions(args: argparse.Namespace) -> int:
+    covered = _call(args, lambda client: client.set_partitions(args.type, args.partitions))
+    kept = f"; its workers still cover {covered} (the most it had)" if covered > args.partitions else ""
+    print(f"{args.type}: enqueues go to {args.partitions} partition{'s' * (args.partitions != 1)}{kept}")
+    return ExitCode.OK
+
+
 def _delete(args: argparse.Namespace) -> int:
     return _bulk(args, _job_filter(args), "deleted", lambda client: client.delete_jobs)
 
@@ -439,6 +446,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "workers": _workers,
     "pause": _pause,
     "resume": _resume,
+    "partitions": _partitions,
     "delete": _delete,
     "list": _list,
     "watch": _watch,

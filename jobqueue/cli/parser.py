@@ -318,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
         control = _command(commands, name, text)
         control.add_argument("type", help="job type")
         _client_options(control, prints_a_job=False)
+    spread = _command(
+        commands, "partitions", "spread a hot type's jobs over several partitions (Redis slots)"
+    )
+    spread.add_argument("type", help="job type")
+    spread.add_argument("partitions", type=int, help="how many partitions its enqueues go to (1 to 64)")
+    _client_options(spread, prints_a_job=False)
     watch = _command(
         commands, "watch", "print jobs' changes as they happen",
         epilog="With an ID: that job's current state, then each change, until it is finished. Without: "

@@ -137,6 +137,10 @@ class Client:
     async def resume(self, job_type: str) -> None:
         await self._run(self._calls.resume, job_type)
 
+    async def set_partitions(self, job_type: str, partitions: int) -> int:
+        """SetQueuePartitions (see SyncClient.set_partitions)."""
+        return await self._run(self._calls.set_partitions, job_type, partitions)
+
     async def list_jobs(
         self,
         job_filter: JobFilter = ALL_UNFINISHED,

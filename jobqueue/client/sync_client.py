@@ -172,6 +172,12 @@ class SyncClient:
     def resume(self, job_type: str) -> None:
         self._call(self._client.resume_queue, pb.ResumeQueueRequest(type=type_text(job_type)))
 
+    def set_partitions(self, job_type: str, partitions: int) -> int:
+        """SetQueuePartitions: the type's enqueues go to `partitions` partitions; returns
+        how many its workers cover (the most it ever had)."""
+        request = pb.SetQueuePartitionsRequest(type=type_text(job_type), partitions=partitions)
+        return self._call(self._client.set_queue_partitions, request).covered
+
     def list_jobs(
         self,
         job_filter: JobFilter = ALL_UNFINISHED,

@@ -101,6 +101,12 @@ class JobServiceHandler(JobService):
         await self.producer.store.controls.resume(request.type)
         return pb.ResumeQueueResponse()
 
+    async def set_queue_partitions(
+        self, request: pb.SetQueuePartitionsRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.SetQueuePartitionsResponse:
+        covered = await self.producer.store.partitions.set(request.type, request.partitions)
+        return pb.SetQueuePartitionsResponse(covered=covered)
+
     async def list_jobs(
         self, request: pb.ListJobsRequest, ctx: RequestContext[Any, Any]
     ) -> pb.ListJobsResponse:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..errors import InvalidInput, JobNotFound
-from ..model import JobStatus, check_job_id, check_job_type, partition_of_id, partition_of_type
+from ..model import JobStatus, check_job_id, check_job_type, partition_of_id
 from ..store.job_events import (
     READ_COUNT,
     START,
@@ -213,7 +213,8 @@ class Hubs:
 
     async def _read_types(self) -> None:
         members: set[bytes] = await self.store.redis.smembers(self.store.keys.types)  # type: ignore[assignment]
-        partitions = {partition_of_type(t.decode()) for t in members}
+        covered = self.store.partitions.covered  # a type's partitions, all of them
+        partitions = {p for t in members for p in await covered(t.decode())}
         self._partitions = {p: self.store.keys.events(p) for p in sorted(partitions)}
         self._types_read_at = time.monotonic()
 
@@ -279,7 +280,8 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
     if not 0 <= request.max_batch <= MAX_BATCH:
         raise InvalidInput("max_batch", f"{request.max_batch}; from 0 to {MAX_BATCH} (0 or 1: no batches)")
     if job_type:
-        keys = {partition_of_type(job_type): hubs.store.keys.queue(job_type).events}
+        # A hub per partition of the type (one, unless it is spread: "Partitions of a type").
+        keys = {p: hubs.store.keys.events(p) for p in await hubs.store.partitions.covered(job_type)}
         _only(cursor, keys, f"type {job_type!r}")
     else:
         keys = dict(await hubs.partitions())  # its own: the cursor may add partitions

@@ -32,7 +32,7 @@ from ..model import (
     check_expiry,
     check_job_type,
     new_job_ids,
-    partition_of_type,
+    partition_of_key,
 )
 from .codec import TRACE_FIELD, NewJob, option_fields
 from .outcomes import Outcome
@@ -57,6 +57,7 @@ class Enqueuer:
         self.settings = store.settings
         self.max_payload_bytes = store.settings.max_payload_bytes
         self._registered: dict[str, float] = {}  # job type -> when to register it again
+        self._turn: dict[str, int] = {}  # job type -> the partition its next keyless jobs go to
         self._queued: list[tuple[NewJob, asyncio.Future[None]]] = []  # calls for the next batch
         self._flusher: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
         # A batch is on its way (then every new call waits in _queued for the next).
@@ -83,6 +84,8 @@ class Enqueuer:
         returns the job enqueued first instead of creating one.
         """
         new = self._prepare(0, EnqueueRequest(job_type, payload, execution_time_ms, options), many=False)
+        if self.settings.max_depth_of(job_type) and await self.store.partitions.count(job_type) > 1:
+            await self._admit([new])  # each partition's script sees its own depth only
         if self._flushing:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._queued.append((new, done))
@@ -165,12 +168,14 @@ class Enqueuer:
                 adding[new.request.job_type] = adding.get(new.request.job_type, 0) + 1
         if not adding:
             return
+        partitions = {t: await self.store.partitions.covered(t) for t in adding}
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for job_type in adding:
-                pipe.hget(self.store.keys.queue(job_type).stats, "pending")
-            counts = await pipe.execute()
-        for (job_type, count), stored in zip(adding.items(), counts, strict=True):
-            pending = int(stored or 0)
+                for partition in partitions[job_type]:
+                    pipe.hget(self.store.keys.queue(job_type, partition).stats, "pending")
+            counts = iter(await pipe.execute())
+        for job_type, count in adding.items():
+            pending = sum(int(next(counts) or 0) for _ in partitions[job_type])
             if pending + count > self.settings.max_depth_of(job_type):
                 raise self._full(job_type, adding=count, pending=pending)
 
@@ -184,9 +189,33 @@ class Enqueuer:
             by_type.setdefault(new.request.job_type, []).append(new)
         for job_type, jobs in by_type.items():
             await self._register_type(job_type)
-            await self._store_chunks(job_type, jobs)
+            tags = await self.store.partitions.tags(job_type)
+            if len(tags) == 1:
+                await self._store_chunks(job_type, jobs, tags[0])
+                continue
+            for partition, of_partition in self._spread(job_type, jobs, tags).items():
+                await self._store_chunks(job_type, of_partition, partition)
 
-    async def _store_chunks(self, job_type: str, jobs: list[NewJob]) -> None:
+    def _spread(self, job_type: str, jobs: list[NewJob], tags: tuple[str, ...]) -> dict[str, list[NewJob]]:
+        """Which of the type's partitions each job goes to: a job with a unique key (else
+        an idempotency key) to the one of its key, so that its deduplication is one
+        script's; the others in turns, a script call's worth (ENQUEUE_BATCH) each."""
+        spread: dict[str, list[NewJob]] = {}
+        turn = self._turn.get(job_type, 0)
+        keyless = 0
+        for new in jobs:
+            options = new.request.options
+            key = options.unique_key or options.idempotency_key
+            if key:
+                partition = tags[partition_of_key(key, len(tags))]
+            else:
+                partition = tags[(turn + keyless // ENQUEUE_BATCH) % len(tags)]
+                keyless += 1
+            spread.setdefault(partition, []).append(new)
+        self._turn[job_type] = (turn + max(1, -(-keyless // ENQUEUE_BATCH))) % len(tags)
+        return spread
+
+    async def _store_chunks(self, job_type: str, jobs: list[NewJob], partition: str) -> None:
         """ENQUEUE_BATCH jobs per script call, and ENQUEUE_IN_FLIGHT calls at once.
 
         While Redis runs one call, the client encodes the next and decodes the
@@ -194,13 +223,13 @@ class Enqueuer:
         and is raised as it is (chunks already stored stay stored).
         """
         if len(jobs) <= ENQUEUE_BATCH:  # one call: no tasks (a single enqueue's latency)
-            await self._store_batch(job_type, jobs)
+            await self._store_batch(job_type, jobs, partition)
             return
         window = asyncio.Semaphore(ENQUEUE_IN_FLIGHT)
 
         async def store(chunk: list[NewJob]) -> None:
             async with window:
-                await self._store_batch(job_type, chunk)
+                await self._store_batch(job_type, chunk, partition)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -230,16 +259,17 @@ class Enqueuer:
                 exc.args = (f"jobs[{index}].{exc.args[0]}",)
             raise
 
-    async def _store_batch(self, job_type: str, jobs: list[NewJob]) -> None:
-        """One enqueue.lua call for one type; resolves duplicates to the jobs they point at."""
-        for new, job_id in zip(jobs, new_job_ids(partition_of_type(job_type), len(jobs)), strict=True):
+    async def _store_batch(self, job_type: str, jobs: list[NewJob], partition: str) -> None:
+        """One enqueue.lua call for one type's partition; resolves duplicates to the jobs
+        they point at."""
+        for new, job_id in zip(jobs, new_job_ids(partition, len(jobs)), strict=True):
             new.job_id = job_id  # kept by the retry rounds below
         for _ in range(3):
             todo = [new for new in jobs if new.job is None and not new.full and not new.expires_early_at]
             if not todo:
                 return
             created_at, outcomes = await self.store.transitions.enqueue(
-                job_type, todo, max_depth=self.settings.max_depth_of(job_type)
+                job_type, todo, max_depth=self.settings.max_depth_of(job_type), partition=partition
             )
             for new, outcome in zip(todo, outcomes, strict=True):
                 if outcome == FULL:

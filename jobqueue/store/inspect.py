@@ -54,23 +54,29 @@ class Inspector:
         ids: list[bytes] = await self.redis.zrevrange(self.keys.queue(job_type).failed, 0, limit - 1)  # type: ignore[assignment]
         return [i.decode() for i in ids]
 
-    async def held_by(self, job_type: str, worker_id: str) -> list[str]:
+    async def held_by(self, job_type: str, worker_id: str, *, partition: str | None = None) -> list[str]:
         """The ids a worker claimed and has not finished (may include stale ones)."""
-        members: set[bytes] = await self.redis.smembers(self.keys.queue(job_type).held(worker_id))  # type: ignore[assignment]
+        members: set[bytes] = await self.redis.smembers(self.keys.queue(job_type, partition).held(worker_id))  # type: ignore[assignment]
         return sorted(m.decode() for m in members)
 
-    async def expired_leases(self, job_type: str, limit: int = 100) -> list[str]:
+    async def expired_leases(
+        self, job_type: str, limit: int = 100, *, partition: str | None = None
+    ) -> list[str]:
         """Running jobs whose lease expired, by the Redis clock."""
-        return await self._past_due(self.keys.queue(job_type).leases, limit)
+        return await self._past_due(self.keys.queue(job_type, partition).leases, limit)
 
-    async def past_expiry(self, job_type: str, limit: int = 100) -> list[str]:
+    async def past_expiry(
+        self, job_type: str, limit: int = 100, *, partition: str | None = None
+    ) -> list[str]:
         """Ids in the type's `expiring` index whose expiry passed, by the Redis clock
         (their jobs may have started or finished since: expire.lua checks)."""
-        return await self._past_due(self.keys.queue(job_type).expiring, limit)
+        return await self._past_due(self.keys.queue(job_type, partition).expiring, limit)
 
-    async def dead_workers(self, job_type: str, limit: int = 100) -> list[str]:
+    async def dead_workers(
+        self, job_type: str, limit: int = 100, *, partition: str | None = None
+    ) -> list[str]:
         """Workers of the type whose liveness deadline passed, by the Redis clock."""
-        return await self._past_due(self.keys.queue(job_type).workers, limit)
+        return await self._past_due(self.keys.queue(job_type, partition).workers, limit)
 
     async def _past_due(self, key: str, limit: int) -> list[str]:
         members = await self._expired.run(self._expired.keys(None, more=[key]), [limit])

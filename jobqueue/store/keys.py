@@ -58,10 +58,11 @@ class QueueKeys:
         return f"{self._base}:unique:{self._type}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
-def wake_marker(job_type: str) -> str:
-    """The id lua/include/priority.lua pushes into a type's `ready` list to wake an idle
-    worker for a job of another priority: a UUID of version 0, which no job has."""
-    return partition_of_type(job_type) + "0000-0000-0000-0000-000000000000"
+def wake_marker(job_type: str, partition: str | None = None) -> str:
+    """The id lua/include/priority.lua pushes into a type's `ready` list (of its
+    partition, default its first) to wake an idle worker for a job of another
+    priority: a UUID of version 0, which no job has."""
+    return (partition or partition_of_type(job_type)) + "0000-0000-0000-0000-000000000000"
 
 
 class Keyspace:
@@ -74,7 +75,11 @@ class Keyspace:
         # HASH worker id -> JSON {host, pid, types, concurrency, started_at, liveness_ms}:
         # what ListWorkers shows; written by a worker when it starts, removed when it leaves.
         self.workers = f"{prefix}:workers"
-        self._queues: dict[str, QueueKeys] = {}
+        # HASH type -> its partition count (SetQueuePartitions), and type -> the highest
+        # count it ever had: what workers, schedulers and reapers cover (partitions.py).
+        self.partitions = f"{prefix}:partitions"
+        self.partitions_covered = f"{prefix}:partitions_covered"
+        self._queues: dict[str | tuple[str, str], QueueKeys] = {}
 
     def job(self, job_id: str) -> str:
         # One f-string, not job_key_prefix(...) + job_id: a busy worker makes two per job.
@@ -89,16 +94,21 @@ class Keyspace:
         """What the key of every job in `partition` starts with (then comes the id)."""
         return f"{self.prefix}:{{{partition}}}:job:"
 
-    def queue(self, job_type: str) -> QueueKeys:
-        queue = self._queues.get(job_type)
+    def queue(self, job_type: str, partition: str | None = None) -> QueueKeys:
+        """The keys of the type's queue in `partition` (a tag of partitions_of_type;
+        None: its first, the only one of a type not spread)."""
+        cached = job_type if partition is None else (job_type, partition)
+        queue = self._queues.get(cached)
         if queue is None:
             if len(self._queues) >= 1024:  # a process sees few types; bound it anyway
                 self._queues.clear()
-            queue = self._queues[job_type] = self._make_queue(job_type)
+            queue = self._queues[cached] = self._make_queue(
+                job_type, partition or partition_of_type(job_type)
+            )
         return queue
 
-    def _make_queue(self, job_type: str) -> QueueKeys:
-        base = f"{self.prefix}:{{{partition_of_type(job_type)}}}"
+    def _make_queue(self, job_type: str, partition: str) -> QueueKeys:
+        base = f"{self.prefix}:{{{partition}}}"
         return QueueKeys(
             scheduled=f"{base}:scheduled:{job_type}",
             ready=f"{base}:ready:{job_type}",
@@ -114,7 +124,7 @@ class Keyspace:
             cancelled=f"{base}:cancelled:{job_type}",
             expired=f"{base}:expired:{job_type}",
             expiring=f"{base}:expiring:{job_type}",
-            events=self.events(partition_of_type(job_type)),
+            events=self.events(partition),
             prio=f"{base}:prio:{job_type}",
             _base=base,
             _type=job_type,

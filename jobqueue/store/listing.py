@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
-from ..model import Job, JobStatus, partition_of_id, partition_of_type
+from ..model import Job, JobStatus, partition_of_id, partition_of_key
 from ..selection import MAX_EXAMINED, JobFilter, TimeField
 from . import scripts
 from .codec import JOB_FIELDS, READ_FIELDS, decode_job_values, set_read_fields
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from redis.typing import EncodableT
 
     from .keys import Keyspace
+    from .partitions import Partitions
 
 log = logging.getLogger("jobqueue.store")
 
@@ -129,9 +130,10 @@ class Selected:
 
 
 class Lister:
-    def __init__(self, redis: Redis, keys: Keyspace, *, retention_ms: int) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, partitions: Partitions, *, retention_ms: int) -> None:
         self.redis = redis
         self.keys = keys
+        self.partitions = partitions
         self.retention_ms = retention_ms
         loaded = scripts.load(redis, "page", "read_jobs")
         self._page, self._read_jobs = loaded["page"], loaded["read_jobs"]
@@ -151,6 +153,8 @@ class Lister:
         if job_filter.idempotency_key:
             return Selected(await self._by_idempotency_key(job_filter, with_payloads), None)
         types = [job_filter.type] if job_filter.type else sorted(await self._types())
+        # A type spread over partitions is an index per partition, merged like types.
+        queues = [(t, p) for t in types for p in await self.partitions.covered(t)]
         jobs: list[Job] = []
         examined = 0
         cursor = after
@@ -158,10 +162,10 @@ class Lister:
             wanted = count - len(jobs)
             chunk = min(examine - examined, max(wanted, _SCAN_CHUNK) if job_filter.scans else wanted)
             ask = _Ask(job_filter, newest_first, chunk, cursor, with_payloads)
-            if len(types) == 1:
-                entries, more = await self._read_one(types[0], ask)
+            if len(queues) == 1:
+                entries, more = await self._read_one(*queues[0], ask)
             else:
-                entries, more = await self._read_merged(types, ask)
+                entries, more = await self._read_merged(queues, ask)
             looked = 0
             for _, _, job in entries:
                 looked += 1
@@ -196,11 +200,11 @@ class Lister:
             ask.count,
         ]
 
-    async def _read_one(self, job_type: str, ask: _Ask) -> tuple[list[Entry], bool]:
-        """The next entries of one type's index with their jobs, in one call of page.lua
-        (it reads the jobs too); and whether any are left after them."""
-        index = getattr(self.keys.queue(job_type), _INDEX_OF[ask.job_filter.status])
-        prefix = self.keys.job_key_prefix(partition_of_type(job_type))
+    async def _read_one(self, job_type: str, partition: str, ask: _Ask) -> tuple[list[Entry], bool]:
+        """The next entries of one type's index (in one partition) with their jobs, in
+        one call of page.lua (it reads the jobs too); and whether any are left after them."""
+        index = getattr(self.keys.queue(job_type, partition), _INDEX_OF[ask.job_filter.status])
+        prefix = self.keys.job_key_prefix(partition)
         reading = _READING[ask.with_payloads]
         args = [*self._page_args(ask), prefix, *reading.fields]
         more_flag, *flat = await self._page.run(self._page.keys(None, more=[index]), args)
@@ -211,18 +215,18 @@ class Lister:
             entries.append((int(float(score)), member.decode(), job))
         return entries, more_flag == 1
 
-    async def _read_merged(self, types: Sequence[str], ask: _Ask) -> tuple[list[Entry], bool]:
-        """The next entries of the types' indexes, merged, with their jobs: the indexes
-        in one pipelined round trip, then the jobs the merge keeps; and whether any
-        entries are left after them."""
+    async def _read_merged(self, queues: Sequence[tuple[str, str]], ask: _Ask) -> tuple[list[Entry], bool]:
+        """The next entries of the queues' (type, partition) indexes, merged, with their
+        jobs: the indexes in one pipelined round trip, then the jobs the merge keeps;
+        and whether any entries are left after them."""
         index = _INDEX_OF[ask.job_filter.status]
         args = self._page_args(ask)
         replies = await self._page.run_each(
-            [(self._page.keys(None, more=[getattr(self.keys.queue(t), index)]), args) for t in types]
+            [(self._page.keys(None, more=[getattr(self.keys.queue(t, p), index)]), args) for t, p in queues]
         )
         runs: list[list[tuple[int, str, str]]] = []
         more = False
-        for job_type, (more_flag, *flat) in zip(types, replies, strict=True):
+        for (job_type, _), (more_flag, *flat) in zip(queues, replies, strict=True):
             more = more or more_flag == 1
             runs.append(
                 [(int(float(s)), m.decode(), job_type) for m, s in zip(flat[::2], flat[1::2], strict=True)]
@@ -260,7 +264,10 @@ class Lister:
 
     async def _by_idempotency_key(self, job_filter: JobFilter, with_payloads: bool) -> list[Job]:
         """The job the key points at (one lookup), if it matches the rest of the filter."""
-        idem_key = self.keys.queue(job_filter.type).idempotency(job_filter.idempotency_key)
+        # Where an enqueue with the key went (enqueuer.py): while the type's count is unchanged.
+        tags = await self.partitions.tags(job_filter.type)
+        partition = tags[partition_of_key(job_filter.idempotency_key, len(tags))]
+        idem_key = self.keys.queue(job_filter.type, partition).idempotency(job_filter.idempotency_key)
         job_id: bytes | None = await self.redis.get(idem_key)  # type: ignore[assignment]
         if job_id is None:
             return []

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from ..model import check_job_type, partition_of_type
+from ..model import check_job_type
 from . import scripts
+from .partitions import Partitions
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -73,6 +74,7 @@ class Rebuilder:
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self.redis = redis
         self.keys = keys
+        self.partitions = Partitions(redis, keys)  # a type spread over partitions: each is rebuilt
         loaded = scripts.load(redis, "rebuild_jobs", "rebuild_counts")
         self._jobs, self._counts = loaded["rebuild_jobs"], loaded["rebuild_counts"]
 
@@ -89,39 +91,47 @@ class Rebuilder:
         job_type = check_job_type(job_type)
         if not 1 <= count <= MAX_COUNT:
             raise ValueError(f"count must be 1 to {MAX_COUNT}, not {count}")
-        queue = self.keys.queue(job_type)
-        prefix = self.keys.job_key_prefix(partition_of_type(job_type))
         report = TypeRebuild(job_type)
-        seen = 0
-        async for keys in self._batches(self._job_keys(prefix, count), count):
-            ids = [key[len(prefix) :] for key in keys]
-            await self._repair(ids, report, dry_run=dry_run, orphans=False)
-            seen += len(ids)
-            if progress:
-                progress(job_type, "jobs", seen)
-        report.jobs_seen = seen
-        for index in INDEXES:
+        stored, counted = (0, 0), (0, 0)
+        for partition in await self.partitions.covered(job_type):
+            queue = self.keys.queue(job_type, partition)
+            prefix = self.keys.job_key_prefix(partition)
             seen = 0
-            async for ids in self._batches(self._members(getattr(queue, index), count), count):
-                await self._repair(ids, report, dry_run=dry_run, orphans=True)
+            async for keys in self._batches(self._job_keys(prefix, count), count):
+                ids = [key[len(prefix) :] for key in keys]
+                await self._repair(ids, report, partition, dry_run=dry_run, orphans=False)
                 seen += len(ids)
                 if progress:
-                    progress(job_type, index, seen)
-        stored_pending, stored_running, pending, running = await self._counts.run(
-            self._counts.keys(queue), [job_type, prefix, int(dry_run)]
-        )
-        report.stored = (stored_pending, stored_running)
-        report.counted = (report.pending_seen, report.running_seen) if dry_run else (pending, running)
+                    progress(job_type, "jobs", report.jobs_seen + seen)
+            report.jobs_seen += seen
+            for index in INDEXES:
+                seen = 0
+                async for ids in self._batches(self._members(getattr(queue, index), count), count):
+                    await self._repair(ids, report, partition, dry_run=dry_run, orphans=True)
+                    seen += len(ids)
+                    if progress:
+                        progress(job_type, index, seen)
+            stored_pending, stored_running, pending, running = await self._counts.run(
+                self._counts.keys(queue), [job_type, prefix, int(dry_run)]
+            )
+            stored = (stored[0] + stored_pending, stored[1] + stored_running)
+            counted = (counted[0] + pending, counted[1] + running)
+        report.stored = stored
+        report.counted = (report.pending_seen, report.running_seen) if dry_run else counted
         if report.jobs_seen and not dry_run:
             await self.redis.sadd(self.keys.types, job_type)  # schedulers and reapers see it
         return report
 
-    async def _repair(self, ids: Sequence[str], report: TypeRebuild, *, dry_run: bool, orphans: bool) -> None:
-        """One call of rebuild_jobs.lua on a batch of ids, its counts added to `report`."""
+    async def _repair(
+        self, ids: Sequence[str], report: TypeRebuild, partition: str, *, dry_run: bool, orphans: bool
+    ) -> None:
+        """One call of rebuild_jobs.lua on a batch of ids (of one partition), its counts
+        added to `report`."""
         job_type = report.job_type
-        prefix = self.keys.job_key_prefix(partition_of_type(job_type))
+        prefix = self.keys.job_key_prefix(partition)
         found = await self._jobs.run(
-            self._jobs.keys(self.keys.queue(job_type)), [job_type, prefix, int(dry_run), int(orphans), *ids]
+            self._jobs.keys(self.keys.queue(job_type, partition)),
+            [job_type, prefix, int(dry_run), int(orphans), *ids],
         )
         for i, index in enumerate(INDEXES):
             report.added[index] += found[i]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..model import check_job_type, partition_of_type
+from ..model import check_job_type
 from ..queues import WorkerInfo
 from . import scripts
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from redis.typing import EncodableT
 
     from .keys import Keyspace
+    from .partitions import Partitions
 
 # Held ids checked one by one at most per worker and type; a bigger set (a worker's
 # held set is its concurrency, prefetch and a heartbeat's losses) counts as its size.
@@ -28,9 +29,10 @@ HELD_LOOK = 1000
 
 
 class WorkerRegistry:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, partitions: Partitions) -> None:
         self.redis = redis
         self.keys = keys
+        self.partitions = partitions
         self._held = scripts.load(redis, "worker_held")["worker_held"]
 
     async def register(
@@ -67,21 +69,25 @@ class WorkerRegistry:
             for worker_id, value in raw.items()
             if (entry := _entry(value)) is not None and (not job_type or job_type in entry["types"])
         )
+        # A worker of a type spread over partitions is alive, and holds jobs, in each.
+        covered = {t: await self.partitions.covered(t) for _, entry in entries for t in entry["types"]}
         calls: list[tuple[list[str], list[EncodableT]]] = [
             (
-                self._held.keys(self.keys.queue(name), worker_id=worker_id),
-                [worker_id, self.keys.job_key_prefix(partition_of_type(name)), HELD_LOOK],
+                self._held.keys(self.keys.queue(name, partition), worker_id=worker_id),
+                [worker_id, self.keys.job_key_prefix(partition), HELD_LOOK],
             )
             for worker_id, entry in entries
             for name in entry["types"]
+            for partition in covered[name]
         ]
         replies = await self._held.run_each(calls) if calls else []
         workers, at = [], 0
         for worker_id, entry in entries:
             # On a cluster each type's reply has its own master's clock: each deadline is
             # compared with the clock of the node that holds it.
-            of_worker = replies[at : at + len(entry["types"])]
-            at += len(entry["types"])
+            count = sum(len(covered[name]) for name in entry["types"])
+            of_worker = replies[at : at + count]
+            at += count
             if not any(deadline > now for now, deadline, _ in of_worker):
                 continue
             workers.append(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..model import check_job_type, partition_of_type
+from ..model import check_job_type
 from ..queues import MINUTES, QueueStats, StatsReport, total_of
 from . import scripts
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .keys import Keyspace
+    from .partitions import Partitions
 
 # Ids looked at from the right end of `ready` for the oldest ready job: stale copies
 # of cancelled jobs may lie there (cancel leaves them), a few at most in practice.
@@ -28,11 +29,18 @@ OLDEST_LOOK = 8
 
 class StatsReader:
     def __init__(
-        self, redis: Redis, keys: Keyspace, *, retention_ms: int, max_depth_of: Callable[[str], int]
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        partitions: Partitions,
+        *,
+        retention_ms: int,
+        max_depth_of: Callable[[str], int],
     ) -> None:
         """`max_depth_of`: the deployment's limit of pending jobs for a type (0: none)."""
         self.redis = redis
         self.keys = keys
+        self.partitions = partitions
         self.retention_ms = retention_ms
         self.max_depth_of = max_depth_of
         self._script = scripts.load(redis, "queue_stats")["queue_stats"]
@@ -41,42 +49,75 @@ class StatsReader:
         """The counts of `job_type` (a type without jobs has zeros), or of every type
         ever enqueued when it is empty; with their sums."""
         if job_type:
-            job_type = check_job_type(job_type)
-            reply = await self._script.run(*self._call(job_type))
-            return self._report([job_type], [reply], reply[0])
-        members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
-        job_types = sorted(m.decode() for m in members)
-        if not job_types:
-            seconds, micros = await self.redis.time()
-            return self._report([], [], seconds * 1000 + micros // 1000)
-        replies = await self._script.run_each([self._call(name) for name in job_types])
-        return self._report(job_types, replies, max(reply[0] for reply in replies))
+            job_types = [check_job_type(job_type)]
+        else:
+            members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
+            job_types = sorted(m.decode() for m in members)
+            if not job_types:
+                seconds, micros = await self.redis.time()
+                return self._report([], [], seconds * 1000 + micros // 1000)
+        # A type spread over partitions is one call per partition, its counts summed.
+        partitions = {t: await self.partitions.covered(t) for t in job_types}
+        calls = [self._call(t, p) for t in job_types for p in partitions[t]]
+        if len(calls) == 1:
+            replies = [await self._script.run(*calls[0])]
+        else:
+            replies = await self._script.run_each(calls)
+        read_at = max(reply[0] for reply in replies)
+        of_types, at = [], 0
+        for name in job_types:
+            count = len(partitions[name])
+            of_types.append((await self.partitions.count(name), replies[at : at + count]))
+            at += count
+        return self._report(job_types, of_types, read_at)
 
-    def _call(self, job_type: str) -> tuple[list[str], list[str | int]]:
-        keys = self._script.keys(self.keys.queue(job_type))
-        prefix = self.keys.job_key_prefix(partition_of_type(job_type))
+    def _call(self, job_type: str, partition: str) -> tuple[list[str], list[str | int]]:
+        keys = self._script.keys(self.keys.queue(job_type, partition))
+        prefix = self.keys.job_key_prefix(partition)
         return keys, [self.retention_ms, prefix, OLDEST_LOOK]
 
-    def _report(self, job_types: Sequence[str], replies: Sequence[Any], read_at: int) -> StatsReport:
+    def _report(
+        self, job_types: Sequence[str], replies: Sequence[tuple[int, Sequence[Any]]], read_at: int
+    ) -> StatsReport:
         queues, workers = [], set()
-        for job_type, reply in zip(job_types, replies, strict=True):
-            queue, live = self._queue(job_type, reply)
+        for job_type, (partitions, of_type) in zip(job_types, replies, strict=True):
+            queue, live = self._queue(job_type, partitions, of_type)
             queues.append(queue)
             workers.update(live)
         return StatsReport(queues, total_of(queues, len(workers)), read_at)
 
-    def _queue(self, job_type: str, reply: Sequence[Any]) -> tuple[QueueStats, list[bytes]]:
-        now, raw, scheduled, completed, failed, cancelled, oldest, live, expired = reply
-        counters = dict(zip(raw[::2], raw[1::2], strict=True))
-        pending = int(counters.get(b"pending", 0))
-        done, dead = per_minute(counters, now // 60_000)
+    def _queue(
+        self, job_type: str, partitions: int, replies: Sequence[Sequence[Any]]
+    ) -> tuple[QueueStats, set[bytes]]:
+        """The type's counts: its partitions' summed (a worker counted once);
+        `partitions`: its count now (more may be covered, after a shrink)."""
+        pending = scheduled = running = completed = failed = cancelled = expired = oldest = 0
+        done, dead = [0] * MINUTES, [0] * MINUTES
+        live: set[bytes] = set()
+        paused = False
+        for reply in replies:
+            now, raw, p_scheduled, p_completed, p_failed, p_cancelled, p_oldest, p_live, p_expired = reply
+            counters = dict(zip(raw[::2], raw[1::2], strict=True))
+            pending += int(counters.get(b"pending", 0))
+            running += int(counters.get(b"running", 0))
+            scheduled += p_scheduled
+            completed += p_completed
+            failed += p_failed
+            cancelled += p_cancelled
+            expired += p_expired
+            oldest = max(oldest, p_oldest)
+            live.update(p_live)
+            paused = paused or counters.get(b"paused") == b"1"
+            p_done, p_dead = per_minute(counters, now // 60_000)
+            done = [a + b for a, b in zip(done, p_done, strict=True)]
+            dead = [a + b for a, b in zip(dead, p_dead, strict=True)]
         queue = QueueStats(
             job_type,
             pending=pending,
             scheduled=scheduled,
             # Popped but not yet claimed counts as ready: it is PENDING and due.
             ready=max(0, pending - scheduled),
-            running=int(counters.get(b"running", 0)),
+            running=running,
             completed=completed,
             failed=failed,
             cancelled=cancelled,
@@ -85,8 +126,9 @@ class StatsReader:
             completed_per_minute=done,
             failed_per_minute=dead,
             workers=len(live),
-            paused=counters.get(b"paused") == b"1",
+            paused=paused,
             max_depth=self.max_depth_of(job_type),
+            partitions=partitions,
         )
         return queue, live
 

@@ -20,6 +20,7 @@ from .controls import QueueControls
 from .inspect import Inspector
 from .keys import Keyspace
 from .listing import Lister
+from .partitions import Partitions
 from .registry import WorkerRegistry
 from .replication import ReplicaAcks
 from .stats import StatsReader
@@ -37,6 +38,8 @@ class Store:
         self.redis = redis
         self.settings = settings
         self.keys = Keyspace(settings.prefix)
+        # How many partitions each type has (SetQueuePartitions), re-read every few seconds.
+        self.partitions = Partitions(redis, self.keys)
         self.transitions = Transitions(
             redis,
             self.keys,
@@ -52,12 +55,16 @@ class Store:
         self.inspect = Inspector(redis, self.keys, self.worker_defaults)
         # The reads of queues (GetQueueStats, ListWorkers) and their controls (pause).
         self.stats = StatsReader(
-            redis, self.keys, retention_ms=settings.retention_ms, max_depth_of=settings.max_depth_of
+            redis,
+            self.keys,
+            self.partitions,
+            retention_ms=settings.retention_ms,
+            max_depth_of=settings.max_depth_of,
         )
-        self.registry = WorkerRegistry(redis, self.keys)
-        self.controls = QueueControls(redis, self.keys)
+        self.registry = WorkerRegistry(redis, self.keys, self.partitions)
+        self.controls = QueueControls(redis, self.keys, self.partitions)
         # ListJobs' pages over the indexes, and the bulk calls that act on them.
-        self.lister = Lister(redis, self.keys, retention_ms=settings.retention_ms)
+        self.lister = Lister(redis, self.keys, self.partitions, retention_ms=settings.retention_ms)
         self.bulk = Bulk(self.lister, self.transitions)
         # Where every part using this store reports Redis outages (one per process and URL).
         self.outage = outage.of(settings.redis_url)

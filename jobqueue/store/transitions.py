@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..errors import NotReplicated
-from ..model import Job, JobStatus, UniqueMode, check_job_id, partition_of_type
+from ..model import Job, JobStatus, UniqueMode, check_job_id, partition_of_id, partition_of_type
 from . import scripts
 from .codec import JOB_FIELDS, TRACE_FIELD, NewJob, decode_job_values, status_of
 from .outcomes import OK_CODE, Outcome, Result, decode, decode_all
@@ -74,7 +74,7 @@ class Transitions:
     # -- producers and the API -------------------------------------------------
 
     async def enqueue(
-        self, job_type: str, jobs: Sequence[NewJob], *, max_depth: int = 0
+        self, job_type: str, jobs: Sequence[NewJob], *, max_depth: int = 0, partition: str | None = None
     ) -> tuple[int, list[int | bytes]]:
         """Stores new PENDING jobs of one type (enqueue.lua); the ids are set.
 
@@ -82,13 +82,14 @@ class Transitions:
         the id of the job its idempotency key (or unique key) points at, b"~" and the
         id of a PENDING job debounced, or b"full": refused, the type already holds
         `max_depth` pending jobs (0: no limit), or b"expires_early": refused, its
-        expiry is not after now and its execution time).
+        expiry is not after now and its execution time). `partition`: where they go
+        (their ids must start with it); None: the type's first.
 
         With replica acks wanted (replication.py), NotReplicated if fewer replicas than
         wanted confirmed the writes in time.
         """
-        queue = self.keys.queue(job_type)
-        job_key = self.keys.job_key_prefix(partition_of_type(job_type))
+        queue = self.keys.queue(job_type, partition)
+        job_key = self.keys.job_key_prefix(partition or partition_of_type(job_type))
         keys = self._scripts["enqueue"].keys(queue, more=[job_key + new.job_id for new in jobs])
         args: list[str | bytes | int | float] = [
             job_type, self.keys.schedule_channel, self.idempotency_window_ms, len(jobs), max_depth,
@@ -143,7 +144,7 @@ class Transitions:
         job_type, idempotency_key = cast("list[bytes | None]", stored)
         if job_type is None:
             return Result(Outcome.NOT_FOUND)
-        queue = self.keys.queue(job_type.decode())
+        queue = self.keys.queue(job_type.decode(), partition_of_id(job_id))
         more = [queue.idempotency(idempotency_key.decode())] if idempotency_key else []
         script = self._scripts["delete"]
         return decode(await script.run(script.keys(queue, job=job_key, more=more), [job_id]))
@@ -154,7 +155,7 @@ class Transitions:
         if job_type is None:
             return Result(Outcome.NOT_FOUND)
         script = self._scripts[name]
-        keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
+        keys = script.keys(self.keys.queue(job_type, partition_of_id(job_id)), job=self.keys.job(job_id))
         return decode(await script.run(keys, args))
 
     async def _type_of(self, job_id: str) -> str | None:
@@ -164,22 +165,26 @@ class Transitions:
 
     # -- the scheduler ---------------------------------------------------------
 
-    async def promote(self, job_type: str, limit: int) -> tuple[int, float | None]:
+    async def promote(
+        self, job_type: str, limit: int, *, partition: str | None = None
+    ) -> tuple[int, float | None]:
         """Moves due jobs to the ready list: (jobs moved, ms until the next is due or
         None), the ms to the µs."""
-        keys = self._scripts["promote"].keys(self.keys.queue(job_type))
+        keys = self._scripts["promote"].keys(self.keys.queue(job_type, partition))
         moved, delay_us = await self._scripts["promote"].run(keys, [limit])
         return int(moved), (None if delay_us < 0 else delay_us / 1000)
 
     # -- workers ---------------------------------------------------------------
 
-    async def pop(self, connection: OwnConnection, job_type: str, timeout_s: float) -> str | None:
+    async def pop(
+        self, connection: OwnConnection, job_type: str, timeout_s: float, *, partition: str | None = None
+    ) -> str | None:
         """Waits for a ready job id and moves it to the popped list (BLMOVE): the one
         transition that is a command, since a script cannot block.
 
         The connection is the caller's own: the call holds it while it waits.
         """
-        queue = self.keys.queue(job_type)
+        queue = self.keys.queue(job_type, partition)
         job_id: bytes | None = await connection.execute(
             "BLMOVE", queue.ready, queue.popped, "RIGHT", "LEFT", timeout_s, blocks_s=timeout_s
         )
@@ -194,6 +199,7 @@ class Transitions:
         default_max_attempts: int,
         *,
         via: OwnConnection | None = None,
+        partition: str | None = None,
     ) -> list[Claim]:
         """Starts runs of popped jobs (claim.lua): per id, the RUNNING job, or why not.
 
@@ -201,7 +207,7 @@ class Transitions:
         """
         script = self._scripts["claim"]
         keys = script.keys(
-            self.keys.queue(job_type), worker_id=worker_id, more=[*map(self.keys.job, job_ids)]
+            self.keys.queue(job_type, partition), worker_id=worker_id, more=[*map(self.keys.job, job_ids)]
         )
         args: list[str | int | bytes] = [
             worker_id, lease_ms, default_max_attempts, job_type, self.retention_ms, *job_ids,
@@ -220,6 +226,7 @@ class Transitions:
         lease_ms: int = 0,
         default_max_attempts: int = 1,
         via: OwnConnection | None = None,
+        partition: str | None = None,
     ) -> tuple[list[Result], list[Claim], list[str]]:
         """A busy worker's round trip (round.lua): records its successful runs (OK, or
         STALE: its lease was lost), claims the popped ids `claim` (as `claim`), then
@@ -227,7 +234,7 @@ class Transitions:
         claim in its next round. Returns (records, claims, ids taken)."""
         script = self._scripts["round"]
         keys = script.keys(
-            self.keys.queue(job_type),
+            self.keys.queue(job_type, partition),
             worker_id=worker_id,
             more=[*(self.keys.job(job.id) for job in completed), *map(self.keys.job, claim)],
         )
@@ -277,12 +284,21 @@ class Transitions:
         return claims
 
     async def heartbeat(
-        self, job_type: str, worker_id: str, held: Sequence[tuple[str, int]], lease_ms: int, liveness_ms: int
+        self,
+        job_type: str,
+        worker_id: str,
+        held: Sequence[tuple[str, int]],
+        lease_ms: int,
+        liveness_ms: int,
+        *,
+        partition: str | None = None,
     ) -> Beat:
         """Marks the worker alive and extends the leases of `held` (id, lease token)."""
         script = self._scripts["heartbeat"]
         keys = script.keys(
-            self.keys.queue(job_type), worker_id=worker_id, more=[self.keys.job(i) for i, _ in held]
+            self.keys.queue(job_type, partition),
+            worker_id=worker_id,
+            more=[self.keys.job(i) for i, _ in held],
         )
         args: list[str | int] = [lease_ms, worker_id, liveness_ms]
         for job_id, token in held:
@@ -299,7 +315,8 @@ class Transitions:
         """Records a failed run: RETRYING (attempts are left and `retry_delay_ms` is
         not None), DEAD_LETTERED, or STALE (its lease was lost)."""
         script = self._scripts["fail"]
-        keys = script.keys(self.keys.queue(job.type), job=self.keys.job(job.id), worker_id=job.worker_id)
+        queue = self.keys.queue(job.type, partition_of_id(job.id))
+        keys = script.keys(queue, job=self.keys.job(job.id), worker_id=job.worker_id)
         delay = -1 if retry_delay_ms is None else max(0, retry_delay_ms)
         args: list[str | int] = [
             job.id, job.lease_token, error, delay, self.retention_ms, self.keys.schedule_channel,
@@ -317,23 +334,31 @@ class Transitions:
         """Hands a running job back to the front of the ready list (a worker's
         shutdown): OK, or STALE."""
         script = self._scripts["release"]
-        keys = script.keys(self.keys.queue(job.type), job=self.keys.job(job.id), worker_id=job.worker_id)
+        queue = self.keys.queue(job.type, partition_of_id(job.id))
+        keys = script.keys(queue, job=self.keys.job(job.id), worker_id=job.worker_id)
         return decode(await script.run(keys, [job.id, job.lease_token]))
 
     async def give_back(
-        self, job_type: str, job_ids: Sequence[str], *, via: OwnConnection | None = None
+        self,
+        job_type: str,
+        job_ids: Sequence[str],
+        *,
+        via: OwnConnection | None = None,
+        partition: str | None = None,
     ) -> int:
         """Returns taken, unclaimed ids (oldest first) to the front of the ready queue;
         returns how many were still the caller's to give."""
         script = self._scripts["give_back"]
-        keys = script.keys(self.keys.queue(job_type), more=[*map(self.keys.job, job_ids)])
+        keys = script.keys(self.keys.queue(job_type, partition), more=[*map(self.keys.job, job_ids)])
         return int(await script.run(keys, job_ids, via))
 
-    async def forget_worker(self, job_type: str, worker_id: str, *, leaving: bool = False) -> Result:
+    async def forget_worker(
+        self, job_type: str, worker_id: str, *, leaving: bool = False, partition: str | None = None
+    ) -> Result:
         """Drops a dead worker (or, `leaving`, one that shuts down) from the registry:
         OK, or ALIVE when a dead worker came back meanwhile."""
         script = self._scripts["forget_worker"]
-        keys = script.keys(self.keys.queue(job_type), worker_id=worker_id)
+        keys = script.keys(self.keys.queue(job_type, partition), worker_id=worker_id)
         return decode(await script.run(keys, [worker_id, int(leaving)]))
 
     # -- the reaper ------------------------------------------------------------
@@ -343,30 +368,34 @@ class Transitions:
         died): RECOVERED, DEAD_LETTERED (that was its last attempt), ALIVE, MOVED or
         NOT_RUNNING."""
         script = self._scripts["recover"]
-        keys = script.keys(self.keys.queue(job_type), job=self.keys.job(job_id))
+        keys = script.keys(self.keys.queue(job_type, partition_of_id(job_id)), job=self.keys.job(job_id))
         return decode(await script.run(keys, [job_id, dead_worker or "lease", self.retention_ms]))
 
-    async def expire(self, job_type: str, job_ids: Sequence[str]) -> list[str]:
+    async def expire(
+        self, job_type: str, job_ids: Sequence[str], *, partition: str | None = None
+    ) -> list[str]:
         """Ends the jobs of `job_ids` (from `expiring`, past their expiry) that are still
         PENDING and never started as EXPIRED (expire.lua); returns their ids."""
         script = self._scripts["expire"]
-        keys = script.keys(self.keys.queue(job_type), more=[*map(self.keys.job, job_ids)])
+        keys = script.keys(self.keys.queue(job_type, partition), more=[*map(self.keys.job, job_ids)])
         ended = await script.run(keys, [self.retention_ms, job_type, *job_ids])
         return [job_id.decode() for job_id in ended]
 
-    async def tidy(self, job_type: str, *, forget_if_total: int | None = None) -> int:
+    async def tidy(
+        self, job_type: str, *, forget_if_total: int | None = None, partition: str | None = None
+    ) -> int:
         """Trims the type's finished indexes to retention. Returns -1 if the type holds a
         job or a worker; else its total_enqueued, or (given `forget_if_total`, the total
         seen when it was found empty) 1 once its stats, defaults and suspects are gone."""
         script = self._scripts["tidy"]
         forget = forget_if_total is not None
         args = [self.retention_ms, int(forget), forget_if_total or 0]
-        return int(await script.run(script.keys(self.keys.queue(job_type)), args))
+        return int(await script.run(script.keys(self.keys.queue(job_type, partition)), args))
 
-    async def sweep_popped(self, job_type: str, stall_ms: int) -> int:
+    async def sweep_popped(self, job_type: str, stall_ms: int, *, partition: str | None = None) -> int:
         """Returns ids popped but not claimed within `stall_ms` to the ready list;
         returns how many."""
-        queue = self.keys.queue(job_type)
+        queue = self.keys.queue(job_type, partition)
         # The script reads the priority of each id it sweeps: their keys must be declared.
         popped = cast("list[bytes]", await self.redis.lrange(queue.popped, 0, -1))
         script = self._scripts["sweep_popped"]

@@ -78,6 +78,7 @@ class Completions:
                 lease_ms=c.lease_ms,
                 default_max_attempts=c.default_max_attempts,
                 via=via,
+                partition=c.partition or None,
             )
         except BaseException:
             if batch:

@@ -19,3 +19,5 @@ class Context:
     batch_size: int  # most jobs claimed, or completions recorded, per round trip
     notify: Notify
     outage: Outage  # where Redis outages are reported (the store's)
+    # The hash tag of the type's partition these parts work on (worker/lanes.py); "": its first.
+    partition: str = ""

@@ -51,7 +51,7 @@ class Fetcher:
         self.taken: list[str] = []
         # The last claim found the type paused (logged once, and once when it is over).
         self.paused = False
-        self.marker = wake_marker(context.job_type)
+        self.marker = wake_marker(context.job_type, context.partition or None)
 
     async def run(self, connection: OwnConnection) -> None:
         slots = self.slots
@@ -63,7 +63,11 @@ class Fetcher:
             claim, self.taken = self.taken[:free], self.taken[free:]
             # Enough for the free slots, and the next batch of slots to free.
             take = min(self.context.batch_size, max(0, free - len(claim) + slots.batch - len(self.taken)))
-            claims, taken = await self.completions.round(claim=claim, take=take, via=connection)
+            slots.reserved += len(claim)
+            try:
+                claims, taken = await self.completions.round(claim=claim, take=take, via=connection)
+            finally:
+                slots.unreserve(len(claim))  # no await from here to _accept's hold
             self.taken += taken
             if taken:
                 crash_point("after_pop")  # taken, as popped: in the popped list, not claimed
@@ -88,7 +92,9 @@ class Fetcher:
         self.completions.hurry = True
         began, start, began_in = time.time(), time.perf_counter(), c.outage.generation
         try:
-            job_id = await c.transitions.pop(connection, c.job_type, self.block_timeout_s)
+            job_id = await c.transitions.pop(
+                connection, c.job_type, self.block_timeout_s, partition=c.partition or None
+            )
         finally:
             self.completions.hurry = False
         if c.outage.down:
@@ -101,7 +107,13 @@ class Fetcher:
         popped = time.perf_counter()
         crash_point("after_pop")
         claims = await c.transitions.claim(
-            c.job_type, [job_id], c.worker_id, c.lease_ms, c.default_max_attempts, via=connection
+            c.job_type,
+            [job_id],
+            c.worker_id,
+            c.lease_ms,
+            c.default_max_attempts,
+            via=connection,
+            partition=c.partition or None,
         )
         replied = time.perf_counter()
         crash_point("after_claim")
@@ -159,4 +171,5 @@ class Fetcher:
     async def give_back_taken(self, via: OwnConnection | None = None) -> None:
         taken, self.taken = self.taken, []
         if taken:
-            await self.context.transitions.give_back(self.context.job_type, taken, via=via)
+            c = self.context
+            await c.transitions.give_back(c.job_type, taken, via=via, partition=c.partition or None)

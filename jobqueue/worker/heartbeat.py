@@ -78,7 +78,11 @@ class Heartbeat:
         c = self.context
         began, began_in = time.monotonic(), c.outage.generation
         held = self.slots.leases() + self.completions.leases()
-        beat = await c.transitions.heartbeat(c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms)
+        if c.partition:  # one beat per partition: each renews the leases of its own jobs
+            held = [lease for lease in held if lease[0].startswith(c.partition)]
+        beat = await c.transitions.heartbeat(
+            c.job_type, c.worker_id, held, c.lease_ms, self.liveness_ms, partition=c.partition or None
+        )
         self.stale_at = began + self._stale_after_s
         if c.outage.down:
             c.outage.back(began_in)

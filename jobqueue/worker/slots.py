@@ -46,13 +46,22 @@ class Slots:
         self.runs: dict[tuple[str, int], Run] = {}
         self.waiting: collections.deque[Run] = collections.deque()  # prefetched, not started
         self.freed = asyncio.Event()
+        # Slots a fetcher is claiming jobs for (its round on its way): a worker's fetchers
+        # of other partitions (lanes.py) do not count them free meanwhile.
+        self.reserved = 0
         # A busy worker claims for this many free slots at once (see wait_for_a_batch).
         self.batch = max(1, min(batch_size, self.capacity // 2))
         self._start = start
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self.runs)
+        return self.capacity - len(self.runs) - self.reserved
+
+    def unreserve(self, count: int) -> None:
+        """Ends a reservation (its jobs are held by now, or were not claimed)."""
+        if count:
+            self.reserved -= count
+            self.freed.set()  # what was not claimed is free again
 
     def hold(self, job: Job) -> None:
         """Holds a claimed job; it starts when a slot is free (start_waiting)."""

@@ -39,7 +39,15 @@ from ..events import Counts, Event, Failure, Notify, Observer, Observers
 from ..faults import crash_point
 from ..log_lines import RUNNING_JOB
 from ..metrics.exposition import worker_ports
-from ..model import Backoff, Job, JobStatus, check_job_type, check_max_attempts
+from ..model import (
+    Backoff,
+    Job,
+    JobStatus,
+    check_job_type,
+    check_max_attempts,
+    partition_of_id,
+    partition_of_type,
+)
 from ..process import configure_logging, run_until_stopped
 from ..reaper import Reaper
 from ..scheduler import Scheduler
@@ -48,13 +56,12 @@ from ..store import Store
 from ..store.client import connect
 from ..store.memory_policy import check_deployment
 from ..store.outcomes import Outcome, Result
-from ..supervise import REDIS_DOWN, supervise
+from ..store.partitions import REFRESH_S as PARTITIONS_REFRESH_S
+from ..supervise import REDIS_DOWN, repeat, supervise
 from ..supervise import Backoff as ReconnectBackoff
-from .completions import Completions
 from .context import Context
 from .errors import PermanentError, RetryAfter
-from .fetcher import Fetcher
-from .heartbeat import Heartbeat
+from .lanes import Lane, LaneMaker
 from .progress import PROGRESS_INTERVAL_S, ProgressWriter
 from .results import result_bytes
 from .slots import Run, Slots
@@ -73,10 +80,11 @@ class _Serving:
     store: Store
     handlers_redis: Redis  # Worker.redis
     slots: Slots
-    completions: Completions
-    fetcher: Fetcher
-    heartbeat: Heartbeat
+    lanes: dict[str, Lane]  # by partition: one, unless the type is spread (lanes.py)
     progress: ProgressWriter
+
+    def lane_of(self, job: Job) -> Lane:
+        return self.lanes[partition_of_id(job.id)]
 
 
 class Worker:
@@ -297,8 +305,6 @@ class Worker:
 
             start = tracing.traced(execute)
         slots = Slots(self.concurrency, self.prefetch, self.batch_size, start)
-        completions = Completions(context)
-        fetcher = Fetcher(context, slots, completions, self.block_timeout_s)
         # What ListWorkers shows of it (store/registry.py), written by its first heartbeat
         # and again by any beat that finds it forgotten; removed when it leaves.
         enter = functools.partial(
@@ -311,34 +317,41 @@ class Worker:
             started_at=int(time.time() * 1000),
             liveness_ms=self.liveness_ms,
         )
-        heartbeat = Heartbeat(
+        lanes = LaneMaker(
             context,
             slots,
-            completions,
-            interval_s=self.heartbeat_s,
-            liveness_ms=self.liveness_ms,
-            on_join=enter,
+            self.block_timeout_s,
+            self.heartbeat_s,
+            self.liveness_ms,
+            enter,
+            store.own_connection,
+            store.outage,
         )
         progress = ProgressWriter(store.transitions, self.progress_interval_s)
-        serving = self._serving = _Serving(
-            store, handlers_redis, slots, completions, fetcher, heartbeat, progress
-        )
+        serving = self._serving = _Serving(store, handlers_redis, slots, {}, progress)
         if self.sync_runs is not None:
             self.sync_runs.open()
-        # The fetcher's round trips (pops included) go one after another on a connection of its own.
-        fetching = store.own_connection()
-        # A heartbeat that waits out a long backoff after a Redis outage would let the
-        # worker count as dead (liveness_s) and its running jobs run twice: it retries
-        # at least once per heartbeat_s.
-        retry_heartbeat = ReconnectBackoff(base=min(0.1, self.heartbeat_s), cap=self.heartbeat_s)
         outage = store.outage
-        background = [
-            asyncio.create_task(supervise("heartbeat", heartbeat.run, outage, backoff=retry_heartbeat))
-        ]
+
+        async def follow_partitions() -> None:
+            """A lane per partition of the type, one more whenever it gets more."""
+            for partition in await store.partitions.covered(self.job_type):
+                if partition not in serving.lanes:
+                    if serving.lanes:
+                        log.info("worker %s: %r got partition %s", self.worker_id, self.job_type, partition)
+                    serving.lanes[partition] = lanes.start(partition)
+
+        try:
+            await follow_partitions()
+        except REDIS_DOWN as exc:  # its first partition now, any other once Redis answers
+            outage.failed(exc)
+            first_partition = partition_of_type(self.job_type)
+            serving.lanes[first_partition] = lanes.start(first_partition)
+        following = functools.partial(repeat, follow_partitions, PARTITIONS_REFRESH_S)
+        background = [asyncio.create_task(supervise("partitions", following, outage))]
         # So that GetJob shows a pending job the attempts it will get (store/worker_defaults.py).
         register = functools.partial(store.worker_defaults.register, self.job_type, self.max_attempts)
         background.append(asyncio.create_task(supervise("defaults", register, outage)))
-        completer = asyncio.create_task(supervise("completer", completions.run, outage))
         # The reaper's and the scheduler's events go to the same observers, but are
         # not this worker's jobs: they are not counted in its stats.
         about_queue = Observers(observers).notify
@@ -346,23 +359,25 @@ class Worker:
             background.append(asyncio.create_task(Scheduler(store, [self.job_type], about_queue).run()))
         if self.run_reaper:
             background.append(asyncio.create_task(Reaper(store, [self.job_type], about_queue).run()))
-        fetching_task = asyncio.create_task(supervise("fetcher", lambda: fetcher.run(fetching), outage))
         log.info(
-            "worker %s: handling %r, concurrency %d%s",
+            "worker %s: handling %r, concurrency %d%s%s",
             self.worker_id,
             self.job_type,
             self.concurrency,
             f", prefetch {self.prefetch}" if self.prefetch else "",
+            f", {len(serving.lanes)} partitions" if len(serving.lanes) > 1 else "",
         )
         try:
             stopped = asyncio.create_task(stop.wait()) if stop else asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait({stopped, fetching_task}, return_when=asyncio.FIRST_COMPLETED)
+                first = next(iter(serving.lanes.values())).fetching
+                await asyncio.wait({stopped, first}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopped.cancel()
         finally:
-            await self._shutdown(serving, fetching_task, completer, background)
-            await fetching.aclose()
+            await self._shutdown(serving, background)
+            for lane in serving.lanes.values():
+                await lane.connection.aclose()
             await store.aclose()
             await handlers_redis.aclose()
             self._serving = None
@@ -389,10 +404,11 @@ class Worker:
                 await self._record(job, "was released", lambda: transitions.release(job))
                 return
             try:
-                if time.monotonic() > serving.heartbeat.stale_at:
+                heartbeat = serving.lane_of(job).heartbeat
+                if time.monotonic() > heartbeat.stale_at:
                     # The worker was paused, and may have counted as dead: it learns
                     # which of its leases are still its own before it starts a job.
-                    await serving.heartbeat.confirm()
+                    await heartbeat.confirm()
                 self.notify(Event.STARTED, job)
                 began = time.perf_counter()
                 if deadline is None:
@@ -429,7 +445,7 @@ class Worker:
                 if progress.reported(job):  # its last value goes with the completion
                     progress.hand_over(job)
                 # Recorded in a batch by the next round; the slot is free already.
-                serving.completions.add(job)
+                serving.lane_of(job).completions.add(job)
         finally:
             progress.end(job)
             try:
@@ -490,17 +506,15 @@ class Worker:
 
     # -- stopping --------------------------------------------------------------
 
-    async def _shutdown(
-        self,
-        serving: _Serving,
-        fetching: asyncio.Task[None],
-        completer: asyncio.Task[None],
-        background: list[asyncio.Task[None]],
-    ) -> None:
-        slots, completions = serving.slots, serving.completions
-        fetching.cancel()
-        await asyncio.gather(fetching, return_exceptions=True)
-        completions.hurry = True  # nothing will take completions along any more
+    async def _shutdown(self, serving: _Serving, background: list[asyncio.Task[None]]) -> None:
+        slots, lanes = serving.slots, list(serving.lanes.values())
+        background[0].cancel()  # the partitions' follower: no lane is added from here on
+        await asyncio.gather(background[0], return_exceptions=True)
+        for lane in lanes:
+            lane.fetching.cancel()
+        await asyncio.gather(*(lane.fetching for lane in lanes), return_exceptions=True)
+        for lane in lanes:
+            lane.completions.hurry = True  # nothing will take completions along any more
         await self._hand_back_waiting(serving)
         tasks = slots.tasks()
         grace = f"{self.shutdown_grace_s:g} s"
@@ -530,18 +544,22 @@ class Worker:
         leftovers = slots.tasks()
         if leftovers:
             await asyncio.wait(leftovers, timeout=self.lease_ms / 1000)
-        unrecorded = await completions.drain(completer, self.lease_ms / 1000)
+        drains = (lane.completions.drain(lane.completer, self.lease_ms / 1000) for lane in lanes)
+        unrecorded = sum(await asyncio.gather(*drains))
         if unrecorded:
             log.warning(
                 "worker %s: %d completion(s) not recorded (Redis unavailable); those jobs will run again",
                 self.worker_id,
                 unrecorded,
             )
+        background += [lane.beating for lane in lanes]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(*REDIS_DOWN):
-            await serving.store.transitions.forget_worker(self.job_type, self.worker_id, leaving=True)
+            forget = serving.store.transitions.forget_worker
+            for lane in lanes:
+                await forget(self.job_type, self.worker_id, leaving=True, partition=lane.partition)
             await serving.store.registry.remove(self.worker_id)
         log.info("worker %s: stopped; jobs: %s", self.worker_id, self.stats.summary())
 
@@ -549,7 +567,8 @@ class Worker:
         """Returns prefetched jobs, and ids taken for the next round, to the queue at
         once: they have not started."""
         with contextlib.suppress(*REDIS_DOWN):  # else sweep_popped brings them back
-            await serving.fetcher.give_back_taken()
+            for lane in serving.lanes.values():
+                await lane.fetcher.give_back_taken()
         release = serving.store.transitions.release
         waiting = serving.slots.take_waiting()
         await asyncio.gather(

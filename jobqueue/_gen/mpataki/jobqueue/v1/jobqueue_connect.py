@@ -19,7 +19,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import jobqueue_pb
-from .jobqueue_pb import CancelJobRequest, CancelJobResponse, CancelJobsRequest, CancelJobsResponse, DeleteJobsRequest, DeleteJobsResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, GetQueueStatsRequest, GetQueueStatsResponse, ListJobsRequest, ListJobsResponse, ListWorkersRequest, ListWorkersResponse, PauseQueueRequest, PauseQueueResponse, ResumeQueueRequest, ResumeQueueResponse, RetryJobRequest, RetryJobResponse, RetryJobsRequest, RetryJobsResponse, WaitJobRequest, WaitJobResponse, WatchJobRequest, WatchJobResponse, WatchJobsRequest, WatchJobsResponse, WhoAmIRequest, WhoAmIResponse
+from .jobqueue_pb import CancelJobRequest, CancelJobResponse, CancelJobsRequest, CancelJobsResponse, DeleteJobsRequest, DeleteJobsResponse, EnqueueJobRequest, EnqueueJobResponse, EnqueueJobsRequest, EnqueueJobsResponse, GetJobRequest, GetJobResponse, GetQueueStatsRequest, GetQueueStatsResponse, ListJobsRequest, ListJobsResponse, ListWorkersRequest, ListWorkersResponse, PauseQueueRequest, PauseQueueResponse, ResumeQueueRequest, ResumeQueueResponse, RetryJobRequest, RetryJobResponse, RetryJobsRequest, RetryJobsResponse, SetQueuePartitionsRequest, SetQueuePartitionsResponse, WaitJobRequest, WaitJobResponse, WatchJobRequest, WatchJobResponse, WatchJobsRequest, WatchJobsResponse, WhoAmIRequest, WhoAmIResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -112,6 +112,13 @@ class JobService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def resume_queue(self, request: ResumeQueueRequest, ctx: RequestContext[ResumeQueueRequest, ResumeQueueResponse], /) -> ResumeQueueResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def set_queue_partitions(self, request: SetQueuePartitionsRequest, ctx: RequestContext[SetQueuePartitionsRequest, SetQueuePartitionsResponse], /) -> SetQueuePartitionsResponse:
+        """
+        Spreads a hot type over several partitions (Redis Cluster slots): its enqueues
+        go to `partitions` of them, its workers take from all.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def retry_jobs(self, request: RetryJobsRequest, ctx: RequestContext[RetryJobsRequest, RetryJobsResponse], /) -> RetryJobsResponse:
@@ -299,6 +306,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.resume_queue,
+                ),
+                "/mpataki.jobqueue.v1.JobService/SetQueuePartitions": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SetQueuePartitions",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=SetQueuePartitionsRequest,
+                        output=SetQueuePartitionsResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.set_queue_partitions,
                 ),
                 "/mpataki.jobqueue.v1.JobService/RetryJobs": Endpoint.unary(
                     method=MethodInfo(
@@ -672,6 +690,30 @@ class JobServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def set_queue_partitions(
+        self,
+        request: SetQueuePartitionsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SetQueuePartitionsResponse:
+        """
+        Spreads a hot type over several partitions (Redis Cluster slots): its enqueues
+        go to `partitions` of them, its workers take from all.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SetQueuePartitions",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=SetQueuePartitionsRequest,
+                output=SetQueuePartitionsResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def retry_jobs(
         self,
         request: RetryJobsRequest,
@@ -850,6 +892,13 @@ class JobServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def resume_queue(self, request: ResumeQueueRequest, ctx: RequestContext[ResumeQueueRequest, ResumeQueueResponse], /) -> ResumeQueueResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def set_queue_partitions(self, request: SetQueuePartitionsRequest, ctx: RequestContext[SetQueuePartitionsRequest, SetQueuePartitionsResponse], /) -> SetQueuePartitionsResponse:
+        """
+        Spreads a hot type over several partitions (Redis Cluster slots): its enqueues
+        go to `partitions` of them, its workers take from all.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def retry_jobs(self, request: RetryJobsRequest, ctx: RequestContext[RetryJobsRequest, RetryJobsResponse], /) -> RetryJobsResponse:
@@ -1035,6 +1084,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.resume_queue,
+                ),
+                "/mpataki.jobqueue.v1.JobService/SetQueuePartitions": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="SetQueuePartitions",
+                        service_name="mpataki.jobqueue.v1.JobService",
+                        input=SetQueuePartitionsRequest,
+                        output=SetQueuePartitionsResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.set_queue_partitions,
                 ),
                 "/mpataki.jobqueue.v1.JobService/RetryJobs": EndpointSync.unary(
                     method=MethodInfo(
@@ -1402,6 +1462,30 @@ class JobServiceClientSync(ConnectClientSync):
                 service_name="mpataki.jobqueue.v1.JobService",
                 input=ResumeQueueRequest,
                 output=ResumeQueueResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def set_queue_partitions(
+        self,
+        request: SetQueuePartitionsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SetQueuePartitionsResponse:
+        """
+        Spreads a hot type over several partitions (Redis Cluster slots): its enqueues
+        go to `partitions` of them, its workers take from all.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SetQueuePartitions",
+                service_name="mpataki.jobqueue.v1.JobService",
+                input=SetQueuePartitionsRequest,
+                output=SetQueuePartitionsResponse,
                 idempotency_level=IdempotencyLevel.IDEMPOTENT,
                 stream_type=StreamType.UNARY,
             ),
