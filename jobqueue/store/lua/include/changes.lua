@@ -99,3 +99,19 @@ local function commit(c, events, job_type, worker, err)
     redis.call(unpack(entry))
   end
 end
+
+-- A running job's progress report as its own entry (progress.lua): the job as
+-- RUNNING, plus `progress` and `progress_message`, which mark it as a report
+-- (store/job_events.py). Capped like every entry: reports take their place in
+-- the stream's EVENTS_KEPT.
+local function progress_event(events, job_type, id, attempt, worker, progress, message)
+  local entry = {'XADD', events, 'MAXLEN', '~', EVENTS_KEPT, '*', 'type', job_type,
+    'jobs', id .. ':' .. RUNNING .. ':' .. attempt, 'progress', progress}
+  if worker ~= '' then
+    entry[#entry + 1], entry[#entry + 2] = 'worker', worker
+  end
+  if message ~= '' then
+    entry[#entry + 1], entry[#entry + 2] = 'progress_message', message
+  end
+  redis.call(unpack(entry))
+end
