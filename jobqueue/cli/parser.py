@@ -265,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--result", action="store_true",
         help="print only the result's bytes, as they are (a job that did not complete: nothing)",
     )  # fmt: skip
+    wait.add_argument(
+        "--codec", choices=("json", "msgpack"),
+        help="with --result: decode the result with this codec (its worker's: json for a typed handler) "
+        "and print it as one line of JSON",
+    )  # fmt: skip
     cancel = _bulk_command(
         commands, "cancel", "cancel a pending or running job", "cancels every unfinished job they select",
         statuses=("pending", "running"),
