@@ -109,6 +109,16 @@ def test_the_timeline_of_s2_and_s3(redis_url: str, scenario: str) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_the_timeline_of_s2_splits_by_priority(redis_url: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/timeline.py", redis_url, "s2", "--jobs", "20", "--priorities", "5,7"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "priority 5    10 jobs" in ran.stdout and "priority 7    10 jobs" in ran.stdout, ran.stdout
+
+
+@pytest.mark.timeout(120)
 def test_the_cost_of_a_connection(redis_url: str) -> None:
     ran = subprocess.run(
         [sys.executable, "bench/connect_cost.py", redis_url],
