@@ -21,6 +21,7 @@ from jobqueue.store.outcomes import OK, Outcome, Result
 
 from .conftest import eventually, status_is
 from .harness import Harness
+from .test_cli import jobqueue
 from .test_store import start
 from .test_watch import WATCH_JOB, WATCH_JOBS, Streamer, started, stream, streamers  # noqa: F401
 from .test_worker import make_worker, running, take_over
@@ -161,6 +162,15 @@ async def test_progress_reaches_the_watches_that_ask_and_the_result_ends_watch_j
         assert replayed[-1].result == b"the result"
         without = list(sync.watch_job(job.id, cursor=grpc.events()[0]["cursor"]))
         assert [e.status for e in without] == [JobStatus.RUNNING, JobStatus.COMPLETED]
+    # The CLI: `jobqueue watch ID --progress` prints the reports as RUNNING lines.
+    args = ("watch", job.id, "--cursor", grpc.events()[0]["cursor"], "--url", server_url)
+    printed = await asyncio.to_thread(jobqueue, *args, "--progress")
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert [line.split("  ")[3].strip() for line in lines] == ["RUNNING", "RUNNING", "RUNNING", "COMPLETED"]
+    assert lines[1].endswith('progress 25%  "step 1"') and lines[2].endswith('progress 50%  "step 2"')
+    plain_lines = (await asyncio.to_thread(jobqueue, *args)).stdout.splitlines()
+    assert len(plain_lines) == 2 and "progress" not in plain_lines[0]
 
 
 async def test_a_watch_of_a_finished_job_and_a_resumed_one_carry_the_result(

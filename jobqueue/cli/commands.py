@@ -410,6 +410,7 @@ def _watch(args: argparse.Namespace) -> int:
         job_type=args.job_type or "",
         cursor=args.cursor,
         as_json=args.json,
+        progress=args.progress,
     )
 
 

@@ -337,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_options(watch, prints_a_job=False)
     watch.add_argument("--json", action="store_true", help="print each event as a JSON document, one a line")
+    watch.add_argument(
+        "--progress", action="store_true",
+        help="also print the handlers' progress reports (RUNNING lines with `progress 40%%` and a message)",
+    )  # fmt: skip
 
     whoami = _command(commands, "whoami", "show the role the token grants and the methods it may call")
     _client_options(whoami, prints_a_job=False)
