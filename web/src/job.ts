@@ -129,7 +129,7 @@ function showProgress(id: string, event: JobEvent): void {
   shown.progress = event.progress;
   shown.progressMessage = event.progressMessage;
   shown.progressAt = event.at;
-  byId("job-progress").textContent = progressText(shown);
+  render(shown);
 }
 
 async function read(id: string): Promise<void> {
