@@ -337,7 +337,7 @@ async def _changes(
             for entry in entries:
                 position = watcher.positions[partition]
                 if entry.is_progress and not progress:
-                    pass
+                    pass  # a report this watch did not ask for: passed over, the position moves on
                 elif job_type and entry.type == job_type:
                     first = entry.first_after(position)
                     responses = watcher.hub(partition).responses(entry, partition)
