@@ -3,7 +3,7 @@
 machine's speed and load do not move.
 
     python bench/redis_cost.py [--jobs 1000,5000] [--batch 5] [--result-bytes N] [--progress]
-                               [--priorities 1,5,9]
+                               [--priorities 1,5,9] [--reports N]
 
 For each size N it starts a private redis-server under valgrind (cachegrind, no
 cache simulation), enqueues N jobs and drives them through the scripts as a busy
@@ -14,8 +14,10 @@ excluded: (I(5000) - I(1000)) / 4000. With --result-bytes each run returns a
 result of that size (stored by round.lua); with --progress each run's completion
 carries a last progress report, as a worker's does for a run that reported one (round.lua
 writes it in the completion's HSET). With --priorities the jobs get those priorities in
-turn (none: all of the default). A real drain's batches follow its timing, so
-its per-job figure moves with the load; these do not.
+turn (none: all of the default). With --reports each run first writes N progress
+reports (progress.lua, one call each: its HSET, and its entry in the events stream
+that watches read), as a run longer than `progress_interval_s` does. A real drain's
+batches follow its timing, so its per-job figure moves with the load; these do not.
 To compare two versions, run it from each checkout (`cd OTHER && PYTHONPATH=$PWD
 python bench/redis_cost.py`). Loopback only; bounded in time.
 """
@@ -49,6 +51,7 @@ async def drive(
     *,
     progress: bool = False,
     priorities: Sequence[int] = (),
+    reports: int = 0,
 ) -> int:
     """Enqueues `jobs` jobs (of `priorities` in turn) and completes them in rounds of
     `batch`, each with `result`; returns how many completed."""
@@ -66,6 +69,8 @@ async def drive(
             completed += len(running)
             running = [claim for claim in claims if isinstance(claim, Job)]
             for job in running:
+                for i in range(reports):
+                    await transitions.progress(job, (i + 1) / (reports + 1), f"step {i + 1}")
                 job.result = result
                 if progress:  # as worker/progress.py's hand_over puts it
                     job.progress, job.progress_message, job.progress_at = 0.5, "working", 1
@@ -83,7 +88,13 @@ def requests(job_type: str, jobs: int, priorities: Sequence[int]) -> list[Enqueu
 
 
 def count(
-    jobs: int, batch: int, result: bytes = b"", progress: bool = False, priorities: Sequence[int] = ()
+    jobs: int,
+    batch: int,
+    result: bytes = b"",
+    progress: bool = False,
+    priorities: Sequence[int] = (),
+    *,
+    reports: int = 0,
 ) -> int:
     """Redis' instructions for enqueueing and completing `jobs` jobs."""
     binary = find_server_binary()
@@ -111,7 +122,13 @@ def count(
                 time.sleep(0.2)
         completed = asyncio.run(
             drive(
-                f"redis://127.0.0.1:{port}/0", jobs, batch, result, progress=progress, priorities=priorities
+                f"redis://127.0.0.1:{port}/0",
+                jobs,
+                batch,
+                result,
+                progress=progress,
+                priorities=priorities,
+                reports=reports,
             )
         )
         assert completed == jobs, (completed, jobs)
@@ -135,11 +152,20 @@ def main() -> int:
     )
     parser.add_argument("--progress", action="store_true", help="each completion carries a progress report")
     parser.add_argument("--priorities", default="", help="the jobs' priorities in turn, e.g. 1,5,9")
+    parser.add_argument(
+        "--reports",
+        type=int,
+        default=0,
+        help="progress reports each run writes (progress.lua) before it ends",
+    )
     args = parser.parse_args()
     small, large = (int(n) for n in args.jobs.split(","))
     result = b"r" * args.result_bytes
     priorities = [int(p) for p in args.priorities.split(",") if p]
-    counted = {n: count(n, args.batch, result, args.progress, priorities) for n in (small, large)}
+    counted = {
+        n: count(n, args.batch, result, args.progress, priorities, reports=args.reports)
+        for n in (small, large)
+    }
     for n, instructions in counted.items():
         print(f"{n} jobs: {instructions:,} instructions")
     print(f"Redis instructions per job: {(counted[large] - counted[small]) / (large - small):,.0f}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time of S2 and S3 goes: one worker's calls to Redis and its handler starts.
 
-    python bench/timeline.py REDIS_URL s2 [--jobs 500]
+    python bench/timeline.py REDIS_URL s2 [--jobs 500] [--priorities 5,7]
     python bench/timeline.py REDIS_URL s3 [--jobs 200]
     (either with [--concurrency 10] [--prefetch 0]: the worker's settings)
 
@@ -11,6 +11,12 @@ pop, the claim (its round trip, with the fetcher's own work around it), and the 
 of the handler after the claim's reply. S3 (jobs due at one instant) prints, relative
 to the due time, the scheduler's promote, every call of the fetcher, and the starts of
 the handlers, then how much of the burst the fetcher spent waiting on Redis.
+
+S2 with --priorities gives the jobs those priorities in turn (5,7: every other job
+is of priority 7) and splits the figures by priority, with the ratio of each to
+the first's: a job of another priority than 5 waits in `prio` and wakes an idle
+worker through the type's marker (docs/design.md, "Priorities"), one more round
+trip. Alternating in one run, the priorities share the machine's load.
 
 The worker is this file run by `jobqueue worker` with the harness's job body (one
 RPUSH on `Worker.redis`). An observer of its events (jobqueue.events: its calls to
@@ -37,6 +43,7 @@ from typing import Any
 
 from jobqueue import Producer, Settings
 from jobqueue.events import Call, Event, JobLike
+from jobqueue.model import JobOptions
 from jobqueue.redis_server import is_loopback_url
 from jobqueue.worker import Job, Worker
 
@@ -89,9 +96,13 @@ async def _wait_for_starts(producer: Producer, n: int, timeout_s: float) -> None
         await asyncio.sleep(0.005)
 
 
-async def drive(url: str, scenario: str, jobs: int) -> dict[str, tuple[float, float]]:
-    """Runs the scenario's jobs through the worker; returns {job id: (t_ref, enqueue call end)}."""
+async def drive(
+    url: str, scenario: str, jobs: int, priorities: list[int], priority_of: dict[str, int]
+) -> dict[str, tuple[float, float]]:
+    """Runs the scenario's jobs through the worker; returns {job id: (t_ref, enqueue call end)}
+    and fills `priority_of` (S2's jobs take `priorities` in turn)."""
     enqueued: dict[str, tuple[float, float]] = {}
+    options = [JobOptions(priority=p) for p in priorities]
     async with Producer.connect(Settings(redis_url=url)) as producer:
         await _wait_for_starts(producer, 1, 30)  # the warm-up job
         if scenario == "s2":
@@ -99,8 +110,9 @@ async def drive(url: str, scenario: str, jobs: int) -> dict[str, tuple[float, fl
             for i in range(jobs):
                 await asyncio.sleep(max(0.0, first + i / 100 - time.monotonic()))  # 100/s, drift-corrected
                 t_ref = time.time()
-                job = await producer.enqueue(JOB_TYPE, b"")
+                job = await producer.enqueue(JOB_TYPE, b"", None, options[i % len(options)])
                 enqueued[job.id] = (t_ref, time.time())
+                priority_of[job.id] = priorities[i % len(priorities)]
         else:
             due = math.ceil(time.time() + 2)
             for _ in range(jobs):
@@ -110,16 +122,20 @@ async def drive(url: str, scenario: str, jobs: int) -> dict[str, tuple[float, fl
     return enqueued
 
 
-def _percentiles(values: list[float]) -> str:
+def _rank(values: list[float], p: float) -> float:
+    """The p-quantile of `values` (nearest rank)."""
     ordered = sorted(values)
-
-    def rank(p: float) -> float:
-        return ordered[max(0, math.ceil(p * len(ordered)) - 1)] * 1000
-
-    return f"p50 {rank(0.5):6.3f}  p99 {rank(0.99):6.3f}  max {ordered[-1] * 1000:6.3f} ms"
+    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
 
 
-def report_s2(trace: list[Entry], enqueued: dict[str, tuple[float, float]]) -> None:
+def _percentiles(values: list[float]) -> str:
+    p50, p99, top = _rank(values, 0.5) * 1000, _rank(values, 0.99) * 1000, max(values) * 1000
+    return f"p50 {p50:6.3f}  p99 {p99:6.3f}  max {top:6.3f} ms"
+
+
+def report_s2(
+    trace: list[Entry], enqueued: dict[str, tuple[float, float]], priority_of: dict[str, int]
+) -> None:
     taken: dict[str, float] = {}  # job id -> when the worker had it (pop reply, or take)
     claimed: dict[str, float] = {}
     started: dict[str, float] = {}
@@ -142,6 +158,16 @@ def report_s2(trace: list[Entry], enqueued: dict[str, tuple[float, float]]) -> N
     print(f"S2, {len(ids)} jobs at 100/s into an idle worker:")
     for name, values in segments.items():
         print(f"  {name:33} {_percentiles(values)}")
+    levels = sorted(set(priority_of.values()), key=list(priority_of.values()).index)
+    if len(levels) > 1:
+        total = dict(zip(ids, segments["enqueue -> handler starts"], strict=True))
+        by_level = {p: sorted(total[i] for i in ids if priority_of[i] == p) for p in levels}
+        base = by_level[levels[0]]
+        print(f"  enqueue -> handler starts by priority (ratio to priority {levels[0]}'s, same run):")
+        for p, values in by_level.items():
+            p50, p99 = _rank(values, 0.5) / _rank(base, 0.5), _rank(values, 0.99) / _rank(base, 0.99)
+            ratios = f"p50 x{p50:.2f}  p99 x{p99:.2f}"
+            print(f"    priority {p}  {len(values):4} jobs  {_percentiles(values)}  {ratios}")
 
 
 def _describe(what: str, detail: Any) -> str:
@@ -185,7 +211,15 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, help="default: 500 (s2), 200 (s3)")
     parser.add_argument("--concurrency", type=int, default=10, help="the worker's (default 10, as in S2/S3)")
     parser.add_argument("--prefetch", type=int, default=0, help="the worker's (default 0)")
+    parser.add_argument(
+        "--priorities",
+        default="5",
+        help="s2: the jobs' priorities in turn, e.g. 5,7 (default 5: all default)",
+    )
     args = parser.parse_args()
+    priorities = [int(p) for p in args.priorities.split(",") if p]
+    if not priorities or not all(1 <= p <= 9 for p in priorities):
+        parser.error("--priorities: 1 to 9, comma-separated")
     if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
     jobs = args.jobs or (500 if args.scenario == "s2" else 200)
@@ -204,7 +238,8 @@ def main() -> int:
         command = [sys.executable, "-m", "jobqueue.cli", "worker", __file__, "--processes", "1"]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            enqueued = asyncio.run(drive(args.redis_url, args.scenario, jobs))
+            priority_of: dict[str, int] = {}
+            enqueued = asyncio.run(drive(args.redis_url, args.scenario, jobs, priorities, priority_of))
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -213,7 +248,7 @@ def main() -> int:
                 process.kill()
         trace: list[Entry] = [tuple(e) for e in json.loads(Path(out).read_text())]
     if args.scenario == "s2":
-        report_s2(trace, enqueued)
+        report_s2(trace, enqueued, priority_of)
     else:
         report_s3(trace, statistics.mode(t for t, _ in enqueued.values()))
     return 0

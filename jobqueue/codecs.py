@@ -22,10 +22,10 @@ import functools
 import json
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from .model import payload_bytes
+from .model import EnqueueRequest, payload_bytes
 
 # What `decode` shapes a payload into.
 PAYLOAD_TYPES = "a dataclass, TypedDict, pydantic model, dict or list"
@@ -159,6 +159,25 @@ def encode_payload(payload: object, codec: Codec | str | None) -> bytes:
     """What the clients and the producer send: `payload` through `codec`; None: bytes,
     or str as UTF-8, as ever (anything else is a TypeError)."""
     return get_codec(codec or "bytes").encode(payload)
+
+
+def encode_requests(
+    requests: Sequence[EnqueueRequest], codec: Codec | str | None
+) -> Sequence[EnqueueRequest]:
+    """enqueue_many's requests with their payloads through `codec`; None: as they are
+    (bytes or str, checked where they are sent). A payload the codec cannot encode
+    is a TypeError naming it (`requests[i].payload`), before any call."""
+    if codec is None:
+        return requests
+    encoder = get_codec(codec)
+    encoded = []
+    for i, request in enumerate(requests):
+        try:
+            payload = encoder.encode(request.payload)
+        except TypeError as exc:
+            raise TypeError(f"requests[{i}].payload: {exc}") from None
+        encoded.append(dataclasses.replace(request, payload=payload))
+    return encoded
 
 
 # -- shapes ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ the server all speak `Job`, and only the server converts to the wire types.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import enum
 import functools
@@ -13,8 +14,14 @@ import os
 import re
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from .codecs import Codec
+
+T = TypeVar("T")
 
 # A job type names a queue and is part of Redis key names. Whitespace, control
 # characters and braces are refused: braces would break Redis Cluster hash tags
@@ -151,6 +158,23 @@ class Job:
         default=None, init=False, repr=False, compare=False
     )
 
+    @overload
+    def result_as(self, into: builtins.type[T], codec: Codec | str = "json") -> T | None: ...
+    @overload
+    def result_as(self, into: None = None, codec: Codec | str = "json") -> Any: ...
+    def result_as(self, into: Any = None, codec: Codec | str = "json") -> Any:
+        """The result of a COMPLETED job decoded by `codec` (its worker's: json for a
+        typed handler, docs/payloads.md) into `into` (a dataclass, TypedDict,
+        pydantic model, dict or list; None: plain data); None if the handler
+        returned nothing. ValueError for a job that did not complete, DecodeError
+        (a ValueError) for a result the codec cannot read into `into`."""
+        from .codecs import get_codec  # noqa: PLC0415 - codecs imports this module
+
+        if self.status is not JobStatus.COMPLETED:
+            raise ValueError(f"job {self.id} is {self.status.name}: only a COMPLETED job has a result")
+        decoder = get_codec(codec)
+        return decoder.decode(self.result, into) if self.result else None
+
     def set_progress(self, fraction: float, message: str = "") -> None:
         """Reports how far the handler running this job is: `fraction` from 0 to 1
         (else ValueError), and a message (cut to MAX_PROGRESS_MESSAGE_CHARS).
@@ -273,7 +297,8 @@ class EnqueueRequest:
     """One job to enqueue (Producer.enqueue_many, the EnqueueJobs RPC)."""
 
     job_type: str
-    payload: bytes = b""
+    # Bytes or str; with enqueue_many's `codec=`, what the codec encodes.
+    payload: Any = b""
     execution_time_ms: int | None = None  # None or 0: now
     options: JobOptions = NO_OPTIONS
 

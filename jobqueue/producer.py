@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from types import TracebackType
 
-from .codecs import Codec, encode_payload
+from .codecs import Codec, encode_payload, encode_requests
 from .events import Notify
 from .model import NO_OPTIONS, EnqueueRequest, Job, JobOptions, JobStatus, payload_bytes
 from .selection import (
@@ -77,12 +77,15 @@ class Producer:
         encoded = encode_payload(payload, codec)
         return await self._enqueuer.enqueue(job_type, encoded, execution_time_ms, options)
 
-    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+    async def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, codec: Codec | str | None = None
+    ) -> list[Job]:
         """Stores many jobs, in request order; one bad request stores none.
 
-        Payloads as `enqueue` takes them.
+        Payloads as `enqueue` takes them: each encoded by `codec` if given.
         """
-        return await self._enqueuer.enqueue_many(_with_bytes_payloads(requests))
+        encoded = encode_requests(requests, codec)
+        return await self._enqueuer.enqueue_many(_with_bytes_payloads(encoded))
 
     async def get(self, job_id: str) -> Job:
         return await self.store.inspect.get(job_id)

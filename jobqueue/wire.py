@@ -359,7 +359,15 @@ def job_change_to_proto(change: JobChange, cursor: str) -> pb.JobEvent:
         event.worker_id = change.worker_id
     if change.error:
         event.error = change.error
+    if change.progress is not None:
+        event.progress = change.progress
+        event.progress_message = change.progress_message
+    if change.result:
+        event.result = change.result
     return event
+
+
+_EVENT_PROGRESS = next(field for field in pb.JobEvent.desc().fields if field.name == "progress")
 
 
 def job_change_from_proto(event: pb.JobEvent) -> dict[str, Any]:
@@ -372,4 +380,7 @@ def job_change_from_proto(event: pb.JobEvent) -> dict[str, Any]:
         "worker_id": event.worker_id,
         "error": event.error,
         "at": event.at,
+        "progress": event.progress if _EVENT_PROGRESS in event else None,
+        "progress_message": event.progress_message,
+        "result": event.result,
     }

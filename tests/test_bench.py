@@ -119,18 +119,24 @@ def test_the_network_delay_proxy_delays_a_round_trip(redis_url: str) -> None:
         proxy.wait()
 
 
+TIMELINES = {
+    "s2": (["s2"], ["S2, 20 jobs", "claim replied -> handler starts"]),
+    "s3": (["s3"], ["S3, 20 jobs", "handler #20 starts"]),
+    "s2-priorities": (["s2", "--priorities", "5,7"], ["priority 5    10 jobs", "priority 7    10 jobs"]),
+}
+
+
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("scenario", ["s2", "s3"])
+@pytest.mark.parametrize("scenario", TIMELINES)
 def test_the_timeline_of_s2_and_s3(redis_url: str, scenario: str) -> None:
+    args, expected = TIMELINES[scenario]
     ran = subprocess.run(
-        [sys.executable, "bench/timeline.py", redis_url, scenario, "--jobs", "20"],
+        [sys.executable, "bench/timeline.py", redis_url, *args, "--jobs", "20"],
         cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    if scenario == "s2":
-        assert "S2, 20 jobs" in ran.stdout and "claim replied -> handler starts" in ran.stdout
-    else:
-        assert "S3, 20 jobs" in ran.stdout and "handler #20 starts" in ran.stdout
+    for text in expected:
+        assert text in ran.stdout, ran.stdout
 
 
 @pytest.mark.timeout(120)

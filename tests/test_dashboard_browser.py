@@ -9,6 +9,7 @@ JOBQUEUE_DASHBOARD_SCREENSHOT=docs/dashboard.png also saves the screenshot there
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
@@ -370,3 +371,27 @@ async def test_the_job_list_follows_job_events(page: Page, api: str) -> None:
         await client.cancel(job.id)
     # Unfinished jobs only: the cancelled one leaves the list.
     await expect(page.get_by_test_id("job-row")).to_have_count(0)
+
+
+async def test_the_job_view_shows_progress_as_it_comes(page: Page, worker_settings: Settings) -> None:
+    """The job view asks WatchJob for progress: each report shows in place, as it comes,
+    without a line in the events list (those are changes of status)."""
+    steps = [asyncio.Event(), asyncio.Event()]
+
+    async def report(job: Job) -> None:
+        for i, step in enumerate(steps):
+            job.set_progress((i + 1) / 4, f"step {i + 1}")
+            await asyncio.wait_for(step.wait(), 30)
+
+    worker = Worker("reporting", report, settings=worker_settings, heartbeat_s=0.2, progress_interval_s=0.05)
+    async with running(worker):
+        await enqueue_in_form(page, "reporting")
+        shown = page.get_by_test_id("job-progress")
+        await expect(shown).to_contain_text("25% step 1")
+        logged = await page.get_by_test_id("job-event").count()  # its start is in: it came first
+        steps[0].set()
+        await expect(shown).to_contain_text("50% step 2")  # no GetJob: only the event brings it
+        await expect(page.get_by_test_id("job-event")).to_have_count(logged)
+        steps[1].set()
+        await expect(page.get_by_test_id("job-status")).to_have_text("COMPLETED")
+    await expect(page.get_by_test_id("notice-error")).to_have_count(0)

@@ -194,6 +194,8 @@ def _wait(args: argparse.Namespace) -> int:
 
     if args.result and args.json:
         raise CommandFailed("--result and --json: one or the other", ExitCode.USAGE)
+    if args.codec and not args.result:
+        raise CommandFailed("--codec decodes the result: give --result too", ExitCode.USAGE)
     try:
         job = _call(args, lambda client: client.wait(args.id, args.timeout))
     except WaitTimeout as exc:
@@ -201,6 +203,8 @@ def _wait(args: argparse.Namespace) -> int:
     completed = job.status is JobStatus.COMPLETED
     if not args.result:
         _print_job(args, job)
+    elif completed and args.codec:
+        print(_decoded_result(job, args.codec))
     elif completed:
         sys.stdout.buffer.write(job.result)
         sys.stdout.buffer.flush()
@@ -208,6 +212,24 @@ def _wait(args: argparse.Namespace) -> int:
         error = f": {escaped(job.last_error)}" if job.last_error else ""
         raise CommandFailed(f"job {job.id} ended {job.status.name}{error}", ExitCode.NOT_COMPLETED)
     return ExitCode.OK if completed else ExitCode.NOT_COMPLETED
+
+
+def _decoded_result(job: Job, codec: str) -> str:
+    """A COMPLETED job's result decoded by `codec`, as one line of JSON (`null`: none)."""
+    try:
+        value = job.result_as(None, codec)
+    except ValueError as exc:  # DecodeError
+        raise CommandFailed(
+            f"job {job.id}: its result does not decode with codec {codec!r}: {exc}", ExitCode.FAILED
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise CommandFailed(str(exc), ExitCode.FAILED) from None
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:  # msgpack's bytes, NaN...
+        raise CommandFailed(
+            f"job {job.id}: its result decoded with codec {codec!r} is not JSON: {exc}", ExitCode.FAILED
+        ) from None
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -397,6 +419,7 @@ def _watch(args: argparse.Namespace) -> int:
         job_type=args.job_type or "",
         cursor=args.cursor,
         as_json=args.json,
+        progress=args.progress,
     )
 
 

@@ -266,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--result", action="store_true",
         help="print only the result's bytes, as they are (a job that did not complete: nothing)",
     )  # fmt: skip
+    wait.add_argument(
+        "--codec", choices=("json", "msgpack"),
+        help="with --result: decode the result with this codec (its worker's: json for a typed handler) "
+        "and print it as one line of JSON",
+    )  # fmt: skip
     cancel = _bulk_command(
         commands, "cancel", "cancel a pending or running job", "cancels every unfinished job they select",
         statuses=("pending", "running"),
@@ -339,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_options(watch, prints_a_job=False)
     watch.add_argument("--json", action="store_true", help="print each event as a JSON document, one a line")
+    watch.add_argument(
+        "--progress", action="store_true",
+        help="also print the handlers' progress reports (RUNNING lines with `progress 40%%` and a message)",
+    )  # fmt: skip
 
     rebuild = _command(
         commands, "rebuild", "recompute the job counters and indexes from the stored jobs (on Redis itself)",

@@ -27,13 +27,18 @@ _END = object()
 
 
 def event_line(event: WatchEvent) -> str:
-    """Time, id, type, status, attempt, worker, error: one line (an error's newlines escaped)."""
+    """Time, id, type, status, attempt, worker, error, and a progress report's percentage
+    and message: one line (an error's newlines escaped)."""
     parts = [local_time(event.at), event.id, escaped(event.type), f"{event.status.name:<9}"]
     parts.append(f"attempt {event.attempt}")
     if event.worker_id:
         parts.append(f"worker {escaped(event.worker_id)}")
     if event.error:
         parts.append(f"error {json.dumps(event.error, ensure_ascii=False)}")
+    if event.progress is not None:
+        parts.append(f"progress {event.progress:.0%}")
+        if event.progress_message:
+            parts.append(json.dumps(event.progress_message, ensure_ascii=False))
     return "  ".join(parts)
 
 
@@ -53,6 +58,7 @@ def watch(
     job_type: str,
     cursor: str,
     as_json: bool,
+    progress: bool = False,
 ) -> int:
     from connectrpc.errors import ConnectError  # noqa: PLC0415 - keeps --help fast
 
@@ -60,7 +66,10 @@ def watch(
 
     with SyncClient(url, timeout_s=timeout_s, token=token, **tls) as client:
         try:
-            stream = client.watch_job(job_id, cursor) if job_id else client.watch_jobs(job_type, cursor)
+            if job_id:
+                stream = client.watch_job(job_id, cursor, progress=progress)
+            else:
+                stream = client.watch_jobs(job_type, cursor, progress=progress)
         except ConnectError as exc:
             raise call_failure(exc, url, timeout_s) from None
         events: queue.Queue[object] = queue.Queue(maxsize=1000)

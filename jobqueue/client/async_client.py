@@ -21,7 +21,7 @@ from typing import ParamSpec, TypeVar
 
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from ..auth.roles import Caller
-from ..codecs import Codec, encode_payload
+from ..codecs import Codec, encode_payload, encode_requests
 from ..model import MAX_WAIT_MS, NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
@@ -94,9 +94,12 @@ class Client:
         encoded = encode_payload(payload, codec)
         return await self._run(self._calls.enqueue, job_type, encoded, execution_time_ms, options)
 
-    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
-        """EnqueueJobs: the jobs come back in request order, without their payloads."""
-        return await self._run(self._calls.enqueue_many, requests)
+    async def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, codec: Codec | str | None = None
+    ) -> list[Job]:
+        """EnqueueJobs: the jobs come back in request order, without their payloads;
+        each request's payload encoded here by `codec` (as `enqueue`'s)."""
+        return await self._run(self._calls.enqueue_many, encode_requests(requests, codec))
 
     async def get(self, job_id: str) -> Job:
         return await self._run(self._calls.get, job_id)
@@ -171,13 +174,16 @@ class Client:
         """WhoAmI: the role this client's token grants and the methods it may call."""
         return await self._run(self._calls.who_am_i)
 
-    async def watch_job(self, job_id: str, cursor: str = "") -> AsyncEventStream:
+    async def watch_job(self, job_id: str, cursor: str = "", *, progress: bool = False) -> AsyncEventStream:
         """WatchJob (see SyncClient.watch_job): `async for event in await client.watch_job(id)`."""
-        return await self._watch(pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor))
+        request = pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor, progress=progress)
+        return await self._watch(request)
 
-    async def watch_jobs(self, job_type: str = "", cursor: str = "") -> AsyncEventStream:
+    async def watch_jobs(
+        self, job_type: str = "", cursor: str = "", *, progress: bool = False
+    ) -> AsyncEventStream:
         """WatchJobs (see SyncClient.watch_jobs); `aclose()` (or `async with`) ends it."""
-        return await self._watch(watch_jobs_request(job_type, cursor))
+        return await self._watch(watch_jobs_request(job_type, cursor, progress))
 
     async def _watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> AsyncEventStream:
         if self._closed:

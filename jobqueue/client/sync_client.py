@@ -22,7 +22,7 @@ from pyqwest import SyncHTTPTransport
 from .._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from .._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceClientSync
 from ..auth.roles import Caller
-from ..codecs import Codec, encode_payload
+from ..codecs import Codec, encode_payload, encode_requests
 from ..model import MAX_WAIT_MS, NO_OPTIONS, EnqueueRequest, Job, JobOptions
 from ..queues import StatsReport, WorkerInfo
 from ..selection import ALL_UNFINISHED, BulkOutcome, JobFilter, JobPage, ListOrder
@@ -119,9 +119,13 @@ class SyncClient:
         job.enqueued = enqueued_of(reply)
         return job
 
-    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
-        """EnqueueJobs: the jobs come back in request order, without their payloads."""
-        reply = self._call(self._client.enqueue_jobs, enqueue_jobs_request(requests))
+    def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, codec: Codec | str | None = None
+    ) -> list[Job]:
+        """EnqueueJobs: the jobs come back in request order, without their payloads;
+        each request's payload encoded by `codec` if given (as `enqueue`'s)."""
+        request = enqueue_jobs_request(encode_requests(requests, codec))
+        reply = self._call(self._client.enqueue_jobs, request)
         return [job_from_proto(job) for job in reply.jobs]
 
     def get(self, job_id: str) -> Job:
@@ -220,22 +224,26 @@ class SyncClient:
         reply = self._call(self._client.who_am_i, pb.WhoAmIRequest())
         return Caller(reply.auth_enabled, reply.role, tuple(reply.methods))
 
-    def watch_job(self, job_id: str, cursor: str = "") -> EventStream:
+    def watch_job(self, job_id: str, cursor: str = "", *, progress: bool = False) -> EventStream:
         """WatchJob: the job's current state (or, with `cursor`, what followed it), then
-        each change, until it reaches a final state. Iterate it; `close()` ends it.
-        It returns once the server has answered (a refusal raises here), within the
-        client's `timeout_s` unless it resumes from a cursor."""
-        request = pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor)
+        each change, until it reaches a final state (a COMPLETED one with its
+        `result`). Iterate it; `close()` ends it. With `progress`, the handler's
+        progress reports too (events whose `progress` is set). It returns once the
+        server has answered (a refusal raises here), within the client's `timeout_s`
+        unless it resumes from a cursor."""
+        request = pb.WatchJobRequest(id=job_id_text(job_id), cursor=cursor, progress=progress)
         # Its first message comes at once (the job's state), but not when it resumes
         # from a cursor: then it is the job's next change, whenever that comes.
         return self._open_watch(request).start(None if cursor else self.timeout_s)
 
-    def watch_jobs(self, job_type: str = "", cursor: str = "") -> EventStream:
+    def watch_jobs(self, job_type: str = "", cursor: str = "", *, progress: bool = False) -> EventStream:
         """WatchJobs: every change of the type's jobs (every type's if empty) from now on
-        (or after `cursor`): what happens once it has returned, until `close()`. It
+        (or after `cursor`): what happens once it has returned, until `close()`; with
+        `progress`, their progress reports too (no results: read them with `get`). It
         returns once the server has answered (its first message, the position it starts
         from, comes at once), within the client's `timeout_s`."""
-        return self._open_watch(watch_jobs_request(job_type, cursor)).start(self.timeout_s)
+        request = watch_jobs_request(job_type, cursor, progress)
+        return self._open_watch(request).start(self.timeout_s)
 
     def _open_watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> EventStream:
         """A watch with no deadline, not started; its abort() works from any thread."""

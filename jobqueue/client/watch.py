@@ -32,13 +32,15 @@ from ..wire import job_change_from_proto
 BATCH = 500
 
 
-def watch_jobs_request(job_type: str, cursor: str) -> pb.WatchJobsRequest:
-    return pb.WatchJobsRequest(type=job_type, cursor=cursor, max_batch=BATCH)
+def watch_jobs_request(job_type: str, cursor: str, progress: bool = False) -> pb.WatchJobsRequest:
+    return pb.WatchJobsRequest(type=job_type, cursor=cursor, max_batch=BATCH, progress=progress)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WatchEvent(JobChange):
-    """One change of a job: its state after it (`at`: Unix ms, the Redis clock)."""
+    """One change of a job: its state after it (`at`: Unix ms, the Redis clock). A
+    progress report (a watch with `progress=True`) is a RUNNING event whose `progress`
+    is not None; WatchJob's event of a COMPLETED job has its `result`."""
 
     cursor: str  # resume after this event
     gap: bool  # events were lost before this one (the watch resumed from a cursor too old)

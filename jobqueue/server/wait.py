@@ -45,7 +45,7 @@ async def _until_final(hubs: Hubs, job_id: str, timeout_s: float) -> None:
     raises JobNotFound for a job that does not exist."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
-            events = watch_job(hubs, pb.WatchJobRequest(id=job_id))
+            events = watch_job(hubs, pb.WatchJobRequest(id=job_id), results=False)
             async with contextlib.aclosing(events):
                 async for response in events:
                     if response.event is not None and JobStatus(response.event.status).is_final:

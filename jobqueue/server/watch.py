@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -292,7 +293,7 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
     watcher = Watcher(hubs, keys, cursor)
     try:
         yield pb.WatchJobsResponse(event=pb.JobEvent(cursor=watcher.cursor().text()))
-        changes = _changes(hubs, watcher, job_type)
+        changes = _changes(hubs, watcher, job_type, request.progress)
         if request.max_batch <= 1:
             async for change in changes:
                 if change is not _SENT_ALL:
@@ -321,9 +322,12 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
 _SENT_ALL = pb.WatchJobsResponse()
 
 
-async def _changes(hubs: Hubs, watcher: Watcher, job_type: str) -> AsyncIterator[pb.WatchJobsResponse]:
+async def _changes(
+    hubs: Hubs, watcher: Watcher, job_type: str, progress: bool
+) -> AsyncIterator[pb.WatchJobsResponse]:
     """The watch's events after its positions, one a message, moving them; _SENT_ALL
-    whenever it has none left to send, before it waits for more."""
+    whenever it has none left to send, before it waits for more. Progress reports
+    only if `progress`: without it, their entries are passed over."""
     gap = False  # events were lost before the next one sent
     while True:
         watcher.wake.clear()
@@ -334,7 +338,9 @@ async def _changes(hubs: Hubs, watcher: Watcher, job_type: str) -> AsyncIterator
             before = watcher.positions[partition]
             for entry in entries:
                 position = watcher.positions[partition]
-                if job_type and entry.type == job_type:
+                if entry.is_progress and not progress:
+                    pass  # a report this watch did not ask for: passed over, the position moves on
+                elif job_type and entry.type == job_type:
                     first = entry.first_after(position)
                     responses = watcher.hub(partition).responses(entry, partition)
                     for event, response in zip(entry.all_events[first:], responses[first:], strict=True):
@@ -364,19 +370,24 @@ def _only(cursor: Cursor, keys: dict[str, str], what: str) -> None:
         raise InvalidInput("cursor", f"not a cursor of a watch of {what} (pass back one such a watch sent)")
 
 
-async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncGenerator[pb.WatchJobResponse, None]:
-    """WatchJob: the job's current state (without a cursor), then its changes; the
-    stream ends after a final status."""
+async def watch_job(
+    hubs: Hubs, request: pb.WatchJobRequest, *, results: bool = True
+) -> AsyncGenerator[pb.WatchJobResponse, None]:
+    """WatchJob: the job's current state (without a cursor), then its changes (and its
+    progress reports if the request asks for them); the stream ends after a final
+    status. An event of a COMPLETED job carries its result, read from the job then,
+    unless `results` is False (WaitJob, which reads the whole job once it is final)."""
     job_id = check_job_id(request.id)
     cursor = parse_cursor(request.cursor)
     partition = partition_of_id(job_id)
     key = hubs.store.keys.events(partition)
     _only(cursor, {partition: key}, f"job {job_id}")
-    state = await _state(hubs, job_id, key)
+    follow = _JobFollow(hubs, job_id, partition, request.progress, results)
+    state = await _state(hubs, job_id, key, request.progress)
     if state is None:
         raise JobNotFound(job_id)
     if not request.cursor:
-        yield pb.WatchJobResponse(event=_event(state, partition))
+        yield pb.WatchJobResponse(event=await follow.event(state))
         if state.status.is_final:
             return
         position = state.position
@@ -384,7 +395,7 @@ async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncGenerator[p
         position = cursor.get(partition)
         if state.status.is_final:
             # It changes no more: what it did after the cursor, up to now.
-            async for response in _replay(hubs, job_id, key, position, state.position):
+            async for response in _replay(hubs, follow, key, position, state.position):
                 yield response
             return
     watcher = Watcher(hubs, {partition: key}, Cursor({partition: position}))
@@ -394,21 +405,20 @@ async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncGenerator[p
             entries, gap = await watcher.entries(partition)
             if gap:
                 # Its events were lost: its current state instead, and on from there.
-                state = await _state(hubs, job_id, key)
+                state = await _state(hubs, job_id, key, request.progress)
                 if state is None:
                     raise JobNotFound(job_id)
                 watcher.positions[partition] = state.position
-                yield pb.WatchJobResponse(event=_event(state, partition), gap=True)
+                yield pb.WatchJobResponse(event=await follow.event(state), gap=True)
                 if state.status.is_final:
                     return
                 continue
             before = watcher.positions[partition]
             for entry in entries:
-                for event in entry.events(watcher.positions[partition]):
-                    if event.id == job_id:
-                        yield pb.WatchJobResponse(event=_event(event, partition))
-                        if event.status.is_final:
-                            return
+                for event in follow.events_of(entry, watcher.positions[partition]):
+                    yield pb.WatchJobResponse(event=await follow.event(event))
+                    if event.status.is_final:
+                        return
                 watcher.positions[partition] = Position(*entry.key)
             if watcher.positions[partition] == before:
                 await watcher.wait()
@@ -416,49 +426,84 @@ async def watch_job(hubs: Hubs, request: pb.WatchJobRequest) -> AsyncGenerator[p
         watcher.close()
 
 
+class _JobFollow:
+    """What one WatchJob sends of the events it reads: the job's own, progress reports
+    only if asked for, and the result with a COMPLETED one."""
+
+    def __init__(self, hubs: Hubs, job_id: str, partition: str, progress: bool, results: bool) -> None:
+        self.hubs = hubs
+        self.job_id = job_id
+        self.partition = partition
+        self.progress = progress
+        self.results = results
+
+    def events_of(self, entry: Entry, after: Position) -> list[JobEvent]:
+        """The job's events of `entry` after `after` that this watch sends."""
+        if entry.is_progress and not self.progress:
+            return []
+        return [event for event in entry.events(after) if event.id == self.job_id]
+
+    async def event(self, event: JobEvent) -> pb.JobEvent:
+        """The message of one of its events; a COMPLETED one's with the job's result,
+        read now (the stream's entry stays small; a job gone since has none)."""
+        if self.results and event.status is JobStatus.COMPLETED and not event.result:
+            key = self.hubs.store.keys.job(self.job_id)
+            stored: bytes | None = await self.hubs.store.redis.hget(key, "result")  # type: ignore[assignment]
+            if stored:
+                event = dataclasses.replace(event, result=stored)
+        return _event(event, self.partition)
+
+
 async def _replay(
-    hubs: Hubs, job_id: str, key: str, position: Position, until: Position
+    hubs: Hubs, follow: _JobFollow, key: str, position: Position, until: Position
 ) -> AsyncIterator[pb.WatchJobResponse]:
     """A finished job's events after `position`, up to `until`, read from Redis."""
-    partition = partition_of_id(job_id)
     gap = False
     for _ in range(RING_ENTRIES):  # bounded: `until` is at most the stream's length away
         page = await hubs.events.after(key, position)
         gap |= page.gap
         entries = [entry for entry in page.entries if entry.key <= until.entry]
         for entry in entries:
-            for event in entry.events(position):
-                if event.id == job_id:
-                    yield pb.WatchJobResponse(event=_event(event, partition), gap=gap)
-                    gap = False
+            for event in follow.events_of(entry, position):
+                yield pb.WatchJobResponse(event=await follow.event(event), gap=gap)
+                gap = False
             position = Position(*entry.key)
         if len(entries) < len(page.entries) or len(page.entries) < READ_COUNT:
             return
 
 
-async def _state(hubs: Hubs, job_id: str, events_key: str) -> JobEvent | None:
+async def _state(hubs: Hubs, job_id: str, events_key: str, progress: bool) -> JobEvent | None:
     """The job's current state as an event, read atomically with its stream's last
-    entry: the events after that position are the changes after this state."""
+    entry: the events after that position are the changes after this state. With
+    `progress`, a RUNNING job's with its run's last report, if it made one (the
+    report's token is the run's lease: store/codec.py, set_progress_fields)."""
     job_key = hubs.store.keys.job(job_id)
     async with hubs.store.redis.pipeline(transaction=True) as pipe:
         pipe.hmget(job_key, ["type", "status", "attempt", "worker_id", "last_error", "last_error_attempt",
-                             "updated_at"])  # fmt: skip
+                             "updated_at", "progress", "progress_message", "progress_token",
+                             "lease_token"])  # fmt: skip
         pipe.xrevrange(events_key, "+", "-", count=1)
         fields, last = await pipe.execute()
-    job_type, status, attempt, worker_id, error, error_attempt, updated_at = fields
+    job_type, status, attempt, worker_id, error, error_attempt, updated_at = fields[:7]
+    reported, message, report_token, lease_token = fields[7:]
     if status is None:
         return None
     position = Position(*entry_key(last[0][0])) if last else START
     current_error = error is not None and error_attempt is not None and error_attempt == attempt
+    status = JobStatus(int(status))
+    has_report = progress and status is JobStatus.RUNNING and reported is not None
+    has_report = has_report and report_token is not None and report_token == lease_token
     return JobEvent(
         id=job_id,
         type=_text(job_type),
-        status=JobStatus(int(status)),
+        status=status,
         attempt=int(attempt or 0),
         worker_id=_text(worker_id),
         error=_text(error) if current_error else "",
         at=int(updated_at or 0),
         position=position,
+        progress=float(reported) if has_report else None,
+        progress_message=_text(message) if has_report else "",
     )
 
 

@@ -4,6 +4,9 @@ Every transition script that changes jobs adds one entry to its partition's
 stream `P:{pppp}:events` (docs/design.md, "Counts, indexes and events"):
 `type`, `jobs` (space-separated `id:status:attempt`), and `worker` and `error`
 when the change has them. A job's event is an entry and its index in `jobs`.
+A running job's progress report (progress.lua) is an entry of its own: one job,
+RUNNING, with `progress` and `progress_message`; watches send it only to those
+that ask for progress.
 
 A `Position` is a point in one partition's stream: after a whole entry, or after
 one job of it. A `Cursor` is what a client holds: the position of each partition
@@ -17,6 +20,7 @@ Nothing here writes.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,6 +87,11 @@ class JobChange:
     worker_id: str
     error: str
     at: int  # Unix ms: the entry's time (its id's first part, the Redis clock)
+    # A progress report's fraction (0..1) and message; None: a change of status.
+    progress: float | None = dataclasses.field(default=None, kw_only=True)
+    progress_message: str = dataclasses.field(default="", kw_only=True)
+    # WatchJob's event of a COMPLETED job: its result (read from the job, not the stream).
+    result: bytes = dataclasses.field(default=b"", kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,7 @@ class Entry:
     key: tuple[int, int]  # (ms, seq) of its id
     type: str
     all_events: tuple[JobEvent, ...]  # in the order of `jobs`
+    is_progress: bool = False  # a progress report (one job), not a change of status
 
     def first_after(self, position: Position) -> int:
         """The index of its first event after `position`."""
@@ -121,6 +131,9 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> E
     worker_id = fields.get(b"worker", b"").decode(errors="replace")
     error = fields.get(b"error", b"").decode(errors="replace")
     jobs = fields.get(b"jobs", b"").split()
+    reported = fields.get(b"progress")
+    progress = None if reported is None else float(reported)
+    progress_message = fields.get(b"progress_message", b"").decode(errors="replace")
     last = len(jobs) - 1
     events = []
     for i, item in enumerate(jobs):
@@ -136,9 +149,11 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> E
                 at=ms,
                 # The last job's position is the whole entry: the next read starts after it.
                 position=Position(ms, seq, None if i == last else i),
+                progress=progress,
+                progress_message=progress_message,
             )
         )
-    return Entry(key=key, type=job_type, all_events=tuple(events))
+    return Entry(key=key, type=job_type, all_events=tuple(events), is_progress=progress is not None)
 
 
 def decode_entries(reply: list[Any] | None) -> list[Entry]:

@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from connectrpc.errors import ConnectError
 
-from ..codecs import Codec, encode_payload
+from ..codecs import Codec, encode_payload, encode_requests
 from ..errors import InvalidInput, JobAlreadyFinished, JobNotFound, JobNotRetryable, PayloadTooLarge
 from ..model import (
     DEFAULT_PRIORITY,
@@ -121,9 +121,13 @@ class InlineQueue:
         snapshot.enqueued = enqueued
         return snapshot
 
-    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
-        """Checks every request first (one bad request stores none), then enqueues each."""
-        checked = [self._checked(request, i) for i, request in enumerate(requests)]
+    async def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, codec: Codec | str | None = None
+    ) -> list[Job]:
+        """Checks every request first (one bad request stores none), then enqueues each;
+        payloads encoded by `codec` as Client.enqueue_many's."""
+        encoded = encode_requests(requests, codec)
+        checked = [self._checked(request, i) for i, request in enumerate(encoded)]
         jobs = [self._add(request)[0] for request in checked]
         if self.eager:  # as workers would take them: higher priorities first
             for job in sorted(jobs, key=_run_order):
@@ -351,8 +355,10 @@ class InlineSyncClient:
     ) -> Job:
         return _blocking(self.queue.enqueue, job_type, payload, execution_time_ms, options, codec=codec)
 
-    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
-        return _blocking(self.queue.enqueue_many, requests)
+    def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, codec: Codec | str | None = None
+    ) -> list[Job]:
+        return _blocking(self.queue.enqueue_many, requests, codec=codec)
 
     def get(self, job_id: str) -> Job:
         return _blocking(self.queue.get, job_id)

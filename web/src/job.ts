@@ -1,5 +1,7 @@
-// A job's detail: GetJob, then kept current through WatchJob (each event reads the
-// job again, for the fields events do not carry), with cancel and retry buttons.
+// A job's detail: GetJob, then kept current through WatchJob (each change of status
+// reads the job again, for the fields events do not carry; a progress report, asked
+// for with `progress`, updates the progress shown in place), with cancel and retry
+// buttons.
 // The payload shows as text, hex or pretty JSON; the result (if any) as text.
 import { Code } from "@connectrpc/connect";
 import { allowed } from "./auth";
@@ -121,6 +123,15 @@ function logEvent(event: JobEvent, gap: boolean): void {
   byId("job-events").appendChild(h("li", { "data-testid": "job-event" }, text));
 }
 
+// A progress report of the job shown: its fields as GetJob would show them, no read.
+function showProgress(id: string, event: JobEvent): void {
+  if (shown?.id !== id || event.progress === undefined) return;
+  shown.progress = event.progress;
+  shown.progressMessage = event.progressMessage;
+  shown.progressAt = event.at;
+  render(shown);
+}
+
 async function read(id: string): Promise<void> {
   const answer = await attempt("GetJob", () => api.getJob({ id }));
   if (answer?.job !== undefined && shown?.id === id) render(answer.job);
@@ -132,11 +143,18 @@ async function follow(id: string, signal: AbortSignal): Promise<void> {
   let cursor = "";
   for (let restart = 0; restart <= WATCH_RESTARTS && !signal.aborted; restart++) {
     try {
-      for await (const message of api.watchJob({ id, cursor }, { signal })) {
+      for await (const message of api.watchJob({ id, cursor, progress: true }, { signal })) {
         const event = message.event;
         // Over HTTP/1.1 a quiet stream repeats its last event (a keepalive).
         if (event === undefined || event.cursor === cursor) continue;
+        // A report; not the job's state (the first message, or one after a gap), which
+        // carries the current run's progress too.
+        const report = event.progress !== undefined && cursor !== "" && !message.gap;
         cursor = event.cursor;
+        if (report) {
+          showProgress(id, event);
+          continue;
+        }
         logEvent(event, message.gap);
         await read(id);
       }

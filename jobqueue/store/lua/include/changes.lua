@@ -57,6 +57,18 @@ local function add(stats, field, n)
   end
 end
 
+-- One entry of the events stream, capped: `jobs` and the pairs of `fields` whose
+-- value is not ''.
+local function add_entry(events, job_type, jobs, fields)
+  local entry = {'XADD', events, 'MAXLEN', '~', EVENTS_KEPT, '*', 'type', job_type, 'jobs', jobs}
+  for i = 1, #fields, 2 do
+    if fields[i + 1] ~= '' then
+      entry[#entry + 1], entry[#entry + 2] = fields[i], fields[i + 1]
+    end
+  end
+  redis.call(unpack(entry))
+end
+
 -- Writes what the call did. `worker` and `err`: '' when the changes have none.
 -- A minute bucket's slot is reused an hour later: what it counted then moves
 -- into `total_completed` and `total_failed` first, so a total is always those
@@ -88,14 +100,15 @@ local function commit(c, events, job_type, worker, err)
   add(stats, 'total_cancelled', c.cancelled)
   add(stats, 'total_expired', c.expired)
   if #c.jobs > 0 then
-    local entry = {'XADD', events, 'MAXLEN', '~', EVENTS_KEPT, '*', 'type', job_type,
-      'jobs', table.concat(c.jobs, ' ')}
-    if worker ~= '' then
-      entry[#entry + 1], entry[#entry + 2] = 'worker', worker
-    end
-    if err ~= '' then
-      entry[#entry + 1], entry[#entry + 2] = 'error', err
-    end
-    redis.call(unpack(entry))
+    add_entry(events, job_type, table.concat(c.jobs, ' '), {'worker', worker, 'error', err})
   end
+end
+
+-- A running job's progress report as its own entry (progress.lua): the job as
+-- RUNNING, plus `progress` and `progress_message`, which mark it as a report
+-- (store/job_events.py). Capped like every entry: reports take their place in
+-- the stream's EVENTS_KEPT.
+local function progress_event(events, job_type, id, attempt, worker, progress, message)
+  add_entry(events, job_type, id .. ':' .. RUNNING .. ':' .. attempt,
+    {'worker', worker, 'progress', progress, 'progress_message', message})
 end

@@ -1171,7 +1171,7 @@ class GetQueueStatsResponse(Message[_GetQueueStatsResponseFields]):
         total: QueueStats | None
         read_at: int
 
-_JobEventFields: TypeAlias = Literal["id", "type", "status", "attempt", "worker_id", "error", "at", "cursor"]
+_JobEventFields: TypeAlias = Literal["id", "type", "status", "attempt", "worker_id", "error", "at", "cursor", "progress", "progress_message", "result"]
 
 class JobEvent(Message[_JobEventFields]):
     """
@@ -1224,9 +1224,32 @@ class JobEvent(Message[_JobEventFields]):
             ```proto
             string cursor = 8;
             ```
+        progress:
+            Set on a progress report (a watch that asked for `progress`): the job is
+            RUNNING (its status, attempt and worker are this run's) and its handler
+            reported this fraction (0 to 1) with `progress_message`. Also set on
+            WatchJob's first message (the job's state) when it asked for progress and
+            the current run has reported. Unset on a change of status.
+
+            ```proto
+            optional double progress = 9;
+            ```
+        progress_message:
+            ```proto
+            string progress_message = 10;
+            ```
+        result:
+            WatchJob only, on the event of a COMPLETED job: what the handler returned
+            (Job.result, read from the job when the event is sent; empty if it
+            returned nothing). WatchJobs does not carry results: read them with GetJob
+            or WaitJob.
+
+            ```proto
+            bytes result = 11;
+            ```
     """
 
-    __slots__ = ("id", "type", "status", "attempt", "worker_id", "error", "at", "cursor")
+    __slots__ = ("id", "type", "status", "attempt", "worker_id", "error", "at", "cursor", "progress", "progress_message", "result")
 
     if TYPE_CHECKING:
 
@@ -1241,6 +1264,9 @@ class JobEvent(Message[_JobEventFields]):
             error: str = "",
             at: int = 0,
             cursor: str = "",
+            progress: float | None = None,
+            progress_message: str = "",
+            result: bytes = b"",
         ) -> None:
             pass
 
@@ -1252,8 +1278,11 @@ class JobEvent(Message[_JobEventFields]):
         error: str
         at: int
         cursor: str
+        progress: float
+        progress_message: str
+        result: bytes
 
-_WatchJobRequestFields: TypeAlias = Literal["id", "cursor"]
+_WatchJobRequestFields: TypeAlias = Literal["id", "cursor", "progress"]
 
 class WatchJobRequest(Message[_WatchJobRequestFields]):
     """
@@ -1273,9 +1302,16 @@ class WatchJobRequest(Message[_WatchJobRequestFields]):
             ```proto
             string cursor = 2;
             ```
+        progress:
+            Also send the job's progress reports (JobEvent.progress), each as an
+            event: off by default, so a watch without it sees changes of status only.
+
+            ```proto
+            bool progress = 3;
+            ```
     """
 
-    __slots__ = ("id", "cursor")
+    __slots__ = ("id", "cursor", "progress")
 
     if TYPE_CHECKING:
 
@@ -1284,11 +1320,13 @@ class WatchJobRequest(Message[_WatchJobRequestFields]):
             *,
             id: str = "",
             cursor: str = "",
+            progress: bool = False,
         ) -> None:
             pass
 
         id: str
         cursor: str
+        progress: bool
 
 _WatchJobResponseFields: TypeAlias = Literal["event", "gap"]
 
@@ -1327,7 +1365,7 @@ class WatchJobResponse(Message[_WatchJobResponseFields]):
         event: JobEvent | None
         gap: bool
 
-_WatchJobsRequestFields: TypeAlias = Literal["type", "cursor", "max_batch"]
+_WatchJobsRequestFields: TypeAlias = Literal["type", "cursor", "max_batch", "progress"]
 
 class WatchJobsRequest(Message[_WatchJobsRequestFields]):
     """
@@ -1357,9 +1395,16 @@ class WatchJobsRequest(Message[_WatchJobsRequestFields]):
             ```proto
             int32 max_batch = 3;
             ```
+        progress:
+            Also send the jobs' progress reports (JobEvent.progress), each as an
+            event: off by default, so a watch without it sees changes of status only.
+
+            ```proto
+            bool progress = 4;
+            ```
     """
 
-    __slots__ = ("type", "cursor", "max_batch")
+    __slots__ = ("type", "cursor", "max_batch", "progress")
 
     if TYPE_CHECKING:
 
@@ -1369,12 +1414,14 @@ class WatchJobsRequest(Message[_WatchJobsRequestFields]):
             type: str = "",
             cursor: str = "",
             max_batch: int = 0,
+            progress: bool = False,
         ) -> None:
             pass
 
         type: str
         cursor: str
         max_batch: int
+        progress: bool
 
 _WatchJobsResponseFields: TypeAlias = Literal["event", "gap", "events"]
 
@@ -2177,7 +2224,7 @@ class ListOrder(Enum):
 
 
 _DESC = file_desc(
-    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xed\x06\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12,\n\x12last_error_attempt\x18\x11 \x01(\x05R\x10lastErrorAttempt\x12\x16\n\x06result\x18\x12 \x01(\x0cR\x06result\x12"\n\rexpires_at_ms\x18\x17 \x01(\x03R\x0bexpiresAtMs\x12\x1a\n\x08progress\x18\x13 \x01(\x01R\x08progress\x12)\n\x10progress_message\x18\x14 \x01(\tR\x0fprogressMessage\x12\x1f\n\x0bprogress_at\x18\x15 \x01(\x03R\nprogressAt\x12\x1a\n\x08priority\x18\x16 \x01(\x05R\x08priority\x12\x1d\n\nunique_key\x18\x18 \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x19 \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xfb\x04\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12\x1f\n\x08priority\x18\x08 \x01(\x05H\x03R\x08priority\x88\x01\x01\x12\'\n\rexpires_at_ms\x18\t \x01(\x03H\x04R\x0bexpiresAtMs\x88\x01\x01\x12\'\n\rexpires_in_ms\x18\n \x01(\x03H\x05R\x0bexpiresInMs\x88\x01\x01\x12\x1d\n\nunique_key\x18\x0b \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x0c \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode\x12\x1f\n\x0bdebounce_ms\x18\r \x01(\x03R\ndebounceMsB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_msB\x0b\n\t_priorityB\x10\n\x0e_expires_at_msB\x10\n\x0e_expires_in_ms"z\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x1a\n\x08existing\x18\x02 \x01(\x08R\x08existing\x12\x1c\n\tdebounced\x18\x03 \x01(\x08R\tdebounced"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"?\n\x0eWaitJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\ntimeout_ms\x18\x02 \x01(\x03R\ttimeoutMs"Q\n\x0fWaitJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x12\n\x04done\x18\x02 \x01(\x08R\x04done""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"\x97\x02\n\tJobFilter\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x126\n\x06status\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12@\n\ntime_field\x18\x03 \x01(\x0e2!.mpataki.jobqueue.v1.JobTimeFieldR\ttimeField\x12\x17\n\x07from_ms\x18\x04 \x01(\x03R\x06fromMs\x12\x13\n\x05to_ms\x18\x05 \x01(\x03R\x04toMs\x12%\n\x0eerror_contains\x18\x06 \x01(\tR\rerrorContains\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey"\xe0\x01\n\x0fListJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x124\n\x05order\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.ListOrderR\x05order\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12#\n\rwith_payloads\x18\x05 \x01(\x08R\x0cwithPayloads"h\n\x10ListJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"*\n\x14GetQueueStatsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\xf2\x03\n\nQueueStats\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07pending\x18\x02 \x01(\x03R\x07pending\x12\x1c\n\tscheduled\x18\x03 \x01(\x03R\tscheduled\x12\x14\n\x05ready\x18\x04 \x01(\x03R\x05ready\x12\x18\n\x07running\x18\x05 \x01(\x03R\x07running\x12\x1c\n\tcompleted\x18\x06 \x01(\x03R\tcompleted\x12\x16\n\x06failed\x18\x07 \x01(\x03R\x06failed\x12\x1c\n\tcancelled\x18\x08 \x01(\x03R\tcancelled\x12\x18\n\x07expired\x18\x0f \x01(\x03R\x07expired\x12-\n\x13oldest_ready_age_ms\x18\t \x01(\x03R\x10oldestReadyAgeMs\x120\n\x14completed_per_minute\x18\n \x03(\x03R\x12completedPerMinute\x12*\n\x11failed_per_minute\x18\x0b \x03(\x03R\x0ffailedPerMinute\x12\x18\n\x07workers\x18\x0c \x01(\x05R\x07workers\x12\x16\n\x06paused\x18\r \x01(\x08R\x06paused\x12\x1b\n\tmax_depth\x18\x0e \x01(\x03R\x08maxDepth\x12\x1e\n\npartitions\x18\x10 \x01(\x05R\npartitions"\xa0\x01\n\x15GetQueueStatsResponse\x127\n\x06queues\x18\x01 \x03(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x06queues\x125\n\x05total\x18\x02 \x01(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x05total\x12\x17\n\x07read_at\x18\x03 \x01(\x03R\x06readAt"\xdb\x01\n\x08JobEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x126\n\x06status\x18\x03 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12\x18\n\x07attempt\x18\x04 \x01(\x05R\x07attempt\x12\x1b\n\tworker_id\x18\x05 \x01(\tR\x08workerId\x12\x14\n\x05error\x18\x06 \x01(\tR\x05error\x12\x0e\n\x02at\x18\x07 \x01(\x03R\x02at\x12\x16\n\x06cursor\x18\x08 \x01(\tR\x06cursor"9\n\x0fWatchJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor"Y\n\x10WatchJobResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap"[\n\x10WatchJobsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1b\n\tmax_batch\x18\x03 \x01(\x05R\x08maxBatch"\x91\x01\n\x11WatchJobsResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap\x125\n\x06events\x18\x03 \x03(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x06events"\xde\x01\n\x06Worker\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x10\n\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x14\n\x05types\x18\x04 \x03(\tR\x05types\x12 \n\x0bconcurrency\x18\x05 \x01(\x05R\x0bconcurrency\x12\x1b\n\tjobs_held\x18\x06 \x01(\x05R\x08jobsHeld\x12\x1d\n\nstarted_at\x18\x07 \x01(\x03R\tstartedAt\x12*\n\x11last_heartbeat_at\x18\x08 \x01(\x03R\x0flastHeartbeatAt"(\n\x12ListWorkersRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"L\n\x13ListWorkersResponse\x125\n\x07workers\x18\x01 \x03(\x0b2\x1b.mpataki.jobqueue.v1.WorkerR\x07workers"\'\n\x11PauseQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x14\n\x12PauseQueueResponse"(\n\x12ResumeQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x15\n\x13ResumeQueueResponse"O\n\x19SetQueuePartitionsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x1e\n\npartitions\x18\x02 \x01(\x05R\npartitions"6\n\x1aSetQueuePartitionsResponse\x12\x18\n\x07covered\x18\x01 \x01(\x05R\x07covered"\x7f\n\x10RetryJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"Q\n\x11RetryJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11CancelJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12CancelJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11DeleteJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12DeleteJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x0f\n\rWhoAmIRequest"a\n\x0eWhoAmIResponse\x12!\n\x0cauth_enabled\x18\x01 \x01(\x08R\x0bauthEnabled\x12\x12\n\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n\x07methods\x18\x03 \x03(\tR\x07methods*\xba\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x12\x16\n\x12JOB_STATUS_EXPIRED\x10\x06*a\n\nUniqueMode\x12\x1b\n\x17UNIQUE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18UNIQUE_MODE_WHILE_ACTIVE\x10\x01\x12\x18\n\x14UNIQUE_MODE_DEBOUNCE\x10\x02*g\n\x0cJobTimeField\x12\x1e\n\x1aJOB_TIME_FIELD_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOB_TIME_FIELD_CREATED\x10\x01\x12\x1b\n\x17JOB_TIME_FIELD_FINISHED\x10\x02*a\n\tListOrder\x12\x1a\n\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17LIST_ORDER_NEWEST_FIRST\x10\x01\x12\x1b\n\x17LIST_ORDER_OLDEST_FIRST\x10\x022\xde\r\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12Y\n\x07WaitJob\x12#.mpataki.jobqueue.v1.WaitJobRequest\x1a$.mpataki.jobqueue.v1.WaitJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponse\x12\\\n\x08ListJobs\x12$.mpataki.jobqueue.v1.ListJobsRequest\x1a%.mpataki.jobqueue.v1.ListJobsResponse"\x03\x90\x02\x01\x12k\n\rGetQueueStats\x12).mpataki.jobqueue.v1.GetQueueStatsRequest\x1a*.mpataki.jobqueue.v1.GetQueueStatsResponse"\x03\x90\x02\x01\x12Y\n\x08WatchJob\x12$.mpataki.jobqueue.v1.WatchJobRequest\x1a%.mpataki.jobqueue.v1.WatchJobResponse0\x01\x12\\\n\tWatchJobs\x12%.mpataki.jobqueue.v1.WatchJobsRequest\x1a&.mpataki.jobqueue.v1.WatchJobsResponse0\x01\x12e\n\x0bListWorkers\x12\'.mpataki.jobqueue.v1.ListWorkersRequest\x1a(.mpataki.jobqueue.v1.ListWorkersResponse"\x03\x90\x02\x01\x12b\n\nPauseQueue\x12&.mpataki.jobqueue.v1.PauseQueueRequest\x1a\'.mpataki.jobqueue.v1.PauseQueueResponse"\x03\x90\x02\x02\x12e\n\x0bResumeQueue\x12\'.mpataki.jobqueue.v1.ResumeQueueRequest\x1a(.mpataki.jobqueue.v1.ResumeQueueResponse"\x03\x90\x02\x02\x12z\n\x12SetQueuePartitions\x12..mpataki.jobqueue.v1.SetQueuePartitionsRequest\x1a/.mpataki.jobqueue.v1.SetQueuePartitionsResponse"\x03\x90\x02\x02\x12Z\n\tRetryJobs\x12%.mpataki.jobqueue.v1.RetryJobsRequest\x1a&.mpataki.jobqueue.v1.RetryJobsResponse\x12]\n\nCancelJobs\x12&.mpataki.jobqueue.v1.CancelJobsRequest\x1a\'.mpataki.jobqueue.v1.CancelJobsResponse\x12]\n\nDeleteJobs\x12&.mpataki.jobqueue.v1.DeleteJobsRequest\x1a\'.mpataki.jobqueue.v1.DeleteJobsResponse\x12V\n\x06WhoAmI\x12".mpataki.jobqueue.v1.WhoAmIRequest\x1a#.mpataki.jobqueue.v1.WhoAmIResponse"\x03\x90\x02\x01b\x06proto3',
+    b'\n"mpataki/jobqueue/v1/jobqueue.proto\x12\x13mpataki.jobqueue.v1"\xed\x06\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x03 \x01(\x0cR\x07payload\x126\n\x06status\x18\x04 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12*\n\x11execution_time_ms\x18\x05 \x01(\x03R\x0fexecutionTimeMs\x12\x1d\n\ncreated_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\x07 \x01(\x03R\tupdatedAt\x12\x18\n\x07attempt\x18\x08 \x01(\x05R\x07attempt\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x1d\n\nstarted_at\x18\n \x01(\x03R\tstartedAt\x12\x1f\n\x0bfinished_at\x18\x0b \x01(\x03R\nfinishedAt\x12\x1b\n\tworker_id\x18\x0c \x01(\tR\x08workerId\x12!\n\x0cmax_attempts\x18\r \x01(\x05R\x0bmaxAttempts\x12\x1d\n\ntimeout_ms\x18\x0e \x01(\x03R\ttimeoutMs\x12\'\n\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x10 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12,\n\x12last_error_attempt\x18\x11 \x01(\x05R\x10lastErrorAttempt\x12\x16\n\x06result\x18\x12 \x01(\x0cR\x06result\x12"\n\rexpires_at_ms\x18\x17 \x01(\x03R\x0bexpiresAtMs\x12\x1a\n\x08progress\x18\x13 \x01(\x01R\x08progress\x12)\n\x10progress_message\x18\x14 \x01(\tR\x0fprogressMessage\x12\x1f\n\x0bprogress_at\x18\x15 \x01(\x03R\nprogressAt\x12\x1a\n\x08priority\x18\x16 \x01(\x05R\x08priority\x12\x1d\n\nunique_key\x18\x18 \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x19 \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode"Q\n\x07Backoff\x12\x17\n\x07base_ms\x18\x01 \x01(\x03R\x06baseMs\x12\x16\n\x06factor\x18\x02 \x01(\x01R\x06factor\x12\x15\n\x06cap_ms\x18\x03 \x01(\x03R\x05capMs"\xfb\x04\n\x11EnqueueJobRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07payload\x18\x02 \x01(\x0cR\x07payload\x12/\n\x11execution_time_ms\x18\x03 \x01(\x03H\x00R\x0fexecutionTimeMs\x88\x01\x01\x12&\n\x0cmax_attempts\x18\x04 \x01(\x05H\x01R\x0bmaxAttempts\x88\x01\x01\x12"\n\ntimeout_ms\x18\x05 \x01(\x03H\x02R\ttimeoutMs\x88\x01\x01\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x126\n\x07backoff\x18\x07 \x01(\x0b2\x1c.mpataki.jobqueue.v1.BackoffR\x07backoff\x12\x1f\n\x08priority\x18\x08 \x01(\x05H\x03R\x08priority\x88\x01\x01\x12\'\n\rexpires_at_ms\x18\t \x01(\x03H\x04R\x0bexpiresAtMs\x88\x01\x01\x12\'\n\rexpires_in_ms\x18\n \x01(\x03H\x05R\x0bexpiresInMs\x88\x01\x01\x12\x1d\n\nunique_key\x18\x0b \x01(\tR\tuniqueKey\x12@\n\x0bunique_mode\x18\x0c \x01(\x0e2\x1f.mpataki.jobqueue.v1.UniqueModeR\nuniqueMode\x12\x1f\n\x0bdebounce_ms\x18\r \x01(\x03R\ndebounceMsB\x14\n\x12_execution_time_msB\x0f\n\r_max_attemptsB\r\n\x0b_timeout_msB\x0b\n\t_priorityB\x10\n\x0e_expires_at_msB\x10\n\x0e_expires_in_ms"z\n\x12EnqueueJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x1a\n\x08existing\x18\x02 \x01(\x08R\x08existing\x12\x1c\n\tdebounced\x18\x03 \x01(\x08R\tdebounced"P\n\x12EnqueueJobsRequest\x12:\n\x04jobs\x18\x01 \x03(\x0b2&.mpataki.jobqueue.v1.EnqueueJobRequestR\x04jobs"C\n\x13EnqueueJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"<\n\x0eGetJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"?\n\x0eWaitJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\ntimeout_ms\x18\x02 \x01(\x03R\ttimeoutMs"Q\n\x0fWaitJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job\x12\x12\n\x04done\x18\x02 \x01(\x08R\x04done""\n\x10CancelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x13\n\x11CancelJobResponse"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id">\n\x10RetryJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b2\x18.mpataki.jobqueue.v1.JobR\x03job"\x97\x02\n\tJobFilter\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x126\n\x06status\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12@\n\ntime_field\x18\x03 \x01(\x0e2!.mpataki.jobqueue.v1.JobTimeFieldR\ttimeField\x12\x17\n\x07from_ms\x18\x04 \x01(\x03R\x06fromMs\x12\x13\n\x05to_ms\x18\x05 \x01(\x03R\x04toMs\x12%\n\x0eerror_contains\x18\x06 \x01(\tR\rerrorContains\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey"\xe0\x01\n\x0fListJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x124\n\x05order\x18\x02 \x01(\x0e2\x1e.mpataki.jobqueue.v1.ListOrderR\x05order\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12#\n\rwith_payloads\x18\x05 \x01(\x08R\x0cwithPayloads"h\n\x10ListJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b2\x18.mpataki.jobqueue.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"*\n\x14GetQueueStatsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\xf2\x03\n\nQueueStats\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07pending\x18\x02 \x01(\x03R\x07pending\x12\x1c\n\tscheduled\x18\x03 \x01(\x03R\tscheduled\x12\x14\n\x05ready\x18\x04 \x01(\x03R\x05ready\x12\x18\n\x07running\x18\x05 \x01(\x03R\x07running\x12\x1c\n\tcompleted\x18\x06 \x01(\x03R\tcompleted\x12\x16\n\x06failed\x18\x07 \x01(\x03R\x06failed\x12\x1c\n\tcancelled\x18\x08 \x01(\x03R\tcancelled\x12\x18\n\x07expired\x18\x0f \x01(\x03R\x07expired\x12-\n\x13oldest_ready_age_ms\x18\t \x01(\x03R\x10oldestReadyAgeMs\x120\n\x14completed_per_minute\x18\n \x03(\x03R\x12completedPerMinute\x12*\n\x11failed_per_minute\x18\x0b \x03(\x03R\x0ffailedPerMinute\x12\x18\n\x07workers\x18\x0c \x01(\x05R\x07workers\x12\x16\n\x06paused\x18\r \x01(\x08R\x06paused\x12\x1b\n\tmax_depth\x18\x0e \x01(\x03R\x08maxDepth\x12\x1e\n\npartitions\x18\x10 \x01(\x05R\npartitions"\xa0\x01\n\x15GetQueueStatsResponse\x127\n\x06queues\x18\x01 \x03(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x06queues\x125\n\x05total\x18\x02 \x01(\x0b2\x1f.mpataki.jobqueue.v1.QueueStatsR\x05total\x12\x17\n\x07read_at\x18\x03 \x01(\x03R\x06readAt"\xcc\x02\n\x08JobEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x126\n\x06status\x18\x03 \x01(\x0e2\x1e.mpataki.jobqueue.v1.JobStatusR\x06status\x12\x18\n\x07attempt\x18\x04 \x01(\x05R\x07attempt\x12\x1b\n\tworker_id\x18\x05 \x01(\tR\x08workerId\x12\x14\n\x05error\x18\x06 \x01(\tR\x05error\x12\x0e\n\x02at\x18\x07 \x01(\x03R\x02at\x12\x16\n\x06cursor\x18\x08 \x01(\tR\x06cursor\x12\x1f\n\x08progress\x18\t \x01(\x01H\x00R\x08progress\x88\x01\x01\x12)\n\x10progress_message\x18\n \x01(\tR\x0fprogressMessage\x12\x16\n\x06result\x18\x0b \x01(\x0cR\x06resultB\x0b\n\t_progress"U\n\x0fWatchJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1a\n\x08progress\x18\x03 \x01(\x08R\x08progress"Y\n\x10WatchJobResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap"w\n\x10WatchJobsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1b\n\tmax_batch\x18\x03 \x01(\x05R\x08maxBatch\x12\x1a\n\x08progress\x18\x04 \x01(\x08R\x08progress"\x91\x01\n\x11WatchJobsResponse\x123\n\x05event\x18\x01 \x01(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x05event\x12\x10\n\x03gap\x18\x02 \x01(\x08R\x03gap\x125\n\x06events\x18\x03 \x03(\x0b2\x1d.mpataki.jobqueue.v1.JobEventR\x06events"\xde\x01\n\x06Worker\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x10\n\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x14\n\x05types\x18\x04 \x03(\tR\x05types\x12 \n\x0bconcurrency\x18\x05 \x01(\x05R\x0bconcurrency\x12\x1b\n\tjobs_held\x18\x06 \x01(\x05R\x08jobsHeld\x12\x1d\n\nstarted_at\x18\x07 \x01(\x03R\tstartedAt\x12*\n\x11last_heartbeat_at\x18\x08 \x01(\x03R\x0flastHeartbeatAt"(\n\x12ListWorkersRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"L\n\x13ListWorkersResponse\x125\n\x07workers\x18\x01 \x03(\x0b2\x1b.mpataki.jobqueue.v1.WorkerR\x07workers"\'\n\x11PauseQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x14\n\x12PauseQueueResponse"(\n\x12ResumeQueueRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type"\x15\n\x13ResumeQueueResponse"O\n\x19SetQueuePartitionsRequest\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x1e\n\npartitions\x18\x02 \x01(\x05R\npartitions"6\n\x1aSetQueuePartitionsResponse\x12\x18\n\x07covered\x18\x01 \x01(\x05R\x07covered"\x7f\n\x10RetryJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"Q\n\x11RetryJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11CancelJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12CancelJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x80\x01\n\x11DeleteJobsRequest\x126\n\x06filter\x18\x01 \x01(\x0b2\x1e.mpataki.jobqueue.v1.JobFilterR\x06filter\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"R\n\x12DeleteJobsResponse\x12\x14\n\x05count\x18\x01 \x01(\x05R\x05count\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x0f\n\rWhoAmIRequest"a\n\x0eWhoAmIResponse\x12!\n\x0cauth_enabled\x18\x01 \x01(\x08R\x0bauthEnabled\x12\x12\n\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n\x07methods\x18\x03 \x03(\tR\x07methods*\xba\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x12\x16\n\x12JOB_STATUS_EXPIRED\x10\x06*a\n\nUniqueMode\x12\x1b\n\x17UNIQUE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18UNIQUE_MODE_WHILE_ACTIVE\x10\x01\x12\x18\n\x14UNIQUE_MODE_DEBOUNCE\x10\x02*g\n\x0cJobTimeField\x12\x1e\n\x1aJOB_TIME_FIELD_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOB_TIME_FIELD_CREATED\x10\x01\x12\x1b\n\x17JOB_TIME_FIELD_FINISHED\x10\x02*a\n\tListOrder\x12\x1a\n\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17LIST_ORDER_NEWEST_FIRST\x10\x01\x12\x1b\n\x17LIST_ORDER_OLDEST_FIRST\x10\x022\xde\r\n\nJobService\x12]\n\nEnqueueJob\x12&.mpataki.jobqueue.v1.EnqueueJobRequest\x1a\'.mpataki.jobqueue.v1.EnqueueJobResponse\x12`\n\x0bEnqueueJobs\x12\'.mpataki.jobqueue.v1.EnqueueJobsRequest\x1a(.mpataki.jobqueue.v1.EnqueueJobsResponse\x12V\n\x06GetJob\x12".mpataki.jobqueue.v1.GetJobRequest\x1a#.mpataki.jobqueue.v1.GetJobResponse"\x03\x90\x02\x01\x12Y\n\x07WaitJob\x12#.mpataki.jobqueue.v1.WaitJobRequest\x1a$.mpataki.jobqueue.v1.WaitJobResponse"\x03\x90\x02\x01\x12_\n\tCancelJob\x12%.mpataki.jobqueue.v1.CancelJobRequest\x1a&.mpataki.jobqueue.v1.CancelJobResponse"\x03\x90\x02\x02\x12W\n\x08RetryJob\x12$.mpataki.jobqueue.v1.RetryJobRequest\x1a%.mpataki.jobqueue.v1.RetryJobResponse\x12\\\n\x08ListJobs\x12$.mpataki.jobqueue.v1.ListJobsRequest\x1a%.mpataki.jobqueue.v1.ListJobsResponse"\x03\x90\x02\x01\x12k\n\rGetQueueStats\x12).mpataki.jobqueue.v1.GetQueueStatsRequest\x1a*.mpataki.jobqueue.v1.GetQueueStatsResponse"\x03\x90\x02\x01\x12Y\n\x08WatchJob\x12$.mpataki.jobqueue.v1.WatchJobRequest\x1a%.mpataki.jobqueue.v1.WatchJobResponse0\x01\x12\\\n\tWatchJobs\x12%.mpataki.jobqueue.v1.WatchJobsRequest\x1a&.mpataki.jobqueue.v1.WatchJobsResponse0\x01\x12e\n\x0bListWorkers\x12\'.mpataki.jobqueue.v1.ListWorkersRequest\x1a(.mpataki.jobqueue.v1.ListWorkersResponse"\x03\x90\x02\x01\x12b\n\nPauseQueue\x12&.mpataki.jobqueue.v1.PauseQueueRequest\x1a\'.mpataki.jobqueue.v1.PauseQueueResponse"\x03\x90\x02\x02\x12e\n\x0bResumeQueue\x12\'.mpataki.jobqueue.v1.ResumeQueueRequest\x1a(.mpataki.jobqueue.v1.ResumeQueueResponse"\x03\x90\x02\x02\x12z\n\x12SetQueuePartitions\x12..mpataki.jobqueue.v1.SetQueuePartitionsRequest\x1a/.mpataki.jobqueue.v1.SetQueuePartitionsResponse"\x03\x90\x02\x02\x12Z\n\tRetryJobs\x12%.mpataki.jobqueue.v1.RetryJobsRequest\x1a&.mpataki.jobqueue.v1.RetryJobsResponse\x12]\n\nCancelJobs\x12&.mpataki.jobqueue.v1.CancelJobsRequest\x1a\'.mpataki.jobqueue.v1.CancelJobsResponse\x12]\n\nDeleteJobs\x12&.mpataki.jobqueue.v1.DeleteJobsRequest\x1a\'.mpataki.jobqueue.v1.DeleteJobsResponse\x12V\n\x06WhoAmI\x12".mpataki.jobqueue.v1.WhoAmIRequest\x1a#.mpataki.jobqueue.v1.WhoAmIResponse"\x03\x90\x02\x01b\x06proto3',
     [],
     {
         "Job": Job,
