@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from redis.exceptions import AskError, ClusterError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -23,7 +24,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobqueue.supervise")
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+# A Redis Cluster in a failover or a slot migration answers for a while with errors
+# that say so: CLUSTERDOWN (ClusterDownError, MasterDownError: ClusterErrors, as is
+# redis-py's "TTL exhausted" after its own redirects), TRYAGAIN (a multi-key command
+# on a migrating slot), a slot no node serves (SlotNotCoveredError), or redirects
+# that keep coming (MOVED, ASK: an AskError, past an own connection's MAX_REDIRECTS).
+# They end when the cluster settles: an outage, not a bug.
+CLUSTER_UNSETTLED = (ClusterError, TryAgainError, SlotNotCoveredError, AskError)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, *CLUSTER_UNSETTLED)
 
 
 class Backoff:

@@ -52,3 +52,7 @@ async def nap(job: Job) -> None:
 prefetching = Worker(
     "prefetching", nap, lease_s=30.0, liveness_s=1.0, heartbeat_s=0.2, concurrency=1, prefetch=1
 )
+
+
+# Eight slots, a short liveness: the failover tests' drain (tests/test_cluster_failover.py).
+failover = Worker("failover", nap, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)
