@@ -681,34 +681,27 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         "ERROR lines in the logs": error_lines,
     }
     if chaos.d.cluster is not None:
-        figures |= _cluster_figures(chaos.faults, starts, len(unreplicated))
+        figures |= _cluster_figures(chaos.faults, len(unreplicated))
     return figures, violations
 
 
-def _cluster_figures(
-    faults: list[Fault], starts: dict[str, list[dict[str, Any]]], unreplicated: int
-) -> dict[str, Any]:
+def _cluster_figures(faults: list[Fault], unreplicated: int) -> dict[str, Any]:
     """What the cluster's faults cost: how long each took to settle (a replica promoted
-    after a master's SIGKILL, a manual failover, a slot migrated), and the first handler
-    claimed after the busy partition's master was killed (so on its replica, promoted)."""
+    after a master's SIGKILL, a manual failover, a slot migrated)."""
 
     def took(kind: str) -> dict[str, float | int]:
         return _distribution([f.until - f.t for f in faults if f.kind == kind and f.until is not None])
 
-    claims = sorted((run["sa"] / 1000, run["t"]) for runs in starts.values() for run in runs)
-    busy_back = []
-    for fault in faults:
-        if fault.kind == "kill_master" and fault.detail == "busy":
-            later = [started for claimed, started in claims if claimed > fault.t]
-            if later:
-                busy_back.append(later[0] - fault.t)
     return {
         "lost: unreplicated (acknowledged by a killed master, not copied; no WAIT)": unreplicated,
         "time to promote a replica after a master's SIGKILL (s)": took("kill_master"),
+        "masters killed: the busy partition's / another's": [
+            sum(1 for f in faults if f.kind == "kill_master" and f.detail == which)
+            for which in ("busy", "other")
+        ],
         "manual failover (s)": took("failover"),
         "slot migration (s)": took("migrate_slot"),
         "slot migrations (keys moved)": [f.detail for f in faults if f.kind == "migrate_slot"],
-        "first start claimed after the busy partition's master was killed (s)": _distribution(busy_back),
     }
 
 
