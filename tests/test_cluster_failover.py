@@ -25,7 +25,7 @@ from connectrpc.errors import ConnectError
 from jobqueue.client import SyncClient
 from jobqueue.model import JobStatus
 from jobqueue.redis_cluster import LocalCluster
-from jobqueue.redis_server import RedisServer, find_server_binary
+from jobqueue.redis_server import RedisServer, find_server_binary, free_port
 from jobqueue.store.keys import Keyspace
 
 from .conftest import jobqueue_process, jobqueue_server, until
@@ -155,3 +155,21 @@ def test_a_killed_master_and_a_manual_failover_lose_no_job(cluster: LocalCluster
         return took["promotion"]
 
     assert _drain_through_a_fault(cluster, tmp_path, kill_then_fail_over) > 0
+
+
+def test_a_server_whose_cluster_is_unreachable_waits_for_it(tmp_path: Path) -> None:
+    """No node answers (the cluster down, or every node named gone): the server starts
+    all the same, as on a single Redis that is down, and answers `unavailable`."""
+    log = tmp_path / "server.log"
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    with (
+        jobqueue_server(nobody, log, JOBQUEUE_REDIS_CLUSTER="1") as url,
+        SyncClient(url, timeout_s=15) as client,
+    ):
+        for call in (lambda: client.enqueue(JOB_TYPE, b""), client.stats):
+            with pytest.raises(ConnectError) as refused:
+                call()
+            assert refused.value.code is Code.UNAVAILABLE, refused.value
+    text = log.read_text(errors="replace")
+    assert "unavailable (ClusterUnreachable: Redis Cluster cannot be connected" in text
+    assert not error_lines(text), text[-3000:]
