@@ -114,21 +114,35 @@ class ClusterUnreachable(RedisConnectionError):
 
 
 class _Cluster(RedisCluster):
-    """redis-py's cluster client, whose failure to read the slot map is an outage.
-
-    redis-py raises a bare RedisClusterException when no startup node answers, when
-    the nodes' maps leave slots uncovered or disagree (a failover under way): a
-    process started while its cluster is down would die of it, and a running one log
-    it as a bug. It raises the same class for a node without cluster mode, which no
-    retry will fix: that one stands."""
+    """redis-py's cluster client, whose failure to read the slot map is an outage
+    (`read_slot_map`)."""
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         try:
             return await super().initialize(*args, **kwargs)
         except RedisClusterException as exc:
-            if type(exc) is not RedisClusterException or "Cluster mode is not enabled" in str(exc):
-                raise
-            raise ClusterUnreachable(str(exc)) from exc
+            _raise_if_unreachable(exc)
+            raise
+
+
+async def read_slot_map(cluster: RedisCluster) -> None:
+    """Reads the cluster's slot map again (after MOVED, or a node lost); a failure to,
+    as `ClusterUnreachable`."""
+    try:
+        await cluster.nodes_manager.initialize()
+    except RedisClusterException as exc:
+        _raise_if_unreachable(exc)
+        raise
+
+
+def _raise_if_unreachable(exc: RedisClusterException) -> None:
+    """redis-py raises a bare RedisClusterException when no node answers, or when the
+    nodes' maps leave slots uncovered or disagree (a failover under way): a process
+    started while its cluster is down would die of it, and a running one log it as a
+    bug. It raises the same class for a node without cluster mode, which no retry will
+    fix: that one stands."""
+    if type(exc) is RedisClusterException and "Cluster mode is not enabled" not in str(exc):
+        raise ClusterUnreachable(str(exc)) from exc
 
 
 def connection_factory(url: str, address: tuple[str, int] | None = None) -> Callable[[], AbstractConnection]:

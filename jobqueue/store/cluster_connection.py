@@ -24,6 +24,7 @@ from redis.exceptions import AskError, ClusterDownError, MovedError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .client import read_slot_map
 from .connection import OwnConnection
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class ClusterConnection(OwnConnection):
             except MovedError as moved:
                 # The slot has a new owner (a failover, a migration done): read the map again.
                 self._routes.clear()
-                await self._cluster.nodes_manager.initialize()
+                await read_slot_map(self._cluster)
                 connection = self._node((moved.host, int(moved.port)))
             except AskError as ask:
                 # The slot is migrating and this key has left: ask its new node, this once.
@@ -123,7 +124,7 @@ class ClusterConnection(OwnConnection):
         cluster = self._cluster
         await cluster.initialize()  # once: reads the slot map
         if self._map_stale:
-            await cluster.nodes_manager.initialize()
+            await read_slot_map(cluster)
             self._map_stale = False
         node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]) if keys else 0)
         if len(self._routes) >= MAX_ROUTES:
