@@ -108,6 +108,26 @@ def api_table(s4: dict[str, Any]) -> list[str]:
     return out
 
 
+def cluster_drain_table(data: dict) -> list[str]:
+    """S5 on a cluster: the drain's rate, then each master's share of the Redis CPU."""
+    lines = [
+        f"{_n(data['jobs'])} jobs of one type, `jobqueue worker --processes {data['processes']}`: "
+        f"{_n(data['drain_jobs_per_s'])} jobs/s (median of {data['runs']}, "
+        f"{_n(data['min'])}–{_n(data['max'])}); Redis CPU {data['redis_cpu_us_per_job']} µs per job "
+        "over all masters.",
+        "",
+        "| master | Redis CPU µs per job (median, min–max) | share | costliest commands (µs per job) |",
+        "|---|---|---|---|",
+    ]
+    for m in data["masters"]:
+        # Subcommands are named `script|load`: escaped, as `|` ends a table cell.
+        top = ", ".join(f"{c['command']} {c['us_per_job']}".replace("|", "\\|") for c in m["top_commands"])
+        lines.append(
+            f"| {m['master']} | {m['redis_cpu_us_per_job']} ({m['min']}–{m['max']}) | {m['share']:.0%} | {top} |"
+        )
+    return lines
+
+
 def main() -> int:
     out_dir = Path(sys.argv[1])
     lines = ["# jobqueue benchmark", ""]
@@ -121,7 +141,12 @@ def main() -> int:
     lines += ["", "## S1-S3: jobqueue and the peers (shared harness, same run)", ""]
     table, rows = peers_table(out_dir / "results")
     lines += table + ratios(rows)
-    for name, title in (("s4", "S4: the API"), ("s5", "S5: scaling"), ("s6", "S6: memory")):
+    for name, title in (
+        ("s4", "S4: the API"),
+        ("s5", "S5: scaling"),
+        ("s5-cluster", "S5 on a Redis Cluster"),
+        ("s6", "S6: memory"),
+    ):
         path = out_dir / f"{name}.json"
         if not path.exists():
             continue
@@ -138,6 +163,8 @@ def main() -> int:
                 f"| {r['workers']} | {_n(r['drain_jobs_per_s'])} ({_n(r['min'])}–{_n(r['max'])}) | {r['redis_cpu_us_per_job']} |"
                 for r in data["rows"]
             ]
+        elif name == "s5-cluster":
+            lines += cluster_drain_table(data)
         else:
             lines.append(f"- Redis bytes per pending job: {_n(data['redis_bytes_per_pending_job'])}")
             lines.append(

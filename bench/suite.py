@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """jobqueue's own scenarios, beside the shared peer harness (S1-S3, bench/peer_jobqueue.py).
 
-    python bench/suite.py s4|s5|s6 [--smoke] --out DIR
+    python bench/suite.py s4|s5|s5-cluster|s6 [--smoke] --out DIR
 
 - S4 API: unary EnqueueJob over gRPC (h2c) and Connect JSON, and EnqueueJobs
   (100 jobs per call), with h2load at 4 connections x 16 streams, next to the
@@ -12,6 +12,9 @@
 - S5 scaling: drain of N no-op jobs with 1, 2 and 4 worker processes (one
   `jobqueue worker --processes N`), and Redis CPU time per job (INFO cpu, before
   and after).
+- S5 on a Redis Cluster (`s5-cluster`, not in bench/run.sh): the same drain with 2
+  processes on a local cluster of 3 masters with a replica each, and each master's
+  Redis CPU per job (INFO cpu) with its costliest commands (INFO commandstats).
 - S6 memory: worker RSS after 100k and 1M jobs (it must stay flat), and Redis
   bytes per pending and per finished job (INFO memory deltas over many jobs).
 
@@ -48,7 +51,8 @@ sys.path.insert(0, str(ROOT))
 from jobqueue import Producer, Settings  # noqa: E402
 from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb  # noqa: E402
 from jobqueue.model import EnqueueRequest  # noqa: E402
-from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
+from jobqueue.redis_cluster import LocalCluster  # noqa: E402
+from jobqueue.redis_server import HOST, RedisServer, free_port  # noqa: E402
 from jobqueue.store.keys import Keyspace  # noqa: E402
 
 SERVICE = "/mpataki.jobqueue.v1.JobService"
@@ -220,25 +224,8 @@ def s5(out: Path, smoke: bool) -> dict[str, Any]:
                 client.flushdb()
                 asyncio.run(_enqueue(rs.url, n))
                 cpu_before = _redis_cpu(client)
-                # One supervisor of N worker processes: `jobqueue worker --processes N`.
-                cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py"),
-                       "--processes", str(workers)]  # fmt: skip
-                log = Path(tmp) / f"w{workers}-{run}.log"
-                supervisor = subprocess.Popen(
-                    cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env
-                )
-                try:
-                    deadline = time.monotonic() + 300
-                    while int(client.get("bench:count") or 0) < n and time.monotonic() < deadline:
-                        time.sleep(0.005)
-                    done_at = time.time()
-                finally:
-                    supervisor.send_signal(signal.SIGTERM)  # it stops its children gracefully
-                    if supervisor.wait(90) != 0:
-                        raise RuntimeError(f"the supervisor exited {supervisor.returncode}: see {log}")
-                first = float(client.get("bench:t_first") or done_at)
-                count = int(client.get("bench:count") or 0)
-                rates.append(count / (done_at - first))
+                rate, _ = _drain_with_processes(env, client, n, workers, Path(tmp) / f"w{workers}-{run}.log")
+                rates.append(rate)
                 cpu.append((_redis_cpu(client) - cpu_before) / n * 1e6)
             row = {
                 "workers": workers,
@@ -253,12 +240,139 @@ def s5(out: Path, smoke: bool) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def _drain_with_processes(
+    env: dict[str, str], counter: redis.Redis | redis.RedisCluster, n: int, processes: int, log: Path
+) -> tuple[float, int]:
+    """Drains the n jobs enqueued with one `jobqueue worker --processes N` (a supervisor
+    and its N children): the rate from the first job's start (the supervisor's start if
+    the first job body did not record it) to the n-th job's end, and the job bodies'
+    count once the supervisor has stopped (n, unless a body's INCR was applied twice)."""
+    cmd = [sys.executable, "-m", "jobqueue.cli", "worker", str(HERE / "peer_jobqueue.py"),
+           "--processes", str(processes)]  # fmt: skip
+    started_at = time.time()
+    supervisor = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while int(counter.get("bench:count") or 0) < n and time.monotonic() < deadline:
+            if supervisor.poll() is not None:
+                break
+            time.sleep(0.005)
+        done_at = time.time()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)  # it stops its children gracefully
+            supervisor.wait(90)
+    count = int(counter.get("bench:count") or 0)
+    if count < n:
+        tail = log.read_text()[-2000:]
+        raise RuntimeError(f"{count} of {n} jobs ran, the supervisor exited {supervisor.returncode}:\n{tail}")
+    if supervisor.returncode != 0:
+        # Every job ran: a child stopped while it was still starting (a short drain) is
+        # told, not fatal.
+        warnings = [line for line in log.read_text().splitlines() if "WARNING" in line or "ERROR" in line]
+        print(f"the supervisor exited {supervisor.returncode}: {warnings[-3:]}", file=sys.stderr, flush=True)
+    # The first job body sets it when its INCR returns 1 (the shared harness's job body).
+    first = float(counter.get("bench:t_first") or started_at)
+    return n / (done_at - first), count
+
+
+# -- S5 on a Redis Cluster ----------------------------------------------------------------------
+CLUSTER_PROCESSES = 2
+TOP_COMMANDS = 3  # per master, by Redis time
+
+
+def s5_cluster(out: Path, smoke: bool) -> dict[str, Any]:
+    """S5's drain of one type with `--processes 2` on a local Redis Cluster (3 masters
+    with a replica each), and the Redis CPU each master spent on it per job (INFO cpu,
+    before and after: the whole process, replication to its replica included) with its
+    costliest commands (INFO commandstats, reset before the drain)."""
+    n = 2_000 if smoke else 20_000
+    repeats = 1 if smoke else 3
+    rates: list[float] = []
+    extra_incrs: list[int] = []
+    per_run: list[dict[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp) / "cluster") as cluster:
+        counter = redis.RedisCluster.from_url(cluster.url)
+        masters = {f"{HOST}:{node.port}": redis.Redis(host=HOST, port=node.port) for node in cluster.masters}
+        # The worker module's Settings come from BENCH_REDIS_URL; the supervisor's (its
+        # check of the deployment) from JOBQUEUE_REDIS_URL and JOBQUEUE_REDIS_CLUSTER.
+        env = dict(
+            os.environ,
+            BENCH_REDIS_URL=cluster.url,
+            JOBQUEUE_REDIS_URL=cluster.url,
+            JOBQUEUE_REDIS_CLUSTER="1",
+            PYTHONPATH=str(_peers_dir()),
+        )
+        for run in range(repeats):
+            for master in masters.values():
+                master.flushdb()
+            asyncio.run(_enqueue(cluster.url, n, cluster=True))
+            cpu_before = {name: _redis_cpu(master) for name, master in masters.items()}
+            for master in masters.values():
+                master.config_resetstat()
+            log = Path(tmp) / f"cluster-{run}.log"
+            rate, count = _drain_with_processes(env, counter, n, CLUSTER_PROCESSES, log)
+            rates.append(rate)
+            extra_incrs.append(count - n)
+            per_run.append({
+                name: {
+                    "cpu_us_per_job": (_redis_cpu(master) - cpu_before[name]) / n * 1e6,
+                    "top_commands": _top_commands(master, n),
+                }
+                for name, master in masters.items()
+            })  # fmt: skip
+    rows = []
+    for name in per_run[0]:
+        cpu = [run[name]["cpu_us_per_job"] for run in per_run]
+        rows.append({
+            "master": name,
+            "redis_cpu_us_per_job": round(statistics.median(cpu), 1),
+            "min": round(min(cpu), 1),
+            "max": round(max(cpu), 1),
+            "top_commands": per_run[-1][name]["top_commands"],
+        })  # fmt: skip
+    total = sum(row["redis_cpu_us_per_job"] for row in rows) or 1.0
+    for row in rows:
+        row["share"] = round(row["redis_cpu_us_per_job"] / total, 3)
+    result = {
+        "processes": CLUSTER_PROCESSES,
+        "jobs": n,
+        "runs": repeats,
+        "drain_jobs_per_s": round(statistics.median(rates)),
+        "min": round(min(rates)),
+        "max": round(max(rates)),
+        "redis_cpu_us_per_job": round(total, 1),
+        # Job-body INCRs beyond one per job, per run (docs/performance.md, "S5 on a
+        # Redis Cluster").
+        "extra_job_body_incrs": extra_incrs,
+        "masters": rows,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def _top_commands(client: redis.Redis, n: int) -> list[dict[str, Any]]:
+    """The master's costliest commands since its stats were reset: calls and µs per job."""
+    stats = client.info("commandstats")
+    top = sorted(stats.items(), key=lambda item: -float(item[1]["usec"]))[:TOP_COMMANDS]
+    return [
+        {
+            "command": name.removeprefix("cmdstat_"),
+            "calls_per_job": round(float(entry["calls"]) / n, 2),
+            "us_per_job": round(float(entry["usec"]) / n, 1),
+        }
+        for name, entry in top
+    ]
+
+
 def _peers_dir() -> Path:
     return Path(os.environ.get("BENCH_PEERS_DIR", ROOT.parent / "shared" / "bench-peers"))
 
 
-async def _enqueue(url: str, n: int, job_type: str = "bench", payload: bytes = b"noop") -> None:
-    async with Producer.connect(Settings(redis_url=url)) as producer:
+async def _enqueue(
+    url: str, n: int, job_type: str = "bench", payload: bytes = b"noop", cluster: bool = False
+) -> None:
+    async with Producer.connect(Settings(redis_url=url, redis_cluster=cluster)) as producer:
         for start in range(0, n, 50_000):
             await producer.enqueue_many([EnqueueRequest(job_type, payload)] * min(50_000, n - start))
 
@@ -322,12 +436,12 @@ def _rss_mb(pid: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=("s4", "s5", "s6"))
+    parser.add_argument("scenario", choices=("s4", "s5", "s5-cluster", "s6"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the scenario still works")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"s4": s4, "s5": s5, "s6": s6}[args.scenario](args.out, args.smoke)
+    result = {"s4": s4, "s5": s5, "s5-cluster": s5_cluster, "s6": s6}[args.scenario](args.out, args.smoke)
     result["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     result["smoke"] = args.smoke
     (args.out / f"{args.scenario}.json").write_text(json.dumps(result, indent=2))

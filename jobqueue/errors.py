@@ -57,3 +57,16 @@ class QueueFull(JobQueueError):
 
 class TracingUnavailable(JobQueueError, ImportError):
     """Tracing is on (JOBQUEUE_TRACING) but what it needs is not installed."""
+
+
+class NotReplicated(JobQueueError):
+    """An enqueue that Redis stored but fewer replicas than asked confirmed within the
+    timeout (JOBQUEUE_REPLICA_ACKS): a failover now could lose it. The client cannot
+    tell it stored: a retry with the same idempotency key is the right answer."""
+
+    def __init__(self, acked: int, wanted: int, timeout_s: float) -> None:
+        super().__init__(
+            f"the job may or may not be stored: {acked} of {wanted} replicas confirmed it within "
+            f"{timeout_s:g} s (JOBQUEUE_REPLICA_ACKS); retry with the same idempotency key"
+        )
+        self.acked, self.wanted = acked, wanted

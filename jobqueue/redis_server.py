@@ -18,12 +18,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote, urlparse
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .ports import port_free
 
@@ -255,8 +259,15 @@ class RedisServer:
     def ping(self) -> bool:
         ca = None if self.tls is None else str(self.tls.ca)
         try:
+            # No retry: the caller polls, and redis-py would retry a refused password
+            # (an AuthenticationError is a ConnectionError) with seconds of backoff.
             with redis.Redis(
-                host=HOST, port=self.port, socket_timeout=0.5, ssl=ca is not None, ssl_ca_certs=ca
+                host=HOST,
+                port=self.port,
+                socket_timeout=0.5,
+                ssl=ca is not None,
+                ssl_ca_certs=ca,
+                retry=Retry(NoBackoff(), 0),
             ) as client:
                 return bool(client.ping())
         except redis.AuthenticationError:
@@ -287,3 +298,24 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Deployment(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def serve_until_stopped(make: Callable[[Path], _Deployment], prefix: str) -> None:
+    """The `python -m jobqueue.redis_*` commands: starts `make(DIR)` (DIR: argv[1], else a
+    new temporary directory), prints its URL on stdout and runs until Ctrl-C or SIGTERM."""
+    data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix=prefix))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    deployment = make(data_dir)
+    with deployment:
+        print(deployment.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()

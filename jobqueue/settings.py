@@ -96,6 +96,12 @@ class Settings:
     # Redis Cluster (docs/design.md, "Redis Cluster"): `redis_url` names any node of a
     # cluster, and every process connects with the cluster client.
     redis_cluster: bool = False
+    # Acknowledged enqueues and replicas (store/replication.py): an enqueue answers
+    # once this many replicas have its writes (WAIT), else `unavailable` after
+    # replica_ack_timeout_s. "auto": 1 if the master has a replica when the process
+    # first enqueues, else 0; 0: no wait.
+    replica_acks: str = "auto"
+    replica_ack_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.redis_timeout_s > 0:
@@ -121,6 +127,17 @@ class Settings:
         if self.max_result_bytes < 0:
             given = self.max_result_bytes
             raise ValueError(f"max_result_bytes (JOBQUEUE_MAX_RESULT_BYTES) must be >= 0, got {given}")
+        object.__setattr__(self, "replica_acks", str(self.replica_acks).strip().lower())
+        if not (self.replica_acks == "auto" or self.replica_acks.isdigit()):
+            raise ValueError(
+                "replica_acks (JOBQUEUE_REPLICA_ACKS) must be auto or a number >= 0, "
+                f"got {self.replica_acks!r}"
+            )
+        if not self.replica_ack_timeout_s > 0:
+            raise ValueError(
+                "replica_ack_timeout_s (JOBQUEUE_REPLICA_ACK_TIMEOUT_S) must be > 0, "
+                f"got {self.replica_ack_timeout_s}"
+            )
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError(
                 "tls_client_ca (JOBQUEUE_TLS_CLIENT_CA, --tls-client-ca) needs TLS: give --tls-cert "

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from redis.exceptions import AskError, ClusterError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import AskError, ClusterError, ReadOnlyError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,7 +31,16 @@ log = logging.getLogger("jobqueue.supervise")
 # that keep coming (MOVED, ASK: an AskError, past an own connection's MAX_REDIRECTS).
 # They end when the cluster settles: an outage, not a bug.
 CLUSTER_UNSETTLED = (ClusterError, TryAgainError, SlotNotCoveredError, AskError)
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, *CLUSTER_UNSETTLED)
+# ReadOnlyError: a master demoted to a replica (a failover under way) refuses writes
+# until its clients find the new one (a sentinel URL's connection does so itself).
+REDIS_DOWN = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ConnectionError,
+    TimeoutError,
+    *CLUSTER_UNSETTLED,
+)
 
 
 class Backoff:

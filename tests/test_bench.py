@@ -40,6 +40,31 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
         assert row["jobs_stored"] == row["jobs_expected"], row
 
 
+@pytest.mark.timeout(300)
+def test_s5_on_a_cluster_reports_each_masters_redis_cpu(tmp_path: Path) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/suite.py", "s5-cluster", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=290, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    result = json.loads((tmp_path / "s5-cluster.json").read_text())
+    assert result["processes"] == 2 and result["drain_jobs_per_s"] > 0, result
+    masters = result["masters"]
+    assert len({m["master"] for m in masters}) == 3, masters
+    assert all(m["redis_cpu_us_per_job"] > 0 for m in masters), masters
+    assert abs(sum(m["share"] for m in masters) - 1) < 0.01, masters
+    # One type is one partition: its scripts run on one master, the job body's INCR on another or the same.
+    commands = {c["command"] for m in masters for c in m["top_commands"]}
+    assert "evalsha" in commands, masters
+    report = subprocess.run(
+        [sys.executable, "bench/report.py", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert "## S5 on a Redis Cluster" in report.stdout
+    assert all(m["master"] in report.stdout for m in masters)
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("network", [[], ["--one-way-delay-us", "100"]], ids=["loopback", "slow-network"])
 def test_one_drain_for_profiling(redis_url: str, network: list[str]) -> None:

@@ -1,12 +1,15 @@
-"""Checks of the container setup: docker/Dockerfile, compose.yaml and .dockerignore.
+"""Checks of the container setup: docker/Dockerfile, compose.yaml,
+compose.cluster.yaml and .dockerignore.
 
 No Docker engine is needed. The Dockerfile is read by a small parser here; its
 targets `server` and `worker` are checked with what they inherit from earlier
-stages. compose.yaml is read with PyYAML when it is installed, else through
+stages. The compose files are read with PyYAML when it is installed, else through
 `docker compose config --format json` when a Compose v2 client answers; with
-neither, the compose tests skip. The images' HEALTHCHECK commands are also run
-here, against a real server and Redis (the conftest fixtures): a typo in them
-would otherwise only show as a container that never becomes healthy.
+neither, the compose tests skip. The checks common to both files run on each. The
+images' HEALTHCHECK commands are also run here, against a real server and Redis
+(the conftest fixtures), and so are compose.cluster.yaml's node commands and its
+cluster-forming script (on loopback): a typo in them would otherwise only show as a
+container that never becomes healthy.
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from redis import Redis
+from redis.cluster import RedisCluster
 
-from jobqueue.redis_server import free_port
+from jobqueue.redis_server import RedisServer, find_server_binary, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-COMPOSE = ROOT / "compose.yaml"
 DOCKERIGNORE = ROOT / ".dockerignore"
 TARGETS = ("server", "worker")
-REDIS_URL_IN_COMPOSE = "redis://redis:6379/0"
 
 
 # --- Dockerfile --------------------------------------------------------------------------------------------
@@ -260,53 +263,97 @@ def test_server_healthcheck_passes_on_a_serving_server(
     assert done.returncode != 0, "the healthcheck passed with no server listening"
 
 
+@pytest.mark.parametrize("target", ["single", "cluster"])
 def test_worker_healthcheck_follows_redis(
-    dockerfile: tuple[dict[str, str], list[Stage]], redis_url: str, tmp_path: Path
+    dockerfile: tuple[dict[str, str], list[Stage]],
+    target: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
+    """On a Redis, and on a node of a cluster as compose.cluster.yaml names one."""
+    redis_url = request.getfixturevalue(f"{target}_redis_url")
     command = healthcheck_command(dockerfile[1], "worker")
-    done = _run_check(command, {"REDIS_URL": redis_url}, tmp_path)
+    cluster_flag = "1" if target == "cluster" else "0"
+    done = _run_check(command, {"REDIS_URL": redis_url, "JOBQUEUE_REDIS_CLUSTER": cluster_flag}, tmp_path)
     assert done.returncode == 0, done.stderr
     done = _run_check(command, {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, tmp_path)
     assert done.returncode != 0, "the healthcheck passed with no Redis answering"
 
 
-# --- compose.yaml ------------------------------------------------------------------------------------------
+# --- compose.yaml and compose.cluster.yaml -----------------------------------------------------------------
 
 
-def _load_compose() -> dict[str, Any]:
-    assert COMPOSE.is_file(), "compose.yaml is missing"
+@dataclass(frozen=True)
+class ComposeFile:
+    """A compose file of the repository, and where its server and worker find Redis."""
+
+    name: str
+    redis_nodes: tuple[str, ...]  # its Redis services
+    redis_url: str  # the REDIS_URL its server and worker are given
+    cluster: bool  # whether they are told it names a Redis Cluster
+
+    @property
+    def path(self) -> Path:
+        return ROOT / self.name
+
+
+COMPOSE_FILES = (
+    ComposeFile("compose.yaml", ("redis",), "redis://redis:6379/0", cluster=False),
+    ComposeFile(
+        "compose.cluster.yaml", ("redis-1", "redis-2", "redis-3"), "redis://redis-1:6379/0", cluster=True
+    ),
+)
+CLUSTER_COMPOSE = COMPOSE_FILES[1]
+# The one-shot service of compose.cluster.yaml that forms the cluster.
+CLUSTER_CREATE = "redis-cluster-create"
+
+
+def _load_compose(path: Path) -> dict[str, Any]:
+    assert path.is_file(), f"{path.name} is missing"
     try:
         import yaml  # type: ignore[import-untyped]  # noqa: PLC0415
     except ImportError:
         pass
     else:
-        loaded = yaml.safe_load(COMPOSE.read_text())
-        assert isinstance(loaded, dict), "compose.yaml is not a mapping"
+        loaded = yaml.safe_load(path.read_text())
+        assert isinstance(loaded, dict), f"{path.name} is not a mapping"
         return loaded
     docker = shutil.which("docker")
     if docker is None:
-        pytest.skip("neither PyYAML nor a docker client to read compose.yaml")
+        pytest.skip(f"neither PyYAML nor a docker client to read {path.name}")
     probe = subprocess.run(
         [docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False
     )
     if probe.returncode != 0:
-        pytest.skip("neither PyYAML nor Compose v2 (`docker compose`) to read compose.yaml")
+        pytest.skip(f"neither PyYAML nor Compose v2 (`docker compose`) to read {path.name}")
     done = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE), "config", "--format", "json"],
+        [docker, "compose", "-f", str(path), "config", "--format", "json"],
         capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"docker compose config failed:\n{done.stderr}"
     return json.loads(done.stdout)
 
 
+@pytest.fixture(scope="module", params=COMPOSE_FILES, ids=[f.name for f in COMPOSE_FILES])
+def compose_file(request: pytest.FixtureRequest) -> tuple[ComposeFile, dict[str, Any]]:
+    """Each compose file, with what it holds: the tests taking it check both."""
+    spec: ComposeFile = request.param
+    return spec, _load_compose(spec.path)
+
+
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    return _load_compose()
+def compose(compose_file: tuple[ComposeFile, dict[str, Any]]) -> dict[str, Any]:
+    return compose_file[1]
+
+
+@pytest.fixture(scope="module")
+def cluster_compose() -> dict[str, Any]:
+    return _load_compose(CLUSTER_COMPOSE.path)
 
 
 def _service(compose: dict[str, Any], name: str) -> dict[str, Any]:
     services = compose.get("services") or {}
-    assert name in services, f"compose.yaml has no service {name!r}"
+    assert name in services, f"the compose file has no service {name!r}"
     return services[name]
 
 
@@ -317,6 +364,11 @@ def _words(value: Any) -> list[str]:
     if isinstance(value, str):
         return value.split()
     return [word for item in value for word in str(item).split()]
+
+
+def _option(command: list[str], name: str) -> str | None:
+    """The value after `name` in a command line, None without it."""
+    return command[command.index(name) + 1] if name in command else None
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
@@ -333,31 +385,41 @@ def _conditions(service: dict[str, Any]) -> dict[str, str]:
     return {name: spec.get("condition", "service_started") for name, spec in depends.items()}
 
 
-def test_redis_persists_and_has_a_healthcheck(compose: dict[str, Any]) -> None:
-    redis = _service(compose, "redis")
-    assert redis.get("image") == "redis:7-alpine"
-    command = _words(redis.get("command"))
-    assert "--appendonly" in command and command[command.index("--appendonly") + 1] == "yes", command
-    volumes = redis.get("volumes") or []
-    named = []
-    for volume in volumes:
-        source, target = (
-            (volume.get("source"), volume.get("target"))
-            if isinstance(volume, dict)
-            else (volume.split(":")[0], volume.split(":")[1])
-        )
-        if target == "/data":
-            named.append(source)
-    assert named, f"no volume on /data: {volumes}"
-    assert named[0] in (compose.get("volumes") or {}), f"volume {named[0]} is not a declared named volume"
-    test = " ".join(_words((redis.get("healthcheck") or {}).get("test")))
-    assert "redis-cli ping" in test, f"redis healthcheck: {test!r}"
+def test_redis_persists_and_has_a_healthcheck(compose_file: tuple[ComposeFile, dict[str, Any]]) -> None:
+    spec, compose = compose_file
+    volumes_used = []
+    for name in spec.redis_nodes:
+        redis = _service(compose, name)
+        assert redis.get("image") == "redis:7-alpine", name
+        command = _words(redis.get("command"))
+        assert _option(command, "--appendonly") == "yes", command
+        # Evicting keys loses jobs: the default policy (noeviction) or that one, spelled out.
+        assert _option(command, "--maxmemory-policy") in (None, "noeviction"), command
+        volumes = redis.get("volumes") or []
+        named = []
+        for volume in volumes:
+            source, target = (
+                (volume.get("source"), volume.get("target"))
+                if isinstance(volume, dict)
+                else (volume.split(":")[0], volume.split(":")[1])
+            )
+            if target == "/data":
+                named.append(source)
+        assert named, f"{name}: no volume on /data: {volumes}"
+        assert named[0] in (compose.get("volumes") or {}), f"volume {named[0]} is not a declared named volume"
+        volumes_used.append(named[0])
+        test = " ".join(_words((redis.get("healthcheck") or {}).get("test")))
+        assert "redis-cli ping" in test, f"{name} healthcheck: {test!r}"
+    assert len(set(volumes_used)) == len(volumes_used), f"Redis nodes share a volume: {volumes_used}"
 
 
 @pytest.mark.parametrize("name", TARGETS)
 def test_jobqueue_services_build_their_target_and_wait_for_redis(
-    compose: dict[str, Any], dockerfile: tuple[dict[str, str], list[Stage]], name: str
+    compose_file: tuple[ComposeFile, dict[str, Any]],
+    dockerfile: tuple[dict[str, str], list[Stage]],
+    name: str,
 ) -> None:
+    spec, compose = compose_file
     service = _service(compose, name)
     build = service.get("build")
     assert isinstance(build, dict), f"{name}: build must name the Dockerfile and the target"
@@ -365,8 +427,17 @@ def test_jobqueue_services_build_their_target_and_wait_for_redis(
     assert Path(build.get("dockerfile", "")).as_posix().endswith("docker/Dockerfile"), build
     assert build.get("target") == name, build
     chain(dockerfile[1], name)  # the target exists
-    assert _environment(service).get("REDIS_URL") == REDIS_URL_IN_COMPOSE
-    assert _conditions(service).get("redis") == "service_healthy", f"{name} does not wait for a healthy redis"
+    env = _environment(service)
+    assert env.get("REDIS_URL") == spec.redis_url
+    assert env.get("JOBQUEUE_REDIS_CLUSTER", "0") == ("1" if spec.cluster else "0"), env
+    conditions = _conditions(service)
+    named_node = urlsplit(spec.redis_url).hostname
+    assert named_node in spec.redis_nodes, spec.redis_url
+    assert conditions.get(named_node) == "service_healthy", f"{name} does not wait for a healthy {named_node}"
+    if spec.cluster:
+        assert conditions.get(CLUSTER_CREATE) == "service_completed_successfully", (
+            f"{name} does not wait for the cluster to be formed"
+        )
     assert service.get("restart") == "unless-stopped"
 
 
@@ -389,3 +460,75 @@ def test_worker_runs_the_print_worker_after_the_server_starts(
     command = _words(worker.get("command")) or run_command(dockerfile[1], "worker")[1:]
     assert command == ["worker", "jobqueue.examples.print_worker"], command
     assert _conditions(worker).get("server") in ("service_started", "service_healthy")
+
+
+# --- compose.cluster.yaml's cluster ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CLUSTER_COMPOSE.redis_nodes)
+def test_cluster_nodes_announce_their_service_names(cluster_compose: dict[str, Any], name: str) -> None:
+    command = _words(_service(cluster_compose, name).get("command"))
+    assert command[0] == "redis-server", command
+    assert _option(command, "--cluster-enabled") == "yes", command
+    assert _option(command, "--cluster-config-file"), "nodes.conf must be named to live in /data"
+    # The slot map and MOVED name a node as the other containers reach it.
+    assert _option(command, "--cluster-announce-hostname") == name, command
+    assert _option(command, "--cluster-preferred-endpoint-type") == "hostname", command
+    assert _option(command, "--port") in (None, "6379"), command
+
+
+def test_cluster_create_waits_for_every_node_and_names_them_all(cluster_compose: dict[str, Any]) -> None:
+    create = _service(cluster_compose, CLUSTER_CREATE)
+    assert create.get("image") == "redis:7-alpine"
+    assert _conditions(create) == dict.fromkeys(CLUSTER_COMPOSE.redis_nodes, "service_healthy")
+    nodes = _environment(create).get("NODES", "").split()
+    assert sorted(nodes) == [f"{name}:6379" for name in CLUSTER_COMPOSE.redis_nodes], nodes
+    script = " ".join(_words(create.get("command")))
+    assert "--cluster create" in script and "--cluster-yes" in script, script
+    assert str(create.get("restart", "no")) == "no", "a one-shot service must not restart"
+
+
+def _cluster_create_script(compose: dict[str, Any]) -> list[str]:
+    """The create service's command as a shell runs it (Compose turns `$$` into `$`)."""
+    command = _service(compose, CLUSTER_CREATE).get("command")
+    assert isinstance(command, list) and command[:2] == ["sh", "-c"], command
+    return ["sh", "-c", command[2].replace("$$", "$")]
+
+
+@pytest.mark.skipif(
+    find_server_binary() is None or shutil.which("redis-cli") is None,
+    reason="needs redis-server and redis-cli",
+)
+def test_cluster_create_forms_the_cluster_of_the_node_commands_once(
+    cluster_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """The file's node commands and create script, run here: each node's hostname is
+    `localhost` instead of its service name, each listens on a port of its own."""
+    nodes = []
+    try:
+        for name in CLUSTER_COMPOSE.redis_nodes:
+            args = _words(_service(cluster_compose, name).get("command"))[1:]
+            args[args.index("--cluster-announce-hostname") + 1] = "localhost"
+            node = RedisServer(tmp_path / name, extra_args=[*args, "--cluster-port", str(free_port())])
+            node.start()
+            nodes.append(node)
+        env = dict(os.environ, NODES=" ".join(f"localhost:{node.port}" for node in nodes))
+        script = _cluster_create_script(cluster_compose)
+        done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "the cluster is formed" in done.stdout, done.stdout
+        with Redis(port=nodes[0].port, socket_timeout=5) as first:
+            # Clients are given the announced hostname as each master's endpoint, not an address.
+            slots = first.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+            endpoints = {(master[0], master[1]) for _, _, master, *_ in slots}
+            assert endpoints == {(b"localhost", node.port) for node in nodes}, slots
+        with RedisCluster(host="localhost", port=nodes[0].port, socket_timeout=5) as cluster:
+            for key in ("{a}", "{b}", "{c}"):  # three slots on three masters
+                cluster.set(key, key)
+                assert cluster.get(key) == key.encode()
+        again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "already formed" in again.stdout, again.stdout
+    finally:
+        for node in nodes:
+            node.stop()

@@ -95,6 +95,26 @@ async def test_a_position_trimmed_away_is_a_gap(redis: Redis) -> None:
     assert await reader.last_entry(events_key("no-such-type")) == START
 
 
+async def test_a_position_whose_own_entry_alone_was_trimmed_is_no_gap(redis: Redis) -> None:
+    """Trimmed exactly up to the position's entry: the entry the reader had seen is gone,
+    the next one is there, nothing was lost. (Ids as XADD `*` makes them in one millisecond:
+    the sequence counts up.)"""
+    key = events_key("trimmed")
+    job = new_job_id(partition_of_type("trimmed"))
+    for entry_id in ("1000-0", "1000-1", "1000-2", "1001-0"):
+        await redis.xadd(key, {"type": "trimmed", "jobs": f"{job}:1:0 {job}:2:1"}, id=entry_id)
+    reader = JobEvents(redis)
+    await redis.xtrim(key, minid="1000-1", approximate=False)  # only the position's entry goes
+    page = await reader.after(key, Position(1000, 0))
+    assert not page.gap and page.entries[0].key == (1000, 1)
+    # Inside the trimmed entry (its second job not yet seen): that job was lost.
+    assert (await reader.after(key, Position(1000, 0, 0))).gap
+    await redis.xtrim(key, minid="1000-2", approximate=False)  # the position's entry and the next go
+    assert (await reader.after(key, Position(1000, 0))).gap
+    page = await reader.after(key, Position(1000, 1))
+    assert not page.gap and [e.key for e in page.entries] == [(1000, 2), (1001, 0)]
+
+
 def test_cursors_read_back_and_refuse_garbage() -> None:
     cursor = parse_cursor("00ab:17-0,ffff:18-2.3")
     assert cursor.get("00ab") == Position(17, 0) and cursor.get("ffff") == Position(18, 2, 3)

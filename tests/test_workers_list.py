@@ -12,7 +12,7 @@ import time
 import pytest
 
 from jobqueue.client import Client
-from jobqueue.model import Job, JobStatus
+from jobqueue.model import Job, JobStatus, new_job_ids, partition_of_type
 from jobqueue.settings import Settings
 from jobqueue.worker import Worker
 
@@ -48,6 +48,12 @@ async def test_a_live_worker_is_listed_with_its_jobs_held(
             return [w.jobs_held for w in await client.workers(job_type)] == [2]
 
         await eventually(held_two, what="the worker listed with its 2 jobs")
+        # Stale ids in its held set (the set may keep them: recovery checks each job) are
+        # not counted: a job gone, and one not RUNNING under it.
+        [gone] = new_job_ids(partition_of_type(job_type), 1)
+        waiting = await store.enqueue(job_type, "", int(time.time() * 1000) + 3_600_000)
+        await store.redis.sadd(store.keys.queue(job_type).held(worker.worker_id), gone, waiting.id)
+        assert [w.jobs_held for w in await client.workers(job_type)] == [2]
         [listed] = await client.workers(job_type)
         assert listed.id == worker.worker_id
         assert (listed.host, listed.pid) == (socket.gethostname(), os.getpid())

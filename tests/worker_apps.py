@@ -54,5 +54,12 @@ prefetching = Worker(
 )
 
 
+async def no_op(job: Job) -> None:
+    """Does nothing: a handler that never talks to Redis (the failover tests)."""
+
+
+quick = Worker("quick", no_op, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)
+
+
 # Eight slots, a short liveness: the failover tests' drain (tests/test_cluster_failover.py).
 failover = Worker("failover", nap, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)

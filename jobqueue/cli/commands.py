@@ -58,6 +58,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_client_ca=getattr(args, "tls_client_ca", None),
         allow_eviction=getattr(args, "allow_eviction", None),  # server and worker
         redis_cluster=getattr(args, "redis_cluster", None),
+        replica_acks=getattr(args, "replica_acks", None),  # server only, as the one below
+        replica_ack_timeout_s=getattr(args, "replica_ack_timeout_s", None),
     )
 
 
@@ -402,6 +404,15 @@ def _whoami(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    from .rebuild import run_rebuild  # noqa: PLC0415 - only this command reaches Redis itself
+
+    settings = _settings(args)
+    return run_rebuild(
+        settings, job_type=args.type, count=args.count, dry_run=args.dry_run, as_json=args.json
+    )
+
+
 def _token(args: argparse.Namespace) -> int:
     from ..auth import file_line, new_token  # noqa: PLC0415
 
@@ -433,4 +444,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "watch": _watch,
     "whoami": _whoami,
     "token": _token,
+    "rebuild": _rebuild,
 }

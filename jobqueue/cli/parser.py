@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(`jobqueue token new` makes them; JOBQUEUE_AUTH_TOKENS_FILE; default: auth off)",
     )  # fmt: skip
     _redis_option(server)
+    _replica_acks_option(server)
     _log_level_option(server)
     _observability_options(server)
     _memory_option(server)
@@ -333,6 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(watch, prints_a_job=False)
     watch.add_argument("--json", action="store_true", help="print each event as a JSON document, one a line")
 
+    rebuild = _command(
+        commands, "rebuild", "recompute the job counters and indexes from the stored jobs (on Redis itself)",
+        epilog="For a store written before the counters existed, or damaged: for every registered type (or "
+        "--type), puts each stored job in the index its status names and in no other, drops index entries "
+        "whose job is gone, then sets the pending and running counts. Reads Redis with SCAN, COUNT ids a "
+        "step; safe beside running workers and servers, and to run again. Totals and per-minute counts "
+        "are history and stay as they are. Progress goes to stderr.",
+    )  # fmt: skip
+    rebuild.add_argument("--type", default="", metavar="TYPE", help="only this type (default: every type)")
+    rebuild.add_argument("--dry-run", action="store_true", help="change nothing: print what would be fixed")
+    rebuild.add_argument(
+        "--count", type=parse_count, default=500, metavar="N", help="ids per step, 1 to 1000 (default 500)"
+    )
+    rebuild.add_argument("--json", action="store_true", help="print what was fixed as JSON")
+    _redis_option(rebuild)
+
     whoami = _command(commands, "whoami", "show the role the token grants and the methods it may call")
     _client_options(whoami, prints_a_job=False)
     whoami.add_argument("--json", action="store_true", help="print the API's WhoAmI reply as JSON")
@@ -440,11 +457,25 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
 def _redis_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
-        help="redis://, rediss:// or unix:// URL (default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
+        help="redis://, rediss://, unix:// or redis+sentinel://HOST:PORT,HOST:PORT/MASTER_NAME[/DB] URL "
+        "(default: JOBQUEUE_REDIS_URL, REDIS_URL, REDIS_ADDR)",
     )
     parser.add_argument(
         "--redis-cluster", action="store_true", default=None,
         help="the URL names a node of a Redis Cluster: connect to the cluster (JOBQUEUE_REDIS_CLUSTER)",
+    )  # fmt: skip
+
+
+def _replica_acks_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--replica-acks",
+        metavar="N|auto",
+        help="an enqueue answers once N replicas have it (WAIT), else unavailable; auto: 1 if the master "
+        "has a replica, else 0 (JOBQUEUE_REPLICA_ACKS; default auto)",
+    )
+    parser.add_argument(
+        "--replica-ack-timeout-s", type=float, metavar="SECONDS",
+        help="how long an enqueue waits for its replicas (JOBQUEUE_REPLICA_ACK_TIMEOUT_S; default 1)",
     )  # fmt: skip
 
 
@@ -459,6 +490,12 @@ def _memory_option(parser: argparse.ArgumentParser) -> None:
 def parse_processes(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
+    return int(text)
+
+
+def parse_count(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of ids per step (1 to 1000)")
     return int(text)
 
 

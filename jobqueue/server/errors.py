@@ -22,6 +22,7 @@ from ..errors import (
     JobAlreadyFinished,
     JobNotFound,
     JobNotRetryable,
+    NotReplicated,
     PayloadTooLarge,
     QueueFull,
 )
@@ -40,6 +41,7 @@ _CODES: tuple[tuple[type[Exception], Code], ...] = (
     (JobNotFound, Code.NOT_FOUND),
     (JobAlreadyFinished, Code.FAILED_PRECONDITION),
     (JobNotRetryable, Code.FAILED_PRECONDITION),
+    (NotReplicated, Code.UNAVAILABLE),
 )
 
 

@@ -8,8 +8,11 @@ Everything that opens a connection to Redis goes through here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -22,6 +25,13 @@ from redis.asyncio.connection import (
     RedisSSLContext,
     SSLConnection,
     UnixDomainSocketConnection,
+    parse_url,
+)
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
 )
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,6 +40,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from .redis_tls import check_tls_options
+from .sentinel_url import SentinelURL, is_sentinel_url, parse_sentinel_url
 
 # Idle connections are probed after 10 s, every 5 s, 3 times; unacknowledged
 # writes give up after 30 s (Linux). A vanished Redis is noticed in about 30 s.
@@ -67,8 +78,13 @@ def connect(
     on, redis-py 8 hands out pooled connections without checking that they
     survived a Redis restart, and the first commands after one fail.
 
-    `cluster`: `url` names any node of a Redis Cluster (`connect_cluster`).
+    `cluster`: `url` names any node of a Redis Cluster (`connect_cluster`). A
+    redis+sentinel:// URL names a master that sentinels find (`connect_sentinel`).
     """
+    if is_sentinel_url(url):
+        if cluster:
+            raise ValueError("a redis+sentinel:// URL names no Redis Cluster: leave out --redis-cluster")
+        return connect_sentinel(url, max_connections=max_connections, timeout_s=timeout_s)
     check_tls_options(url)
     if cluster:
         return connect_cluster(url, max_connections=max_connections, timeout_s=timeout_s)
@@ -145,12 +161,74 @@ def _raise_if_unreachable(exc: RedisClusterException) -> None:
         raise ClusterUnreachable(str(exc)) from exc
 
 
-def connection_factory(url: str, address: tuple[str, int] | None = None) -> Callable[[], AbstractConnection]:
+def connect_sentinel(url: str, *, max_connections: int | None = 256, timeout_s: float | None = None) -> Redis:
+    """A client of the master that the sentinels of a redis+sentinel:// `url` name
+    (store/sentinel_url.py), with `connect`'s options: each new connection asks a
+    sentinel where the master is, and the pool drops its idle connections when the
+    answer changes. A connection still on a master demoted to a replica gets READONLY,
+    which redis-py turns into a ConnectionError after dropping it (an outage: the
+    caller retries, and the new connection finds the new master)."""
+    parsed = parse_sentinel_url(url)
+    check_tls_options(parsed.master_url)
+    options = _sentinel_master_options(parsed, _pool_options(url, max_connections, timeout_s))
+    lean = _LEAN_TIMED if timeout_s else _LEAN
+    options["connection_class"] = lean[options["connection_class"]]
+    pool_class = _BlockingSentinelPool if max_connections is not None else _UnboundedSentinelPool
+    pool = pool_class(parsed.master_name, _sentinels(parsed, timeout_s), **options)
+    return _SentinelClient.from_pool(pool)
+
+
+def _sentinel_master_options(parsed: SentinelURL, options: dict[str, Any]) -> dict[str, Any]:
+    """The pool's options and the URL's (credentials, db, TLS), with no address (the
+    sentinels give it) and a sentinel-managed connection class."""
+    options |= cast("dict[str, Any]", parse_url(parsed.master_url))
+    tls = options.pop("connection_class", None) is SSLConnection
+    options.pop("host", None)
+    options.pop("port", None)
+    options["connection_class"] = SentinelManagedSSLConnection if tls else SentinelManagedConnection
+    return options
+
+
+def _sentinels(parsed: SentinelURL, timeout_s: float | None) -> Sentinel:
+    """The sentinels' client: TLS and timeouts as the master's, their own credentials."""
+    tls = {
+        name: value
+        for name, value in parse_url(parsed.master_url).items()
+        if name.startswith("ssl_") or (name == "connection_class" and value is SSLConnection)
+    }
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_s or 5,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "socket_keepalive_options": _KEEPALIVE,
+        "protocol": 2,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        "driver_info": _driver_info(),
+        "username": parsed.sentinel_username,
+        "password": parsed.sentinel_password,
+    }
+    if tls.pop("connection_class", None) is not None:
+        options |= {"ssl": True, **tls}
+    return Sentinel(list(parsed.sentinels), sentinel_kwargs=options)  # type: ignore[no-untyped-call]
+
+
+def connection_factory(
+    url: str, address: tuple[str, int] | None = None, *, client: Redis | None = None
+) -> Callable[[], AbstractConnection]:
     """Makes connections like `connect`'s, outside any pool and without a timeout: for
     a caller that keeps one connection of its own and times its commands itself
     (store/connection.py: a blocking pop waits longer than any other command).
     `address`: (host, port) of another node of the same deployment (a cluster's),
-    with the URL's credentials and TLS options."""
+    with the URL's credentials and TLS options. A redis+sentinel:// URL needs the
+    `client` `connect` made for it: its sentinels find the master for each connection."""
+    if is_sentinel_url(url):
+        if client is None or not isinstance(client.connection_pool, SentinelConnectionPool):
+            raise ValueError("connection_factory: a redis+sentinel:// URL needs its client (connect's)")
+        managed = client.connection_pool
+        kwargs = {**managed.connection_kwargs, "socket_timeout": None}
+        tls = issubclass(managed.connection_class, SSLConnection)
+        untimed = _LEAN[SentinelManagedSSLConnection if tls else SentinelManagedConnection]
+        return lambda: untimed(**kwargs)
     check_tls_options(url)
     pool = ConnectionPool.from_url(url, **_pool_options(url, None))
     connection_class = _LEAN.get(pool.connection_class, pool.connection_class)
@@ -212,6 +290,54 @@ class _UnboundedPool(ConnectionPool):
         if connection.should_reconnect():  # type: ignore[no-untyped-call]
             await connection.disconnect()
         self._available_connections.append(connection)
+
+
+# How often a sentinel pool in use asks the sentinels where the master is.
+MASTER_CHECK_S = 1.0
+
+
+class _FollowsTheMaster(SentinelConnectionPool):
+    """A sentinel pool that asks the sentinels where the master is at most every
+    MASTER_CHECK_S while it hands out connections, and drops a connection to any other
+    Redis as it comes back: after a failover that left the old master running
+    (SENTINEL FAILOVER, a partition), redis-py's own pool would keep writing to it
+    until Sentinel demotes it, and those writes would be lost. The connections in use
+    then (a blocking pop's) learn of it when they fail."""
+
+    _checked_at = -math.inf
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        now = time.monotonic()
+        if now - self._checked_at >= MASTER_CHECK_S:
+            self._checked_at = now
+            # Sentinels out of reach: the connections open stay as they are.
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        connection: AbstractConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        master = self.master_address
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if master is not None and connection.is_connected and address != master:
+            await connection.disconnect()
+
+
+class _BlockingSentinelPool(_FollowsTheMaster, BlockingConnectionPool):
+    """`connect`'s waiting pool, its connections to the master the sentinels name."""
+
+
+class _UnboundedSentinelPool(_FollowsTheMaster, _UnboundedPool):
+    """`_UnboundedPool`, its connections to the master the sentinels name."""
+
+
+class _SentinelClient(Redis):
+    """Closes its sentinels' connections with its own."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        await cast("SentinelConnectionPool", self.connection_pool).sentinel_manager.aclose()
 
 
 @functools.cache
@@ -308,6 +434,16 @@ def _shared_ssl_context(context: RedisSSLContext) -> RedisSSLContext:
     return _SSL_CONTEXTS.setdefault(options, context)
 
 
+class _LeanSentinelConnection(_LeanConnection, SentinelManagedConnection):
+    pass
+
+
+class _LeanSentinelSSLConnection(_LeanConnection, SentinelManagedSSLConnection):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.ssl_context = _shared_ssl_context(self.ssl_context)
+
+
 class _LeanTimedTCPConnection(_TimedWrites, _LeanTCPConnection):
     pass
 
@@ -320,10 +456,20 @@ class _LeanTimedSSLConnection(_TimedWrites, _LeanSSLConnection):
     pass
 
 
+class _LeanTimedSentinelConnection(_TimedWrites, _LeanSentinelConnection):
+    pass
+
+
+class _LeanTimedSentinelSSLConnection(_TimedWrites, _LeanSentinelSSLConnection):
+    pass
+
+
 _LEAN: dict[type[AbstractConnection], type[AbstractConnection]] = {
     Connection: _LeanTCPConnection,
     UnixDomainSocketConnection: _LeanUnixConnection,
     SSLConnection: _LeanSSLConnection,
+    SentinelManagedConnection: _LeanSentinelConnection,
+    SentinelManagedSSLConnection: _LeanSentinelSSLConnection,
 }
 # The same with the socket timeout's writes bounded by a timeout scope; only where
 # there is a timeout: the override costs a coroutine per command.
@@ -331,4 +477,6 @@ _LEAN_TIMED: dict[type[AbstractConnection], type[AbstractConnection]] = {
     Connection: _LeanTimedTCPConnection,
     UnixDomainSocketConnection: _LeanTimedUnixConnection,
     SSLConnection: _LeanTimedSSLConnection,
+    SentinelManagedConnection: _LeanTimedSentinelConnection,
+    SentinelManagedSSLConnection: _LeanTimedSentinelSSLConnection,
 }

@@ -203,6 +203,12 @@ class JobEvents:
         reply = await self.redis.xrange(key, start, "+", count=count)
         entries = decode_entries(reply)
         gap = bool(entries) and not position.is_start and entries[0].key != position.entry
+        if gap and position.index is None and entries[0].key == (position.ms, position.seq + 1):
+            # After the whole entry, and the first one left is the very next: entry ids
+            # are made by XADD `*` (the last id's sequence + 1 within a millisecond), so
+            # nothing came between them. Only the position's own entry, which its
+            # reader had seen, was trimmed.
+            gap = False
         return Page(entries, gap)
 
     async def last_entry(self, key: str) -> Position:

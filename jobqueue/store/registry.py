@@ -12,19 +12,26 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..model import check_job_type
+from ..model import check_job_type, partition_of_type
 from ..queues import WorkerInfo
+from . import scripts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.typing import EncodableT
 
     from .keys import Keyspace
+
+# Held ids checked one by one at most per worker and type; a bigger set (a worker's
+# held set is its concurrency, prefetch and a heartbeat's losses) counts as its size.
+HELD_LOOK = 1000
 
 
 class WorkerRegistry:
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self.redis = redis
         self.keys = keys
+        self._held = scripts.load(redis, "worker_held")["worker_held"]
 
     async def register(
         self,
@@ -50,8 +57,8 @@ class WorkerRegistry:
     async def live(self, job_type: str = "") -> list[WorkerInfo]:
         """The live workers (serving `job_type`, or any type when it is empty), by id.
 
-        Two round trips: the entries, then the liveness deadlines and held sets of
-        all of them, pipelined, with the Redis clock."""
+        Two round trips: the entries, then for every worker and type one call of
+        worker_held.lua (its liveness deadline, the jobs it holds), pipelined."""
         if job_type:
             job_type = check_job_type(job_type)
         raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.workers)  # type: ignore[assignment]
@@ -60,24 +67,22 @@ class WorkerRegistry:
             for worker_id, value in raw.items()
             if (entry := _entry(value)) is not None and (not job_type or job_type in entry["types"])
         )
-        async with self.redis.pipeline(transaction=False) as pipe:
-            # As a command: redis-py's cluster pipeline refuses its `time` method. On a
-            # cluster it is one master's clock (the deadlines come from each partition's).
-            pipe.execute_command("TIME")
-            for worker_id, entry in entries:
-                for name in entry["types"]:
-                    queue = self.keys.queue(name)
-                    pipe.zscore(queue.workers, worker_id)
-                    pipe.scard(queue.held(worker_id))
-            (seconds, micros), *replies = await pipe.execute()
-        now = seconds * 1000 + micros // 1000
+        calls: list[tuple[list[str], list[EncodableT]]] = [
+            (
+                self._held.keys(self.keys.queue(name), worker_id=worker_id),
+                [worker_id, self.keys.job_key_prefix(partition_of_type(name)), HELD_LOOK],
+            )
+            for worker_id, entry in entries
+            for name in entry["types"]
+        ]
+        replies = await self._held.run_each(calls) if calls else []
         workers, at = [], 0
         for worker_id, entry in entries:
-            n = len(entry["types"])
-            deadlines, held = replies[at : at + 2 * n : 2], replies[at + 1 : at + 2 * n : 2]
-            at += 2 * n
-            deadline = max((int(d) for d in deadlines if d is not None), default=0)
-            if deadline <= now:
+            # On a cluster each type's reply has its own master's clock: each deadline is
+            # compared with the clock of the node that holds it.
+            of_worker = replies[at : at + len(entry["types"])]
+            at += len(entry["types"])
+            if not any(deadline > now for now, deadline, _ in of_worker):
                 continue
             workers.append(
                 WorkerInfo(
@@ -86,9 +91,9 @@ class WorkerRegistry:
                     pid=entry["pid"],
                     types=tuple(entry["types"]),
                     concurrency=entry["concurrency"],
-                    jobs_held=sum(held),
+                    jobs_held=sum(held for _, _, held in of_worker),
                     started_at=entry["started_at"],
-                    last_heartbeat_at=deadline - entry["liveness_ms"],
+                    last_heartbeat_at=max(deadline for _, deadline, _ in of_worker) - entry["liveness_ms"],
                 )
             )
         return workers

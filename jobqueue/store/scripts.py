@@ -112,6 +112,25 @@ class Script:
             return await self.registered(keys=keys, args=args)
         return await via.script(self.registered, keys, args)
 
+    async def run_replicated(
+        self, keys: Sequence[str], args: Sequence[EncodableT], replicas: int, timeout_ms: int
+    ) -> tuple[Any, int]:
+        """Runs the script, then WAIT for `replicas` replicas on the same connection (one
+        pipelined round trip, and one more if Redis lost the script); returns the
+        script's reply and how many replicas have its writes (replication.py)."""
+        redis = self.registered.registered_client
+        for _ in range(2):
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.execute_command("EVALSHA", self.registered.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                try:
+                    reply, acked = await pipe.execute()
+                except NoScriptError:
+                    self.registered.sha = await redis.script_load(self.text)
+                    continue
+                return reply, int(acked)
+        raise NoScriptError(f"{self.name}.lua: Redis keeps forgetting it")
+
     async def run_each(self, calls: Sequence[tuple[Sequence[str], Sequence[EncodableT]]]) -> list[Any]:
         """Runs the script once per (keys, args) in one pipelined round trip, as
         EVALSHA; the text is sent, and the calls again, only if Redis answers NOSCRIPT

@@ -21,6 +21,7 @@ from .inspect import Inspector
 from .keys import Keyspace
 from .listing import Lister
 from .registry import WorkerRegistry
+from .replication import ReplicaAcks
 from .stats import StatsReader
 from .transitions import Transitions
 from .worker_defaults import WorkerDefaults
@@ -42,6 +43,9 @@ class Store:
             retention_ms=settings.retention_ms,
             idempotency_window_ms=settings.idempotency_window_ms,
             trace_contexts=settings.tracing,
+            replica_acks=ReplicaAcks(
+                redis, settings.replica_acks, settings.replica_ack_timeout_s, cluster=settings.redis_cluster
+            ),
         )
         # What workers apply to jobs without their own options: they write it, reads show it.
         self.worker_defaults = WorkerDefaults(redis, self.keys)
@@ -77,7 +81,7 @@ class Store:
         if self.settings.redis_cluster:
             cluster = cast("RedisCluster", self.redis)
             return ClusterConnection(cluster, lambda address: connection_factory(url, address), timeout_s)
-        return OwnConnection(connection_factory(url), timeout_s)
+        return OwnConnection(connection_factory(url, client=self.redis), timeout_s)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

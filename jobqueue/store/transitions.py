@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from ..errors import NotReplicated
 from ..model import Job, JobStatus, UniqueMode, check_job_id, partition_of_type
 from . import scripts
 from .codec import JOB_FIELDS, TRACE_FIELD, NewJob, decode_job_values, status_of
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from .connection import OwnConnection
     from .keys import Keyspace
+    from .replication import ReplicaAcks
 
 log = logging.getLogger("jobqueue.store")
 
@@ -55,9 +57,11 @@ class Transitions:
         retention_ms: int,
         idempotency_window_ms: int,
         trace_contexts: bool = False,
+        replica_acks: ReplicaAcks | None = None,
     ) -> None:
         """`redis` must return bytes (decode_responses=False): payloads are binary.
-        `trace_contexts`: claims return the jobs' trace contexts (tracing on)."""
+        `trace_contexts`: claims return the jobs' trace contexts (tracing on).
+        `replica_acks`: how many replicas an enqueue waits for (None: none)."""
         self.redis = redis
         self.keys = keys
         self.retention_ms = retention_ms
@@ -65,6 +69,7 @@ class Transitions:
         self.trace_contexts = trace_contexts
         self._claim_fields = _TRACED_FIELDS if trace_contexts else JOB_FIELDS
         self._scripts = scripts.load(redis)
+        self.replica_acks = replica_acks
 
     # -- producers and the API -------------------------------------------------
 
@@ -78,6 +83,9 @@ class Transitions:
         id of a PENDING job debounced, or b"full": refused, the type already holds
         `max_depth` pending jobs (0: no limit), or b"expires_early": refused, its
         expiry is not after now and its execution time).
+
+        With replica acks wanted (replication.py), NotReplicated if fewer replicas than
+        wanted confirmed the writes in time.
         """
         queue = self.keys.queue(job_type)
         job_key = self.keys.job_key_prefix(partition_of_type(job_type))
@@ -101,7 +109,16 @@ class Transitions:
                 new.request.payload,
                 *new.fields,
             ]
-        created_at, *outcomes = await self._scripts["enqueue"].run(keys, args)
+        replicas = 0 if self.replica_acks is None else await self.replica_acks.wanted()
+        if not replicas:
+            created_at, *outcomes = await self._scripts["enqueue"].run(keys, args)
+            return created_at, outcomes
+        assert self.replica_acks is not None
+        timeout_ms = self.replica_acks.timeout_ms
+        reply, acked = await self._scripts["enqueue"].run_replicated(keys, args, replicas, timeout_ms)
+        if acked < replicas:
+            raise NotReplicated(acked, replicas, self.replica_acks.timeout_s)
+        created_at, *outcomes = reply
         return created_at, outcomes
 
     async def cancel(self, job_id: str) -> Result:
