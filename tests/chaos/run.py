@@ -155,6 +155,7 @@ class Deployment:
         self.paused: set[int] = set()
         self.lock = threading.Lock()
         self.cluster: LocalCluster | None = None
+        self.masters_killed = 0
         if cluster:
             self.cluster = LocalCluster(workdir / "cluster", node_timeout_ms=1000)
             self.cluster.start()
@@ -237,13 +238,14 @@ class Deployment:
         self.redis.start()
 
     def kill_master(self, rng: random.Random, busy_slot: int) -> Fault:
-        """SIGKILL of a master (half the time the busy partition's); its replica takes
-        over; the killed process is restarted and rejoins as a replica."""
+        """SIGKILL of a master (the busy partition's the first time, then half the time);
+        its replica takes over; the killed process is restarted and rejoins as a replica."""
         assert self.cluster is not None
         cluster = self.cluster
         masters = [node for node in cluster.live() if cluster.role(node) == "master"]
         busy = cluster.owner(busy_slot)
-        master = busy if rng.random() < 0.5 else rng.choice(masters)
+        master = busy if not self.masters_killed or rng.random() < 0.5 else rng.choice(masters)
+        self.masters_killed += 1
         fault = Fault("kill_master", time.time(), detail="busy" if master is busy else "other")
         replica = cluster.kill_master(master)
         cluster.promoted(replica)
