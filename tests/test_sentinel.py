@@ -95,7 +95,9 @@ async def test_replica_acks_auto_follows_the_replicas(master: Redis, redis: Redi
 async def test_enqueue_short_of_replicas_is_unavailable(deployment: LocalSentinel, master: Redis) -> None:
     """Two replicas asked, one exists: the job is stored on the master, the call fails
     with NotReplicated (`unavailable`), and a retry with its key returns the same job."""
-    settings = Settings(redis_url=deployment.url, replica_acks="2", replica_ack_timeout_s=0.2)
+    # The timeout is long enough for a loaded machine's replica to confirm: the test
+    # waits it out whole (the second replica never comes).
+    settings = Settings(redis_url=deployment.url, replica_acks="2", replica_ack_timeout_s=2.0)
     store = Store(master, settings)
     options = JobOptions(idempotency_key="k1")
     with pytest.raises(NotReplicated, match="may or may not be stored: 1 of 2 replicas"):
