@@ -76,6 +76,7 @@ def run_until_stopped(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_dropped_cluster_nodes)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
@@ -86,3 +87,18 @@ def run_until_stopped(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+# What redis-py's cluster client tells the loop when a node it dropped from its slot
+# map (a failover, a node gone) is garbage collected with a connection still open.
+DROPPED_CLUSTER_NODE = "Unclosed ClusterNode object"
+
+
+def _quiet_dropped_cluster_nodes(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler: asyncio's own (an ERROR line), except for a cluster
+    node redis-py dropped during a failover, whose connection closes with it: not a
+    bug, told at DEBUG."""
+    if context.get("message") == DROPPED_CLUSTER_NODE:
+        logging.getLogger("jobqueue.redis").debug("%s: %r", DROPPED_CLUSTER_NODE, context.get("client"))
+        return
+    loop.default_exception_handler(context)

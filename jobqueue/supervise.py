@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from redis.exceptions import AskError, ClusterError, ReadOnlyError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
@@ -24,9 +24,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobqueue.supervise")
 
+# A Redis Cluster in a failover or a slot migration answers for a while with errors
+# that say so: CLUSTERDOWN (ClusterDownError, MasterDownError: ClusterErrors, as is
+# redis-py's "TTL exhausted" after its own redirects), TRYAGAIN (a multi-key command
+# on a migrating slot), a slot no node serves (SlotNotCoveredError), or redirects
+# that keep coming (MOVED, ASK: an AskError, past an own connection's MAX_REDIRECTS).
+# They end when the cluster settles: an outage, not a bug.
+CLUSTER_UNSETTLED = (ClusterError, TryAgainError, SlotNotCoveredError, AskError)
 # ReadOnlyError: a master demoted to a replica (a failover under way) refuses writes
 # until its clients find the new one (a sentinel URL's connection does so itself).
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError, TimeoutError)
+REDIS_DOWN = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ConnectionError,
+    TimeoutError,
+    *CLUSTER_UNSETTLED,
+)
 
 
 class Backoff:

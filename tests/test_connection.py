@@ -12,7 +12,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from jobqueue.model import Job
-from jobqueue.store.connection import OwnConnection
+from jobqueue.store.connection import OwnConnection, Unblocked
+from jobqueue.supervise import REDIS_DOWN
 
 from .conftest import eventually
 from .harness import Harness
@@ -67,6 +68,24 @@ async def test_a_cancelled_call_drops_the_connection_and_its_late_reply(
     assert await blocking.execute("ECHO", "fresh") == b"fresh"
     assert await client_id(blocking) != before
     assert await redis.lrange(READY, 0, -1) == [b"late"]  # the cancelled pop took nothing
+
+
+async def test_a_pop_unblocked_by_redis_is_an_outage(redis: Redis, blocking: OwnConnection) -> None:
+    """A failover ends the blocked pops of a master that becomes a replica with an
+    UNBLOCKED error: the fetcher must take it as an outage (and, on a cluster, look
+    for the slot's new master), not as a bug. CLIENT UNBLOCK ... ERROR sends the same."""
+    before = await client_id(blocking)
+    waiting = asyncio.create_task(blocking.execute("BLMOVE", READY, POPPED, "RIGHT", "LEFT", 30))
+
+    async def commands() -> dict[int, str]:
+        return {int(c["id"]): c["cmd"] for c in await redis.client_list(**on_their_node(redis))}
+
+    await eventually(lambda: _is(commands(), before, "blmove"), what="the BLMOVE to block")
+    await redis.execute_command("CLIENT UNBLOCK", before, "ERROR", **on_their_node(redis))
+    with pytest.raises(Unblocked, match="UNBLOCKED") as unblocked:
+        await waiting
+    assert isinstance(unblocked.value, REDIS_DOWN)
+    assert await blocking.execute("ECHO", "again") == b"again"
 
 
 async def test_scripts_survive_a_script_flush(store: Harness, blocking: OwnConnection) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 
 import pytest
+from connectrpc.code import Code
+from redis._parsers import _RESP2Parser
+from redis.exceptions import ClusterError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobqueue import supervise as supervise_module
 from jobqueue.outage import Outage
+from jobqueue.server.errors import to_connect_error
 from jobqueue.supervise import Backoff, supervise
 
 log = logging.getLogger("test")
@@ -68,3 +72,49 @@ def test_a_young_outage_is_retried_within_a_second_and_an_old_one_less_often(
     assert [backoff.next_delay() for _ in range(2)] == [5.0, 5.0]
     backoff.reset()
     assert backoff.next_delay() == 0.2  # a new outage is young again
+
+
+# What a Redis Cluster answers during a failover or a slot migration (parsed by
+# redis-py's own parser), and what redis-py's cluster client raises itself then.
+CLUSTER_REPLIES = (
+    "CLUSTERDOWN The cluster is down",
+    "TRYAGAIN Multiple keys request during rehashing of slot",
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    "MOVED 3999 127.0.0.1:6381",
+    "ASK 3999 127.0.0.1:6381",
+)
+
+
+def _cluster_errors() -> list[Exception]:
+    parser = _RESP2Parser(65536)  # type: ignore[no-untyped-call]
+    parsed: list[Exception] = [parser.parse_error(reply) for reply in CLUSTER_REPLIES]
+    return [
+        *parsed,
+        ClusterError("TTL exhausted."),
+        SlotNotCoveredError('Slot "42" is not covered by the cluster.'),
+    ]
+
+
+@pytest.mark.parametrize("error", _cluster_errors(), ids=lambda error: type(error).__name__)
+async def test_a_cluster_changing_is_an_outage_not_a_bug(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loop that meets one is restarted without an ERROR (the outage is told once, as
+    a WARNING), and an API call that meets one answers `unavailable`, saying why."""
+    calls = 0
+
+    async def meets_it_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise error
+
+    outage = Outage("redis://cluster")
+    with caplog.at_level(logging.DEBUG):
+        await supervise("loop", meets_it_once, outage, backoff=Backoff(0.001, 0.002))
+        refused = to_connect_error(error, "EnqueueJob", Outage("redis://cluster"))
+    assert calls == 2
+    assert outage.down  # told; a call begun during the outage ends it
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert refused.code is Code.UNAVAILABLE
+    assert "failover or a slot migration" in refused.message

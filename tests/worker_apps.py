@@ -59,3 +59,7 @@ async def no_op(job: Job) -> None:
 
 
 quick = Worker("quick", no_op, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)
+
+
+# Eight slots, a short liveness: the failover tests' drain (tests/test_cluster_failover.py).
+failover = Worker("failover", nap, lease_s=30.0, liveness_s=2.0, heartbeat_s=0.2, concurrency=8)

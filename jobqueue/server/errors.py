@@ -27,7 +27,7 @@ from ..errors import (
     QueueFull,
 )
 from ..outage import Outage
-from ..supervise import REDIS_DOWN
+from ..supervise import CLUSTER_UNSETTLED, REDIS_DOWN
 
 log = logging.getLogger("jobqueue.server")
 
@@ -54,6 +54,12 @@ def to_connect_error(exc: Exception, method: str, outage: Outage) -> ConnectErro
     if isinstance(exc, REDIS_DOWN):
         outage.failed(exc)
         log.debug("%s: Redis unavailable: %s", method, exc)
+        if isinstance(exc, CLUSTER_UNSETTLED):
+            return ConnectError(
+                Code.UNAVAILABLE,
+                "job storage is unavailable (its Redis Cluster is changing: a failover or a slot "
+                "migration); retry later",
+            )
         return ConnectError(Code.UNAVAILABLE, "job storage is unavailable; retry later")
     log.exception("%s: unexpected error", method, exc_info=exc)
     return ConnectError(Code.INTERNAL, "internal error (details are in the server log)")

@@ -35,7 +35,7 @@ from redis.asyncio.sentinel import (
 )
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError
+from redis.exceptions import DataError, RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -107,7 +107,7 @@ def connect_cluster(url: str, *, max_connections: int | None = 256, timeout_s: f
     jobqueue uses no other (no SELECT, no KEYS, no command over several slots)."""
     options = _pool_options(url, None, timeout_s)
     options.pop("health_check_interval")  # redis-py's cluster nodes do not take it per node
-    client = RedisCluster.from_url(
+    client = _Cluster.from_url(
         url,
         **options,
         max_connections=2**31 if max_connections is None else max_connections,
@@ -121,6 +121,44 @@ def connect_cluster(url: str, *, max_connections: int | None = 256, timeout_s: f
     for node in client.nodes_manager.startup_nodes.values():
         node.connection_class = lean
     return cast("Redis", client)
+
+
+class ClusterUnreachable(RedisConnectionError):
+    """No node of the cluster answered with a slot map that covers every slot: the
+    cluster is down or still failing over, an outage like a Redis that refuses
+    connections (supervise.REDIS_DOWN)."""
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, whose failure to read the slot map is an outage
+    (`read_slot_map`)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            _raise_if_unreachable(exc)
+            raise
+
+
+async def read_slot_map(cluster: RedisCluster) -> None:
+    """Reads the cluster's slot map again (after MOVED, or a node lost); a failure to,
+    as `ClusterUnreachable`."""
+    try:
+        await cluster.nodes_manager.initialize()
+    except RedisClusterException as exc:
+        _raise_if_unreachable(exc)
+        raise
+
+
+def _raise_if_unreachable(exc: RedisClusterException) -> None:
+    """redis-py raises a bare RedisClusterException when no node answers, or when the
+    nodes' maps leave slots uncovered or disagree (a failover under way): a process
+    started while its cluster is down would die of it, and a running one log it as a
+    bug. It raises the same class for a node without cluster mode, which no retry will
+    fix: that one stands."""
+    if type(exc) is RedisClusterException and "Cluster mode is not enabled" not in str(exc):
+        raise ClusterUnreachable(str(exc)) from exc
 
 
 def connect_sentinel(url: str, *, max_connections: int | None = 256, timeout_s: float | None = None) -> Redis:

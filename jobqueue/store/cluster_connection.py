@@ -20,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import AskError, MovedError
+from redis.exceptions import AskError, ClusterDownError, MovedError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .client import read_slot_map
 from .connection import OwnConnection
 
 if TYPE_CHECKING:
@@ -69,6 +72,7 @@ class ClusterConnection(OwnConnection):
         self._make_for = make_connection
         self._nodes: dict[tuple[str, int], OwnConnection] = {}
         self._routes: dict[EncodableT, OwnConnection] = {}  # first key -> its node's connection
+        self._map_stale = False  # read the slot map again before the next route
 
     def _node(self, address: tuple[str, int]) -> OwnConnection:
         connection = self._nodes.get(address)
@@ -82,6 +86,14 @@ class ClusterConnection(OwnConnection):
         self._busy = True
         try:
             return await self._routed(command, blocks_s)
+        except (RedisConnectionError, RedisTimeoutError, ClusterDownError):
+            # The node is gone or hung (a master killed: its replica will take its
+            # slots), or the cluster is failing over: the routes and the slot map may
+            # name a node that no longer serves these slots. The next command reads the
+            # map again, rather than knock on the dead node's door until it is back.
+            self._routes.clear()
+            self._map_stale = True
+            raise
         finally:
             self._busy = False
 
@@ -97,7 +109,7 @@ class ClusterConnection(OwnConnection):
             except MovedError as moved:
                 # The slot has a new owner (a failover, a migration done): read the map again.
                 self._routes.clear()
-                await self._cluster.nodes_manager.initialize()
+                await read_slot_map(self._cluster)
                 connection = self._node((moved.host, int(moved.port)))
             except AskError as ask:
                 # The slot is migrating and this key has left: ask its new node, this once.
@@ -111,6 +123,9 @@ class ClusterConnection(OwnConnection):
         first key: a fetcher or a hub sends the same few keys again and again)."""
         cluster = self._cluster
         await cluster.initialize()  # once: reads the slot map
+        if self._map_stale:
+            await read_slot_map(cluster)
+            self._map_stale = False
         node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]) if keys else 0)
         if len(self._routes) >= MAX_ROUTES:
             self._routes.clear()

@@ -24,6 +24,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection
     from redis.commands.core import AsyncScript
     from redis.typing import EncodableT
+
+
+class Unblocked(RedisConnectionError):
+    """A blocking command (BLMOVE, XREAD BLOCK) ended by Redis itself because its node
+    stopped being a master (a failover: "UNBLOCKED ... master -> replica"): the node no
+    longer serves the key, as if the connection were lost (supervise.REDIS_DOWN)."""
 
 
 class OwnConnection:
@@ -65,9 +72,11 @@ class OwnConnection:
                     await connection.connect()  # type: ignore[no-untyped-call]
                 await connection.send_packed_command(connection.pack_command(*command), check_health=False)
                 reply = await connection.read_response()
-            except ResponseError:
+            except ResponseError as error:
                 if self._timed_out:  # the watch closed the connection as the reply came
                     await self._drop(connection)
+                if str(error).startswith("UNBLOCKED"):
+                    raise Unblocked(str(error)) from error
                 raise
             except BaseException:
                 await self._drop(connection)

@@ -1,0 +1,175 @@
+"""A Redis Cluster failing over under a server and a worker: a master SIGKILLed (its
+replica promoted), and a manual CLUSTER FAILOVER, while the worker drains jobs enqueued
+through the server and more enqueues arrive.
+
+Cluster errors meanwhile (a refused connection, CLUSTERDOWN, MOVED while the map
+settles) are a Redis outage: the API answers `unavailable`, the worker's loops, the
+scheduler and the reapers wait and retry, no process logs an ERROR, and every
+acknowledged job completes.
+
+The test starts a cluster of its own (the suite's shared one is never broken) and runs
+once, not per Redis target.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+from jobqueue.client import SyncClient
+from jobqueue.model import JobStatus
+from jobqueue.redis_cluster import LocalCluster
+from jobqueue.redis_server import RedisServer, find_server_binary, free_port
+from jobqueue.store.keys import Keyspace
+
+from .conftest import jobqueue_process, jobqueue_server, until
+from .edge import error_lines
+
+JOB_TYPE = "failover"  # tests/worker_apps.py:failover
+BEFORE, DURING = 120, 40  # jobs enqueued before the fault, and from the fault on
+RUN_S = b"0.05"
+
+
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """3 masters with a replica each; a node is deemed failed after 1 s (the suite's
+    shared cluster: 2 s), so that a replica takes over soon."""
+    if find_server_binary() is None:
+        pytest.skip("needs redis-server")
+    with LocalCluster(tmp_path_factory.mktemp("failover-cluster"), node_timeout_ms=1000) as local:
+        yield local
+
+
+class Enqueuer:
+    """Enqueues through the server from a thread, retrying what the server refuses, and
+    keeps the codes of the refusals. `paused` held: no enqueue is in flight."""
+
+    def __init__(self, client: SyncClient, count: int) -> None:
+        self.client, self.count = client, count
+        self.ids: list[str] = []
+        self.refusals: list[Code] = []
+        self.paused = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 60
+        while len(self.ids) < self.count and time.monotonic() < deadline:
+            with self.paused:
+                try:
+                    self.ids.append(self.client.enqueue(JOB_TYPE, RUN_S).id)
+                except ConnectError as refused:
+                    self.refusals.append(refused.code)
+            time.sleep(0.01)
+
+
+def _all_completed(client: SyncClient, waiting: set[str]) -> bool:
+    for job_id in list(waiting):
+        try:
+            job = client.get(job_id)
+        except ConnectError as refused:
+            assert refused.code is Code.UNAVAILABLE, refused
+            return False
+        assert job.status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED), job
+        if job.status is not JobStatus.COMPLETED:
+            return False
+        waiting.discard(job_id)
+    return True
+
+
+def _drain_through_a_fault(
+    cluster: LocalCluster, tmp_path: Path, fault: Callable[[RedisServer, threading.Lock], float]
+) -> float:
+    """Runs a server and a worker on `cluster`, enqueues BEFORE jobs, then, once the
+    worker runs them, applies `fault` to the master of the type's partition while
+    DURING more are enqueued; checks that every acknowledged job completed and that no
+    process logged an error. Returns what `fault` returned (seconds)."""
+    starts = tmp_path / "starts"
+    starts.touch()
+    env = {
+        "JOBQUEUE_REDIS_CLUSTER": "1",
+        "JOBQUEUE_REAPER_INTERVAL_S": "0.2",
+        "JOBQUEUE_CLAIM_TIMEOUT_S": "1",
+        "JOBQUEUE_RESTART_GRACE_S": "0",
+        "TEST_STARTS_FILE": str(starts),
+    }
+    server_log, worker_log = tmp_path / "server.log", tmp_path / "worker.log"
+    master = cluster.owner_of(Keyspace().queue(JOB_TYPE).ready)
+    with (
+        jobqueue_server(cluster.url, server_log, **env) as url,
+        SyncClient(url, timeout_s=15) as client,
+    ):
+        acked = [client.enqueue(JOB_TYPE, RUN_S).id for _ in range(BEFORE)]
+        with jobqueue_process(
+            ["worker", f"tests/worker_apps.py:{JOB_TYPE}"], worker_log, JOBQUEUE_REDIS_URL=cluster.url, **env
+        ):
+            until(lambda: len(starts.read_text().splitlines()) >= 8, "the worker running jobs", 30)
+            enqueuer = Enqueuer(client, DURING)
+            enqueuer.thread.start()
+            seconds = fault(master, enqueuer.paused)
+            enqueuer.thread.join(70)
+            acked += enqueuer.ids
+            assert len(enqueuer.ids) == DURING, f"{len(enqueuer.ids)} of {DURING} enqueued"
+            assert set(enqueuer.refusals) <= {Code.UNAVAILABLE}, enqueuer.refusals
+            waiting = set(acked)
+            until(lambda: _all_completed(client, waiting), f"{len(acked)} jobs completed", 60)
+        # GetJob of every acknowledged id, once the worker is gone: none lost.
+        assert {client.get(job_id).status for job_id in acked} == {JobStatus.COMPLETED}
+    errors = error_lines(server_log.read_text(errors="replace")) + error_lines(
+        worker_log.read_text(errors="replace")
+    )
+    assert not errors, "\n---\n".join(errors[:10])
+    return seconds
+
+
+def _wait_replicated(cluster: LocalCluster, master: RedisServer) -> None:
+    """Every write the master acknowledged is on its replica (WAIT): without it, an
+    enqueue acknowledged just before a SIGKILL may be lost (docs/guarantees.md)."""
+    with cluster.client(master) as client:
+        assert client.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
+
+
+def test_a_killed_master_and_a_manual_failover_lose_no_job(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The partition's master SIGKILLed: its replica takes over; the killed process,
+    restarted, rejoins as that one's replica; then a manual failover on it makes it the
+    master again (one drain for both: each server and worker start costs seconds)."""
+    took: dict[str, float] = {}
+
+    def kill_then_fail_over(master: RedisServer, enqueues: threading.Lock) -> float:
+        with enqueues:
+            _wait_replicated(cluster, master)
+            killed_at = time.monotonic()
+            replica = cluster.kill_master(master)
+        cluster.promoted(replica)
+        took["promotion"] = time.monotonic() - killed_at
+        cluster.restart(master)
+        assert cluster.replicas_of(replica) == [master]
+        took["manual failover"] = cluster.failover(master)
+        assert cluster.role(master) == "master"
+        print(", ".join(f"{what}: {seconds:.1f} s" for what, seconds in took.items()))
+        return took["promotion"]
+
+    assert _drain_through_a_fault(cluster, tmp_path, kill_then_fail_over) > 0
+
+
+def test_a_server_whose_cluster_is_unreachable_waits_for_it(tmp_path: Path) -> None:
+    """No node answers (the cluster down, or every node named gone): the server starts
+    all the same, as on a single Redis that is down, and answers `unavailable`."""
+    log = tmp_path / "server.log"
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    with (
+        jobqueue_server(nobody, log, JOBQUEUE_REDIS_CLUSTER="1") as url,
+        SyncClient(url, timeout_s=15) as client,
+    ):
+        for call in (lambda: client.enqueue(JOB_TYPE, b""), client.stats):
+            with pytest.raises(ConnectError) as refused:
+                call()
+            assert refused.value.code is Code.UNAVAILABLE, refused.value
+    text = log.read_text(errors="replace")
+    assert "unavailable (ClusterUnreachable: Redis Cluster cannot be connected" in text
+    assert not error_lines(text), text[-3000:]
