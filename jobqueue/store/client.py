@@ -107,13 +107,13 @@ def connect_cluster(url: str, *, max_connections: int | None = 256, timeout_s: f
     jobqueue uses no other (no SELECT, no KEYS, no command over several slots)."""
     options = _pool_options(url, None, timeout_s)
     options.pop("health_check_interval")  # redis-py's cluster nodes do not take it per node
-    client = _ClusterClient.from_url(
+    client = _Cluster.from_url(
         url,
         **options,
         max_connections=2**31 if max_connections is None else max_connections,
         require_full_coverage=True,
         # A MOVED patches the slot's owner in the map (a failover, a slot migrated), and
-        # never closes the client: see `_ClusterClient`.
+        # never closes the client: see `_Cluster`.
         reinitialize_steps=0,
     )
     # The lean connections (see `_LeanConnection`) for every node: the nodes made
@@ -126,7 +126,7 @@ def connect_cluster(url: str, *, max_connections: int | None = 256, timeout_s: f
     return cast("Redis", client)
 
 
-class _ClusterClient(RedisCluster):
+class _Cluster(RedisCluster):
     """redis-py's cluster client, which sends each command once while it connects.
 
     Left to itself, a command issued before the client has read the slot map (a fresh
