@@ -225,3 +225,21 @@ def test_a_stop_while_the_processes_start_is_a_clean_stop(tmp_path: Path, redis_
     assert code == 0, text
     assert not any(alive(pid) for pid in children)
     assert "stopped with" not in text and not error_lines(text), text
+
+
+def test_an_unreachable_cluster_is_an_outage_for_the_supervisor(tmp_path: Path) -> None:
+    """`--redis-cluster` with no node answering: the supervisor's check of the deployment
+    sees an outage (as on a single Redis), starts its children, and stops cleanly."""
+    from jobqueue.store import client  # noqa: PLC0415
+
+    if not hasattr(client, "ClusterUnreachable"):
+        pytest.skip("a cluster that does not answer is an outage once clusterops' branch is merged")
+    log = tmp_path / "supervisor.log"
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    args = ["worker", "tests/worker_apps.py", "--processes", "2", "--redis-cluster", "--redis-url", nobody]
+    with jobqueue_process(args, log) as process:
+        until(lambda: "worker process 1 started" in log.read_text(), "both children started")
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    text = log.read_text()
+    assert "unavailable" in text and "Traceback" not in text and not error_lines(text), text
