@@ -294,8 +294,8 @@ def s5_cluster(out: Path, smoke: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp) / "cluster") as cluster:
         counter = redis.RedisCluster.from_url(cluster.url)
         masters = {f"{HOST}:{node.port}": redis.Redis(host=HOST, port=node.port) for node in cluster.masters}
-        # The worker module's Settings come from BENCH_REDIS_URL; the supervisor's (its
-        # check of the deployment) from JOBQUEUE_REDIS_URL and JOBQUEUE_REDIS_CLUSTER.
+        # The worker module's Settings come from BENCH_REDIS_URL (the supervisor checks
+        # that deployment); the JOBQUEUE_* variables, for anything else the CLI starts.
         env = dict(
             os.environ,
             BENCH_REDIS_URL=cluster.url,

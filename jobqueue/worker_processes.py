@@ -12,7 +12,9 @@ processes of the same workers module. The supervisor starts N children (each a
   lapses, or its popped ids are swept).
 - forwards SIGTERM and SIGINT to every child, which shuts down gracefully (its
   running jobs finish or are released), waits for all of them (at most
-  STOP_DEADLINE_S, then kills the rest), and exits 0 if every child exited 0.
+  STOP_DEADLINE_S, then kills the rest), and exits 0 if every child stopped as asked:
+  it exited 0, or died of that SIGTERM while still starting (before it handles
+  the signal it has no job to hand back).
 - on Linux, its children die with it (PR_SET_PDEATHSIG, SIGTERM: a graceful
   stop), so a supervisor killed outright leaves no orphans running.
 """
@@ -25,12 +27,16 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .process import run_until_stopped
 from .redis_server import describe_exit, dying_with_parent
 from .settings import Settings
 from .store.memory_policy import check_deployment
 from .supervise import QuickDeaths
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -122,21 +128,25 @@ class Supervisor:
                     child.kill()
                 await child.wait()
                 self.failed_stops += 1
-            elif child.returncode != 0:
+            elif child.returncode not in (0, -signal.SIGTERM):  # -SIGTERM: it was starting
                 log.warning(
                     "worker process pid %d stopped with %s", child.pid, describe_exit(child.returncode)
                 )
                 self.failed_stops += 1
 
 
-def run_processes(command: Callable[[int], Sequence[str]], count: int, settings: Settings) -> int:
-    """Supervises `count` children (`command(i)`) until SIGINT or SIGTERM; the exit status."""
+def run_processes(
+    command: Callable[[int], Sequence[str]], count: int, deployments: Sequence[Settings]
+) -> int:
+    """Supervises `count` children (`command(i)`) until SIGINT or SIGTERM; the exit status.
+    `deployments`: the settings the children's workers serve with (`deployments_of`)."""
     supervisor = Supervisor(command, count)
     status = 0
 
     async def main(stop: asyncio.Event) -> None:
         nonlocal status
-        await check_deployment(settings)  # refused here once, rather than by N children in a loop
+        for settings in deployments:  # refused here once, rather than by N children in a loop
+            await check_deployment(settings)
         log.info("supervising %d worker processes", count)
         status = await supervisor.run(stop)
 
@@ -147,3 +157,9 @@ def run_processes(command: Callable[[int], Sequence[str]], count: int, settings:
 def worker_command(arguments: Sequence[str]) -> list[str]:
     """The command line of a child `jobqueue worker` process given `arguments`."""
     return [sys.executable, "-m", "jobqueue.cli", "worker", *arguments, "--processes", "1"]
+
+
+def deployments_of(workers: Sequence[Worker], settings: Settings) -> list[Settings]:
+    """The settings `workers` serve with, once each: a worker's own (Worker(settings=...)),
+    else the command's (`settings`: its options and environment), as Worker.serve picks."""
+    return list(dict.fromkeys(worker.settings or settings for worker in workers))

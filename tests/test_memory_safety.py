@@ -112,3 +112,20 @@ def test_on_a_cluster_one_master_that_evicts_is_refused(cluster_redis_url: str) 
     finally:
         last.config_set("maxmemory-policy", "noeviction")
         last.close()
+
+
+def test_a_supervisor_checks_the_redis_its_workers_are_given(
+    tmp_path: Path, lru_redis: str, redis_url: str
+) -> None:
+    """A workers module whose worker names its own Redis (Worker(settings=...)): the
+    supervisor checks that one, not the environment's (here a Redis that would pass)."""
+    module = tmp_path / "own_redis_worker.py"
+    module.write_text(
+        "from jobqueue.settings import Settings\n"
+        "from jobqueue.worker import Job, Worker\n"
+        "async def noop(job: Job) -> None: ...\n"
+        f"worker = Worker('own', noop, settings=Settings(redis_url={lru_redis!r}))\n"
+    )
+    result = refused(["worker", str(module), "--processes", "2"], redis_url)
+    assert_refusal(result, "worker")
+    assert "worker process" not in result.stderr  # refused before any child started

@@ -23,7 +23,7 @@ from jobqueue.model import JobStatus
 from jobqueue.ports import port_free
 from jobqueue.redis_server import free_port
 
-from .conftest import ROOT, eventually, jobqueue_process, runs, status_is
+from .conftest import ROOT, eventually, jobqueue_process, runs, status_is, until
 from .edge import error_lines
 from .harness import Harness
 
@@ -190,3 +190,56 @@ def test_a_crash_loop_is_bounded(tmp_path: Path, redis_url: str) -> None:
     assert "exited (exit status 1), 5 times in a row within 30 s of starting: giving up" in result.stderr
     assert "restarting it in 4.0 s" in result.stderr  # the delays doubled: 0.5, 1, 2, 4 s
     assert result.stderr.count("crashing on purpose") >= 5
+
+
+def test_a_stop_while_the_processes_start_is_a_clean_stop(tmp_path: Path, redis_url: str) -> None:
+    """SIGTERM while the children are still starting (loading the module, before they
+    handle the signal): they die of it, which is the stop asked for: exit 0."""
+    module = tmp_path / "slow_start_worker.py"
+    module.write_text(
+        "import os, sys, time\n"
+        "from jobqueue.worker import Job, Worker\n"
+        "if sys.argv[-2:] == ['--processes', '1']:  # a child: it starts slowly\n"
+        f"    open(os.path.join({str(tmp_path)!r}, f'started-{{os.getpid()}}'), 'w').close()\n"
+        "    time.sleep(60)\n"
+        "async def noop(job: Job) -> None: ...\n"
+        "worker = Worker('slow_start', noop)\n"
+    )
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue.cli", "worker", str(module), "--processes", "2"],
+            env={**os.environ, "JOBQUEUE_REDIS_URL": redis_url}, cwd=ROOT,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        until(lambda: len(list(tmp_path.glob("started-*"))) == 2, "both children loading the module")
+        children = children_of(process.pid)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    text = log.read_text()
+    assert code == 0, text
+    assert not any(alive(pid) for pid in children)
+    assert "stopped with" not in text and not error_lines(text), text
+
+
+def test_an_unreachable_cluster_is_an_outage_for_the_supervisor(tmp_path: Path) -> None:
+    """`--redis-cluster` with no node answering: the supervisor's check of the deployment
+    sees an outage (as on a single Redis), starts its children, and stops cleanly."""
+    from jobqueue.store import client  # noqa: PLC0415
+
+    if not hasattr(client, "ClusterUnreachable"):
+        pytest.skip("a cluster that does not answer is an outage once clusterops' branch is merged")
+    log = tmp_path / "supervisor.log"
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    args = ["worker", "tests/worker_apps.py", "--processes", "2", "--redis-cluster", "--redis-url", nobody]
+    with jobqueue_process(args, log) as process:
+        until(lambda: "worker process 1 started" in log.read_text(), "both children started")
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    text = log.read_text()
+    assert "unavailable" in text and "Traceback" not in text and not error_lines(text), text

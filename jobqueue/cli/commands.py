@@ -93,9 +93,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     workers = load_workers(args.target)  # with a supervisor too: a module that does not load stops it here
     if processes > 1:
-        from ..worker_processes import run_processes  # noqa: PLC0415
+        from ..worker_processes import deployments_of, run_processes  # noqa: PLC0415
 
-        return run_processes(functools.partial(_worker_child, args), processes, settings)
+        child = functools.partial(_worker_child, args)
+        return run_processes(child, processes, deployments_of(workers, settings))
     if args.metrics_port is not None:
         for worker in workers:  # one port for the process (exposition.py)
             worker.metrics_port, worker.metrics_host = args.metrics_port, args.metrics_host

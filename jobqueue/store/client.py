@@ -112,6 +112,9 @@ def connect_cluster(url: str, *, max_connections: int | None = 256, timeout_s: f
         **options,
         max_connections=2**31 if max_connections is None else max_connections,
         require_full_coverage=True,
+        # A MOVED patches the slot's owner in the map (a failover, a slot migrated), and
+        # never closes the client: see `_Cluster`.
+        reinitialize_steps=0,
     )
     # The lean connections (see `_LeanConnection`) for every node: the nodes made
     # later, as the slot map is read, take their class from the same options.
@@ -131,7 +134,25 @@ class ClusterUnreachable(RedisConnectionError):
 
 class _Cluster(RedisCluster):
     """redis-py's cluster client, whose failure to read the slot map is an outage
-    (`read_slot_map`)."""
+    (`read_slot_map`), and which sends each command once while it connects.
+
+    Left to itself, a command issued before the client has read the slot map (a fresh
+    client's first ones, or the first after it closed itself) is routed as if it had
+    no key, to the default node, which answers MOVED for the slots it does not own.
+    And every `reinitialize_steps`-th MOVED closes the whole client: every connection
+    to every node, those with a command in flight too. Those commands, applied by Redis
+    but unanswered, fail with a ConnectionError, and redis-py sends them again: a
+    handler's INCR through `Worker.redis` counted twice when a worker started with jobs
+    waiting (a burst of first commands). So a command first waits for the slot map,
+    and a MOVED only patches the map (`connect_cluster`: reinitialize_steps=0).
+
+    A command whose connection really fails after Redis applied it is still sent
+    again by redis-py's retry, as on a single Redis (docs/design.md, "Redis Cluster")."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()  # the slot map, before the command's node is chosen
+        return await super().execute_command(*args, **kwargs)
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         try:
