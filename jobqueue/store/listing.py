@@ -66,16 +66,19 @@ _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Reading:
     """What a list reads of each job (codec.LISTED_FIELDS and after), with or without
-    the payload and the result (then the first two values)."""
+    the payload and the result (then the first two values); `args`, the scripts' last
+    arguments (include/listed.lua): how many fields are read of every job, how many of
+    those are markers, the field names (the others', read only with a marker, last)."""
 
-    fields: tuple[bytes, ...]
+    args: tuple[EncodableT, ...]
     with_payloads: bool
 
     @classmethod
     def of(cls, with_payloads: bool) -> _Reading:
         body = LISTED_BODY_FIELDS if with_payloads else ()
-        fields = (*body, *LISTED_FIELDS, *LISTED_MARKERS, *LISTED_DEPENDENT_FIELDS)
-        return cls(fields=fields, with_payloads=with_payloads)
+        always = (*body, *LISTED_FIELDS, *LISTED_MARKERS)
+        args = (len(always), len(LISTED_MARKERS), *always, *LISTED_DEPENDENT_FIELDS)
+        return cls(args=args, with_payloads=with_payloads)
 
 
 _READING = {with_payloads: _Reading.of(with_payloads) for with_payloads in (False, True)}
@@ -188,7 +191,7 @@ class Lister:
         index = getattr(self.keys.queue(job_type), _INDEX_OF[ask.job_filter.status])
         prefix = self.keys.job_key_prefix(partition_of_type(job_type))
         reading = _READING[ask.with_payloads]
-        args = [*self._page_args(ask), prefix, *reading.fields]
+        args = [*self._page_args(ask), prefix, *reading.args]
         more_flag, *flat = await self._page.run(self._page.keys(None, more=[index]), args)
         entries: list[Entry] = []
         for member, score, values in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
@@ -232,7 +235,7 @@ class Lister:
             *(
                 self._read_jobs.run(
                     self._read_jobs.keys(None, more=[self.keys.job(job_id) for job_id, _ in of_partition]),
-                    reading.fields,
+                    reading.args,
                 )
                 for of_partition in by_partition.values()
             )
@@ -256,7 +259,7 @@ class Lister:
 
 
 def _decoded(job_id: str, job_type: str, values: Sequence[bytes | None], reading: _Reading) -> Job | None:
-    """A job of its id, its type and its values of `reading.fields` (None: it is gone)."""
+    """A job of its id, its type and the values `reading` read (None: it is gone)."""
     payload = result = None
     if reading.with_payloads:
         payload, result, values = values[0], values[1], values[2:]
