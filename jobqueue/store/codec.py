@@ -96,31 +96,13 @@ def set_progress_fields(
 
 _STATUS_OF = {str(status.value).encode(): status for status in JobStatus}
 
-# What a list reads of a job (ListJobs: lua/page.lua, lua/read_jobs.lua), in this
-# order: the fields a Job shows but id and type (its index entry tells them), and the
-# lease token (a run's progress shows only with its token); then, when asked for, the
-# payload and the result (LISTED_BODY_FIELDS); then the markers: the fields after them
-# (LISTED_DEPENDENT_FIELDS) are set only with one of them, so they are read only then
-# (a backoff's factor and cap, a unique key's mode, a run's progress): most jobs have
-# none, and every field read costs the script a conversion each way.
-LISTED_FIELDS = (
-    b"status",
-    b"execution_time_ms",
-    b"created_at",
-    b"updated_at",
-    b"attempt",
-    b"last_error",
-    b"last_error_attempt",
-    b"started_at",
-    b"finished_at",
-    b"worker_id",
-    b"max_attempts",
-    b"timeout_ms",
-    b"idempotency_key",
-    b"lease_token",
-    b"expires_at_ms",
-    b"priority",
-)
+# What a list reads of a job (ListJobs: lua/page.lua, lua/read_jobs.lua): the payload
+# and the result only when asked for (LISTED_BODY_FIELDS, first), then LISTED_FIELDS
+# (the fields a Job shows but id and type, which its index entry tells, and the lease
+# token: a run's progress shows only with its token), then the markers: the fields
+# after them (LISTED_DEPENDENT_FIELDS) are stored only with one of them, so they are
+# read only then (a backoff's factor and cap, a unique key's mode, a run's progress):
+# most jobs have none, and every field read costs the script a conversion each way.
 LISTED_BODY_FIELDS = (b"payload", b"result")
 LISTED_MARKERS = (b"backoff_base_ms", b"unique_key", b"progress_token")
 LISTED_DEPENDENT_FIELDS = (
@@ -130,6 +112,11 @@ LISTED_DEPENDENT_FIELDS = (
     b"progress",
     b"progress_message",
     b"progress_at",
+)
+LISTED_FIELDS = tuple(
+    name
+    for name in (*JOB_FIELDS, *READ_FIELDS)
+    if name not in {b"id", b"type", *LISTED_BODY_FIELDS, *LISTED_MARKERS, *LISTED_DEPENDENT_FIELDS}
 )
 _NO_DEPENDENT_VALUES = (None,) * len(LISTED_DEPENDENT_FIELDS)
 
@@ -156,7 +143,6 @@ def decode_listed(
         updated_at,
         attempt,
         last_error,
-        last_error_attempt,
         started_at,
         finished_at,
         worker_id,
@@ -165,6 +151,7 @@ def decode_listed(
         idempotency_key,
         lease_token,
         expires_at_ms,
+        last_error_attempt,
         priority,
         backoff_base_ms,
         unique_key,
@@ -175,11 +162,7 @@ def decode_listed(
     )
     backoff = None
     if backoff_base_ms is not None:
-        if backoff_factor is None or backoff_cap_ms is None:
-            raise ValueError("job record with part of a backoff")
-        backoff = Backoff(
-            base_ms=int(backoff_base_ms), factor=float(backoff_factor), cap_ms=int(backoff_cap_ms)
-        )
+        backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
     known_status = _STATUS_OF.get(status or b"")
     job = Job(
         id=job_id,
@@ -247,11 +230,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         raise ValueError("job record without id or type")
     backoff = None
     if backoff_base_ms is not None:
-        if backoff_factor is None or backoff_cap_ms is None:
-            raise ValueError("job record with part of a backoff")
-        backoff = Backoff(
-            base_ms=int(backoff_base_ms), factor=float(backoff_factor), cap_ms=int(backoff_cap_ms)
-        )
+        backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
     known_status = _STATUS_OF.get(status or b"")
     return Job(
         id=job_id.decode(errors="replace"),
@@ -273,6 +252,12 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         lease_token=int(lease_token or 0),
         expires_at_ms=int(expires_at_ms or 0),
     )
+
+
+def _stored_backoff(base_ms: bytes, factor: bytes | None, cap_ms: bytes | None) -> Backoff:
+    if factor is None or cap_ms is None:
+        raise ValueError("job record with part of a backoff")
+    return Backoff(base_ms=int(base_ms), factor=float(factor), cap_ms=int(cap_ms))
 
 
 def option_fields(options: JobOptions) -> list[str | int | float]:
