@@ -81,11 +81,15 @@ _STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
 
 
 def job_from_proto(job: pb.Job) -> Job:
+    """Runs once per job of a list or batch reply: the enums by a dict lookup, not
+    by calling their class."""
+    status = _STATUS_OF_NUMBER.get(job.status)
+    backoff = job.backoff
     return Job(
         id=job.id,
         type=job.type,
         payload=job.payload,
-        status=JobStatus(int(job.status)),
+        status=JobStatus(int(job.status)) if status is None else status,
         execution_time_ms=job.execution_time_ms,
         created_at=job.created_at,
         updated_at=job.updated_at,
@@ -98,24 +102,22 @@ def job_from_proto(job: pb.Job) -> Job:
         max_attempts=job.max_attempts,
         timeout_ms=job.timeout_ms,
         idempotency_key=job.idempotency_key,
-        backoff=backoff_from_proto(job.backoff),
+        backoff=None if backoff is None else backoff_from_proto(backoff),
         result=job.result,
         expires_at_ms=job.expires_at_ms,
         priority=job.priority or DEFAULT_PRIORITY,
         unique_key=job.unique_key,
-        unique_mode=_unique_mode(int(job.unique_mode)),
+        unique_mode=_UNIQUE_MODE_OF_NUMBER.get(job.unique_mode, UniqueMode.NONE),
         progress=job.progress,
         progress_message=job.progress_message,
         progress_at=job.progress_at,
     )
 
 
-def _unique_mode(number: int) -> UniqueMode:
-    """A job's mode as a server sends it (NONE for a number this client does not know)."""
-    try:
-        return UniqueMode(number)
-    except ValueError:
-        return UniqueMode.NONE
+# A job's status and mode by their numbers (a wire enum is an int); a mode this client
+# does not know reads as NONE.
+_STATUS_OF_NUMBER: dict[int, JobStatus] = {int(status): status for status in JobStatus}
+_UNIQUE_MODE_OF_NUMBER: dict[int, UniqueMode] = {int(mode): mode for mode in UniqueMode}
 
 
 def enqueued_of(reply: pb.EnqueueJobResponse) -> Enqueued:
