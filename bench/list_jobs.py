@@ -5,6 +5,8 @@
     python bench/list_jobs.py --trees TREE_A TREE_B [--runs 4] [--pages 500]
     python bench/list_jobs.py --instructions TREE [TREE...] [--jobs 20000] [--completed 5000]
         [--pages 200] [--call "pending, newest first"]
+    python bench/list_jobs.py --redis-instructions TREE [TREE...] [--jobs 20000] [--completed 5000]
+        [--pages 200] [--call "pending, newest first"]
 
 Starts a Redis of its own (a temporary directory, a free loopback port) and a
 `jobqueue server` on it, loads `--jobs` jobs of one type with
@@ -33,6 +35,12 @@ under valgrind (cachegrind, no cache simulation), once with a warm-up of
 (`--call`, or GetJob); the difference over the pages is the server's
 instructions per call (start-up and shutdown excluded). A page's cost does not
 grow with the jobs stored, so a small store will do (`--jobs 20000 --completed 5000`).
+
+With `--redis-instructions`, the same for Redis: it runs under valgrind
+(callgrind, counting only then), and per tree, after the warm-up of a server of
+that tree, its counters are zeroed, `--pages` calls made and the counters dumped: Redis'
+instructions per call (its background work meanwhile included: a few seconds'
+worth of its 10 Hz timer).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -191,6 +200,65 @@ def instructions(
         print(f"{tree} {name}: {per_call:,.0f} instructions per call", flush=True)
 
 
+def redis_instructions(
+    trees: list[Path], redis: RedisServer, work: Path, *, name: str, pages: int, warmup: int
+) -> None:
+    """Per tree: Redis' instructions per call of `name`, Redis running under callgrind."""
+    assert redis.process is not None
+    pid = str(redis.process.pid)
+    for i, tree in enumerate(trees):
+        with (
+            server_under([], tree, redis.url, work / f"server-{i}.log") as (url, _),
+            SyncClient(url, timeout_s=120) as client,
+        ):
+            call = calls_of(client)[name]
+            token = ""
+            for _ in range(warmup):
+                token = call(token)
+            control(["--instr=on"], pid)
+            control(["--zero"], pid)
+            for _ in range(pages):
+                token = call(token)
+            before = set(work.glob("redis.out*"))
+            control(["--dump"], pid)
+            control(["--instr=off"], pid)
+            [dump] = set(work.glob("redis.out*")) - before
+        per_call = _callgrind_total(dump) / pages
+        print(f"{tree} {name}: Redis {per_call:,.0f} instructions per call", flush=True)
+
+
+def control(command: list[str], pid: str) -> None:
+    subprocess.run(["callgrind_control", *command, pid], check=True, capture_output=True, timeout=60)
+
+
+def _callgrind_total(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary in {dump}")
+
+
+@contextlib.contextmanager
+def redis_server_of(work: Path, *, under_callgrind: bool) -> Iterator[RedisServer]:
+    """The bench's Redis, run by callgrind (its dumps in `work`, redis.out.N) if asked."""
+    binary = None
+    if under_callgrind:
+        wrapper = work / "redis-under-callgrind"
+        real = shutil.which("redis-server") or "redis-server"
+        out = work / "redis.out"
+        # Counting from the first call only: loading the jobs runs at a fraction of the cost.
+        valgrind = f"valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file={out}"
+        wrapper.write_text(f'#!/bin/sh\nexec {valgrind} {real} "$@"\n')
+        wrapper.chmod(0o755)
+        binary = str(wrapper)
+    server = RedisServer(work, binary=binary)
+    server.start(timeout=120)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def server_under(wrapper: list[str], tree: Path, redis_url: str, log: Path) -> Iterator[tuple[str, int]]:
     """A `jobqueue server` of `tree`'s code, run by `wrapper`, until it is stopped: its URL
@@ -224,16 +292,32 @@ def main() -> int:
         "--trees", type=Path, nargs="+", metavar="TREE", help="time these trees, side by side"
     )
     parser.add_argument("--instructions", type=Path, nargs="+", metavar="TREE", help="count, in these trees")
+    parser.add_argument(
+        "--redis-instructions", type=Path, nargs="+", metavar="TREE", help="count Redis', in these trees"
+    )
     parser.add_argument("--warmup", type=int, default=30, help="--instructions: pages before counting")
     parser.add_argument("--call", default="pending, newest first", choices=calls_names())
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(tmp) as redis_server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        redis_server_of(Path(tmp), under_callgrind=bool(args.redis_instructions)) as redis_server,
+    ):
         loading = asyncio.run(load(redis_server.url, args.jobs, args.completed))
         print(json.dumps({"jobs": args.jobs, **loading}), flush=True)
         if args.instructions:
             instructions(
                 args.instructions,
                 redis_server.url,
+                Path(tmp),
+                name=args.call,
+                pages=args.pages,
+                warmup=args.warmup,
+            )
+            return 0
+        if args.redis_instructions:
+            redis_instructions(
+                args.redis_instructions,
+                redis_server,
                 Path(tmp),
                 name=args.call,
                 pages=args.pages,

@@ -13,13 +13,14 @@ from redis.asyncio import Redis
 
 from jobqueue.client import Client
 from jobqueue.errors import InvalidInput
-from jobqueue.model import EnqueueRequest, Job, JobOptions, JobStatus
+from jobqueue.model import Backoff, EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode
 from jobqueue.selection import JobFilter, ListOrder, TimeField
 from jobqueue.settings import Settings
+from jobqueue.store.outcomes import OK
 
 from .conftest import eventually
 from .harness import Harness
-from .test_api import SERVICE, assert_clean, b64, finish, grpcurl, grpcurl_json, new_type, post_json
+from .test_api import SERVICE, assert_clean, b64, claim, finish, grpcurl, grpcurl_json, new_type, post_json
 
 pytestmark = pytest.mark.redis_targets
 
@@ -192,6 +193,59 @@ async def test_finished_indexes_are_trimmed_as_their_jobs_expire(redis: Redis, s
     await finish(store, settings.redis_url, "e", new.id, JobStatus.COMPLETED)
     assert [m.decode() for m in await redis.zrange(index, 0, -1)] == [new.id]  # the old entry trimmed
     assert [j.id for j in (await store.producer.list_jobs(completed)).jobs] == [new.id]
+
+
+async def test_a_listed_job_is_the_job_a_get_reads(redis: Redis, settings: Settings) -> None:
+    """A list reads fewer fields than a get (the backoff's, unique key's and progress'
+    only with their first field): every kind of job, read either way, is the same
+    job, by one type's page (page.lua) and by every type's (read_jobs.lua)."""
+    store = harness(redis, settings)
+    options = JobOptions(
+        max_attempts=3,
+        timeout_ms=5_000,
+        backoff=Backoff(base_ms=100, factor=1.5, cap_ms=2_000),
+        idempotency_key="key-1",
+        priority=8,
+        expires_in_ms=3_600_000,
+    )
+    failed = await store.enqueue("l", b"to fail")
+    await finish(store, settings.redis_url, "l", failed.id, JobStatus.FAILED)
+    progressed = await store.enqueue("l", b"to complete", options=JobOptions(backoff=options.backoff))
+    running = await claim(store, settings.redis_url, "l", progressed.id)
+    assert await store.transitions.progress(running, 0.25, "a quarter") == OK
+    running.result = b"the result"
+    assert await store.complete(running) == OK
+    pending = [
+        await store.enqueue("l", b"plain"),
+        await store.enqueue("l", b"options", options=options),
+        await store.enqueue(
+            "l", b"unique", options=JobOptions(unique_key="u-1", unique_mode=UniqueMode.DEBOUNCE)
+        ),
+    ]
+    await store.enqueue("l-other", b"a second type: every type's page merges two")
+    selections = {
+        JobStatus.PENDING: [job.id for job in pending],
+        JobStatus.FAILED: [failed.id],
+        JobStatus.COMPLETED: [progressed.id],
+    }
+    for status, ids in selections.items():
+        stored = sorted([await store.get(job_id) for job_id in ids], key=lambda j: (j.created_at, j.id))
+        assert {j.status for j in stored} == {status}
+        for job_type in ("l", ""):
+            for with_payloads in (False, True):
+                page = await store.producer.list_jobs(
+                    JobFilter(type=job_type, status=status), OLDEST, 10, with_payloads=with_payloads
+                )
+                expected = (
+                    stored
+                    if with_payloads
+                    else [dataclasses.replace(j, payload=b"", result=b"") for j in stored]
+                )
+                listed = [job for job in page.jobs if job.type == "l"]
+                assert listed == expected, (status, job_type, with_payloads)
+    [read] = stored
+    assert (read.progress, read.progress_message, read.result) == (0.25, "a quarter", b"the result")
+    assert read.backoff == options.backoff
 
 
 async def test_a_token_is_bound_to_its_filter_and_order(redis: Redis, settings: Settings) -> None:

@@ -96,6 +96,107 @@ def set_progress_fields(
 
 _STATUS_OF = {str(status.value).encode(): status for status in JobStatus}
 
+# What a list reads of a job (ListJobs: lua/page.lua, lua/read_jobs.lua): the payload
+# and the result only when asked for (LISTED_BODY_FIELDS, first), then LISTED_FIELDS
+# (the fields a Job shows but id and type, which its index entry tells, and the lease
+# token: a run's progress shows only with its token), then the markers: the fields
+# after them (LISTED_DEPENDENT_FIELDS) are stored only with one of them, so they are
+# read only then (a backoff's factor and cap, a unique key's mode, a run's progress):
+# most jobs have none, and every field read costs the script a conversion each way.
+LISTED_BODY_FIELDS = (b"payload", b"result")
+LISTED_MARKERS = (b"backoff_base_ms", b"unique_key", b"progress_token")
+LISTED_DEPENDENT_FIELDS = (
+    b"backoff_factor",
+    b"backoff_cap_ms",
+    b"unique_mode",
+    b"progress",
+    b"progress_message",
+    b"progress_at",
+)
+LISTED_FIELDS = tuple(
+    name
+    for name in (*JOB_FIELDS, *READ_FIELDS)
+    if name not in {b"id", b"type", *LISTED_BODY_FIELDS, *LISTED_MARKERS, *LISTED_DEPENDENT_FIELDS}
+)
+_NO_DEPENDENT_VALUES = (None,) * len(LISTED_DEPENDENT_FIELDS)
+
+
+def decode_listed(
+    job_id: str,
+    job_type: str,
+    values: Sequence[bytes | None],
+    payload: bytes | None = None,
+    result: bytes | None = None,
+) -> Job:
+    """The job of a list's values: those of LISTED_FIELDS and LISTED_MARKERS, then of
+    LISTED_DEPENDENT_FIELDS if they were read (a marker is set). The same Job as
+    decode_job reads from the whole hash, less the payload and the result unless given.
+    Raises ValueError for a record that is not one.
+
+    Runs once per listed job: plain unpacking, no dict, no helpers per call, no int()
+    of an unset field.
+    """
+    (
+        status,
+        execution_time_ms,
+        created_at,
+        updated_at,
+        attempt,
+        last_error,
+        started_at,
+        finished_at,
+        worker_id,
+        max_attempts,
+        timeout_ms,
+        idempotency_key,
+        lease_token,
+        expires_at_ms,
+        last_error_attempt,
+        priority,
+        backoff_base_ms,
+        unique_key,
+        progress_token,
+    ) = values[:_LISTED_READ]
+    backoff_factor, backoff_cap_ms, unique_mode, progress, progress_message, progress_at = (
+        values[_LISTED_READ:] or _NO_DEPENDENT_VALUES
+    )
+    backoff = None
+    if backoff_base_ms is not None:
+        backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
+    known_status = _STATUS_OF.get(status or b"")
+    job = Job(
+        id=job_id,
+        type=job_type,
+        payload=payload or b"",
+        status=JobStatus(int(status or 0)) if known_status is None else known_status,
+        execution_time_ms=int(execution_time_ms) if execution_time_ms else 0,
+        created_at=int(created_at) if created_at else 0,
+        updated_at=int(updated_at) if updated_at else 0,
+        attempt=int(attempt) if attempt else 0,
+        last_error=last_error.decode(errors="replace") if last_error else "",
+        last_error_attempt=int(last_error_attempt) if last_error_attempt else 0,
+        started_at=int(started_at) if started_at else 0,
+        finished_at=int(finished_at) if finished_at else 0,
+        worker_id=worker_id.decode(errors="replace") if worker_id else "",
+        max_attempts=int(max_attempts) if max_attempts else 0,
+        timeout_ms=int(timeout_ms) if timeout_ms else 0,
+        idempotency_key=idempotency_key.decode(errors="replace") if idempotency_key else "",
+        backoff=backoff,
+        lease_token=int(lease_token) if lease_token else 0,
+        result=result or b"",
+        priority=int(priority) if priority else DEFAULT_PRIORITY,
+        expires_at_ms=int(expires_at_ms) if expires_at_ms else 0,
+    )
+    if unique_key:
+        job.unique_key = unique_key.decode(errors="replace")
+        job.unique_mode = UniqueMode(int(unique_mode) if unique_mode else 0)
+    if progress_token is not None:
+        set_progress_fields(job, progress, progress_message, progress_at, progress_token)
+    return job
+
+
+_LISTED_READ = len(LISTED_FIELDS) + len(LISTED_MARKERS)
+
 
 def decode_job_values(values: Sequence[bytes | None]) -> Job:
     """The job of its hash's values in JOB_FIELDS order (None: field not set).
@@ -129,11 +230,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         raise ValueError("job record without id or type")
     backoff = None
     if backoff_base_ms is not None:
-        if backoff_factor is None or backoff_cap_ms is None:
-            raise ValueError("job record with part of a backoff")
-        backoff = Backoff(
-            base_ms=int(backoff_base_ms), factor=float(backoff_factor), cap_ms=int(backoff_cap_ms)
-        )
+        backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
     known_status = _STATUS_OF.get(status or b"")
     return Job(
         id=job_id.decode(errors="replace"),
@@ -155,6 +252,12 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         lease_token=int(lease_token or 0),
         expires_at_ms=int(expires_at_ms or 0),
     )
+
+
+def _stored_backoff(base_ms: bytes, factor: bytes | None, cap_ms: bytes | None) -> Backoff:
+    if factor is None or cap_ms is None:
+        raise ValueError("job record with part of a backoff")
+    return Backoff(base_ms=int(base_ms), factor=float(factor), cap_ms=int(cap_ms))
 
 
 def option_fields(options: JobOptions) -> list[str | int | float]:

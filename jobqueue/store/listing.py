@@ -27,15 +27,20 @@ import hashlib
 import heapq
 import json
 import logging
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
 from ..model import Job, JobStatus, partition_of_id, partition_of_key
 from ..selection import MAX_EXAMINED, JobFilter, TimeField
 from . import scripts
-from .codec import JOB_FIELDS, READ_FIELDS, decode_job_values, set_read_fields
+from .codec import (
+    LISTED_BODY_FIELDS,
+    LISTED_DEPENDENT_FIELDS,
+    LISTED_FIELDS,
+    LISTED_MARKERS,
+    decode_listed,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -61,36 +66,20 @@ _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Reading:
-    """What a list reads of each job, and how its values go back in JOB_FIELDS order
-    for decode_job_values: the fields of JOB_FIELDS but those the index entry tells
-    (id, type), then the read fields (codec.READ_FIELDS: last_error_attempt, the
-    progress, the priority, the unique key...); the payload and the result only when
-    asked for. Every field read costs Redis a conversion each way in the script."""
+    """What a list reads of each job (codec.LISTED_FIELDS and after), with or without
+    the payload and the result (then the first two values); `args`, the scripts' last
+    arguments (include/listed.lua): how many fields are read of every job, how many of
+    those are markers, the field names (the others', read only with a marker, last)."""
 
-    fields: tuple[bytes, ...]
-    # (*values, id, type, None) -> the values in JOB_FIELDS order
-    in_job_order: Callable[[Sequence[bytes | None]], Sequence[bytes | None]]
-    status_at: int
-    # where the read fields start in `fields`, and their names
-    read_at: int
-    read_fields: tuple[bytes, ...]
+    args: tuple[EncodableT, ...]
+    with_payloads: bool
 
     @classmethod
     def of(cls, with_payloads: bool) -> _Reading:
-        skipped = {b"id", b"type"} | (set() if with_payloads else {b"payload"})
-        read = [name for name in JOB_FIELDS if name not in skipped]
-        extra = tuple(name for name in READ_FIELDS if with_payloads or name != b"result")
-        fields = (*read, *extra)
-        known = {b"id": len(fields), b"type": len(fields) + 1}
-        unset = len(fields) + 2
-        positions = [read.index(name) if name in read else known.get(name, unset) for name in JOB_FIELDS]
-        return cls(
-            fields=fields,
-            in_job_order=operator.itemgetter(*positions),
-            status_at=fields.index(b"status"),
-            read_at=len(read),
-            read_fields=extra,
-        )
+        body = LISTED_BODY_FIELDS if with_payloads else ()
+        always = (*body, *LISTED_FIELDS, *LISTED_MARKERS)
+        args = (len(always), len(LISTED_MARKERS), *always, *LISTED_DEPENDENT_FIELDS)
+        return cls(args=args, with_payloads=with_payloads)
 
 
 _READING = {with_payloads: _Reading.of(with_payloads) for with_payloads in (False, True)}
@@ -206,13 +195,12 @@ class Lister:
         index = getattr(self.keys.queue(job_type, partition), _INDEX_OF[ask.job_filter.status])
         prefix = self.keys.job_key_prefix(partition)
         reading = _READING[ask.with_payloads]
-        args = [*self._page_args(ask), prefix, *reading.fields]
+        args = [*self._page_args(ask), prefix, *reading.args]
         more_flag, *flat = await self._page.run(self._page.keys(None, more=[index]), args)
         entries: list[Entry] = []
-        type_bytes = job_type.encode()
         for member, score, values in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
-            job = _decoded(member, type_bytes, values, reading)
-            entries.append((int(float(score)), member.decode(), job))
+            job_id = member.decode()
+            entries.append((int(float(score)), job_id, _decoded(job_id, job_type, values, reading)))
         return entries, more_flag == 1
 
     async def _read_merged(self, queues: Sequence[tuple[str, str]], ask: _Ask) -> tuple[list[Entry], bool]:
@@ -251,7 +239,7 @@ class Lister:
             *(
                 self._read_jobs.run(
                     self._read_jobs.keys(None, more=[self.keys.job(job_id) for job_id, _ in of_partition]),
-                    reading.fields,
+                    reading.args,
                 )
                 for of_partition in by_partition.values()
             )
@@ -259,7 +247,7 @@ class Lister:
         found: dict[str, Job | None] = {}
         for of_partition, values in zip(by_partition.values(), replies, strict=True):
             for (job_id, job_type), job_values in zip(of_partition, values, strict=True):
-                found[job_id] = _decoded(job_id.encode(), job_type.encode(), job_values, reading)
+                found[job_id] = _decoded(job_id, job_type, job_values, reading)
         return [found[job_id] for job_id, _ in ids]
 
     async def _by_idempotency_key(self, job_filter: JobFilter, with_payloads: bool) -> list[Job]:
@@ -277,17 +265,18 @@ class Lister:
         return [job]
 
 
-def _decoded(job_id: bytes, job_type: bytes, values: Sequence[bytes | None], reading: _Reading) -> Job | None:
-    """A job of its id, its type and its values of `reading.fields` (None: it is gone)."""
-    if values[reading.status_at] is None:  # every job has a status: the job is gone
+def _decoded(job_id: str, job_type: str, values: Sequence[bytes | None], reading: _Reading) -> Job | None:
+    """A job of its id, its type and the values `reading` read (None: it is gone)."""
+    payload = result = None
+    if reading.with_payloads:
+        payload, result, values = values[0], values[1], values[2:]
+    if values[0] is None:  # every job has a status: the job is gone
         return None
     try:
-        job = decode_job_values(reading.in_job_order((*values, job_id, job_type, None)))
-        set_read_fields(job, dict(zip(reading.read_fields, values[reading.read_at :], strict=True)))
+        return decode_listed(job_id, job_type, values, payload, result)
     except ValueError as exc:
-        log.warning("job %s: corrupt record (%s): left out of the list", job_id.decode(errors="replace"), exc)
+        log.warning("job %s: corrupt record (%s): left out of the list", job_id, exc)
         return None
-    return job
 
 
 def _matches(job: Job, job_filter: JobFilter) -> bool:

@@ -11,12 +11,13 @@
 -- so that a page of one type is one round trip (ListJobs). Those job hashes are
 -- read by keys built from the ids (they cannot be declared: the ids are known
 -- only here); they carry the index's hash tag, so they are on this script's slot.
--- include: common
+-- include: common, listed
 -- KEYS: ...the index (a sorted set scored by Unix ms)
 -- ARGV: from (inclusive, '' none), to (exclusive, '' none), retention_ms ('': keep
 --   all; else scores older than now - retention, jobs expired already, are left
 --   out), after_score ('' from the start), after_member, newest_first (1 or 0), count,
---   then optionally the job key prefix ("P:{pppp}:job:") and the field names to read
+--   then optionally the job key prefix ("P:{pppp}:job:"), how many fields are read
+--   of every job, how many of those are markers (include/listed), the field names
 -- Returns {more (1 or 0), member, score, member, score...} in the order asked, or
 -- with a job key prefix {more, member, score, {the job's values}, ...} (values all
 -- nil: the job is gone); more: members in the range are left after these.
@@ -25,7 +26,12 @@ local from, to, retention = ARGV[1], ARGV[2], ARGV[3]
 local after_score, after_member = ARGV[4], ARGV[5]
 local newest_first, count = ARGV[6] == '1', tonumber(ARGV[7])
 local job_prefix = ARGV[8] or ''
-local fields = {unpack(ARGV, 9)}
+local fields, markers, dependent
+if job_prefix ~= '' then
+  local always = tonumber(ARGV[9])
+  markers = tonumber(ARGV[10])
+  fields, dependent = {unpack(ARGV, 11, 10 + always)}, {unpack(ARGV, 11 + always)}
+end
 
 -- Whether a sorts after b byte by byte, as Redis orders members (Lua's own
 -- comparison of strings follows the server's locale).
@@ -101,7 +107,7 @@ for i = first_entry, last_entry, step do
   reply[#reply + 1] = found[i]
   reply[#reply + 1] = found[i + 1]
   if job_prefix ~= '' then
-    reply[#reply + 1] = redis.call('HMGET', job_prefix .. found[i], unpack(fields))
+    reply[#reply + 1] = listed_values(job_prefix .. found[i], fields, markers, dependent)
   end
 end
 return reply
