@@ -372,11 +372,13 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"nothing listens on {HOST}:{port} after {START_TIMEOUT_S:g} s")
 
 
-def _h2load(port: int, body: Path, requests: int, *, connections: int = 4, streams: int = 16) -> float:
+def _h2load(
+    port: int, body: Path, requests: int, *, connections: int = 4, streams: int = 16, path: str = PATH
+) -> float:
     """Runs h2load (h2c); the rate in requests per second. Every call must succeed."""
     command = [
         "h2load", "-n", str(requests), "-c", str(connections), "-m", str(streams),
-        "-d", str(body), "-H", "content-type: application/json", f"http://{HOST}:{port}{PATH}",
+        "-d", str(body), "-H", "content-type: application/json", f"http://{HOST}:{port}{path}",
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=True).stdout
     lines = out.splitlines()
