@@ -43,7 +43,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,14 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from edge_ab import HOST, _free_port, _h2load, _instructions, _wait_listening  # bench/, this script's folder
+from edge_ab import HOST, _free_port, _h2load, _instructions, running  # bench/, this script's folder
 
 TREE = Path(__file__).resolve().parent.parent
 SERVICE = "/mpataki.jobqueue.v1.JobService/"
 ENQUEUE_BODY = b'{"type":"bench","payload":"bm9vcA=="}'
 SIDES = ("bare", "edge")
-START_TIMEOUT_S = 300.0  # a server under valgrind takes a while to import
-STOP_TIMEOUT_S = 300.0
 CALL_TIMEOUT_S = 60.0
 SERVER_CHILD = "--server-child"
 
@@ -145,22 +142,8 @@ def _server(side: str, url: str, work: Path, name: str, *, valgrind: Path | None
     if valgrind is not None:
         wrapper = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={valgrind}"]
     command = [*wrapper, sys.executable, __file__, SERVER_CHILD, side]
-    with (work / f"{name}.log").open("wb") as log:
-        process = subprocess.Popen(command, cwd=TREE, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_listening(port, process)
+    with running(command, TREE, env, port, work / f"{name}.log", check_exit=True):
         yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"{name}: the server did not stop; see {work / (name + '.log')}") from None
-        if process.returncode != 0:
-            log = work / f"{name}.log"
-            raise RuntimeError(f"{name}: the server exited with {process.returncode}; see {log}")
 
 
 def _request(port: int, method: str, body: bytes) -> bytes:
