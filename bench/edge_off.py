@@ -10,7 +10,8 @@ loopback against one private Redis (a prefix each):
 - `edge`: the server as `jobqueue server` runs it (`main.serve`: the app of
   `asgi.build`, Hypercorn hardened by `hypercorn_guard`);
 - `bare`: the same store, handlers, interceptors (errors, auth, metrics) and
-  Hypercorn configuration, built by `bare_app` below, a bench-only factory, with
+  Hypercorn configuration, built by `bare_app` below, a bench-only factory (the
+  job events' observers, the scheduler and the reaper included), with
   none of the protections: no edge layer (edge.py: slow clients, drain, gone
   clients, quiet aborts, explained refusals, sized unary answers), no gRPC-only
   layers, no CORS, no streams interceptor, no `hypercorn_guard`, and a JSON codec
@@ -62,13 +63,22 @@ SERVER_CHILD = "--server-child"
 
 
 def bare_app(settings: Any, streams: Any) -> Any:
-    """The app without issue 13's protections (see the docstring): for this bench only."""
-    from connectrpc.codec import proto_binary_codec  # noqa: PLC0415 - in the server's child only
+    """The app without issue 13's protections (see the docstring): for this bench
+    only. `asgi.build` as it is (the store, the job events' observers, metrics, the
+    scheduler and the reaper), with `create_app` replaced by `_bare_create_app`."""
+    from jobqueue.server import asgi  # noqa: PLC0415 - in the server's child only
+
+    asgi.create_app = _bare_create_app  # type: ignore[assignment]
+    return asgi.build(settings, streams)
+
+
+def _bare_create_app(producer: Any, *, streams: Any, on_startup: Any, on_shutdown: Any, metrics: Any) -> Any:
+    """`app.create_app`'s JobService and health apps and their interceptors (errors,
+    auth, metrics), behind the router alone, with a JSON codec without the depth scan."""
+    from connectrpc.codec import proto_binary_codec  # noqa: PLC0415
 
     from jobqueue._gen.grpc.health.v1.health_connect import HealthASGIApplication  # noqa: PLC0415
     from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication  # noqa: PLC0415
-    from jobqueue.metrics.exposition import ServerMetrics  # noqa: PLC0415
-    from jobqueue.producer import Producer  # noqa: PLC0415
     from jobqueue.server import app as server_app  # noqa: PLC0415
     from jobqueue.server.auth import Guard  # noqa: PLC0415
     from jobqueue.server.errors import ErrorInterceptor  # noqa: PLC0415
@@ -76,7 +86,6 @@ def bare_app(settings: Any, streams: Any) -> Any:
     from jobqueue.server.limits import BoundedJSONCodec  # noqa: PLC0415
     from jobqueue.server.router import Router  # noqa: PLC0415
     from jobqueue.server.service import JobServiceHandler  # noqa: PLC0415
-    from jobqueue.store import Store  # noqa: PLC0415
 
     class UnboundedJSONCodec(BoundedJSONCodec):
         """The server's JSON codec without its depth scan (the enum check stays: not issue 13's)."""
@@ -84,27 +93,27 @@ def bare_app(settings: Any, streams: Any) -> Any:
         def __init__(self) -> None:
             super().__init__(max_depth=sys.maxsize)
 
-    store = Store.open(settings)
-    metrics = ServerMetrics(store)
-    producer = Producer(store)
+    store = producer.store
+    settings = store.settings
     guard = Guard.from_settings(settings)
-    interceptors = [metrics.rpcs, *guard.jobs([ErrorInterceptor(store.outage)])]
+    errors = [ErrorInterceptor(store.outage)]
     codecs = [proto_binary_codec(), UnboundedJSONCodec()]
     read_max_bytes = settings.max_payload_bytes * 4 // 3 + server_app._ENVELOPE_BYTES
     jobs = JobServiceHandler(producer, guard, streams)
-    health = HealthService(store.redis)
-
-    async def shutdown() -> None:
-        await store.aclose()
-
     return Router(
         [
             JobServiceASGIApplication(
-                jobs, interceptors=interceptors, read_max_bytes=read_max_bytes, codecs=codecs
+                jobs,
+                interceptors=[metrics.rpcs, *guard.jobs(errors)],
+                read_max_bytes=read_max_bytes,
+                codecs=codecs,
             ),
-            HealthASGIApplication(health, interceptors=[ErrorInterceptor(store.outage)], codecs=codecs),
+            HealthASGIApplication(
+                HealthService(store.redis), interceptors=[metrics.rpcs, *errors], codecs=codecs
+            ),
         ],
-        on_shutdown=shutdown,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
     )
 
 

@@ -14,9 +14,9 @@ answer's start, and each keeps its rules in its own module:
   the client raised is recorded, and what the app raises because of it, or
   because of the client's deadline or disconnect, ends as a DEBUG line.
 
-It also sizes Connect's unary answers: connectrpc sends their start and then
-their one body without a length, which HTTP/1.1 sends chunked (a write for the
-start, one for the chunk, one for the last chunk). The start of an answer of a
+It also sizes Connect's unary answers over HTTP/1.x: connectrpc sends their
+start and then their one body without a length, which HTTP/1.1 sends chunked (a
+write for the start, one for the chunk, one for the last chunk). The start of an answer of a
 unary content type waits for its body and goes with its content-length.
 
 They share this layer, with one wrapper of `receive` and one of `send`, calling
@@ -96,7 +96,10 @@ class _Exchange:
         self.refused: Any = None  # the start of a 415 or 429, until its body
         self.refusal_seen = False  # a start held once goes out as it is, or explained
         self.unsized: Any = None  # the start of a unary answer, until its body
-        self.sizing_seen = False  # a start held once goes out, sized or not
+        # A start held once goes out, sized or not; over HTTP/2 none is held: a DATA
+        # frame's END_STREAM ends the body, and a content-length would only be one
+        # more header for Hypercorn's HTTP/2 side to check and encode.
+        self.sizing_seen = not body.http1
 
     async def read(self) -> Any:
         """The server's next message, timed while the body is unfinished (slow.py)."""
