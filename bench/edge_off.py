@@ -2,7 +2,8 @@
 """What issue 13's protections cost a Connect-JSON call: one tree's server with them and without.
 
     python bench/edge_off.py [--measure time|instructions] [--calls enqueue,get]
-        [--protocols h1,h2c] [--pairs 6] [--requests N] [--warmup N] [--tree PATH]
+        [--protocols h1,h2c] [--pairs 6] [--requests N] [--warmup N] [--sides bare,edge]
+        [--tree PATH]
 
 Two servers from this checkout (or the checkout `--tree` names: an older
 commit's, to compare before and after a change), each a child process running Hypercorn on
