@@ -334,17 +334,21 @@ def _server(tree: Path, url: str, work: Path, name: str, python: list[str] | Non
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(tree), JOBQUEUE_REDIS_URL=url, JOBQUEUE_PREFIX=name)
     command = [*(python or [sys.executable]), "-m", "jobqueue.cli", "server", "--server", "hypercorn"]
-    with (work / f"{name}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--host", HOST, "--port", str(port)],
-            cwd=tree,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    with running([*command, "--host", HOST, "--port", str(port)], tree, env, port, work / f"{name}.log"):
+        yield port
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str], cwd: Path, env: dict[str, str], port: int, log: Path, *, check_exit: bool = False
+) -> Iterator[None]:
+    """Runs a server's `command` (its output to `log`) until it listens on `port`;
+    stops it with SIGTERM at the end (with `check_exit`, it must then exit 0)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_listening(port, process)
-        yield port
+        yield
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -352,7 +356,9 @@ def _server(tree: Path, url: str, work: Path, name: str, python: list[str] | Non
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            raise RuntimeError(f"{name}: the server did not stop; see {work / (name + '.log')}") from None
+            raise RuntimeError(f"the server did not stop; see {log}") from None
+    if check_exit and process.returncode != 0:
+        raise RuntimeError(f"the server exited with {process.returncode}; see {log}")
 
 
 def _free_port() -> int:
@@ -372,11 +378,13 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"nothing listens on {HOST}:{port} after {START_TIMEOUT_S:g} s")
 
 
-def _h2load(port: int, body: Path, requests: int, *, connections: int = 4, streams: int = 16) -> float:
+def _h2load(
+    port: int, body: Path, requests: int, *, connections: int = 4, streams: int = 16, path: str = PATH
+) -> float:
     """Runs h2load (h2c); the rate in requests per second. Every call must succeed."""
     command = [
         "h2load", "-n", str(requests), "-c", str(connections), "-m", str(streams),
-        "-d", str(body), "-H", "content-type: application/json", f"http://{HOST}:{port}{PATH}",
+        "-d", str(body), "-H", "content-type: application/json", f"http://{HOST}:{port}{path}",
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=True).stdout
     lines = out.splitlines()

@@ -42,9 +42,9 @@ DRAIN_MAX_S = 5.0
 class UnreadBody:
     """One request's body as the answer meets it: whether the app has read it to
     the end, and the answer held back meanwhile (HTTP/1.1). The edge (edge.py)
-    calls `received` on each message the app receives, and `answer` on each
-    message it sends while the body is unread: plain calls while nothing is held
-    or drained."""
+    notes each message the app receives as `received` does (inline: a call per
+    message less), and calls `answer` on each message it sends while the body is
+    unread: plain calls while nothing is held or drained."""
 
     __slots__ = ("held", "http1", "max_bytes", "max_s", "trailers", "unread")
 

@@ -14,13 +14,16 @@ answer's start, and each keeps its rules in its own module:
   the client raised is recorded, and what the app raises because of it, or
   because of the client's deadline or disconnect, ends as a DEBUG line.
 
-It also sizes Connect's unary answers: connectrpc sends their start and then
-their one body without a length, which HTTP/1.1 sends chunked (a write for the
-start, one for the chunk, one for the last chunk). The start of an answer of a
+It also sizes Connect's unary answers over HTTP/1.x: connectrpc sends their
+start and then their one body without a length, which HTTP/1.1 sends chunked (a
+write for the start, one for the chunk, one for the last chunk). The start of an answer of a
 unary content type waits for its body and goes with its content-length.
 
 They share this layer, with one wrapper of `receive` and one of `send`, calling
-the concerns' hooks as plain functions. A layer per concern, each awaiting its
+the concerns' hooks as plain functions; the cheapest notes are made inline
+(the body's end, for slow.py's TimedCall and drain.py's UnreadBody; whether an
+answer's start is unary and unsized), and a held start goes out without a
+second pass through `send` when nothing else holds it. A layer per concern, each awaiting its
 app and wrapping both callables, was most of what the edge cost per call: each
 such layer's coroutine frame is re-entered every time the request's task
 resumes, and each wrapper is one more coroutine per message. For the same
@@ -63,7 +66,8 @@ class Edge:
             except BaseException:
                 await exchange.body.failed(exchange.send)
                 raise
-            await exchange.body.finish(exchange.read, exchange.send)
+            if exchange.body.held:  # an answer held back without its last message (drain.py)
+                await exchange.body.finish(exchange.read, exchange.send)
         except Exception as exc:
             if not client_abort(exc, exchange.send_error):
                 raise
@@ -83,7 +87,7 @@ class _Exchange:
     def __init__(self, edge: Edge, scope: Any, body: UnreadBody, receive: Any, send: Any) -> None:
         self.edge = edge
         self.scope = scope
-        self.call: TimedCall = edge.slow.start()
+        self.call = TimedCall(edge.slow)
         self.body = body
         self.up_receive = receive
         self.up_send = send
@@ -92,7 +96,10 @@ class _Exchange:
         self.refused: Any = None  # the start of a 415 or 429, until its body
         self.refusal_seen = False  # a start held once goes out as it is, or explained
         self.unsized: Any = None  # the start of a unary answer, until its body
-        self.sizing_seen = False  # a start held once goes out, sized or not
+        # A start held once goes out, sized or not; over HTTP/2 none is held: a DATA
+        # frame's END_STREAM ends the body, and a content-length would only be one
+        # more header for Hypercorn's HTTP/2 side to check and encode.
+        self.sizing_seen = not body.http1
 
     async def read(self) -> Any:
         """The server's next message, timed while the body is unfinished (slow.py)."""
@@ -108,20 +115,25 @@ class _Exchange:
             raise
         finally:
             call.deadline = None
-        call.body_read(message)
+        call.body_done = message["type"] != "http.request" or not message.get("more_body", False)
         return message
 
     async def receive(self) -> Any:
         message = await (self.up_receive() if self.call.body_done else self.read())
-        if self.body.received(message):
-            await self.body.release(self.send)
-        if message["type"] == "http.disconnect":
+        kind = message["type"]
+        # UnreadBody.received (drain.py), inline: a Python call per message less.
+        body = self.body
+        body.unread = kind == "http.request" and message.get("more_body", False)
+        if not body.unread and body.held:
+            await body.release(self.send)
+        if kind == "http.disconnect":
             self.gone = True
         return message
 
     async def send(self, message: Any) -> None:
+        kind = message["type"]
         if self.refused is not None or (
-            message["type"] == "http.response.start"
+            kind == "http.response.start"
             and message["status"] in EXPLAINED_STATUSES
             and not self.refusal_seen
         ):
@@ -129,14 +141,30 @@ class _Exchange:
             return
         if self.unsized is not None:
             start, self.unsized = self.unsized, None
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
+            if kind == "http.response.body" and not message.get("more_body", False):
                 length = (b"content-length", b"%d" % len(message.get("body", b"")))
                 start = {**start, "headers": [*start["headers"], length]}
-            await self.send(start)
-        elif message["type"] == "http.response.start" and not self.sizing_seen and _unary_unsized(message):
-            self.unsized = message
-            self.sizing_seen = True
-            return
+            if self.body.unread or self.gone:
+                await self.send(start)
+            else:  # what the rest of this method does with a start, without a call to it
+                try:
+                    await self.up_send(start)
+                except Exception as exc:
+                    self.send_error = exc
+                    raise
+        elif kind == "http.response.start" and not self.sizing_seen:
+            # Whether it is Connect unary's (or its error's) without a length: held until its body.
+            unary = False
+            for name, value in message["headers"]:
+                if name == b"content-length":
+                    unary = False
+                    break
+                if name == b"content-type":
+                    unary = value in _UNARY_CONTENT_TYPES
+            if unary:
+                self.unsized = message
+                self.sizing_seen = True
+                return
         # The rest of a refused body is read before the send is timed: a client
         # still sending it is not one that does not read its answer.
         if self.body.unread and await self.body.answer(message, self.read, self.send):
@@ -145,7 +173,7 @@ class _Exchange:
             await offer_to_gone_client(self.up_send, message)
             return
         call = self.call
-        timed = message["type"] != "http.response.start"
+        timed = kind != "http.response.start"
         if timed:
             call.sending()
         try:
@@ -178,15 +206,5 @@ class _Exchange:
         await self.send(start)
 
 
+# The Content-Types of Connect's unary answers, sized by the edge.
 _UNARY_CONTENT_TYPES = (b"application/proto", b"application/json")
-
-
-def _unary_unsized(start: Any) -> bool:
-    """Whether an answer's start is Connect unary's (or its error's), without a length."""
-    unary = False
-    for name, value in start["headers"]:
-        if name == b"content-length":
-            return False
-        if name == b"content-type":
-            unary = value in _UNARY_CONTENT_TYPES
-    return unary

@@ -32,8 +32,10 @@ server` calls it before serving.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import h2.errors
@@ -70,14 +72,20 @@ class GuardedH2Protocol(H2Protocol):
         self._max_active = MAX_ACTIVE_FACTOR * config.h2_max_concurrent_streams
         self._calming = False
 
-        async def counted(*app_args: Any) -> None:
-            try:
-                await app(*app_args)
-            finally:
-                self._active -= 1
+        def counted(*app_args: Any) -> Awaitable[None]:
+            # Called in the call's own task (Hypercorn's `_handle`), which the call
+            # ends with. Not a coroutine: it returns the app's, adding no frame to
+            # the task, which would be re-entered every time the task resumes.
+            task = asyncio.current_task()
+            assert task is not None
+            task.add_done_callback(self._call_ended)
+            return app(*app_args)  # type: ignore[no-any-return]
 
         super().__init__(counted, config, *args, **kwargs)  # type: ignore[arg-type]
         self.streams = _Streams()
+
+    def _call_ended(self, task: asyncio.Task[Any]) -> None:
+        self._active -= 1
 
     async def _create_stream(self, request: Any) -> None:
         if self._calming:

@@ -134,7 +134,8 @@ class BoundedJSONCodec:
         self.encode: Callable[[Any], bytes] = self._inner.encode
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
-        if json_depth_exceeds(data, self.max_depth):
+        # The scan's first test, here: most bodies are too short to nest past the limit.
+        if len(data) > self.max_depth and json_depth_exceeds(data, self.max_depth):
             raise ConnectError(
                 Code.INVALID_ARGUMENT,
                 f"JSON nesting: arrays and objects nested deeper than {self.max_depth} levels",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -40,21 +40,29 @@ class TimedCall:
     until when, noted for SlowClientTimeouts' timer to see. The edge (edge.py)
     calls these hooks around its reads of the body and its sends (plain calls,
     not a wrapper coroutine per message), and sets `deadline` back to None when
-    a wait ends."""
+    a wait ends; it notes the body's end in `body_done` itself (see edge.py)."""
 
     __slots__ = ("body_deadline", "body_done", "bounds", "cancelling", "deadline", "expired", "task")
 
-    def __init__(self, bounds: SlowClientTimeouts, now: float, task: asyncio.Task[Any]) -> None:
+    def __init__(self, bounds: SlowClientTimeouts) -> None:
+        """The current task's request, timed until `bounds.end(self)`. Registers
+        itself (not a `bounds.start()` around it: one Python call per request less)."""
+        now = _now()
         self.bounds = bounds
         self.body_deadline = now + bounds.body_total_s
         self.body_done = False
         # The request's task: connectrpc reads the body and sends the answer in
         # it (its watch for a disconnect reads in a task of its own, but only
         # once the body is done, when reads are no longer timed).
+        task = asyncio.current_task()
+        assert task is not None
         self.task = task
         self.deadline: float | None = None
         self.cancelling = 0
         self.expired = False
+        bounds._calls.add(self)
+        if bounds._timer is None:
+            bounds._arm(now)
 
     def ours(self) -> bool:
         """Whether the cancellation that ended the wait is ours (as asyncio.timeout tells)."""
@@ -67,9 +75,6 @@ class TimedCall:
         self.expired = False
         self.deadline = min(idle_deadline, self.body_deadline)
         return idle_deadline
-
-    def body_read(self, message: Any) -> None:
-        self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
 
     def body_timed_out(self, idle_deadline: float) -> ConnectError:
         """What the read that `ours()` cancelled raises. The body is given up on:
@@ -110,21 +115,13 @@ class SlowClientTimeouts:
         self.tick = min(1.0, max(0.05, min(body_idle_s, body_total_s, send_s) / 8))
         self._calls: set[TimedCall] = set()
         self._timer: asyncio.TimerHandle | None = None
+        # A request's TimedCall registers itself; `end(call)` stops timing it (the
+        # set's own method: no Python call around it).
+        self.end: Callable[[TimedCall], None] = self._calls.discard
 
-    def start(self) -> TimedCall:
-        """The current task's request, timed until `end`."""
-        now = _now()
-        task = asyncio.current_task()
-        assert task is not None
-        call = TimedCall(self, now, task)
-        self._calls.add(call)
-        if self._timer is None:
-            # The loop's clock is time.monotonic, which _now reads too.
-            self._timer = asyncio.get_running_loop().call_at(now + self.tick, self._check)
-        return call
-
-    def end(self, call: TimedCall) -> None:
-        self._calls.discard(call)
+    def _arm(self, now: float) -> None:
+        # The loop's clock is time.monotonic, which _now reads too.
+        self._timer = asyncio.get_running_loop().call_at(now + self.tick, self._check)
 
     def _check(self) -> None:
         self._timer = None
@@ -134,4 +131,4 @@ class SlowClientTimeouts:
                 call.expired = True
                 call.task.cancel()
         if self._calls:
-            self._timer = asyncio.get_running_loop().call_at(now + self.tick, self._check)
+            self._arm(now)

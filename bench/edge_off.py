@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""What issue 13's protections cost a Connect-JSON call: one tree's server with them and without.
+
+    python bench/edge_off.py [--measure time|instructions] [--calls enqueue,get]
+        [--protocols h1,h2c] [--pairs 6] [--requests N] [--warmup N] [--sides bare,edge]
+        [--tree PATH]
+
+Two servers from this checkout (or the checkout `--tree` names: an older
+commit's, to compare before and after a change), each a child process running Hypercorn on
+loopback against one private Redis (a prefix each):
+- `edge`: the server as `jobqueue server` runs it (`main.serve`: the app of
+  `asgi.build`, Hypercorn hardened by `hypercorn_guard`);
+- `bare`: the same store, handlers, interceptors (errors, auth, metrics) and
+  Hypercorn configuration, built by `bare_app` below, a bench-only factory (the
+  job events' observers, the scheduler and the reaper included), with
+  none of the protections: no edge layer (edge.py: slow clients, drain, gone
+  clients, quiet aborts, explained refusals, sized unary answers), no gRPC-only
+  layers, no CORS, no streams interceptor, no `hypercorn_guard`, and a JSON codec
+  without the depth scan (limits.py).
+
+The loads: unary Connect-JSON `EnqueueJob` and `GetJob` (of one job), over h2c
+(h2load) and over HTTP/1.1 keep-alive (`h1_load` below, an asyncio client: h2load
+counts Hypercorn's status line without a reason phrase as a failure over HTTP/1.1).
+Every call must answer 200.
+
+- `time` (default): both servers up; per load, one warm-up run each, then
+  alternating pairs (bare edge, edge bare, ...), Redis flushed before each run;
+  each rate, the medians, edge/bare, the pairs' ratios. 16 streams on 4 h2c
+  connections; 16 HTTP/1.1 connections. The client runs on the same machine.
+- `instructions`: each server under valgrind (cachegrind, no cache simulation):
+  one run with every load's warm-up only, then per load one run with the warm-ups
+  and N more calls of it; (that run - the warm-up run) / N is the instructions per
+  call of that load, start-up and shutdown excluded. One connection, 16 streams
+  (h2c), or 16 connections (HTTP/1.1).
+
+Bounded: every wait has a timeout; only 127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+from edge_ab import HOST, _free_port, _h2load, _instructions, running  # bench/, this script's folder
+
+TREE = Path(__file__).resolve().parent.parent
+SERVICE = "/mpataki.jobqueue.v1.JobService/"
+ENQUEUE_BODY = b'{"type":"bench","payload":"bm9vcA=="}'
+SIDES = ("bare", "edge")
+CALL_TIMEOUT_S = 60.0  # plus 0.5 s a call: a server under valgrind on a loaded machine is slow
+SERVER_CHILD = "--server-child"
+
+
+def bare_app(settings: Any, streams: Any) -> Any:
+    """The app without issue 13's protections (see the docstring): for this bench
+    only. `asgi.build` as it is (the store, the job events' observers, metrics, the
+    scheduler and the reaper), with `create_app` replaced by `_bare_create_app`."""
+    from jobqueue.server import asgi  # noqa: PLC0415 - in the server's child only
+
+    asgi.create_app = _bare_create_app  # type: ignore[assignment]
+    return asgi.build(settings, streams)
+
+
+def _bare_create_app(producer: Any, *, streams: Any, on_startup: Any, on_shutdown: Any, metrics: Any) -> Any:
+    """`app.create_app`'s JobService and health apps and their interceptors (errors,
+    auth, metrics), behind the router alone, with a JSON codec without the depth scan."""
+    from connectrpc.codec import proto_binary_codec  # noqa: PLC0415
+
+    from jobqueue._gen.grpc.health.v1.health_connect import HealthASGIApplication  # noqa: PLC0415
+    from jobqueue._gen.mpataki.jobqueue.v1.jobqueue_connect import JobServiceASGIApplication  # noqa: PLC0415
+    from jobqueue.server import app as server_app  # noqa: PLC0415
+    from jobqueue.server.auth import Guard  # noqa: PLC0415
+    from jobqueue.server.errors import ErrorInterceptor  # noqa: PLC0415
+    from jobqueue.server.health import HealthService  # noqa: PLC0415
+    from jobqueue.server.limits import BoundedJSONCodec  # noqa: PLC0415
+    from jobqueue.server.router import Router  # noqa: PLC0415
+    from jobqueue.server.service import JobServiceHandler  # noqa: PLC0415
+
+    class UnboundedJSONCodec(BoundedJSONCodec):
+        """The server's JSON codec without its depth scan (the enum check stays: not issue 13's)."""
+
+        def __init__(self) -> None:
+            super().__init__(max_depth=sys.maxsize)
+
+    store = producer.store
+    settings = store.settings
+    guard = Guard.from_settings(settings)
+    errors = [ErrorInterceptor(store.outage)]
+    codecs = [proto_binary_codec(), UnboundedJSONCodec()]
+    read_max_bytes = settings.max_payload_bytes * 4 // 3 + server_app._ENVELOPE_BYTES
+    jobs = JobServiceHandler(producer, guard, streams)
+    return Router(
+        [
+            JobServiceASGIApplication(
+                jobs,
+                interceptors=[metrics.rpcs, *guard.jobs(errors)],
+                read_max_bytes=read_max_bytes,
+                codecs=codecs,
+            ),
+            HealthASGIApplication(
+                HealthService(store.redis), interceptors=[metrics.rpcs, *errors], codecs=codecs
+            ),
+        ],
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+    )
+
+
+def _serve_child(side: str) -> None:
+    """In the server's child: serves `side` until SIGTERM (settings from the environment)."""
+    from hypercorn.asyncio import serve as hypercorn_serve  # noqa: PLC0415
+
+    from jobqueue.server import main as server_main  # noqa: PLC0415
+    from jobqueue.server.streams import Streams  # noqa: PLC0415
+    from jobqueue.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        if side == "edge":
+            await server_main.serve(settings, stop)
+            return
+        app = bare_app(settings, Streams())
+        await hypercorn_serve(app, server_main.hypercorn_config(settings), shutdown_trigger=stop.wait)
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def _server(side: str, url: str, work: Path, name: str, *, valgrind: Path | None = None) -> Iterator[int]:
+    port = _free_port()
+    env = dict(
+        os.environ, PYTHONPATH=str(TREE), JOBQUEUE_REDIS_URL=url, JOBQUEUE_PREFIX=name,
+        JOBQUEUE_HOST=HOST, JOBQUEUE_PORT=str(port),
+    )  # fmt: skip
+    wrapper = []
+    if valgrind is not None:
+        wrapper = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={valgrind}"]
+    command = [*wrapper, sys.executable, __file__, SERVER_CHILD, side]
+    with running(command, TREE, env, port, work / f"{name}.log", check_exit=True):
+        yield port
+
+
+def _request(port: int, method: str, body: bytes) -> bytes:
+    return (
+        f"POST {SERVICE}{method} HTTP/1.1\r\nhost: {HOST}:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer: its status and body (sized or chunked)."""
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    chunked = False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    if not chunked:
+        return status, await reader.readexactly(length)
+    body = b""
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        body += (await reader.readexactly(size + 2))[:-2]
+    await reader.readline()  # the empty trailer section's end
+    return status, body
+
+
+async def _h1_connection(port: int, request: bytes, count: int) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        for _ in range(count):
+            writer.write(request)
+            status, body = await _answer(reader)
+            if status != 200:
+                raise RuntimeError(f"status {status}: {body[:200]!r}")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def h1_load(port: int, method: str, body: bytes, requests: int, connections: int = 16) -> float:
+    """`requests` calls over `connections` HTTP/1.1 keep-alive connections; the rate in calls/s."""
+    request = _request(port, method, body)
+    shares = [requests // connections + (i < requests % connections) for i in range(connections)]
+
+    async def run() -> float:
+        start = time.perf_counter()
+        async with asyncio.timeout(CALL_TIMEOUT_S + requests * 0.5):
+            await asyncio.gather(*(_h1_connection(port, request, n) for n in shares if n))
+        return requests / (time.perf_counter() - start)
+
+    return asyncio.run(run())
+
+
+def _job_id(port: int) -> str:
+    """A new job's id (for GetJob's loads)."""
+
+    async def enqueue() -> str:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(_request(port, "EnqueueJob", ENQUEUE_BODY))
+        status, body = await _answer(reader)
+        writer.close()
+        if status != 200:
+            raise RuntimeError(f"EnqueueJob: status {status}")
+        return str(json.loads(body)["job"]["id"])
+
+    return asyncio.run(asyncio.wait_for(enqueue(), CALL_TIMEOUT_S))
+
+
+class Load:
+    """One of the loads: a method over a protocol."""
+
+    def __init__(self, call: str, protocol: str, work: Path) -> None:
+        self.call = call
+        self.protocol = protocol
+        self.method = {"enqueue": "EnqueueJob", "get": "GetJob"}[call]
+        self.name = f"{self.method} {protocol}"
+        self.body_file = work / f"{call}.json"
+
+    def body(self, port: int) -> bytes:
+        return ENQUEUE_BODY if self.call == "enqueue" else b'{"id":"%s"}' % _job_id(port).encode()
+
+    def run(self, port: int, requests: int, *, counted: bool) -> float:
+        body = self.body(port)
+        if self.protocol == "h1":
+            return h1_load(port, self.method, body, requests)
+        self.body_file.write_bytes(body)
+        connections = 1 if counted else 4
+        return _h2load(
+            port, self.body_file, requests, connections=connections, streams=16, path=SERVICE + self.method
+        )
+
+
+def _time(loads: list[Load], url: str, work: Path, *, pairs: int, requests: int) -> int:
+    client = redis.Redis.from_url(url)
+    summary = []
+    with _server("bare", url, work, "bare") as port_bare, _server("edge", url, work, "edge") as port_edge:
+        ports = {"bare": port_bare, "edge": port_edge}
+        for load in loads:
+            rates: dict[str, list[float]] = {side: [] for side in SIDES}
+            for side in SIDES:
+                load.run(ports[side], requests // 4, counted=False)
+            for pair in range(pairs):
+                for side in SIDES if pair % 2 == 0 else SIDES[::-1]:
+                    client.flushdb()
+                    rates[side].append(load.run(ports[side], requests, counted=False))
+            ratios = [e / b for b, e in zip(rates["bare"], rates["edge"], strict=True)]
+            medians = {side: statistics.median(rates[side]) for side in SIDES}
+            line = (
+                f"{load.name}: bare median {medians['bare']:,.0f} calls/s, edge {medians['edge']:,.0f}; "
+                f"edge/bare {medians['edge'] / medians['bare']:.3f} "
+                f"(pairs {min(ratios):.2f}-{max(ratios):.2f}, "
+                f"edge faster in {sum(r > 1 for r in ratios)} of {pairs})"
+            )
+            for side in SIDES:
+                line += f"\n  {side} {[round(rate) for rate in rates[side]]}"
+            print(line, flush=True)
+            summary.append(line.splitlines()[0])
+    client.close()
+    print("\n".join(summary))
+    return 0
+
+
+def _count(loads: list[Load], url: str, work: Path, *, sides: list[str], requests: int, warmup: int) -> int:
+    per_call: dict[str, dict[str, float]] = {}
+    for side in sides:
+        counts: dict[str, int] = {}
+        for measured in [None, *loads]:
+            name = f"{side}-{'warmup' if measured is None else measured.call + '-' + measured.protocol}"
+            out = work / f"{name}.cachegrind"
+            with _server(side, url, work, name, valgrind=out) as port:
+                for load in loads:
+                    load.run(port, warmup, counted=True)
+                if measured is not None:
+                    measured.run(port, requests, counted=True)
+            counts[name] = _instructions(out)
+            if measured is not None:
+                value = (counts[name] - counts[f"{side}-warmup"]) / requests
+                per_call.setdefault(measured.name, {})[side] = value
+                print(f"{side} {measured.name}: {value:,.0f} instructions per call", flush=True)
+    for name, counted in per_call.items():
+        if len(counted) < len(SIDES):
+            continue
+        bare, edge = counted["bare"], counted["edge"]
+        print(f"{name}: bare {bare / 1e3:,.0f}k, edge {edge / 1e3:,.0f}k instructions per call", end="")
+        print(f"; edge/bare {edge / bare:.3f}")
+    return 0
+
+
+def main() -> int:
+    global TREE  # noqa: PLW0603 - the servers' checkout, for the whole run
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--measure", choices=("time", "instructions"), default="time")
+    parser.add_argument("--calls", default="enqueue,get", help="enqueue, get or both")
+    parser.add_argument("--protocols", default="h1,h2c", help="h1, h2c or both")
+    parser.add_argument("--pairs", type=int, default=6, help="time: alternating pairs per load")
+    parser.add_argument("--requests", type=int, help="calls per run (time: 8000; instructions: 2000)")
+    parser.add_argument("--warmup", type=int, default=300, help="instructions: calls of each load first")
+    parser.add_argument("--sides", default="bare,edge", help="instructions: bare, edge or both")
+    parser.add_argument("--tree", type=Path, default=TREE, help="the checkout whose server runs")
+    args = parser.parse_args()
+    TREE = args.tree.resolve()
+    from jobqueue.redis_server import RedisServer  # noqa: PLC0415
+
+    work = Path(tempfile.mkdtemp(prefix="edge_off."))
+    loads = [
+        Load(call, protocol, work)
+        for call in args.calls.split(",")
+        for protocol in args.protocols.split(",")
+    ]  # fmt: skip
+    with RedisServer(work / "redis") as redis_server:
+        if args.measure == "time":
+            return _time(loads, redis_server.url, work, pairs=args.pairs, requests=args.requests or 8000)
+        sides = args.sides.split(",")
+        return _count(
+            loads, redis_server.url, work, sides=sides, requests=args.requests or 2000, warmup=args.warmup
+        )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == [SERVER_CHILD]:
+        _serve_child(sys.argv[2])
+    else:
+        sys.exit(main())
