@@ -656,7 +656,12 @@ async def test_a_gone_http1_client_stops_its_watch_and_sigterm_ends_the_others(
             gone = await stream("connect-http1", url, WATCH_JOBS, {"type": "quiet"}, tmp_path / "gone")
             streamers.append(gone)
             await started(gone)
-            assert await xread_clients(redis) == 1
+
+            async def reading() -> bool:
+                return await xread_clients(redis) == 1
+
+            # The stream's first message may go out before its hub's first XREAD.
+            await eventually(reading, timeout=10, what="the watch's hub to read its stream")
             gone.kill()
 
             async def stopped() -> bool:

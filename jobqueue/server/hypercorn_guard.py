@@ -25,6 +25,10 @@
    and a server that shuts down waits for it past its grace; then the timeout
    escapes Hypercorn as an unhandled exception (an ERROR). Here the wait is
    CLOSE_NOTIFY_TIMEOUT_S, and its timeout closes the connection quietly.
+5. A request that arrives on a connection h2 has already closed (after a GOAWAY,
+   while the server shuts down) makes Hypercorn reset it, which h2 refuses with an
+   exception that ends the server with status 1. Here the connection is closed, as
+   Hypercorn closes one on a client's protocol error.
 
 `install()` makes Hypercorn use these classes in this process; `jobqueue
 server` calls it before serving.
@@ -39,6 +43,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import h2.errors
+import h2.exceptions
 import hypercorn.asyncio.run
 import hypercorn.protocol
 from hypercorn.asyncio.tcp_server import TCPServer
@@ -86,6 +91,19 @@ class GuardedH2Protocol(H2Protocol):
 
     def _call_ended(self, task: asyncio.Task[Any]) -> None:
         self._active -= 1
+
+    async def _handle_events(self, events: list[Any]) -> None:
+        if self._calming:
+            return  # GOAWAY is sent: what the client sends on is dropped
+        try:
+            await super()._handle_events(events)
+        except h2.exceptions.ProtocolError:
+            # h2 refuses an action on a connection it has closed: Hypercorn resets a
+            # request that arrives while the server shuts down, and a reset on a
+            # closed connection raises, unhandled. The connection is over either way:
+            # close it as Hypercorn does when h2 refuses what a client sent.
+            await self._flush()
+            await self.send(Closed())
 
     async def _create_stream(self, request: Any) -> None:
         if self._calming:
