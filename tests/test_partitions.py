@@ -13,6 +13,7 @@ import logging
 import time
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from jobqueue.client import Client
@@ -37,8 +38,10 @@ from jobqueue.worker import Worker
 
 from .conftest import eventually, status_is
 from .harness import Harness
+from .store_audit import audit
 from .test_api import SERVICE, grpcurl, grpcurl_json, new_type, post_json
 from .test_cli import jobqueue
+from .test_rebuild import sync  # noqa: F401 - the audit's blocking client
 from .test_worker import running
 
 pytestmark = pytest.mark.redis_targets
@@ -323,14 +326,24 @@ async def test_list_workers_counts_the_jobs_held_in_every_partition(
             release.set()
 
 
-async def test_a_rebuild_repairs_every_partition_of_a_spread_type(store: Harness) -> None:
+async def test_a_rebuild_repairs_every_partition_of_a_spread_type(
+    store: Harness,
+    sync: SyncRedis,  # noqa: F811
+) -> None:
     job_type = new_type()
     await store.store.partitions.set(job_type, 3)
     jobs = [await store.enqueue(job_type, b"") for _ in range(6)]
-    for tag in partitions_of_type(job_type, 3):  # counters and the live index lost
+    assert audit(sync, store.keys, job_type) == []
+    tags = partitions_of_type(job_type, 3)
+    for tag in tags:  # counters and the live index lost
         queue = store.keys.queue(job_type, tag)
         await store.redis.delete(queue.stats, queue.live)
+    # The audit sees the damage in each partition (named, but for the first).
+    problems = audit(sync, store.keys, job_type)
+    assert len(problems) == 6
+    assert [p.split(":")[0] for p in problems[2:]] == [f"partition {tag}" for tag in tags[1:] for _ in "ab"]
     report = await Rebuilder(store.redis, store.keys).rebuild(job_type)
+    assert audit(sync, store.keys, job_type) == []
     assert report.added["live"] == 6 and report.counted == (6, 0)
     [queue] = (await store.store.stats.read(job_type)).queues
     assert queue.pending == 6
