@@ -33,6 +33,7 @@ from jobqueue.producer import Producer
 from jobqueue.selection import JobFilter
 from jobqueue.settings import Settings
 from jobqueue.store import Store
+from jobqueue.store.keys import Keyspace
 from jobqueue.store.rebuild import Rebuilder
 from jobqueue.worker import Worker
 
@@ -323,6 +324,44 @@ async def test_list_workers_counts_the_jobs_held_in_every_partition(
                 return await held() == 3
 
             await eventually(holds_all, what="the worker holding a job of each partition")
+            release.set()
+
+
+async def test_progress_is_written_in_each_jobs_own_partition(
+    redis: Redis, settings: Settings, server_url: str
+) -> None:
+    """The progress script's keys are the job's partition's (its hash and that
+    partition's events stream): one slot on a cluster, and the watches of the job's
+    partition see the report."""
+    job_type = new_type()
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        job.set_progress(0.5, f"in {partition_of_id(job.id)}")
+        await release.wait()
+
+    worker = Worker(
+        job_type, handler, settings=settings, heartbeat_s=0.1, concurrency=3, progress_interval_s=0
+    )
+    keys = Keyspace(settings.prefix)
+    async with Client(server_url) as client:
+        await client.set_partitions(job_type, 3)
+        jobs = [await client.enqueue(job_type, b"") for _ in range(3)]
+        assert len({partition_of_id(job.id) for job in jobs}) == 3
+        async with running(worker):
+
+            async def reported(job_id: str) -> bool:
+                entries = await redis.xrange(keys.events(partition_of_id(job_id)))
+                return (
+                    any(
+                        fields[b"jobs"].startswith(job_id.encode()) and fields.get(b"progress_message")
+                        for _, fields in entries
+                    )
+                    and (await client.get(job_id)).progress_message == f"in {partition_of_id(job_id)}"
+                )
+
+            for job in jobs:
+                await eventually(lambda job_id=job.id: reported(job_id), what=f"the progress of {job.id}")
             release.set()
 
 
