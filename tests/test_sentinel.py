@@ -81,15 +81,13 @@ def test_replica_acks_settings_are_checked() -> None:
         Settings(replica_acks="all")
     with pytest.raises(ValueError, match="replica_ack_timeout_s"):
         Settings(replica_ack_timeout_s=0)
-    with pytest.raises(ValueError, match="not supported on a Redis Cluster yet"):
-        Store(connect("redis://127.0.0.1:1/0"), Settings(redis_cluster=True, replica_acks="1"))
 
 
 async def test_replica_acks_auto_follows_the_replicas(master: Redis, redis: Redis) -> None:
     """ "auto": 1 on a master with a replica; 0 on the suite's Redis, which has none."""
-    assert await ReplicaAcks(master, "auto", 1.0).wanted() == 1
-    assert await ReplicaAcks(redis, "auto", 1.0).wanted() == 0
-    assert await ReplicaAcks(master, "0", 1.0).wanted() == 0
+    assert await ReplicaAcks(master, "auto", 1.0).wanted("k") == 1
+    assert await ReplicaAcks(redis, "auto", 1.0).wanted("k") == 0
+    assert await ReplicaAcks(master, "0", 1.0).wanted("k") == 0
 
 
 async def test_enqueue_short_of_replicas_is_unavailable(deployment: LocalSentinel, master: Redis) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import AskError, ClusterDownError, MovedError
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -138,3 +138,40 @@ class ClusterConnection(OwnConnection):
         self._routes.clear()
         for connection in nodes.values():
             await connection.aclose()
+
+
+async def pipeline_on_slot_master(
+    cluster: RedisCluster, keys: Sequence[EncodableT], commands: Sequence[Sequence[EncodableT]]
+) -> list[Any]:
+    """Sends `commands` pipelined on one pooled connection to the master of `keys`'
+    slot, and returns their replies, a command's error reply as its exception (the
+    cluster client's pipelines send a keyless command such as WAIT anywhere, and two
+    commands on different connections: WAIT answers for its own connection's writes).
+    A MOVED to the first command reads the slot map again and sends them all to the
+    new owner, at most MAX_REDIRECTS times; an ASK (the slot migrating) stands, as
+    TRYAGAIN would: an outage the caller retries."""
+    await cluster.initialize()
+    for _ in range(MAX_REDIRECTS):
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]))
+        connection = node.acquire_connection()
+        replies: list[Any] = []
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            for _command in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+        except BaseException:
+            # A connection left with unread replies must not serve another caller.
+            await connection.disconnect()
+            raise
+        finally:
+            node.release(connection)
+        if isinstance(replies[0], MovedError):
+            await read_slot_map(cluster)
+            continue
+        if isinstance(replies[0], AskError):
+            raise TryAgainError(f"the slot of {keys[0]!r} is migrating: {replies[0]}")
+        return replies
+    raise replies[0]

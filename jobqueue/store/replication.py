@@ -15,16 +15,18 @@ deployment that gains or loses its replicas takes a restart to change it.
 
 Only enqueues wait: a completion, a claim or a retry lost in a failover means a job
 runs again, which at-least-once delivery allows; a lost enqueue is a lost job. On a
-Redis Cluster, "auto" means 0 and N > 0 is refused (WAIT must go to the node that ran
-the script, on its connection: not built yet).
+Redis Cluster the WAIT goes to the master that ran the script, on the script's
+connection (cluster_connection.pipeline_on_slot_master), and "auto" is decided per
+master, the first time an enqueue goes to it: 1 if that master has a replica.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 AUTO = "auto"
 
@@ -33,22 +35,34 @@ class ReplicaAcks:
     """How many replicas an enqueue waits for (`wanted`), and for how long."""
 
     def __init__(self, redis: Redis, setting: str, timeout_s: float, *, cluster: bool = False) -> None:
-        if cluster and setting not in (AUTO, "0"):
-            raise ValueError(
-                f"replica_acks (JOBQUEUE_REPLICA_ACKS) {setting} is not supported on a Redis Cluster yet: "
-                "use auto or 0"
-            )
         self._redis = redis
-        self._count = 0 if cluster else (None if setting == AUTO else int(setting))
+        self._cluster = cluster
+        self._count = None if setting == AUTO else int(setting)
+        self._per_master: dict[str, int] = {}  # "auto" on a cluster: node name -> 0 or 1
         self.timeout_s = timeout_s
 
     @property
     def timeout_ms(self) -> int:
         return max(1, int(self.timeout_s * 1000))
 
-    async def wanted(self) -> int:
-        """The number of replicas to wait for (the first call of "auto" asks Redis)."""
-        if self._count is None:
-            info = await self._redis.info("replication")
-            self._count = 1 if int(info.get("connected_slaves", 0)) > 0 else 0
-        return self._count
+    async def wanted(self, key: str) -> int:
+        """The number of replicas an enqueue whose first key is `key` waits for (the
+        first call of "auto" asks its master)."""
+        if self._count is not None:
+            return self._count
+        if not self._cluster:
+            self._count = await self._replicas_of(self._redis)
+            return self._count
+        cluster = cast("RedisCluster", self._redis)
+        await cluster.initialize()
+        master = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+        wanted = self._per_master.get(master.name)
+        if wanted is None:
+            info = await cluster.info("replication", target_nodes=master)
+            wanted = self._per_master[master.name] = 1 if int(info.get("connected_slaves", 0)) > 0 else 0
+        return wanted
+
+    @staticmethod
+    async def _replicas_of(redis: Redis) -> int:
+        info = await redis.info("replication")
+        return 1 if int(info.get("connected_slaves", 0)) > 0 else 0

@@ -28,8 +28,10 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from .cluster_connection import pipeline_on_slot_master
 from .keys import QueueKeys
 
 if TYPE_CHECKING:
@@ -120,6 +122,16 @@ class Script:
         script's reply and how many replicas have its writes (replication.py)."""
         redis = self.registered.registered_client
         for _ in range(2):
+            if isinstance(redis, RedisCluster):
+                script = ("EVALSHA", self.registered.sha, len(keys), *keys, *args)
+                wait = ("WAIT", replicas, timeout_ms)
+                reply, acked = await pipeline_on_slot_master(redis, keys, [script, wait])
+                if isinstance(reply, NoScriptError):
+                    self.registered.sha = await redis.script_load(self.text)  # on every master
+                    continue
+                if isinstance(reply, Exception):
+                    raise reply
+                return reply, int(acked)
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.execute_command("EVALSHA", self.registered.sha, len(keys), *keys, *args)
                 pipe.execute_command("WAIT", replicas, timeout_ms)

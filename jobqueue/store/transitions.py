@@ -110,7 +110,7 @@ class Transitions:
                 new.request.payload,
                 *new.fields,
             ]
-        replicas = 0 if self.replica_acks is None else await self.replica_acks.wanted()
+        replicas = 0 if self.replica_acks is None else await self.replica_acks.wanted(keys[0])
         if not replicas:
             created_at, *outcomes = await self._scripts["enqueue"].run(keys, args)
             return created_at, outcomes
