@@ -10,6 +10,11 @@ or the fault suite's end, never for the product) and lists each disagreement.
 (lua/include/priority.lua): a job's priority never changes, so the check holds
 at any moment, not only when the type is quiet (the fault suite samples it while
 it breaks things: priorities hold after every redelivery).
+
+A type spread over several partitions (docs/design.md, "Partitions of a type") is
+checked in every partition it covers (`P:partitions_covered`), each on its own: a
+partition's counters, indexes and lines hold only its own jobs. A problem found in a
+partition other than the first names it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import collections
 
 import redis
 
-from jobqueue.model import DEFAULT_PRIORITY, partition_of_type
+from jobqueue.model import DEFAULT_PRIORITY, partitions_of_type
 from jobqueue.store.keys import Keyspace, wake_marker
 
 _INDEXES = {
@@ -26,11 +31,26 @@ _INDEXES = {
 }  # fmt: skip
 
 
+def covered(client: redis.Redis, keys: Keyspace, job_type: str) -> tuple[str, ...]:
+    """The tags of every partition the type ever had (store/partitions.py's `covered`)."""
+    counts = [client.hget(name, job_type) for name in (keys.partitions_covered, keys.partitions)]
+    return partitions_of_type(job_type, max(int(count or 1) for count in counts))  # type: ignore[arg-type]
+
+
 def audit(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
-    """The disagreements between the type's counters and indexes and its jobs (none: [])."""
-    queue = keys.queue(job_type)
+    """The disagreements between the type's counters and indexes and its jobs, in every
+    partition it covers (none: [])."""
+    first, *others = covered(client, keys, job_type)
+    problems = _audit_partition(client, keys, job_type, first)
+    for tag in others:
+        problems += [f"partition {tag}: {p}" for p in _audit_partition(client, keys, job_type, tag)]
+    return problems
+
+
+def _audit_partition(client: redis.Redis, keys: Keyspace, job_type: str, tag: str) -> list[str]:
+    queue = keys.queue(job_type, tag)
     statuses: dict[str, bytes] = {}
-    for key in client.scan_iter(match=keys.job_key_prefix(partition_of_type(job_type)) + "*", count=1000):
+    for key in client.scan_iter(match=keys.job_key_prefix(tag) + "*", count=1000):
         job_type_stored, status = client.hmget(key, "type", "status")
         if job_type_stored == job_type.encode() and status is not None:
             statuses[key.decode().rsplit(":", 1)[1]] = status
@@ -58,7 +78,7 @@ def audit(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
         if holder and status not in (b"1", b"2"):
             problems.append(f"unique key {key.decode()} held by {holder.decode()}, status {status!r}")
     problems += _expiring_problems(client, queue.expiring, statuses, keys)
-    problems += misplaced(client, keys, job_type)
+    problems += _misplaced_in(client, keys, job_type, tag)
     return problems
 
 
@@ -68,14 +88,19 @@ def _band(score: float) -> int:
 
 
 def misplaced(client: redis.Redis, keys: Keyspace, job_type: str) -> list[str]:
-    """Ids of PENDING jobs waiting in another priority's line than their job's.
+    """Ids of PENDING jobs waiting in another priority's line than their job's, in every
+    partition the type covers.
 
     An id whose job is gone or not PENDING is a stale copy (cancel leaves them) and
     is skipped. Reads are not atomic with one another: only what holds at every
     moment is checked (a job keeps its priority for life).
     """
-    queue = keys.queue(job_type)
-    marker = wake_marker(job_type).encode()
+    return [p for tag in covered(client, keys, job_type) for p in _misplaced_in(client, keys, job_type, tag)]
+
+
+def _misplaced_in(client: redis.Redis, keys: Keyspace, job_type: str, tag: str) -> list[str]:
+    queue = keys.queue(job_type, tag)
+    marker = wake_marker(job_type, tag).encode()
     ready = [i for i in client.lrange(queue.ready, 0, -1) if i != marker]
     lines: dict[bytes, list[tuple[str, int]]] = collections.defaultdict(list)
     for job_id in ready:

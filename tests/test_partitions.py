@@ -13,6 +13,7 @@ import logging
 import time
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from jobqueue.client import Client
@@ -32,13 +33,16 @@ from jobqueue.producer import Producer
 from jobqueue.selection import JobFilter
 from jobqueue.settings import Settings
 from jobqueue.store import Store
+from jobqueue.store.keys import Keyspace
 from jobqueue.store.rebuild import Rebuilder
 from jobqueue.worker import Worker
 
 from .conftest import eventually, status_is
 from .harness import Harness
+from .store_audit import audit
 from .test_api import SERVICE, grpcurl, grpcurl_json, new_type, post_json
 from .test_cli import jobqueue
+from .test_rebuild import sync  # noqa: F401 - the audit's blocking client
 from .test_worker import running
 
 pytestmark = pytest.mark.redis_targets
@@ -323,14 +327,62 @@ async def test_list_workers_counts_the_jobs_held_in_every_partition(
             release.set()
 
 
-async def test_a_rebuild_repairs_every_partition_of_a_spread_type(store: Harness) -> None:
+async def test_progress_is_written_in_each_jobs_own_partition(
+    redis: Redis, settings: Settings, server_url: str
+) -> None:
+    """The progress script's keys are the job's partition's (its hash and that
+    partition's events stream): one slot on a cluster, and the watches of the job's
+    partition see the report."""
+    job_type = new_type()
+    release = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        job.set_progress(0.5, f"in {partition_of_id(job.id)}")
+        await release.wait()
+
+    worker = Worker(
+        job_type, handler, settings=settings, heartbeat_s=0.1, concurrency=3, progress_interval_s=0
+    )
+    keys = Keyspace(settings.prefix)
+    async with Client(server_url) as client:
+        await client.set_partitions(job_type, 3)
+        jobs = [await client.enqueue(job_type, b"") for _ in range(3)]
+        assert len({partition_of_id(job.id) for job in jobs}) == 3
+        async with running(worker):
+
+            async def reported(job_id: str) -> bool:
+                entries = await redis.xrange(keys.events(partition_of_id(job_id)))
+                return (
+                    any(
+                        fields[b"jobs"].startswith(job_id.encode()) and fields.get(b"progress_message")
+                        for _, fields in entries
+                    )
+                    and (await client.get(job_id)).progress_message == f"in {partition_of_id(job_id)}"
+                )
+
+            for job in jobs:
+                await eventually(lambda job_id=job.id: reported(job_id), what=f"the progress of {job.id}")
+            release.set()
+
+
+async def test_a_rebuild_repairs_every_partition_of_a_spread_type(
+    store: Harness,
+    sync: SyncRedis,  # noqa: F811
+) -> None:
     job_type = new_type()
     await store.store.partitions.set(job_type, 3)
     jobs = [await store.enqueue(job_type, b"") for _ in range(6)]
-    for tag in partitions_of_type(job_type, 3):  # counters and the live index lost
+    assert audit(sync, store.keys, job_type) == []
+    tags = partitions_of_type(job_type, 3)
+    for tag in tags:  # counters and the live index lost
         queue = store.keys.queue(job_type, tag)
         await store.redis.delete(queue.stats, queue.live)
+    # The audit sees the damage in each partition (named, but for the first).
+    problems = audit(sync, store.keys, job_type)
+    assert len(problems) == 6
+    assert [p.split(":")[0] for p in problems[2:]] == [f"partition {tag}" for tag in tags[1:] for _ in "ab"]
     report = await Rebuilder(store.redis, store.keys).rebuild(job_type)
+    assert audit(sync, store.keys, job_type) == []
     assert report.added["live"] == 6 and report.counted == (6, 0)
     [queue] = (await store.store.stats.read(job_type)).queues
     assert queue.pending == 6

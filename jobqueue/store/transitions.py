@@ -327,7 +327,7 @@ class Transitions:
         """Writes a running job's progress (set_progress): OK, or STALE (its lease was
         lost, or the job is no longer RUNNING): nothing written."""
         script = self._scripts["progress"]
-        keys = script.keys(self.keys.queue(job.type), job=self.keys.job(job.id))
+        keys = script.keys(self.keys.queue(job.type, partition_of_id(job.id)), job=self.keys.job(job.id))
         return decode(await script.run(keys, [job.lease_token, repr(fraction), message, job.id]))
 
     async def release(self, job: Job) -> Result:

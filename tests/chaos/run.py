@@ -4,6 +4,7 @@
     python tests/chaos/run.py             # the full run (a few minutes)
     python tests/chaos/run.py --small     # the bounded run the test suite does (about a minute)
     python tests/chaos/run.py --cluster   # the same on a local Redis Cluster (3 masters, a replica each)
+    python tests/chaos/run.py --partitions 4   # its type spread over 4 partitions, changed mid-run
 
 It starts a redis-server (AOF, fsync on every write) on a free loopback port, a
 `jobqueue server` and K `jobqueue worker tests/chaos/worker.py` processes, and
@@ -26,6 +27,15 @@ and the migration of the busy partition's slot to another master while jobs flow
 WAIT, an enqueue acknowledged by a master killed before its replica copied it can
 be lost: such a loss (the job's hash absent, acknowledged within a second of a
 master's kill) is counted apart ("lost: unreplicated"), not as a violation.
+
+With --partitions N (N > 1), the type is spread over N partitions (SetQueuePartitions,
+before the first enqueue), and the count changes while jobs flow, one more fault:
+N -> N//2+1 a third of the way through the enqueues, back to N at two thirds, so
+jobs left in the partitions the shrink removed must still be run. Every check below
+holds over every partition the type covers. A retried enqueue whose attempts straddle
+a change may land in another partition than its first, stored attempt and make a
+second job (docs/design.md, "Partitions of a type": a change of N moves keys): such
+a job is counted apart ("duplicate enqueues across a count change"), not as a violation.
 
 It records a history (acknowledged enqueues, faults, and every handler start and
 end with its attempt and fencing token, written by the workers) and checks:
@@ -81,6 +91,7 @@ from redis.crc import key_slot
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from jobqueue.model import MAX_PARTITIONS, partition_of_id, partitions_of_type  # noqa: E402
 from jobqueue.redis_cluster import LocalCluster  # noqa: E402
 from jobqueue.redis_server import RedisServer, free_port  # noqa: E402
 from jobqueue.store.keys import Keyspace, wake_marker  # noqa: E402
@@ -132,6 +143,7 @@ class Plan:
     fault_every_s: float  # mean time between faults
     drain_s: float  # how long the jobs may take to finish afterwards
     seed: int
+    partitions: int = 1  # the type's partition count (changed mid-run when > 1)
 
 
 @dataclasses.dataclass
@@ -314,6 +326,9 @@ class Chaos:
         self.unexpected_exits: list[str] = []  # processes that died without a fault: "no process exits"
         self.misplaced: list[str] = []  # jobs seen waiting in another priority's line
         self.lines_sampled = 0  # ids seen waiting in `ready` and `prio` by those samples
+        self.first_try: dict[int, float] = {}  # job number -> when its enqueue was first sent
+        self.pending_at_shrink = 0  # jobs PENDING in the partitions the shrink removed, as it began
+        self.tags = partitions_of_type(JOB_TYPE, plan.partitions)  # every partition covered
         self.lock = threading.Lock()
 
     # -- load --------------------------------------------------------------------------
@@ -347,6 +362,7 @@ class Chaos:
         if "expires_in" in spec:
             body["expiresInMs"] = spec["expires_in"]
         deadline = time.monotonic() + 90
+        self.first_try[n] = time.time()
         while time.monotonic() < deadline:
             try:
                 job = _post(f"{self.d.url}/mpataki.jobqueue.v1.JobService/EnqueueJob", body)["job"]
@@ -360,6 +376,49 @@ class Chaos:
                 self.acked_at[n] = time.time()
             return
         print(f"enqueue {n} never acknowledged in 90 s (not counted as lost: never acknowledged)")
+
+    def set_partitions(self, count: int) -> None:
+        """SetQueuePartitions through the server, retried until acknowledged (the server
+        may be down: a fault)."""
+        body = {"type": JOB_TYPE, "partitions": count}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                _post(f"{self.d.url}/mpataki.jobqueue.v1.JobService/SetQueuePartitions", body)
+            except (OSError, ValueError):
+                time.sleep(0.2)
+            else:
+                return
+        raise RuntimeError(f"SetQueuePartitions({count}) never acknowledged in 60 s")
+
+    def repartition(self, start: float) -> None:
+        """The count's change while jobs flow: N -> N//2+1 -> N, at a third and two
+        thirds of the enqueues (a fault: jobs left in a removed partition must run).
+        The shrink waits (a sixth of the enqueues at most) for a job pending in a
+        partition it removes, so that it strands some."""
+        wide, narrow = self.plan.partitions, self.plan.partitions // 2 + 1
+        for at, before, after in ((1 / 3, wide, narrow), (2 / 3, narrow, wide)):
+            time.sleep(max(0.0, start + at * self.plan.seconds - time.monotonic()))
+            if after < before:
+                self.pending_at_shrink = self._pending_in(
+                    self.tags[after:], until=time.monotonic() + self.plan.seconds / 6
+                )
+            fault = Fault("repartition", time.time(), detail=f"{before} -> {after}")
+            self.set_partitions(after)
+            fault.until = time.time()
+            self.faults.append(fault)
+
+    def _pending_in(self, tags: tuple[str, ...], until: float) -> int:
+        """How many jobs are PENDING in these partitions (their `stats`), once some are
+        or at `until`."""
+        client = self.d.client()
+        pending = 0
+        while time.monotonic() < until and not pending:
+            with contextlib.suppress(redis.RedisError):
+                stats = [client.hget(Keyspace().queue(JOB_TYPE, tag).stats, "pending") for tag in tags]
+                pending = sum(int(count or 0) for count in stats)  # type: ignore[arg-type]
+            time.sleep(0.05)
+        return pending
 
     # -- faults --------------------------------------------------------------------------
 
@@ -397,8 +456,9 @@ class Chaos:
             d.restart_redis(down_s=0.2 + self.rng.random())
             fault.until = time.time()
             return
-        if kind in CLUSTER_FAULTS:
-            busy_slot = key_slot(Keyspace().queue(JOB_TYPE).ready.encode())
+        if kind in CLUSTER_FAULTS:  # on a spread type, each partition's slot in turn
+            busy = self.tags[len(self.faults) % len(self.tags)]
+            busy_slot = key_slot(Keyspace().queue(JOB_TYPE, busy).ready.encode())
             if kind == "kill_master":
                 self.faults.append(d.kill_master(self.rng, busy_slot))
             elif kind == "failover":
@@ -448,8 +508,9 @@ class Chaos:
                 break
             if beat % 5 == 0:
                 with contextlib.suppress(redis.RedisError):
-                    queue = Keyspace().queue(JOB_TYPE)
-                    self.lines_sampled += client.llen(queue.ready) + client.zcard(queue.prio)
+                    for tag in self.tags:
+                        queue = Keyspace().queue(JOB_TYPE, tag)
+                        self.lines_sampled += client.llen(queue.ready) + client.zcard(queue.prio)
                     self.misplaced += misplaced(client, Keyspace(), JOB_TYPE)
             killed = {f.pid for f in self.faults if f.pid is not None}
             for pid in self.d.revive_dead_workers():
@@ -470,10 +531,15 @@ class Chaos:
         plan = self.plan
         self.specs = {n: self.job_spec(n) for n in range(plan.jobs)}
         _wait_for_server(self.d.url, 30)
+        if plan.partitions > 1:
+            self.set_partitions(plan.partitions)
         start = time.monotonic()
         stop_supervisor = threading.Event()
         supervisor = threading.Thread(target=self.supervise, args=(stop_supervisor,), daemon=True)
         supervisor.start()
+        repartition = threading.Thread(target=self.repartition, args=(start,), daemon=True)
+        if plan.partitions > 1:
+            repartition.start()
         spacing = plan.seconds / max(1, plan.jobs)
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             enqueued = [pool.submit(self.enqueue, n, start + n * spacing) for n in range(plan.jobs)]
@@ -481,6 +547,8 @@ class Chaos:
             # thread that started it (PR_SET_PDEATHSIG), and this one outlives the run.
             self.inject_faults(start + plan.seconds)
             concurrent.futures.wait(enqueued)
+        if plan.partitions > 1:
+            repartition.join(90)
         time.sleep(LIVENESS_S + 4)  # the last pause ends
         stop_supervisor.set()
         supervisor.join(10)
@@ -496,9 +564,11 @@ class Chaos:
             except redis.RedisError:
                 time.sleep(0.5)
                 continue
-            queue = keys.queue(JOB_TYPE)
+            queues = [keys.queue(JOB_TYPE, tag) for tag in self.tags]
             # The ids of jobs a reaper expired stay in `ready` until a worker skips them.
-            if all(s in FINAL for s in states) and client.llen(queue.ready) + client.llen(queue.popped) == 0:
+            if all(s in FINAL for s in states) and not any(
+                client.llen(queue.ready) + client.llen(queue.popped) for queue in queues
+            ):
                 return
             self.d.revive_dead_workers()
             time.sleep(0.5)
@@ -539,6 +609,8 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
         violations.append(f"{len(lost)} acknowledged jobs not finished: {lost[:10]}")
     stored = {k.decode().rsplit(":", 1)[1] for k in client.scan_iter(match=keys.job("*"), count=1000)}
     extra = stored - set(chaos.acks.values())
+    moved = _moved_by_a_count_change(chaos, client, keys, extra)
+    extra -= moved
     if extra:
         violations.append(f"{len(extra)} jobs stored that no acknowledgement returned (duplicate enqueues)")
 
@@ -600,20 +672,23 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
     if unexplained:
         violations.append(f"{len(unexplained)} duplicate executions without a fault: {unexplained[:5]}")
 
-    # 5. The stored sets agree with the states.
-    queue = keys.queue(JOB_TYPE)
-    marker = wake_marker(JOB_TYPE).encode()  # a stale one may wait for an idle worker to drop it
-    leftovers = {
-        "scheduled": client.zcard(queue.scheduled),
-        "ready": sum(1 for i in client.lrange(queue.ready, 0, -1) if i != marker),
-        "prio": client.zcard(queue.prio),
-        "popped": client.llen(queue.popped),
-        "leases": client.zcard(queue.leases),
-    }
+    # 5. The stored sets agree with the states, in every partition.
+    leftovers: collections.Counter[str] = collections.Counter()
+    failed_index: set[str] = set()
+    for tag in chaos.tags:
+        queue = keys.queue(JOB_TYPE, tag)
+        marker = wake_marker(JOB_TYPE, tag).encode()  # a stale one may wait for an idle worker to drop it
+        leftovers += {
+            "scheduled": client.zcard(queue.scheduled),
+            "ready": sum(1 for i in client.lrange(queue.ready, 0, -1) if i != marker),
+            "prio": client.zcard(queue.prio),
+            "popped": client.llen(queue.popped),
+            "leases": client.zcard(queue.leases),
+        }
+        failed_index |= {m.decode() for m in client.zrange(queue.failed, 0, -1)}
     for name, size in leftovers.items():
         if size:
             violations.append(f"{size} ids left in {name} after every job finished")
-    failed_index = {m.decode() for m in client.zrange(queue.failed, 0, -1)}
     failed_jobs = {chaos.acks[n] for n, job in jobs.items() if job.get("status") == b"4"}
     if failed_index != failed_jobs:
         violations.append(f"failed index has {len(failed_index)} ids, {len(failed_jobs)} jobs FAILED")
@@ -684,7 +759,51 @@ def verify(chaos: Chaos) -> tuple[dict[str, Any], list[str]]:
     }
     if chaos.d.cluster is not None:
         figures |= _cluster_figures(chaos.faults, len(unreplicated))
+    if chaos.plan.partitions > 1:
+        spread = _partition_figures(chaos, starts, len(moved))
+        violations += [
+            f"partition {tag} received no job"
+            for tag, count in spread["jobs per partition"].items()
+            if not count
+        ]
+        figures |= spread
     return figures, violations
+
+
+def _moved_by_a_count_change(chaos: Chaos, client: redis.Redis, keys: Keyspace, extra: set[str]) -> set[str]:
+    """The stored jobs no acknowledgement returned that a retried enqueue made in
+    another partition after a change of the count (documented: a change of N moves
+    keys): the enqueue of the same job number was first sent before a change and
+    acknowledged after it with another id."""
+    changes = [f.t for f in chaos.faults if f.kind == "repartition"]
+    moved = set()
+    for job_id in extra:
+        payload = client.hget(keys.job(job_id), "payload")
+        n = json.loads(payload)["n"] if payload else None
+        if n in chaos.acks and any(chaos.first_try[n] <= t <= chaos.acked_at[n] for t in changes):
+            moved.add(job_id)
+    return moved
+
+
+def _partition_figures(chaos: Chaos, starts: dict[str, list[dict[str, Any]]], moved: int) -> dict[str, Any]:
+    """How the jobs spread over the partitions, and how many jobs of a partition the
+    shrink removed were acknowledged before it and ran (a first run, a retry or a
+    redelivery) after it: its partition was still served."""
+    removed = set(chaos.tags[chaos.plan.partitions // 2 + 1 :])
+    shrink = next((f.t for f in chaos.faults if f.kind == "repartition"), None)  # the first change
+    spread = collections.Counter(partition_of_id(job_id) for job_id in chaos.acks.values())
+    served = [
+        job_id for n, job_id in chaos.acks.items()
+        if shrink is not None and chaos.acked_at[n] < shrink and partition_of_id(job_id) in removed
+        and any(run["t"] > shrink for run in starts.get(job_id, []))
+    ]  # fmt: skip
+    return {
+        "partition count changes": [f.detail for f in chaos.faults if f.kind == "repartition"],
+        "jobs per partition": {tag: spread[tag] for tag in chaos.tags},
+        "jobs pending in a removed partition at the shrink": chaos.pending_at_shrink,
+        "jobs of a removed partition, acknowledged before the shrink, run after it": len(served),
+        "duplicate enqueues across a count change": moved,
+    }
 
 
 def _cluster_figures(faults: list[Fault], unreplicated: int) -> dict[str, Any]:
@@ -806,7 +925,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, history)")
     parser.add_argument("--cluster", action="store_true", help="on a local Redis Cluster, with its faults")
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="spread the type over N partitions (changed once mid-run)"
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.partitions <= MAX_PARTITIONS:
+        parser.error(f"--partitions: must be 1 to {MAX_PARTITIONS}")
     if args.small and args.cluster:  # the suite's: well under a minute, each cluster fault once
         base = Plan(jobs=150, workers=2, seconds=10, fault_every_s=2.0, drain_s=40, seed=args.seed)
     elif args.small:
@@ -816,7 +940,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = dataclasses.replace(
         base,
         **{k: v for k, v in (("jobs", args.jobs), ("workers", args.workers), ("seconds", args.seconds),
-                             ("fault_every_s", args.fault_every)) if v is not None},
+                             ("fault_every_s", args.fault_every), ("partitions", args.partitions))
+           if v is not None},
     )  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="jobqueue-chaos-"))
     print(f"chaos: {plan} in {workdir}", flush=True)
