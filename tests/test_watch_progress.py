@@ -203,3 +203,45 @@ async def test_a_watch_of_a_finished_job_and_a_resumed_one_carry_the_result(
         await store.cancel(failed.id)
         (cancelled,) = list(client.watch_job(failed.id))
         assert cancelled.status is JobStatus.CANCELLED and cancelled.result == b""
+
+
+async def test_watch_jobs_carries_results_when_asked(
+    store: Harness,
+    settings: Settings,
+    server_url: str,
+    streamers: list[Streamer],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    async def handler(job: Job) -> bytes:
+        return b"r:" + job.payload
+
+    async with Client(server_url) as client:
+        asked = await client.watch_jobs("t", results=True)
+        plain = await client.watch_jobs("t")
+        request = {"type": "t", "results": True}  # type: ignore[dict-item]
+        curl = await stream("connect-h2c", server_url, WATCH_JOBS, request, tmp_path / "curl")
+        streamers.append(curl)
+        await started(curl)
+        jobs = [await store.enqueue("t", bytes([65 + i])) for i in range(3)]
+        async with running(make_worker(settings, handler)):
+            for job in jobs:
+                await eventually(status_is(store, job.id, JobStatus.COMPLETED), what="completion")
+        results: dict[str, bytes] = {}
+        async with asked:
+            async for event in asked:
+                if event.status is JobStatus.COMPLETED:
+                    results[event.id] = event.result
+                if len(results) == len(jobs):
+                    break
+        assert results == {job.id: b"r:" + job.payload for job in jobs}
+        async with plain:
+            async for event in plain:
+                assert event.result == b""  # not asked for
+                if event.status is JobStatus.COMPLETED:
+                    break
+
+    def completed() -> dict[str, str]:
+        return {e["id"]: e.get("result", "") for e in curl.events() if e.get("status") == COMPLETED}
+
+    await eventually(holds(lambda: len(completed()) == len(jobs)), what="the results through curl")
+    assert completed() == {job.id: base64.b64encode(b"r:" + job.payload).decode() for job in jobs}

@@ -180,10 +180,10 @@ class Client:
         return await self._watch(request)
 
     async def watch_jobs(
-        self, job_type: str = "", cursor: str = "", *, progress: bool = False
+        self, job_type: str = "", cursor: str = "", *, progress: bool = False, results: bool = False
     ) -> AsyncEventStream:
         """WatchJobs (see SyncClient.watch_jobs); `aclose()` (or `async with`) ends it."""
-        return await self._watch(watch_jobs_request(job_type, cursor, progress))
+        return await self._watch(watch_jobs_request(job_type, cursor, progress, results))
 
     async def _watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> AsyncEventStream:
         if self._closed:

@@ -236,13 +236,16 @@ class SyncClient:
         # from a cursor: then it is the job's next change, whenever that comes.
         return self._open_watch(request).start(None if cursor else self.timeout_s)
 
-    def watch_jobs(self, job_type: str = "", cursor: str = "", *, progress: bool = False) -> EventStream:
+    def watch_jobs(
+        self, job_type: str = "", cursor: str = "", *, progress: bool = False, results: bool = False
+    ) -> EventStream:
         """WatchJobs: every change of the type's jobs (every type's if empty) from now on
         (or after `cursor`): what happens once it has returned, until `close()`; with
-        `progress`, their progress reports too (no results: read them with `get`). It
-        returns once the server has answered (its first message, the position it starts
-        from, comes at once), within the client's `timeout_s`."""
-        request = watch_jobs_request(job_type, cursor, progress)
+        `progress`, their progress reports too; with `results`, each COMPLETED event
+        carries its job's result (`event.result`). It returns once the server has
+        answered (its first message, the position it starts from, comes at once),
+        within the client's `timeout_s`."""
+        request = watch_jobs_request(job_type, cursor, progress, results)
         return self._open_watch(request).start(self.timeout_s)
 
     def _open_watch(self, request: pb.WatchJobRequest | pb.WatchJobsRequest) -> EventStream:

@@ -32,8 +32,12 @@ from ..wire import job_change_from_proto
 BATCH = 500
 
 
-def watch_jobs_request(job_type: str, cursor: str, progress: bool = False) -> pb.WatchJobsRequest:
-    return pb.WatchJobsRequest(type=job_type, cursor=cursor, max_batch=BATCH, progress=progress)
+def watch_jobs_request(
+    job_type: str, cursor: str, progress: bool = False, results: bool = False
+) -> pb.WatchJobsRequest:
+    return pb.WatchJobsRequest(
+        type=job_type, cursor=cursor, max_batch=BATCH, progress=progress, results=results
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

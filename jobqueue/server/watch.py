@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import copy
 import dataclasses
 import logging
 import time
@@ -294,6 +295,8 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
     try:
         yield pb.WatchJobsResponse(event=pb.JobEvent(cursor=watcher.cursor().text()))
         changes = _changes(hubs, watcher, job_type, request.progress)
+        if request.results:
+            changes = _with_results(hubs, changes)
         if request.max_batch <= 1:
             async for change in changes:
                 if change is not _SENT_ALL:
@@ -301,25 +304,52 @@ async def watch_jobs(hubs: Hubs, request: pb.WatchJobsRequest) -> AsyncIterator[
             return
         batch: list[pb.JobEvent] = []
         gap = False
+        result_bytes = 0
         async for change in changes:
             if change is _SENT_ALL or (change.gap and batch):  # a gap is only ever its first event's
                 if batch:
                     yield pb.WatchJobsResponse(events=batch, gap=gap)
-                    batch = []
+                    batch, result_bytes = [], 0
                 if change is _SENT_ALL:
                     continue
             if not batch:
                 gap = change.gap
-            batch.append(cast(pb.JobEvent, change.event))  # _changes sends events only
-            if len(batch) == request.max_batch:
+            event = cast(pb.JobEvent, change.event)  # _changes sends events only
+            batch.append(event)
+            result_bytes += len(event.result)
+            if len(batch) == request.max_batch or result_bytes > RESULTS_PER_BATCH:
                 yield pb.WatchJobsResponse(events=batch, gap=gap)
-                batch = []
+                batch, result_bytes = [], 0
     finally:
         watcher.close()
 
 
 # What `_changes` yields when it has sent every event it has and is about to wait.
 _SENT_ALL = pb.WatchJobsResponse()
+
+# A WatchJobs batch that carries results closes once they pass this many bytes: a
+# batch of 1,000 results of up to 1 MiB each would be one message of a gigabyte.
+RESULTS_PER_BATCH = 4 * 1024 * 1024
+
+
+async def _with_results(
+    hubs: Hubs, changes: AsyncIterator[pb.WatchJobsResponse]
+) -> AsyncIterator[pb.WatchJobsResponse]:
+    """`changes` with each COMPLETED job's result, read from the job as its event is
+    sent (the stream's entries stay small; the hub's messages are shared by its
+    watchers, so an event with a result is a copy)."""
+    completed = pb.JobStatus.COMPLETED
+    redis, keys = hubs.store.redis, hubs.store.keys
+    async for change in changes:
+        event = change.event
+        if event is not None and event.status == completed and event.id and not event.result:
+            stored: bytes | None = await redis.hget(keys.job(event.id), "result")  # type: ignore[assignment]
+            if stored:
+                with_result = copy.copy(event)
+                with_result.result = stored
+                yield pb.WatchJobsResponse(event=with_result, gap=change.gap)
+                continue
+        yield change
 
 
 async def _changes(
