@@ -69,6 +69,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import http.client
 import itertools
 import json
 import os
@@ -366,7 +367,7 @@ class Chaos:
         while time.monotonic() < deadline:
             try:
                 job = _post(f"{self.d.url}/mpataki.jobqueue.v1.JobService/EnqueueJob", body)["job"]
-            except (OSError, ValueError, KeyError):
+            except (*CALL_FAILED, KeyError):
                 with self.lock:
                     self.enqueue_failures += 1
                 time.sleep(0.1 + self.rng.random() * 0.3)
@@ -385,7 +386,7 @@ class Chaos:
         while time.monotonic() < deadline:
             try:
                 _post(f"{self.d.url}/mpataki.jobqueue.v1.JobService/SetQueuePartitions", body)
-            except (OSError, ValueError):
+            except CALL_FAILED:
                 time.sleep(0.2)
             else:
                 return
@@ -547,6 +548,8 @@ class Chaos:
             # thread that started it (PR_SET_PDEATHSIG), and this one outlives the run.
             self.inject_faults(start + plan.seconds)
             concurrent.futures.wait(enqueued)
+            for future in enqueued:
+                future.result()  # an enqueue that died of something unforeseen is the suite's bug: say so
         if plan.partitions > 1:
             repartition.join(90)
         time.sleep(LIVENESS_S + 4)  # the last pause ends
@@ -888,6 +891,12 @@ def _statuses(client: redis.Redis, keys: Keyspace, job_ids: list[str]) -> list[b
         return list(pipe.execute())
 
 
+# A call to a server that a fault cut off: refused, reset, a reply cut short
+# (http.client.IncompleteRead is no OSError), an error answer (HTTPError), or a body
+# that is not the answer.
+CALL_FAILED = (OSError, ValueError, http.client.HTTPException)
+
+
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
@@ -909,7 +918,7 @@ def _wait_for_server(url: str, timeout: float) -> None:
         try:
             if _post(f"{url}/grpc.health.v1.Health/Check", {}).get("status") == "SERVING":
                 return
-        except (OSError, ValueError):
+        except CALL_FAILED:
             pass
         time.sleep(0.1)
     raise RuntimeError("the server did not become SERVING")
