@@ -17,10 +17,11 @@ and observability wrappers per command; this keeps `OwnConnection`'s costs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -162,9 +163,15 @@ async def pipeline_on_slot_master(
                     replies.append(await connection.read_response())
                 except ResponseError as error:
                     replies.append(error)
-        except BaseException:
+        except BaseException as failed:
             # A connection left with unread replies must not serve another caller.
             await connection.disconnect()
+            if isinstance(failed, (RedisConnectionError, RedisTimeoutError)):
+                # The node may be gone (its replica about to take its slots): read the
+                # map again, as the cluster client does after its own calls fail, rather
+                # than send every next enqueue to a dead master.
+                with contextlib.suppress(RedisError):
+                    await read_slot_map(cluster)
             raise
         finally:
             node.release(connection)
