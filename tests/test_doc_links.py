@@ -48,6 +48,6 @@ def test_relative_links_resolve(doc: Path) -> None:
 
 def test_the_readme_is_a_short_guide() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert len(readme.splitlines()) <= 320
+    assert len(readme.splitlines()) <= 260
     for section in ("## Try it", "## Enqueue from Python", "## Writing a worker", "## Configuration"):
         assert section in readme

@@ -1,4 +1,5 @@
-"""Every jobqueue, grpcurl and curl command in the README's "Try it" section works as written."""
+"""Every jobqueue, grpcurl and curl command in the README's "Try it" section and in
+docs/api.md works as written."""
 
 from __future__ import annotations
 
@@ -20,22 +21,25 @@ from .harness import Harness
 
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("## Try it", 1)[1].split("\n## ", 1)[0]
+API_PAGE = (ROOT / "docs" / "api.md").read_text()
 BLOCKS = [
     b
-    for b in re.findall(r"```bash\n(.*?)```", SECTION, flags=re.DOTALL)
+    for b in re.findall(r"```bash\n(.*?)```", SECTION + API_PAGE, flags=re.DOTALL)
     if "localhost:8080" in b or b.startswith("jobqueue ")
 ]
 # curl exits 0 on HTTP errors unless told otherwise; the README shows plain curl.
 STRICT_CURL = 'curl() { command curl --fail-with-body -sS "$@"; }\n'
 
 
-def test_the_section_has_the_original_examples() -> None:
-    text = "".join(BLOCKS)
+def test_the_section_and_the_api_page_have_the_original_examples() -> None:
+    section = "".join(re.findall(r"```bash\n(.*?)```", SECTION, flags=re.DOTALL))
     for command in ("jobqueue enqueue print hello", "jobqueue get JOB_ID_HERE", "--in 5s"):
-        assert command in text
+        assert command in section
+    assert "EnqueueJob" in section and "execution_time_ms" in section
+    original = API_PAGE.split("## The original README's calls", 1)[1].split("\n## ", 1)[0]
     for method in ("EnqueueJob", "GetJob", "CancelJob", "Health/Check", " list"):
-        assert method in text
-    assert text.count("grpcurl") >= 6 and text.count("curl -H") >= 5
+        assert method in original
+    assert original.count("grpcurl") >= 6 and original.count("curl -H") >= 5
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
