@@ -339,11 +339,10 @@ async def _with_results(
     sent (the stream's entries stay small; the hub's messages are shared by its
     watchers, so an event with a result is a copy)."""
     completed = pb.JobStatus.COMPLETED
-    redis, keys = hubs.store.redis, hubs.store.keys
     async for change in changes:
         event = change.event
         if event is not None and event.status == completed and event.id and not event.result:
-            stored: bytes | None = await redis.hget(keys.job(event.id), "result")  # type: ignore[assignment]
+            stored = await hubs.store.inspect.result(event.id)
             if stored:
                 with_result = copy.copy(event)
                 with_result.result = stored
@@ -477,8 +476,7 @@ class _JobFollow:
         """The message of one of its events; a COMPLETED one's with the job's result,
         read now (the stream's entry stays small; a job gone since has none)."""
         if self.results and event.status is JobStatus.COMPLETED and not event.result:
-            key = self.hubs.store.keys.job(self.job_id)
-            stored: bytes | None = await self.hubs.store.redis.hget(key, "result")  # type: ignore[assignment]
+            stored = await self.hubs.store.inspect.result(self.job_id)
             if stored:
                 event = dataclasses.replace(event, result=stored)
         return _event(event, self.partition)

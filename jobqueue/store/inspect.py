@@ -44,6 +44,13 @@ class Inspector:
             raise JobNotFound(job_id)
         return decode_job(fields)
 
+    async def result(self, job_id: str) -> bytes | None:
+        """The job's stored result; None for a job without one or gone. For the watch
+        streams, which send a COMPLETED event's result read when it is sent (the
+        stream's entries stay small)."""
+        stored: bytes | None = await self.redis.hget(self.keys.job(job_id), "result")  # type: ignore[assignment]
+        return stored or None
+
     async def job_types(self) -> set[str]:
         """Every type ever enqueued (the registry schedulers and reapers iterate)."""
         members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
