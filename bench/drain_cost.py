@@ -42,6 +42,8 @@ from pathlib import Path
 
 import redis
 
+from jobqueue.redis_server import is_loopback_url
+
 COUNT_KEY = "bench:count"  # the harness's no-op job INCRs it
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SHOWN_SYSCALLS = 8
@@ -113,7 +115,7 @@ def children(pid: int) -> list[int]:
 
 def commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
     stats: dict[str, tuple[int, int]] = {}
-    for name, value in client.info("commandstats").items():  # type: ignore[union-attr]
+    for name, value in client.info("commandstats").items():
         stats[name.removeprefix("cmdstat_")] = (int(value["calls"]), int(value["usec"]))
     return stats
 
@@ -140,7 +142,7 @@ def script_names(tree: str, python: str) -> dict[str, str]:
 def slowlog_scripts(client: redis.Redis, names: dict[str, str]) -> dict[str, tuple[int, int]]:
     """Calls and microseconds per script of every EVALSHA in the slow log."""
     found: dict[str, tuple[int, int]] = {}
-    for entry in client.slowlog_get(-1):  # type: ignore[union-attr]
+    for entry in client.slowlog_get(-1):
         command = entry["command"].split()
         if not command or command[0].upper() not in (b"EVALSHA", b"EVALSHA_RO"):
             continue
@@ -170,7 +172,7 @@ def perf_read(process: subprocess.Popen[bytes] | None, out: Path) -> dict[str, f
 
 def run_drain(tree: str, url: str, jobs: int, *, syscalls: bool, per_script: bool, timeout_s: float) -> Drain:
     client = redis.Redis.from_url(url)
-    redis_pid = int(client.info("server")["process_id"])  # type: ignore[index]
+    redis_pid = int(client.info("server")["process_id"])
     python = os.environ.get("BENCH_PYTHON", sys.executable)
     names = script_names(tree, python) if per_script else {}
     env = dict(os.environ, PYTHONPATH=tree)
@@ -195,7 +197,7 @@ def run_drain(tree: str, url: str, jobs: int, *, syscalls: bool, per_script: boo
             client.slowlog_reset()
         first = 0
         while not first and time.monotonic() < deadline:
-            first = int(client.get(COUNT_KEY) or 0)  # type: ignore[arg-type]
+            first = int(client.get(COUNT_KEY) or 0)
             time.sleep(0.002)
         user0, system0 = process_cpu(worker)
         if syscalls:
@@ -203,7 +205,7 @@ def run_drain(tree: str, url: str, jobs: int, *, syscalls: bool, per_script: boo
             redis_perf = perf_attach([redis_pid], work / "redis.csv")
         last = first
         while last < jobs and time.monotonic() < deadline:
-            last = int(client.get(COUNT_KEY) or 0)  # type: ignore[arg-type]
+            last = int(client.get(COUNT_KEY) or 0)
             time.sleep(0.005)
         user1, system1 = process_cpu(worker)
         result.worker_events = perf_read(worker_perf, work / "worker.csv")
@@ -268,8 +270,7 @@ def main() -> int:
     parser.add_argument("--per-script", action="store_true", help="Redis time per script (SLOWLOG at 0)")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
-    host = redis.Redis.from_url(args.redis_url).connection_pool.connection_kwargs.get("host")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
     runs: dict[str, list[Drain]] = {tree: [] for tree in args.trees}
     for i in range(args.pairs):

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import redis
 
+from jobqueue.redis_server import is_loopback_url
+
 COUNT_KEY = "bench:count"  # the harness's no-op job INCRs it
 ENQUEUE = """
 import asyncio, sys
@@ -86,8 +88,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
-    host = redis.Redis.from_url(args.redis_url).connection_pool.connection_kwargs.get("host")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback_url(args.redis_url):
         parser.error("only a loopback Redis may be targeted")
     python = os.environ.get("BENCH_PYTHON", sys.executable)
     counted = {tree: profile(tree, args.redis_url, args.jobs, python, args.timeout) for tree in args.trees}
