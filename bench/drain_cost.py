@@ -18,7 +18,8 @@ enqueue and worker) and, beside it:
   (total and the commonest kinds), redis-server's CPU (task-clock: command execution,
   parsing and socket I/O) and its system calls, Redis' own `usec` per command
   (commands called by a script are counted under their own name as well as within the
-  EVALSHA that ran them), and EVALSHA calls per job (a worker's round is one);
+  EVALSHA that ran them), EVALSHA calls per job (a worker's round is one) and the
+  bytes Redis read and wrote per job (INFO stats, reset with commandstats);
 - with --per-script, Redis' time and calls per job of each script, from SLOWLOG with
   its threshold at 0 for the drain (every command logged with its duration; the
   script named by the SHA1 of the tree's own script texts).
@@ -61,6 +62,7 @@ class Drain:
     redis_events: dict[str, float] = field(default_factory=dict)
     commands: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (calls, usec)
     scripts: dict[str, tuple[int, int]] = field(default_factory=dict)  # script name: (calls, usec)
+    net_bytes: tuple[int, int] = (0, 0)  # what Redis read and wrote on its sockets
 
     def per_job(self, value: float) -> float:
         return value / self.jobs if self.jobs else 0.0
@@ -78,6 +80,8 @@ class Drain:
             ),
             "evalsha_usec": self.per_job(self.commands.get("evalsha", (0, 0))[1]),
             "rounds": self.per_job(self.commands.get("evalsha", (0, 0))[0]),
+            "bytes_in": self.per_job(self.net_bytes[0]),
+            "bytes_out": self.per_job(self.net_bytes[1]),
         }
         return figures
 
@@ -211,6 +215,8 @@ def run_drain(tree: str, url: str, jobs: int, *, syscalls: bool, per_script: boo
         result.worker_events = perf_read(worker_perf, work / "worker.csv")
         result.redis_events = perf_read(redis_perf, work / "redis.csv")
         result.commands = commandstats(client)
+        net = client.info("stats")
+        result.net_bytes = (int(net["total_net_input_bytes"]), int(net["total_net_output_bytes"]))
         if per_script:
             client.config_set("slowlog-log-slower-than", 10_000)
             result.scripts = slowlog_scripts(client, names)
@@ -235,7 +241,8 @@ def report(drain: Drain) -> str:
         f"sys {s['sys_us']:.0f} µs/job, {s['syscalls']:.2f} syscalls/job, "
         f"{s['ctx_switches']:.2f} ctx sw/job | rounds/job {s['rounds']:.3f} | "
         f"redis cpu {s['redis_cpu_us']:.1f} µs/job, {s['redis_syscalls']:.2f} syscalls/job, "
-        f"commandstats {s['redis_usec']:.1f} µs/job (evalsha {s['evalsha_usec']:.1f})"
+        f"commandstats {s['redis_usec']:.1f} µs/job (evalsha {s['evalsha_usec']:.1f}) | "
+        f"bytes/job to Redis {s['bytes_in']:.0f}, from Redis {s['bytes_out']:.0f}"
     )
     kinds = sorted(
         ((name.removeprefix("syscalls:sys_enter_"), count) for name, count in drain.worker_events.items()
