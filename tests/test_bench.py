@@ -77,6 +77,29 @@ def test_one_drain_for_profiling(redis_url: str, network: list[str]) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_drains_cost_per_job_by_part(redis_url: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/drain_cost.py", redis_url, str(ROOT), "--jobs", "300", "--timeout", "60",
+         "--no-syscalls", "--per-script"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "rounds/job" in ran.stdout, ran.stdout
+    assert "scripts usec/job (calls/job): round " in ran.stdout, ran.stdout  # named from the tree's scripts
+    assert "medians:" in ran.stdout, ran.stdout
+
+
+@pytest.mark.timeout(120)
+def test_a_workers_python_calls_per_job(redis_url: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "bench/worker_calls.py", redis_url, str(ROOT), "--jobs", "200", "--timeout", "90"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert float(ran.stdout.split(": ")[1].split()[0]) > 0, ran.stdout  # "TREE: N Python calls per job"
+
+
+@pytest.mark.timeout(120)
 def test_one_drain_with_a_sync_handler(redis_url: str) -> None:
     ran = subprocess.run(
         [sys.executable, "bench/drain_once.py", redis_url, "--jobs", "300", "--timeout", "60", "--sync"],

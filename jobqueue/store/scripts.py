@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
@@ -81,18 +81,35 @@ def declared_keys(text: str) -> tuple[str, ...]:
     return tuple(name for name in names if not name.startswith("..."))
 
 
+# How many queue/worker pairs a script keeps its keys for (a worker has one per lane).
+_KEYS_KEPT = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Script:
     name: str
     keys_declared: tuple[str, ...]
     text: str  # what Redis runs
     registered: AsyncScript
+    # The declared keys of a script that names no job, by (queue, worker): a busy
+    # worker's round names the same ones every time.
+    _kept: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def keys(
         self, queue: QueueKeys | None, *, job: str = "", worker_id: str = "", more: Sequence[str] = ()
     ) -> list[str]:
         """The declared keys in their order (`job`: the job's key; `worker_id`: whose
         `held` set), then `more`."""
+        if queue is not None and not job:
+            kept = self._kept.get((queue.stats, worker_id))
+            if kept is None:
+                if len(self._kept) >= _KEYS_KEPT:
+                    self._kept.clear()
+                kept = self._kept[queue.stats, worker_id] = tuple(self._keys(queue, "", worker_id))
+            return [*kept, *more]
+        return self._keys(queue, job, worker_id) + list(more)
+
+    def _keys(self, queue: QueueKeys | None, job: str, worker_id: str) -> list[str]:
         keys: list[str] = []
         for name in self.keys_declared:
             if name == _JOB:
@@ -103,7 +120,6 @@ class Script:
                 keys.append(queue.held(worker_id))
             else:
                 keys.append(getattr(queue, name))
-        keys.extend(more)
         return keys
 
     async def run(

@@ -391,6 +391,7 @@ class Worker:
         RUNNING_JOB.set(job)  # the handler's log lines name its job (log_lines.py)
         transitions = serving.store.transitions
         progress = serving.progress
+        lane = serving.lane_of(job)  # looked up once: every run needs it twice
         progress.attach(job)
         try:
             timeout_s = job.timeout_ms / 1000 if job.timeout_ms else self.timeout_s
@@ -404,7 +405,7 @@ class Worker:
                 await self._record(job, "was released", lambda: transitions.release(job))
                 return
             try:
-                heartbeat = serving.lane_of(job).heartbeat
+                heartbeat = lane.heartbeat
                 if time.monotonic() > heartbeat.stale_at:
                     # The worker was paused, and may have counted as dead: it learns
                     # which of its leases are still its own before it starts a job.
@@ -445,7 +446,7 @@ class Worker:
                 if progress.reported(job):  # its last value goes with the completion
                     progress.hand_over(job)
                 # Recorded in a batch by the next round; the slot is free already.
-                serving.lane_of(job).completions.add(job)
+                lane.completions.add(job)
         finally:
             progress.end(job)
             try:
