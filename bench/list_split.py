@@ -19,7 +19,9 @@ as bench/list_jobs.py does (a page's cost does not grow with the jobs stored), t
   call, decoding 100 jobs; its Redis time subtracted), of it the decoding alone,
   building the reply's messages, encoding them, and gzip at connectrpc's level; on the
   client's side building and encoding the request, gunzip, decoding the reply, and
-  building the client's 100 Jobs.
+  building the client's 100 Jobs; and Redis' time for page.lua's parts (EVAL of the
+  index alone, then with a HGET of one field a job, a HMGET of the listed fields with
+  the values dropped, and returned as page.lua returns them).
 
 What the parts do not explain of a call's latency is the wake-ups and the loopback
 writes between three processes on a shared machine. Loopback only; bounded loops.
@@ -47,7 +49,7 @@ from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb
 from jobqueue.client import SyncClient
 from jobqueue.redis_server import RedisServer
 from jobqueue.selection import JobFilter, ListOrder
-from jobqueue.store.codec import decode_listed
+from jobqueue.store.codec import LISTED_FIELDS, LISTED_MARKERS, decode_listed
 from jobqueue.wire import job_from_proto, job_to_proto, list_jobs_request
 
 HERE = Path(__file__).resolve().parent
@@ -114,6 +116,7 @@ async def store_parts(redis_url: str, *, calls: int, rounds: int) -> dict[str, f
         parts["server: decoding 100 jobs (decode_listed)"] = timed(
             lambda: [decode_listed(i, JOB_TYPE, v) for i, v in entries], calls=calls, rounds=rounds
         )
+        parts |= await redis_parts(producer, calls=calls, rounds=rounds)
     jobs = page.jobs
 
     def build() -> pb.ListJobsResponse:
@@ -144,6 +147,46 @@ async def store_parts(redis_url: str, *, calls: int, rounds: int) -> dict[str, f
         lambda: [job_from_proto(job) for job in decoded.jobs], calls=calls, rounds=rounds
     )
     print(f"reply: {len(data):,} bytes, {len(gzipped):,} gzipped", flush=True)
+    return parts
+
+
+# page.lua's work on the first 100 entries of the index, in parts: the index alone, each
+# job's HMGET with its values dropped, and the same returning them (page.lua's reply).
+_REDIS_PARTS = {
+    "Redis: the index alone (ZRANGE of 100)": "return #redis.call('ZRANGE', KEYS[1], 0, 99)",
+    "Redis: the index, a HGET of one field a job": """
+local ids = redis.call('ZRANGE', KEYS[1], 0, 99)
+for _, id in ipairs(ids) do redis.call('HGET', ARGV[1] .. id, 'status') end
+return #ids""",
+    "Redis: the index, a HMGET of the listed fields a job, values dropped": """
+local ids = redis.call('ZRANGE', KEYS[1], 0, 99)
+local fields = {unpack(ARGV, 2)}
+for _, id in ipairs(ids) do redis.call('HMGET', ARGV[1] .. id, unpack(fields)) end
+return #ids""",
+    "Redis: the index, a HMGET of the listed fields a job, values returned": """
+local ids = redis.call('ZRANGE', KEYS[1], 0, 99)
+local fields, reply = {unpack(ARGV, 2)}, {}
+for i, id in ipairs(ids) do reply[i] = redis.call('HMGET', ARGV[1] .. id, unpack(fields)) end
+return reply""",
+}
+
+
+async def redis_parts(producer: Producer, *, calls: int, rounds: int) -> dict[str, float]:
+    """Redis' µs per page of each of _REDIS_PARTS (EVAL, its command stats)."""
+    redis, keys = producer.store.redis, producer.store.keys
+    [partition] = await producer.store.partitions.covered(JOB_TYPE)
+    index = keys.queue(JOB_TYPE, partition).live
+    args = [keys.job_key_prefix(partition), *LISTED_FIELDS, *LISTED_MARKERS]
+    parts = {}
+    for name, script in _REDIS_PARTS.items():
+        per_call = []
+        for _ in range(rounds):
+            await redis.config_resetstat()
+            for _ in range(calls):
+                await redis.eval(script, 1, index, *args)  # type: ignore[misc]
+            stats = await redis.info("commandstats")
+            per_call.append(stats["cmdstat_eval"]["usec"] / calls)
+        parts[name] = statistics.median(per_call)
     return parts
 
 
