@@ -2,7 +2,7 @@
 """ListJobs latency over a million stored jobs, through the real server.
 
     python bench/list_jobs.py [--jobs 1000000] [--completed 200000] [--pages 1000] [--runs 3]
-    python bench/list_jobs.py --trees TREE_A TREE_B [--runs 4] [--pages 500]
+    python bench/list_jobs.py --trees TREE_A TREE_B [--runs 4] [--pages 500] [--gzip-trees TREE_A]
     python bench/list_jobs.py --instructions TREE [TREE...] [--jobs 20000] [--completed 5000]
         [--pages 200] [--call "pending, newest first"]
     python bench/list_jobs.py --redis-instructions TREE [TREE...] [--jobs 20000] [--completed 5000]
@@ -27,6 +27,10 @@ With `--trees`, one server per tree (a checkout, e.g. a `git worktree` of anothe
 commit, its code first on PYTHONPATH) on the same Redis and jobs, walked in
 turn, each first in every other run: an A/B at the same moment of a shared
 machine's load.
+
+The bench's clients are this tree's `SyncClient`, whatever the server's tree; they ask
+for no compression (the client's default since listp99) unless `--gzip` (all of them)
+or `--gzip-trees` (those of these trees' servers) says so, as the client did before.
 
 With `--instructions`, the figure the machine's load does not move: each tree
 (a checkout, e.g. a `git worktree` of another commit) runs its `jobqueue server`
@@ -179,7 +183,7 @@ def calls_of(client: SyncClient) -> dict[str, Callable[[str], str]]:
 
 
 def instructions(
-    trees: list[Path], redis_url: str, work: Path, *, name: str, pages: int, warmup: int
+    trees: list[Path], redis_url: str, work: Path, *, name: str, pages: int, warmup: int, gzip: set[Path]
 ) -> None:
     """Per tree: the server's instructions per call of `name` under cachegrind."""
     for tree in trees:
@@ -189,7 +193,7 @@ def instructions(
             valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}"]
             with (
                 server_under(valgrind, tree, redis_url, work / "server.log") as (url, _),
-                SyncClient(url, timeout_s=120) as client,
+                SyncClient(url, timeout_s=120, gzip=tree in gzip) as client,
             ):
                 call = calls_of(client)[name]
                 token = ""
@@ -201,7 +205,7 @@ def instructions(
 
 
 def redis_instructions(
-    trees: list[Path], redis: RedisServer, work: Path, *, name: str, pages: int, warmup: int
+    trees: list[Path], redis: RedisServer, work: Path, *, name: str, pages: int, warmup: int, gzip: set[Path]
 ) -> None:
     """Per tree: Redis' instructions per call of `name`, Redis running under callgrind."""
     assert redis.process is not None
@@ -209,7 +213,7 @@ def redis_instructions(
     for i, tree in enumerate(trees):
         with (
             server_under([], tree, redis.url, work / f"server-{i}.log") as (url, _),
-            SyncClient(url, timeout_s=120) as client,
+            SyncClient(url, timeout_s=120, gzip=tree in gzip) as client,
         ):
             call = calls_of(client)[name]
             token = ""
@@ -297,7 +301,17 @@ def main() -> int:
     )
     parser.add_argument("--warmup", type=int, default=30, help="--instructions: pages before counting")
     parser.add_argument("--call", default="pending, newest first", choices=calls_names())
+    parser.add_argument("--gzip", action="store_true", help="the clients ask for gzip (the default before)")
+    parser.add_argument(
+        "--gzip-trees",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="TREE",
+        help="these trees' clients do",
+    )
     args = parser.parse_args()
+    gzip = {tree.resolve() for tree in args.gzip_trees}
     with (
         tempfile.TemporaryDirectory() as tmp,
         redis_server_of(Path(tmp), under_callgrind=bool(args.redis_instructions)) as redis_server,
@@ -306,22 +320,24 @@ def main() -> int:
         print(json.dumps({"jobs": args.jobs, **loading}), flush=True)
         if args.instructions:
             instructions(
-                args.instructions,
+                [tree.resolve() for tree in args.instructions],
                 redis_server.url,
                 Path(tmp),
                 name=args.call,
                 pages=args.pages,
                 warmup=args.warmup,
+                gzip=set(map(Path.resolve, args.instructions)) if args.gzip else gzip,
             )
             return 0
         if args.redis_instructions:
             redis_instructions(
-                args.redis_instructions,
+                [tree.resolve() for tree in args.redis_instructions],
                 redis_server,
                 Path(tmp),
                 name=args.call,
                 pages=args.pages,
                 warmup=args.warmup,
+                gzip=set(map(Path.resolve, args.redis_instructions)) if args.gzip else gzip,
             )
             return 0
         with contextlib.ExitStack() as stack:
@@ -335,7 +351,8 @@ def main() -> int:
                 else:
                     url, pid = stack.enter_context(server_under([], tree, redis_server.url, log))
                     label = f"{tree} "
-                servers[label] = (calls_of(stack.enter_context(SyncClient(url))), pid)
+                gzipping = args.gzip or (tree is not None and tree.resolve() in gzip)
+                servers[label] = (calls_of(stack.enter_context(SyncClient(url, gzip=gzipping))), pid)
             for calls, pid in servers.values():
                 walk(redis, pid, calls["pending, newest first"], calls=20)  # warm up
             results: dict[str, list[Walk]] = {}

@@ -82,35 +82,40 @@ _STATUS = {status: pb.JobStatus(int(status)) for status in JobStatus}
 
 def job_from_proto(job: pb.Job) -> Job:
     """Runs once per job of a list or batch reply: the enums by a dict lookup, not
-    by calling their class."""
+    by calling their class; the fields by position, in the order of Job's (keywords
+    cost a dataclass of this many fields several times more; tests/test_listed_codec.py
+    holds the order to the fields' names)."""
     status = _STATUS_OF_NUMBER.get(job.status)
     backoff = job.backoff
     return Job(
-        id=job.id,
-        type=job.type,
-        payload=job.payload,
-        status=JobStatus(int(job.status)) if status is None else status,
-        execution_time_ms=job.execution_time_ms,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        attempt=job.attempt,
-        last_error=job.last_error,
-        last_error_attempt=job.last_error_attempt,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        worker_id=job.worker_id,
-        max_attempts=job.max_attempts,
-        timeout_ms=job.timeout_ms,
-        idempotency_key=job.idempotency_key,
-        backoff=None if backoff is None else backoff_from_proto(backoff),
-        result=job.result,
-        expires_at_ms=job.expires_at_ms,
-        priority=job.priority or DEFAULT_PRIORITY,
-        unique_key=job.unique_key,
-        unique_mode=_UNIQUE_MODE_OF_NUMBER.get(job.unique_mode, UniqueMode.NONE),
-        progress=job.progress,
-        progress_message=job.progress_message,
-        progress_at=job.progress_at,
+        job.id,
+        job.type,
+        job.payload,
+        JobStatus(int(job.status)) if status is None else status,
+        job.execution_time_ms,
+        job.created_at,
+        job.updated_at,
+        job.attempt,
+        job.last_error,
+        job.last_error_attempt,
+        job.started_at,
+        job.finished_at,
+        job.worker_id,
+        job.max_attempts,
+        job.timeout_ms,
+        job.idempotency_key,
+        None if backoff is None else backoff_from_proto(backoff),
+        0,  # lease_token: not on the wire
+        "",  # trace_context: a claim's only
+        job.result,
+        job.priority or DEFAULT_PRIORITY,
+        job.unique_key,
+        _UNIQUE_MODE_OF_NUMBER.get(job.unique_mode, UniqueMode.NONE),
+        Enqueued.CREATED,
+        job.expires_at_ms,
+        job.progress,
+        job.progress_message,
+        job.progress_at,
     )
 
 

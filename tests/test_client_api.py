@@ -4,9 +4,13 @@ servers that cannot be reached or do not answer, closing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from connectrpc.code import Code
@@ -14,6 +18,7 @@ from connectrpc.errors import ConnectError
 
 from jobqueue import Backoff, EnqueueRequest, JobOptions
 from jobqueue.client import Client, ServerUnreachable, SyncClient
+from jobqueue.selection import JobFilter
 
 from .harness import Harness
 
@@ -231,3 +236,63 @@ async def test_closing_the_async_client_waits_for_its_calls(server_url: str) -> 
     with pytest.raises(RuntimeError, match="the client is closed"):
         await client.get(jobs[0].id)
     await client.close()
+
+
+# -- compression -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def recording_relay(target_url: str) -> Iterator[tuple[str, bytearray, bytearray]]:
+    """A loopback relay to `target_url` that keeps the bytes it passes: its URL, what
+    clients sent, what they received (HTTP/1.1: the headers are plain text)."""
+    target = urlsplit(target_url)
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent, received = bytearray(), bytearray()
+
+    def pump(source: socket.socket, sink: socket.socket, kept: bytearray) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                kept += data
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            upstream = socket.create_connection((target.hostname, target.port), timeout=30)
+            client.settimeout(30)
+            threading.Thread(target=pump, args=(client, upstream, sent), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, received), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", sent, received
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["default", "gzip"])
+def test_the_client_compresses_only_when_told(server_url: str, gzip: bool) -> None:
+    """By default the client neither compresses its requests nor asks for compressed
+    answers (on loopback or a LAN gzip costs more than it saves); with gzip=True it
+    does both, and the server answers compressed. The calls work either way."""
+    job_type = f"compressed-or-not-{uuid.uuid4().hex}"  # the shared server's: a type of its own
+    with recording_relay(server_url) as (url, sent, received), SyncClient(url, gzip=gzip) as client:
+        job = client.enqueue(job_type, b"x" * 4000)
+        assert client.get(job.id).payload == b"x" * 4000
+        page = client.list_jobs(JobFilter(type=job_type), with_payloads=True)
+        assert [listed.payload for listed in page.jobs] == [b"x" * 4000]
+    requests, answers = bytes(sent).lower(), bytes(received).lower()
+    assert requests.count(b"post /") == 3
+    if gzip:
+        assert requests.count(b"content-encoding: gzip") == 3
+        assert requests.count(b"accept-encoding: gzip") == 3
+        assert answers.count(b"content-encoding: gzip") == 3
+    else:
+        assert b"gzip" not in requests
+        assert b"content-encoding: gzip" not in answers
+        assert b"x" * 4000 in requests  # the payload as it is

@@ -61,9 +61,11 @@ class Client:
         ca_file: str | os.PathLike[str] | None = None,
         cert_file: str | os.PathLike[str] | None = None,
         key_file: str | os.PathLike[str] | None = None,
+        gzip: bool = False,
     ) -> None:
         """`tracing`: each call is a CLIENT span, child of the caller's current span,
-        whose context goes to the server (`traceparent`); needs the `otel` extra."""
+        whose context goes to the server (`traceparent`); needs the `otel` extra.
+        `gzip`: as SyncClient's."""
         self._calls = SyncClient(
             url,
             timeout_s=timeout_s,
@@ -73,6 +75,7 @@ class Client:
             ca_file=ca_file,
             cert_file=cert_file,
             key_file=key_file,
+            gzip=gzip,
         )
         self._tracing = tracing
         self.url = self._calls.url

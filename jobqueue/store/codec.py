@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from ..model import (
     DEFAULT_PRIORITY,
     Backoff,
+    Enqueued,
     EnqueueRequest,
     Job,
     JobOptions,
@@ -164,32 +165,36 @@ def decode_listed(
     if backoff_base_ms is not None:
         backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
     known_status = _STATUS_OF.get(status or b"")
+    # By position, in the order of Job's fields: keywords cost a dataclass of this many
+    # fields several times more, and a page decodes hundreds (tests/test_listed_codec.py
+    # holds the order to the fields' names).
     job = Job(
-        id=job_id,
-        type=job_type,
-        payload=payload or b"",
-        status=JobStatus(int(status or 0)) if known_status is None else known_status,
-        execution_time_ms=int(execution_time_ms) if execution_time_ms else 0,
-        created_at=int(created_at) if created_at else 0,
-        updated_at=int(updated_at) if updated_at else 0,
-        attempt=int(attempt) if attempt else 0,
-        last_error=last_error.decode(errors="replace") if last_error else "",
-        last_error_attempt=int(last_error_attempt) if last_error_attempt else 0,
-        started_at=int(started_at) if started_at else 0,
-        finished_at=int(finished_at) if finished_at else 0,
-        worker_id=worker_id.decode(errors="replace") if worker_id else "",
-        max_attempts=int(max_attempts) if max_attempts else 0,
-        timeout_ms=int(timeout_ms) if timeout_ms else 0,
-        idempotency_key=idempotency_key.decode(errors="replace") if idempotency_key else "",
-        backoff=backoff,
-        lease_token=int(lease_token) if lease_token else 0,
-        result=result or b"",
-        priority=int(priority) if priority else DEFAULT_PRIORITY,
-        expires_at_ms=int(expires_at_ms) if expires_at_ms else 0,
+        job_id,
+        job_type,
+        payload or b"",
+        JobStatus(int(status or 0)) if known_status is None else known_status,
+        int(execution_time_ms) if execution_time_ms else 0,
+        int(created_at) if created_at else 0,
+        int(updated_at) if updated_at else 0,
+        int(attempt) if attempt else 0,
+        last_error.decode(errors="replace") if last_error else "",
+        int(last_error_attempt) if last_error_attempt else 0,
+        int(started_at) if started_at else 0,
+        int(finished_at) if finished_at else 0,
+        worker_id.decode(errors="replace") if worker_id else "",
+        int(max_attempts) if max_attempts else 0,
+        int(timeout_ms) if timeout_ms else 0,
+        idempotency_key.decode(errors="replace") if idempotency_key else "",
+        backoff,
+        int(lease_token) if lease_token else 0,
+        "",  # trace_context: a claim's only
+        result or b"",
+        int(priority) if priority else DEFAULT_PRIORITY,
+        unique_key.decode(errors="replace") if unique_key else "",
+        UniqueMode(int(unique_mode) if unique_mode else 0) if unique_key else UniqueMode.NONE,
+        Enqueued.CREATED,
+        int(expires_at_ms) if expires_at_ms else 0,
     )
-    if unique_key:
-        job.unique_key = unique_key.decode(errors="replace")
-        job.unique_mode = UniqueMode(int(unique_mode) if unique_mode else 0)
     if progress_token is not None:
         set_progress_fields(job, progress, progress_message, progress_at, progress_token)
     return job
