@@ -1,11 +1,11 @@
 """The per-job decoders of a list page, against the readers they stand in for.
 
-`codec.decode_listed` (the server's read of a listed job's values) and
-`wire.job_from_proto` (the client's Job of a reply's message) build a Job by
-position, the fastest way to fill a dataclass of this many fields: a field passed
-in the wrong place would still make a Job. These properties hold both to the
-readers that name every field (`codec.decode_job`, the whole hash as GetJob reads
-it) and to the job itself, over generated jobs: every status, optional fields
+`codec.decode_listed` (the server's read of a listed job's values),
+`codec.decode_job_values` (a claim's and GetJob's) and `wire.job_from_proto` (the
+client's Job of a reply's message) build a Job by position, the fastest way to fill
+a dataclass of this many fields: a field passed in the wrong place would still make
+a Job. These properties hold them to each other (`codec.decode_job`, the whole hash
+as GetJob reads it) and to the job itself, over generated jobs: every status, optional fields
 present and absent, unicode text, int64 times, progress doubles, a stale
 progress (another run's token) hidden.
 """

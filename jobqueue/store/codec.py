@@ -237,25 +237,35 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
     if backoff_base_ms is not None:
         backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
     known_status = _STATUS_OF.get(status or b"")
+    # By position, in the order of Job's fields, as decode_listed does (keywords cost
+    # a dataclass of this many fields several times more; tests/test_listed_codec.py
+    # holds both to the fields).
     return Job(
-        id=job_id.decode(errors="replace"),
-        type=job_type.decode(errors="replace"),
-        payload=payload or b"",
-        status=JobStatus(int(status or 0)) if known_status is None else known_status,
-        execution_time_ms=int(execution_time_ms or 0),
-        created_at=int(created_at or 0),
-        updated_at=int(updated_at or 0),
-        attempt=int(attempt or 0),
-        last_error=last_error.decode(errors="replace") if last_error else "",
-        started_at=int(started_at or 0),
-        finished_at=int(finished_at or 0),
-        worker_id=worker_id.decode(errors="replace") if worker_id else "",
-        max_attempts=int(max_attempts or 0),
-        timeout_ms=int(timeout_ms or 0),
-        idempotency_key=idempotency_key.decode(errors="replace") if idempotency_key else "",
-        backoff=backoff,
-        lease_token=int(lease_token or 0),
-        expires_at_ms=int(expires_at_ms or 0),
+        job_id.decode(errors="replace"),
+        job_type.decode(errors="replace"),
+        payload or b"",
+        JobStatus(int(status or 0)) if known_status is None else known_status,
+        int(execution_time_ms) if execution_time_ms else 0,
+        int(created_at) if created_at else 0,
+        int(updated_at) if updated_at else 0,
+        int(attempt) if attempt else 0,
+        last_error.decode(errors="replace") if last_error else "",
+        0,  # last_error_attempt: a read's (set_read_fields)
+        int(started_at) if started_at else 0,
+        int(finished_at) if finished_at else 0,
+        worker_id.decode(errors="replace") if worker_id else "",
+        int(max_attempts) if max_attempts else 0,
+        int(timeout_ms) if timeout_ms else 0,
+        idempotency_key.decode(errors="replace") if idempotency_key else "",
+        backoff,
+        int(lease_token) if lease_token else 0,
+        "",  # trace_context: set by the claim that reads it
+        b"",  # result: a read's
+        DEFAULT_PRIORITY,  # priority: a read's
+        "",  # unique_key: a read's
+        UniqueMode.NONE,
+        Enqueued.CREATED,
+        int(expires_at_ms) if expires_at_ms else 0,
     )
 
 
