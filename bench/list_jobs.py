@@ -31,6 +31,8 @@ machine's load.
 The bench's clients are this tree's `SyncClient`, whatever the server's tree; they ask
 for no compression (the client's default since listp99) unless `--gzip` (all of them)
 or `--gzip-trees` (those of these trees' servers) says so, as the client did before.
+`--server h2corn` serves this tree's pages with h2corn instead of Hypercorn (the
+server's CPU then counts its serving child too).
 
 With `--instructions`, the figure the machine's load does not move: each tree
 (a checkout, e.g. a `git worktree` of another commit) runs its `jobqueue server`
@@ -118,7 +120,7 @@ class Walk:
 def walk(redis: Redis, server_pid: int, call: Callable[[str], str], *, calls: int) -> Walk:
     """`calls` successive calls, each given the token the previous one returned."""
     redis.config_resetstat()
-    cpu = cpu_seconds(server_pid) or 0.0
+    cpu = tree_cpu_seconds(server_pid)
     latencies = []
     token = ""
     for _ in range(calls):
@@ -130,7 +132,16 @@ def walk(redis: Redis, server_pid: int, call: Callable[[str], str], *, calls: in
     redis_us = sum(
         stats.get(k, {}).get("usec", 0) for k in ("cmdstat_evalsha", "cmdstat_smembers", "cmdstat_hgetall")
     )
-    return Walk(latencies, redis_us / calls, ((cpu_seconds(server_pid) or 0.0) - cpu) * 1000 / calls)
+    return Walk(latencies, redis_us / calls, (tree_cpu_seconds(server_pid) - cpu) * 1000 / calls)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """The CPU time of a process and its live descendants: h2corn serves from a child."""
+    total = cpu_seconds(pid) or 0.0
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            total += tree_cpu_seconds(int(child))
+    return total
 
 
 def list_pages(client: SyncClient, selection: tuple[JobFilter, ListOrder]) -> Callable[[str], str]:
@@ -303,6 +314,9 @@ def main() -> int:
     parser.add_argument("--call", default="pending, newest first", choices=calls_names())
     parser.add_argument("--gzip", action="store_true", help="the clients ask for gzip (the default before)")
     parser.add_argument(
+        "--server", choices=("hypercorn", "h2corn"), default="hypercorn", help="the ASGI server"
+    )
+    parser.add_argument(
         "--gzip-trees",
         type=Path,
         nargs="+",
@@ -346,7 +360,9 @@ def main() -> int:
             for i, tree in enumerate(args.trees or [None]):
                 log = Path(tmp) / f"server-{i}.log"
                 if tree is None:
-                    url, process = stack.enter_context(jobqueue_server_process(redis_server.url, log))
+                    url, process = stack.enter_context(
+                        jobqueue_server_process(redis_server.url, log, server=args.server)
+                    )
                     label, pid = "", process.pid
                 else:
                     url, pid = stack.enter_context(server_under([], tree, redis_server.url, log))
