@@ -138,9 +138,13 @@ def _drain_through_a_fault(
 
 
 def _wait_replicated(cluster: LocalCluster, master: RedisServer) -> None:
-    """Every write the master acknowledged is on its replica (WAIT): without it, an
-    enqueue acknowledged just before a SIGKILL may be lost (docs/guarantees.md)."""
+    """Every write the master applied so far is on its replica: a write of this
+    connection's own to the type's slot, then WAIT (which waits for the connection's
+    last write: on a connection that wrote nothing it answers at once). A worker's
+    completion lost with the master would hold its job until its lease (30 s) ran out."""
+    marker = f"{Keyspace().queue(JOB_TYPE).ready}:test-replicated"  # the type's hash tag
     with cluster.client(master) as client:
+        client.incr(marker)
         assert client.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
 
 
@@ -165,6 +169,22 @@ def test_a_killed_master_and_a_manual_failover_lose_no_job(cluster: LocalCluster
         return took["promotion"]
 
     assert _drain_through_a_fault(cluster, tmp_path, kill_then_fail_over) > 0
+
+
+def test_a_manual_failover_waits_for_a_slow_settling(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`LocalCluster.failover` asks again every 2 s while the failover is not over; when
+    the roles switched but the cluster takes longer than that to settle (a loaded
+    machine; here its check held false for 3 s), it waits instead of asking the new
+    master, which would refuse with a ResponseError: the drain above's manual failover
+    can meet that on a loaded machine."""
+    master = cluster.masters[0]
+    replica = cluster.replicas_of(master)[0]
+    settled, started = cluster.settled, time.monotonic()
+    monkeypatch.setattr(cluster, "settled", lambda: time.monotonic() - started > 3 and settled())
+    assert cluster.failover(replica) > 2
+    assert (cluster.role(replica), cluster.role(master)) == ("master", "slave")
 
 
 def test_a_server_whose_cluster_is_unreachable_waits_for_it(tmp_path: Path) -> None:
