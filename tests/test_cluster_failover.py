@@ -1,6 +1,7 @@
 """A Redis Cluster failing over under a server and a worker: a master SIGKILLed (its
 replica promoted), and a manual CLUSTER FAILOVER, while the worker drains jobs enqueued
-through the server and more enqueues arrive.
+through the server and more enqueues arrive. And a Producer alone (no server, worker,
+scheduler or reaper in its process) enqueueing across a master's SIGKILL.
 
 Cluster errors meanwhile (a refused connection, CLUSTERDOWN, MOVED while the map
 settles) are a Redis outage: the API answers `unavailable`, the worker's loops, the
@@ -13,22 +14,31 @@ once, not per Redis target.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from redis.asyncio.cluster import RedisCluster
 
 from jobqueue.client import SyncClient
-from jobqueue.model import JobStatus
+from jobqueue.errors import NotReplicated
+from jobqueue.model import JobOptions, JobStatus
+from jobqueue.producer import Producer
 from jobqueue.redis_cluster import LocalCluster
 from jobqueue.redis_server import RedisServer, find_server_binary, free_port
+from jobqueue.settings import Settings
+from jobqueue.store.client import connect
+from jobqueue.store.cluster_connection import pipeline_on_slot_master
 from jobqueue.store.keys import Keyspace
+from jobqueue.supervise import REDIS_DOWN
 
-from .conftest import jobqueue_process, jobqueue_server, until
+from .conftest import eventually, jobqueue_process, jobqueue_server, until
 from .edge import error_lines
 
 JOB_TYPE = "failover"  # tests/worker_apps.py:failover
@@ -128,9 +138,13 @@ def _drain_through_a_fault(
 
 
 def _wait_replicated(cluster: LocalCluster, master: RedisServer) -> None:
-    """Every write the master acknowledged is on its replica (WAIT): without it, an
-    enqueue acknowledged just before a SIGKILL may be lost (docs/guarantees.md)."""
+    """Every write the master applied so far is on its replica: a write of this
+    connection's own to the type's slot, then WAIT (which waits for the connection's
+    last write: on a connection that wrote nothing it answers at once). A worker's
+    completion lost with the master would hold its job until its lease (30 s) ran out."""
+    marker = f"{Keyspace().queue(JOB_TYPE).ready}:test-replicated"  # the type's hash tag
     with cluster.client(master) as client:
+        client.incr(marker)
         assert client.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
 
 
@@ -157,6 +171,22 @@ def test_a_killed_master_and_a_manual_failover_lose_no_job(cluster: LocalCluster
     assert _drain_through_a_fault(cluster, tmp_path, kill_then_fail_over) > 0
 
 
+def test_a_manual_failover_waits_for_a_slow_settling(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`LocalCluster.failover` asks again every 2 s while the failover is not over; when
+    the roles switched but the cluster takes longer than that to settle (a loaded
+    machine; here its check held false for 3 s), it waits instead of asking the new
+    master, which would refuse with a ResponseError: the drain above's manual failover
+    can meet that on a loaded machine."""
+    master = cluster.masters[0]
+    replica = cluster.replicas_of(master)[0]
+    settled, started = cluster.settled, time.monotonic()
+    monkeypatch.setattr(cluster, "settled", lambda: time.monotonic() - started > 3 and settled())
+    assert cluster.failover(replica) > 2
+    assert (cluster.role(replica), cluster.role(master)) == ("master", "slave")
+
+
 def test_a_server_whose_cluster_is_unreachable_waits_for_it(tmp_path: Path) -> None:
     """No node answers (the cluster down, or every node named gone): the server starts
     all the same, as on a single Redis that is down, and answers `unavailable`."""
@@ -173,3 +203,113 @@ def test_a_server_whose_cluster_is_unreachable_waits_for_it(tmp_path: Path) -> N
     text = log.read_text(errors="replace")
     assert "unavailable (ClusterUnreachable: Redis Cluster cannot be connected" in text
     assert not error_lines(text), text[-3000:]
+
+
+# A Producer alone: jobs acknowledged before the kill and after the recovery; how long
+# after the replica's promotion its enqueues must be acknowledged again.
+ALONE_BEFORE, ALONE_AFTER = 20, 20
+RECOVERY_S = 10.0
+
+
+async def _until_promoted(
+    cluster: LocalCluster, replica: RedisServer, attempt: Callable[[], Awaitable[bool]]
+) -> int:
+    """Calls `attempt` (False: it failed, to retry) until `replica` is promoted and the
+    cluster settled; returns how many attempts failed."""
+    promotion = asyncio.ensure_future(asyncio.to_thread(cluster.promoted, replica))
+    failed = 0
+    for _ in range(10_000):  # bounded by the promotion's own timeout (LocalCluster.promoted)
+        if promotion.done():
+            break
+        if not await attempt():
+            failed += 1
+            await asyncio.sleep(0.05)  # a retry's pause, as a client's backoff
+    await promotion
+    return failed
+
+
+async def test_a_producer_alone_enqueues_again_once_the_replica_took_over(cluster: LocalCluster) -> None:
+    """A Producer that only enqueues, with replica acks (its master has a replica: each
+    enqueue waits for it, on the script's connection), keeps enqueueing while the master
+    of its type's slot is SIGKILLed. Once the replica is promoted, its enqueues are
+    acknowledged again within RECOVERY_S, with no server, scheduler or reaper in its
+    process to read the slot map again for it. Each job is retried with its idempotency
+    key until acknowledged, and every acknowledged job is stored, once (a retry answers
+    with the job stored first)."""
+    keyspace = Keyspace()
+    job_type = "alone"
+    master = cluster.owner_of(keyspace.queue(job_type).ready)
+    acked: dict[str, str] = {}  # payload (the job's number) -> id of the job acknowledged
+    refusals: list[str] = []  # what the failed attempts failed with
+
+    async with Producer.connect(Settings(redis_url=cluster.url, redis_cluster=True)) as producer:
+
+        async def enqueue_next() -> bool:
+            """One attempt at the next job (numbered from 0: its payload and its
+            idempotency key name it); False: an outage, retried."""
+            number = len(acked)
+            try:
+                job = await producer.enqueue(
+                    job_type, str(number), options=JobOptions(idempotency_key=f"job-{number}")
+                )
+            except (*REDIS_DOWN, NotReplicated) as failed:
+                refusals.append(type(failed).__name__)
+                return False
+            acked[str(number)] = job.id
+            return True
+
+        for _ in range(ALONE_BEFORE):
+            assert await enqueue_next(), refusals
+        replica_acks = producer.store.transitions.replica_acks
+        assert replica_acks is not None
+        assert await replica_acks.wanted(keyspace.queue(job_type).ready) == 1  # the WAIT path
+
+        replica = await asyncio.to_thread(cluster.kill_master, master)
+        assert await _until_promoted(cluster, replica, enqueue_next), (
+            "no enqueue failed while its master was down"
+        )
+        await eventually(enqueue_next, RECOVERY_S, 0.05, "an enqueue acknowledged after the promotion")
+        for _ in range(ALONE_AFTER):
+            assert await enqueue_next(), refusals[-3:]
+
+        for payload, job_id in acked.items():
+            job = await producer.get(job_id)
+            assert (job.status, job.payload) == (JobStatus.PENDING, payload.encode()), job
+        # Once each: no retry stored a second job.
+        pending = await producer.store.redis.hget(keyspace.queue(job_type).stats, "pending")
+        assert pending == str(len(acked)).encode()
+    print(f"{len(acked)} acknowledged, refusals: {sorted(set(refusals))}")
+
+
+async def test_the_replica_acks_pipeline_alone_finds_the_promoted_replica(cluster: LocalCluster) -> None:
+    """The Producer above is helped by its other reads: its partition counts, read every
+    2 s through redis-py's own routing, meet CLUSTERDOWN while the killed master's slots
+    are uncovered, and redis-py then reads the whole map again. Here the replica
+    acks' pipeline (`pipeline_on_slot_master`, a write and its WAIT) is the only user of
+    its client: once the replica is promoted, it succeeds again within RECOVERY_S only
+    because its own failures had the slot map read again (`SlotMap`)."""
+    key = "{alone}:count"
+    master = cluster.owner_of(key)
+    client = cast("RedisCluster", connect(cluster.url, cluster=True))  # typed as Redis by connect
+    replies: list[object] = []
+    try:
+
+        async def write_and_wait() -> bool:
+            try:
+                written, _acked = await pipeline_on_slot_master(
+                    client, [key], [("INCR", key), ("WAIT", 1, 1000)]
+                )
+            except REDIS_DOWN:
+                return False
+            replies.append(written)
+            return not isinstance(written, REDIS_DOWN)  # CLUSTERDOWN comes as a reply
+
+        assert await write_and_wait()
+        replica = await asyncio.to_thread(cluster.kill_master, master)
+        assert await _until_promoted(cluster, replica, write_and_wait), (
+            "no write failed while its master was down"
+        )
+        await eventually(write_and_wait, RECOVERY_S, 0.05, "a write acknowledged after the promotion")
+        assert replies[-1] == int(await client.get(key))  # on the promoted replica
+    finally:
+        await client.aclose()

@@ -4,6 +4,7 @@ master that ran its script, on the script's connection. On the local cluster onl
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import cast
@@ -82,3 +83,40 @@ async def test_more_acks_than_replicas_is_unavailable_and_the_job_is_on_the_mast
         await Enqueuer(store).enqueue(job_type, b"x")
     stats = await cluster.hget(store.keys.queue(job_type).stats, "pending")
     assert stats == b"1"  # stored on the master all the same
+
+
+async def test_a_master_still_without_the_script_after_script_load_gets_its_text(
+    cluster_redis_url: str, cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master that answers NOSCRIPT (a replica just promoted, a restarted node made
+    master again) gets the script's text (EVAL), and keeps it: SCRIPT LOAD alone goes to
+    the masters of the client's slot map, which right after a failover may not name it
+    yet (an enqueue during a manual failover so answered `internal`). Here the client's
+    SCRIPT LOAD reaches no node, and the master's scripts are flushed before each call:
+    an enqueue with its WAIT, a single script call and a pipelined one all succeed."""
+    store = Store(cast("Redis", cluster), Settings(redis_url=cluster_redis_url, redis_cluster=True))
+    job_type = f"acks{uuid.uuid4().hex[:8]}"
+    master = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(store.keys.queue(job_type).stats))
+    assert store.transitions.replica_acks is not None
+    assert await store.transitions.replica_acks.wanted(store.keys.queue(job_type).stats) == 1  # the WAIT path
+
+    async def load_nowhere(script: str) -> str:
+        return hashlib.sha1(script.encode()).hexdigest()
+
+    monkeypatch.setattr(cluster, "script_load", load_nowhere)
+
+    async def flush_the_master() -> None:
+        await cluster.execute_command("SCRIPT FLUSH", target_nodes=master)  # type: ignore[no-untyped-call]
+
+    await flush_the_master()
+    job = await Enqueuer(store).enqueue(job_type, b"x")  # the enqueue script and its WAIT
+    await flush_the_master()
+    assert (await store.transitions.cancel(job.id)).ok  # one script call through the pool
+    await flush_the_master()
+    other = f"acks{uuid.uuid4().hex[:8]}"
+    await Enqueuer(store).enqueue(other, b"y")
+    await flush_the_master()
+    report = await store.stats.read()  # one script call per type, pipelined
+    counts = {queue.type: queue for queue in report.queues}
+    assert counts[job_type].cancelled == 1
+    assert counts[other].pending == 1

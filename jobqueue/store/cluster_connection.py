@@ -17,11 +17,11 @@ and observability wrappers per command; this keeps `OwnConnection`'s costs.
 
 from __future__ import annotations
 
-import contextlib
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, ResponseError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -29,7 +29,7 @@ from .client import read_slot_map
 from .connection import OwnConnection
 
 if TYPE_CHECKING:
-    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
     from redis.asyncio.connection import AbstractConnection
     from redis.typing import EncodableT
 
@@ -38,6 +38,72 @@ if TYPE_CHECKING:
 MAX_REDIRECTS = 3
 # Routes remembered (first key -> node) before they are forgotten all at once.
 MAX_ROUTES = 1024
+# Failures after which the node a command went to may no longer serve its slot: it was
+# killed or hangs (its replica about to take its slots), or the cluster is failing
+# over. The slot map may then name a node that is gone: `SlotMap.failed`.
+NODE_MAY_BE_GONE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ClusterDownError)
+
+
+class SlotMap:
+    """Which master serves a key's slot, from a cluster client's slot map, and the one
+    rule for reading that map again. One per client (`slot_map`), shared by every
+    caller that routes by it rather than through the client's own routing: own
+    connections (`ClusterConnection`), the replica acks' pipelines and their count
+    (`pipeline_on_slot_master`, `ReplicaAcks.wanted`). redis-py re-reads the map after
+    its own commands fail, not after theirs: without this, a process whose commands
+    all take these routes (a Producer that only enqueues, a worker's fetcher) would
+    send them to a dead master until it came back.
+
+    - After a failure that says the node may be gone (`NODE_MAY_BE_GONE`), the map is
+      read again before the next route (`master_of`), not at once. The caller backs
+      off first, and a replica takes over only after the cluster's node timeout, so a
+      map read right after the failure would mostly name the dead master again. And an
+      enqueue's replica count is decided from the map before its pipeline is routed:
+      both then see the map read once.
+    - After MOVED, at once (`read_again`): the caller resends its command to the new
+      owner straight away, and its next route should agree."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self._stale = False
+
+    def failed(self, error: BaseException) -> bool:
+        """Notes a command's failure: True if the node may be gone, the map then to be
+        read again before the next route."""
+        if isinstance(error, NODE_MAY_BE_GONE):
+            self._stale = True
+            return True
+        return False
+
+    async def master_of(self, key: EncodableT) -> ClusterNode:
+        """The master of `key`'s slot; reads the map first if a failure made it stale
+        (concurrent callers meanwhile route by the map as it was)."""
+        cluster = self.cluster
+        await cluster.initialize()  # once per client: the first map
+        if self._stale:
+            self._stale = False
+            try:
+                await read_slot_map(cluster)
+            except BaseException:
+                self._stale = True
+                raise
+        return cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+
+    async def read_again(self) -> None:
+        """Reads the map now (a MOVED)."""
+        await read_slot_map(self.cluster)
+        self._stale = False
+
+
+_SLOT_MAPS: weakref.WeakKeyDictionary[RedisCluster, SlotMap] = weakref.WeakKeyDictionary()
+
+
+def slot_map(cluster: RedisCluster) -> SlotMap:
+    """The `SlotMap` of a cluster client (made on first use, gone with the client)."""
+    found = _SLOT_MAPS.get(cluster)
+    if found is None:
+        found = _SLOT_MAPS[cluster] = SlotMap(cluster)
+    return found
 
 
 def command_keys(command: Sequence[EncodableT]) -> Sequence[EncodableT]:
@@ -69,11 +135,10 @@ class ClusterConnection(OwnConnection):
         """`cluster`: the client whose slot map routes the commands; `make_connection`:
         a connection factory for a node's (host, port) (client.connection_factory)."""
         super().__init__(_per_node_only, timeout_s)
-        self._cluster = cluster
+        self._slot_map = slot_map(cluster)
         self._make_for = make_connection
         self._nodes: dict[tuple[str, int], OwnConnection] = {}
         self._routes: dict[EncodableT, OwnConnection] = {}  # first key -> its node's connection
-        self._map_stale = False  # read the slot map again before the next route
 
     def _node(self, address: tuple[str, int]) -> OwnConnection:
         connection = self._nodes.get(address)
@@ -87,13 +152,9 @@ class ClusterConnection(OwnConnection):
         self._busy = True
         try:
             return await self._routed(command, blocks_s)
-        except (RedisConnectionError, RedisTimeoutError, ClusterDownError):
-            # The node is gone or hung (a master killed: its replica will take its
-            # slots), or the cluster is failing over: the routes and the slot map may
-            # name a node that no longer serves these slots. The next command reads the
-            # map again, rather than knock on the dead node's door until it is back.
-            self._routes.clear()
-            self._map_stale = True
+        except Exception as failed:
+            if self._slot_map.failed(failed):
+                self._routes.clear()  # they may name the node that is gone
             raise
         finally:
             self._busy = False
@@ -110,7 +171,7 @@ class ClusterConnection(OwnConnection):
             except MovedError as moved:
                 # The slot has a new owner (a failover, a migration done): read the map again.
                 self._routes.clear()
-                await read_slot_map(self._cluster)
+                await self._slot_map.read_again()
                 connection = self._node((moved.host, int(moved.port)))
             except AskError as ask:
                 # The slot is migrating and this key has left: ask its new node, this once.
@@ -122,12 +183,7 @@ class ClusterConnection(OwnConnection):
     async def _route(self, route: EncodableT, keys: Sequence[EncodableT]) -> OwnConnection:
         """The connection to the master of `keys`' slot, remembered for `route` (the
         first key: a fetcher or a hub sends the same few keys again and again)."""
-        cluster = self._cluster
-        await cluster.initialize()  # once: reads the slot map
-        if self._map_stale:
-            await read_slot_map(cluster)
-            self._map_stale = False
-        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]) if keys else 0)
+        node = await self._slot_map.master_of(keys[0] if keys else b"")  # keyless: slot 0's
         if len(self._routes) >= MAX_ROUTES:
             self._routes.clear()
         connection = self._routes[route] = self._node((node.host, int(node.port)))
@@ -150,10 +206,12 @@ async def pipeline_on_slot_master(
     commands on different connections: WAIT answers for its own connection's writes).
     A MOVED to the first command reads the slot map again and sends them all to the
     new owner, at most MAX_REDIRECTS times; an ASK (the slot migrating) stands, as
-    TRYAGAIN would: an outage the caller retries."""
-    await cluster.initialize()
+    TRYAGAIN would: an outage the caller retries. A failure that says the node may be
+    gone (a lost connection, CLUSTERDOWN) has the map read again before the next
+    enqueue's route (`SlotMap`)."""
+    slots = slot_map(cluster)
     for _ in range(MAX_REDIRECTS):
-        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]))
+        node = await slots.master_of(keys[0])
         connection = node.acquire_connection()
         replies: list[Any] = []
         try:
@@ -166,19 +224,15 @@ async def pipeline_on_slot_master(
         except BaseException as failed:
             # A connection left with unread replies must not serve another caller.
             await connection.disconnect()
-            if isinstance(failed, (RedisConnectionError, RedisTimeoutError)):
-                # The node may be gone (its replica about to take its slots): read the
-                # map again, as the cluster client does after its own calls fail, rather
-                # than send every next enqueue to a dead master.
-                with contextlib.suppress(RedisError):
-                    await read_slot_map(cluster)
+            slots.failed(failed)
             raise
         finally:
             node.release(connection)
         if isinstance(replies[0], MovedError):
-            await read_slot_map(cluster)
+            await slots.read_again()
             continue
         if isinstance(replies[0], AskError):
             raise TryAgainError(f"the slot of {keys[0]!r} is migrating: {replies[0]}")
+        slots.failed(replies[0])  # CLUSTERDOWN comes as a reply
         return replies
     raise replies[0]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from .cluster_connection import slot_map
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
@@ -54,8 +56,8 @@ class ReplicaAcks:
             self._count = await self._replicas_of(self._redis)
             return self._count
         cluster = cast("RedisCluster", self._redis)
-        await cluster.initialize()
-        master = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+        # Routed as the enqueue's pipeline is (one map, read again after a lost master).
+        master = await slot_map(cluster).master_of(key)
         wanted = self._per_master.get(master.name)
         if wanted is None:
             info = await cluster.info("replication", target_nodes=master)

@@ -45,6 +45,11 @@ _INCLUDE = re.compile(r"^-- include: (.+)$", re.MULTILINE)
 _KEYS = re.compile(r"^-- KEYS: (.+)$", re.MULTILINE)
 # The names a KEYS line may use besides the queue's own keys (QueueKeys.named()).
 _JOB, _HELD = "job", "held"
+# SENT_WHOLE: a node that answers NOSCRIPT gets the script's text (EVAL), and keeps it.
+# Not SCRIPT LOAD alone: on a Redis Cluster that goes to the masters of the client's
+# slot map, which right after a failover may not name the node that answered yet (a
+# replica just promoted, a restarted node made master again by a manual failover),
+# and the call would fail again ("NOSCRIPT" as an internal error).
 
 
 def _lua() -> Traversable:
@@ -127,54 +132,58 @@ class Script:
     ) -> Any:
         """Runs the script (`via`: the caller's own connection, else the pool)."""
         if via is None:
-            return await self.registered(keys=keys, args=args)
+            try:
+                return await self.registered(keys=keys, args=args)  # NOSCRIPT: SCRIPT LOAD, again
+            except NoScriptError:
+                # Still unknown to the node that runs it (SENT_WHOLE).
+                return await self.registered.registered_client.eval(self.text, len(keys), *keys, *args)
         return await via.script(self.registered, keys, args)
 
     async def run_replicated(
         self, keys: Sequence[str], args: Sequence[EncodableT], replicas: int, timeout_ms: int
     ) -> tuple[Any, int]:
         """Runs the script, then WAIT for `replicas` replicas on the same connection (one
-        pipelined round trip, and one more if Redis lost the script); returns the
-        script's reply and how many replicas have its writes (replication.py)."""
+        pipelined round trip, and one more if Redis lost the script: SENT_WHOLE);
+        returns the script's reply and how many replicas have its writes
+        (replication.py)."""
         redis = self.registered.registered_client
+        wait = ("WAIT", replicas, timeout_ms)
+        script: tuple[EncodableT, ...] = ("EVALSHA", self.registered.sha)
         for _ in range(2):
+            command = (*script, len(keys), *keys, *args)
             if isinstance(redis, RedisCluster):
-                script = ("EVALSHA", self.registered.sha, len(keys), *keys, *args)
-                wait = ("WAIT", replicas, timeout_ms)
-                reply, acked = await pipeline_on_slot_master(redis, keys, [script, wait])
-                if isinstance(reply, NoScriptError):
-                    self.registered.sha = await redis.script_load(self.text)  # on every master
-                    continue
-                if isinstance(reply, Exception):
-                    raise reply
-                return reply, int(acked)
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.execute_command("EVALSHA", self.registered.sha, len(keys), *keys, *args)
-                pipe.execute_command("WAIT", replicas, timeout_ms)
-                try:
-                    reply, acked = await pipe.execute()
-                except NoScriptError:
-                    self.registered.sha = await redis.script_load(self.text)
-                    continue
-                return reply, int(acked)
-        raise NoScriptError(f"{self.name}.lua: Redis keeps forgetting it")
+                reply, acked = await pipeline_on_slot_master(redis, keys, [command, wait])
+            else:
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.execute_command(*command)
+                    pipe.execute_command(*wait)
+                    reply, acked = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+            script = ("EVAL", self.text)
+        for answer in (reply, acked):
+            if isinstance(answer, Exception):
+                raise answer
+        return reply, int(acked)
 
     async def run_each(self, calls: Sequence[tuple[Sequence[str], Sequence[EncodableT]]]) -> list[Any]:
         """Runs the script once per (keys, args) in one pipelined round trip, as
         EVALSHA; the text is sent, and the calls again, only if Redis answers NOSCRIPT
-        (redis-py's own pipelines ask SCRIPT EXISTS first: one more round trip each)."""
+        (SENT_WHOLE; redis-py's own pipelines ask SCRIPT EXISTS first: one more round
+        trip each)."""
         redis = self.registered.registered_client
+        script: tuple[EncodableT, ...] = ("EVALSHA", self.registered.sha)
         for _ in range(2):
             async with redis.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
                     # As a command: redis-py's cluster pipeline refuses its `evalsha` method
                     # (it cannot tell the keys), not the command, which it routes by its keys.
-                    pipe.execute_command("EVALSHA", self.registered.sha, len(keys), *keys, *args)
+                    pipe.execute_command(*script, len(keys), *keys, *args)
                 try:
                     return await pipe.execute()
                 except NoScriptError:
-                    self.registered.sha = await redis.script_load(self.text)
-        raise NoScriptError(f"{self.name}.lua: Redis keeps forgetting it")
+                    script = ("EVAL", self.text)
+        raise AssertionError("EVAL cannot answer NOSCRIPT")
 
 
 @functools.cache
