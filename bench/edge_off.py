@@ -24,18 +24,22 @@ asyncio client: h2load counts Hypercorn's status line without a reason phrase as
 failure over HTTP/1.1). Every call must answer 200.
 
 - `cpu` (default): the two servers `--compare` names (bare,edge; bare,bare for an
-  A/A check of the method) up; per load, one warm-up run each, then alternating
-  pairs (A B, B A, ...), Redis flushed before each run; each run's server CPU time
-  per call: the server process' CPU time, user and kernel (`cpu_seconds`: what
-  utime + stime count, in ns), read before and after the run, over its calls. The
-  server is one process whose CPU limits the throughput (Redis and the client
-  beside it), so its CPU time per call is the inverse of its most calls/s, and
-  other work on the machine moves it far less than it moves wall time. Per load:
-  the medians, B/A, the pairs' ratios (their median, a bootstrap 95% interval of
-  that median, their range), and the wall-clock rates' B/A beside them. 16
-  streams on 4 h2c connections; 16 HTTP/1.1 connections; the client runs on the
-  same machine.
-- `time`: the same runs (it was a measure of its own before `cpu`).
+  A/A check of the method) up; per load, one warm-up run each, then `--pairs`
+  rounds, Redis flushed before each: both servers loaded at once, each by its own
+  client with the same calls (the order they start in swapped every round), and
+  each server's CPU time read before its client starts and when it is done: its
+  CPU time per call. That is user and kernel time of the server's process
+  (`cpu_seconds`: what utime + stime count, in ns). The server is one process
+  whose CPU limits the throughput (Redis and the client beside it), so its CPU
+  time per call is the inverse of its most calls/s; loaded at once, both servers
+  share whatever else the machine runs meanwhile, which moves CPU time per call
+  by tens of percent from one minute to the next. Per load: the medians, B/A,
+  the rounds' ratios (their median, a bootstrap 95% interval of that median,
+  their range). 16 streams on 4 h2c connections (h2load); 16 HTTP/1.1
+  connections; the clients run on the same machine.
+- `time`: the same, with the two servers loaded one after the other (A B, B A,
+  ...), Redis flushed before each run: the wall-clock rates' B/A as well as CPU
+  time's.
 - `instructions`: each server under valgrind (cachegrind, no cache simulation):
   one run with every load's warm-up only, then per load one run with the warm-ups
   and N more calls of it; (that run - the warm-up run) / N is the instructions per
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -274,7 +279,7 @@ class Load:
         self.method = {"enqueue": "EnqueueJob", "get": "GetJob"}[call]
         self.content_type = CONTENT_TYPES[codec]
         self.name = f"{self.method} {codec} {protocol}"
-        self.body_file = work / f"{call}.{codec}"
+        self.work = work
 
     def body(self, port: int) -> bytes:
         from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb  # noqa: PLC0415
@@ -299,10 +304,11 @@ class Load:
         """`requests` calls with `body`; the rate in calls/s."""
         if self.protocol == "h1":
             return h1_load(port, self.method, body, requests, content_type=self.content_type)
-        self.body_file.write_bytes(body)
+        body_file = self.work / f"{self.call}-{port}.{self.codec}"  # a file per server: both may run at once
+        body_file.write_bytes(body)
         connections = 1 if counted else 4
         return _h2load(
-            port, self.body_file, requests, connections=connections, streams=16,
+            port, body_file, requests, connections=connections, streams=16,
             path=SERVICE + self.method, content_type=self.content_type,
         )  # fmt: skip
 
@@ -313,7 +319,10 @@ def _labels(compare: list[str]) -> list[str]:
     return [first, second if second != first else f"{second}-2"]
 
 
-def _paired(loads: list[Load], url: str, work: Path, *, compare: list[str], pairs: int, requests: int) -> int:
+def _paired(
+    loads: list[Load], url: str, work: Path, *, compare: list[str], pairs: int, requests: int, together: bool
+) -> int:
+    """Each load through both servers, `pairs` times: at once (`together`) or one after the other."""
     client = redis.Redis.from_url(url)
     labels = _labels(compare)
     summary = []
@@ -328,19 +337,46 @@ def _paired(loads: list[Load], url: str, work: Path, *, compare: list[str], pair
             for label in labels:
                 load.run(servers[label].port, max(requests // 4, 1), counted=False)
             for pair in range(pairs):
-                for label in labels if pair % 2 == 0 else labels[::-1]:
+                order = [servers[label] for label in (labels if pair % 2 == 0 else labels[::-1])]
+                if together:
                     client.flushdb()
-                    server = servers[label]
-                    body = load.body(server.port)
-                    before = cpu_seconds(server.pid)
-                    rates[label].append(load.send(server.port, body, requests, counted=False))
-                    cpu[label].append((cpu_seconds(server.pid) - before) / requests)
+                    runs = _together(load, order, requests)
+                else:
+                    runs = []
+                    for server in order:
+                        client.flushdb()
+                        runs.append(_measured(load, server, load.body(server.port), requests))
+                for label in labels:
+                    rate, seconds = runs[order.index(servers[label])]
+                    rates[label].append(rate)
+                    cpu[label].append(seconds / requests)
             lines = _pairs_report(load.name, labels, cpu, rates)
             print("\n".join(lines), flush=True)
             summary.append(lines[0])
     client.close()
     print("\n".join(summary))
     return 0
+
+
+def _measured(load: Load, server: Server, body: bytes, requests: int) -> tuple[float, float]:
+    """`requests` calls of `load` to `server`: their rate, and the server's CPU seconds meanwhile."""
+    before = cpu_seconds(server.pid)
+    rate = load.send(server.port, body, requests, counted=False)
+    return rate, cpu_seconds(server.pid) - before
+
+
+def _together(load: Load, servers: list[Server], requests: int) -> list[tuple[float, float]]:
+    """`_measured` for each server at once, each with its own client (a thread
+    driving h2load, or an asyncio client's loop); each server's CPU is read when
+    its own client is done. Both servers share whatever else the machine runs
+    meanwhile, which is what makes their ratio steady."""
+    bodies = [load.body(server.port) for server in servers]
+    with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:
+        started = [
+            pool.submit(_measured, load, server, body, requests)
+            for server, body in zip(servers, bodies, strict=True)
+        ]
+        return [future.result(timeout=CALL_TIMEOUT_S + requests * 0.5) for future in started]
 
 
 def _pairs_report(
@@ -413,7 +449,7 @@ def main() -> int:
     parser.add_argument("--codecs", default="json", help="json, proto (Connect's binary) or both")
     parser.add_argument("--protocols", default="h1,h2c", help="h1, h2c or both")
     parser.add_argument("--pairs", type=int, default=20, help="cpu, time: alternating pairs per load")
-    parser.add_argument("--requests", type=int, help="calls per run (cpu, time: 3000; instructions: 2000)")
+    parser.add_argument("--requests", type=int, help="calls per run (cpu, time, instructions: 2000)")
     parser.add_argument(
         "--compare", default="bare,edge", help="cpu, time: the two servers (bare,bare: an A/A check)"
     )
@@ -442,7 +478,8 @@ def main() -> int:
                 work,
                 compare=compare,
                 pairs=args.pairs,
-                requests=args.requests or 3000,
+                requests=args.requests or 2000,
+                together=args.measure == "cpu",
             )
         sides = args.sides.split(",")
         return _count(
