@@ -75,6 +75,9 @@ SERVICE = "/mpataki.jobqueue.v1.JobService/"
 ENQUEUE_BODY = b'{"type":"bench","payload":"bm9vcA=="}'
 CONTENT_TYPES = {"json": "application/json", "proto": "application/proto"}
 SIDES = ("bare", "edge")
+# Halves of the edge, to tell their costs apart: the bare app on Hypercorn hardened
+# by hypercorn_guard, and the edge's app (asgi.build) on Hypercorn as it comes.
+PARTS = ("guard", "layers")
 BOOTSTRAP_RESAMPLES = 4000
 CALL_TIMEOUT_S = 60.0  # plus 0.5 s a call: a server under valgrind on a loaded machine is slow
 SERVER_CHILD = "--server-child"
@@ -139,6 +142,7 @@ def _serve_child(side: str) -> None:
     """In the server's child: serves `side` until SIGTERM (settings from the environment)."""
     from hypercorn.asyncio import serve as hypercorn_serve  # noqa: PLC0415
 
+    from jobqueue.server import asgi, hypercorn_guard  # noqa: PLC0415
     from jobqueue.server import main as server_main  # noqa: PLC0415
     from jobqueue.server.streams import Streams  # noqa: PLC0415
     from jobqueue.settings import Settings  # noqa: PLC0415
@@ -152,7 +156,9 @@ def _serve_child(side: str) -> None:
         if side == "edge":
             await server_main.serve(settings, stop)
             return
-        app = bare_app(settings, Streams())
+        app = asgi.build(settings, Streams()) if side == "layers" else bare_app(settings, Streams())
+        if side == "guard":
+            hypercorn_guard.install()
         await hypercorn_serve(app, server_main.hypercorn_config(settings), shutdown_trigger=stop.wait)
 
     asyncio.run(run())
@@ -451,7 +457,9 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=20, help="cpu, time: alternating pairs per load")
     parser.add_argument("--requests", type=int, help="calls per run (cpu, time, instructions: 2000)")
     parser.add_argument(
-        "--compare", default="bare,edge", help="cpu, time: the two servers (bare,bare: an A/A check)"
+        "--compare",
+        default="bare,edge",
+        help="cpu, time: the two servers (bare,bare: an A/A check; guard, layers: a part of the edge each)",
     )
     parser.add_argument("--warmup", type=int, default=300, help="instructions: calls of each load first")
     parser.add_argument("--sides", default="bare,edge", help="instructions: bare, edge or both")
@@ -468,8 +476,8 @@ def main() -> int:
         for protocol in args.protocols.split(",")
     ]  # fmt: skip
     compare = args.compare.split(",")
-    if len(compare) != 2 or not set(compare) <= set(SIDES):
-        parser.error("--compare takes two of bare, edge")
+    if len(compare) != 2 or not set(compare) <= {*SIDES, *PARTS}:
+        parser.error("--compare takes two of bare, edge, guard, layers")
     with RedisServer(work / "redis") as redis_server:
         if args.measure != "instructions":
             return _paired(
