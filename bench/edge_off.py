@@ -16,7 +16,12 @@ loopback against one private Redis (a prefix each):
   none of the protections: no edge layer (edge.py: slow clients, drain, gone
   clients, quiet aborts, explained refusals, sized unary answers), no gRPC-only
   layers, no CORS, no streams interceptor, no `hypercorn_guard`, and a JSON codec
-  without the depth scan (limits.py).
+  without the depth scan (limits.py);
+- and the edge's two halves, to tell their costs apart (`--compare` only):
+  `guard`, the bare app on Hypercorn hardened by `hypercorn_guard`; `layers`,
+  the edge's app (`asgi.build`) on Hypercorn as it comes; `inner`, that app
+  with its outermost layer (edge.py's `Edge`) replaced by one that only awaits
+  the next.
 
 The loads: unary Connect `EnqueueJob` and `GetJob` (of one job), JSON or binary
 (`--codecs`), over h2c (h2load) and over HTTP/1.1 keep-alive (`h1_load` below, an
@@ -77,7 +82,7 @@ CONTENT_TYPES = {"json": "application/json", "proto": "application/proto"}
 SIDES = ("bare", "edge")
 # Halves of the edge, to tell their costs apart: the bare app on Hypercorn hardened
 # by hypercorn_guard, and the edge's app (asgi.build) on Hypercorn as it comes.
-PARTS = ("guard", "layers")
+PARTS = ("guard", "layers", "inner")
 BOOTSTRAP_RESAMPLES = 4000
 CALL_TIMEOUT_S = 60.0  # plus 0.5 s a call: a server under valgrind on a loaded machine is slow
 SERVER_CHILD = "--server-child"
@@ -138,6 +143,17 @@ def _bare_create_app(producer: Any, *, streams: Any, on_startup: Any, on_shutdow
     )
 
 
+class _Awaiting:
+    """An app that awaits `app` (the edge's frame, without its work): Hypercorn takes
+    an app whose call is not a coroutine function for a WSGI one."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 def _serve_child(side: str) -> None:
     """In the server's child: serves `side` until SIGTERM (settings from the environment)."""
     from hypercorn.asyncio import serve as hypercorn_serve  # noqa: PLC0415
@@ -156,7 +172,12 @@ def _serve_child(side: str) -> None:
         if side == "edge":
             await server_main.serve(settings, stop)
             return
-        app = asgi.build(settings, Streams()) if side == "layers" else bare_app(settings, Streams())
+        if side == "inner":
+            create_app = asgi.create_app
+            asgi.create_app = lambda *args, **kwargs: _Awaiting(create_app(*args, **kwargs).app)  # type: ignore[assignment]
+        app = (
+            asgi.build(settings, Streams()) if side in {"layers", "inner"} else bare_app(settings, Streams())
+        )
         if side == "guard":
             hypercorn_guard.install()
         await hypercorn_serve(app, server_main.hypercorn_config(settings), shutdown_trigger=stop.wait)
@@ -477,7 +498,7 @@ def main() -> int:
     ]  # fmt: skip
     compare = args.compare.split(",")
     if len(compare) != 2 or not set(compare) <= {*SIDES, *PARTS}:
-        parser.error("--compare takes two of bare, edge, guard, layers")
+        parser.error("--compare takes two of bare, edge, guard, layers, inner")
     with RedisServer(work / "redis") as redis_server:
         if args.measure != "instructions":
             return _paired(
