@@ -21,7 +21,7 @@ loopback against one private Redis (a prefix each):
   `guard`, the bare app on Hypercorn hardened by `hypercorn_guard`; `layers`,
   the edge's app (`asgi.build`) on Hypercorn as it comes; `inner`, that app
   with its outermost layer (edge.py's `Edge`) replaced by one that only awaits
-  the next.
+  the next; `untimed`, the edge without slow.py's timing of reads and sends.
 
 The loads: unary Connect `EnqueueJob` and `GetJob` (of one job), JSON or binary
 (`--codecs`), over h2c (h2load) and over HTTP/1.1 keep-alive (`h1_load` below, an
@@ -82,7 +82,7 @@ CONTENT_TYPES = {"json": "application/json", "proto": "application/proto"}
 SIDES = ("bare", "edge")
 # Halves of the edge, to tell their costs apart: the bare app on Hypercorn hardened
 # by hypercorn_guard, and the edge's app (asgi.build) on Hypercorn as it comes.
-PARTS = ("guard", "layers", "inner")
+PARTS = ("guard", "layers", "inner", "untimed")
 BOOTSTRAP_RESAMPLES = 4000
 CALL_TIMEOUT_S = 60.0  # plus 0.5 s a call: a server under valgrind on a loaded machine is slow
 SERVER_CHILD = "--server-child"
@@ -154,11 +154,30 @@ class _Awaiting:
         await self.app(scope, receive, send)
 
 
+class _Untimed:
+    """slow.py's TimedCall as the edge uses it, timing nothing (the `untimed` side)."""
+
+    __slots__ = ("body_done", "deadline")
+
+    def __init__(self, bounds: Any) -> None:
+        self.body_done = False
+        self.deadline: float | None = None
+
+    def reading_body(self) -> float:
+        return 0.0
+
+    def sending(self) -> None:
+        pass
+
+    def ours(self) -> bool:
+        return False
+
+
 def _serve_child(side: str) -> None:
     """In the server's child: serves `side` until SIGTERM (settings from the environment)."""
     from hypercorn.asyncio import serve as hypercorn_serve  # noqa: PLC0415
 
-    from jobqueue.server import asgi, hypercorn_guard  # noqa: PLC0415
+    from jobqueue.server import asgi, edge, hypercorn_guard  # noqa: PLC0415
     from jobqueue.server import main as server_main  # noqa: PLC0415
     from jobqueue.server.streams import Streams  # noqa: PLC0415
     from jobqueue.settings import Settings  # noqa: PLC0415
@@ -169,7 +188,9 @@ def _serve_child(side: str) -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        if side == "edge":
+        if side == "untimed":
+            edge.TimedCall = _Untimed  # type: ignore[misc]
+        if side in {"edge", "untimed"}:
             await server_main.serve(settings, stop)
             return
         if side == "inner":
@@ -498,7 +519,7 @@ def main() -> int:
     ]  # fmt: skip
     compare = args.compare.split(",")
     if len(compare) != 2 or not set(compare) <= {*SIDES, *PARTS}:
-        parser.error("--compare takes two of bare, edge, guard, layers, inner")
+        parser.error("--compare takes two of bare, edge, guard, layers, inner, untimed")
     with RedisServer(work / "redis") as redis_server:
         if args.measure != "instructions":
             return _paired(
