@@ -496,12 +496,12 @@ def main() -> int:
     parser.add_argument("--calls", default="enqueue,get", help="enqueue, get or both")
     parser.add_argument("--codecs", default="json", help="json, proto (Connect's binary) or both")
     parser.add_argument("--protocols", default="h1,h2c", help="h1, h2c or both")
-    parser.add_argument("--pairs", type=int, default=20, help="cpu, time: alternating pairs per load")
+    parser.add_argument("--pairs", type=int, default=20, help="cpu, time: rounds (pairs of runs) per load")
     parser.add_argument("--requests", type=int, help="calls per run (cpu, time, instructions: 2000)")
     parser.add_argument(
         "--compare",
         default="bare,edge",
-        help="cpu, time: the two servers (bare,bare: an A/A check; guard, layers: a part of the edge each)",
+        help="cpu, time: the two servers (bare,bare: A/A; guard, layers, inner, untimed: parts of the edge)",
     )
     parser.add_argument("--warmup", type=int, default=300, help="instructions: calls of each load first")
     parser.add_argument("--sides", default="bare,edge", help="instructions: bare, edge or both")
