@@ -31,7 +31,8 @@ failure over HTTP/1.1). Every call must answer 200.
 - `cpu` (default): the two servers `--compare` names (bare,edge; bare,bare for an
   A/A check of the method) up; per load, one warm-up run each, then `--pairs`
   rounds, Redis flushed before each: both servers loaded at once, each by its own
-  client with the same calls (the order they start in swapped every round), and
+  client with the same calls (the order they start in swapped every round; each
+  server pinned to a CPU of its own, the CPUs swapped every other round), and
   each server's CPU time read before its client starts and when it is done: its
   CPU time per call. That is user and kernel time of the server's process
   (`cpu_seconds`: what utime + stime count, in ns). The server is one process
@@ -388,6 +389,7 @@ def _paired(
                 order = [servers[label] for label in (labels if pair % 2 == 0 else labels[::-1])]
                 if together:
                     client.flushdb()
+                    _pin([servers[label] for label in labels], pair // 2)
                     runs = _together(load, order, requests)
                 else:
                     runs = []
@@ -404,6 +406,18 @@ def _paired(
     client.close()
     print("\n".join(summary))
     return 0
+
+
+def _pin(servers: list[Server], turn: int) -> None:
+    """Each server on a CPU of its own, moved to the next CPU every `turn`: the
+    scheduler otherwise keeps a busy process on one CPU, and whatever else runs on
+    that CPU would weigh on one server only, round after round (the start order,
+    swapped every round, does not undo that)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < len(servers):
+        return
+    for index, server in enumerate(servers):
+        os.sched_setaffinity(server.pid, {cpus[(index + turn) % len(cpus)]})
 
 
 def _measured(load: Load, server: Server, body: bytes, requests: int) -> tuple[float, float]:
