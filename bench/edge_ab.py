@@ -341,14 +341,14 @@ def _server(tree: Path, url: str, work: Path, name: str, python: list[str] | Non
 @contextlib.contextmanager
 def running(
     command: list[str], cwd: Path, env: dict[str, str], port: int, log: Path, *, check_exit: bool = False
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """Runs a server's `command` (its output to `log`) until it listens on `port`;
     stops it with SIGTERM at the end (with `check_exit`, it must then exit 0)."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_listening(port, process)
-        yield
+        yield process
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -379,12 +379,19 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 def _h2load(
-    port: int, body: Path, requests: int, *, connections: int = 4, streams: int = 16, path: str = PATH
+    port: int,
+    body: Path,
+    requests: int,
+    *,
+    connections: int = 4,
+    streams: int = 16,
+    path: str = PATH,
+    content_type: str = "application/json",
 ) -> float:
     """Runs h2load (h2c); the rate in requests per second. Every call must succeed."""
     command = [
         "h2load", "-n", str(requests), "-c", str(connections), "-m", str(streams),
-        "-d", str(body), "-H", "content-type: application/json", f"http://{HOST}:{port}{path}",
+        "-d", str(body), "-H", f"content-type: {content_type}", f"http://{HOST}:{port}{path}",
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=True).stdout
     lines = out.splitlines()

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """What issue 13's protections cost a Connect-JSON call: one tree's server with them and without.
 
-    python bench/edge_off.py [--measure time|instructions] [--calls enqueue,get]
-        [--protocols h1,h2c] [--pairs 6] [--requests N] [--warmup N] [--sides bare,edge]
-        [--tree PATH]
+    python bench/edge_off.py [--measure cpu|time|instructions] [--calls enqueue,get]
+        [--codecs json,proto] [--protocols h1,h2c] [--pairs N] [--requests N]
+        [--compare bare,edge] [--warmup N] [--sides bare,edge] [--tree PATH]
 
 Two servers from this checkout (or the checkout `--tree` names: an older
 commit's, to compare before and after a change), each a child process running Hypercorn on
@@ -16,17 +16,36 @@ loopback against one private Redis (a prefix each):
   none of the protections: no edge layer (edge.py: slow clients, drain, gone
   clients, quiet aborts, explained refusals, sized unary answers), no gRPC-only
   layers, no CORS, no streams interceptor, no `hypercorn_guard`, and a JSON codec
-  without the depth scan (limits.py).
+  without the depth scan (limits.py);
+- and the edge's two halves, to tell their costs apart (`--compare` only):
+  `guard`, the bare app on Hypercorn hardened by `hypercorn_guard`; `layers`,
+  the edge's app (`asgi.build`) on Hypercorn as it comes; `inner`, that app
+  with its outermost layer (edge.py's `Edge`) replaced by one that only awaits
+  the next; `untimed`, the edge without slow.py's timing of reads and sends.
 
-The loads: unary Connect-JSON `EnqueueJob` and `GetJob` (of one job), over h2c
-(h2load) and over HTTP/1.1 keep-alive (`h1_load` below, an asyncio client: h2load
-counts Hypercorn's status line without a reason phrase as a failure over HTTP/1.1).
-Every call must answer 200.
+The loads: unary Connect `EnqueueJob` and `GetJob` (of one job), JSON or binary
+(`--codecs`), over h2c (h2load) and over HTTP/1.1 keep-alive (`h1_load` below, an
+asyncio client: h2load counts Hypercorn's status line without a reason phrase as a
+failure over HTTP/1.1). Every call must answer 200.
 
-- `time` (default): both servers up; per load, one warm-up run each, then
-  alternating pairs (bare edge, edge bare, ...), Redis flushed before each run;
-  each rate, the medians, edge/bare, the pairs' ratios. 16 streams on 4 h2c
-  connections; 16 HTTP/1.1 connections. The client runs on the same machine.
+- `cpu` (default): the two servers `--compare` names (bare,edge; bare,bare for an
+  A/A check of the method) up; per load, one warm-up run each, then `--pairs`
+  rounds, Redis flushed before each: both servers loaded at once, each by its own
+  client with the same calls (the order they start in swapped every round; each
+  server pinned to a CPU of its own, the CPUs swapped every other round), and
+  each server's CPU time read before its client starts and when it is done: its
+  CPU time per call. That is user and kernel time of the server's process
+  (`cpu_seconds`: what utime + stime count, in ns). The server is one process
+  whose CPU limits the throughput (Redis and the client beside it), so its CPU
+  time per call is the inverse of its most calls/s; loaded at once, both servers
+  share whatever else the machine runs meanwhile, which moves CPU time per call
+  by tens of percent from one minute to the next. Per load: the medians, B/A,
+  the rounds' ratios (their median, a bootstrap 95% interval of that median,
+  their range). 16 streams on 4 h2c connections (h2load); 16 HTTP/1.1
+  connections; the clients run on the same machine.
+- `time`: the same, with the two servers loaded one after the other (A B, B A,
+  ...), Redis flushed before each run: the wall-clock rates' B/A as well as CPU
+  time's.
 - `instructions`: each server under valgrind (cachegrind, no cache simulation):
   one run with every load's warm-up only, then per load one run with the warm-ups
   and N more calls of it; (that run - the warm-up run) / N is the instructions per
@@ -40,9 +59,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
+import random
 import signal
 import statistics
 import sys
@@ -50,7 +71,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from edge_ab import HOST, _free_port, _h2load, _instructions, running  # bench/, this script's folder
@@ -58,7 +79,12 @@ from edge_ab import HOST, _free_port, _h2load, _instructions, running  # bench/,
 TREE = Path(__file__).resolve().parent.parent
 SERVICE = "/mpataki.jobqueue.v1.JobService/"
 ENQUEUE_BODY = b'{"type":"bench","payload":"bm9vcA=="}'
+CONTENT_TYPES = {"json": "application/json", "proto": "application/proto"}
 SIDES = ("bare", "edge")
+# Halves of the edge, to tell their costs apart: the bare app on Hypercorn hardened
+# by hypercorn_guard, and the edge's app (asgi.build) on Hypercorn as it comes.
+PARTS = ("guard", "layers", "inner", "untimed")
+BOOTSTRAP_RESAMPLES = 4000
 CALL_TIMEOUT_S = 60.0  # plus 0.5 s a call: a server under valgrind on a loaded machine is slow
 SERVER_CHILD = "--server-child"
 
@@ -118,10 +144,41 @@ def _bare_create_app(producer: Any, *, streams: Any, on_startup: Any, on_shutdow
     )
 
 
+class _Awaiting:
+    """An app that awaits `app` (the edge's frame, without its work): Hypercorn takes
+    an app whose call is not a coroutine function for a WSGI one."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+class _Untimed:
+    """slow.py's TimedCall as the edge uses it, timing nothing (the `untimed` side)."""
+
+    __slots__ = ("body_done", "deadline")
+
+    def __init__(self, bounds: Any) -> None:
+        self.body_done = False
+        self.deadline: float | None = None
+
+    def reading_body(self) -> float:
+        return 0.0
+
+    def sending(self) -> None:
+        pass
+
+    def ours(self) -> bool:
+        return False
+
+
 def _serve_child(side: str) -> None:
     """In the server's child: serves `side` until SIGTERM (settings from the environment)."""
     from hypercorn.asyncio import serve as hypercorn_serve  # noqa: PLC0415
 
+    from jobqueue.server import asgi, edge, hypercorn_guard  # noqa: PLC0415
     from jobqueue.server import main as server_main  # noqa: PLC0415
     from jobqueue.server.streams import Streams  # noqa: PLC0415
     from jobqueue.settings import Settings  # noqa: PLC0415
@@ -132,17 +189,31 @@ def _serve_child(side: str) -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        if side == "edge":
+        if side == "untimed":
+            edge.TimedCall = _Untimed  # type: ignore[misc]
+        if side in {"edge", "untimed"}:
             await server_main.serve(settings, stop)
             return
-        app = bare_app(settings, Streams())
+        if side == "inner":
+            create_app = asgi.create_app
+            asgi.create_app = lambda *args, **kwargs: _Awaiting(create_app(*args, **kwargs).app)  # type: ignore[assignment]
+        app = (
+            asgi.build(settings, Streams()) if side in {"layers", "inner"} else bare_app(settings, Streams())
+        )
+        if side == "guard":
+            hypercorn_guard.install()
         await hypercorn_serve(app, server_main.hypercorn_config(settings), shutdown_trigger=stop.wait)
 
     asyncio.run(run())
 
 
+class Server(NamedTuple):
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def _server(side: str, url: str, work: Path, name: str, *, valgrind: Path | None = None) -> Iterator[int]:
+def _server(side: str, url: str, work: Path, name: str, *, valgrind: Path | None = None) -> Iterator[Server]:
     port = _free_port()
     env = dict(
         os.environ, PYTHONPATH=str(TREE), JOBQUEUE_REDIS_URL=url, JOBQUEUE_PREFIX=name,
@@ -152,14 +223,26 @@ def _server(side: str, url: str, work: Path, name: str, *, valgrind: Path | None
     if valgrind is not None:
         wrapper = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={valgrind}"]
     command = [*wrapper, sys.executable, __file__, SERVER_CHILD, side]
-    with running(command, TREE, env, port, work / f"{name}.log", check_exit=True):
-        yield port
+    with running(command, TREE, env, port, work / f"{name}.log", check_exit=True) as process:
+        yield Server(port, process.pid)
 
 
-def _request(port: int, method: str, body: bytes) -> bytes:
+def cpu_seconds(pid: int) -> float:
+    """The process' CPU time so far, user and kernel, summed over its threads: the
+    time each has run (/proc/PID/task/TID/schedstat's first field, in ns). The same
+    total as /proc/PID/stat's utime + stime, which count in clock ticks (10 ms);
+    a thread that ended is missing from the sum (the server runs one thread)."""
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            total_ns += int((task / "schedstat").read_text().split()[0])
+    return total_ns / 1e9
+
+
+def _request(port: int, method: str, body: bytes, content_type: str = CONTENT_TYPES["json"]) -> bytes:
     return (
         f"POST {SERVICE}{method} HTTP/1.1\r\nhost: {HOST}:{port}\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
@@ -198,9 +281,17 @@ async def _h1_connection(port: int, request: bytes, count: int) -> None:
             await writer.wait_closed()
 
 
-def h1_load(port: int, method: str, body: bytes, requests: int, connections: int = 16) -> float:
+def h1_load(
+    port: int,
+    method: str,
+    body: bytes,
+    requests: int,
+    *,
+    connections: int = 16,
+    content_type: str = "application/json",
+) -> float:
     """`requests` calls over `connections` HTTP/1.1 keep-alive connections; the rate in calls/s."""
-    request = _request(port, method, body)
+    request = _request(port, method, body, content_type)
     shares = [requests // connections + (i < requests % connections) for i in range(connections)]
 
     async def run() -> float:
@@ -228,57 +319,155 @@ def _job_id(port: int) -> str:
 
 
 class Load:
-    """One of the loads: a method over a protocol."""
+    """One of the loads: a method, its codec (JSON or binary), a protocol."""
 
-    def __init__(self, call: str, protocol: str, work: Path) -> None:
+    def __init__(self, call: str, codec: str, protocol: str, work: Path) -> None:
         self.call = call
+        self.codec = codec
         self.protocol = protocol
         self.method = {"enqueue": "EnqueueJob", "get": "GetJob"}[call]
-        self.name = f"{self.method} {protocol}"
-        self.body_file = work / f"{call}.json"
+        self.content_type = CONTENT_TYPES[codec]
+        self.name = f"{self.method} {codec} {protocol}"
+        self.work = work
 
     def body(self, port: int) -> bytes:
-        return ENQUEUE_BODY if self.call == "enqueue" else b'{"id":"%s"}' % _job_id(port).encode()
+        from jobqueue._gen.mpataki.jobqueue.v1 import jobqueue_pb as pb  # noqa: PLC0415
 
-    def run(self, port: int, requests: int, *, counted: bool) -> float:
-        body = self.body(port)
-        if self.protocol == "h1":
-            return h1_load(port, self.method, body, requests)
-        self.body_file.write_bytes(body)
-        connections = 1 if counted else 4
-        return _h2load(
-            port, self.body_file, requests, connections=connections, streams=16, path=SERVICE + self.method
+        if self.call == "enqueue":
+            return (
+                ENQUEUE_BODY
+                if self.codec == "json"
+                else pb.EnqueueJobRequest(type="bench", payload=b"noop").to_binary()
+            )
+        job_id = _job_id(port)
+        return (
+            b'{"id":"%s"}' % job_id.encode()
+            if self.codec == "json"
+            else pb.GetJobRequest(id=job_id).to_binary()
         )
 
+    def run(self, port: int, requests: int, *, counted: bool) -> float:
+        return self.send(port, self.body(port), requests, counted=counted)
 
-def _time(loads: list[Load], url: str, work: Path, *, pairs: int, requests: int) -> int:
+    def send(self, port: int, body: bytes, requests: int, *, counted: bool) -> float:
+        """`requests` calls with `body`; the rate in calls/s."""
+        if self.protocol == "h1":
+            return h1_load(port, self.method, body, requests, content_type=self.content_type)
+        body_file = self.work / f"{self.call}-{port}.{self.codec}"  # a file per server: both may run at once
+        body_file.write_bytes(body)
+        connections = 1 if counted else 4
+        return _h2load(
+            port, body_file, requests, connections=connections, streams=16,
+            path=SERVICE + self.method, content_type=self.content_type,
+        )  # fmt: skip
+
+
+def _labels(compare: list[str]) -> list[str]:
+    """The two servers' names: their sides, the second one marked when both are one side."""
+    first, second = compare
+    return [first, second if second != first else f"{second}-2"]
+
+
+def _paired(
+    loads: list[Load], url: str, work: Path, *, compare: list[str], pairs: int, requests: int, together: bool
+) -> int:
+    """Each load through both servers, `pairs` times: at once (`together`) or one after the other."""
     client = redis.Redis.from_url(url)
+    labels = _labels(compare)
     summary = []
-    with _server("bare", url, work, "bare") as port_bare, _server("edge", url, work, "edge") as port_edge:
-        ports = {"bare": port_bare, "edge": port_edge}
+    with contextlib.ExitStack() as stack:
+        servers = {
+            label: stack.enter_context(_server(side, url, work, label))
+            for label, side in zip(labels, compare, strict=True)
+        }
         for load in loads:
-            rates: dict[str, list[float]] = {side: [] for side in SIDES}
-            for side in SIDES:
-                load.run(ports[side], requests // 4, counted=False)
+            rates: dict[str, list[float]] = {label: [] for label in labels}
+            cpu: dict[str, list[float]] = {label: [] for label in labels}
+            for label in labels:
+                load.run(servers[label].port, max(requests // 4, 1), counted=False)
             for pair in range(pairs):
-                for side in SIDES if pair % 2 == 0 else SIDES[::-1]:
+                order = [servers[label] for label in (labels if pair % 2 == 0 else labels[::-1])]
+                if together:
                     client.flushdb()
-                    rates[side].append(load.run(ports[side], requests, counted=False))
-            ratios = [e / b for b, e in zip(rates["bare"], rates["edge"], strict=True)]
-            medians = {side: statistics.median(rates[side]) for side in SIDES}
-            line = (
-                f"{load.name}: bare median {medians['bare']:,.0f} calls/s, edge {medians['edge']:,.0f}; "
-                f"edge/bare {medians['edge'] / medians['bare']:.3f} "
-                f"(pairs {min(ratios):.2f}-{max(ratios):.2f}, "
-                f"edge faster in {sum(r > 1 for r in ratios)} of {pairs})"
-            )
-            for side in SIDES:
-                line += f"\n  {side} {[round(rate) for rate in rates[side]]}"
-            print(line, flush=True)
-            summary.append(line.splitlines()[0])
+                    _pin([servers[label] for label in labels], pair // 2)
+                    runs = _together(load, order, requests)
+                else:
+                    runs = []
+                    for server in order:
+                        client.flushdb()
+                        runs.append(_measured(load, server, load.body(server.port), requests))
+                for label in labels:
+                    rate, seconds = runs[order.index(servers[label])]
+                    rates[label].append(rate)
+                    cpu[label].append(seconds / requests)
+            lines = _pairs_report(load.name, labels, cpu, rates)
+            print("\n".join(lines), flush=True)
+            summary.append(lines[0])
     client.close()
     print("\n".join(summary))
     return 0
+
+
+def _pin(servers: list[Server], turn: int) -> None:
+    """Each server on a CPU of its own, moved to the next CPU every `turn`: the
+    scheduler otherwise keeps a busy process on one CPU, and whatever else runs on
+    that CPU would weigh on one server only, round after round (the start order,
+    swapped every round, does not undo that)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < len(servers):
+        return
+    for index, server in enumerate(servers):
+        os.sched_setaffinity(server.pid, {cpus[(index + turn) % len(cpus)]})
+
+
+def _measured(load: Load, server: Server, body: bytes, requests: int) -> tuple[float, float]:
+    """`requests` calls of `load` to `server`: their rate, and the server's CPU seconds meanwhile."""
+    before = cpu_seconds(server.pid)
+    rate = load.send(server.port, body, requests, counted=False)
+    return rate, cpu_seconds(server.pid) - before
+
+
+def _together(load: Load, servers: list[Server], requests: int) -> list[tuple[float, float]]:
+    """`_measured` for each server at once, each with its own client (a thread
+    driving h2load, or an asyncio client's loop); each server's CPU is read when
+    its own client is done. Both servers share whatever else the machine runs
+    meanwhile, which is what makes their ratio steady."""
+    bodies = [load.body(server.port) for server in servers]
+    with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:
+        started = [
+            pool.submit(_measured, load, server, body, requests)
+            for server, body in zip(servers, bodies, strict=True)
+        ]
+        return [future.result(timeout=CALL_TIMEOUT_S + requests * 0.5) for future in started]
+
+
+def _pairs_report(
+    name: str, labels: list[str], cpu: dict[str, list[float]], rates: dict[str, list[float]]
+) -> list[str]:
+    """A load's lines: CPU per call (the result), then the wall-clock rates and each run's figures."""
+    a, b = labels
+    ratios = [cpu_b / cpu_a for cpu_a, cpu_b in zip(cpu[a], cpu[b], strict=True)]
+    low, high = bootstrap_interval(ratios)
+    cpu_a, cpu_b = statistics.median(cpu[a]), statistics.median(cpu[b])
+    rate_a, rate_b = statistics.median(rates[a]), statistics.median(rates[b])
+    rate_ratios = [rate_b / rate_a for rate_a, rate_b in zip(rates[a], rates[b], strict=True)]
+    return [
+        f"{name}: server CPU per call, medians {a} {cpu_a * 1e6:,.0f} µs, {b} {cpu_b * 1e6:,.0f} µs: "
+        f"{b}/{a} {cpu_b / cpu_a:.3f}; pairs' ratios median {statistics.median(ratios):.3f}, "
+        f"95% bootstrap {low:.3f}-{high:.3f}, range {min(ratios):.3f}-{max(ratios):.3f}, "
+        f"{b} costlier in {sum(r > 1 for r in ratios)} of {len(ratios)}; "
+        f"wall-clock calls/s {b}/{a} {rate_b / rate_a:.3f} "
+        f"(pairs {min(rate_ratios):.2f}-{max(rate_ratios):.2f})",
+        *(f"  {label} µs/call {[round(value * 1e6) for value in cpu[label]]}" for label in labels),
+        *(f"  {label} calls/s {[round(rate) for rate in rates[label]]}" for label in labels),
+    ]
+
+
+def bootstrap_interval(values: list[float], *, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """A 95% percentile-bootstrap interval of the median of `values` (a fixed seed: reruns print the same)."""
+    rng = random.Random(13)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def _count(loads: list[Load], url: str, work: Path, *, sides: list[str], requests: int, warmup: int) -> int:
@@ -288,11 +477,11 @@ def _count(loads: list[Load], url: str, work: Path, *, sides: list[str], request
         for measured in [None, *loads]:
             name = f"{side}-{'warmup' if measured is None else measured.call + '-' + measured.protocol}"
             out = work / f"{name}.cachegrind"
-            with _server(side, url, work, name, valgrind=out) as port:
+            with _server(side, url, work, name, valgrind=out) as server:
                 for load in loads:
-                    load.run(port, warmup, counted=True)
+                    load.run(server.port, warmup, counted=True)
                 if measured is not None:
-                    measured.run(port, requests, counted=True)
+                    measured.run(server.port, requests, counted=True)
             counts[name] = _instructions(out)
             if measured is not None:
                 value = (counts[name] - counts[f"{side}-warmup"]) / requests
@@ -312,11 +501,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--measure", choices=("time", "instructions"), default="time")
+    parser.add_argument(
+        "--measure",
+        choices=("cpu", "time", "instructions"),
+        default="cpu",
+        help="cpu and time: the same runs",
+    )
     parser.add_argument("--calls", default="enqueue,get", help="enqueue, get or both")
+    parser.add_argument("--codecs", default="json", help="json, proto (Connect's binary) or both")
     parser.add_argument("--protocols", default="h1,h2c", help="h1, h2c or both")
-    parser.add_argument("--pairs", type=int, default=6, help="time: alternating pairs per load")
-    parser.add_argument("--requests", type=int, help="calls per run (time: 8000; instructions: 2000)")
+    parser.add_argument("--pairs", type=int, default=20, help="cpu, time: rounds (pairs of runs) per load")
+    parser.add_argument("--requests", type=int, help="calls per run (cpu, time, instructions: 2000)")
+    parser.add_argument(
+        "--compare",
+        default="bare,edge",
+        help="cpu, time: the two servers (bare,bare: A/A; guard, layers, inner, untimed: parts of the edge)",
+    )
     parser.add_argument("--warmup", type=int, default=300, help="instructions: calls of each load first")
     parser.add_argument("--sides", default="bare,edge", help="instructions: bare, edge or both")
     parser.add_argument("--tree", type=Path, default=TREE, help="the checkout whose server runs")
@@ -326,13 +526,25 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="edge_off."))
     loads = [
-        Load(call, protocol, work)
+        Load(call, codec, protocol, work)
         for call in args.calls.split(",")
+        for codec in args.codecs.split(",")
         for protocol in args.protocols.split(",")
     ]  # fmt: skip
+    compare = args.compare.split(",")
+    if len(compare) != 2 or not set(compare) <= {*SIDES, *PARTS}:
+        parser.error("--compare takes two of bare, edge, guard, layers, inner, untimed")
     with RedisServer(work / "redis") as redis_server:
-        if args.measure == "time":
-            return _time(loads, redis_server.url, work, pairs=args.pairs, requests=args.requests or 8000)
+        if args.measure != "instructions":
+            return _paired(
+                loads,
+                redis_server.url,
+                work,
+                compare=compare,
+                pairs=args.pairs,
+                requests=args.requests or 2000,
+                together=args.measure == "cpu",
+            )
         sides = args.sides.split(",")
         return _count(
             loads, redis_server.url, work, sides=sides, requests=args.requests or 2000, warmup=args.warmup
