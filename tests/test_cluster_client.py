@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import ClusterDownError, ResponseError
 
 from jobqueue.events import Event
 from jobqueue.model import EnqueueRequest
 from jobqueue.producer import Producer
 from jobqueue.settings import Settings
-from jobqueue.store.client import connect
+from jobqueue.store.client import ClusterUnreachable, connect
 from jobqueue.worker import Job, Worker
 
 from .conftest import eventually
@@ -121,3 +124,97 @@ async def _reread_maps(worker: Worker, serving: asyncio.Task[None]) -> None:
             for client in (worker.store.redis, worker.redis):
                 await cast("RedisCluster", client).nodes_manager.initialize()
         await asyncio.sleep(0.01)
+
+
+# A script that counts, then keeps its node busy (ARGV[1] ms): a command Redis has
+# applied and not yet answered for that long.
+COUNT_THEN_SPIN = """
+local count = redis.call('INCR', KEYS[1])
+local started = redis.call('TIME')
+local deadline = started[1] * 1e6 + started[2] + ARGV[1] * 1000
+repeat
+  local now = redis.call('TIME')
+until now[1] * 1e6 + now[2] >= deadline
+return count
+"""
+# Under the cluster's node timeout (redis_cluster.py): the busy node is not failed over.
+SPIN_MS = 1000
+# How soon the busy node answers others BUSY: the sign that the script runs.
+BUSY_AFTER_MS = 100
+
+
+@pytest.mark.parametrize("unserved_by", ["its master", "every node"])
+async def test_a_clusterdown_leaves_the_commands_in_flight_on_other_nodes_alone(
+    cluster: RedisCluster, unserved_by: str
+) -> None:
+    """A slot made unserved (CLUSTER DELSLOTS) answers CLUSTERDOWN. redis-py then closed
+    the whole client, and so the connection of a script applied but not yet answered on
+    another master, and sent that script again. Unserved by its master only, the map
+    read again still names it (the other nodes' view); by every node, the map read
+    again misses the slot, a failure to read it (ClusterUnreachable), after which
+    redis-py closed the client too."""
+    prefix = _prefix()
+    counter = f"{prefix}:counter"
+    busy = cluster.get_node_from_key(counter)
+    keys = (f"{prefix}:down{i}" for i in range(1000))
+    unserved = next(key for key in keys if cluster.get_node_from_key(key) is not busy)
+    owner = cast("ClusterNode", cluster.get_node_from_key(unserved))
+    slot = key_slot(unserved.encode())
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = {
+            node.name: await stack.enter_async_context(_node_client(node)) for node in cluster.get_nodes()
+        }
+        busy_node, owner_node = nodes[busy.name], nodes[owner.name]
+        unserving = list(nodes.values()) if unserved_by == "every node" else [owner_node]
+        threshold = await _config(busy_node, "busy-reply-threshold")
+        coverage = await _config(owner_node, "cluster-require-full-coverage")
+        await busy_node.config_set("busy-reply-threshold", BUSY_AFTER_MS)
+        try:
+            for node in unserving:
+                # The other slots still served: "CLUSTERDOWN Hash slot not served" for this one.
+                await node.config_set("cluster-require-full-coverage", "no")
+                await node.execute_command("CLUSTER DELSLOTS", slot)
+            counting = asyncio.create_task(cluster.eval(COUNT_THEN_SPIN, 1, counter, SPIN_MS))
+            await eventually(lambda: _busy(busy_node), timeout=10, what="the script running")
+            with pytest.raises(ClusterUnreachable if unserved_by == "every node" else ClusterDownError):
+                await cluster.get(unserved)
+            assert await asyncio.wait_for(counting, 30) == 1
+        finally:
+            await owner_node.execute_command("CLUSTER ADDSLOTS", slot)
+            for node in unserving:
+                await node.config_set("cluster-require-full-coverage", coverage)
+            await busy_node.config_set("busy-reply-threshold", threshold)
+            for node in nodes.values():
+                await eventually(lambda node=node: _served(node, slot), timeout=30, what="the slot served")
+    # The client reads the map again and serves the slot again; the script counted once.
+    assert await cluster.set(unserved, 1)
+    assert int(await cluster.get(counter) or 0) == 1
+
+
+@contextlib.asynccontextmanager
+async def _node_client(node: ClusterNode) -> AsyncIterator[Redis]:
+    """A plain client of one node, for the commands that change its configuration."""
+    client = Redis(host=node.host, port=node.port, socket_timeout=10)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _config(node: Redis, name: str) -> str:
+    value: str = (await node.config_get(name))[name]
+    return value
+
+
+async def _busy(node: Redis) -> bool:
+    try:
+        await node.ping()
+    except ResponseError as error:
+        return str(error).startswith("BUSY")
+    return False
+
+
+async def _served(node: Redis, slot: int) -> bool:
+    info = await node.cluster("INFO")
+    slots = await node.cluster("SLOTS")
+    return info.get("cluster_state") == "ok" and any(first <= slot <= last for first, last, *_ in slots)
