@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import ClusterDownError, ResponseError
+from redis.exceptions import ClusterDownError, ResponseError, SlotNotCoveredError
 
 from jobqueue.events import Event
 from jobqueue.model import EnqueueRequest
@@ -143,16 +143,18 @@ SPIN_MS = 1000
 BUSY_AFTER_MS = 100
 
 
+@pytest.mark.parametrize("sent_by", ["a command", "a pipeline"])
 @pytest.mark.parametrize("unserved_by", ["its master", "every node"])
 async def test_a_clusterdown_leaves_the_commands_in_flight_on_other_nodes_alone(
-    cluster: RedisCluster, unserved_by: str
+    cluster: RedisCluster, unserved_by: str, sent_by: str
 ) -> None:
     """A slot made unserved (CLUSTER DELSLOTS) answers CLUSTERDOWN. redis-py then closed
     the whole client, and so the connection of a script applied but not yet answered on
     another master, and sent that script again. Unserved by its master only, the map
     read again still names it (the other nodes' view); by every node, the map read
     again misses the slot, a failure to read it (ClusterUnreachable), after which
-    redis-py closed the client too."""
+    redis-py closed the client too. A non-transactional pipeline (store/scripts.py's
+    `run_each`, the enqueuer's, controls.py's) closed it on its retry the same way."""
     prefix = _prefix()
     counter = f"{prefix}:counter"
     busy = cluster.get_node_from_key(counter)
@@ -177,7 +179,7 @@ async def test_a_clusterdown_leaves_the_commands_in_flight_on_other_nodes_alone(
             counting = asyncio.create_task(cluster.eval(COUNT_THEN_SPIN, 1, counter, SPIN_MS))
             await eventually(lambda: _busy(busy_node), timeout=10, what="the script running")
             with pytest.raises(ClusterUnreachable if unserved_by == "every node" else ClusterDownError):
-                await cluster.get(unserved)
+                await _get(cluster, unserved, sent_by)
             assert await asyncio.wait_for(counting, 30) == 1
         finally:
             await owner_node.execute_command("CLUSTER ADDSLOTS", slot)
@@ -191,6 +193,33 @@ async def test_a_clusterdown_leaves_the_commands_in_flight_on_other_nodes_alone(
     assert int(await cluster.get(counter) or 0) == 1
 
 
+async def test_a_callers_own_aclose_in_its_handler_of_a_cluster_error_closes_the_client(
+    cluster_redis_url: str, cluster: RedisCluster
+) -> None:
+    """The `aclose` that only marks the map stale is redis-py's own, from its handler:
+    a caller handling the same error (here a slot missing from the client's map) and
+    closing the client closes every connection."""
+    fresh = cast("RedisCluster", connect(cluster_redis_url, cluster=True))
+    key = f"{_prefix()}:missing"
+    await fresh.initialize()
+    ids = {node.name: await fresh.client_id(target_nodes=node) for node in fresh.get_primaries()}
+    fresh.nodes_manager.slots_cache[key_slot(key.encode())] = []  # no node for the slot
+    try:
+        await fresh.get(key)
+    except SlotNotCoveredError:
+        await fresh.aclose()
+    await eventually(lambda: _all_gone(cluster, ids), what="the client's connections closed")
+
+
+async def _all_gone(cluster: RedisCluster, ids: dict[str, int]) -> bool:
+    """Whether no node lists its connection of `ids` (node name -> CLIENT ID) any more."""
+    for name, client_id in ids.items():
+        listed = await cluster.client_list(target_nodes=cluster.get_node(node_name=name))
+        if any(int(client["id"]) == client_id for client in listed):
+            return False
+    return True
+
+
 @contextlib.asynccontextmanager
 async def _node_client(node: ClusterNode) -> AsyncIterator[Redis]:
     """A plain client of one node, for the commands that change its configuration."""
@@ -199,6 +228,14 @@ async def _node_client(node: ClusterNode) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+async def _get(cluster: RedisCluster, key: str, sent_by: str) -> Any:
+    if sent_by == "a command":
+        return await cluster.get(key)
+    async with cluster.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        return await pipe.execute()
 
 
 async def _config(node: Redis, name: str) -> str:
