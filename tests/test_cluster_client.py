@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import ClusterDownError, ResponseError, SlotNotCoveredError
 
 from jobqueue.events import Event
 from jobqueue.model import EnqueueRequest
 from jobqueue.producer import Producer
 from jobqueue.settings import Settings
-from jobqueue.store.client import connect
+from jobqueue.store.client import ClusterUnreachable, connect
 from jobqueue.worker import Job, Worker
 
 from .conftest import eventually
@@ -121,3 +124,134 @@ async def _reread_maps(worker: Worker, serving: asyncio.Task[None]) -> None:
             for client in (worker.store.redis, worker.redis):
                 await cast("RedisCluster", client).nodes_manager.initialize()
         await asyncio.sleep(0.01)
+
+
+# A script that counts, then keeps its node busy (ARGV[1] ms): a command Redis has
+# applied and not yet answered for that long.
+COUNT_THEN_SPIN = """
+local count = redis.call('INCR', KEYS[1])
+local started = redis.call('TIME')
+local deadline = started[1] * 1e6 + started[2] + ARGV[1] * 1000
+repeat
+  local now = redis.call('TIME')
+until now[1] * 1e6 + now[2] >= deadline
+return count
+"""
+# Under the cluster's node timeout (redis_cluster.py): the busy node is not failed over.
+SPIN_MS = 1000
+# How soon the busy node answers others BUSY: the sign that the script runs.
+BUSY_AFTER_MS = 100
+
+
+@pytest.mark.parametrize("sent_by", ["a command", "a pipeline"])
+@pytest.mark.parametrize("unserved_by", ["its master", "every node"])
+async def test_a_clusterdown_leaves_the_commands_in_flight_on_other_nodes_alone(
+    cluster: RedisCluster, unserved_by: str, sent_by: str
+) -> None:
+    """A slot made unserved (CLUSTER DELSLOTS) answers CLUSTERDOWN. redis-py then closed
+    the whole client, and so the connection of a script applied but not yet answered on
+    another master, and sent that script again. Unserved by its master only, the map
+    read again still names it (the other nodes' view); by every node, the map read
+    again misses the slot, a failure to read it (ClusterUnreachable), after which
+    redis-py closed the client too. A non-transactional pipeline (store/scripts.py's
+    `run_each`, the enqueuer's, controls.py's) closed it on its retry the same way."""
+    prefix = _prefix()
+    counter = f"{prefix}:counter"
+    busy = cluster.get_node_from_key(counter)
+    keys = (f"{prefix}:down{i}" for i in range(1000))
+    unserved = next(key for key in keys if cluster.get_node_from_key(key) is not busy)
+    owner = cast("ClusterNode", cluster.get_node_from_key(unserved))
+    slot = key_slot(unserved.encode())
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = {
+            node.name: await stack.enter_async_context(_node_client(node)) for node in cluster.get_nodes()
+        }
+        busy_node, owner_node = nodes[busy.name], nodes[owner.name]
+        unserving = list(nodes.values()) if unserved_by == "every node" else [owner_node]
+        threshold = await _config(busy_node, "busy-reply-threshold")
+        coverage = await _config(owner_node, "cluster-require-full-coverage")
+        await busy_node.config_set("busy-reply-threshold", BUSY_AFTER_MS)
+        try:
+            for node in unserving:
+                # The other slots still served: "CLUSTERDOWN Hash slot not served" for this one.
+                await node.config_set("cluster-require-full-coverage", "no")
+                await node.execute_command("CLUSTER DELSLOTS", slot)
+            counting = asyncio.create_task(cluster.eval(COUNT_THEN_SPIN, 1, counter, SPIN_MS))
+            await eventually(lambda: _busy(busy_node), timeout=10, what="the script running")
+            with pytest.raises(ClusterUnreachable if unserved_by == "every node" else ClusterDownError):
+                await _get(cluster, unserved, sent_by)
+            assert await asyncio.wait_for(counting, 30) == 1
+        finally:
+            await owner_node.execute_command("CLUSTER ADDSLOTS", slot)
+            for node in unserving:
+                await node.config_set("cluster-require-full-coverage", coverage)
+            await busy_node.config_set("busy-reply-threshold", threshold)
+            for node in nodes.values():
+                await eventually(lambda node=node: _served(node, slot), timeout=30, what="the slot served")
+    # The client reads the map again and serves the slot again; the script counted once.
+    assert await cluster.set(unserved, 1)
+    assert int(await cluster.get(counter) or 0) == 1
+
+
+async def test_a_callers_own_aclose_in_its_handler_of_a_cluster_error_closes_the_client(
+    cluster_redis_url: str, cluster: RedisCluster
+) -> None:
+    """The `aclose` that only marks the map stale is redis-py's own, from its handler:
+    a caller handling the same error (here a slot missing from the client's map) and
+    closing the client closes every connection."""
+    fresh = cast("RedisCluster", connect(cluster_redis_url, cluster=True))
+    key = f"{_prefix()}:missing"
+    await fresh.initialize()
+    ids = {node.name: await fresh.client_id(target_nodes=node) for node in fresh.get_primaries()}
+    fresh.nodes_manager.slots_cache[key_slot(key.encode())] = []  # no node for the slot
+    try:
+        await fresh.get(key)
+    except SlotNotCoveredError:
+        await fresh.aclose()
+    await eventually(lambda: _all_gone(cluster, ids), what="the client's connections closed")
+
+
+async def _all_gone(cluster: RedisCluster, ids: dict[str, int]) -> bool:
+    """Whether no node lists its connection of `ids` (node name -> CLIENT ID) any more."""
+    for name, client_id in ids.items():
+        listed = await cluster.client_list(target_nodes=cluster.get_node(node_name=name))
+        if any(int(client["id"]) == client_id for client in listed):
+            return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _node_client(node: ClusterNode) -> AsyncIterator[Redis]:
+    """A plain client of one node, for the commands that change its configuration."""
+    client = Redis(host=node.host, port=node.port, socket_timeout=10)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _get(cluster: RedisCluster, key: str, sent_by: str) -> Any:
+    if sent_by == "a command":
+        return await cluster.get(key)
+    async with cluster.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        return await pipe.execute()
+
+
+async def _config(node: Redis, name: str) -> str:
+    value: str = (await node.config_get(name))[name]
+    return value
+
+
+async def _busy(node: Redis) -> bool:
+    try:
+        await node.ping()
+    except ResponseError as error:
+        return str(error).startswith("BUSY")
+    return False
+
+
+async def _served(node: Redis, slot: int) -> bool:
+    info = await node.cluster("INFO")
+    slots = await node.cluster("SLOTS")
+    return info.get("cluster_state") == "ok" and any(first <= slot <= last for first, last, *_ in slots)

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import math
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -134,39 +135,98 @@ class ClusterUnreachable(RedisConnectionError):
 
 class _Cluster(RedisCluster):
     """redis-py's cluster client, whose failure to read the slot map is an outage
-    (`read_slot_map`), and which sends each command once while it connects.
+    (`read_slot_map`), and which sends each command once while it connects or the
+    cluster fails over.
 
     Left to itself, a command issued before the client has read the slot map (a fresh
     client's first ones, or the first after it closed itself) is routed as if it had
     no key, to the default node, which answers MOVED for the slots it does not own.
-    And every `reinitialize_steps`-th MOVED closes the whole client: every connection
-    to every node, those with a command in flight too. Those commands, applied by Redis
-    but unanswered, fail with a ConnectionError, and redis-py sends them again: a
-    handler's INCR through `Worker.redis` counted twice when a worker started with jobs
-    waiting (a burst of first commands). So a command first waits for the slot map,
-    and a MOVED only patches the map (`connect_cluster`: reinitialize_steps=0).
+    And redis-py closes the whole client to read the map again: every connection to
+    every node, those with a command in flight too. It does so after every
+    `reinitialize_steps`-th MOVED, after a CLUSTERDOWN or a slot missing from its map
+    (ClusterDownError, SlotNotCoveredError), after any failure of a pipeline's node
+    (the pipeline's retry), and when a map read again fails. The commands so cut,
+    applied by Redis but unanswered, fail with a ConnectionError, and redis-py sends
+    them again: a handler's INCR through `Worker.redis` counted twice when a worker
+    started with jobs waiting (a burst of first commands), and a script in flight on
+    one master was sent again while a CLUSTERDOWN came from another.
+
+    So a command first waits for the slot map; a MOVED only patches the map
+    (`connect_cluster`: reinitialize_steps=0); the `aclose` redis-py calls from its
+    own handler of a command's or a pipeline's failure only marks the map to be read
+    again before the next command (as redis-py does itself after a ConnectionError;
+    the `SlotMap` routes read it then too, `cluster_connection.SlotMap.master_of`);
+    and a map read again that fails closes nothing (`ClusterUnreachable`, the map
+    still to be read). Reading the map again closes a connection only once its command
+    is answered (redis-py's `set_nodes`). A caller's own `aclose()` closes everything.
 
     A command whose connection really fails after Redis applied it is still sent
     again by redis-py's retry, as on a single Redis (docs/design.md, "Redis Cluster")."""
+
+    # Whether a slot map was read once (then the command table too): a map read again
+    # that fails leaves the connections alone.
+    _map_read = False
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._initialize:
             await self.initialize()  # the slot map, before the command's node is chosen
         return await super().execute_command(*args, **kwargs)
 
-    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> RedisCluster:
+        if self._initialize and self._map_read:
+            return await self._read_map_again(additional_startup_nodes_info, last_failed_node_name)
         try:
-            return await super().initialize(*args, **kwargs)
+            await super().initialize(additional_startup_nodes_info, last_failed_node_name)
         except RedisClusterException as exc:
             _raise_if_unreachable(exc)
             raise
+        self._map_read = True
+        return self
+
+    async def _read_map_again(
+        self, additional_startup_nodes_info: list[tuple[str, int]] | None, last_failed_node_name: str | None
+    ) -> RedisCluster:
+        """redis-py's `initialize` without its close of every node when the read fails."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._initialize:
+                await read_slot_map(self, additional_startup_nodes_info, last_failed_node_name)
+                self._initialize = False
+        return self
+
+    async def aclose(self) -> None:
+        if _in_redis_pys_failure_handler():
+            self._initialize = True  # read the map again before the next command
+            return
+        await super().aclose()
 
 
-async def read_slot_map(cluster: RedisCluster) -> None:
-    """Reads the cluster's slot map again (after MOVED, or a node lost); a failure to,
-    as `ClusterUnreachable`."""
+def _in_redis_pys_failure_handler() -> bool:
+    """Whether the caller is redis-py's cluster client handling a failure: the error
+    being handled (`sys.exc_info`, which an awaited coroutine shares with the frame
+    that awaits it) was caught in redis-py's cluster module. A caller's own `aclose`,
+    even inside its own `except` block, is outside that module; a task that closes the
+    client is outside any handler."""
+    _, error, _ = sys.exc_info()
+    if error is None or error.__traceback__ is None:
+        return False
+    return error.__traceback__.tb_frame.f_globals.get("__name__") == RedisCluster.__module__
+
+
+async def read_slot_map(
+    cluster: RedisCluster,
+    additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+    last_failed_node_name: str | None = None,
+) -> None:
+    """Reads the cluster's slot map again (after MOVED, or a node lost: the one that
+    failed asked last); a failure to, as `ClusterUnreachable`."""
     try:
-        await cluster.nodes_manager.initialize()
+        await cluster.nodes_manager.initialize(additional_startup_nodes_info, last_failed_node_name)
     except RedisClusterException as exc:
         _raise_if_unreachable(exc)
         raise
