@@ -119,7 +119,21 @@ class _Exchange:
         return message
 
     async def receive(self) -> Any:
-        message = await (self.up_receive() if self.call.body_done else self.read())
+        """The app's next message; `read`'s timing inline (a coroutine per read less)."""
+        call = self.call
+        if call.body_done:
+            message = await self.up_receive()
+        else:
+            idle_deadline = call.reading_body()
+            try:
+                message = await self.up_receive()
+            except asyncio.CancelledError:
+                if call.ours():
+                    raise call.body_timed_out(idle_deadline) from None
+                raise
+            finally:
+                call.deadline = None
+            call.body_done = message["type"] != "http.request" or not message.get("more_body", False)
         kind = message["type"]
         # UnreadBody.received (drain.py), inline: a Python call per message less.
         body = self.body
