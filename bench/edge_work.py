@@ -71,7 +71,8 @@ def _sides() -> dict[str, Any]:
     from jobqueue.server.slow import SlowClientTimeouts  # noqa: PLC0415
 
     slow = SlowClientTimeouts(body_idle_s=10.0, body_total_s=30.0, send_s=10.0)
-    return {"awaiting": _Awaiting(_app), "edge": Edge(_app, slow, ExplainedRefusals(_app, max_payload_bytes=1 << 20))}
+    refusals = ExplainedRefusals(_app, max_payload_bytes=1 << 20)
+    return {"awaiting": _Awaiting(_app), "edge": Edge(_app, slow, refusals)}
 
 
 async def _calls(app: Any, count: int) -> None:
@@ -127,7 +128,9 @@ def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == CHILD:
         _child(sys.argv[2], int(sys.argv[3]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--measure", choices=("instructions", "time"), default="instructions")
     parser.add_argument("--calls", type=int, help="calls per run (instructions: 10000; time: 50000)")
     parser.add_argument("--tree", type=Path, default=TREE, help="the checkout whose edge is measured")
@@ -140,7 +143,10 @@ def main() -> int:
         figures = _time(args.calls or 50_000)
         unit = "ns"
     awaiting, edge = figures["awaiting"], figures["edge"]
-    print(f"per call: awaiting layer {awaiting:,.0f} {unit}, Edge {edge:,.0f} {unit}: Edge's work {edge - awaiting:,.0f}")
+    print(
+        f"per call: awaiting layer {awaiting:,.0f} {unit}, Edge {edge:,.0f} {unit}: "
+        f"Edge's work {edge - awaiting:,.0f}"
+    )
     return 0
 
 
