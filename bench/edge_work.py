@@ -3,8 +3,8 @@
 
     python bench/edge_work.py [--measure instructions|time] [--calls N] [--tree PATH]
 
-A unary call as Hypercorn drives it over HTTP/2 (the whole body in one message,
-then the answer's start and its one body), served by a trivial app that reads
+A unary call as Hypercorn drives it over HTTP/2 (in a task of its own, the whole
+body in one message, then the answer's start and its one body), served by a trivial app that reads
 the body and answers, once through `Edge` as the server builds it and once
 through a layer that only awaits the same app: the difference is what `Edge`
 does per call (its receive and send wrappers, slow.py's `TimedCall`, drain.py's
@@ -76,8 +76,8 @@ def _sides() -> dict[str, Any]:
 
 
 async def _calls(app: Any, count: int) -> None:
-    for _ in range(count):
-        await app(SCOPE, _receive, _send)
+    for _ in range(count):  # a task per call, as the server runs each request (its own context)
+        await asyncio.create_task(app(SCOPE, _receive, _send))
 
 
 def _child(side: str, count: int) -> None:

@@ -40,7 +40,7 @@ from .drain import UnreadBody
 from .quiet import client_abort, log_client_abort
 from .refusals import EXPLAINED_STATUSES, ExplainedRefusals
 from .slow import SlowClientTimeouts, TimedCall
-from .streams import note_http_version, offer_to_gone_client
+from .streams import note_http_version, noted_http_version, offer_to_gone_client
 
 
 class Edge:
@@ -54,7 +54,8 @@ class Edge:
             await self.app(scope, receive, send)
             return
         http1 = scope.get("http_version", "1.1").startswith("1")
-        note_http_version(http1)
+        if http1 is not noted_http_version():
+            note_http_version(http1)
         exchange = _Exchange(self, scope, UnreadBody(http1), receive, send)
         try:
             try:
