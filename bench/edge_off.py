@@ -156,7 +156,8 @@ class _Awaiting:
 
 
 class _Untimed:
-    """slow.py's TimedCall as the edge uses it, timing nothing (the `untimed` side)."""
+    """slow.py's TimedCall as the edge uses it, timing nothing (the `untimed` side):
+    its methods replace TimedCall's (the edge's exchange is a TimedCall)."""
 
     __slots__ = ("body_done", "deadline")
 
@@ -178,7 +179,7 @@ def _serve_child(side: str) -> None:
     """In the server's child: serves `side` until SIGTERM (settings from the environment)."""
     from hypercorn.asyncio import serve as hypercorn_serve  # noqa: PLC0415
 
-    from jobqueue.server import asgi, edge, hypercorn_guard  # noqa: PLC0415
+    from jobqueue.server import asgi, hypercorn_guard, slow  # noqa: PLC0415
     from jobqueue.server import main as server_main  # noqa: PLC0415
     from jobqueue.server.streams import Streams  # noqa: PLC0415
     from jobqueue.settings import Settings  # noqa: PLC0415
@@ -190,7 +191,8 @@ def _serve_child(side: str) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         if side == "untimed":
-            edge.TimedCall = _Untimed  # type: ignore[misc]
+            for name in ("__init__", "reading_body", "sending", "ours"):
+                setattr(slow.TimedCall, name, getattr(_Untimed, name))
         if side in {"edge", "untimed"}:
             await server_main.serve(settings, stop)
             return

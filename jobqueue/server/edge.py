@@ -40,7 +40,7 @@ from .drain import UnreadBody
 from .quiet import client_abort, log_client_abort
 from .refusals import EXPLAINED_STATUSES, ExplainedRefusals
 from .slow import SlowClientTimeouts, TimedCall
-from .streams import note_http_version, offer_to_gone_client
+from .streams import note_http_version, noted_http_version, offer_to_gone_client
 
 
 class Edge:
@@ -54,7 +54,8 @@ class Edge:
             await self.app(scope, receive, send)
             return
         http1 = scope.get("http_version", "1.1").startswith("1")
-        note_http_version(http1)
+        if http1 is not noted_http_version():
+            note_http_version(http1)
         exchange = _Exchange(self, scope, UnreadBody(http1), receive, send)
         try:
             try:
@@ -73,21 +74,22 @@ class Edge:
                 raise
             log_client_abort(scope, exc)
         finally:
-            self.slow.end(exchange.call)
+            self.slow.end(exchange)
 
 
-class _Exchange:
-    """One request's receive and send, as the app sees them."""
+class _Exchange(TimedCall):
+    """One request's receive and send, as the app sees them; the request's
+    TimedCall (slow.py) itself: one object per call less."""
 
     __slots__ = (
-        "body", "call", "edge", "gone", "refusal_seen", "refused",
+        "body", "edge", "gone", "refusal_seen", "refused",
         "scope", "send_error", "sizing_seen", "unsized", "up_receive", "up_send",
     )  # fmt: skip
 
     def __init__(self, edge: Edge, scope: Any, body: UnreadBody, receive: Any, send: Any) -> None:
+        TimedCall.__init__(self, edge.slow)
         self.edge = edge
         self.scope = scope
-        self.call = TimedCall(edge.slow)
         self.body = body
         self.up_receive = receive
         self.up_send = send
@@ -103,23 +105,35 @@ class _Exchange:
 
     async def read(self) -> Any:
         """The server's next message, timed while the body is unfinished (slow.py)."""
-        call = self.call
-        if call.body_done:
+        if self.body_done:
             return await self.up_receive()
-        idle_deadline = call.reading_body()
+        idle_deadline = self.reading_body()
         try:
             message = await self.up_receive()
         except asyncio.CancelledError:
-            if call.ours():
-                raise call.body_timed_out(idle_deadline) from None
+            if self.ours():
+                raise self.body_timed_out(idle_deadline) from None
             raise
         finally:
-            call.deadline = None
-        call.body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            self.deadline = None
+        self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
         return message
 
     async def receive(self) -> Any:
-        message = await (self.up_receive() if self.call.body_done else self.read())
+        """The app's next message; `read`'s timing inline (a coroutine per read less)."""
+        if self.body_done:
+            message = await self.up_receive()
+        else:
+            idle_deadline = self.reading_body()
+            try:
+                message = await self.up_receive()
+            except asyncio.CancelledError:
+                if self.ours():
+                    raise self.body_timed_out(idle_deadline) from None
+                raise
+            finally:
+                self.deadline = None
+            self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
         kind = message["type"]
         # UnreadBody.received (drain.py), inline: a Python call per message less.
         body = self.body
@@ -172,21 +186,20 @@ class _Exchange:
         if self.gone:
             await offer_to_gone_client(self.up_send, message)
             return
-        call = self.call
         timed = kind != "http.response.start"
         if timed:
-            call.sending()
+            self.sending()
         try:
             await self.up_send(message)
         except asyncio.CancelledError:
-            if timed and call.ours():
-                raise call.send_stalled() from None
+            if timed and self.ours():
+                raise self.send_stalled() from None
             raise
         except Exception as exc:
             self.send_error = exc
             raise
         finally:
-            call.deadline = None
+            self.deadline = None
 
     async def _refusal(self, message: Any) -> None:
         """A 415 or 429's start is held; with its whole body, both are explained."""

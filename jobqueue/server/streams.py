@@ -68,6 +68,9 @@ _http1: ContextVar[bool] = ContextVar("jobqueue_http1", default=False)
 # HTTP/1.x: the variable's own setter, called by the edge for every request (no
 # Python call around it).
 note_http_version: Callable[[bool], object] = _http1.set
+# What the request's context already says: the edge sets it only when it differs
+# (a set makes a new context mapping and a token; over HTTP/2 the default holds).
+noted_http_version: Callable[[], bool] = _http1.get
 
 
 async def offer_to_gone_client(send: Any, message: Any) -> None:
