@@ -120,20 +120,7 @@ class _Exchange(TimedCall):
         return message
 
     async def receive(self) -> Any:
-        """The app's next message; `read`'s timing inline (a coroutine per read less)."""
-        if self.body_done:
-            message = await self.up_receive()
-        else:
-            idle_deadline = self.reading_body()
-            try:
-                message = await self.up_receive()
-            except asyncio.CancelledError:
-                if self.ours():
-                    raise self.body_timed_out(idle_deadline) from None
-                raise
-            finally:
-                self.deadline = None
-            self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
+        message = await (self.up_receive() if self.body_done else self.read())
         kind = message["type"]
         # UnreadBody.received (drain.py), inline: a Python call per message less.
         body = self.body
