@@ -134,8 +134,7 @@ def decode_listed(
     decode_job reads from the whole hash, less the payload and the result unless given.
     Raises ValueError for a record that is not one.
 
-    Runs once per listed job: plain unpacking, no dict, no helpers per call, no int()
-    of an unset field.
+    Runs once per listed job: plain unpacking, no dict, one call to build the Job.
     """
     (
         status,
@@ -164,36 +163,30 @@ def decode_listed(
     backoff = None
     if backoff_base_ms is not None:
         backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
-    known_status = _STATUS_OF.get(status or b"")
-    # By position, in the order of Job's fields: keywords cost a dataclass of this many
-    # fields several times more, and a page decodes hundreds (tests/test_listed_codec.py
-    # holds the order to the fields' names).
-    job = Job(
+    job = _job_of(
         job_id,
         job_type,
-        payload or b"",
-        JobStatus(int(status or 0)) if known_status is None else known_status,
-        int(execution_time_ms) if execution_time_ms else 0,
-        int(created_at) if created_at else 0,
-        int(updated_at) if updated_at else 0,
-        int(attempt) if attempt else 0,
-        last_error.decode(errors="replace") if last_error else "",
-        int(last_error_attempt) if last_error_attempt else 0,
-        int(started_at) if started_at else 0,
-        int(finished_at) if finished_at else 0,
-        worker_id.decode(errors="replace") if worker_id else "",
-        int(max_attempts) if max_attempts else 0,
-        int(timeout_ms) if timeout_ms else 0,
-        idempotency_key.decode(errors="replace") if idempotency_key else "",
+        payload,
+        status,
+        execution_time_ms,
+        created_at,
+        updated_at,
+        attempt,
+        last_error,
+        last_error_attempt,
+        started_at,
+        finished_at,
+        worker_id,
+        max_attempts,
+        timeout_ms,
+        idempotency_key,
         backoff,
-        int(lease_token) if lease_token else 0,
-        "",  # trace_context: a claim's only
-        result or b"",
-        int(priority) if priority else DEFAULT_PRIORITY,
-        unique_key.decode(errors="replace") if unique_key else "",
-        UniqueMode(int(unique_mode) if unique_mode else 0) if unique_key else UniqueMode.NONE,
-        Enqueued.CREATED,
-        int(expires_at_ms) if expires_at_ms else 0,
+        lease_token,
+        result,
+        priority,
+        unique_key,
+        unique_mode,
+        expires_at_ms,
     )
     if progress_token is not None:
         set_progress_fields(job, progress, progress_message, progress_at, progress_token)
@@ -207,7 +200,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
     """The job of its hash's values in JOB_FIELDS order (None: field not set).
     Raises ValueError for a record that is not one.
 
-    Runs once per claimed job: plain unpacking, no helpers per call.
+    Runs once per claimed job: plain unpacking, one call to build the Job.
     """
     (
         job_id,
@@ -236,13 +229,71 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
     backoff = None
     if backoff_base_ms is not None:
         backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
-    known_status = _STATUS_OF.get(status or b"")
-    # By position, in the order of Job's fields, as decode_listed does (keywords cost
-    # a dataclass of this many fields several times more; tests/test_listed_codec.py
-    # holds both to the fields).
-    return Job(
+    return _job_of(
         job_id.decode(errors="replace"),
         job_type.decode(errors="replace"),
+        payload,
+        status,
+        execution_time_ms,
+        created_at,
+        updated_at,
+        attempt,
+        last_error,
+        None,  # last_error_attempt: a read's (set_read_fields)
+        started_at,
+        finished_at,
+        worker_id,
+        max_attempts,
+        timeout_ms,
+        idempotency_key,
+        backoff,
+        lease_token,
+        None,  # result, priority, unique key and mode: a read's
+        None,
+        None,
+        None,
+        expires_at_ms,
+    )
+
+
+_Stored = bytes | None
+
+
+def _job_of(  # noqa: PLR0917 - one argument per stored field, by position
+    job_id: str,
+    job_type: str,
+    payload: _Stored,
+    status: _Stored,
+    execution_time_ms: _Stored,
+    created_at: _Stored,
+    updated_at: _Stored,
+    attempt: _Stored,
+    last_error: _Stored,
+    last_error_attempt: _Stored,
+    started_at: _Stored,
+    finished_at: _Stored,
+    worker_id: _Stored,
+    max_attempts: _Stored,
+    timeout_ms: _Stored,
+    idempotency_key: _Stored,
+    backoff: Backoff | None,
+    lease_token: _Stored,
+    result: _Stored,
+    priority: _Stored,
+    unique_key: _Stored,
+    unique_mode: _Stored,
+    expires_at_ms: _Stored,
+) -> Job:
+    """The Job of its stored values (None: unset), in the order of Job's fields.
+
+    By position: keywords cost a dataclass of this many fields several times more,
+    and a page decodes hundreds, a worker thousands a second (tests/test_listed_codec.py
+    holds the order to the fields' names). No int() of an unset field.
+    """
+    known_status = _STATUS_OF.get(status or b"")
+    return Job(
+        job_id,
+        job_type,
         payload or b"",
         JobStatus(int(status or 0)) if known_status is None else known_status,
         int(execution_time_ms) if execution_time_ms else 0,
@@ -250,7 +301,7 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         int(updated_at) if updated_at else 0,
         int(attempt) if attempt else 0,
         last_error.decode(errors="replace") if last_error else "",
-        0,  # last_error_attempt: a read's (set_read_fields)
+        int(last_error_attempt) if last_error_attempt else 0,
         int(started_at) if started_at else 0,
         int(finished_at) if finished_at else 0,
         worker_id.decode(errors="replace") if worker_id else "",
@@ -259,11 +310,11 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
         idempotency_key.decode(errors="replace") if idempotency_key else "",
         backoff,
         int(lease_token) if lease_token else 0,
-        "",  # trace_context: set by the claim that reads it
-        b"",  # result: a read's
-        DEFAULT_PRIORITY,  # priority: a read's
-        "",  # unique_key: a read's
-        UniqueMode.NONE,
+        "",  # trace_context: a claim's only, set by the claim
+        result or b"",
+        int(priority) if priority else DEFAULT_PRIORITY,
+        unique_key.decode(errors="replace") if unique_key else "",
+        UniqueMode(int(unique_mode) if unique_mode else 0) if unique_key else UniqueMode.NONE,
         Enqueued.CREATED,
         int(expires_at_ms) if expires_at_ms else 0,
     )
