@@ -52,7 +52,10 @@ def test_the_runs_see_an_abort_at_exit_where_there_is_one(api_url: str) -> None:
     """The same runs with connectrpc's asyncio client (on pyqwest's asyncio
     transport, what `Client` used): every run that has an asyncio step on the
     ForeignWakeLoop aborts. Every other run has that loop, and 3 programs in 4
-    an asyncio step: 12 runs of 32. Should pyqwest fix this, the count drops,
-    and `Client` could use pyqwest's asyncio transport again."""
+    an asyncio step: at least 12 runs of 32. A run off that loop may abort too,
+    as scripts did in the field now and then, so the count is a floor. Should
+    pyqwest fix this, the count drops, and `Client` could use pyqwest's asyncio
+    transport again."""
     codes = run_scripts(api_url, 32, "--pyqwest-asyncio", timeout_s=300)
-    assert codes == {"0": 20, "-6": 12}, codes
+    assert set(codes) <= {"0", "-6"} and sum(codes.values()) == 32, codes
+    assert codes.get("-6", 0) >= 12, codes
