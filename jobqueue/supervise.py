@@ -15,7 +15,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from redis.exceptions import AskError, ClusterError, ReadOnlyError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ReadOnlyError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,6 +38,17 @@ log = logging.getLogger("jobqueue.supervise")
 # that keep coming (MOVED, ASK: an AskError, past an own connection's MAX_REDIRECTS).
 # They end when the cluster settles: an outage, not a bug.
 CLUSTER_UNSETTLED = (ClusterError, TryAgainError, SlotNotCoveredError, AskError)
+
+
+class RedisBusy(ResponseError):
+    """BUSY: a Redis running a script for longer than its busy-reply-threshold (a
+    script of someone else's, or one of ours over far more data than it was written
+    for) answers every other command so until the script ends or is killed. The
+    node is unavailable for that while, as if it were down (store/client.py's
+    connections raise this for a BUSY reply; redis-py has no class of its own for
+    it: a plain ResponseError, which the loops would log as a bug)."""
+
+
 # ReadOnlyError: a master demoted to a replica (a failover under way) refuses writes
 # until its clients find the new one (a sentinel URL's connection does so itself).
 REDIS_DOWN = (
@@ -39,6 +57,7 @@ REDIS_DOWN = (
     ReadOnlyError,
     ConnectionError,
     TimeoutError,
+    RedisBusy,
     *CLUSTER_UNSETTLED,
 )
 

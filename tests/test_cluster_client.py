@@ -32,10 +32,19 @@ BURST = 300
 
 @pytest.fixture
 async def cluster(cluster_redis_url: str) -> AsyncIterator[RedisCluster]:
-    client = cast("RedisCluster", connect(cluster_redis_url, max_connections=None, cluster=True))
-    await client.initialize()
-    yield client
-    await client.aclose()
+    async with _cluster_client(cluster_redis_url) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def _cluster_client(url: str) -> AsyncIterator[RedisCluster]:
+    """jobqueue's cluster client of the cluster `url`'s node belongs to, its slot map read."""
+    client = cast("RedisCluster", connect(url, max_connections=None, cluster=True))
+    try:
+        await client.initialize()
+        yield client
+    finally:
+        await client.aclose()
 
 
 def _prefix() -> str:
@@ -146,17 +155,15 @@ SPIN_MS = 1000
 def own_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A cluster of this module's own for the tests that make a slot unserved and a node
     busy: the suite's shared server and workers on the shared cluster would meet them
-    (a BUSY reply is no outage: their loops would log it as a bug)."""
+    (outages to them: their calls meanwhile would fail)."""
     with LocalCluster(tmp_path_factory.mktemp("clusterdown"), replicas=0) as local:
         yield local.url
 
 
 @pytest.fixture
 async def own_cluster(own_cluster_url: str) -> AsyncIterator[RedisCluster]:
-    client = cast("RedisCluster", connect(own_cluster_url, max_connections=None, cluster=True))
-    await client.initialize()
-    yield client
-    await client.aclose()
+    async with _cluster_client(own_cluster_url) as client:
+        yield client
 
 
 # How soon the busy node answers others BUSY: the sign that the script runs.

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 from connectrpc.code import Code
 from redis._parsers import _RESP2Parser
-from redis.exceptions import ClusterError, SlotNotCoveredError
+from redis.exceptions import ClusterError, ResponseError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobqueue import supervise as supervise_module
 from jobqueue.outage import Outage
+from jobqueue.redis_server import RedisServer
 from jobqueue.server.errors import to_connect_error
-from jobqueue.supervise import Backoff, supervise
+from jobqueue.store.client import connect
+from jobqueue.supervise import REDIS_DOWN, Backoff, RedisBusy, supervise
+
+from .conftest import eventually
 
 log = logging.getLogger("test")
 
@@ -118,3 +124,56 @@ async def test_a_cluster_changing_is_an_outage_not_a_bug(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert refused.code is Code.UNAVAILABLE
     assert "failover or a slot migration" in refused.message
+
+
+# Keeps its Redis busy until SCRIPT KILL (it writes nothing, so it can be killed), or
+# for at most ARGV[1] seconds.
+SPIN = """
+local deadline = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1])
+repeat until tonumber(redis.call('TIME')[1]) >= deadline
+return 'spun'
+"""
+
+
+async def test_a_busy_redis_is_an_outage_not_a_bug(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A script running past busy-reply-threshold makes Redis answer BUSY to everything
+    else: through jobqueue's clients that is RedisBusy, an outage (a loop restarts
+    without an ERROR, an API call answers `unavailable`), and the client works again
+    once the script is gone. A Redis of the test's own: others' loops would meet it."""
+    with RedisServer(tmp_path, extra_args=["--busy-reply-threshold", "50"]) as server:
+        spinner, client = connect(server.url), connect(server.url)
+        try:
+            spinning = asyncio.create_task(spinner.eval(SPIN, 0, 60))
+
+            async def answers_busy() -> bool:
+                try:
+                    await client.ping()
+                except RedisBusy:
+                    return True
+                return False
+
+            await eventually(answers_busy, timeout=30, what="BUSY")
+            with pytest.raises(REDIS_DOWN) as busy:
+                await client.get("a key")
+            calls = 0
+
+            async def meets_it_once() -> None:
+                nonlocal calls
+                calls += 1
+                if calls == 1:
+                    await client.get("a key")
+
+            outage = Outage(server.url)
+            with caplog.at_level(logging.DEBUG):
+                await supervise("loop", meets_it_once, outage, backoff=Backoff(0.001, 0.002))
+                refused = to_connect_error(busy.value, "GetJob", Outage(server.url))
+            assert calls == 2 and outage.down
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert refused.code is Code.UNAVAILABLE
+            await client.script_kill()
+            with pytest.raises(ResponseError, match="Script killed"):
+                await spinning
+            assert await client.ping()
+        finally:
+            await spinner.aclose()
+            await client.aclose()

@@ -23,6 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
+    DefaultParser,
     RedisSSLContext,
     SSLConnection,
     UnixDomainSocketConnection,
@@ -40,6 +41,7 @@ from redis.exceptions import DataError, RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
+from ..supervise import RedisBusy
 from .redis_tls import check_tls_options
 from .sentinel_url import SentinelURL, is_sentinel_url, parse_sentinel_url
 
@@ -435,7 +437,11 @@ class _LeanConnection(AbstractConnection):
       asyncio client packs them in Python, a sizeable share of a busy worker's CPU
       and of a big enqueue batch's;
     - a new connection makes one round trip before its first command, not three
-      (see `connect`)."""
+      (see `connect`).
+    Its BUSY replies raise RedisBusy, an outage (`_Parser`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **(kwargs | {"parser_class": _Parser}))
 
     def pack_command(self, *args: Any) -> list[bytes]:
         # A command name with a space ("CLIENT SETINFO") is sent as separate words.
@@ -452,6 +458,12 @@ class _LeanConnection(AbstractConnection):
         # redis-py would PING a connection it has just opened (a health check is due
         # on its first command); the handshake's own reply proves it alive.
         await super().on_connect_check_health(check_health=False)
+
+
+class _Parser(DefaultParser):  # type: ignore[misc,valid-type]
+    """redis-py's parser (hiredis'), with one more error class: BUSY (supervise.RedisBusy)."""
+
+    EXCEPTION_CLASSES = {**DefaultParser.EXCEPTION_CLASSES, "BUSY": RedisBusy}
 
 
 class _TimedWrites(AbstractConnection):
@@ -521,7 +533,7 @@ class _LeanSentinelConnection(_LeanConnection, SentinelManagedConnection):
 
 class _LeanSentinelSSLConnection(_LeanConnection, SentinelManagedSSLConnection):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(**kwargs)
         self.ssl_context = _shared_ssl_context(self.ssl_context)
 
 
