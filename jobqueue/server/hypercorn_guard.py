@@ -30,6 +30,13 @@
    exception that ends the server with status 1. Here the connection is closed, as
    Hypercorn closes one on a client's protocol error.
 
+Not a guard but the same connection's cost: Hypercorn's keep-alive timer is a task
+that it creates as a connection goes idle and cancels (and awaits) as the next
+request comes, so every request over a kept-alive connection cost a task created,
+cancelled and finished, a few turns of the event loop. Here it is a loop timer
+(KeepAliveTimer): same timeout, same close, and a connection idle when the server
+shuts down is closed then, as Hypercorn's task did.
+
 `install()` makes Hypercorn use these classes in this process; `jobqueue
 server` calls it before serving.
 """
@@ -39,7 +46,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h2.errors
@@ -126,9 +134,68 @@ class GuardedH2Protocol(H2Protocol):
         await super()._create_stream(request)
 
 
+class KeepAliveTimer:
+    """Hypercorn's keep-alive timer (the `idle_task` it restarts as a connection goes idle
+    and stops as a request comes, or the connection ends) as a loop timer."""
+
+    def __init__(self, server: GuardedTCPServer) -> None:
+        self._server = server
+        self._timer: asyncio.TimerHandle | None = None
+        self._task_group: Any = None
+
+    async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
+        """Arms the timer (`action`, Hypercorn's waiting task, is not needed: the timer closes)."""
+        self.disarm()
+        self._task_group = task_group
+        server = self._server
+        if server.context.terminated.is_set():
+            self.close()  # shutting down: an idle connection goes now
+            return
+        if server.config.keep_alive_timeout is not None:  # None: no limit, as wait_for's
+            self._timer = server.loop.call_later(server.config.keep_alive_timeout, self.close)
+        _idle_connections(server.context).add(self)
+
+    async def stop(self) -> None:
+        self.disarm()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        _idle_connections(self._server.context).discard(self)
+
+    def close(self) -> None:
+        """Closes the idle connection (in its task group, as Hypercorn's timer task did)."""
+        self.disarm()
+        self._task_group.spawn(self._server.close_idle)
+
+
+# Per server (its worker context): the connections idle now, which its shutdown closes.
+_IDLE: weakref.WeakKeyDictionary[Any, set[KeepAliveTimer]] = weakref.WeakKeyDictionary()
+_WATCHERS: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+
+def _idle_connections(context: Any) -> set[KeepAliveTimer]:
+    idle = _IDLE.get(context)
+    if idle is None:
+        idle = _IDLE[context] = set()
+        # One task per server, not per connection: it ends when the server shuts down.
+        watcher = asyncio.get_running_loop().create_task(_close_at_shutdown(context, idle))
+        _WATCHERS.add(watcher)
+        watcher.add_done_callback(_WATCHERS.discard)
+    return idle
+
+
+async def _close_at_shutdown(context: Any, idle: set[KeepAliveTimer]) -> None:
+    await context.terminated.wait()
+    for timer in list(idle):
+        timer.close()
+
+
 class GuardedTCPServer(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.idle_task = KeepAliveTimer(self)  # type: ignore[assignment]
         # asyncio's own bound on a TLS close (a private attribute: without it, the
         # default stays, and only the wait is longer).
         tls = getattr(self.writer.transport, "_ssl_protocol", None)
@@ -140,6 +207,10 @@ class GuardedTCPServer(TCPServer):
         # The client is gone: nothing is left to keep alive, and the connection's
         # task group (which the timer belongs to) would otherwise wait for it.
         await self.idle_task.stop()
+
+    async def close_idle(self) -> None:
+        """What Hypercorn's keep-alive task did once its time was up."""
+        await asyncio.shield(self._initiate_server_close())
 
     async def _close(self) -> None:
         # "SSL shutdown timed out": asyncio has closed the connection regardless.

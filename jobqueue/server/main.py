@@ -18,7 +18,7 @@ from ..process import configure_logging, log_format_in_use, run_until_stopped
 from ..settings import Settings
 from ..store.memory_policy import check_deployment
 from ..store.redis_tls import check_tls_options
-from . import h2corn_log, hypercorn_guard, tls
+from . import h2corn_log, hypercorn_guard, hypercorn_writes, tls
 from .asgi import build
 from .auth import check_auth
 from .cors import check_cors
@@ -78,6 +78,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         redacted(settings.redis_url),
     )
     hypercorn_guard.install()
+    hypercorn_writes.install()
     streams = Streams()
     # The streams end before Hypercorn's shutdown, which then finds idle connections to close.
     trigger = functools.partial(close_when, stop, streams, settings.server_shutdown_grace_s)
