@@ -62,6 +62,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -85,8 +86,11 @@ SIDES = ("bare", "edge")
 # by hypercorn_guard, and the edge's app (asgi.build) on Hypercorn as it comes.
 PARTS = ("guard", "layers", "inner", "untimed")
 BOOTSTRAP_RESAMPLES = 4000
+BLOCK = 4  # rounds: both CPU placements by both start orders (see _blocks_report)
 CALL_TIMEOUT_S = 60.0  # plus 0.5 s a call: a server under valgrind on a loaded machine is slow
 SERVER_CHILD = "--server-child"
+GC_STATS_ENV = "EDGE_OFF_GC_STATS"
+GC_STATS_LINE = "garbage collections"
 
 
 def bare_app(settings: Any, streams: Any) -> Any:
@@ -185,6 +189,8 @@ def _serve_child(side: str) -> None:
     from jobqueue.settings import Settings  # noqa: PLC0415
 
     settings = Settings.from_env()
+    if os.environ.get(GC_STATS_ENV):
+        _count_collections()
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -207,6 +213,34 @@ def _serve_child(side: str) -> None:
         await hypercorn_serve(app, server_main.hypercorn_config(settings), shutdown_trigger=stop.wait)
 
     asyncio.run(run())
+
+
+def _count_collections() -> None:
+    """In the server's child: its garbage collections per generation and the CPU
+    time they took, printed to its log at exit (`--gc-stats`)."""
+    import atexit  # noqa: PLC0415
+    import gc  # noqa: PLC0415
+
+    counts = [0, 0, 0]
+    cpu = [0.0, 0.0, 0.0]
+    started = [0.0]
+
+    def noted(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+            return
+        counts[info["generation"]] += 1
+        cpu[info["generation"]] += time.thread_time() - started[0]
+
+    def report() -> None:
+        print(
+            f"{GC_STATS_LINE} per generation {counts}, their CPU {[round(s * 1e3) for s in cpu]} ms, "
+            f"of the process' {time.process_time() * 1e3:,.0f} ms; {len(gc.get_objects()):,} objects tracked",
+            flush=True,
+        )
+
+    gc.callbacks.append(noted)
+    atexit.register(report)
 
 
 class Server(NamedTuple):
@@ -406,6 +440,11 @@ def _paired(
             print("\n".join(lines), flush=True)
             summary.append(lines[0])
     client.close()
+    if os.environ.get(GC_STATS_ENV):  # each server's, over the whole run (warm-ups and all loads)
+        for label in labels:
+            for line in (work / f"{label}.log").read_text(errors="replace").splitlines():
+                if line.startswith(GC_STATS_LINE):
+                    summary.append(f"{label}: {line}")
     print("\n".join(summary))
     return 0
 
@@ -458,11 +497,34 @@ def _pairs_report(
         f"{b}/{a} {cpu_b / cpu_a:.3f}; pairs' ratios median {statistics.median(ratios):.3f}, "
         f"95% bootstrap {low:.3f}-{high:.3f}, range {min(ratios):.3f}-{max(ratios):.3f}, "
         f"{b} costlier in {sum(r > 1 for r in ratios)} of {len(ratios)}; "
+        f"{_blocks_report(ratios)}"
         f"wall-clock calls/s {b}/{a} {rate_b / rate_a:.3f} "
         f"(pairs {min(rate_ratios):.2f}-{max(rate_ratios):.2f})",
         *(f"  {label} µs/call {[round(value * 1e6) for value in cpu[label]]}" for label in labels),
         *(f"  {label} calls/s {[round(rate) for rate in rates[label]]}" for label in labels),
     ]
+
+
+def _blocks_report(ratios: list[float]) -> str:
+    """The ratios by block of BLOCK rounds, each block a geometric mean: a block
+    holds both CPU placements and both start orders (`_paired` swaps the order
+    every round, the CPUs every other round). A CPU that other work loads more
+    weighs on whichever server it holds, so the rounds' ratios fall into two
+    groups, one per placement, and their median lands anywhere between the two;
+    within a block that weight cancels."""
+    blocks = [
+        math.exp(statistics.fmean(math.log(r) for r in ratios[start : start + BLOCK]))
+        for start in range(0, len(ratios) - BLOCK + 1, BLOCK)
+    ]
+    if len(blocks) < 2:
+        return ""
+    low, high = bootstrap_interval(blocks)
+    overall = math.exp(statistics.fmean(math.log(r) for r in ratios[: len(blocks) * BLOCK]))
+    return (
+        f"by blocks of {BLOCK} rounds (placements and orders balanced): "
+        f"median {statistics.median(blocks):.3f}, "
+        f"95% bootstrap {low:.3f}-{high:.3f}, geometric mean {overall:.3f}, over {len(blocks)} blocks; "
+    )
 
 
 def bootstrap_interval(values: list[float], *, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
@@ -522,7 +584,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300, help="instructions: calls of each load first")
     parser.add_argument("--sides", default="bare,edge", help="instructions: bare, edge or both")
     parser.add_argument("--tree", type=Path, default=TREE, help="the checkout whose server runs")
+    parser.add_argument(
+        "--gc-stats",
+        action="store_true",
+        help="cpu, time: each server's garbage collections and their CPU time, over the whole run",
+    )
     args = parser.parse_args()
+    if args.gc_stats:
+        os.environ[GC_STATS_ENV] = "1"  # the servers' environment is this one's (`_server`)
     TREE = args.tree.resolve()
     from jobqueue.redis_server import RedisServer  # noqa: PLC0415
 

@@ -15,7 +15,7 @@ from typing import Any
 from ..event_log import LogObserver
 from ..events import Observers
 from ..metrics.exposition import ServerMetrics
-from ..process import configure_logging, log_level
+from ..process import configure_logging, freeze_startup_heap, log_level
 from ..producer import Producer
 from ..reaper import Reaper
 from ..scheduler import Scheduler
@@ -49,6 +49,8 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
             end_on_signals(streams)
         background.append(asyncio.create_task(Scheduler(store, None, notify).run()))
         background.append(asyncio.create_task(Reaper(store, None, notify).run()))
+        # The app is built and the server about to serve: what exists now stays.
+        freeze_startup_heap()
 
     async def shutdown() -> None:
         for task in background:

@@ -54,7 +54,9 @@ class UnreadBody:
         self.max_s = max_s
         self.unread = True  # the app has not received the body's last message
         self.trailers = False
-        self.held: list[Any] = []  # HTTP/1.1: the answer so far, while the body is unread
+        # HTTP/1.1: the answer so far, while the body is unread; a list only once
+        # something is held (most calls hold nothing: no allocation for them).
+        self.held: list[Any] | None = None
 
     def received(self, message: Any) -> bool:
         """Notes a message the app received; whether an answer held back may now go."""
@@ -78,7 +80,10 @@ class UnreadBody:
         else:
             last = kind == "http.response.trailers" and not message.get("more_trailers", False)
         if self.http1:
-            self.held.append(message)
+            if self.held is None:
+                self.held = [message]
+            else:
+                self.held.append(message)
             if last:
                 self.unread = False
                 await self._drain(read)

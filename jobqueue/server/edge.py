@@ -34,6 +34,7 @@ CORS, the router) return their app's coroutine instead of awaiting it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from .drain import UnreadBody
@@ -103,33 +104,39 @@ class _Exchange(TimedCall):
         # more header for Hypercorn's HTTP/2 side to check and encode.
         self.sizing_seen = not body.http1
 
-    async def read(self) -> Any:
-        """The server's next message, timed while the body is unfinished (slow.py)."""
+    async def receive(self, noted: bool = True) -> Any:
+        """The server's next message, timed while the body is unfinished (slow.py),
+        and noted for drain.py and streams.py unless `noted` is false (drain.py's
+        own reads of what is left, `read`). One coroutine per message: the read
+        is not a second one."""
         if self.body_done:
-            return await self.up_receive()
-        idle_deadline = self.reading_body()
-        try:
             message = await self.up_receive()
-        except asyncio.CancelledError:
-            if self.ours():
-                raise self.body_timed_out(idle_deadline) from None
-            raise
-        finally:
-            self.deadline = None
-        self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
+        else:
+            idle_deadline = self.reading_body()
+            try:
+                message = await self.up_receive()
+            except asyncio.CancelledError:
+                if self.ours():
+                    raise self.body_timed_out(idle_deadline) from None
+                raise
+            finally:
+                self.deadline = None
+            self.body_done = message["type"] != "http.request" or not message.get("more_body", False)
+        if noted:
+            kind = message["type"]
+            # UnreadBody.received (drain.py), inline: a Python call per message less.
+            body = self.body
+            body.unread = kind == "http.request" and message.get("more_body", False)
+            if not body.unread and body.held:
+                await body.release(self.send)
+            if kind == "http.disconnect":
+                self.gone = True
         return message
 
-    async def receive(self) -> Any:
-        message = await (self.up_receive() if self.body_done else self.read())
-        kind = message["type"]
-        # UnreadBody.received (drain.py), inline: a Python call per message less.
-        body = self.body
-        body.unread = kind == "http.request" and message.get("more_body", False)
-        if not body.unread and body.held:
-            await body.release(self.send)
-        if kind == "http.disconnect":
-            self.gone = True
-        return message
+    def read(self) -> Awaitable[Any]:
+        """The server's next message, timed as the app's are but not noted: for
+        drain.py, which reads and drops what is left of the body."""
+        return self.receive(noted=False)
 
     async def send(self, message: Any) -> None:
         kind = message["type"]
