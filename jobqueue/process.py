@@ -1,5 +1,6 @@
 """A jobqueue process's own concerns: its logging setup, its signals, and its
-garbage collector once it is set up (`freeze_startup_heap`).
+garbage collector once it is set up (`freeze_startup_heap`,
+`collect_young_rarely`).
 
 Every entry point (`jobqueue server`, `jobqueue worker`, `jobqueue dev`,
 `Worker.run()`) runs its main coroutine through `run_until_stopped`: SIGINT and
@@ -81,6 +82,26 @@ def freeze_startup_heap() -> None:
     collected, hence the collection first."""
     gc.collect()
     gc.freeze()
+
+
+# Above the objects that the calls of a busy server keep alive at once.
+YOUNG_GC_THRESHOLD = 10_000
+
+
+def collect_young_rarely() -> None:
+    """Raises the young generation's threshold above what a serving process keeps
+    alive while its calls run. The collector counts objects made less objects
+    freed since its last young collection; each call in flight holds its own
+    (frames, coroutines, messages, the edge's state), so with the default
+    threshold the calls in flight alone pass it every few calls. Each such
+    collection walks every object of every call in flight, finds no garbage in
+    them (refcounting frees them when their call ends) and promotes them, so the
+    middle generation's collections follow. With the threshold above them, a
+    young collection comes once that many objects are kept beyond their calls:
+    cycles, which only the collector frees, so at most that many objects of
+    garbage wait for it. The older generations keep their thresholds."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
 
 
 def run_until_stopped(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from ..event_log import LogObserver
 from ..events import Observers
 from ..metrics.exposition import ServerMetrics
-from ..process import configure_logging, freeze_startup_heap, log_level
+from ..process import collect_young_rarely, configure_logging, freeze_startup_heap, log_level
 from ..producer import Producer
 from ..reaper import Reaper
 from ..scheduler import Scheduler
@@ -51,6 +51,7 @@ def build(settings: Settings | None = None, streams: Streams | None = None) -> A
         background.append(asyncio.create_task(Reaper(store, None, notify).run()))
         # The app is built and the server about to serve: what exists now stays.
         freeze_startup_heap()
+        collect_young_rarely()
 
     async def shutdown() -> None:
         for task in background:
