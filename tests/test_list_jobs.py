@@ -16,6 +16,7 @@ from jobqueue.errors import InvalidInput
 from jobqueue.model import Backoff, EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode
 from jobqueue.selection import JobFilter, ListOrder, TimeField
 from jobqueue.settings import Settings
+from jobqueue.store import listing
 from jobqueue.store.outcomes import OK
 
 from .conftest import eventually
@@ -102,7 +103,18 @@ async def test_a_cursor_holds_when_its_job_leaves_the_index(redis: Redis, settin
     assert [j.id for j in third.jobs] == expected[11:] and third.next_page_token == ""
 
 
-async def test_every_type_merges_into_one_order(redis: Redis, settings: Settings) -> None:
+# Every type's read: in one round trip (the jobs read with each type's index), and
+# in two (the indexes, then the jobs the merge kept), as over more types.
+BOTH_READS = pytest.mark.parametrize(
+    "one_trip_queues", [listing._ONE_TRIP_QUEUES, 1], ids=["one-trip", "two-trips"]
+)
+
+
+@BOTH_READS
+async def test_every_type_merges_into_one_order(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, one_trip_queues: int
+) -> None:
+    monkeypatch.setattr(listing, "_ONE_TRIP_QUEUES", one_trip_queues)
     store = harness(redis, settings)
     created: list[Job] = []
     for round_ in range(3):
@@ -195,10 +207,15 @@ async def test_finished_indexes_are_trimmed_as_their_jobs_expire(redis: Redis, s
     assert [j.id for j in (await store.producer.list_jobs(completed)).jobs] == [new.id]
 
 
-async def test_a_listed_job_is_the_job_a_get_reads(redis: Redis, settings: Settings) -> None:
+@BOTH_READS
+async def test_a_listed_job_is_the_job_a_get_reads(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, one_trip_queues: int
+) -> None:
     """A list reads fewer fields than a get (the backoff's, unique key's and progress'
     only with their first field): every kind of job, read either way, is the same
-    job, by one type's page (page.lua) and by every type's (read_jobs.lua)."""
+    job, by one type's page (page.lua) and by every type's (page.lua, or read_jobs.lua
+    after the indexes)."""
+    monkeypatch.setattr(listing, "_ONE_TRIP_QUEUES", one_trip_queues)
     store = harness(redis, settings)
     options = JobOptions(
         max_attempts=3,

@@ -30,6 +30,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from ..errors import InvalidInput
 from ..model import Job, JobStatus, partition_of_id, partition_of_key
 from ..selection import MAX_EXAMINED, JobFilter, TimeField
@@ -39,6 +41,7 @@ from .codec import (
     LISTED_DEPENDENT_FIELDS,
     LISTED_FIELDS,
     LISTED_MARKERS,
+    Stored,
     decode_listed,
 )
 
@@ -85,6 +88,9 @@ class _Reading:
 _READING = {with_payloads: _Reading.of(with_payloads) for with_payloads in (False, True)}
 # With a scan filter, how many index entries a read takes at least (fewer round trips).
 _SCAN_CHUNK = 100
+# Up to how many queues (type, partition) a read of every type reads each one's jobs
+# with its index, in one round trip (reading up to this many times the jobs it keeps).
+_ONE_TRIP_QUEUES = 4
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -192,39 +198,47 @@ class Lister:
     async def _read_one(self, job_type: str, partition: str, ask: _Ask) -> tuple[list[Entry], bool]:
         """The next entries of one type's index (in one partition) with their jobs, in
         one call of page.lua (it reads the jobs too); and whether any are left after them."""
-        index = getattr(self.keys.queue(job_type, partition), _INDEX_OF[ask.job_filter.status])
-        prefix = self.keys.job_key_prefix(partition)
         reading = _READING[ask.with_payloads]
-        args = [*self._page_args(ask), prefix, *reading.args]
-        more_flag, *flat = await self._page.run(self._page.keys(None, more=[index]), args)
-        entries: list[Entry] = []
-        for member, score, values in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
-            job_id = member.decode()
-            entries.append((int(float(score)), job_id, _decoded(job_id, job_type, values, reading)))
-        return entries, more_flag == 1
+        more, rows = _rows(await self._page.run(*self._page_call(job_type, partition, ask, reading)))
+        entries = [
+            (score, job_id, _decoded(job_id, job_type, values, reading)) for score, job_id, values in rows
+        ]
+        return entries, more
+
+    def _page_call(
+        self, job_type: str, partition: str, ask: _Ask, reading: _Reading | None
+    ) -> tuple[list[str], list[EncodableT]]:
+        """page.lua's keys and arguments for one queue's index; with `reading`, it reads
+        the entries' jobs too."""
+        index = getattr(self.keys.queue(job_type, partition), _INDEX_OF[ask.job_filter.status])
+        args = self._page_args(ask)
+        if reading is not None:
+            args += [self.keys.job_key_prefix(partition), *reading.args]
+        return self._page.keys(None, more=[index]), args
 
     async def _read_merged(self, queues: Sequence[tuple[str, str]], ask: _Ask) -> tuple[list[Entry], bool]:
         """The next entries of the queues' (type, partition) indexes, merged, with their
-        jobs: the indexes in one pipelined round trip, then the jobs the merge keeps;
-        and whether any entries are left after them."""
-        index = _INDEX_OF[ask.job_filter.status]
-        args = self._page_args(ask)
-        replies = await self._page.run_each(
-            [(self._page.keys(None, more=[getattr(self.keys.queue(t, p), index)]), args) for t, p in queues]
-        )
-        runs: list[list[tuple[int, str, str]]] = []
+        jobs, and whether any entries are left after them. Over a few queues, in one
+        pipelined round trip of page.lua reading each queue's jobs too (up to `count`
+        of each, of which the merge keeps `count` in all); over more, where that would
+        read too many jobs for nothing, the indexes in one round trip, then the jobs
+        the merge keeps."""
+        reading = _READING[ask.with_payloads] if len(queues) <= _ONE_TRIP_QUEUES else None
+        replies = await self._page.run_each([self._page_call(t, p, ask, reading) for t, p in queues])
+        runs: list[list[tuple[int, str, Any, str]]] = []
         more = False
-        for (job_type, _), (more_flag, *flat) in zip(queues, replies, strict=True):
-            more = more or more_flag == 1
-            runs.append(
-                [(int(float(s)), m.decode(), job_type) for m, s in zip(flat[::2], flat[1::2], strict=True)]
-            )
-        # (score, id) is unique: the type is never compared.
+        for (job_type, _), reply in zip(queues, replies, strict=True):
+            more_of_queue, rows = _rows(reply, with_values=reading is not None)
+            more = more or more_of_queue
+            runs.append([(score, job_id, values, job_type) for score, job_id, values in rows])
+        # (score, id) is unique: neither the values nor the type are ever compared.
         merged = list(heapq.merge(*runs, reverse=ask.newest_first))
         kept = merged[: ask.count]
-        found = await self._jobs([(job_id, job_type) for _, job_id, job_type in kept], ask.with_payloads)
-        entries = [(score, job_id, job) for (score, job_id, _), job in zip(kept, found, strict=True)]
-        return entries, more or len(merged) > ask.count
+        more = more or len(merged) > ask.count
+        if reading is not None:
+            return [(s, i, _decoded(i, t, values, reading)) for s, i, values, t in kept], more
+        found = await self._jobs([(job_id, job_type) for _, job_id, _, job_type in kept], ask.with_payloads)
+        return [(score, job_id, job) for (score, job_id, _, _), job in zip(kept, found, strict=True)], more
 
     async def _jobs(self, ids: Sequence[tuple[str, str]], with_payloads: bool) -> list[Job | None]:
         """The jobs of these (id, type) (None where a job is gone): one read_jobs call per
@@ -245,7 +259,8 @@ class Lister:
             )
         )
         found: dict[str, Job | None] = {}
-        for of_partition, values in zip(by_partition.values(), replies, strict=True):
+        for of_partition, reply in zip(by_partition.values(), replies, strict=True):
+            values = msgpack.unpackb(reply, raw=True, use_list=False)
             for (job_id, job_type), job_values in zip(of_partition, values, strict=True):
                 found[job_id] = _decoded(job_id, job_type, job_values, reading)
         return [found[job_id] for job_id, _ in ids]
@@ -265,12 +280,23 @@ class Lister:
         return [job]
 
 
-def _decoded(job_id: str, job_type: str, values: Sequence[bytes | None], reading: _Reading) -> Job | None:
+def _rows(reply: bytes, *, with_values: bool = True) -> tuple[bool, list[tuple[int, str, Any]]]:
+    """page.lua's reply: whether entries are left after these, and the entries (score,
+    id, and with the jobs read their values, else None)."""
+    more, *flat = msgpack.unpackb(reply, raw=True, use_list=False)
+    if with_values:
+        triples = zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+        return more == 1, [(int(score), member.decode(), values) for member, score, values in triples]
+    pairs = zip(flat[::2], flat[1::2], strict=True)
+    return more == 1, [(int(score), member.decode(), None) for member, score in pairs]
+
+
+def _decoded(job_id: str, job_type: str, values: Sequence[Stored], reading: _Reading) -> Job | None:
     """A job of its id, its type and the values `reading` read (None: it is gone)."""
     payload = result = None
     if reading.with_payloads:
         payload, result, values = values[0], values[1], values[2:]
-    if values[0] is None:  # every job has a status: the job is gone
+    if not values[0]:  # every job has a status: the job is gone
         return None
     try:
         return decode_listed(job_id, job_type, values, payload, result)
