@@ -125,6 +125,20 @@ async def test_every_type_merges_into_one_order(
         assert [j.id for j in jobs] == in_order(created, order is NEWEST)
 
 
+async def test_every_type_lists_a_type_new_since_its_last_call(redis: Redis, settings: Settings) -> None:
+    """Every type's read reads the types it saw last, and the set of types with them:
+    a type first enqueued to since is read at once, by the next call."""
+    store = harness(redis, settings)
+    first = await store.enqueue("first")
+    assert [j.id for j in (await store.producer.list_jobs(JobFilter(), NEWEST, 10)).jobs] == [first.id]
+    later = await store.enqueue_many([EnqueueRequest(t) for t in ("second", "third", "second")])
+    jobs, _ = await everything(store, JobFilter(), NEWEST, 2)
+    assert [j.id for j in jobs] == in_order([first, *later], newest_first=True)
+    await store.cancel(first.id)  # no longer pending: left out, the others in their order
+    page = await store.producer.list_jobs(JobFilter(), OLDEST, 10)
+    assert [j.id for j in page.jobs] == in_order(later, newest_first=False)
+
+
 async def test_status_and_time_filters(redis: Redis, settings: Settings) -> None:
     store = harness(redis, settings)
     jobs = [await store.enqueue("f", str(i)) for i in range(6)]

@@ -6,9 +6,12 @@ lua/page.lua; no SCAN, and a page costs O(types * (log N + page)), not O(N).
 Every type's index is read for up to a page after the cursor and the reads are
 merged by (score, id), a total order across types (ids are unique), so one
 cursor serves them all. One type's page is one call of page.lua, which reads
-the entries' jobs too; over several types, the indexes are read in one
-pipelined round trip and the jobs the merge keeps in a second. An id whose job
-is gone (expired) or no longer matches is left out.
+the entries' jobs too; every type's is one pipelined round trip of such calls,
+one per index, with the set of types (read again only when the types have
+changed since the last call), or over many indexes, where reading a page of
+jobs from each would cost more than a round trip saves, the indexes in one
+round trip and the jobs the merge keeps in a second. An id whose job is gone
+(expired) or no longer matches is left out.
 
 The page token is opaque to clients: urlsafe base64 of a small JSON object with
 the cursor (score, id) and a fingerprint of the filter and order, so that a
@@ -132,6 +135,7 @@ class Lister:
         self.retention_ms = retention_ms
         loaded = scripts.load(redis, "page", "read_jobs")
         self._page, self._read_jobs = loaded["page"], loaded["read_jobs"]
+        self._types_seen: frozenset[str] = frozenset()  # by the last read of every type
 
     async def select(
         self,
@@ -147,9 +151,10 @@ class Lister:
         most `examine` index entries (a scan filter may so return fewer with a cursor)."""
         if job_filter.idempotency_key:
             return Selected(await self._by_idempotency_key(job_filter, with_payloads), None)
-        types = [job_filter.type] if job_filter.type else sorted(await self._types())
-        # A type spread over partitions is an index per partition, merged like types.
-        queues = [(t, p) for t in types for p in await self.partitions.covered(t)]
+        # Every type's read takes the types it saw last and reads the set of types in the
+        # same round trip: read again only when the types have changed since.
+        check_types = not job_filter.type
+        queues = await self._queues([job_filter.type] if job_filter.type else sorted(self._types_seen))
         jobs: list[Job] = []
         examined = 0
         cursor = after
@@ -157,10 +162,17 @@ class Lister:
             wanted = count - len(jobs)
             chunk = min(examine - examined, max(wanted, _SCAN_CHUNK) if job_filter.scans else wanted)
             ask = _Ask(job_filter, newest_first, chunk, cursor, with_payloads)
-            if len(queues) == 1:
+            if check_types:
+                check_types = False
+                entries, more, types = await self._read_merged(queues, ask, read_types=True)
+                if types != self._types_seen:
+                    self._types_seen = types
+                    queues = await self._queues(sorted(types))
+                    continue
+            elif len(queues) == 1:
                 entries, more = await self._read_one(*queues[0], ask)
             else:
-                entries, more = await self._read_merged(queues, ask)
+                entries, more, _ = await self._read_merged(queues, ask)
             looked = 0
             for _, _, job in entries:
                 looked += 1
@@ -178,9 +190,10 @@ class Lister:
             if len(jobs) == count or examined >= examine:
                 return Selected(jobs, cursor)
 
-    async def _types(self) -> set[str]:
-        members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
-        return {t.decode() for t in members}
+    async def _queues(self, types: Sequence[str]) -> list[tuple[str, str]]:
+        """The (type, partition) of each index of the types: a type spread over
+        partitions is an index per partition, merged like types."""
+        return [(t, p) for t in types for p in await self.partitions.covered(t)]
 
     def _page_args(self, ask: _Ask) -> list[EncodableT]:
         """page.lua's arguments up to its count (the index read alone)."""
@@ -216,15 +229,20 @@ class Lister:
             args += [self.keys.job_key_prefix(partition), *reading.args]
         return self._page.keys(None, more=[index]), args
 
-    async def _read_merged(self, queues: Sequence[tuple[str, str]], ask: _Ask) -> tuple[list[Entry], bool]:
+    async def _read_merged(
+        self, queues: Sequence[tuple[str, str]], ask: _Ask, *, read_types: bool = False
+    ) -> tuple[list[Entry], bool, frozenset[str]]:
         """The next entries of the queues' (type, partition) indexes, merged, with their
-        jobs, and whether any entries are left after them. Over a few queues, in one
+        jobs, whether any entries are left after them, and (`read_types`) the set of
+        types read in the same round trip (else empty). Over a few queues, in one
         pipelined round trip of page.lua reading each queue's jobs too (up to `count`
         of each, of which the merge keeps `count` in all); over more, where that would
         read too many jobs for nothing, the indexes in one round trip, then the jobs
         the merge keeps."""
         reading = _READING[ask.with_payloads] if len(queues) <= _ONE_TRIP_QUEUES else None
-        replies = await self._page.run_each([self._page_call(t, p, ask, reading) for t, p in queues])
+        first = [("SMEMBERS", self.keys.types)] if read_types else []
+        replies = await self._page.run_each([self._page_call(t, p, ask, reading) for t, p in queues], first)
+        types = frozenset(t.decode() for t in replies.pop(0)) if read_types else frozenset()
         runs: list[list[tuple[int, str, Any, str]]] = []
         more = False
         for (job_type, _), reply in zip(queues, replies, strict=True):
@@ -236,9 +254,10 @@ class Lister:
         kept = merged[: ask.count]
         more = more or len(merged) > ask.count
         if reading is not None:
-            return [(s, i, _decoded(i, t, values, reading)) for s, i, values, t in kept], more
+            return [(s, i, _decoded(i, t, values, reading)) for s, i, values, t in kept], more, types
         found = await self._jobs([(job_id, job_type) for _, job_id, _, job_type in kept], ask.with_payloads)
-        return [(score, job_id, job) for (score, job_id, _, _), job in zip(kept, found, strict=True)], more
+        entries = [(score, job_id, job) for (score, job_id, _, _), job in zip(kept, found, strict=True)]
+        return entries, more, types
 
     async def _jobs(self, ids: Sequence[tuple[str, str]], with_payloads: bool) -> list[Job | None]:
         """The jobs of these (id, type) (None where a job is gone): one read_jobs call per
