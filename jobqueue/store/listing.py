@@ -8,9 +8,9 @@ merged by (score, id), a total order across types (ids are unique), so one
 cursor serves them all. One type's page is one call of page.lua, which reads
 the entries' jobs too; every type's is one pipelined round trip of such calls,
 one per index, with the set of types (read again only when the types have
-changed since the last call), or over many indexes, where reading a page of
-jobs from each would cost more than a round trip saves, the indexes in one
-round trip and the jobs the merge keeps in a second. An id whose job is gone
+changed since the last call), or over many indexes or with the payloads, where
+reading a page of jobs from each would cost more than a round trip saves, the
+indexes in one round trip and the jobs the merge keeps in a second. An id whose job is gone
 (expired) or no longer matches is left out.
 
 The page token is opaque to clients: urlsafe base64 of a small JSON object with
@@ -91,8 +91,9 @@ class _Reading:
 _READING = {with_payloads: _Reading.of(with_payloads) for with_payloads in (False, True)}
 # With a scan filter, how many index entries a read takes at least (fewer round trips).
 _SCAN_CHUNK = 100
-# Up to how many queues (type, partition) a read of every type reads each one's jobs
-# with its index, in one round trip (reading up to this many times the jobs it keeps).
+# Up to how many queues (type, partition) a read of every type without payloads reads
+# each one's jobs with its index, in one round trip (reading up to this many times the
+# jobs it keeps).
 _ONE_TRIP_QUEUES = 4
 
 
@@ -236,10 +237,11 @@ class Lister:
         jobs, whether any entries are left after them, and (`read_types`) the set of
         types read in the same round trip (else empty). Over a few queues, in one
         pipelined round trip of page.lua reading each queue's jobs too (up to `count`
-        of each, of which the merge keeps `count` in all); over more, where that would
-        read too many jobs for nothing, the indexes in one round trip, then the jobs
-        the merge keeps."""
-        reading = _READING[ask.with_payloads] if len(queues) <= _ONE_TRIP_QUEUES else None
+        of each, of which the merge keeps `count` in all); over more, or with the
+        payloads (of any size), where that would read too much for nothing, the indexes
+        in one round trip, then the jobs the merge keeps."""
+        one_trip = len(queues) <= _ONE_TRIP_QUEUES and not ask.with_payloads
+        reading = _READING[False] if one_trip else None
         first = [("SMEMBERS", self.keys.types)] if read_types else []
         replies = await self._page.run_each([self._page_call(t, p, ask, reading) for t, p in queues], first)
         types = frozenset(t.decode() for t in replies.pop(0)) if read_types else frozenset()
