@@ -103,18 +103,23 @@ async def test_a_cursor_holds_when_its_job_leaves_the_index(redis: Redis, settin
     assert [j.id for j in third.jobs] == expected[11:] and third.next_page_token == ""
 
 
-# Every type's read: in one round trip (the jobs read with each type's index), and
-# in two (the indexes, then the jobs the merge kept), as over more types.
+# Every type's read: each index's jobs read with it (page.lua) up to its share of the
+# page, then the others after the merge (read_jobs.lua); all with the index; all after.
 BOTH_READS = pytest.mark.parametrize(
-    "one_trip_queues", [listing._ONE_TRIP_QUEUES, 1], ids=["one-trip", "two-trips"]
+    "read_first", [None, True, False], ids=["a-share-each", "with-the-index", "after-the-merge"]
 )
+
+
+def reading_first(monkeypatch: pytest.MonkeyPatch, read_first: bool | None) -> None:
+    if read_first is not None:
+        monkeypatch.setattr(listing, "_jobs_read_first", lambda count, _: count if read_first else 0)
 
 
 @BOTH_READS
 async def test_every_type_merges_into_one_order(
-    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, one_trip_queues: int
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, read_first: bool | None
 ) -> None:
-    monkeypatch.setattr(listing, "_ONE_TRIP_QUEUES", one_trip_queues)
+    reading_first(monkeypatch, read_first)
     store = harness(redis, settings)
     created: list[Job] = []
     for round_ in range(3):
@@ -223,13 +228,13 @@ async def test_finished_indexes_are_trimmed_as_their_jobs_expire(redis: Redis, s
 
 @BOTH_READS
 async def test_a_listed_job_is_the_job_a_get_reads(
-    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, one_trip_queues: int
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, read_first: bool | None
 ) -> None:
     """A list reads fewer fields than a get (the backoff's, unique key's and progress'
     only with their first field): every kind of job, read either way, is the same
     job, by one type's page (page.lua) and by every type's (page.lua, or read_jobs.lua
-    after the indexes)."""
-    monkeypatch.setattr(listing, "_ONE_TRIP_QUEUES", one_trip_queues)
+    after the merge)."""
+    reading_first(monkeypatch, read_first)
     store = harness(redis, settings)
     options = JobOptions(
         max_attempts=3,

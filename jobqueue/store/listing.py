@@ -7,11 +7,10 @@ Every type's index is read for up to a page after the cursor and the reads are
 merged by (score, id), a total order across types (ids are unique), so one
 cursor serves them all. One type's page is one call of page.lua, which reads
 the entries' jobs too; every type's is one pipelined round trip of such calls,
-one per index, with the set of types (read again only when the types have
-changed since the last call), or over many indexes or with the payloads, where
-reading a page of jobs from each would cost more than a round trip saves, the
-indexes in one round trip and the jobs the merge keeps in a second. An id whose job is gone
-(expired) or no longer matches is left out.
+one per index, each reading the jobs of an even share of the page, with the set
+of types (read again only when the types have changed since the last call); the
+jobs of the entries the merge keeps beyond an index's share are read in a second.
+An id whose job is gone (expired) or no longer matches is left out.
 
 The page token is opaque to clients: urlsafe base64 of a small JSON object with
 the cursor (score, id) and a fingerprint of the filter and order, so that a
@@ -91,10 +90,6 @@ class _Reading:
 _READING = {with_payloads: _Reading.of(with_payloads) for with_payloads in (False, True)}
 # With a scan filter, how many index entries a read takes at least (fewer round trips).
 _SCAN_CHUNK = 100
-# Up to how many queues (type, partition) a read of every type without payloads reads
-# each one's jobs with its index, in one round trip (reading up to this many times the
-# jobs it keeps).
-_ONE_TRIP_QUEUES = 4
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -213,21 +208,20 @@ class Lister:
         """The next entries of one type's index (in one partition) with their jobs, in
         one call of page.lua (it reads the jobs too); and whether any are left after them."""
         reading = _READING[ask.with_payloads]
-        more, rows = _rows(await self._page.run(*self._page_call(job_type, partition, ask, reading)))
+        more, rows = _rows(await self._page.run(*self._page_call(job_type, partition, ask, ask.count)))
         entries = [
             (score, job_id, _decoded(job_id, job_type, values, reading)) for score, job_id, values in rows
         ]
         return entries, more
 
     def _page_call(
-        self, job_type: str, partition: str, ask: _Ask, reading: _Reading | None
+        self, job_type: str, partition: str, ask: _Ask, jobs: int
     ) -> tuple[list[str], list[EncodableT]]:
-        """page.lua's keys and arguments for one queue's index; with `reading`, it reads
-        the entries' jobs too."""
+        """page.lua's keys and arguments for one queue's index, reading the jobs of its
+        first `jobs` entries too."""
         index = getattr(self.keys.queue(job_type, partition), _INDEX_OF[ask.job_filter.status])
-        args = self._page_args(ask)
-        if reading is not None:
-            args += [self.keys.job_key_prefix(partition), *reading.args]
+        prefix = self.keys.job_key_prefix(partition)
+        args = [*self._page_args(ask), prefix, jobs, *_READING[ask.with_payloads].args]
         return self._page.keys(None, more=[index]), args
 
     async def _read_merged(
@@ -235,30 +229,34 @@ class Lister:
     ) -> tuple[list[Entry], bool, frozenset[str]]:
         """The next entries of the queues' (type, partition) indexes, merged, with their
         jobs, whether any entries are left after them, and (`read_types`) the set of
-        types read in the same round trip (else empty). Over a few queues, in one
-        pipelined round trip of page.lua reading each queue's jobs too (up to `count`
-        of each, of which the merge keeps `count` in all); over more, or with the
-        payloads (of any size), where that would read too much for nothing, the indexes
-        in one round trip, then the jobs the merge keeps."""
-        one_trip = len(queues) <= _ONE_TRIP_QUEUES and not ask.with_payloads
-        reading = _READING[False] if one_trip else None
+        types read in the same round trip (else empty). One pipelined round trip of
+        page.lua, one call per index, each reading the jobs of its first entries, an
+        even share of the page (about a page of jobs in all, whatever the types' mix);
+        then, only if the merge kept more of an index's entries than its share, the
+        jobs of those in a second."""
+        reading = _READING[ask.with_payloads]
+        share = _jobs_read_first(ask.count, len(queues))
         first = [("SMEMBERS", self.keys.types)] if read_types else []
-        replies = await self._page.run_each([self._page_call(t, p, ask, reading) for t, p in queues], first)
+        replies = await self._page.run_each([self._page_call(t, p, ask, share) for t, p in queues], first)
         types = frozenset(t.decode() for t in replies.pop(0)) if read_types else frozenset()
         runs: list[list[tuple[int, str, Any, str]]] = []
         more = False
         for (job_type, _), reply in zip(queues, replies, strict=True):
-            more_of_queue, rows = _rows(reply, with_values=reading is not None)
+            more_of_queue, rows = _rows(reply)
             more = more or more_of_queue
             runs.append([(score, job_id, values, job_type) for score, job_id, values in rows])
         # (score, id) is unique: neither the values nor the type are ever compared.
         merged = list(heapq.merge(*runs, reverse=ask.newest_first))
         kept = merged[: ask.count]
         more = more or len(merged) > ask.count
-        if reading is not None:
-            return [(s, i, _decoded(i, t, values, reading)) for s, i, values, t in kept], more, types
-        found = await self._jobs([(job_id, job_type) for _, job_id, _, job_type in kept], ask.with_payloads)
-        entries = [(score, job_id, job) for (score, job_id, _, _), job in zip(kept, found, strict=True)]
+        unread = [(job_id, job_type) for _, job_id, values, job_type in kept if values is False]
+        found = dict(
+            zip((job_id for job_id, _ in unread), await self._jobs(unread, ask.with_payloads), strict=True)
+        )
+        entries = [
+            (score, job_id, found[job_id] if values is False else _decoded(job_id, job_type, values, reading))
+            for score, job_id, values, job_type in kept
+        ]
         return entries, more, types
 
     async def _jobs(self, ids: Sequence[tuple[str, str]], with_payloads: bool) -> list[Job | None]:
@@ -301,15 +299,18 @@ class Lister:
         return [job]
 
 
-def _rows(reply: bytes, *, with_values: bool = True) -> tuple[bool, list[tuple[int, str, Any]]]:
+def _rows(reply: bytes) -> tuple[bool, list[tuple[int, str, Any]]]:
     """page.lua's reply: whether entries are left after these, and the entries (score,
-    id, and with the jobs read their values, else None)."""
+    id, and the values of the job, or False where it was not read)."""
     more, *flat = msgpack.unpackb(reply, raw=True, use_list=False)
-    if with_values:
-        triples = zip(flat[::3], flat[1::3], flat[2::3], strict=True)
-        return more == 1, [(int(score), member.decode(), values) for member, score, values in triples]
-    pairs = zip(flat[::2], flat[1::2], strict=True)
-    return more == 1, [(int(score), member.decode(), None) for member, score in pairs]
+    triples = zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+    return more == 1, [(int(score), member.decode(), values) for member, score, values in triples]
+
+
+def _jobs_read_first(count: int, queues: int) -> int:
+    """Of each of `queues` indexes merged into a page of `count`, how many entries' jobs
+    page.lua reads with the index: an even share of the page."""
+    return -(-count // max(queues, 1))
 
 
 def _decoded(job_id: str, job_type: str, values: Sequence[Stored], reading: _Reading) -> Job | None:
