@@ -103,8 +103,9 @@ async def test_a_cursor_holds_when_its_job_leaves_the_index(redis: Redis, settin
     assert [j.id for j in third.jobs] == expected[11:] and third.next_page_token == ""
 
 
-# Every type's read: each index's jobs read with it (page.lua) up to its share of the
-# page, then the others after the merge (read_jobs.lua); all with the index; all after.
+# Every type's read: each index's jobs read with it (page.lua) up to about what it
+# gave the last page, then the others after the merge (read_jobs.lua); all with the
+# index; all after.
 BOTH_READS = pytest.mark.parametrize(
     "read_first", [None, True, False], ids=["a-share-each", "with-the-index", "after-the-merge"]
 )
@@ -112,7 +113,7 @@ BOTH_READS = pytest.mark.parametrize(
 
 def reading_first(monkeypatch: pytest.MonkeyPatch, read_first: bool | None) -> None:
     if read_first is not None:
-        monkeypatch.setattr(listing, "_jobs_read_first", lambda count, _: count if read_first else 0)
+        monkeypatch.setattr(listing, "_jobs_read_first", lambda count, _, __: count if read_first else 0)
 
 
 @BOTH_READS

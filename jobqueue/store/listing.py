@@ -7,9 +7,10 @@ Every type's index is read for up to a page after the cursor and the reads are
 merged by (score, id), a total order across types (ids are unique), so one
 cursor serves them all. One type's page is one call of page.lua, which reads
 the entries' jobs too; every type's is one pipelined round trip of such calls,
-one per index, each reading the jobs of an even share of the page, with the set
-of types (read again only when the types have changed since the last call); the
-jobs of the entries the merge keeps beyond an index's share are read in a second.
+one per index, each reading the jobs of about as many entries as the index gave
+the last merged page, with the set of types (read again only when the types have
+changed since the last call); the jobs of the entries the merge keeps beyond those
+are read in a second.
 An id whose job is gone (expired) or no longer matches is left out.
 
 The page token is opaque to clients: urlsafe base64 of a small JSON object with
@@ -132,6 +133,8 @@ class Lister:
         loaded = scripts.load(redis, "page", "read_jobs")
         self._page, self._read_jobs = loaded["page"], loaded["read_jobs"]
         self._types_seen: frozenset[str] = frozenset()  # by the last read of every type
+        # How many entries each index (type, partition) gave the last merged page.
+        self._given: dict[tuple[str, str], int] = {}
 
     async def select(
         self,
@@ -230,25 +233,33 @@ class Lister:
         """The next entries of the queues' (type, partition) indexes, merged, with their
         jobs, whether any entries are left after them, and (`read_types`) the set of
         types read in the same round trip (else empty). One pipelined round trip of
-        page.lua, one call per index, each reading the jobs of its first entries, an
-        even share of the page (about a page of jobs in all, whatever the types' mix);
-        then, only if the merge kept more of an index's entries than its share, the
-        jobs of those in a second."""
+        page.lua, one call per index, each reading the jobs of its first entries, about
+        as many as the index gave the last merged page (a page of jobs in all, give or
+        take, whatever the types' mix); then, only if the merge kept more of an index's
+        entries than that, the jobs of those in a second."""
         reading = _READING[ask.with_payloads]
-        share = _jobs_read_first(ask.count, len(queues))
+        calls = [
+            self._page_call(t, p, ask, _jobs_read_first(ask.count, len(queues), self._given.get((t, p))))
+            for t, p in queues
+        ]
         first = [("SMEMBERS", self.keys.types)] if read_types else []
-        replies = await self._page.run_each([self._page_call(t, p, ask, share) for t, p in queues], first)
+        replies = await self._page.run_each(calls, first)
         types = frozenset(t.decode() for t in replies.pop(0)) if read_types else frozenset()
-        runs: list[list[tuple[int, str, Any, str]]] = []
+        runs: list[list[tuple[int, str, Any, int]]] = []
         more = False
-        for (job_type, _), reply in zip(queues, replies, strict=True):
+        for queue, reply in enumerate(replies):
             more_of_queue, rows = _rows(reply)
             more = more or more_of_queue
-            runs.append([(score, job_id, values, job_type) for score, job_id, values in rows])
-        # (score, id) is unique: neither the values nor the type are ever compared.
+            runs.append([(score, job_id, values, queue) for score, job_id, values in rows])
+        # (score, id) is unique: neither the values nor the queue are ever compared.
         merged = list(heapq.merge(*runs, reverse=ask.newest_first))
-        kept = merged[: ask.count]
+        kept = [
+            (score, job_id, values, queues[queue][0]) for score, job_id, values, queue in merged[: ask.count]
+        ]
         more = more or len(merged) > ask.count
+        self._given = {queue: 0 for queue in queues}
+        for _, _, _, queue in merged[: ask.count]:
+            self._given[queues[queue]] += 1
         unread = [(job_id, job_type) for _, job_id, values, job_type in kept if values is False]
         found = dict(
             zip((job_id for job_id, _ in unread), await self._jobs(unread, ask.with_payloads), strict=True)
@@ -307,10 +318,14 @@ def _rows(reply: bytes) -> tuple[bool, list[tuple[int, str, Any]]]:
     return more == 1, [(int(score), member.decode(), values) for member, score, values in triples]
 
 
-def _jobs_read_first(count: int, queues: int) -> int:
-    """Of each of `queues` indexes merged into a page of `count`, how many entries' jobs
-    page.lua reads with the index: an even share of the page."""
-    return -(-count // max(queues, 1))
+def _jobs_read_first(count: int, queues: int, given: int | None) -> int:
+    """Of one of `queues` indexes merged into a page of `count`, how many entries' jobs
+    page.lua reads with the index: as many as it gave the last merged page and a tenth
+    of a page more (consecutive pages mix the types alike), or, if it gave none yet,
+    an even share of the page."""
+    if given is None:
+        return -(-count // max(queues, 1))
+    return min(count, given + -(-count // 10))
 
 
 def _decoded(job_id: str, job_type: str, values: Sequence[Stored], reading: _Reading) -> Job | None:
