@@ -7,8 +7,8 @@ Every type's index is read for up to a page after the cursor and the reads are
 merged by (score, id), a total order across types (ids are unique), so one
 cursor serves them all. One type's page is one call of page.lua, which reads
 the entries' jobs too; every type's is one pipelined round trip of such calls,
-one per index, each reading the jobs of about as many entries as the index gave
-the last merged page, with the set of types (read again only when the types have
+one per index, each reading the jobs of about the index's share of the last
+merged page, with the set of types (read again only when the types have
 changed since the last call); the jobs of the entries the merge keeps beyond those
 are read in a second.
 An id whose job is gone (expired) or no longer matches is left out.
@@ -30,6 +30,7 @@ import hashlib
 import heapq
 import json
 import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -133,8 +134,8 @@ class Lister:
         loaded = scripts.load(redis, "page", "read_jobs")
         self._page, self._read_jobs = loaded["page"], loaded["read_jobs"]
         self._types_seen: frozenset[str] = frozenset()  # by the last read of every type
-        # How many entries each index (type, partition) gave the last merged page.
-        self._given: dict[tuple[str, str], int] = {}
+        # The share of the last merged page (that kept any) each index (type, partition) gave.
+        self._given: dict[tuple[str, str], float] = {}
 
     async def select(
         self,
@@ -234,9 +235,9 @@ class Lister:
         jobs, whether any entries are left after them, and (`read_types`) the set of
         types read in the same round trip (else empty). One pipelined round trip of
         page.lua, one call per index, each reading the jobs of its first entries, about
-        as many as the index gave the last merged page (a page of jobs in all, give or
-        take, whatever the types' mix); then, only if the merge kept more of an index's
-        entries than that, the jobs of those in a second."""
+        its share of the last merged page (a page of jobs in all, give or take, whatever
+        the types' mix); then, only if the merge kept more of an index's entries than
+        that, the jobs of those in a second."""
         reading = _READING[ask.with_payloads]
         calls = [
             self._page_call(t, p, ask, _jobs_read_first(ask.count, len(queues), self._given.get((t, p))))
@@ -257,9 +258,11 @@ class Lister:
             (score, job_id, values, queues[queue][0]) for score, job_id, values, queue in merged[: ask.count]
         ]
         more = more or len(merged) > ask.count
-        self._given = {queue: 0 for queue in queues}
-        for _, _, _, queue in merged[: ask.count]:
-            self._given[queues[queue]] += 1
+        if kept:
+            given = [0] * len(queues)
+            for _, _, _, queue in merged[: ask.count]:
+                given[queue] += 1
+            self._given = {q: n / len(kept) for q, n in zip(queues, given, strict=True)}
         unread = [(job_id, job_type) for _, job_id, values, job_type in kept if values is False]
         found = dict(
             zip((job_id for job_id, _ in unread), await self._jobs(unread, ask.with_payloads), strict=True)
@@ -318,14 +321,14 @@ def _rows(reply: bytes) -> tuple[bool, list[tuple[int, str, Any]]]:
     return more == 1, [(int(score), member.decode(), values) for member, score, values in triples]
 
 
-def _jobs_read_first(count: int, queues: int, given: int | None) -> int:
+def _jobs_read_first(count: int, queues: int, given: float | None) -> int:
     """Of one of `queues` indexes merged into a page of `count`, how many entries' jobs
-    page.lua reads with the index: as many as it gave the last merged page and a tenth
-    of a page more (consecutive pages mix the types alike), or, if it gave none yet,
-    an even share of the page."""
+    page.lua reads with the index: its share of the last merged page (`given`) and a
+    tenth of a page more (consecutive pages mix the types alike), or, not merged yet,
+    an even share."""
     if given is None:
         return -(-count // max(queues, 1))
-    return min(count, given + -(-count // 10))
+    return min(count, math.ceil(given * count) + -(-count // 10))
 
 
 def _decoded(job_id: str, job_type: str, values: Sequence[Stored], reading: _Reading) -> Job | None:
