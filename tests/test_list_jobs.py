@@ -16,6 +16,7 @@ from jobqueue.errors import InvalidInput
 from jobqueue.model import Backoff, EnqueueRequest, Job, JobOptions, JobStatus, UniqueMode
 from jobqueue.selection import JobFilter, ListOrder, TimeField
 from jobqueue.settings import Settings
+from jobqueue.store import listing
 from jobqueue.store.outcomes import OK
 
 from .conftest import eventually
@@ -102,7 +103,24 @@ async def test_a_cursor_holds_when_its_job_leaves_the_index(redis: Redis, settin
     assert [j.id for j in third.jobs] == expected[11:] and third.next_page_token == ""
 
 
-async def test_every_type_merges_into_one_order(redis: Redis, settings: Settings) -> None:
+# Every type's read: each index's jobs read with it (page.lua) up to about what it
+# gave the last page, then the others after the merge (read_jobs.lua); all with the
+# index; all after.
+BOTH_READS = pytest.mark.parametrize(
+    "read_first", [None, True, False], ids=["a-share-each", "with-the-index", "after-the-merge"]
+)
+
+
+def reading_first(monkeypatch: pytest.MonkeyPatch, read_first: bool | None) -> None:
+    if read_first is not None:
+        monkeypatch.setattr(listing, "_jobs_read_first", lambda count, _, __: count if read_first else 0)
+
+
+@BOTH_READS
+async def test_every_type_merges_into_one_order(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, read_first: bool | None
+) -> None:
+    reading_first(monkeypatch, read_first)
     store = harness(redis, settings)
     created: list[Job] = []
     for round_ in range(3):
@@ -111,6 +129,20 @@ async def test_every_type_merges_into_one_order(redis: Redis, settings: Settings
     for order in (NEWEST, OLDEST):
         jobs, _ = await everything(store, JobFilter(), order, 10)
         assert [j.id for j in jobs] == in_order(created, order is NEWEST)
+
+
+async def test_every_type_lists_a_type_new_since_its_last_call(redis: Redis, settings: Settings) -> None:
+    """Every type's read reads the types it saw last, and the set of types with them:
+    a type first enqueued to since is read at once, by the next call."""
+    store = harness(redis, settings)
+    first = await store.enqueue("first")
+    assert [j.id for j in (await store.producer.list_jobs(JobFilter(), NEWEST, 10)).jobs] == [first.id]
+    later = await store.enqueue_many([EnqueueRequest(t) for t in ("second", "third", "second")])
+    jobs, _ = await everything(store, JobFilter(), NEWEST, 2)
+    assert [j.id for j in jobs] == in_order([first, *later], newest_first=True)
+    await store.cancel(first.id)  # no longer pending: left out, the others in their order
+    page = await store.producer.list_jobs(JobFilter(), OLDEST, 10)
+    assert [j.id for j in page.jobs] == in_order(later, newest_first=False)
 
 
 async def test_status_and_time_filters(redis: Redis, settings: Settings) -> None:
@@ -195,10 +227,15 @@ async def test_finished_indexes_are_trimmed_as_their_jobs_expire(redis: Redis, s
     assert [j.id for j in (await store.producer.list_jobs(completed)).jobs] == [new.id]
 
 
-async def test_a_listed_job_is_the_job_a_get_reads(redis: Redis, settings: Settings) -> None:
+@BOTH_READS
+async def test_a_listed_job_is_the_job_a_get_reads(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, read_first: bool | None
+) -> None:
     """A list reads fewer fields than a get (the backoff's, unique key's and progress'
     only with their first field): every kind of job, read either way, is the same
-    job, by one type's page (page.lua) and by every type's (read_jobs.lua)."""
+    job, by one type's page (page.lua) and by every type's (page.lua, or read_jobs.lua
+    after the merge)."""
+    reading_first(monkeypatch, read_first)
     store = harness(redis, settings)
     options = JobOptions(
         max_attempts=3,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from ..model import (
     DEFAULT_PRIORITY,
@@ -60,6 +61,9 @@ READ_FIELDS = (b"last_error_attempt", b"result", b"unique_key", b"unique_mode", 
 # on, an extra field of enqueue.lua's, returned by a claim after JOB_FIELDS when the
 # worker traces.
 TRACE_FIELD = "trace_context"
+# A stored field's value as read: None or False when the field is not set (False: the
+# list's scripts reply in MessagePack, where a Lua list holds a missing value as false).
+Stored = bytes | Literal[False] | None
 
 
 def decode_job(fields: Mapping[bytes, bytes]) -> Job:
@@ -81,14 +85,12 @@ def set_read_fields(job: Job, fields: Mapping[bytes, bytes | None]) -> None:
     set_progress_fields(job, *(fields.get(name) for name in PROGRESS_FIELDS))
 
 
-def set_progress_fields(
-    job: Job, progress: bytes | None, message: bytes | None, at: bytes | None, token: bytes | None
-) -> None:
+def set_progress_fields(job: Job, progress: Stored, message: Stored, at: Stored, token: Stored) -> None:
     """Sets a read job's progress from its stored fields if its current (or last) run
     wrote them: their token is the job's lease token. A retry or a redrive does not
     clear them (that would cost every claim a write); the claim of the next run, a
     new token, hides them."""
-    if token is None or int(token) != job.lease_token:
+    if not token or int(token) != job.lease_token:
         return
     job.progress = float(progress or 0)
     job.progress_message = message.decode(errors="replace") if message else ""
@@ -125,9 +127,9 @@ _NO_DEPENDENT_VALUES = (None,) * len(LISTED_DEPENDENT_FIELDS)
 def decode_listed(
     job_id: str,
     job_type: str,
-    values: Sequence[bytes | None],
-    payload: bytes | None = None,
-    result: bytes | None = None,
+    values: Sequence[Stored],
+    payload: Stored = None,
+    result: Stored = None,
 ) -> Job:
     """The job of a list's values: those of LISTED_FIELDS and LISTED_MARKERS, then of
     LISTED_DEPENDENT_FIELDS if they were read (a marker is set). The same Job as
@@ -161,7 +163,7 @@ def decode_listed(
         values[_LISTED_READ:] or _NO_DEPENDENT_VALUES
     )
     backoff = None
-    if backoff_base_ms is not None:
+    if backoff_base_ms:
         backoff = _stored_backoff(backoff_base_ms, backoff_factor, backoff_cap_ms)
     job = _job_of(
         job_id,
@@ -188,7 +190,7 @@ def decode_listed(
         unique_mode,
         expires_at_ms,
     )
-    if progress_token is not None:
+    if progress_token:
         set_progress_fields(job, progress, progress_message, progress_at, progress_token)
     return job
 
@@ -256,33 +258,30 @@ def decode_job_values(values: Sequence[bytes | None]) -> Job:
     )
 
 
-_Stored = bytes | None
-
-
 def _job_of(  # noqa: PLR0917 - one argument per stored field, by position
     job_id: str,
     job_type: str,
-    payload: _Stored,
-    status: _Stored,
-    execution_time_ms: _Stored,
-    created_at: _Stored,
-    updated_at: _Stored,
-    attempt: _Stored,
-    last_error: _Stored,
-    last_error_attempt: _Stored,
-    started_at: _Stored,
-    finished_at: _Stored,
-    worker_id: _Stored,
-    max_attempts: _Stored,
-    timeout_ms: _Stored,
-    idempotency_key: _Stored,
+    payload: Stored,
+    status: Stored,
+    execution_time_ms: Stored,
+    created_at: Stored,
+    updated_at: Stored,
+    attempt: Stored,
+    last_error: Stored,
+    last_error_attempt: Stored,
+    started_at: Stored,
+    finished_at: Stored,
+    worker_id: Stored,
+    max_attempts: Stored,
+    timeout_ms: Stored,
+    idempotency_key: Stored,
     backoff: Backoff | None,
-    lease_token: _Stored,
-    result: _Stored,
-    priority: _Stored,
-    unique_key: _Stored,
-    unique_mode: _Stored,
-    expires_at_ms: _Stored,
+    lease_token: Stored,
+    result: Stored,
+    priority: Stored,
+    unique_key: Stored,
+    unique_mode: Stored,
+    expires_at_ms: Stored,
 ) -> Job:
     """The Job of its stored values (None: unset), in the order of Job's fields.
 
@@ -320,8 +319,8 @@ def _job_of(  # noqa: PLR0917 - one argument per stored field, by position
     )
 
 
-def _stored_backoff(base_ms: bytes, factor: bytes | None, cap_ms: bytes | None) -> Backoff:
-    if factor is None or cap_ms is None:
+def _stored_backoff(base_ms: bytes, factor: Stored, cap_ms: Stored) -> Backoff:
+    if not factor or not cap_ms:
         raise ValueError("job record with part of a backoff")
     return Backoff(base_ms=int(base_ms), factor=float(factor), cap_ms=int(cap_ms))
 

@@ -6,9 +6,12 @@ lua/page.lua; no SCAN, and a page costs O(types * (log N + page)), not O(N).
 Every type's index is read for up to a page after the cursor and the reads are
 merged by (score, id), a total order across types (ids are unique), so one
 cursor serves them all. One type's page is one call of page.lua, which reads
-the entries' jobs too; over several types, the indexes are read in one
-pipelined round trip and the jobs the merge keeps in a second. An id whose job
-is gone (expired) or no longer matches is left out.
+the entries' jobs too; every type's is one pipelined round trip of such calls,
+one per index, each reading the jobs of about the index's share of the last
+merged page, with the set of types (read again only when the types have
+changed since the last call); the jobs of the entries the merge keeps beyond those
+are read in a second.
+An id whose job is gone (expired) or no longer matches is left out.
 
 The page token is opaque to clients: urlsafe base64 of a small JSON object with
 the cursor (score, id) and a fingerprint of the filter and order, so that a
@@ -27,8 +30,11 @@ import hashlib
 import heapq
 import json
 import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+import msgpack
 
 from ..errors import InvalidInput
 from ..model import Job, JobStatus, partition_of_id, partition_of_key
@@ -39,6 +45,7 @@ from .codec import (
     LISTED_DEPENDENT_FIELDS,
     LISTED_FIELDS,
     LISTED_MARKERS,
+    Stored,
     decode_listed,
 )
 
@@ -126,6 +133,9 @@ class Lister:
         self.retention_ms = retention_ms
         loaded = scripts.load(redis, "page", "read_jobs")
         self._page, self._read_jobs = loaded["page"], loaded["read_jobs"]
+        self._types_seen: frozenset[str] = frozenset()  # by the last read of every type
+        # The share of the last merged page (that kept any) each index (type, partition) gave.
+        self._given: dict[tuple[str, str], float] = {}
 
     async def select(
         self,
@@ -141,9 +151,10 @@ class Lister:
         most `examine` index entries (a scan filter may so return fewer with a cursor)."""
         if job_filter.idempotency_key:
             return Selected(await self._by_idempotency_key(job_filter, with_payloads), None)
-        types = [job_filter.type] if job_filter.type else sorted(await self._types())
-        # A type spread over partitions is an index per partition, merged like types.
-        queues = [(t, p) for t in types for p in await self.partitions.covered(t)]
+        # Every type's read takes the types it saw last and reads the set of types in the
+        # same round trip: read again only when the types have changed since.
+        check_types = not job_filter.type
+        queues = await self._queues([job_filter.type] if job_filter.type else sorted(self._types_seen))
         jobs: list[Job] = []
         examined = 0
         cursor = after
@@ -151,10 +162,17 @@ class Lister:
             wanted = count - len(jobs)
             chunk = min(examine - examined, max(wanted, _SCAN_CHUNK) if job_filter.scans else wanted)
             ask = _Ask(job_filter, newest_first, chunk, cursor, with_payloads)
-            if len(queues) == 1:
+            if check_types:
+                check_types = False
+                entries, more, types = await self._read_merged(queues, ask, read_types=True)
+                if types != self._types_seen:
+                    self._types_seen = types
+                    queues = await self._queues(sorted(types))
+                    continue
+            elif len(queues) == 1:
                 entries, more = await self._read_one(*queues[0], ask)
             else:
-                entries, more = await self._read_merged(queues, ask)
+                entries, more, _ = await self._read_merged(queues, ask)
             looked = 0
             for _, _, job in entries:
                 looked += 1
@@ -172,9 +190,10 @@ class Lister:
             if len(jobs) == count or examined >= examine:
                 return Selected(jobs, cursor)
 
-    async def _types(self) -> set[str]:
-        members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
-        return {t.decode() for t in members}
+    async def _queues(self, types: Sequence[str]) -> list[tuple[str, str]]:
+        """The (type, partition) of each index of the types: a type spread over
+        partitions is an index per partition, merged like types."""
+        return [(t, p) for t in types for p in await self.partitions.covered(t)]
 
     def _page_args(self, ask: _Ask) -> list[EncodableT]:
         """page.lua's arguments up to its count (the index read alone)."""
@@ -192,39 +211,67 @@ class Lister:
     async def _read_one(self, job_type: str, partition: str, ask: _Ask) -> tuple[list[Entry], bool]:
         """The next entries of one type's index (in one partition) with their jobs, in
         one call of page.lua (it reads the jobs too); and whether any are left after them."""
+        reading = _READING[ask.with_payloads]
+        more, rows = _rows(await self._page.run(*self._page_call(job_type, partition, ask, ask.count)))
+        entries = [
+            (score, job_id, _decoded(job_id, job_type, values, reading)) for score, job_id, values in rows
+        ]
+        return entries, more
+
+    def _page_call(
+        self, job_type: str, partition: str, ask: _Ask, jobs: int
+    ) -> tuple[list[str], list[EncodableT]]:
+        """page.lua's keys and arguments for one queue's index, reading the jobs of its
+        first `jobs` entries too."""
         index = getattr(self.keys.queue(job_type, partition), _INDEX_OF[ask.job_filter.status])
         prefix = self.keys.job_key_prefix(partition)
-        reading = _READING[ask.with_payloads]
-        args = [*self._page_args(ask), prefix, *reading.args]
-        more_flag, *flat = await self._page.run(self._page.keys(None, more=[index]), args)
-        entries: list[Entry] = []
-        for member, score, values in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
-            job_id = member.decode()
-            entries.append((int(float(score)), job_id, _decoded(job_id, job_type, values, reading)))
-        return entries, more_flag == 1
+        args = [*self._page_args(ask), prefix, jobs, *_READING[ask.with_payloads].args]
+        return self._page.keys(None, more=[index]), args
 
-    async def _read_merged(self, queues: Sequence[tuple[str, str]], ask: _Ask) -> tuple[list[Entry], bool]:
+    async def _read_merged(
+        self, queues: Sequence[tuple[str, str]], ask: _Ask, *, read_types: bool = False
+    ) -> tuple[list[Entry], bool, frozenset[str]]:
         """The next entries of the queues' (type, partition) indexes, merged, with their
-        jobs: the indexes in one pipelined round trip, then the jobs the merge keeps;
-        and whether any entries are left after them."""
-        index = _INDEX_OF[ask.job_filter.status]
-        args = self._page_args(ask)
-        replies = await self._page.run_each(
-            [(self._page.keys(None, more=[getattr(self.keys.queue(t, p), index)]), args) for t, p in queues]
-        )
-        runs: list[list[tuple[int, str, str]]] = []
+        jobs, whether any entries are left after them, and (`read_types`) the set of
+        types read in the same round trip (else empty). One pipelined round trip of
+        page.lua, one call per index, each reading the jobs of its first entries, about
+        its share of the last merged page (a page of jobs in all, give or take, whatever
+        the types' mix); then, only if the merge kept more of an index's entries than
+        that, the jobs of those in a second."""
+        reading = _READING[ask.with_payloads]
+        calls = [
+            self._page_call(t, p, ask, _jobs_read_first(ask.count, len(queues), self._given.get((t, p))))
+            for t, p in queues
+        ]
+        first = [("SMEMBERS", self.keys.types)] if read_types else []
+        replies = await self._page.run_each(calls, first)
+        types = frozenset(t.decode() for t in replies.pop(0)) if read_types else frozenset()
+        runs: list[list[tuple[int, str, Any, int]]] = []
         more = False
-        for (job_type, _), (more_flag, *flat) in zip(queues, replies, strict=True):
-            more = more or more_flag == 1
-            runs.append(
-                [(int(float(s)), m.decode(), job_type) for m, s in zip(flat[::2], flat[1::2], strict=True)]
-            )
-        # (score, id) is unique: the type is never compared.
+        for queue, reply in enumerate(replies):
+            more_of_queue, rows = _rows(reply)
+            more = more or more_of_queue
+            runs.append([(score, job_id, values, queue) for score, job_id, values in rows])
+        # (score, id) is unique: neither the values nor the queue are ever compared.
         merged = list(heapq.merge(*runs, reverse=ask.newest_first))
-        kept = merged[: ask.count]
-        found = await self._jobs([(job_id, job_type) for _, job_id, job_type in kept], ask.with_payloads)
-        entries = [(score, job_id, job) for (score, job_id, _), job in zip(kept, found, strict=True)]
-        return entries, more or len(merged) > ask.count
+        kept = [
+            (score, job_id, values, queues[queue][0]) for score, job_id, values, queue in merged[: ask.count]
+        ]
+        more = more or len(merged) > ask.count
+        if kept:
+            given = [0] * len(queues)
+            for _, _, _, queue in merged[: ask.count]:
+                given[queue] += 1
+            self._given = {q: n / len(kept) for q, n in zip(queues, given, strict=True)}
+        unread = [(job_id, job_type) for _, job_id, values, job_type in kept if values is False]
+        found = dict(
+            zip((job_id for job_id, _ in unread), await self._jobs(unread, ask.with_payloads), strict=True)
+        )
+        entries = [
+            (score, job_id, found[job_id] if values is False else _decoded(job_id, job_type, values, reading))
+            for score, job_id, values, job_type in kept
+        ]
+        return entries, more, types
 
     async def _jobs(self, ids: Sequence[tuple[str, str]], with_payloads: bool) -> list[Job | None]:
         """The jobs of these (id, type) (None where a job is gone): one read_jobs call per
@@ -245,7 +292,8 @@ class Lister:
             )
         )
         found: dict[str, Job | None] = {}
-        for of_partition, values in zip(by_partition.values(), replies, strict=True):
+        for of_partition, reply in zip(by_partition.values(), replies, strict=True):
+            values = msgpack.unpackb(reply, raw=True, use_list=False)
             for (job_id, job_type), job_values in zip(of_partition, values, strict=True):
                 found[job_id] = _decoded(job_id, job_type, job_values, reading)
         return [found[job_id] for job_id, _ in ids]
@@ -265,12 +313,30 @@ class Lister:
         return [job]
 
 
-def _decoded(job_id: str, job_type: str, values: Sequence[bytes | None], reading: _Reading) -> Job | None:
+def _rows(reply: bytes) -> tuple[bool, list[tuple[int, str, Any]]]:
+    """page.lua's reply: whether entries are left after these, and the entries (score,
+    id, and the values of the job, or False where it was not read)."""
+    more, *flat = msgpack.unpackb(reply, raw=True, use_list=False)
+    triples = zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+    return more == 1, [(int(score), member.decode(), values) for member, score, values in triples]
+
+
+def _jobs_read_first(count: int, queues: int, given: float | None) -> int:
+    """Of one of `queues` indexes merged into a page of `count`, how many entries' jobs
+    page.lua reads with the index: its share of the last merged page (`given`) and a
+    tenth of a page more (consecutive pages mix the types alike), or, not merged yet,
+    an even share."""
+    if given is None:
+        return -(-count // max(queues, 1))
+    return min(count, math.ceil(given * count) + -(-count // 10))
+
+
+def _decoded(job_id: str, job_type: str, values: Sequence[Stored], reading: _Reading) -> Job | None:
     """A job of its id, its type and the values `reading` read (None: it is gone)."""
     payload = result = None
     if reading.with_payloads:
         payload, result, values = values[0], values[1], values[2:]
-    if values[0] is None:  # every job has a status: the job is gone
+    if not values[0]:  # every job has a status: the job is gone
         return None
     try:
         return decode_listed(job_id, job_type, values, payload, result)

@@ -166,15 +166,21 @@ class Script:
                 raise answer
         return reply, int(acked)
 
-    async def run_each(self, calls: Sequence[tuple[Sequence[str], Sequence[EncodableT]]]) -> list[Any]:
+    async def run_each(
+        self,
+        calls: Sequence[tuple[Sequence[str], Sequence[EncodableT]]],
+        first: Sequence[Sequence[EncodableT]] = (),
+    ) -> list[Any]:
         """Runs the script once per (keys, args) in one pipelined round trip, as
-        EVALSHA; the text is sent, and the calls again, only if Redis answers NOSCRIPT
-        (SENT_WHOLE; redis-py's own pipelines ask SCRIPT EXISTS first: one more round
-        trip each)."""
+        EVALSHA, after the commands `first` (reads: their replies come first); the text
+        is sent, and the calls again, only if Redis answers NOSCRIPT (SENT_WHOLE;
+        redis-py's own pipelines ask SCRIPT EXISTS first: one more round trip each)."""
         redis = self.registered.registered_client
         script: tuple[EncodableT, ...] = ("EVALSHA", self.registered.sha)
         for _ in range(2):
             async with redis.pipeline(transaction=False) as pipe:
+                for command in first:
+                    pipe.execute_command(*command)
                 for keys, args in calls:
                     # As a command: redis-py's cluster pipeline refuses its `evalsha` method
                     # (it cannot tell the keys), not the command, which it routes by its keys.

@@ -7,8 +7,9 @@
 -- and no member is skipped or repeated while the index does not change. Cost:
 -- O(log N) per rank lookup, the bisection within the cursor's score (only when
 -- its member left) O(log N * log ties), then O(log N + count).
--- Given a job key prefix, it also reads the fields of each member's job (HMGET),
--- so that a page of one type is one round trip (ListJobs). Those job hashes are
+-- Given a job key prefix, it also reads the fields of the first members' jobs
+-- (HMGET), so that a page of one type is one round trip (ListJobs), and a page
+-- of several types most often too. Those job hashes are
 -- read by keys built from the ids (they cannot be declared: the ids are known
 -- only here); they carry the index's hash tag, so they are on this script's slot.
 -- include: common, listed
@@ -16,21 +17,26 @@
 -- ARGV: from (inclusive, '' none), to (exclusive, '' none), retention_ms ('': keep
 --   all; else scores older than now - retention, jobs expired already, are left
 --   out), after_score ('' from the start), after_member, newest_first (1 or 0), count,
---   then optionally the job key prefix ("P:{pppp}:job:"), how many fields are read
---   of every job, how many of those are markers (include/listed), the field names
--- Returns {more (1 or 0), member, score, member, score...} in the order asked, or
--- with a job key prefix {more, member, score, {the job's values}, ...} (values all
--- nil: the job is gone); more: members in the range are left after these.
+--   then optionally the job key prefix ("P:{pppp}:job:"), of how many members (the
+--   first in the order asked) the jobs are read, how many fields are read of every
+--   job, how many of those are markers (include/listed), the field names
+-- Returns, packed by cmsgpack (one bulk string: the reply's conversion out of Lua and
+-- the client's parse cost far less than for nested tables), {more (1 or 0), member,
+-- score, member, score...} in the order asked, or with a job key prefix {more,
+-- member, score, {the job's values} or false where not read, ...} (a value false:
+-- the field is not set; all false: the job is gone); more: members in the range are left after these; the
+-- scores as integers.
 local index = KEYS[FIXED_KEYS + 1]
 local from, to, retention = ARGV[1], ARGV[2], ARGV[3]
 local after_score, after_member = ARGV[4], ARGV[5]
 local newest_first, count = ARGV[6] == '1', tonumber(ARGV[7])
 local job_prefix = ARGV[8] or ''
-local fields, markers, dependent
+local jobs, fields, markers, dependent
 if job_prefix ~= '' then
-  local always = tonumber(ARGV[9])
-  markers = tonumber(ARGV[10])
-  fields, dependent = {unpack(ARGV, 11, 10 + always)}, {unpack(ARGV, 11 + always)}
+  jobs = tonumber(ARGV[9])
+  local always = tonumber(ARGV[10])
+  markers = tonumber(ARGV[11])
+  fields, dependent = {unpack(ARGV, 12, 11 + always)}, {unpack(ARGV, 12 + always)}
 end
 
 -- Whether a sorts after b byte by byte, as Redis orders members (Lua's own
@@ -95,7 +101,7 @@ else
   more = high < last
 end
 if high < low then
-  return {0}
+  return cmsgpack.pack({0})
 end
 local found = redis.call('ZRANGE', index, low, high, 'WITHSCORES')
 local reply = {more and 1 or 0}
@@ -105,9 +111,14 @@ if newest_first then
 end
 for i = first_entry, last_entry, step do
   reply[#reply + 1] = found[i]
-  reply[#reply + 1] = found[i + 1]
+  reply[#reply + 1] = tonumber(found[i + 1])
   if job_prefix ~= '' then
-    reply[#reply + 1] = listed_values(job_prefix .. found[i], fields, markers, dependent)
+    if jobs > 0 then
+      jobs = jobs - 1
+      reply[#reply + 1] = listed_values(job_prefix .. found[i], fields, markers, dependent)
+    else
+      reply[#reply + 1] = false
+    end
   end
 end
-return reply
+return cmsgpack.pack(reply)

@@ -5,11 +5,12 @@
 -- KEYS: ...the jobs (of one partition)
 -- ARGV: how many fields are read of every job, how many of those are markers
 --   (include/listed), the field names
--- Returns, per job in KEYS order, its values of the fields (all nil: the job is gone).
+-- Returns, packed by cmsgpack (as page.lua), per job in KEYS order, its values of the
+-- fields (false: not set; all false: the job is gone).
 local always, markers = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fields, dependent = {unpack(ARGV, 3, 2 + always)}, {unpack(ARGV, 3 + always)}
 local values = {}
 for i = FIXED_KEYS + 1, #KEYS do
   values[#values + 1] = listed_values(KEYS[i], fields, markers, dependent)
 end
-return values
+return cmsgpack.pack(values)
