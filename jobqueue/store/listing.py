@@ -254,22 +254,24 @@ class Lister:
             runs.append([(score, job_id, values, queue) for score, job_id, values in rows])
         # (score, id) is unique: neither the values nor the queue are ever compared.
         merged = list(heapq.merge(*runs, reverse=ask.newest_first))
-        kept = [
-            (score, job_id, values, queues[queue][0]) for score, job_id, values, queue in merged[: ask.count]
-        ]
+        kept = merged[: ask.count]
         more = more or len(merged) > ask.count
         if kept:
             given = [0] * len(queues)
-            for _, _, _, queue in merged[: ask.count]:
+            for _, _, _, queue in kept:
                 given[queue] += 1
             self._given = {q: n / len(kept) for q, n in zip(queues, given, strict=True)}
-        unread = [(job_id, job_type) for _, job_id, values, job_type in kept if values is False]
+        unread = [(job_id, queues[queue][0]) for _, job_id, values, queue in kept if values is False]
         found = dict(
             zip((job_id for job_id, _ in unread), await self._jobs(unread, ask.with_payloads), strict=True)
         )
         entries = [
-            (score, job_id, found[job_id] if values is False else _decoded(job_id, job_type, values, reading))
-            for score, job_id, values, job_type in kept
+            (
+                score,
+                job_id,
+                found[job_id] if values is False else _decoded(job_id, queues[queue][0], values, reading),
+            )
+            for score, job_id, values, queue in kept
         ]
         return entries, more, types
 

@@ -24,8 +24,8 @@
 -- the client's parse cost far less than for nested tables), {more (1 or 0), member,
 -- score, member, score...} in the order asked, or with a job key prefix {more,
 -- member, score, {the job's values} or false where not read, ...} (a value false:
--- the field is not set; all false: the job is gone); more: members in the range are left after these; the
--- scores as integers.
+-- the field is not set; all false: the job is gone), the scores as integers; more:
+-- members in the range are left after these.
 local index = KEYS[FIXED_KEYS + 1]
 local from, to, retention = ARGV[1], ARGV[2], ARGV[3]
 local after_score, after_member = ARGV[4], ARGV[5]
