@@ -2,6 +2,7 @@
 """ListJobs latency over a million stored jobs, through the real server.
 
     python bench/list_jobs.py [--jobs 1000000] [--completed 200000] [--pages 1000] [--runs 3]
+        [--client sync socket]
     python bench/list_jobs.py --trees TREE_A TREE_B [--runs 4] [--pages 500] [--gzip-trees TREE_A]
     python bench/list_jobs.py --instructions TREE [TREE...] [--jobs 20000] [--completed 5000]
         [--pages 200] [--call "pending, newest first"]
@@ -22,6 +23,12 @@ them: Redis' own time per call (its command stats: the scripts a page runs,
 and SMEMBERS for every type) and the server process' CPU time per call
 (/proc). GetJob, called as often at the same time, gives the scale: what the
 machine makes of the cheapest call. Loopback only; every loop is bounded.
+
+With `--client socket` (or `--client sync socket`, walked in turn), the pages are
+also, or only, read through bench/socket_client.py: Connect over one blocking HTTP/1.1
+socket, the reply decoded as SyncClient decodes it, without pyqwest's threads and
+connectrpc's client around it: what the server takes to answer, with the least a
+client adds on cores it shares with the server and Redis.
 
 With `--trees`, one server per tree (a checkout, e.g. a `git worktree` of another
 commit, its code first on PYTHONPATH) on the same Redis and jobs, walked in
@@ -81,7 +88,10 @@ sys.path.insert(0, str(HERE.parent))
 from bench.drain_once import cpu_seconds  # noqa: E402
 from bench.edge_ab import _free_port, _wait_listening  # noqa: E402
 from bench.edge_ab import _instructions as cachegrind_instructions  # noqa: E402
+from bench.socket_client import SocketClient  # noqa: E402
 from tests.conftest import jobqueue_server_process  # noqa: E402  (the suite's server subprocess)
+
+Client = SyncClient | SocketClient
 
 JOB_TYPE = "bench-list"
 OTHER_TYPE = "bench-list-other"
@@ -144,7 +154,7 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def list_pages(client: SyncClient, selection: tuple[JobFilter, ListOrder]) -> Callable[[str], str]:
+def list_pages(client: Client, selection: tuple[JobFilter, ListOrder]) -> Callable[[str], str]:
     """ListJobs of a page of 100 after the token: the next token."""
 
     def call(token: str) -> str:
@@ -183,7 +193,7 @@ def calls_names() -> list[str]:
     return ["GetJob (for scale)", *SELECTIONS]
 
 
-def calls_of(client: SyncClient) -> dict[str, Callable[[str], str]]:
+def calls_of(client: Client) -> dict[str, Callable[[str], str]]:
     """What is walked: GetJob (for scale: the cheapest call there is, one job by id),
     then each selection page by page."""
     some_job = client.list_jobs(JobFilter(type=JOB_TYPE), page_size=1).jobs[0].id
@@ -317,6 +327,13 @@ def main() -> int:
         "--server", choices=("hypercorn", "h2corn"), default="hypercorn", help="the ASGI server"
     )
     parser.add_argument(
+        "--client",
+        nargs="+",
+        choices=("sync", "socket"),
+        default=["sync"],
+        help="through SyncClient and/or bench/socket_client.py (one blocking socket)",
+    )
+    parser.add_argument(
         "--gzip-trees",
         type=Path,
         nargs="+",
@@ -368,7 +385,10 @@ def main() -> int:
                     url, pid = stack.enter_context(server_under([], tree, redis_server.url, log))
                     label = f"{tree} "
                 gzipping = args.gzip or (tree is not None and tree.resolve() in gzip)
-                servers[label] = (calls_of(stack.enter_context(SyncClient(url, gzip=gzipping))), pid)
+                for kind in args.client:
+                    client: Client = SyncClient(url, gzip=gzipping) if kind == "sync" else SocketClient(url)
+                    named = f"{label}{kind} client: " if len(args.client) > 1 else label
+                    servers[named] = (calls_of(stack.enter_context(client)), pid)
             for calls, pid in servers.values():
                 walk(redis, pid, calls["pending, newest first"], calls=20)  # warm up
             results: dict[str, list[Walk]] = {}

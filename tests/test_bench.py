@@ -170,3 +170,18 @@ def test_the_cost_of_a_connection(redis_url: str) -> None:
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "new connection:" in ran.stdout and "cold pool, 100 concurrent commands" in ran.stdout
+
+
+@pytest.mark.timeout(180)
+def test_list_pages_through_both_clients() -> None:
+    """bench/list_jobs.py at tiny sizes, through SyncClient and the one-socket client: both
+    walk every selection (each page's size is checked by the walk); numbers unchecked."""
+    ran = subprocess.run(
+        [sys.executable, "bench/list_jobs.py", "--jobs", "10000", "--completed", "1000",
+         "--pages", "3", "--runs", "1", "--client", "sync", "socket"],
+        cwd=ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    for client in ("sync", "socket"):
+        for call in ("GetJob (for scale)", "pending, oldest first", "every type, pending, newest first"):
+            assert f"median of 1 runs, {client} client: {call}: p50" in ran.stdout, ran.stdout
