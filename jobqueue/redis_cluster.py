@@ -19,7 +19,7 @@ import redis
 from redis.crc import key_slot
 
 from .ports import port_free
-from .redis_server import HOST, RedisServer, free_port
+from .redis_server import HOST, RedisServer, free_port, serve_until_stopped
 
 SLOTS = 16384
 BUS_OFFSET = 10000  # Redis Cluster's bus port is the node's port + 10000
@@ -326,16 +326,7 @@ class LocalCluster:
 def main() -> None:
     """`python -m jobqueue.redis_cluster [DIR]`: runs a local cluster until Ctrl-C (or
     SIGTERM), its first master's URL on stdout (for benchmarks and trying things)."""
-    import signal  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="jobqueue-cluster-"))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with LocalCluster(data_dir) as cluster:
-        print(cluster.url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+    serve_until_stopped(LocalCluster, "jobqueue-cluster-")
 
 
 if __name__ == "__main__":

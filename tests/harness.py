@@ -70,6 +70,11 @@ class Harness:
         assert isinstance(claim, Job), claim
         return claim
 
+    async def failed_ids(self, job_type: str, limit: int = 100) -> list[str]:
+        """The type's dead letters, most recent first."""
+        ids: list[bytes] = await self.redis.zrevrange(self.keys.queue(job_type).failed, 0, limit - 1)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
     async def complete(self, job: Job) -> Result:
         """Records one successful run, as a worker's round does."""
         [record], _, _ = await self.transitions.round(job.type, job.worker_id, [job])

@@ -102,7 +102,7 @@ async def test_last_attempt_or_permanent_error_is_a_dead_letter(store: Harness, 
         dead = await store.get(job.id)
         assert (dead.status, dead.attempt, dead.last_error) == (JobStatus.FAILED, 1, error)
         assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= store.settings.retention_ms
-    assert await store.inspect.failed_ids("t") == [permanent.id, last.id]
+    assert await store.failed_ids("t") == [permanent.id, last.id]
     assert await store.transitions.fail(last, "boom", 1_000) == Result(Outcome.DEAD_LETTERED)  # a replay
 
 
@@ -114,7 +114,7 @@ async def test_lease_expiry_on_the_last_attempt_is_a_dead_letter(store: Harness,
     dead = await store.get(job.id)
     assert dead.status is JobStatus.FAILED
     assert "lease expired" in dead.last_error and "last attempt" in dead.last_error
-    assert await store.inspect.failed_ids("t") == [job.id]
+    assert await store.failed_ids("t") == [job.id]
 
 
 async def test_a_stale_copy_of_a_retrying_job_is_not_run_early(store: Harness, blocking: Redis) -> None:
@@ -140,7 +140,7 @@ async def test_retry_job_redrives_failed_and_cancelled_jobs(store: Harness, bloc
         again = await store.retry(job_id)
         assert (again.status, again.attempt, again.finished_at) == (JobStatus.PENDING, 0, 0)
         assert await store.redis.pttl(store.keys.job(job_id)) == -1
-    assert await store.inspect.failed_ids("t") == []
+    assert await store.failed_ids("t") == []
     assert (await store.get(failed.id)).last_error == "boom"  # kept for the record
     assert (await start(store, blocking)).id == failed.id
 
@@ -244,7 +244,7 @@ async def test_a_corrupt_record_is_skipped_and_dead_lettered(store: Harness, blo
     await store.redis.hset(store.keys.job(job.id), "created_at", "yesterday")
     assert await store.pop(blocking, "t", 1) == job.id
     assert await store.claim("t", job.id, "w1", LEASE_MS) == Result(Outcome.DEAD_LETTERED)
-    assert await store.inspect.failed_ids("t") == [job.id]
+    assert await store.failed_ids("t") == [job.id]
     raw = await store.redis.hgetall(store.keys.job(job.id))
     assert raw[b"status"] == b"4" and raw[b"last_error"].startswith(b"corrupt job record")
     healthy = await store.enqueue("t", b"")
@@ -308,7 +308,7 @@ async def test_worker_dead_letters_after_the_last_attempt(store: Harness, settin
         job = await store.enqueue("t", b"", None, JobOptions(max_attempts=2))
         await eventually(status_is(store, job.id, JobStatus.FAILED), what="dead letter")
     assert (await store.get(job.id)).attempt == 2
-    assert await store.inspect.failed_ids("t") == [job.id]
+    assert await store.failed_ids("t") == [job.id]
     assert worker.stats[Event.RETRY_SCHEDULED] == 1 and worker.stats[Event.DEAD_LETTERED] == 1
 
 

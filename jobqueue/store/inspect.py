@@ -56,11 +56,6 @@ class Inspector:
         members: set[bytes] = await self.redis.smembers(self.keys.types)  # type: ignore[assignment]
         return {t.decode() for t in members}
 
-    async def failed_ids(self, job_type: str, limit: int = 100) -> list[str]:
-        """The type's dead letters, most recent first."""
-        ids: list[bytes] = await self.redis.zrevrange(self.keys.queue(job_type).failed, 0, limit - 1)  # type: ignore[assignment]
-        return [i.decode() for i in ids]
-
     async def held_by(self, job_type: str, worker_id: str, *, partition: str | None = None) -> list[str]:
         """The ids a worker claimed and has not finished (may include stale ones)."""
         members: set[bytes] = await self.redis.smembers(self.keys.queue(job_type, partition).held(worker_id))  # type: ignore[assignment]
