@@ -83,7 +83,7 @@ class Scheduler:
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def _types(self) -> Collection[str]:
         return self.job_types if self.job_types is not None else await self.store.inspect.job_types()

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import math
 import socket
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -37,7 +36,7 @@ from redis.asyncio.sentinel import (
 )
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, RedisClusterException
+from redis.exceptions import DataError, RedisClusterException, RedisClusterUnreachableError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -137,30 +136,20 @@ class ClusterUnreachable(RedisConnectionError):
 
 class _Cluster(RedisCluster):
     """redis-py's cluster client, whose failure to read the slot map is an outage
-    (`read_slot_map`), and which sends each command once while it connects or the
-    cluster fails over.
+    (`read_slot_map`), and which reads the map before a command's first route.
 
-    Left to itself, a command issued before the client has read the slot map (a fresh
-    client's first ones, or the first after it closed itself) is routed as if it had
-    no key, to the default node, which answers MOVED for the slots it does not own.
-    And redis-py closes the whole client to read the map again: every connection to
-    every node, those with a command in flight too. It does so after every
-    `reinitialize_steps`-th MOVED, after a CLUSTERDOWN or a slot missing from its map
-    (ClusterDownError, SlotNotCoveredError), after any failure of a pipeline's node
-    (the pipeline's retry), and when a map read again fails. The commands so cut,
-    applied by Redis but unanswered, fail with a ConnectionError, and redis-py sends
-    them again: a handler's INCR through `Worker.redis` counted twice when a worker
-    started with jobs waiting (a burst of first commands), and a script in flight on
-    one master was sent again while a CLUSTERDOWN came from another.
-
-    So a command first waits for the slot map; a MOVED only patches the map
-    (`connect_cluster`: reinitialize_steps=0); the `aclose` redis-py calls from its
-    own handler of a command's or a pipeline's failure only marks the map to be read
-    again before the next command (as redis-py does itself after a ConnectionError;
-    the `SlotMap` routes read it then too, `cluster_connection.SlotMap.master_of`);
-    and a map read again that fails closes nothing (`ClusterUnreachable`, the map
-    still to be read). Reading the map again closes a connection only once its command
-    is answered (redis-py's `set_nodes`). A caller's own `aclose()` closes everything.
+    redis-py reads the map again in place when a command meets a node gone, a
+    CLUSTERDOWN or a slot missing from its map, and closes a connection only once its
+    command is answered (`set_nodes`); a MOVED only patches the map here
+    (`connect_cluster`: reinitialize_steps=0). Left to itself, a read of the map that
+    fails (no node answers, or their maps leave a slot uncovered or disagree: the
+    cluster down or failing over) raises from the first read, which would end a
+    process started while its cluster is down, and is logged at ERROR after a later
+    one, the command then sent by the map as it was. Here every read of the map,
+    redis-py's own and the `SlotMap` routes' (`cluster_connection.SlotMap.master_of`),
+    fails as `ClusterUnreachable`, an outage like a single Redis that refuses
+    connections; a read again that fails closes nothing, and the map is read again
+    before the next command. A caller's own `aclose()` closes everything.
 
     A command whose connection really fails after Redis applied it is still sent
     again by redis-py's retry, as on a single Redis (docs/design.md, "Redis Cluster")."""
@@ -189,10 +178,19 @@ class _Cluster(RedisCluster):
         self._map_read = True
         return self
 
+    async def _refresh_topology(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> None:
+        # redis-py's own read of the map in place (after a CLUSTERDOWN) fails as ours does.
+        await read_slot_map(self, additional_startup_nodes_info, last_failed_node_name)
+
     async def _read_map_again(
         self, additional_startup_nodes_info: list[tuple[str, int]] | None, last_failed_node_name: str | None
     ) -> RedisCluster:
-        """redis-py's `initialize` without its close of every node when the read fails."""
+        """redis-py's `initialize` once the map was read, its failure an outage that
+        leaves the map to be read again (not logged at ERROR, not carried on without)."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -200,24 +198,6 @@ class _Cluster(RedisCluster):
                 await read_slot_map(self, additional_startup_nodes_info, last_failed_node_name)
                 self._initialize = False
         return self
-
-    async def aclose(self) -> None:
-        if _in_redis_pys_failure_handler():
-            self._initialize = True  # read the map again before the next command
-            return
-        await super().aclose()
-
-
-def _in_redis_pys_failure_handler() -> bool:
-    """Whether the caller is redis-py's cluster client handling a failure: the error
-    being handled (`sys.exc_info`, which an awaited coroutine shares with the frame
-    that awaits it) was caught in redis-py's cluster module. A caller's own `aclose`,
-    even inside its own `except` block, is outside that module; a task that closes the
-    client is outside any handler."""
-    _, error, _ = sys.exc_info()
-    if error is None or error.__traceback__ is None:
-        return False
-    return error.__traceback__.tb_frame.f_globals.get("__name__") == RedisCluster.__module__
 
 
 async def read_slot_map(
@@ -228,19 +208,21 @@ async def read_slot_map(
     """Reads the cluster's slot map again (after MOVED, or a node lost: the one that
     failed asked last); a failure to, as `ClusterUnreachable`."""
     try:
-        await cluster.nodes_manager.initialize(additional_startup_nodes_info, last_failed_node_name)
+        await RedisCluster._refresh_topology(cluster, additional_startup_nodes_info, last_failed_node_name)
     except RedisClusterException as exc:
         _raise_if_unreachable(exc)
         raise
 
 
 def _raise_if_unreachable(exc: RedisClusterException) -> None:
-    """redis-py raises a bare RedisClusterException when no node answers, or when the
-    nodes' maps leave slots uncovered or disagree (a failover under way): a process
-    started while its cluster is down would die of it, and a running one log it as a
-    bug. It raises the same class for a node without cluster mode, which no retry will
-    fix: that one stands."""
-    if type(exc) is RedisClusterException and "Cluster mode is not enabled" not in str(exc):
+    """redis-py raises RedisClusterUnreachableError when no node answers, and a bare
+    RedisClusterException when the nodes' maps leave slots uncovered or disagree (a
+    failover under way): a process started while its cluster is down would die of it,
+    and a running one log it as a bug. It raises the bare class for a node without
+    cluster mode too, which no retry will fix: that one stands."""
+    if isinstance(exc, RedisClusterUnreachableError) or (
+        type(exc) is RedisClusterException and "Cluster mode is not enabled" not in str(exc)
+    ):
         raise ClusterUnreachable(str(exc)) from exc
 
 
@@ -292,7 +274,7 @@ def _sentinels(parsed: SentinelURL, timeout_s: float | None) -> Sentinel:
     }
     if tls.pop("connection_class", None) is not None:
         options |= {"ssl": True, **tls}
-    return Sentinel(list(parsed.sentinels), sentinel_kwargs=options)  # type: ignore[no-untyped-call]
+    return Sentinel(list(parsed.sentinels), sentinel_kwargs=options)
 
 
 def connection_factory(
