@@ -208,6 +208,7 @@ async def read_slot_map(
     """Reads the cluster's slot map again (after MOVED, or a node lost: the one that
     failed asked last); a failure to, as `ClusterUnreachable`."""
     try:
+        # The base class' read: `_Cluster._refresh_topology` is this function.
         await RedisCluster._refresh_topology(cluster, additional_startup_nodes_info, last_failed_node_name)
     except RedisClusterException as exc:
         _raise_if_unreachable(exc)
