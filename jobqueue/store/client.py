@@ -170,11 +170,8 @@ class _Cluster(RedisCluster):
     ) -> RedisCluster:
         if self._initialize and self._map_read:
             return await self._read_map_again(additional_startup_nodes_info, last_failed_node_name)
-        try:
-            await super().initialize(additional_startup_nodes_info, last_failed_node_name)
-        except RedisClusterException as exc:
-            _raise_if_unreachable(exc)
-            raise
+        # The first read goes through `_refresh_topology`: its failure is ClusterUnreachable.
+        await super().initialize(additional_startup_nodes_info, last_failed_node_name)
         self._map_read = True
         return self
 
