@@ -158,6 +158,12 @@ class _Cluster(RedisCluster):
     # that fails leaves the connections alone.
     _map_read = False
 
+    def _initialize_due(self) -> bool:
+        # redis-py paces its reads of the map after a failure; here a pipeline's next
+        # attempt reads it first, as a command's does (`execute_command`), so a map that
+        # cannot be read is an outage at once for both, not a retried CLUSTERDOWN.
+        return self._initialize
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._initialize:
             await self.initialize()  # the slot map, before the command's node is chosen
