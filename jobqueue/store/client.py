@@ -149,7 +149,8 @@ class _Cluster(RedisCluster):
     redis-py's own and the `SlotMap` routes' (`cluster_connection.SlotMap.master_of`),
     fails as `ClusterUnreachable`, an outage like a single Redis that refuses
     connections; a read again that fails closes nothing, and the map is read again
-    before the next command. A caller's own `aclose()` closes everything.
+    before the next command or pipeline attempt, not paced by redis-py's backoff. A
+    caller's own `aclose()` closes everything.
 
     A command whose connection really fails after Redis applied it is still sent
     again by redis-py's retry, as on a single Redis (docs/design.md, "Redis Cluster")."""
